@@ -1,0 +1,402 @@
+#include "io/safetensors.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <utility>
+
+namespace iclbench::io {
+
+static_assert(std::endian::native == std::endian::little,
+              "safetensors data is little-endian; a big-endian host would need byte swaps");
+
+namespace {
+
+struct DTypeEntry {
+  DType dtype;
+  std::string_view name;
+  std::size_t size;
+};
+constexpr std::array<DTypeEntry, 15> kDTypes = {{
+    {DType::kBool, "BOOL", 1},     {DType::kU8, "U8", 1},   {DType::kI8, "I8", 1},
+    {DType::kF8E4M3, "F8_E4M3", 1}, {DType::kF8E5M2, "F8_E5M2", 1},
+    {DType::kI16, "I16", 2},       {DType::kU16, "U16", 2}, {DType::kF16, "F16", 2},
+    {DType::kBF16, "BF16", 2},     {DType::kI32, "I32", 4}, {DType::kU32, "U32", 4},
+    {DType::kF32, "F32", 4},       {DType::kF64, "F64", 8}, {DType::kI64, "I64", 8},
+    {DType::kU64, "U64", 8},
+}};
+
+constexpr std::uint64_t kHeaderLengthBytes = 8;
+constexpr int kMaxJsonDepth = 4;  // {tensor: {shape: [..]}} is depth 3
+constexpr std::size_t kMaxRank = 16;
+
+// Thrown from the JSON parser callback; turned into a FormatError by the caller.
+struct HeaderShapeError {
+  std::string what;
+};
+
+std::uint64_t read_le_u64(const std::byte* bytes) {
+  std::uint64_t value;
+  std::memcpy(&value, bytes, sizeof value);
+  return value;
+}
+
+}  // namespace
+
+std::string_view dtype_name(DType dtype) {
+  for (const auto& entry : kDTypes)
+    if (entry.dtype == dtype) return entry.name;
+  return "?";
+}
+
+std::size_t dtype_size(DType dtype) {
+  for (const auto& entry : kDTypes)
+    if (entry.dtype == dtype) return entry.size;
+  return 0;
+}
+
+std::optional<DType> parse_dtype(std::string_view name) {
+  for (const auto& entry : kDTypes)
+    if (entry.name == name) return entry.dtype;
+  return std::nullopt;
+}
+
+FormatError::FormatError(const std::string& file, std::uint64_t byte_offset,
+                         const std::string& what)
+    : std::runtime_error(file + ": byte " + std::to_string(byte_offset) + ": " + what),
+      byte_offset_(byte_offset) {}
+
+std::int64_t TensorInfo::numel() const {
+  std::int64_t count = 1;
+  for (std::int64_t extent : shape) count *= extent;
+  return count;
+}
+
+std::string TensorInfo::shape_string() const {
+  std::string text = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i > 0) text += ", ";
+    text += std::to_string(shape[i]);
+  }
+  return text + "]";
+}
+
+SafetensorsReader::SafetensorsReader(const std::filesystem::path& path) : name_(path.string()) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw IoError("cannot open " + name_ + ": " + std::strerror(errno));
+  struct stat info {};
+  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    ::close(fd);
+    throw IoError("cannot read " + name_ + ": not a regular file");
+  }
+  const auto size = static_cast<std::size_t>(info.st_size);
+  if (size > 0) {
+    void* mapping = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (mapping == MAP_FAILED) {
+      const int err = errno;
+      ::close(fd);
+      throw IoError("cannot map " + name_ + ": " + std::strerror(err));
+    }
+    mapping_ = mapping;
+    mapping_size_ = size;
+    image_ = std::span(static_cast<const std::byte*>(mapping), size);
+  }
+  ::close(fd);
+  parse();
+}
+
+SafetensorsReader::SafetensorsReader(std::string display_name, std::span<const std::byte> bytes)
+    : name_(std::move(display_name)), image_(bytes) {
+  parse();
+}
+
+SafetensorsReader::~SafetensorsReader() {
+  if (mapping_ != nullptr) ::munmap(mapping_, mapping_size_);
+}
+
+SafetensorsReader::SafetensorsReader(SafetensorsReader&& other) noexcept
+    : name_(std::move(other.name_)),
+      image_(std::exchange(other.image_, {})),
+      mapping_(std::exchange(other.mapping_, nullptr)),
+      mapping_size_(std::exchange(other.mapping_size_, 0)),
+      tensors_(std::move(other.tensors_)),
+      metadata_(std::move(other.metadata_)),
+      unaligned_copies_(std::move(other.unaligned_copies_)) {}
+
+SafetensorsReader& SafetensorsReader::operator=(SafetensorsReader&& other) noexcept {
+  if (this != &other) {
+    if (mapping_ != nullptr) ::munmap(mapping_, mapping_size_);
+    name_ = std::move(other.name_);
+    image_ = std::exchange(other.image_, {});
+    mapping_ = std::exchange(other.mapping_, nullptr);
+    mapping_size_ = std::exchange(other.mapping_size_, 0);
+    tensors_ = std::move(other.tensors_);
+    metadata_ = std::move(other.metadata_);
+    unaligned_copies_ = std::move(other.unaligned_copies_);
+  }
+  return *this;
+}
+
+FormatError SafetensorsReader::error_at(std::uint64_t byte_offset, const std::string& what) const {
+  return FormatError(name_, byte_offset, what);
+}
+
+FormatError SafetensorsReader::error_at(const TensorInfo& tensor, const std::string& what) const {
+  return FormatError(name_, tensor.begin, "tensor '" + tensor.name + "': " + what);
+}
+
+void SafetensorsReader::parse() {
+  const std::uint64_t file_size = image_.size();
+  if (file_size < kHeaderLengthBytes) {
+    throw error_at(0, "file is " + std::to_string(file_size) +
+                          " bytes, too short for the 8-byte header length (truncated?)");
+  }
+  const std::uint64_t header_size = read_le_u64(image_.data());
+  if (header_size > kMaxHeaderBytes) {
+    throw error_at(0, "header length " + std::to_string(header_size) + " exceeds the limit of " +
+                          std::to_string(kMaxHeaderBytes) + " bytes (not a safetensors file?)");
+  }
+  if (header_size > file_size - kHeaderLengthBytes) {
+    throw error_at(0, "header length " + std::to_string(header_size) +
+                          " runs past the end of the file (file is " + std::to_string(file_size) +
+                          " bytes; truncated?)");
+  }
+  const std::string_view header(reinterpret_cast<const char*>(image_.data()) + kHeaderLengthBytes,
+                                header_size);
+  if (header.empty() || header.front() != '{') {
+    throw error_at(kHeaderLengthBytes, "header does not start with '{'");
+  }
+  const std::uint64_t data_start = kHeaderLengthBytes + header_size;
+  const std::uint64_t data_size = file_size - data_start;
+
+  // Where a key first appears in the header, for error messages that point into the JSON.
+  auto key_offset = [&](const std::string& key) -> std::uint64_t {
+    const std::size_t at = header.find(nlohmann::json(key).dump());
+    return kHeaderLengthBytes + (at == std::string_view::npos ? 0 : at);
+  };
+
+  nlohmann::json root;
+  std::vector<std::string> top_level_keys;
+  try {
+    root = nlohmann::json::parse(
+        header.begin(), header.end(),
+        [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+          if (depth > kMaxJsonDepth) throw HeaderShapeError{"header JSON is nested too deeply"};
+          if (event == nlohmann::json::parse_event_t::key && depth == 1) {
+            std::string key = parsed.get<std::string>();
+            if (std::find(top_level_keys.begin(), top_level_keys.end(), key) !=
+                top_level_keys.end()) {
+              throw HeaderShapeError{"duplicate entry '" + key + "' in the header"};
+            }
+            top_level_keys.push_back(std::move(key));
+          }
+          return true;
+        });
+  } catch (const nlohmann::json::parse_error& error) {
+    const std::uint64_t at = error.byte > 0 ? error.byte - 1 : 0;
+    std::string message = error.what();
+    if (auto pos = message.find("] "); pos != std::string::npos) message.erase(0, pos + 2);
+    throw error_at(kHeaderLengthBytes + at, "header is not valid JSON: " + message);
+  } catch (const HeaderShapeError& error) {
+    throw error_at(kHeaderLengthBytes, error.what);
+  }
+  if (!root.is_object()) throw error_at(kHeaderLengthBytes, "header is not a JSON object");
+
+  for (const auto& [key, value] : root.items()) {
+    if (key == "__metadata__") {
+      if (!value.is_object()) {
+        throw error_at(key_offset(key), "__metadata__ must be an object of strings");
+      }
+      for (const auto& [meta_key, meta_value] : value.items()) {
+        if (!meta_value.is_string()) {
+          throw error_at(key_offset(meta_key),
+                         "__metadata__ entry '" + meta_key + "' is not a string");
+        }
+        metadata_[meta_key] = meta_value.get<std::string>();
+      }
+      continue;
+    }
+    const std::uint64_t at = key_offset(key);
+    const std::string where = "tensor '" + key + "': ";
+    if (!value.is_object()) throw error_at(at, where + "entry is not an object");
+    for (const auto& [field, ignored] : value.items()) {
+      if (field != "dtype" && field != "shape" && field != "data_offsets") {
+        throw error_at(at, where + "unknown field '" + field + "'");
+      }
+    }
+    if (!value.contains("dtype") || !value["dtype"].is_string()) {
+      throw error_at(at, where + "missing or non-string 'dtype'");
+    }
+    const auto dtype = parse_dtype(value["dtype"].get<std::string>());
+    if (!dtype) {
+      throw error_at(at, where + "unknown dtype '" + value["dtype"].get<std::string>() + "'");
+    }
+    if (!value.contains("shape") || !value["shape"].is_array()) {
+      throw error_at(at, where + "missing or non-array 'shape'");
+    }
+    if (value["shape"].size() > kMaxRank) {
+      throw error_at(at, where + "rank " + std::to_string(value["shape"].size()) +
+                             " exceeds the limit of " + std::to_string(kMaxRank));
+    }
+    TensorInfo tensor{key, *dtype, {}, 0, 0};
+    std::uint64_t byte_count = dtype_size(*dtype);
+    for (const auto& extent : value["shape"]) {
+      if (!extent.is_number_unsigned()) {
+        throw error_at(at, where + "shape entries must be non-negative integers, got " +
+                               extent.dump());
+      }
+      const auto extent_value = extent.get<std::uint64_t>();
+      if (extent_value > static_cast<std::uint64_t>(INT64_MAX) ||
+          __builtin_mul_overflow(byte_count, extent_value, &byte_count)) {
+        throw error_at(at, where + "shape " + value["shape"].dump() + " is too large");
+      }
+      tensor.shape.push_back(static_cast<std::int64_t>(extent_value));
+    }
+    const auto& offsets = value.contains("data_offsets") ? value["data_offsets"] : nlohmann::json();
+    if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
+        !offsets[1].is_number_unsigned()) {
+      throw error_at(at, where + "'data_offsets' must be two non-negative integers");
+    }
+    const auto begin = offsets[0].get<std::uint64_t>();
+    const auto end = offsets[1].get<std::uint64_t>();
+    if (begin > end) {
+      throw error_at(at, where + "data_offsets [" + std::to_string(begin) + ", " +
+                             std::to_string(end) + "] end before they begin");
+    }
+    if (end > data_size) {
+      throw error_at(at, where + "data_offsets [" + std::to_string(begin) + ", " +
+                             std::to_string(end) + "] run past the end of the file (the data " +
+                             "section holds " + std::to_string(data_size) + " bytes; truncated?)");
+    }
+    if (end - begin != byte_count) {
+      throw error_at(at, where + "shape " + tensor.shape_string() + " of " +
+                             std::string(dtype_name(*dtype)) + " needs " +
+                             std::to_string(byte_count) + " bytes but data_offsets span " +
+                             std::to_string(end - begin));
+    }
+    tensor.begin = data_start + begin;
+    tensor.end = data_start + end;
+    tensors_.push_back(std::move(tensor));
+  }
+
+  // The format requires the tensors to tile the data section exactly: no overlap, no hole, no
+  // trailing bytes.
+  std::sort(tensors_.begin(), tensors_.end(), [](const TensorInfo& a, const TensorInfo& b) {
+    return std::tie(a.begin, a.end) < std::tie(b.begin, b.end);
+  });
+  std::uint64_t covered = data_start;
+  const TensorInfo* previous = nullptr;
+  for (const TensorInfo& tensor : tensors_) {
+    if (tensor.begin < covered) {
+      throw error_at(tensor.begin, "tensors '" + previous->name + "' and '" + tensor.name +
+                                       "' overlap");
+    }
+    if (tensor.begin > covered) {
+      throw error_at(covered, std::to_string(tensor.begin - covered) +
+                                  " bytes before tensor '" + tensor.name +
+                                  "' belong to no tensor");
+    }
+    covered = tensor.end;
+    previous = &tensor;
+  }
+  if (covered != file_size) {
+    throw error_at(covered, std::to_string(file_size - covered) +
+                                " bytes after the last tensor belong to no tensor");
+  }
+}
+
+const TensorInfo* SafetensorsReader::find(std::string_view tensor_name) const {
+  for (const TensorInfo& tensor : tensors_)
+    if (tensor.name == tensor_name) return &tensor;
+  return nullptr;
+}
+
+std::span<const std::byte> SafetensorsReader::bytes(const TensorInfo& tensor) const {
+  return image_.subspan(tensor.begin, tensor.end - tensor.begin);
+}
+
+std::span<const float> SafetensorsReader::f32(const TensorInfo& tensor) const {
+  if (tensor.dtype != DType::kF32) {
+    throw error_at(tensor, "dtype is " + std::string(dtype_name(tensor.dtype)) + ", expected F32");
+  }
+  const std::span<const std::byte> raw = bytes(tensor);
+  const auto count = raw.size() / sizeof(float);
+  if (reinterpret_cast<std::uintptr_t>(raw.data()) % alignof(float) == 0) {
+    return {reinterpret_cast<const float*>(raw.data()), count};
+  }
+  auto& copy = unaligned_copies_[tensor.name];
+  if (copy.size() != count) {
+    copy.resize(count);
+    std::memcpy(copy.data(), raw.data(), raw.size());
+  }
+  return copy;
+}
+
+SafetensorsWriter::SafetensorsWriter(const std::filesystem::path& path,
+                                     const std::map<std::string, std::string>& metadata,
+                                     const std::vector<TensorToWrite>& tensors,
+                                     Overwrite overwrite)
+    : file_(path, overwrite) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::uint64_t offset = 0;
+  for (const TensorToWrite& tensor : tensors) {
+    std::uint64_t size = dtype_size(tensor.dtype);
+    for (std::int64_t extent : tensor.shape) size *= static_cast<std::uint64_t>(extent);
+    header[tensor.name] = {{"dtype", dtype_name(tensor.dtype)},
+                           {"shape", tensor.shape},
+                           {"data_offsets", {offset, offset + size}}};
+    slots_.push_back({tensor.name, offset, size, tensor.dtype});
+    offset += size;
+  }
+  std::string header_text = header.dump();
+  // Pad with spaces (valid JSON whitespace) so that tensor data starts 8-byte aligned, as the
+  // reference implementation does; readers can then view it in place.
+  header_text.append((8 - header_text.size() % 8) % 8, ' ');
+  const std::uint64_t data_start = kHeaderLengthBytes + header_text.size();
+  for (Slot& slot : slots_) slot.begin += data_start;
+  file_size_ = data_start + offset;
+
+  file_.reserve(file_size_);
+  std::array<std::byte, kHeaderLengthBytes> length{};
+  const std::uint64_t header_length = header_text.size();
+  std::memcpy(length.data(), &header_length, sizeof header_length);
+  file_.write_at(0, length);
+  file_.write_at(kHeaderLengthBytes, header_text);
+}
+
+const SafetensorsWriter::Slot& SafetensorsWriter::slot(std::string_view tensor_name) const {
+  for (const Slot& slot : slots_)
+    if (slot.name == tensor_name) return slot;
+  throw std::logic_error("SafetensorsWriter: no tensor named " + std::string(tensor_name));
+}
+
+void SafetensorsWriter::write(std::string_view tensor_name, std::uint64_t byte_offset,
+                              std::span<const std::byte> bytes) {
+  const Slot& target = slot(tensor_name);
+  if (byte_offset + bytes.size() > target.size) {
+    throw std::logic_error("SafetensorsWriter: write past the end of tensor " +
+                           std::string(tensor_name));
+  }
+  file_.write_at(target.begin + byte_offset, bytes);
+}
+
+void SafetensorsWriter::write_f32(std::string_view tensor_name, std::uint64_t element_offset,
+                                  std::span<const float> values) {
+  if (slot(tensor_name).dtype != DType::kF32) {
+    throw std::logic_error("SafetensorsWriter: tensor " + std::string(tensor_name) +
+                           " is not F32");
+  }
+  write(tensor_name, element_offset * sizeof(float), std::as_bytes(values));
+}
+
+}  // namespace iclbench::io
