@@ -1,0 +1,68 @@
+#pragma once
+// Task sets on disk: safetensors files with tensors
+//   x [T, N, d]  y [T, N]  w_star [T, d]  x_query [T, M, d]  y_query [T, M]
+//   y_query_noisy [T, M]   (only when noise > 0)
+// all F32, and __metadata__ {format, format_version, generator, params (JSON), seed,
+// iclbench_version}. T tasks, N context examples, M queries, d input dimension.
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <span>
+#include <string>
+
+#include "data_gen/task_generator.hpp"
+#include "io/safetensors.hpp"
+
+namespace iclbench::data {
+
+inline constexpr std::string_view kDatasetFormat = "iclbench-dataset";
+inline constexpr int kDatasetFormatVersion = 1;
+
+struct WriteOptions {
+  io::Overwrite overwrite = io::Overwrite::kRefuse;
+  // Called from the writing thread after each chunk of tasks.
+  std::function<void(std::int64_t tasks_done, std::int64_t tasks_total)> progress;
+  // Tasks are generated in chunks of about this many bytes, in parallel within a chunk.
+  std::uint64_t chunk_bytes = 64u << 20;
+};
+
+// The metadata written into a data set file, and the parameters as JSON text.
+std::map<std::string, std::string> dataset_metadata(const TaskSpec& spec);
+std::string spec_to_json(const TaskSpec& spec);
+
+// Generates every task of `spec` (tbb::parallel_for over tasks; the bytes do not depend on the
+// thread count) and writes them atomically to `path`. Validates `spec` first.
+void write_dataset(const TaskSpec& spec, const std::filesystem::path& path,
+                   const WriteOptions& options = {});
+
+// A validated, memory-mapped task set.
+class Dataset {
+ public:
+  // Throws io::FormatError naming the file and byte offset of the first problem.
+  static Dataset open(const std::filesystem::path& path);
+
+  const TaskSpec& spec() const { return spec_; }
+  const std::map<std::string, std::string>& metadata() const { return file_.metadata(); }
+  std::int64_t n_tasks() const { return spec_.n_tasks; }
+  std::int64_t dim() const { return spec_.dim; }
+  std::int64_t n_examples() const { return spec_.n_examples; }
+  std::int64_t n_queries() const { return spec_.n_queries; }
+
+  std::span<const float> x(std::int64_t task) const;        // [N, d]
+  std::span<const float> y(std::int64_t task) const;        // [N]
+  std::span<const float> w_star(std::int64_t task) const;   // [d]
+  std::span<const float> x_query(std::int64_t task) const;  // [M, d]
+  std::span<const float> y_query(std::int64_t task) const;  // [M]
+  std::span<const float> y_query_noisy(std::int64_t task) const;  // [M]; empty if noise == 0
+
+ private:
+  explicit Dataset(io::SafetensorsReader file) : file_(std::move(file)) {}
+
+  io::SafetensorsReader file_;
+  TaskSpec spec_;
+  std::span<const float> x_, y_, w_star_, x_query_, y_query_, y_query_noisy_;
+};
+
+}  // namespace iclbench::data

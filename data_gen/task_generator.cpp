@@ -1,0 +1,350 @@
+#include "data_gen/task_generator.hpp"
+
+#include <Eigen/Dense>
+#include <array>
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <vector>
+
+#include "data_gen/philox.hpp"
+
+namespace iclbench::data {
+namespace {
+
+struct FamilyEntry {
+  Family family;
+  std::string_view name;
+  std::string_view description;
+};
+constexpr std::array<FamilyEntry, 10> kFamilies = {{
+    {Family::kGaussian, "gaussian", "isotropic Gaussian inputs x ~ N(0, I)"},
+    {Family::kSkewed, "skewed",
+     "Gaussian with covariance eigenvalues geometric from 1 to 1/kappa, random rotation per task"},
+    {Family::kSphere, "sphere", "uniform on the sphere of radius sqrt(d)"},
+    {Family::kCube, "cube", "uniform in the cube [-sqrt(3), sqrt(3)]^d"},
+    {Family::kGmm, "gmm",
+     "two-component mixture x = y*mu + z, z ~ N(0, I), |mu| = scale, mu along w*"},
+    {Family::kQuadrants, "quadrants",
+     "context inputs in one random orthant per task, queries from N(0, I)"},
+    {Family::kOrthogonal, "orthogonal",
+     "context in a random floor(d/2)-dim subspace, queries in its orthogonal complement"},
+    {Family::kOverlap, "overlap", "every query is a copy of a random context input"},
+    {Family::kHalfSubspace, "half-subspace",
+     "context and queries in one random floor(d/2)-dim subspace per task"},
+    {Family::kScaled, "scaled", "Gaussian inputs scaled by --scale"},
+}};
+
+bool uses_rotation(Family family) {
+  return family == Family::kSkewed || family == Family::kOrthogonal ||
+         family == Family::kHalfSubspace;
+}
+
+std::string format_number(double value) {
+  std::ostringstream text;
+  text << value;
+  return text.str();
+}
+
+// Everything a task draws once: w* and the family's geometry.
+struct TaskGeometry {
+  Eigen::VectorXd w_star;      // [d], unit norm, as stored (rounded to float)
+  Eigen::MatrixXd rotation;    // [d, d] Haar-distributed orthogonal matrix (rotation families)
+  Eigen::VectorXd axis_scale;  // [d] sqrt of the covariance eigenvalues (skewed)
+  Eigen::VectorXd orthant;     // [d] +-1 (quadrants)
+  Eigen::VectorXd mu;          // [d] mixture mean (gmm)
+};
+
+// Haar-distributed orthogonal matrix: QR of a Gaussian matrix, with the signs of R's diagonal
+// moved into Q (without that correction Q is not uniformly distributed).
+Eigen::MatrixXd haar_rotation(std::uint64_t seed, std::uint32_t task, int dim) {
+  Eigen::MatrixXd gaussian(dim, dim);
+  for (int col = 0; col < dim; ++col) {
+    DrawSequence draws(seed, task, static_cast<std::uint32_t>(col), Stream::kTaskGeometry);
+    for (int row = 0; row < dim; ++row) gaussian(row, col) = draws.normal();
+  }
+  const Eigen::HouseholderQR<Eigen::MatrixXd> qr(gaussian);
+  Eigen::MatrixXd rotation = qr.householderQ();
+  for (int col = 0; col < dim; ++col) {
+    if (qr.matrixQR()(col, col) < 0) rotation.col(col) *= -1.0;
+  }
+  return rotation;
+}
+
+TaskGeometry make_geometry(const TaskSpec& spec, std::uint32_t task) {
+  const int dim = static_cast<int>(spec.dim);
+  TaskGeometry geometry;
+  {
+    DrawSequence draws(spec.seed, task, 0, Stream::kWStar);
+    Eigen::VectorXd w(dim);
+    for (int j = 0; j < dim; ++j) w[j] = draws.normal();
+    w /= w.norm();
+    // The stored w* is what labels are computed from, so round it first.
+    geometry.w_star = w.cast<float>().cast<double>();
+  }
+  switch (spec.family) {
+    case Family::kSkewed: {
+      geometry.rotation = haar_rotation(spec.seed, task, dim);
+      geometry.axis_scale.resize(dim);
+      for (int j = 0; j < dim; ++j) {
+        const double exponent = dim == 1 ? 0.0 : static_cast<double>(j) / (dim - 1);
+        geometry.axis_scale[j] = std::sqrt(std::pow(spec.kappa, -exponent));
+      }
+      break;
+    }
+    case Family::kOrthogonal:
+    case Family::kHalfSubspace:
+      geometry.rotation = haar_rotation(spec.seed, task, dim);
+      break;
+    case Family::kQuadrants: {
+      // Column index `dim` of the geometry stream is free (rotations use columns 0..dim-1).
+      DrawSequence draws(spec.seed, task, static_cast<std::uint32_t>(dim), Stream::kTaskGeometry);
+      geometry.orthant.resize(dim);
+      for (int j = 0; j < dim; ++j) geometry.orthant[j] = (draws.bits() & 1u) ? 1.0 : -1.0;
+      break;
+    }
+    case Family::kGmm:
+      geometry.mu = spec.scale * geometry.w_star;
+      break;
+    default:
+      break;
+  }
+  return geometry;
+}
+
+enum class Role { kContext, kQuery };
+
+// One input x (before rounding to float) for the given role, example and rejection attempt.
+// For gmm, `component` receives the example's mixture label.
+void draw_input(const TaskSpec& spec, const TaskGeometry& geometry, Role role, std::uint32_t task,
+                std::uint32_t example, std::uint32_t attempt, Eigen::VectorXd& x,
+                double& component) {
+  const int dim = static_cast<int>(spec.dim);
+  const Stream stream = role == Role::kContext ? Stream::kContextInput : Stream::kQueryInput;
+  DrawSequence draws(spec.seed, task, example, stream, attempt);
+  const int half = dim / 2;
+  switch (spec.family) {
+    case Family::kGaussian:
+    case Family::kOverlap:  // queries of `overlap` never get here
+      for (int j = 0; j < dim; ++j) x[j] = draws.normal();
+      break;
+    case Family::kScaled:
+      for (int j = 0; j < dim; ++j) x[j] = spec.scale * draws.normal();
+      break;
+    case Family::kSkewed: {
+      Eigen::VectorXd z(dim);
+      for (int j = 0; j < dim; ++j) z[j] = draws.normal() * geometry.axis_scale[j];
+      x.noalias() = geometry.rotation * z;
+      break;
+    }
+    case Family::kSphere: {
+      for (int j = 0; j < dim; ++j) x[j] = draws.normal();
+      x *= std::sqrt(static_cast<double>(dim)) / x.norm();
+      break;
+    }
+    case Family::kCube:
+      for (int j = 0; j < dim; ++j) x[j] = std::sqrt(3.0) * (2.0 * draws.uniform() - 1.0);
+      break;
+    case Family::kGmm: {
+      DrawSequence label_draw(spec.seed, task, example,
+                              role == Role::kContext ? Stream::kMixtureLabel : Stream::kQueryMixtureLabel);
+      component = (label_draw.bits() & 1u) ? 1.0 : -1.0;
+      for (int j = 0; j < dim; ++j) x[j] = component * geometry.mu[j] + draws.normal();
+      break;
+    }
+    case Family::kQuadrants:
+      for (int j = 0; j < dim; ++j) {
+        const double z = draws.normal();
+        x[j] = role == Role::kContext ? geometry.orthant[j] * std::abs(z) : z;
+      }
+      break;
+    case Family::kOrthogonal: {
+      // Context in span(rotation[:, :half]); queries in span(rotation[:, half:]).
+      const int first = role == Role::kContext ? 0 : half;
+      const int count = role == Role::kContext ? half : dim - half;
+      Eigen::VectorXd z(count);
+      for (int j = 0; j < count; ++j) z[j] = draws.normal();
+      x.noalias() = geometry.rotation.middleCols(first, count) * z;
+      break;
+    }
+    case Family::kHalfSubspace: {
+      Eigen::VectorXd z(half);
+      for (int j = 0; j < half; ++j) z[j] = draws.normal();
+      x.noalias() = geometry.rotation.leftCols(half) * z;
+      break;
+    }
+  }
+}
+
+// Draws an input, redrawing while it violates the margin; writes it, rounded, to `out` and
+// returns its noiseless label.
+float sample_example(const TaskSpec& spec, const TaskGeometry& geometry, Role role,
+                     std::uint32_t task, std::uint32_t example, std::span<float> out,
+                     Eigen::VectorXd& scratch) {
+  const int dim = static_cast<int>(spec.dim);
+  for (std::uint32_t attempt = 0; attempt < kMaxMarginAttempts; ++attempt) {
+    double component = 0.0;
+    draw_input(spec, geometry, role, task, example, attempt, scratch, component);
+    // Labels and the margin are decided on the stored (float) values, so that anyone reading
+    // the file recomputes exactly the same labels.
+    double score = spec.bias;
+    double norm_squared = 0.0;
+    for (int j = 0; j < dim; ++j) {
+      out[j] = static_cast<float>(scratch[j]);
+      score += geometry.w_star[j] * static_cast<double>(out[j]);
+      norm_squared += static_cast<double>(out[j]) * static_cast<double>(out[j]);
+    }
+    if (spec.family == Family::kGmm) return static_cast<float>(component);
+    if (spec.margin > 0.0 && std::abs(score) < spec.margin * std::sqrt(norm_squared)) continue;
+    return score >= 0.0 ? 1.0f : -1.0f;
+  }
+  throw SpecError("--margin " + format_number(spec.margin) + " rejected " +
+                  std::to_string(kMaxMarginAttempts) + " draws in a row for task " +
+                  std::to_string(task) + " of family " + std::string(family_name(spec.family)) +
+                  "; lower --margin");
+}
+
+bool flipped(std::uint64_t seed, std::uint32_t task, std::uint32_t example, Stream stream,
+             double noise) {
+  if (noise <= 0.0) return false;
+  DrawSequence draws(seed, task, example, stream);
+  return draws.uniform() < noise;
+}
+
+}  // namespace
+
+std::string_view family_name(Family family) {
+  for (const auto& entry : kFamilies)
+    if (entry.family == family) return entry.name;
+  return "?";
+}
+
+std::optional<Family> parse_family(std::string_view name) {
+  for (const auto& entry : kFamilies)
+    if (entry.name == name) return entry.family;
+  return std::nullopt;
+}
+
+std::string family_names() {
+  std::string names;
+  for (const auto& entry : kFamilies) {
+    if (!names.empty()) names += ", ";
+    names += entry.name;
+  }
+  return names;
+}
+
+std::string_view family_description(Family family) {
+  for (const auto& entry : kFamilies)
+    if (entry.family == family) return entry.description;
+  return "";
+}
+
+double default_scale(Family family) {
+  // gmm: |mu| = 2 gives a Bayes error of Phi(-2) = 2.3%; scaled: the x2 shift of Garg et al.
+  return family_uses_scale(family) ? 2.0 : 1.0;
+}
+
+bool family_uses_scale(Family family) {
+  return family == Family::kGmm || family == Family::kScaled;
+}
+
+std::uint64_t TaskSpec::floats_per_task() const {
+  const auto d = static_cast<std::uint64_t>(dim);
+  const auto n = static_cast<std::uint64_t>(n_examples);
+  const auto m = static_cast<std::uint64_t>(n_queries);
+  return n * d + n + d + m * d + m + (noise > 0.0 ? m : 0);
+}
+
+std::uint64_t TaskSpec::dataset_bytes() const {
+  return floats_per_task() * static_cast<std::uint64_t>(n_tasks) * sizeof(float);
+}
+
+void validate(const TaskSpec& spec) {
+  const std::string family = std::string(family_name(spec.family));
+  auto require = [](bool ok, const std::string& message) {
+    if (!ok) throw SpecError(message);
+  };
+  require(spec.dim >= 1 && spec.dim <= kMaxDim,
+          "--d must be in [1, " + std::to_string(kMaxDim) + "], got " + std::to_string(spec.dim));
+  if (spec.family == Family::kOrthogonal || spec.family == Family::kHalfSubspace) {
+    require(spec.dim >= 2, "--d must be at least 2 for family " + family);
+  }
+  if (uses_rotation(spec.family)) {
+    require(spec.dim <= kMaxRotationDim,
+            "--d must be at most " + std::to_string(kMaxRotationDim) + " for family " + family +
+                " (it draws a d x d rotation per task), got " + std::to_string(spec.dim));
+  }
+  constexpr std::int64_t kMaxIndex = std::numeric_limits<std::int32_t>::max();
+  require(spec.n_examples >= 1 && spec.n_examples <= kMaxIndex,
+          "--n must be in [1, " + std::to_string(kMaxIndex) + "], got " +
+              std::to_string(spec.n_examples));
+  require(spec.n_queries >= 1 && spec.n_queries <= kMaxIndex,
+          "--queries must be in [1, " + std::to_string(kMaxIndex) + "], got " +
+              std::to_string(spec.n_queries));
+  require(spec.n_tasks >= 1 && spec.n_tasks <= kMaxIndex,
+          "--tasks must be in [1, " + std::to_string(kMaxIndex) + "], got " +
+              std::to_string(spec.n_tasks));
+  require(std::isfinite(spec.noise) && spec.noise >= 0.0 && spec.noise < 0.5,
+          "--noise must be in [0, 0.5), got " + format_number(spec.noise));
+  require(std::isfinite(spec.margin) && spec.margin >= 0.0 && spec.margin < 1.0,
+          "--margin must be in [0, 1), got " + format_number(spec.margin));
+  require(std::isfinite(spec.kappa) && spec.kappa >= 1.0,
+          "--kappa must be a finite number >= 1, got " + format_number(spec.kappa));
+  require(std::isfinite(spec.bias), "--bias must be finite, got " + format_number(spec.bias));
+  require(std::isfinite(spec.scale) && spec.scale > 0.0,
+          "--scale must be a finite number > 0, got " + format_number(spec.scale));
+  if (spec.family != Family::kSkewed) {
+    require(spec.kappa == 1.0, "--kappa applies only to family skewed");
+  }
+  if (!family_uses_scale(spec.family)) {
+    require(spec.scale == 1.0, "--scale applies only to families gmm and scaled");
+  }
+  if (spec.family == Family::kGmm) {
+    require(spec.margin == 0.0 && spec.bias == 0.0,
+            "--margin and --bias do not apply to family gmm (its labels are mixture components)");
+  }
+  // Sizes: T * floats_per_task * 4 must fit in 64 bits.
+  const auto d = static_cast<std::uint64_t>(spec.dim);
+  std::uint64_t per_task = 0;
+  std::uint64_t total = 0;
+  const bool overflow =
+      __builtin_mul_overflow(static_cast<std::uint64_t>(spec.n_examples) + 1, d + 1, &per_task) ||
+      __builtin_mul_overflow(per_task + static_cast<std::uint64_t>(spec.n_queries) * (d + 2),
+                             static_cast<std::uint64_t>(spec.n_tasks) * sizeof(float), &total);
+  require(!overflow, "the data set would exceed 2^64 bytes");
+}
+
+void generate_task(const TaskSpec& spec, std::uint32_t task, const TaskView& out) {
+  const auto dim = static_cast<std::size_t>(spec.dim);
+  const auto n_examples = static_cast<std::uint32_t>(spec.n_examples);
+  const auto n_queries = static_cast<std::uint32_t>(spec.n_queries);
+  const TaskGeometry geometry = make_geometry(spec, task);
+  for (std::size_t j = 0; j < dim; ++j) out.w_star[j] = static_cast<float>(geometry.w_star[j]);
+
+  Eigen::VectorXd scratch(static_cast<Eigen::Index>(dim));
+  std::vector<float> truth(n_examples);  // noiseless context labels, for `overlap` queries
+  for (std::uint32_t i = 0; i < n_examples; ++i) {
+    truth[i] = sample_example(spec, geometry, Role::kContext, task, i,
+                              out.x.subspan(i * dim, dim), scratch);
+    const bool flip = flipped(spec.seed, task, i, Stream::kContextLabelNoise, spec.noise);
+    out.y[i] = flip ? -truth[i] : truth[i];
+  }
+  for (std::uint32_t q = 0; q < n_queries; ++q) {
+    std::span<float> x_query = out.x_query.subspan(q * dim, dim);
+    if (spec.family == Family::kOverlap) {
+      DrawSequence pick(spec.seed, task, q, Stream::kQueryCopy);
+      const std::uint32_t source = pick.below(n_examples);
+      std::copy_n(out.x.begin() + source * dim, dim, x_query.begin());
+      out.y_query[q] = truth[source];
+    } else {
+      out.y_query[q] = sample_example(spec, geometry, Role::kQuery, task, q, x_query, scratch);
+    }
+    if (!out.y_query_noisy.empty()) {
+      const bool flip = flipped(spec.seed, task, q, Stream::kQueryLabelNoise, spec.noise);
+      out.y_query_noisy[q] = flip ? -out.y_query[q] : out.y_query[q];
+    }
+  }
+}
+
+}  // namespace iclbench::data
