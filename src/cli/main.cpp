@@ -1,0 +1,97 @@
+// iclbench: in-context learning against trained linear heads, on oneDNN + TBB.
+//
+// Exit codes: 0 success; 2 bad input (flags, sizes, files, an unwritable output) with one line
+// on stderr; 1 an internal error.
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "cli/commands.hpp"
+#include "data_gen/task_generator.hpp"
+#include "iclbench/version.hpp"
+#include "io/atomic_file.hpp"
+#include "io/safetensors.hpp"
+#include "runtime/threading.hpp"
+
+namespace {
+
+int fail(const std::string& command, const std::string& message, int code) {
+  std::fprintf(stderr, "iclbench%s%s: error: %s\n", command.empty() ? "" : " ", command.c_str(),
+               message.c_str());
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace iclbench;
+  io::install_signal_cleanup();
+
+  CLI::App app{"iclbench: how well a transformer doing in-context learning matches trained linear "
+               "heads on d-dimensional linear classification, and how fast it runs on a CPU.",
+               "iclbench"};
+  app.set_version_flag("--version", std::string(kVersion) + " (" + kGitRevision + ")");
+  app.require_subcommand(1);
+  // Global options may also follow the subcommand: `iclbench gen --seed 3 ...`.
+  app.fallthrough();
+
+  cli::GlobalOptions globals;
+  app.add_option("--threads", globals.threads, "TBB threads (0 = all logical CPUs)")
+      ->default_val(0);
+  app.add_option("--seed", globals.seed, "seed of every random draw (results depend on nothing else)")
+      ->default_val(0);
+  app.add_flag("--quiet", globals.quiet, "no progress on stderr");
+
+  std::vector<cli::Command> commands = {
+      cli::add_info_command(app, globals),
+      cli::add_gen_command(app, globals),
+  };
+
+  std::string command_name;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& help) {
+    return app.exit(help);
+  } catch (const CLI::CallForAllHelp& help) {
+    return app.exit(help);
+  } catch (const CLI::CallForVersion& version) {
+    return app.exit(version);
+  } catch (const CLI::ParseError& error) {
+    for (const auto& parsed : app.get_subcommands()) command_name = parsed->get_name();
+    const std::vector<std::string> unparsed = app.remaining();
+    if (command_name.empty() && !unparsed.empty()) {
+      std::string names;
+      for (const cli::Command& command : commands) names += " " + command.app->get_name();
+      return fail("", "unknown command '" + unparsed.front() + "'; commands:" + names, 2);
+    }
+    return fail(command_name, std::string(error.what()) + " (see --help)", 2);
+  }
+
+  try {
+    const runtime::ThreadLimit thread_limit(globals.threads);
+    for (const cli::Command& command : commands) {
+      if (command.app->parsed()) {
+        command_name = command.app->get_name();
+        command.run();
+      }
+    }
+  } catch (const cli::UsageError& error) {
+    return fail(command_name, error.what(), 2);
+  } catch (const data::SpecError& error) {
+    return fail(command_name, error.what(), 2);
+  } catch (const io::FormatError& error) {
+    return fail(command_name, error.what(), 2);
+  } catch (const io::IoError& error) {
+    return fail(command_name, error.what(), 2);
+  } catch (const std::invalid_argument& error) {
+    return fail(command_name, error.what(), 2);
+  } catch (const std::bad_alloc&) {
+    return fail(command_name, "out of memory", 2);
+  } catch (const std::exception& error) {
+    return fail(command_name, std::string("internal error: ") + error.what(), 1);
+  }
+  return 0;
+}

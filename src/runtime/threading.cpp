@@ -1,0 +1,23 @@
+#include "runtime/threading.hpp"
+
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+namespace iclbench::runtime {
+namespace {
+int resolve_threads(int requested) {
+  if (requested < 0) {
+    throw std::invalid_argument("--threads must be >= 0 (0 = all CPUs), got " +
+                                std::to_string(requested));
+  }
+  if (requested == 0) return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  return requested;
+}
+}  // namespace
+
+ThreadLimit::ThreadLimit(int threads)
+    : threads_(resolve_threads(threads)),
+      control_(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads_)) {}
+
+}  // namespace iclbench::runtime

@@ -1,0 +1,20 @@
+#pragma once
+// TBB owns all parallelism in iclbench. One ThreadLimit, made by the command line from
+// --threads, caps TBB's concurrency for the whole process.
+
+#include <tbb/global_control.h>
+
+namespace iclbench::runtime {
+
+class ThreadLimit {
+ public:
+  // threads == 0 means every logical CPU. Throws std::invalid_argument for negative counts.
+  explicit ThreadLimit(int threads);
+  int threads() const { return threads_; }
+
+ private:
+  int threads_;
+  tbb::global_control control_;
+};
+
+}  // namespace iclbench::runtime

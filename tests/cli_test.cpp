@@ -1,0 +1,207 @@
+// End-to-end tests of the `iclbench` binary: exit codes, error lines, output files.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int exit_code;
+  std::string out;
+  std::string err;
+};
+
+std::string read_all(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path dir = fs::path(ICLBENCH_TEST_TMPDIR) / ("cli_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// Runs iclbench with `args` (no shell: arguments are passed as they are).
+Result run(const std::vector<std::string>& args) {
+  static int counter = 0;
+  const fs::path dir = fs::path(ICLBENCH_TEST_TMPDIR);
+  const fs::path out = dir / ("stdout." + std::to_string(::getpid()) + "." + std::to_string(counter));
+  const fs::path err = dir / ("stderr." + std::to_string(::getpid()) + "." + std::to_string(counter++));
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    std::vector<char*> argv;
+    std::string binary = ICLBENCH_BINARY;
+    argv.push_back(binary.data());
+    std::vector<std::string> copies = args;
+    for (auto& arg : copies) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) _exit(127);
+    ::execv(binary.c_str(), argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  Result result{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_all(out),
+                read_all(err)};
+  fs::remove(out);
+  fs::remove(err);
+  return result;
+}
+
+int count_lines(const std::string& text) {
+  return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+}
+
+TEST(Cli, InfoJsonNamesTheMachineAndLibraries) {
+  const Result result = run({"info", "--json", "--threads", "1"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto info = nlohmann::json::parse(result.out);
+  for (const char* key : {"cpu_model", "isa_flags", "onednn_version", "onednn_cpu_runtime",
+                          "onednn_isa", "tbb_version", "tbb_threads"}) {
+    EXPECT_TRUE(info.contains(key)) << key;
+  }
+  EXPECT_EQ(info["tbb_threads"], 1);
+  EXPECT_EQ(info["onednn_cpu_runtime"], "OpenMP");
+}
+
+TEST(Cli, GenWritesAFileAndAJsonSummary) {
+  const fs::path dir = fresh_dir("gen");
+  const fs::path out = dir / "tasks.safetensors";
+  const Result result = run({"gen", "--family", "skewed", "--d", "4", "--n", "8", "--tasks", "3",
+                             "--seed", "5", "--json", "--out", out.string()});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto summary = nlohmann::json::parse(result.out);
+  EXPECT_EQ(summary["params"]["family"], "skewed");
+  EXPECT_EQ(summary["params"]["kappa"], 10.0);  // the family's default
+  EXPECT_EQ(summary["seed"], 5);
+  EXPECT_EQ(summary["bytes"], fs::file_size(out));
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
+}
+
+TEST(Cli, SameSeedSameFileForOneAndTwoThreads) {
+  const fs::path dir = fresh_dir("threads");
+  for (const char* threads : {"1", "2"}) {
+    const Result result = run({"--threads", threads, "gen", "--family", "gaussian", "--d", "7",
+                               "--n", "50", "--tasks", "64", "--noise", "0.1", "--seed", "11",
+                               "--out", (dir / (std::string(threads) + ".safetensors")).string()});
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+  }
+  EXPECT_EQ(read_all(dir / "1.safetensors"), read_all(dir / "2.safetensors"));
+}
+
+struct BadCase {
+  std::vector<std::string> args;
+  std::string expected;  // part of the one error line
+};
+
+TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
+  const fs::path dir = fresh_dir("bad");
+  const std::string out = (dir / "out.safetensors").string();
+  const std::vector<BadCase> cases = {
+      {{"gen", "--d", "0", "--out", out}, "--d must be in [1,"},
+      {{"gen", "--n", "-5", "--out", out}, "--n must be in [1,"},
+      {{"gen", "--queries", "0", "--out", out}, "--queries must be in [1,"},
+      {{"gen", "--tasks", "0", "--out", out}, "--tasks must be in [1,"},
+      {{"gen", "--family", "banana", "--out", out}, "unknown --family 'banana'"},
+      {{"gen", "--noise", "0.5", "--out", out}, "--noise must be in [0, 0.5)"},
+      {{"gen", "--noise", "-0.1", "--out", out}, "--noise must be in [0, 0.5)"},
+      {{"gen", "--noise", "nan", "--out", out}, "--noise must be in [0, 0.5), got nan"},
+      {{"gen", "--margin", "1", "--out", out}, "--margin must be in [0, 1)"},
+      {{"gen", "--family", "skewed", "--kappa", "0.5", "--out", out}, "--kappa must be"},
+      {{"gen", "--kappa", "5", "--out", out}, "--kappa applies only to family skewed"},
+      {{"gen", "--family", "gmm", "--scale", "inf", "--out", out}, "--scale must be"},
+      {{"gen", "--bias", "inf", "--out", out}, "--bias must be finite"},
+      {{"gen", "--d", "abc", "--out", out}, "--d"},
+      {{"gen", "--d", "64", "--margin", "0.99", "--tasks", "1", "--out", out}, "lower --margin"},
+      {{"gen", "--tasks", "100000", "--n", "1000000", "--out", out}, "free; lower --tasks"},
+      {{"gen", "--tasks", "2000000000", "--n", "2000000000", "--d", "60000", "--out", out},
+       "exceed 2^64 bytes"},
+      {{"gen", "--out", "/nonexistent-dir/x.safetensors"}, "cannot create a file in /nonexistent-dir"},
+      {{"gen", "--out", dir.string()}, "is a directory"},
+      {{"gen"}, "--out is required"},
+      {{"gen", "--bogus", "--out", out}, "--bogus"},
+      {{"--threads", "-1", "gen", "--out", out}, "--threads must be >= 0"},
+      {{"frobnicate"}, "frobnicate"},
+      {{}, "subcommand is required"},
+  };
+  for (const BadCase& bad : cases) {
+    std::string joined;
+    for (const auto& arg : bad.args) joined += arg + " ";
+    const Result result = run(bad.args);
+    EXPECT_EQ(result.exit_code, 2) << joined << "\n" << result.err;
+    EXPECT_EQ(count_lines(result.err), 1) << joined << "\n" << result.err;
+    EXPECT_NE(result.err.find(bad.expected), std::string::npos) << joined << "\n" << result.err;
+    EXPECT_TRUE(fs::is_empty(dir)) << joined << ": left a file behind";
+  }
+}
+
+TEST(Cli, ExistingOutputIsKeptUnlessForced) {
+  const fs::path dir = fresh_dir("existing");
+  const fs::path out = dir / "tasks.safetensors";
+  std::ofstream(out) << "precious";
+  const Result refused = run({"gen", "--tasks", "2", "--out", out.string()});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("--force"), std::string::npos) << refused.err;
+  EXPECT_EQ(read_all(out), "precious");
+  const Result forced = run({"gen", "--tasks", "2", "--out", out.string(), "--force"});
+  EXPECT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_NE(read_all(out), "precious");
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
+}
+
+TEST(Cli, InterruptedGenLeavesNoFile) {
+  const fs::path dir = fresh_dir("interrupt");
+  const fs::path out = dir / "big.safetensors";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    std::freopen("/dev/null", "w", stdout);
+    std::freopen("/dev/null", "w", stderr);
+    // A strict margin in d = 64 accepts ~2% of draws: a slow run with a small file.
+    ::execl(ICLBENCH_BINARY, ICLBENCH_BINARY, "gen", "--d", "64", "--n", "1000", "--tasks",
+            "1000", "--margin", "0.3", "--out", out.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Wait until the temporary file exists, i.e. generation is under way.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (fs::is_empty(dir) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_FALSE(fs::is_empty(dir)) << "gen never started writing";
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << "status " << status;
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_TRUE(fs::is_empty(dir)) << "temporary file left behind";
+}
+
+TEST(Cli, HelpListsEverySubcommandAndFamily) {
+  const Result top = run({"--help"});
+  EXPECT_EQ(top.exit_code, 0);
+  for (const char* word : {"info", "gen", "--threads", "--seed"}) {
+    EXPECT_NE(top.out.find(word), std::string::npos) << word;
+  }
+  const Result gen = run({"gen", "--help"});
+  EXPECT_EQ(gen.exit_code, 0);
+  for (const char* family : {"gaussian", "skewed", "sphere", "cube", "gmm", "quadrants",
+                             "orthogonal", "overlap", "half-subspace", "scaled"}) {
+    EXPECT_NE(gen.out.find(family), std::string::npos) << family;
+  }
+}
+
+}  // namespace
