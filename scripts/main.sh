@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The main job: install what is missing, build, then a default run that needs no input files.
+# Outputs go to $ICLBENCH_OUT (default: out/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/build.sh release
+out=${ICLBENCH_OUT:-out}
+mkdir -p "$out"
+iclbench=build/release/bin/iclbench
+
+$iclbench info
+echo
+$iclbench gen --family gaussian --d 16 --n 256 --queries 64 --tasks 1000 --seed 1 \
+  --out "$out/gaussian-d16-n256.safetensors" --force
