@@ -9,7 +9,6 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <numbers>
 
 namespace iclbench::data {
 
@@ -47,18 +46,25 @@ class DrawSequence {
   // Uniform on the open interval (0, 1), with 32 random bits: never 0, so log() is safe.
   double uniform() { return (static_cast<double>(bits()) + 0.5) * 0x1p-32; }
 
-  // Standard normal by Box–Muller. 32-bit uniforms truncate the tails at about 6.7 sigma, a
-  // probability of 2e-11 per draw: far below anything the suite measures.
+  // Standard normal by Marsaglia's polar method: a point uniform in the unit disc (rejection,
+  // 21.5% of tries) gives two independent normals with one log and no trigonometry, about twice
+  // as fast as Box–Muller. 32-bit coordinates truncate the tails near 6.7 sigma, a probability of
+  // ~1e-10 per draw: far below anything the suite measures.
   double normal() {
     if (has_spare_normal_) {
       has_spare_normal_ = false;
       return spare_normal_;
     }
-    const double radius = std::sqrt(-2.0 * std::log(uniform()));
-    const double angle = 2.0 * std::numbers::pi * uniform();
-    spare_normal_ = radius * std::sin(angle);
+    double u, v, radius_squared;
+    do {
+      u = 2.0 * uniform() - 1.0;
+      v = 2.0 * uniform() - 1.0;
+      radius_squared = u * u + v * v;
+    } while (radius_squared >= 1.0);
+    const double factor = std::sqrt(-2.0 * std::log(radius_squared) / radius_squared);
+    spare_normal_ = v * factor;
     has_spare_normal_ = true;
-    return radius * std::cos(angle);
+    return u * factor;
   }
 
   // Uniform integer in [0, bound), bound >= 1; Lemire's multiply-shift (bias < bound / 2^64).
