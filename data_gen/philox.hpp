@@ -24,6 +24,7 @@ enum class Stream : std::uint32_t {
   kMixtureLabel = 7,  // component of a `gmm` context example
   kQueryLabelNoise = 8,
   kQueryMixtureLabel = 9,
+  kModelWeights = 10,  // random initialisation of model weights (benchmarks, tests)
 };
 
 // The sequence of draws addressed by (seed, task, example, stream, attempt): 32-bit words in

@@ -1,6 +1,5 @@
 #include "data_gen/task_generator.hpp"
 
-#include <Eigen/Dense>
 #include <array>
 #include <cmath>
 #include <limits>
@@ -46,29 +45,93 @@ std::string format_number(double value) {
   return text.str();
 }
 
-// Everything a task draws once: w* and the family's geometry.
-struct TaskGeometry {
-  Eigen::VectorXd w_star;      // [d], unit norm, as stored (rounded to float)
-  Eigen::MatrixXd rotation;    // [d, d] Haar-distributed orthogonal matrix (rotation families)
-  Eigen::VectorXd axis_scale;  // [d] sqrt of the covariance eigenvalues (skewed)
-  Eigen::VectorXd orthant;     // [d] +-1 (quadrants)
-  Eigen::VectorXd mu;          // [d] mixture mean (gmm)
+// The generator does its own small linear algebra in plain loops rather than with Eigen: the
+// summation order is then fixed by this source alone, not by the SIMD width a library picks for
+// the CPU, so that the bytes are the same on every machine.
+using Vector = std::vector<double>;
+
+// A dense [rows, cols] matrix, row-major.
+struct Matrix {
+  int rows = 0, cols = 0;
+  std::vector<double> values;
+  double& operator()(int r, int c) { return values[static_cast<std::size_t>(r) * cols + c]; }
+  double operator()(int r, int c) const { return values[static_cast<std::size_t>(r) * cols + c]; }
 };
 
-// Haar-distributed orthogonal matrix: QR of a Gaussian matrix, with the signs of R's diagonal
-// moved into Q (without that correction Q is not uniformly distributed).
-Eigen::MatrixXd haar_rotation(std::uint64_t seed, std::uint32_t task, int dim) {
-  Eigen::MatrixXd gaussian(dim, dim);
+// out = columns [first, first + z.size()) of `matrix` times z.
+void multiply_columns(const Matrix& matrix, int first, const Vector& z, Vector& out) {
+  for (int r = 0; r < matrix.rows; ++r) {
+    double sum = 0.0;
+    for (std::size_t c = 0; c < z.size(); ++c) sum += matrix(r, first + static_cast<int>(c)) * z[c];
+    out[r] = sum;
+  }
+}
+
+double norm(const Vector& v) {
+  double sum = 0.0;
+  for (double value : v) sum += value * value;
+  return std::sqrt(sum);
+}
+
+// Everything a task draws once: w* and the family's geometry.
+struct TaskGeometry {
+  Vector w_star;      // [d], unit norm, as stored (rounded to float)
+  Matrix rotation;    // [d, d] Haar-distributed orthogonal matrix (rotation families)
+  Vector axis_scale;  // [d] sqrt of the covariance eigenvalues (skewed)
+  Vector orthant;     // [d] +-1 (quadrants)
+  Vector mu;          // [d] mixture mean (gmm)
+};
+
+// Haar-distributed orthogonal matrix: Householder QR of a Gaussian matrix G = QR, with the signs
+// of R's diagonal moved into Q (without that correction Q is not uniformly distributed).
+Matrix haar_rotation(std::uint64_t seed, std::uint32_t task, int dim) {
+  Matrix a{dim, dim, std::vector<double>(static_cast<std::size_t>(dim) * dim)};
   for (int col = 0; col < dim; ++col) {
     DrawSequence draws(seed, task, static_cast<std::uint32_t>(col), Stream::kTaskGeometry);
-    for (int row = 0; row < dim; ++row) gaussian(row, col) = draws.normal();
+    for (int row = 0; row < dim; ++row) a(row, col) = draws.normal();
   }
-  const Eigen::HouseholderQR<Eigen::MatrixXd> qr(gaussian);
-  Eigen::MatrixXd rotation = qr.householderQ();
+  // Reflections H_k = I - 2 v_k v_k^T (v_k unit, zero above row k) reduce A to R.
+  std::vector<Vector> reflections(dim);
+  Vector r_diagonal(dim);
+  for (int k = 0; k < dim; ++k) {
+    Vector v(dim, 0.0);
+    double length_squared = 0.0;
+    for (int row = k; row < dim; ++row) {
+      v[row] = a(row, k);
+      length_squared += v[row] * v[row];
+    }
+    const double length = std::sqrt(length_squared);
+    const double alpha = v[k] >= 0 ? -length : length;  // the sign that avoids cancellation
+    r_diagonal[k] = alpha;
+    v[k] -= alpha;
+    const double v_norm = norm(v);
+    if (v_norm > 0) {
+      for (double& value : v) value /= v_norm;
+      for (int col = k; col < dim; ++col) {
+        double dot = 0.0;
+        for (int row = k; row < dim; ++row) dot += v[row] * a(row, col);
+        for (int row = k; row < dim; ++row) a(row, col) -= 2.0 * v[row] * dot;
+      }
+    }
+    reflections[k] = std::move(v);
+  }
+  // Q = H_0 H_1 ... H_{d-1}, applied to the identity from the right-most reflection.
+  Matrix q{dim, dim, std::vector<double>(static_cast<std::size_t>(dim) * dim, 0.0)};
+  for (int i = 0; i < dim; ++i) q(i, i) = 1.0;
+  for (int k = dim - 1; k >= 0; --k) {
+    const Vector& v = reflections[k];
+    for (int col = 0; col < dim; ++col) {
+      double dot = 0.0;
+      for (int row = k; row < dim; ++row) dot += v[row] * q(row, col);
+      for (int row = k; row < dim; ++row) q(row, col) -= 2.0 * v[row] * dot;
+    }
+  }
   for (int col = 0; col < dim; ++col) {
-    if (qr.matrixQR()(col, col) < 0) rotation.col(col) *= -1.0;
+    if (r_diagonal[col] < 0) {
+      for (int row = 0; row < dim; ++row) q(row, col) = -q(row, col);
+    }
   }
-  return rotation;
+  return q;
 }
 
 TaskGeometry make_geometry(const TaskSpec& spec, std::uint32_t task) {
@@ -76,11 +139,12 @@ TaskGeometry make_geometry(const TaskSpec& spec, std::uint32_t task) {
   TaskGeometry geometry;
   {
     DrawSequence draws(spec.seed, task, 0, Stream::kWStar);
-    Eigen::VectorXd w(dim);
+    Vector w(dim);
     for (int j = 0; j < dim; ++j) w[j] = draws.normal();
-    w /= w.norm();
+    const double length = norm(w);
     // The stored w* is what labels are computed from, so round it first.
-    geometry.w_star = w.cast<float>().cast<double>();
+    geometry.w_star.resize(dim);
+    for (int j = 0; j < dim; ++j) geometry.w_star[j] = static_cast<float>(w[j] / length);
   }
   switch (spec.family) {
     case Family::kSkewed: {
@@ -104,7 +168,8 @@ TaskGeometry make_geometry(const TaskSpec& spec, std::uint32_t task) {
       break;
     }
     case Family::kGmm:
-      geometry.mu = spec.scale * geometry.w_star;
+      geometry.mu = geometry.w_star;
+      for (double& value : geometry.mu) value *= spec.scale;
       break;
     default:
       break;
@@ -117,7 +182,7 @@ enum class Role { kContext, kQuery };
 // One input x (before rounding to float) for the given role, example and rejection attempt.
 // For gmm, `component` receives the example's mixture label.
 void draw_input(const TaskSpec& spec, const TaskGeometry& geometry, Role role, std::uint32_t task,
-                std::uint32_t example, std::uint32_t attempt, Eigen::VectorXd& x,
+                std::uint32_t example, std::uint32_t attempt, Vector& x,
                 double& component) {
   const int dim = static_cast<int>(spec.dim);
   const Stream stream = role == Role::kContext ? Stream::kContextInput : Stream::kQueryInput;
@@ -132,14 +197,15 @@ void draw_input(const TaskSpec& spec, const TaskGeometry& geometry, Role role, s
       for (int j = 0; j < dim; ++j) x[j] = spec.scale * draws.normal();
       break;
     case Family::kSkewed: {
-      Eigen::VectorXd z(dim);
+      Vector z(dim);
       for (int j = 0; j < dim; ++j) z[j] = draws.normal() * geometry.axis_scale[j];
-      x.noalias() = geometry.rotation * z;
+      multiply_columns(geometry.rotation, 0, z, x);
       break;
     }
     case Family::kSphere: {
       for (int j = 0; j < dim; ++j) x[j] = draws.normal();
-      x *= std::sqrt(static_cast<double>(dim)) / x.norm();
+      const double radius = std::sqrt(static_cast<double>(dim)) / norm(x);
+      for (double& value : x) value *= radius;
       break;
     }
     case Family::kCube:
@@ -162,15 +228,15 @@ void draw_input(const TaskSpec& spec, const TaskGeometry& geometry, Role role, s
       // Context in span(rotation[:, :half]); queries in span(rotation[:, half:]).
       const int first = role == Role::kContext ? 0 : half;
       const int count = role == Role::kContext ? half : dim - half;
-      Eigen::VectorXd z(count);
+      Vector z(count);
       for (int j = 0; j < count; ++j) z[j] = draws.normal();
-      x.noalias() = geometry.rotation.middleCols(first, count) * z;
+      multiply_columns(geometry.rotation, first, z, x);
       break;
     }
     case Family::kHalfSubspace: {
-      Eigen::VectorXd z(half);
+      Vector z(half);
       for (int j = 0; j < half; ++j) z[j] = draws.normal();
-      x.noalias() = geometry.rotation.leftCols(half) * z;
+      multiply_columns(geometry.rotation, 0, z, x);
       break;
     }
   }
@@ -180,7 +246,7 @@ void draw_input(const TaskSpec& spec, const TaskGeometry& geometry, Role role, s
 // returns its noiseless label.
 float sample_example(const TaskSpec& spec, const TaskGeometry& geometry, Role role,
                      std::uint32_t task, std::uint32_t example, std::span<float> out,
-                     Eigen::VectorXd& scratch) {
+                     Vector& scratch) {
   const int dim = static_cast<int>(spec.dim);
   for (std::uint32_t attempt = 0; attempt < kMaxMarginAttempts; ++attempt) {
     double component = 0.0;
@@ -322,7 +388,7 @@ void generate_task(const TaskSpec& spec, std::uint32_t task, const TaskView& out
   const TaskGeometry geometry = make_geometry(spec, task);
   for (std::size_t j = 0; j < dim; ++j) out.w_star[j] = static_cast<float>(geometry.w_star[j]);
 
-  Eigen::VectorXd scratch(static_cast<Eigen::Index>(dim));
+  Vector scratch(dim);
   std::vector<float> truth(n_examples);  // noiseless context labels, for `overlap` queries
   for (std::uint32_t i = 0; i < n_examples; ++i) {
     truth[i] = sample_example(spec, geometry, Role::kContext, task, i,
