@@ -1,0 +1,229 @@
+#include "model/config.hpp"
+
+#include <cmath>
+
+namespace iclbench::model {
+namespace {
+
+template <typename Enum, std::size_t N>
+Enum parse_enum(const std::pair<Enum, std::string_view> (&table)[N], const std::string& text,
+                const std::string& field) {
+  std::string choices;
+  for (const auto& [value, name] : table) {
+    if (name == text) return value;
+    choices += (choices.empty() ? "" : ", ") + std::string(name);
+  }
+  throw ConfigError(field + ": unknown value '" + text + "' (one of " + choices + ")");
+}
+
+constexpr std::pair<AttentionKind, std::string_view> kAttentionNames[] = {
+    {AttentionKind::kNone, "none"},
+    {AttentionKind::kSoftmax, "softmax"},
+    {AttentionKind::kLinear, "linear"},
+    {AttentionKind::kRelu, "relu"}};
+constexpr std::pair<Mask, std::string_view> kMaskNames[] = {{Mask::kIcl, "icl"},
+                                                            {Mask::kCausal, "causal"}};
+constexpr std::pair<Activation, std::string_view> kActivationNames[] = {
+    {Activation::kNone, "none"}, {Activation::kRelu, "relu"}, {Activation::kGelu, "gelu"}};
+
+template <typename Enum, std::size_t N>
+std::string_view name_of(const std::pair<Enum, std::string_view> (&table)[N], Enum value) {
+  for (const auto& [candidate, name] : table)
+    if (candidate == value) return name;
+  return "?";
+}
+
+}  // namespace
+
+std::string_view to_string(AttentionKind kind) { return name_of(kAttentionNames, kind); }
+std::string_view to_string(Mask mask) { return name_of(kMaskNames, mask); }
+std::string_view to_string(Activation activation) {
+  return name_of(kActivationNames, activation);
+}
+
+Mask ModelConfig::mask() const {
+  for (const LayerConfig& layer : layers)
+    if (layer.has_attention()) return layer.mask;
+  return Mask::kIcl;
+}
+
+std::int64_t ModelConfig::parameter_count() const {
+  const std::int64_t d = width;
+  std::int64_t count = 0;
+  for (const LayerConfig& layer : layers) {
+    if (layer.attention_norm) count += 2 * d;
+    if (layer.has_attention()) {
+      const std::int64_t qk = static_cast<std::int64_t>(layer.heads) * layer.qk_dim;
+      const std::int64_t v = static_cast<std::int64_t>(layer.heads) * layer.v_dim;
+      count += (d + 1) * (2 * qk + v) + (v + 1) * d;
+    }
+    if (layer.mlp_norm) count += 2 * d;
+    if (layer.has_mlp()) count += (d + 1) * layer.mlp_hidden + (layer.mlp_hidden + 1) * d;
+  }
+  return count;
+}
+
+double ModelConfig::forward_flops(std::int64_t tokens, std::int64_t context) const {
+  const double t = static_cast<double>(tokens), d = width;
+  double flops = 0;
+  for (const LayerConfig& layer : layers) {
+    double per_pass = 0;
+    if (layer.has_attention()) {
+      const double h = layer.heads, dk = layer.qk_dim, dv = layer.v_dim;
+      // Keys and values come from the context rows only under the icl mask.
+      const double key_rows = layer.mask == Mask::kIcl ? static_cast<double>(context) : t;
+      per_pass += 2 * t * d * h * dk + 2 * key_rows * d * h * (dk + dv);
+      if (layer.attention == AttentionKind::kLinear && layer.mask == Mask::kIcl) {
+        per_pass += 2 * h * key_rows * dk * dv + 2 * h * t * dk * dv;  // Q (K^T V)
+      } else {
+        per_pass += 2 * h * t * key_rows * (dk + dv);  // (Q K^T) V
+      }
+      per_pass += 2 * t * h * dv * d;
+    }
+    if (layer.has_mlp()) per_pass += 4 * t * d * layer.mlp_hidden;
+    flops += per_pass * layer.loop;
+  }
+  return flops;
+}
+
+void validate(const ModelConfig& config) {
+  auto require = [](bool ok, const std::string& message) {
+    if (!ok) throw ConfigError(message);
+  };
+  require(config.width >= 1 && config.width <= 65536,
+          "width must be in [1, 65536], got " + std::to_string(config.width));
+  require(!config.layers.empty(), "a model needs at least one layer");
+  require(config.readout < config.width,
+          "readout slot " + std::to_string(config.readout) + " is outside the width " +
+              std::to_string(config.width));
+  require(config.input_dim >= 0 && config.input_dim <= config.width, "input_dim out of range");
+  bool mask_seen = false;
+  Mask mask = Mask::kIcl;
+  for (std::size_t i = 0; i < config.layers.size(); ++i) {
+    const LayerConfig& layer = config.layers[i];
+    const std::string where = "layer " + std::to_string(i) + ": ";
+    if (layer.has_attention()) {
+      require(layer.heads >= 1 && layer.heads <= 1024, where + "heads must be in [1, 1024]");
+      require(layer.qk_dim >= 1 && layer.qk_dim <= 65536, where + "qk_dim must be >= 1");
+      require(layer.v_dim >= 1 && layer.v_dim <= 65536, where + "v_dim must be >= 1");
+      require(std::isfinite(layer.scale), where + "scale must be finite");
+      require(!layer.mean_over_keys || layer.attention != AttentionKind::kSoftmax,
+              where + "mean_over_keys does not apply to softmax attention (it normalises)");
+      require(!mask_seen || layer.mask == mask,
+              where + "mask differs from an earlier layer's; a prompt has one layout");
+      mask_seen = true;
+      mask = layer.mask;
+    }
+    require(layer.mlp_hidden >= 0 && layer.mlp_hidden <= (1 << 20),
+            where + "mlp_hidden must be in [0, 2^20]");
+    require(layer.has_mlp() || layer.activation == Activation::kNone,
+            where + "an activation needs an MLP (mlp_hidden > 0)");
+    require(layer.loop >= 1 && layer.loop <= 1'000'000, where + "loop must be in [1, 10^6]");
+    require(std::isfinite(layer.norm_epsilon) && layer.norm_epsilon > 0,
+            where + "norm_epsilon must be > 0");
+  }
+}
+
+nlohmann::json to_json(const ModelConfig& config) {
+  nlohmann::ordered_json layers = nlohmann::ordered_json::array();
+  for (const LayerConfig& layer : config.layers) {
+    layers.push_back({
+        {"attention_norm", layer.attention_norm},
+        {"attention", to_string(layer.attention)},
+        {"heads", layer.heads},
+        {"qk_dim", layer.qk_dim},
+        {"v_dim", layer.v_dim},
+        {"scale", layer.scale},
+        {"mean_over_keys", layer.mean_over_keys},
+        {"mask", to_string(layer.mask)},
+        {"mlp_norm", layer.mlp_norm},
+        {"mlp_hidden", layer.mlp_hidden},
+        {"activation", to_string(layer.activation)},
+        {"loop", layer.loop},
+        {"norm_epsilon", layer.norm_epsilon},
+    });
+  }
+  nlohmann::ordered_json json = {
+      {"format", kModelFormat},   {"format_version", kModelFormatVersion},
+      {"name", config.name},      {"width", config.width},
+      {"input_dim", config.input_dim}, {"readout", config.readout},
+      {"layers", layers},
+  };
+  return json;
+}
+
+ModelConfig config_from_json(const nlohmann::json& json) {
+  auto field = [](const nlohmann::json& object, const char* key, const std::string& where)
+      -> const nlohmann::json& {
+    if (!object.is_object() || !object.contains(key)) {
+      throw ConfigError(where + "missing field '" + key + "'");
+    }
+    return object.at(key);
+  };
+  auto integer = [&](const nlohmann::json& object, const char* key, const std::string& where) {
+    const auto& value = field(object, key, where);
+    if (!value.is_number_integer()) throw ConfigError(where + "'" + key + "' must be an integer");
+    const auto wide = value.get<std::int64_t>();
+    if (wide < INT32_MIN || wide > INT32_MAX) throw ConfigError(where + "'" + key + "' too large");
+    return static_cast<int>(wide);
+  };
+  auto number = [&](const nlohmann::json& object, const char* key, const std::string& where) {
+    const auto& value = field(object, key, where);
+    if (!value.is_number()) throw ConfigError(where + "'" + key + "' must be a number");
+    return value.get<float>();
+  };
+  auto boolean = [&](const nlohmann::json& object, const char* key, const std::string& where) {
+    const auto& value = field(object, key, where);
+    if (!value.is_boolean()) throw ConfigError(where + "'" + key + "' must be true or false");
+    return value.get<bool>();
+  };
+  auto text = [&](const nlohmann::json& object, const char* key, const std::string& where) {
+    const auto& value = field(object, key, where);
+    if (!value.is_string()) throw ConfigError(where + "'" + key + "' must be a string");
+    return value.get<std::string>();
+  };
+
+  if (!json.is_object()) throw ConfigError("model config is not a JSON object");
+  if (text(json, "format", "") != kModelFormat) {
+    throw ConfigError("not an iclbench model config (format is '" + text(json, "format", "") +
+                      "')");
+  }
+  const int version = integer(json, "format_version", "");
+  if (version != kModelFormatVersion) {
+    throw ConfigError("model format version " + std::to_string(version) +
+                      " is not supported (this build reads version " +
+                      std::to_string(kModelFormatVersion) +
+                      "); rebuild the model with `iclbench model --construct` or re-export it");
+  }
+  ModelConfig config;
+  config.name = text(json, "name", "");
+  config.width = integer(json, "width", "");
+  config.input_dim = integer(json, "input_dim", "");
+  config.readout = integer(json, "readout", "");
+  const auto& layers = field(json, "layers", "");
+  if (!layers.is_array()) throw ConfigError("'layers' must be an array");
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const std::string where = "layer " + std::to_string(i) + ": ";
+    const auto& entry = layers[i];
+    LayerConfig layer;
+    layer.attention_norm = boolean(entry, "attention_norm", where);
+    layer.attention = parse_enum(kAttentionNames, text(entry, "attention", where), where + "attention");
+    layer.heads = integer(entry, "heads", where);
+    layer.qk_dim = integer(entry, "qk_dim", where);
+    layer.v_dim = integer(entry, "v_dim", where);
+    layer.scale = number(entry, "scale", where);
+    layer.mean_over_keys = boolean(entry, "mean_over_keys", where);
+    layer.mask = parse_enum(kMaskNames, text(entry, "mask", where), where + "mask");
+    layer.mlp_norm = boolean(entry, "mlp_norm", where);
+    layer.mlp_hidden = integer(entry, "mlp_hidden", where);
+    layer.activation =
+        parse_enum(kActivationNames, text(entry, "activation", where), where + "activation");
+    layer.loop = integer(entry, "loop", where);
+    layer.norm_epsilon = number(entry, "norm_epsilon", where);
+    config.layers.push_back(layer);
+  }
+  validate(config);
+  return config;
+}
+
+}  // namespace iclbench::model

@@ -1,0 +1,76 @@
+#pragma once
+// Constructed weights: transformers that run an in-context learning algorithm exactly.
+//
+// Residual stream of width D = d + 4 with slots
+//   x = [0, d)   y = d   p = d+1 (current score)   g = d+2 (gradient coefficient)   c = d+3
+// Context token i = (x_i, y_i, 0, 0, 1); query token = (x_q, 0, 0, 0, 0). The prediction is
+// slot p of the query token, and every construction uses the icl mask.
+//
+// Spec strings name a construction and its parameters, e.g. "gd-hinge:L=500,eta=1,tau=0.5":
+//   gd-ls:L,eta            L steps of GD on (1/2n) sum (w.x_i - y_i)^2 (von Oswald et al. 2023)
+//   gd++:L,eta,gamma       as gd-ls, plus x <- x - (gamma/n) sum_i x_i (x_i.x) on every token
+//   gd-hinge:L,eta,tau     L steps of GD on the ramp-smoothed hinge loss, derivative
+//                          g_i = y_i clamp((1 + tau - y_i p_i)/tau, 0, 1)
+//   gd-logistic:L,eta,K,R  L steps of GD on the logistic loss with sigma replaced by its
+//                          piecewise-linear interpolant on K equal segments of [-R, R]
+//   kernel:beta            one softmax attention: p = sum_i softmax_i(beta x_i.x) y_i
+// Parameters left out take the defaults L=1, eta=1, gamma=0, tau=0.5, K=16, R=8, beta=1.
+
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/weights.hpp"
+
+namespace iclbench::model {
+
+enum class ConstructionKind { kGdLeastSquares, kGdPlusPlus, kGdHinge, kGdLogistic, kKernel };
+
+struct ConstructionSpec {
+  ConstructionKind kind = ConstructionKind::kGdLeastSquares;
+  int steps = 1;       // L
+  double eta = 1.0;    // learning rate
+  double gamma = 0.0;  // gd++ curvature correction
+  double tau = 0.5;    // hinge ramp width
+  int segments = 16;   // K
+  double range = 8.0;  // R
+  double beta = 1.0;   // kernel inverse temperature
+  std::string text;    // canonical spec string
+};
+
+class SpecError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// Parses "name:key=value,..."; throws SpecError naming the bad part.
+ConstructionSpec parse_construction(std::string_view text);
+std::string construction_names();
+
+// The model for inputs of dimension d.
+Model construct(const ConstructionSpec& spec, int input_dim);
+
+// Slots of the constructed residual stream.
+struct Slots {
+  int d;
+  int y() const { return d; }
+  int p() const { return d + 1; }
+  int g() const { return d + 2; }
+  int c() const { return d + 3; }
+  int width() const { return d + 4; }
+};
+
+// Tokens of one prompt in the constructed layout: [n + m, d + 4].
+//   x: [n, d]  y: [n]  x_query: [m, d]
+std::vector<float> icl_tokens(std::span<const float> x, std::span<const float> y,
+                              std::span<const float> x_query, int d);
+
+// The piecewise-linear interpolant of the logistic sigma(z) = 1/(1+e^-z) on K equal segments of
+// [-R, R], constant outside: knots at -R + 2Rk/K. Its error on [-R, R] is at most
+// max|sigma''| h^2/8 = 0.048 R^2/K^2 (h = 2R/K, max|sigma''| = 1/(6 sqrt 3)).
+double pl_sigmoid(double z, int segments, double range);
+
+}  // namespace iclbench::model
