@@ -135,6 +135,15 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"gen"}, "--out is required"},
       {{"gen", "--bogus", "--out", out}, "--bogus"},
       {{"--threads", "-1", "gen", "--out", out}, "--threads must be >= 0"},
+      {{"model", "--construct", "gd-foo", "--out", out}, "unknown model 'gd-foo'"},
+      {{"model", "--construct", "gd-ls:L=0", "--out", out}, "L must be an integer"},
+      {{"model", "--construct", "gd-ls", "--d", "0", "--out", out}, "--d must be in [1, 65536]"},
+      {{"model", "--construct", "gd-ls"}, "give --construct SPEC --out FILE"},
+      {{"model", "--info", (dir / "missing.safetensors").string()}, "cannot open"},
+      {{"model"}, "give --construct SPEC --out FILE, or --info FILE"},
+      {{"speed", "--model", "gd-hinge:tau=-1"}, "tau must be > 0"},
+      {{"speed", "--model", "gd-ls", "--batch", "0"}, "must be >= 1"},
+      {{"speed", "--model", (dir / "nope.safetensors").string()}, "cannot open"},
       {{"frobnicate"}, "frobnicate"},
       {{}, "subcommand is required"},
   };
@@ -190,10 +199,51 @@ TEST(Cli, InterruptedGenLeavesNoFile) {
   EXPECT_TRUE(fs::is_empty(dir)) << "temporary file left behind";
 }
 
+TEST(Cli, ModelFilesRoundTripAndBadFilesAreRejected) {
+  const fs::path dir = fresh_dir("model");
+  const fs::path model = dir / "hinge.safetensors";
+  const Result built = run({"model", "--construct", "gd-hinge:L=7,eta=0.5", "--d", "5", "--out",
+                            model.string()});
+  ASSERT_EQ(built.exit_code, 0) << built.err;
+  const Result info = run({"model", "--info", model.string(), "--json"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  const auto config = nlohmann::json::parse(info.out);
+  EXPECT_EQ(config["name"], "gd-hinge:L=7,eta=0.5,tau=0.5");
+  EXPECT_EQ(config["width"], 9);
+  EXPECT_EQ(config["layers"][1]["loop"], 7);
+  // A data set is a valid safetensors file but not a model.
+  const fs::path data = dir / "data.safetensors";
+  ASSERT_EQ(run({"gen", "--tasks", "1", "--out", data.string()}).exit_code, 0);
+  const Result wrong = run({"model", "--info", data.string()});
+  EXPECT_EQ(wrong.exit_code, 2);
+  EXPECT_NE(wrong.err.find("not an iclbench model"), std::string::npos) << wrong.err;
+  // A truncated model file.
+  const std::string bytes = read_all(model);
+  std::ofstream(dir / "cut.safetensors", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  const Result cut = run({"model", "--info", (dir / "cut.safetensors").string()});
+  EXPECT_EQ(cut.exit_code, 2);
+  EXPECT_EQ(count_lines(cut.err), 1) << cut.err;
+  // A model built for another d is refused by speed.
+  const Result mismatch = run({"speed", "--model", model.string(), "--d", "6", "--repeats", "1"});
+  EXPECT_EQ(mismatch.exit_code, 2);
+  EXPECT_NE(mismatch.err.find("was built for d = 5"), std::string::npos) << mismatch.err;
+}
+
+TEST(Cli, SpeedReportsThroughputAsJson) {
+  const Result result = run({"speed", "--model", "gd-ls:L=3", "--d", "4", "--n", "50", "--queries",
+                             "10", "--batch", "3", "--repeats", "2", "--json", "--threads", "1"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto speed = nlohmann::json::parse(result.out);
+  EXPECT_EQ(speed["seconds"].size(), 2u);
+  EXPECT_GT(speed["prompts_per_second"].get<double>(), 0.0);
+  EXPECT_EQ(speed["tokens_per_prompt"], 60);
+  EXPECT_EQ(speed["threads"], 1);
+}
+
 TEST(Cli, HelpListsEverySubcommandAndFamily) {
   const Result top = run({"--help"});
   EXPECT_EQ(top.exit_code, 0);
-  for (const char* word : {"info", "gen", "--threads", "--seed"}) {
+  for (const char* word : {"info", "gen", "model", "speed", "--threads", "--seed"}) {
     EXPECT_NE(top.out.find(word), std::string::npos) << word;
   }
   const Result gen = run({"gen", "--help"});

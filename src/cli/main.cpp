@@ -14,6 +14,8 @@
 #include "iclbench/version.hpp"
 #include "io/atomic_file.hpp"
 #include "io/safetensors.hpp"
+#include "model/config.hpp"
+#include "model/constructions.hpp"
 #include "runtime/threading.hpp"
 
 namespace {
@@ -48,6 +50,8 @@ int main(int argc, char** argv) {
   std::vector<cli::Command> commands = {
       cli::add_info_command(app, globals),
       cli::add_gen_command(app, globals),
+      cli::add_model_command(app, globals),
+      cli::add_speed_command(app, globals),
   };
 
   std::string command_name;
@@ -83,6 +87,10 @@ int main(int argc, char** argv) {
   } catch (const data::SpecError& error) {
     return fail(command_name, error.what(), 2);
   } catch (const io::FormatError& error) {
+    return fail(command_name, error.what(), 2);
+  } catch (const model::SpecError& error) {
+    return fail(command_name, error.what(), 2);
+  } catch (const model::ConfigError& error) {
     return fail(command_name, error.what(), 2);
   } catch (const io::IoError& error) {
     return fail(command_name, error.what(), 2);

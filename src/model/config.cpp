@@ -63,7 +63,8 @@ std::int64_t ModelConfig::parameter_count() const {
   return count;
 }
 
-double ModelConfig::forward_flops(std::int64_t tokens, std::int64_t context) const {
+double ModelConfig::forward_flops(std::int64_t tokens, std::int64_t context,
+                                  bool explicit_linear) const {
   const double t = static_cast<double>(tokens), d = width;
   double flops = 0;
   for (const LayerConfig& layer : layers) {
@@ -73,7 +74,7 @@ double ModelConfig::forward_flops(std::int64_t tokens, std::int64_t context) con
       // Keys and values come from the context rows only under the icl mask.
       const double key_rows = layer.mask == Mask::kIcl ? static_cast<double>(context) : t;
       per_pass += 2 * t * d * h * dk + 2 * key_rows * d * h * (dk + dv);
-      if (layer.attention == AttentionKind::kLinear && layer.mask == Mask::kIcl) {
+      if (layer.attention == AttentionKind::kLinear && layer.mask == Mask::kIcl && !explicit_linear) {
         per_pass += 2 * h * key_rows * dk * dv + 2 * h * t * dk * dv;  // Q (K^T V)
       } else {
         per_pass += 2 * h * t * key_rows * (dk + dv);  // (Q K^T) V

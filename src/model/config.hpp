@@ -71,8 +71,9 @@ struct ModelConfig {
   Mask mask() const;
   std::int64_t parameter_count() const;
   // Multiply-adds of one forward pass over T tokens with n context tokens, counted as 2 FLOPs
-  // each, for the association the engine uses.
-  double forward_flops(std::int64_t tokens, std::int64_t context) const;
+  // each, for the association the engine uses (Q (K^T V) for linear icl attention unless
+  // `explicit_linear`).
+  double forward_flops(std::int64_t tokens, std::int64_t context, bool explicit_linear = false) const;
   bool operator==(const ModelConfig&) const = default;
 };
 

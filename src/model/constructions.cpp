@@ -21,6 +21,7 @@ const std::vector<Entry>& entries() {
       {ConstructionKind::kGdHinge, "gd-hinge", {"L", "eta", "tau"}},
       {ConstructionKind::kGdLogistic, "gd-logistic", {"L", "eta", "K", "R"}},
       {ConstructionKind::kKernel, "kernel", {"beta"}},
+      {ConstructionKind::kEncoder, "encoder", {"D", "H", "F", "layers"}},
   };
   return table;
 }
@@ -208,6 +209,13 @@ ConstructionSpec parse_construction(std::string_view text) {
   spec.segments = parse_count("K", get("K", 16), text, 1, 4096);
   spec.range = get("R", 8.0);
   spec.beta = get("beta", 1.0);
+  spec.width = parse_count("D", get("D", 64), text, 1, 65536);
+  spec.heads = parse_count("H", get("H", 4), text, 1, 1024);
+  spec.ffn = parse_count("F", get("F", 256), text, 1, 1 << 20);
+  spec.layers = parse_count("layers", get("layers", 4), text, 1, 1024);
+  if (spec.width % spec.heads != 0) {
+    throw SpecError("model spec '" + std::string(text) + "': D must be a multiple of H");
+  }
   auto positive = [&](const char* key, double value) {
     if (!(value > 0)) {
       throw SpecError("model spec '" + std::string(text) + "': " + key + " must be > 0, got " +
@@ -224,7 +232,8 @@ ConstructionSpec parse_construction(std::string_view text) {
   // Canonical text: every parameter of the construction, in its documented order.
   const std::map<std::string_view, double> resolved = {
       {"L", spec.steps},       {"eta", spec.eta},   {"gamma", spec.gamma}, {"tau", spec.tau},
-      {"K", spec.segments},    {"R", spec.range},   {"beta", spec.beta}};
+      {"K", spec.segments},    {"R", spec.range},   {"beta", spec.beta},
+      {"D", spec.width},       {"H", spec.heads},   {"F", spec.ffn},       {"layers", spec.layers}};
   spec.text = std::string(name) + ":";
   for (std::size_t i = 0; i < entry->parameters.size(); ++i) {
     const std::string_view key = entry->parameters[i];
@@ -243,7 +252,27 @@ double pl_sigmoid(double z, int segments, double range) {
   return sigma(left) + fraction * (sigma(left + step) - sigma(left));
 }
 
-Model construct(const ConstructionSpec& spec, int input_dim) {
+bool is_constructed_learner(const ConstructionSpec& spec) {
+  return spec.kind != ConstructionKind::kEncoder;
+}
+
+Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed) {
+  if (spec.kind == ConstructionKind::kEncoder) {
+    ModelConfig config;
+    config.name = spec.text;
+    config.width = spec.width;
+    LayerConfig layer;
+    layer.attention_norm = layer.mlp_norm = true;
+    layer.attention = AttentionKind::kSoftmax;
+    layer.heads = spec.heads;
+    layer.qk_dim = layer.v_dim = spec.width / spec.heads;
+    layer.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(layer.qk_dim)));
+    layer.mask = Mask::kIcl;
+    layer.mlp_hidden = spec.ffn;
+    layer.activation = Activation::kGelu;
+    config.layers.assign(static_cast<std::size_t>(spec.layers), layer);
+    return {config, random_weights(config, seed)};
+  }
   if (input_dim < 1 || input_dim > 65536) {
     throw SpecError("--d must be in [1, 65536] for a constructed model, got " +
                     std::to_string(input_dim));
@@ -337,6 +366,8 @@ Model construct(const ConstructionSpec& spec, int input_dim) {
       set(w.wo, s.width(), 0, s.p(), 1.0);
       return model;
     }
+    case ConstructionKind::kEncoder:
+      break;  // handled above
   }
   throw SpecError("unhandled construction");
 }

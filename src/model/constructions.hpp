@@ -15,6 +15,12 @@
 //                          piecewise-linear interpolant on K equal segments of [-R, R]
 //   kernel:beta            one softmax attention: p = sum_i softmax_i(beta x_i.x) y_i
 // Parameters left out take the defaults L=1, eta=1, gamma=0, tau=0.5, K=16, R=8, beta=1.
+//
+// One more recipe builds no algorithm but a standard transformer with random weights, for
+// benchmarks: encoder:D,H,F,layers (pre-LN, softmax attention with scale 1/sqrt(D/H), GELU
+// MLP, PyTorch's default initialisation from --seed), defaults D=64, H=4, F=256, layers=4. It
+// uses the icl mask; with every token in the context (n = T) that is full bidirectional
+// attention, as in torch.nn.TransformerEncoderLayer.
 
 #include <cstdint>
 #include <span>
@@ -27,7 +33,9 @@
 
 namespace iclbench::model {
 
-enum class ConstructionKind { kGdLeastSquares, kGdPlusPlus, kGdHinge, kGdLogistic, kKernel };
+enum class ConstructionKind {
+  kGdLeastSquares, kGdPlusPlus, kGdHinge, kGdLogistic, kKernel, kEncoder
+};
 
 struct ConstructionSpec {
   ConstructionKind kind = ConstructionKind::kGdLeastSquares;
@@ -38,6 +46,10 @@ struct ConstructionSpec {
   int segments = 16;   // K
   double range = 8.0;  // R
   double beta = 1.0;   // kernel inverse temperature
+  int width = 64;      // encoder D
+  int heads = 4;       // encoder H
+  int ffn = 256;       // encoder F
+  int layers = 4;      // encoder layers
   std::string text;    // canonical spec string
 };
 
@@ -50,8 +62,9 @@ class SpecError : public std::invalid_argument {
 ConstructionSpec parse_construction(std::string_view text);
 std::string construction_names();
 
-// The model for inputs of dimension d.
-Model construct(const ConstructionSpec& spec, int input_dim);
+// The model for inputs of dimension d (ignored by `encoder`, whose weights come from `seed`).
+Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed = 0);
+bool is_constructed_learner(const ConstructionSpec& spec);  // false for `encoder`
 
 // Slots of the constructed residual stream.
 struct Slots {

@@ -201,8 +201,10 @@ Eigen::VectorXd construction_scores(const ConstructionSpec& spec, const MatrixD&
       return gd_logistic_scores(x, y, queries, spec.steps, spec.eta, spec.segments, spec.range);
     case ConstructionKind::kKernel:
       return nadaraya_watson_scores(x, y, queries, spec.beta);
+    case ConstructionKind::kEncoder:
+      break;
   }
-  return {};
+  throw std::invalid_argument("construction_scores: " + spec.text + " runs no algorithm");
 }
 
 }  // namespace iclbench::model

@@ -1,0 +1,162 @@
+// iclbench speed: throughput of one model's forward pass on random prompts.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.hpp"
+#include "data_gen/philox.hpp"
+#include "data_gen/task_generator.hpp"
+#include "model/constructions.hpp"
+#include "model/engine.hpp"
+#include "model/resolve.hpp"
+#include "runtime/progress.hpp"
+#include "runtime/system_info.hpp"
+
+namespace iclbench::cli {
+namespace {
+
+struct SpeedOptions {
+  std::string model;
+  int d = 32;
+  std::int64_t n = 1024;
+  std::int64_t queries = 1024;
+  std::int64_t batch = 1;
+  int repeats = 5;
+  bool bf16 = false;
+  bool explicit_linear = false;
+  bool json = false;
+};
+
+// Prompts for the model: icl tokens of Gaussian tasks for constructed learners, Gaussian tokens
+// for anything else. Returns tokens [B, T, D].
+std::vector<float> make_prompts(const model::ModelConfig& config, const SpeedOptions& options,
+                                std::uint64_t seed) {
+  const std::int64_t tokens_per_prompt = options.n + options.queries;
+  std::vector<float> tokens;
+  tokens.reserve(static_cast<std::size_t>(options.batch * tokens_per_prompt * config.width));
+  if (config.input_dim > 0) {
+    data::TaskSpec spec;
+    spec.dim = config.input_dim;
+    spec.n_examples = options.n;
+    spec.n_queries = std::max<std::int64_t>(options.queries, 1);
+    spec.n_tasks = options.batch;
+    spec.seed = seed;
+    data::validate(spec);
+    const auto d = static_cast<std::size_t>(spec.dim);
+    std::vector<float> x(options.n * d), y(options.n), w(d), xq(spec.n_queries * d), yq(spec.n_queries);
+    for (std::int64_t task = 0; task < options.batch; ++task) {
+      data::generate_task(spec, static_cast<std::uint32_t>(task), {x, y, w, xq, yq, {}});
+      const std::vector<float> prompt = model::icl_tokens(
+          x, y, std::span(xq).first(static_cast<std::size_t>(options.queries) * d), config.input_dim);
+      tokens.insert(tokens.end(), prompt.begin(), prompt.end());
+    }
+  } else {
+    data::DrawSequence draws(seed, 0, 0, data::Stream::kContextInput);
+    tokens.resize(static_cast<std::size_t>(options.batch * tokens_per_prompt * config.width));
+    for (float& value : tokens) value = static_cast<float>(draws.normal());
+  }
+  return tokens;
+}
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const std::size_t mid = values.size() / 2;
+  return values.size() % 2 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
+}
+
+}  // namespace
+
+Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
+  CLI::App* app = parent.add_subcommand(
+      "speed", "throughput of a model's forward pass (prompts/s, tokens/s, GFLOP/s, median of "
+               "--repeats timed runs after one warm-up)");
+  auto options = std::make_shared<SpeedOptions>();
+  app->add_option("--model", options->model,
+                  "recipe (" + model::construction_names() + ") or model file")
+      ->required();
+  app->add_option("--d", options->d, "input dimension d (constructed learners)")->capture_default_str();
+  app->add_option("--n", options->n,
+                  "context tokens n per prompt (an encoder attends all n + queries tokens)")
+      ->capture_default_str();
+  app->add_option("--queries", options->queries, "query tokens per prompt")->capture_default_str();
+  app->add_option("--batch", options->batch, "prompts per forward call")->capture_default_str();
+  app->add_option("--repeats", options->repeats, "timed runs")->capture_default_str();
+  app->add_flag("--bf16", options->bf16, "bf16 matmuls (f32 accumulation, f32 residual stream)");
+  app->add_flag("--explicit-linear", options->explicit_linear,
+                "compute linear icl attention as (Q K^T) V instead of Q (K^T V)");
+  app->add_flag("--json", options->json, "print one JSON object");
+
+  auto run = [options, &globals] {
+    const SpeedOptions& o = *options;
+    if (o.n < 1 || o.queries < 0 || o.batch < 1 || o.repeats < 1) {
+      throw UsageError("--n, --batch and --repeats must be >= 1 and --queries >= 0");
+    }
+    const model::Model built = model::resolve_model(o.model, o.d, globals.seed);
+    const std::int64_t tokens_per_prompt = o.n + o.queries;
+    // Encoders see every token; in-context learners see the n context tokens.
+    const std::int64_t context = built.config.input_dim > 0 ? o.n : tokens_per_prompt;
+    const double bytes = static_cast<double>(o.batch * tokens_per_prompt * built.config.width) * 4 * 2;
+    if (bytes > 8e9) throw UsageError("prompts need " + std::to_string(bytes / 1e9) + " GB; lower --batch");
+    model::EngineOptions engine_options;
+    engine_options.bf16 = o.bf16;
+    engine_options.explicit_linear_attention = o.explicit_linear;
+    const model::Engine engine(built.config, built.weights, engine_options);
+    const std::vector<float> tokens = make_prompts(built.config, o, globals.seed);
+    std::vector<float> stream(tokens.size());
+
+    runtime::Progress progress("speed", "runs", o.repeats + 1, !globals.quiet);
+    std::vector<double> seconds;
+    for (int run_index = 0; run_index <= o.repeats; ++run_index) {
+      const auto start = std::chrono::steady_clock::now();
+      engine.forward(tokens, o.batch, tokens_per_prompt, context, stream);
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (run_index > 0) seconds.push_back(elapsed);  // run 0 builds the primitives
+      progress.update(run_index + 1);
+    }
+    progress.finish();
+    const double best = median(seconds);
+    const double flops = built.config.forward_flops(tokens_per_prompt, context, o.explicit_linear) * static_cast<double>(o.batch);
+    const double prompts_per_second = static_cast<double>(o.batch) / best;
+    const double tokens_per_second = static_cast<double>(o.batch * tokens_per_prompt) / best;
+    const double gflops = flops / best / 1e9;
+    const runtime::SystemInfo info = runtime::collect_system_info();
+
+    if (o.json) {
+      nlohmann::ordered_json result = {
+          {"model", built.config.name.empty() ? o.model : built.config.name},
+          {"dtype", o.bf16 ? "bf16" : "f32"},
+          {"threads", info.tbb_threads},
+          {"batch", o.batch},
+          {"tokens_per_prompt", tokens_per_prompt},
+          {"context", context},
+          {"seconds_median", best},
+          {"seconds", seconds},
+          {"prompts_per_second", prompts_per_second},
+          {"tokens_per_second", tokens_per_second},
+          {"gflops_per_second", gflops},
+          {"kernels", engine.implementations(tokens_per_prompt, context)},
+          {"system", info.to_json()},
+      };
+      std::printf("%s\n", result.dump(2).c_str());
+      return;
+    }
+    std::printf("model    %s  (%s, %d thread%s, oneDNN %s)\n",
+                built.config.name.empty() ? o.model.c_str() : built.config.name.c_str(),
+                o.bf16 ? "bf16" : "f32", info.tbb_threads, info.tbb_threads == 1 ? "" : "s",
+                info.onednn_isa.c_str());
+    std::printf("prompts  %lld x %lld tokens (%lld context), %.3g GFLOP per prompt\n",
+                static_cast<long long>(o.batch), static_cast<long long>(tokens_per_prompt),
+                static_cast<long long>(context), flops / static_cast<double>(o.batch) / 1e9);
+    std::printf("median   %.4f s per forward (%d runs: min %.4f, max %.4f)\n", best, o.repeats,
+                *std::min_element(seconds.begin(), seconds.end()),
+                *std::max_element(seconds.begin(), seconds.end()));
+    std::printf("         %.1f prompts/s, %.0f tokens/s, %.1f GFLOP/s\n", prompts_per_second,
+                tokens_per_second, gflops);
+  };
+  return {app, run};
+}
+
+}  // namespace iclbench::cli

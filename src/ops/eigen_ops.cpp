@@ -1,0 +1,93 @@
+#include "ops/eigen_ops.hpp"
+
+#include <Eigen/Dense>
+#include <bit>
+#include <cmath>
+
+namespace iclbench::ops::reference {
+namespace {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using Stride = Eigen::OuterStride<>;
+
+float activate(PostActivation activation, float value) {
+  switch (activation) {
+    case PostActivation::kNone: return value;
+    case PostActivation::kRelu: return value > 0 ? value : 0.0f;
+    case PostActivation::kGelu:
+      return static_cast<float>(0.5 * value * (1.0 + std::erf(value / std::sqrt(2.0))));
+  }
+  return value;
+}
+
+}  // namespace
+
+std::uint16_t bf16_bits(float value) {
+  const auto bits = std::bit_cast<std::uint32_t>(value);
+  if (std::isnan(value)) return static_cast<std::uint16_t>((bits >> 16) | 0x40);
+  const std::uint32_t rounding = 0x7fff + ((bits >> 16) & 1);  // ties to even
+  return static_cast<std::uint16_t>((bits + rounding) >> 16);
+}
+
+float round_to_bf16(float value) {
+  return std::bit_cast<float>(static_cast<std::uint32_t>(bf16_bits(value)) << 16);
+}
+
+void linear(const float* src, std::int64_t src_stride, std::span<const float> weights,
+            std::span<const float> bias, float* dst, std::int64_t dst_stride, std::int64_t m,
+            std::int64_t k, std::int64_t n, PostActivation activation, bool accumulate) {
+  const Eigen::Map<const RowMatrix, 0, Stride> a(src, m, k, Stride(src_stride));
+  const Eigen::Map<const RowMatrix> w(weights.data(), k, n);
+  const Eigen::Map<const Eigen::RowVectorXf> b(bias.data(), n);
+  Eigen::Map<RowMatrix, 0, Stride> out(dst, m, n, Stride(dst_stride));
+  RowMatrix result = (a * w).rowwise() + b;
+  result = result.unaryExpr([&](float value) { return activate(activation, value); });
+  if (accumulate) {
+    out += result;
+  } else {
+    out = result;
+  }
+}
+
+void matmul(View src, View weights, float* dst, std::int64_t batch, std::int64_t m,
+            std::int64_t k, std::int64_t n, float scale, bool relu, MatMul::Binary binary,
+            const float* mask) {
+  for (std::int64_t b = 0; b < batch; ++b) {
+    for (std::int64_t i = 0; i < m; ++i) {
+      for (std::int64_t j = 0; j < n; ++j) {
+        double sum = 0;
+        for (std::int64_t l = 0; l < k; ++l) {
+          sum += static_cast<double>(src.at(b, i, l)) * weights.at(b, l, j);
+        }
+        float value = static_cast<float>(scale * sum);
+        if (relu) value = std::max(value, 0.0f);
+        if (binary == MatMul::Binary::kAdd) value += mask[i * n + j];
+        if (binary == MatMul::Binary::kMul) value *= mask[i * n + j];
+        dst[(b * m + i) * n + j] = value;
+      }
+    }
+  }
+}
+
+void layer_norm(const float* src, float* dst, std::int64_t rows, std::int64_t width,
+                std::span<const float> gamma, std::span<const float> beta, float epsilon) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const Eigen::Map<const Eigen::ArrayXf> x(src + r * width, width);
+    const double mean = x.cast<double>().mean();
+    const double variance = (x.cast<double>() - mean).square().mean();
+    const double inverse = 1.0 / std::sqrt(variance + epsilon);
+    for (std::int64_t j = 0; j < width; ++j) {
+      dst[r * width + j] = static_cast<float>((x[j] - mean) * inverse * gamma[j] + beta[j]);
+    }
+  }
+}
+
+void softmax(const float* src, float* dst, std::int64_t rows, std::int64_t width) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const Eigen::Map<const Eigen::ArrayXf> x(src + r * width, width);
+    const Eigen::ArrayXd e = (x.cast<double>() - x.maxCoeff()).exp();
+    Eigen::Map<Eigen::ArrayXf>(dst + r * width, width) = (e / e.sum()).cast<float>();
+  }
+}
+
+}  // namespace iclbench::ops::reference
