@@ -13,3 +13,10 @@ $iclbench info
 echo
 $iclbench gen --family gaussian --d 16 --n 256 --queries 64 --tasks 1000 --seed 1 \
   --out "$out/gaussian-d16-n256.safetensors" --force
+echo
+$iclbench model --construct gd-hinge:L=100,eta=1,tau=0.5 --d 16 \
+  --out "$out/gd-hinge-d16.safetensors" --force
+echo
+$iclbench speed --model "$out/gd-hinge-d16.safetensors" --d 16 --n 256 --queries 64 --batch 64
+echo
+$iclbench speed --model encoder:D=64,H=4,F=256,layers=4 --n 129 --queries 0 --batch 64
