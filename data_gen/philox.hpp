@@ -25,6 +25,9 @@ enum class Stream : std::uint32_t {
   kQueryLabelNoise = 8,
   kQueryMixtureLabel = 9,
   kModelWeights = 10,  // random initialisation of model weights (benchmarks, tests)
+  kBootstrap = 11,     // resampling of tasks for confidence intervals
+  kContextSubset = 12, // the k examples of a `random:k` context
+  kProbe = 13,         // probe queries that test whether a model's score is linear in x_q
 };
 
 // The sequence of draws addressed by (seed, task, example, stream, attempt): 32-bit words in

@@ -144,6 +144,19 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"speed", "--model", "gd-hinge:tau=-1"}, "tau must be > 0"},
       {{"speed", "--model", "gd-ls", "--batch", "0"}, "must be >= 1"},
       {{"speed", "--model", (dir / "nope.safetensors").string()}, "cannot open"},
+      {{"eval", "--d", "4", "--tasks", "2", "--heads", "logit", "--out", out}, "unknown head 'logit'"},
+      {{"eval", "--d", "4", "--tasks", "2", "--context", "near:3", "--out", out}, "unknown --context"},
+      {{"eval", "--d", "4", "--n", "10", "--tasks", "2", "--n-grid", "5,11", "--out", out},
+       "--n-grid entry 11 is outside"},
+      {{"eval", "--d", "4", "--tasks", "2", "--model", "gd-ls:L=-1", "--out", out}, "L must be"},
+      {{"eval", "--d", "4", "--tasks", "2", "--model", "encoder", "--out", out}, "no readout slot"},
+      {{"eval", "--d", "0", "--out", out}, "--d must be in [1,"},
+      {{"eval", "--data", (dir / "missing.safetensors").string(), "--out", out}, "cannot open"},
+      {{"eval", "--data", "x.safetensors", "--d", "4", "--out", out}, "not both"},
+      {{"eval", "--generate", "--d 4 --bogus 3", "--out", out}, "--generate"},
+      {{"eval", "--d", "4", "--tasks", "2", "--delta", "1.5", "--out", out}, "--delta must be in (0, 1)"},
+      {{"eval", "--d", "4", "--tasks", "2", "--heads", "", "--out", out}, "nothing to evaluate"},
+      {{"eval", "--d", "4", "--tasks", "2", "--out", "/nonexistent-dir/r.json"}, "cannot create a file in"},
       {{"frobnicate"}, "frobnicate"},
       {{}, "subcommand is required"},
   };
@@ -240,10 +253,42 @@ TEST(Cli, SpeedReportsThroughputAsJson) {
   EXPECT_EQ(speed["threads"], 1);
 }
 
+TEST(Cli, EvalWritesJsonCsvAndPredictions) {
+  const fs::path dir = fresh_dir("eval");
+  const fs::path data = dir / "tasks.safetensors", out = dir / "result.json";
+  ASSERT_EQ(run({"gen", "--d", "6", "--n", "40", "--queries", "30", "--tasks", "8", "--noise", "0.1",
+                 "--out", data.string()}).exit_code, 0);
+  const Result result = run({"eval", "--data", data.string(), "--model", "gd-ls:L=1", "--model",
+                             "kernel:beta=1", "--heads", "logistic,avg", "--n-grid", "10,40",
+                             "--out", out.string(), "--csv", (dir / "result.csv").string(),
+                             "--dump-predictions", (dir / "pred.safetensors").string()});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("gd-ls:L=1,eta=1"), std::string::npos) << result.out;
+  const auto json = nlohmann::json::parse(read_all(out));
+  const auto& gd = json["learners"]["gd-ls:L=1,eta=1"];
+  for (const char* key : {"err_mean", "err_ci", "err_quantile", "dis", "grid", "per_task", "err_noisy"}) {
+    EXPECT_TRUE(gd.contains(key)) << key;
+  }
+  EXPECT_EQ(gd["dis"]["avg"]["mean"], 0.0);
+  EXPECT_EQ(gd["grid"].size(), 2u);
+  EXPECT_EQ(gd["grid"][0]["n"], 10);
+  EXPECT_EQ(json["data"]["source"], data.string());
+  const std::string csv = read_all(dir / "result.csv");
+  EXPECT_NE(csv.find("\"kernel:beta=1\",transformer,40,40,dis,\"logistic\""), std::string::npos) << csv;
+  // The predictions are plain safetensors with [T, M] scores per learner.
+  const std::string predictions = read_all(dir / "pred.safetensors");
+  EXPECT_NE(predictions.find("\"gd-ls:L=1,eta=1/scores\":{\"dtype\":\"F32\",\"shape\":[8,30]"),
+            std::string::npos);
+  // Existing outputs are kept without --force.
+  const Result again = run({"eval", "--data", data.string(), "--heads", "avg", "--out", out.string()});
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_EQ(nlohmann::json::parse(read_all(out))["learners"].size(), 4u);
+}
+
 TEST(Cli, HelpListsEverySubcommandAndFamily) {
   const Result top = run({"--help"});
   EXPECT_EQ(top.exit_code, 0);
-  for (const char* word : {"info", "gen", "model", "speed", "--threads", "--seed"}) {
+  for (const char* word : {"info", "gen", "model", "speed", "eval", "--threads", "--seed"}) {
     EXPECT_NE(top.out.find(word), std::string::npos) << word;
   }
   const Result gen = run({"gen", "--help"});

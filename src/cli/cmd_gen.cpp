@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/task_flags.hpp"
 #include "data_gen/dataset.hpp"
 #include "runtime/progress.hpp"
 
@@ -16,8 +17,7 @@ namespace iclbench::cli {
 namespace {
 
 struct GenOptions {
-  std::string family = "gaussian";
-  data::TaskSpec spec;
+  TaskFlags task;
   std::string out;
   bool force = false;
   bool json = false;
@@ -55,52 +55,14 @@ Command add_gen_command(CLI::App& parent, const GlobalOptions& globals) {
       "gen", "generate a task set: T tasks, each N labelled context examples and M queries in d "
              "dimensions, written atomically as safetensors");
   auto options = std::make_shared<GenOptions>();
-  data::TaskSpec& spec_flags = options->spec;
-  app->add_option("--family", options->family, "task family: " + data::family_names())
-      ->capture_default_str();
-  app->add_option("--d", spec_flags.dim, "input dimension d")->capture_default_str();
-  app->add_option("--n", spec_flags.n_examples, "context examples N per task")->capture_default_str();
-  app->add_option("--queries", spec_flags.n_queries, "queries M per task")->capture_default_str();
-  app->add_option("--tasks", spec_flags.n_tasks, "tasks T")->capture_default_str();
-  app->add_option("--noise", spec_flags.noise, "probability eta in [0, 0.5) of flipping a context label")
-      ->capture_default_str();
-  app->add_option("--margin", spec_flags.margin,
-                  "redraw inputs with |w*.x + bias| < margin*|x|; margin in [0, 1)")
-      ->capture_default_str();
-  CLI::Option* kappa =
-      app->add_option("--kappa", spec_flags.kappa, "condition number of the covariance (skewed; default 10)");
-  app->add_option("--bias", spec_flags.bias, "label = sign(w*.x + bias): inhomogeneous halfspaces")
-      ->capture_default_str();
-  CLI::Option* scale = app->add_option(
-      "--scale", spec_flags.scale, "|mu| for gmm, the input scale for scaled (default 2 for both)");
+  add_task_flags(*app, options->task);
   app->add_option("--out", options->out, "output file (.safetensors)")->required();
   app->add_flag("--force", options->force, "replace an existing output file");
   app->add_flag("--json", options->json, "print the summary as one JSON object");
-  app->footer("Families:\n" + [] {
-    std::string text;
-    for (const char* name : {"gaussian", "skewed", "sphere", "cube", "gmm", "quadrants",
-                             "orthogonal", "overlap", "half-subspace", "scaled"}) {
-      const auto family = *data::parse_family(name);
-      char line[160];
-      std::snprintf(line, sizeof line, "  %-14s %s\n", name,
-                    std::string(data::family_description(family)).c_str());
-      text += line;
-    }
-    return text;
-  }());
+  app->footer(family_help());
 
-  auto run = [options, &globals, kappa, scale] {
-    data::TaskSpec spec = options->spec;  // a copy: family-dependent defaults are filled in
-    const auto family = data::parse_family(options->family);
-    if (!family) {
-      throw UsageError("unknown --family '" + options->family + "'; choose one of " +
-                       data::family_names());
-    }
-    spec.family = *family;
-    spec.seed = globals.seed;
-    if (kappa->count() == 0 && spec.family == data::Family::kSkewed) spec.kappa = 10.0;
-    if (scale->count() == 0) spec.scale = data::default_scale(spec.family);
-    data::validate(spec);
+  auto run = [options, &globals] {
+    const data::TaskSpec spec = resolve_task_flags(options->task, globals.seed);
 
     const std::filesystem::path out = options->out;
     check_free_space(out, spec.dataset_bytes());
@@ -128,7 +90,7 @@ Command add_gen_command(CLI::App& parent, const GlobalOptions& globals) {
       return;
     }
     std::printf("wrote %s: %s, %lld tasks x (%lld context + %lld queries), d = %lld, seed %llu\n",
-                out.c_str(), options->family.c_str(), static_cast<long long>(spec.n_tasks),
+                out.c_str(), std::string(data::family_name(spec.family)).c_str(), static_cast<long long>(spec.n_tasks),
                 static_cast<long long>(spec.n_examples), static_cast<long long>(spec.n_queries),
                 static_cast<long long>(spec.dim), static_cast<unsigned long long>(spec.seed));
     std::printf("%s in %.2f s (%.0f tasks/s)\n", human_bytes(static_cast<double>(bytes)).c_str(),

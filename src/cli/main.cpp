@@ -12,6 +12,8 @@
 #include "cli/commands.hpp"
 #include "data_gen/task_generator.hpp"
 #include "iclbench/version.hpp"
+#include "eval/context.hpp"
+#include "heads/heads.hpp"
 #include "io/atomic_file.hpp"
 #include "io/safetensors.hpp"
 #include "model/config.hpp"
@@ -52,6 +54,7 @@ int main(int argc, char** argv) {
       cli::add_gen_command(app, globals),
       cli::add_model_command(app, globals),
       cli::add_speed_command(app, globals),
+      cli::add_eval_command(app, globals),
   };
 
   std::string command_name;
@@ -91,6 +94,10 @@ int main(int argc, char** argv) {
   } catch (const model::SpecError& error) {
     return fail(command_name, error.what(), 2);
   } catch (const model::ConfigError& error) {
+    return fail(command_name, error.what(), 2);
+  } catch (const heads::HeadError& error) {
+    return fail(command_name, error.what(), 2);
+  } catch (const eval::ContextError& error) {
     return fail(command_name, error.what(), 2);
   } catch (const io::IoError& error) {
     return fail(command_name, error.what(), 2);

@@ -156,6 +156,10 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view c
   file.commit();
 }
 
+void check_can_write(const std::filesystem::path& path, Overwrite overwrite) {
+  AtomicFile probe(path, overwrite);  // creates (and, destroyed uncommitted, removes) a temp file
+}
+
 void install_signal_cleanup() {
   struct sigaction action {};
   action.sa_handler = remove_temp_files_and_reraise;

@@ -59,6 +59,11 @@ class AtomicFile {
 void write_file_atomically(const std::filesystem::path& path, std::string_view contents,
                            Overwrite overwrite);
 
+// Throws IoError now if `path` could not be written later: its directory is missing or not
+// writable, it is a directory, or it exists and overwriting was not allowed. Lets long runs fail
+// before their work rather than after it.
+void check_can_write(const std::filesystem::path& path, Overwrite overwrite);
+
 // Installs SIGINT/SIGTERM/SIGHUP handlers that delete every uncommitted temporary file and then
 // let the signal terminate the process as it would have. Call once at program start.
 void install_signal_cleanup();

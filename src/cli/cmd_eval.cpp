@@ -1,0 +1,151 @@
+// iclbench eval: in-context learners against trained heads on one task set.
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "cli/task_flags.hpp"
+#include "data_gen/dataset.hpp"
+#include "eval/evaluate.hpp"
+#include "model/constructions.hpp"
+#include "runtime/progress.hpp"
+
+namespace iclbench::cli {
+namespace {
+
+struct EvalOptions {
+  std::string data;
+  std::string generate;
+  TaskFlags task;
+  std::vector<std::string> models;
+  std::string heads = "logistic,svm,ls,avg";
+  std::string context = "full";
+  std::vector<std::int64_t> n_grid;
+  double delta = 0.05;
+  bool bf16 = false;
+  int bootstrap = 1000;
+  std::string out, csv, predictions;
+  bool force = false;
+};
+
+// Splits "--d 16 --n 256" into words (no quoting needed: gen flags are numbers and names).
+std::vector<std::string> words(const std::string& text) {
+  std::istringstream stream(text);
+  std::vector<std::string> out;
+  for (std::string word; stream >> word;) out.push_back(word);
+  return out;
+}
+
+// The task set from --data, or generated from gen flags (directly or in --generate "...")
+// into a temporary file that is unlinked once mapped.
+data::Dataset load_or_generate(const EvalOptions& options, std::uint64_t seed, bool quiet) {
+  const bool direct = any_task_flag_given(options.task);
+  if (!options.data.empty()) {
+    if (direct || !options.generate.empty()) {
+      throw UsageError("give either --data or task flags (--generate / --family --d ...), not both");
+    }
+    return data::Dataset::open(options.data);
+  }
+  data::TaskSpec spec;
+  if (!options.generate.empty()) {
+    if (direct) throw UsageError("give task flags either directly or in --generate, not both");
+    CLI::App parser("--generate");
+    TaskFlags flags;
+    add_task_flags(parser, flags);
+    std::vector<std::string> args = words(options.generate);
+    std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
+    try {
+      parser.parse(args);
+    } catch (const CLI::ParseError& error) {
+      throw UsageError(std::string("--generate: ") + error.what());
+    }
+    spec = resolve_task_flags(flags, seed);
+  } else {
+    spec = resolve_task_flags(options.task, seed);
+  }
+  const char* tmp = std::getenv("TMPDIR");
+  const std::filesystem::path path = std::filesystem::path(tmp && *tmp ? tmp : "/tmp") /
+                                     ("iclbench-eval-" + std::to_string(::getpid()) + ".safetensors");
+  runtime::Progress progress("generate", "tasks", spec.n_tasks, !quiet);
+  data::WriteOptions write_options;
+  write_options.overwrite = io::Overwrite::kAllow;
+  write_options.progress = [&progress](std::int64_t done, std::int64_t) { progress.update(done); };
+  data::write_dataset(spec, path, write_options);
+  progress.finish();
+  data::Dataset dataset = data::Dataset::open(path);
+  std::filesystem::remove(path);  // the mapping stays valid; nothing is left behind
+  return dataset;
+}
+
+}  // namespace
+
+Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
+  CLI::App* app = parent.add_subcommand(
+      "eval", "in-context learners (transformers) against trained heads: error, disagreement, "
+              "confidence intervals, throughput");
+  auto options = std::make_shared<EvalOptions>();
+  app->add_option("--data", options->data, "task set written by `iclbench gen`");
+  app->add_option("--generate", options->generate,
+                  "generate the task set in memory from gen flags, e.g. \"--d 16 --n 256\"");
+  add_task_flags(*app, options->task);
+  app->add_option("--model", options->models,
+                  "transformer: recipe (" + model::construction_names() + ") or model file; repeatable");
+  app->add_option("--heads", options->heads, "comma-separated heads: " + heads::head_names())
+      ->capture_default_str();
+  app->add_option("--context", options->context, "full | random:K | retrieve:K")->capture_default_str();
+  app->add_option("--n-grid", options->n_grid, "prefix sizes n' (comma-separated); default N")
+      ->delimiter(',');
+  app->add_option("--delta", options->delta, "quantile level: report the (1 - delta)-quantile over tasks")
+      ->capture_default_str();
+  app->add_option("--bootstrap", options->bootstrap, "bootstrap resamples")->capture_default_str();
+  app->add_flag("--bf16", options->bf16, "bf16 matmuls in the transformers");
+  app->add_option("--out", options->out, "result JSON")->required();
+  app->add_option("--csv", options->csv, "also write the summaries as CSV");
+  app->add_option("--dump-predictions", options->predictions,
+                  "also write every learner's query scores as safetensors (<name>/scores [T, M])");
+  app->add_flag("--force", options->force, "replace existing output files");
+  app->footer(family_help());
+
+  auto run = [options, &globals] {
+    const EvalOptions& o = *options;
+    const io::Overwrite overwrite = o.force ? io::Overwrite::kAllow : io::Overwrite::kRefuse;
+    eval::EvalConfig config;
+    config.models = o.models;
+    config.heads = o.heads.empty() ? std::vector<heads::HeadSpec>{} : heads::parse_heads(o.heads);
+    config.context = eval::parse_context(o.context);
+    config.n_grid = o.n_grid;
+    config.delta = o.delta;
+    config.bf16 = o.bf16;
+    config.seed = globals.seed;
+    config.bootstrap = o.bootstrap;
+    if (o.bootstrap < 10 || o.bootstrap > 1'000'000) throw UsageError("--bootstrap must be in [10, 10^6]");
+    if (!(o.delta > 0 && o.delta < 1)) throw UsageError("--delta must be in (0, 1)");
+    // Every output must be writable before any work starts.
+    for (const std::string& path : {o.out, o.csv, o.predictions}) {
+      if (!path.empty()) io::check_can_write(path, overwrite);
+    }
+    const data::Dataset dataset = load_or_generate(o, globals.seed, globals.quiet);
+
+    const std::int64_t steps = static_cast<std::int64_t>(
+        (o.n_grid.empty() ? 1 : o.n_grid.size()) * (config.models.size() + config.heads.size()));
+    runtime::Progress progress("eval", "learner x n' steps", steps, !globals.quiet);
+    const eval::EvalResult result = eval::evaluate(dataset, config, [&](std::int64_t done, std::int64_t) {
+      progress.update(done);
+    });
+    progress.finish();
+    eval::EvalResult labelled = result;
+    labelled.data_source = o.data.empty() ? "generated" : o.data;
+
+    io::write_file_atomically(o.out, eval::to_json(labelled).dump(2) + "\n", overwrite);
+    if (!o.csv.empty()) io::write_file_atomically(o.csv, eval::to_csv(labelled), overwrite);
+    if (!o.predictions.empty()) eval::write_predictions(labelled, o.predictions, overwrite);
+    std::fputs(eval::to_table(labelled).c_str(), stdout);
+  };
+  return {app, run};
+}
+
+}  // namespace iclbench::cli

@@ -1,0 +1,91 @@
+#pragma once
+// `iclbench eval`: in-context learners (transformers) against trained heads on one task set.
+//
+// For every learner and every prefix size n' of the grid: the query scores [T, M]; per task the
+// error against the noiseless truth sign(w*.x) (and against the noisy labels when the data has
+// label noise), the disagreement with every head, and for rotation-invariant inputs the exact
+// error angle(w, w*)/pi of linear learners; across tasks the mean and the (1 - delta)-quantile
+// with bootstrap intervals.
+//
+// A transformer's query score is tested for linearity in x_q with 2(d + 1) extra probe queries
+// per prompt (free under the icl mask: queries never influence each other); when it is linear on
+// every task, its weight vector gives the exact error too.
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "data_gen/dataset.hpp"
+#include "eval/context.hpp"
+#include "eval/metrics.hpp"
+#include "heads/heads.hpp"
+#include "io/atomic_file.hpp"
+
+namespace iclbench::eval {
+
+struct EvalConfig {
+  std::vector<std::string> models;  // model specs or files
+  std::vector<heads::HeadSpec> heads;
+  ContextSpec context;
+  std::vector<std::int64_t> n_grid;  // prefix sizes; empty means {N}
+  double delta = 0.05;
+  bool bf16 = false;
+  std::uint64_t seed = 0;
+  int bootstrap = 1000;
+};
+
+struct Metric {
+  std::vector<double> per_task;
+  Summary summary;
+};
+
+struct PointResult {
+  std::int64_t n = 0;         // examples available (the prefix size n')
+  std::int64_t context = 0;   // examples in the learner's context (n' or k)
+  std::vector<float> scores;  // [T, M]
+  Metric err;
+  std::optional<Metric> err_noisy;
+  std::optional<Metric> exact_err;
+  std::vector<std::pair<std::string, Metric>> dis;  // against each head, in --heads order
+  // Transformers: whether the query score was linear in x_q on every task.
+  std::optional<bool> linear;
+  double probe_residual = 0;  // largest relative residual of the linear fit
+};
+
+struct LearnerResult {
+  std::string name;
+  bool is_model = false;
+  std::vector<PointResult> points;  // one per grid entry
+  double seconds = 0;               // forward passes or training + prediction
+  double prompts = 0, tokens = 0, flops = 0;  // transformers only
+};
+
+struct EvalResult {
+  data::TaskSpec data;
+  std::string data_source;
+  EvalConfig config;
+  std::vector<std::int64_t> grid;
+  bool exact_applies = false;  // rotation-invariant inputs, no bias
+  std::vector<LearnerResult> learners;
+  double seconds = 0;
+  int threads = 0;
+};
+
+using ProgressCallback = std::function<void(std::int64_t done, std::int64_t total)>;
+
+// Throws std::invalid_argument (via the model, head and context errors) on bad configs.
+EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
+                    const ProgressCallback& progress = {});
+
+nlohmann::ordered_json to_json(const EvalResult& result);
+std::string to_csv(const EvalResult& result);
+std::string to_table(const EvalResult& result);
+void write_predictions(const EvalResult& result, const std::filesystem::path& path,
+                       io::Overwrite overwrite);
+
+}  // namespace iclbench::eval

@@ -1,0 +1,41 @@
+#pragma once
+// Error, disagreement and their uncertainty.
+//
+// Per task, from M queries: a proportion with a Wilson score interval. Across T tasks: the mean
+// and the (1 - delta)-quantile, each with a percentile bootstrap interval over tasks (resampling
+// tasks with replacement; draws from Philox, so seeded and thread-independent).
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace iclbench::eval {
+
+struct Interval {
+  double lo = 0, hi = 0;
+};
+
+// Standard normal quantile (inverse CDF), |error| < 1e-12 on (1e-300, 1 - 1e-16).
+double normal_quantile(double p);
+
+// Wilson score interval for a binomial proportion at the given two-sided confidence.
+Interval wilson_interval(std::int64_t successes, std::int64_t trials, double confidence = 0.95);
+
+// The (1 - delta)-quantile of `values` as the order statistic of rank ceil((1 - delta) T): the
+// smallest value that at least a (1 - delta) fraction of tasks do not exceed.
+double upper_quantile(std::vector<double> values, double delta);
+
+struct Summary {
+  double mean = 0;
+  Interval mean_ci;
+  double quantile = 0;  // (1 - delta)-quantile over tasks
+  Interval quantile_ci;
+};
+Summary summarize(std::span<const double> per_task, double delta, std::uint64_t seed,
+                  int resamples = 1000, double confidence = 0.95);
+
+// angle(w, w*) / pi: the exact error of sign(w.x) against sign(w*.x) when x is rotation
+// invariant (isotropic Gaussian, uniform on a sphere). A zero w errs half the time.
+double angle_error(std::span<const double> w, std::span<const float> w_star);
+
+}  // namespace iclbench::eval

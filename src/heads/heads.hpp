@@ -1,0 +1,71 @@
+#pragma once
+// Linear heads h_S trained on a task's labelled examples S (the stand-ins for a fine-tuned
+// model), and two non-linear references. All are homogeneous (no bias), like the tasks' w*.
+//
+//   logistic[:C=1]          L2-regularised logistic regression, LIBLINEAR (primal trust-region
+//                           Newton): min 1/2 |w|^2 + C sum log(1 + exp(-y_i w.x_i))
+//   svm[:C=1]               L2-regularised squared-hinge linear SVM, LIBLINEAR primal (the
+//                           default loss of scikit-learn's LinearSVC)
+//   ls                      least squares, minimum-norm when N < d (Eigen, complete orthogonal
+//                           decomposition)
+//   ridge[:lambda=1]        min (1/N) |X w - y|^2 + lambda |w|^2  (Eigen LDLT)
+//   perceptron[:epochs=100] passes over S in order until one makes no mistake, at most `epochs`
+//   avg                     w = sum_i y_i x_i  (the averaging estimator)
+//   knn[:k=5]               mean label of the k nearest examples (Euclidean); not linear
+//   bayes                   w = w*
+//
+// LIBLINEAR's dual solvers draw from rand(), which is neither thread-safe nor seeded per task;
+// the primal solvers used here draw nothing, so heads are deterministic under any thread count.
+//
+// Shapes: N examples, d input dimension, M queries.
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace iclbench::heads {
+
+enum class HeadKind { kLogistic, kSvm, kLeastSquares, kRidge, kPerceptron, kAveraging, kKnn, kBayes };
+
+struct HeadSpec {
+  HeadKind kind = HeadKind::kLogistic;
+  double c = 1.0;       // logistic, svm
+  double lambda = 1.0;  // ridge
+  int epochs = 100;     // perceptron
+  int k = 5;            // knn
+  std::string name;     // canonical: "logistic", "ridge:lambda=0.1", ...
+  bool linear() const { return kind != HeadKind::kKnn; }
+};
+
+class HeadError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+HeadSpec parse_head(std::string_view text);
+std::vector<HeadSpec> parse_heads(std::string_view comma_separated);  // "logistic,svm,ls"
+std::string head_names();
+
+// One task's training data.
+struct TaskData {
+  std::span<const float> x;       // [N, d]
+  std::span<const float> y;       // [N]  +-1
+  std::span<const float> w_star;  // [d]
+  int dim;
+  std::int64_t n() const { return static_cast<std::int64_t>(y.size()); }
+};
+
+// A trained head: a weight vector (linear heads), or the training data kept for knn.
+struct TrainedHead {
+  std::vector<double> w;  // [d], empty for knn
+};
+
+TrainedHead train(const HeadSpec& spec, const TaskData& task);
+// Scores of queries [M, d] -> [M]; sign = predicted label (0 counts as +1).
+void predict(const HeadSpec& spec, const TrainedHead& head, const TaskData& task,
+             std::span<const float> queries, std::span<float> scores);
+
+}  // namespace iclbench::heads

@@ -1,0 +1,234 @@
+// Evaluation: metrics, intervals, context selection, and evaluate() end to end.
+
+#include <gtest/gtest.h>
+#include <tbb/global_control.h>
+
+#include <cmath>
+#include <filesystem>
+#include <set>
+
+#include "data_gen/dataset.hpp"
+#include "data_gen/philox.hpp"
+#include "eval/context.hpp"
+#include "eval/evaluate.hpp"
+#include "eval/metrics.hpp"
+
+namespace iclbench::eval {
+namespace {
+
+namespace fs = std::filesystem;
+
+data::Dataset make_dataset(const std::string& name, int d, int n, int m, int tasks, double noise = 0,
+                           std::uint64_t seed = 3) {
+  data::TaskSpec spec;
+  spec.dim = d;
+  spec.n_examples = n;
+  spec.n_queries = m;
+  spec.n_tasks = tasks;
+  spec.noise = noise;
+  spec.seed = seed;
+  const fs::path path = fs::path(ICLBENCH_TEST_TMPDIR) / (name + ".safetensors");
+  data::WriteOptions options;
+  options.overwrite = io::Overwrite::kAllow;
+  data::write_dataset(spec, path, options);
+  return data::Dataset::open(path);
+}
+
+const LearnerResult& learner(const EvalResult& result, const std::string& name) {
+  for (const LearnerResult& l : result.learners)
+    if (l.name == name) return l;
+  throw std::runtime_error("no learner " + name);
+}
+
+const Metric& dis(const PointResult& point, const std::string& head) {
+  for (const auto& [name, metric] : point.dis)
+    if (name == head) return metric;
+  throw std::runtime_error("no head " + head);
+}
+
+TEST(Metrics, NormalQuantileAndUpperQuantile) {
+  EXPECT_NEAR(normal_quantile(0.975), 1.959963984540054, 1e-12);
+  EXPECT_NEAR(normal_quantile(0.5), 0.0, 1e-14);
+  EXPECT_NEAR(normal_quantile(1e-10), -6.361340902404056, 1e-9);
+  // Rank ceil(0.9 * 10) = 9 of the sorted values 1..10.
+  EXPECT_EQ(upper_quantile({5, 1, 9, 3, 7, 2, 10, 4, 8, 6}, 0.1), 9);
+  EXPECT_EQ(upper_quantile({5, 1, 9}, 0.5), 5);
+  EXPECT_NEAR(angle_error(std::vector<double>{1, 0}, std::vector<float>{0, 1}), 0.5, 1e-15);
+  EXPECT_NEAR(angle_error(std::vector<double>{1, 1}, std::vector<float>{1, 0}), 0.25, 1e-15);
+}
+
+TEST(Metrics, WilsonIntervalCoversAtItsNominalRate) {
+  // 4000 binomial experiments per p: coverage within 3 standard errors (0.0103) of 0.95. Wilson
+  // is known to hover near its nominal level, dipping a little for small n p.
+  for (const auto& [p, n] : {std::pair{0.05, 200}, {0.3, 50}, {0.5, 512}}) {
+    data::DrawSequence draws(99, 0, static_cast<std::uint32_t>(n), data::Stream::kBootstrap);
+    int covered = 0;
+    const int experiments = 4000;
+    for (int e = 0; e < experiments; ++e) {
+      int successes = 0;
+      for (int i = 0; i < n; ++i) successes += draws.uniform() < p;
+      const Interval interval = wilson_interval(successes, n);
+      covered += interval.lo <= p && p <= interval.hi;
+    }
+    EXPECT_NEAR(covered / static_cast<double>(experiments), 0.95, 0.012 * 3) << "p=" << p << " n=" << n;
+  }
+}
+
+TEST(Metrics, BootstrapIntervalOfTheMeanCoversAtAboutItsNominalRate) {
+  // Per-task errors: binomial(64, p_t)/64 with p_t uniform on [0, 0.2]; true mean 0.1. The
+  // percentile bootstrap of the mean over 100 tasks should cover it ~95% of the time (it runs a
+  // little low for small samples; 400 repetitions give a standard error of 0.011).
+  int covered = 0;
+  const int repetitions = 400;
+  for (int r = 0; r < repetitions; ++r) {
+    data::DrawSequence draws(7, static_cast<std::uint32_t>(r), 0, data::Stream::kContextInput);
+    std::vector<double> per_task(100);
+    for (double& value : per_task) {
+      const double p = 0.2 * draws.uniform();
+      int wrong = 0;
+      for (int q = 0; q < 64; ++q) wrong += draws.uniform() < p;
+      value = wrong / 64.0;
+    }
+    const Summary summary = summarize(per_task, 0.05, 1000 + r, 500);
+    covered += summary.mean_ci.lo <= 0.1 && 0.1 <= summary.mean_ci.hi;
+  }
+  EXPECT_NEAR(covered / static_cast<double>(repetitions), 0.95, 0.04);
+}
+
+TEST(Context, RandomSubsetsAreDistinctSortedAndSeeded) {
+  const auto subset = random_subset(5, 3, 100, 10);
+  ASSERT_EQ(subset.size(), 10u);
+  EXPECT_TRUE(std::is_sorted(subset.begin(), subset.end()));
+  EXPECT_EQ(std::set<std::int64_t>(subset.begin(), subset.end()).size(), 10u);
+  EXPECT_EQ(subset, random_subset(5, 3, 100, 10));
+  EXPECT_NE(subset, random_subset(5, 4, 100, 10));
+  EXPECT_EQ(random_subset(5, 3, 4, 10).size(), 4u);  // k > n: all of them
+  EXPECT_THROW(parse_context("random:0"), ContextError);
+  EXPECT_THROW(parse_context("nearest:3"), ContextError);
+  EXPECT_EQ(parse_context("retrieve:8").k, 8);
+}
+
+TEST(Context, RetrieveFindsTheTrueNearestByCosine) {
+  const int d = 6, n = 300, m = 40, k = 7;
+  std::vector<float> x(n * d), queries(m * d);
+  data::DrawSequence draws(11, 0, 0, data::Stream::kContextInput);
+  for (float& value : x) value = static_cast<float>(draws.normal());
+  for (float& value : queries) value = static_cast<float>(draws.normal());
+  const auto nearest = nearest_by_cosine(x, n, queries, m, d, k);
+  for (int q = 0; q < m; ++q) {
+    std::vector<std::pair<double, int>> cosines;
+    for (int i = 0; i < n; ++i) {
+      double dot = 0, xn = 0, qn = 0;
+      for (int j = 0; j < d; ++j) {
+        dot += static_cast<double>(x[i * d + j]) * queries[q * d + j];
+        xn += static_cast<double>(x[i * d + j]) * x[i * d + j];
+        qn += static_cast<double>(queries[q * d + j]) * queries[q * d + j];
+      }
+      cosines.push_back({-dot / std::sqrt(xn * qn), i});
+    }
+    std::sort(cosines.begin(), cosines.end());
+    for (int i = 0; i < k; ++i) EXPECT_EQ(nearest[q * k + i], cosines[i].second) << "query " << q << " rank " << i;
+  }
+}
+
+TEST(Evaluate, OneStepGdLsPredictsLikeTheAveragingHead) {
+  const data::Dataset dataset = make_dataset("avg", 8, 64, 200, 20);
+  EvalConfig config;
+  config.models = {"gd-ls:L=1,eta=0.7"};
+  config.heads = heads::parse_heads("avg");
+  config.bootstrap = 100;
+  const EvalResult result = evaluate(dataset, config);
+  const PointResult& point = learner(result, "gd-ls:L=1,eta=0.7").points.back();
+  EXPECT_EQ(dis(point, "avg").summary.mean, 0.0);
+  EXPECT_TRUE(point.linear.value());
+  EXPECT_LT(point.probe_residual, 1e-5);
+  // Scores are eta/n times the averaging head's.
+  const PointResult& avg = learner(result, "avg").points.back();
+  for (std::size_t i = 0; i < point.scores.size(); ++i) {
+    ASSERT_NEAR(point.scores[i], avg.scores[i] * 0.7 / 64, 1e-5 * (1 + std::abs(avg.scores[i])));
+  }
+}
+
+TEST(Evaluate, GdLsConvergesToLeastSquares) {
+  const data::Dataset dataset = make_dataset("ls", 8, 64, 500, 10, 0.1);
+  EvalConfig config;
+  config.models = {"gd-ls:L=5,eta=0.5", "gd-ls:L=400,eta=0.5"};
+  config.heads = heads::parse_heads("ls");
+  config.bootstrap = 100;
+  const EvalResult result = evaluate(dataset, config);
+  const double few = dis(learner(result, "gd-ls:L=5,eta=0.5").points.back(), "ls").summary.mean;
+  const double many = dis(learner(result, "gd-ls:L=400,eta=0.5").points.back(), "ls").summary.mean;
+  // eta lambda_max(S) < 2 here, and (1 - eta lambda_min)^400 is ~1e-30: GD has reached the
+  // least-squares solution up to f32 rounding.
+  EXPECT_LT(many, 0.002);
+  EXPECT_GT(few, many);
+  const auto& exact_gd = learner(result, "gd-ls:L=400,eta=0.5").points.back().exact_err->per_task;
+  const auto& exact_ls = learner(result, "ls").points.back().exact_err->per_task;
+  for (std::size_t t = 0; t < exact_gd.size(); ++t) EXPECT_NEAR(exact_gd[t], exact_ls[t], 1e-4);
+}
+
+TEST(Evaluate, ExactAngleErrorMatchesMonteCarlo) {
+  const data::Dataset dataset = make_dataset("exact", 10, 40, 4000, 50);
+  EvalConfig config;
+  config.heads = heads::parse_heads("avg,ls,logistic");
+  config.bootstrap = 100;
+  const EvalResult result = evaluate(dataset, config);
+  EXPECT_TRUE(result.exact_applies);
+  for (const LearnerResult& head : result.learners) {
+    const PointResult& point = head.points.back();
+    ASSERT_TRUE(point.exact_err.has_value());
+    // The Monte Carlo mean over T tasks of M queries each has variance sum_t e_t(1 - e_t)/M / T^2.
+    double variance = 0;
+    for (double e : point.exact_err->per_task) variance += e * (1 - e) / 4000.0;
+    const double sd = std::sqrt(variance) / 50;
+    EXPECT_NEAR(point.err.summary.mean, point.exact_err->summary.mean, 4 * sd) << head.name;
+  }
+}
+
+TEST(Evaluate, IdenticalAcrossThreadCountsAndPolicies) {
+  const data::Dataset dataset = make_dataset("threads", 5, 60, 30, 12, 0.1);
+  for (const char* context : {"full", "random:20", "retrieve:9"}) {
+    EvalConfig config;
+    config.models = {"gd-hinge:L=30,eta=1", "kernel:beta=1"};
+    config.heads = heads::parse_heads("logistic,svm,knn");
+    config.context = parse_context(context);
+    config.n_grid = {20, 60};
+    config.bootstrap = 200;
+    config.seed = 4;
+    auto run = [&](int threads) {
+      tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+      return evaluate(dataset, config);
+    };
+    const EvalResult one = run(1), two = run(2);
+    ASSERT_EQ(one.learners.size(), two.learners.size());
+    for (std::size_t l = 0; l < one.learners.size(); ++l) {
+      for (std::size_t g = 0; g < 2; ++g) {
+        const PointResult& a = one.learners[l].points[g];
+        const PointResult& b = two.learners[l].points[g];
+        EXPECT_EQ(a.scores, b.scores) << context << " " << one.learners[l].name;
+        EXPECT_EQ(a.err.summary.mean_ci.lo, b.err.summary.mean_ci.lo);
+        EXPECT_EQ(a.err.summary.quantile_ci.hi, b.err.summary.quantile_ci.hi);
+      }
+    }
+    // Noisy labels give a second error, and retrieval has no probe.
+    EXPECT_TRUE(one.learners[0].points.back().err_noisy.has_value());
+    EXPECT_EQ(one.learners[0].points.back().linear.has_value(), std::string(context) != "retrieve:9");
+    EXPECT_FALSE(one.learners[1].points.back().linear.value_or(false));  // the kernel is not linear
+  }
+}
+
+TEST(Evaluate, RejectsBadGridsAndModels) {
+  const data::Dataset dataset = make_dataset("bad", 4, 10, 5, 2);
+  EvalConfig config;
+  config.heads = heads::parse_heads("avg");
+  config.n_grid = {0};
+  EXPECT_THROW(evaluate(dataset, config), std::invalid_argument);
+  config.n_grid = {11};
+  EXPECT_THROW(evaluate(dataset, config), std::invalid_argument);
+  config.n_grid = {};
+  config.models = {"encoder:D=8,H=2,F=8,layers=1"};
+  EXPECT_THROW(evaluate(dataset, config), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace iclbench::eval
