@@ -20,3 +20,8 @@ echo
 $iclbench speed --model "$out/gd-hinge-d16.safetensors" --d 16 --n 256 --queries 64 --batch 64
 echo
 $iclbench speed --model encoder:D=64,H=4,F=256,layers=4 --n 129 --queries 0 --batch 64
+echo
+$iclbench eval --data "$out/gaussian-d16-n256.safetensors" \
+  --model gd-ls:L=1 --model "$out/gd-hinge-d16.safetensors" --model kernel:beta=1 \
+  --heads logistic,svm,ls,avg --n-grid 16,64,256 \
+  --out "$out/eval.json" --csv "$out/eval.csv" --force
