@@ -10,7 +10,7 @@ packages=(
   libdnnl-dev libtbb-dev libeigen3-dev libbenchmark-dev libbenchmark-tools libgtest-dev
   librandom123-dev liblinear-dev nlohmann-json3-dev libcli11-dev
   # Python tooling runs on /usr/bin/python3 with Debian's packages only
-  python3 python3-numpy python3-scipy
+  python3 python3-numpy python3-scipy python3-matplotlib
 )
 
 missing=()

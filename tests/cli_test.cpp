@@ -157,6 +157,12 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"eval", "--d", "4", "--tasks", "2", "--delta", "1.5", "--out", out}, "--delta must be in (0, 1)"},
       {{"eval", "--d", "4", "--tasks", "2", "--heads", "", "--out", out}, "nothing to evaluate"},
       {{"eval", "--d", "4", "--tasks", "2", "--out", "/nonexistent-dir/r.json"}, "cannot create a file in"},
+      {{"bounds", "--preset", "huge", "--out", out}, "unknown --preset 'huge'"},
+      {{"bounds", "--n-grid", "64,32", "--out", out}, "n_grid must be strictly increasing"},
+      {{"bounds", "--eps-grid", "0.7", "--out", out}, "every eps must be in (0, 0.5)"},
+      {{"bounds", "--d-grid", "1", "--out", out}, "every d must be in [2, 4096]"},
+      {{"bounds", "--heads", "logit", "--out", out}, "unknown head 'logit'"},
+      {{"bounds", "--config", (dir / "missing.json").string(), "--out", out}, "cannot read --config"},
       {{"frobnicate"}, "frobnicate"},
       {{}, "subcommand is required"},
   };

@@ -31,5 +31,6 @@ Command add_gen_command(CLI::App& parent, const GlobalOptions& globals);
 Command add_model_command(CLI::App& parent, const GlobalOptions& globals);
 Command add_speed_command(CLI::App& parent, const GlobalOptions& globals);
 Command add_eval_command(CLI::App& parent, const GlobalOptions& globals);
+Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals);
 
 }  // namespace iclbench::cli

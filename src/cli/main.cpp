@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
       cli::add_model_command(app, globals),
       cli::add_speed_command(app, globals),
       cli::add_eval_command(app, globals),
+      cli::add_bounds_command(app, globals),
   };
 
   std::string command_name;

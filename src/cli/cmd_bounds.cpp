@@ -1,0 +1,115 @@
+// iclbench bounds: validate the sample-size bounds with a resumable sweep.
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+#include "bounds/bounds.hpp"
+#include "cli/commands.hpp"
+#include "runtime/progress.hpp"
+
+namespace iclbench::cli {
+namespace {
+
+struct BoundsOptions {
+  std::string preset;
+  std::string config_file;
+  std::vector<int> d_grid;
+  std::vector<std::int64_t> n_grid, k_grid;
+  std::vector<double> eps_grid;
+  std::vector<std::string> models;
+  std::string heads;
+  std::string context;
+  std::int64_t tasks = 0, queries = 0;
+  double delta = 0;
+  int bootstrap = 0;
+  std::string family;
+  std::string out;
+  bool no_plots = false;
+};
+
+}  // namespace
+
+Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
+  CLI::App* app = parent.add_subcommand(
+      "bounds", "sweeps over d, N, eps that measure the sample size n* an in-context learner needs and "
+                "hold it against O(d/eps) and O((1/eps^2) log(1/delta)); resumable");
+  auto o = std::make_shared<BoundsOptions>();
+  app->add_option("--preset", o->preset, "quick (<= 3 minutes) or full (hours); flags below override it");
+  app->add_option("--config", o->config_file, "JSON file with the sweep (as DIR/config.json of a run)");
+  app->add_option("--d-grid", o->d_grid, "input dimensions")->delimiter(',');
+  app->add_option("--n-grid", o->n_grid, "dataset sizes N (increasing)")->delimiter(',');
+  app->add_option("--eps-grid", o->eps_grid, "target errors eps")->delimiter(',');
+  app->add_option("--k-grid", o->k_grid, "regime B context sizes k (none: regime A only)")->delimiter(',');
+  app->add_option("--context", o->context, "regime B context: random or retrieve");
+  app->add_option("--models", o->models, "transformers (recipes or files)")->delimiter(';');
+  app->add_option("--heads", o->heads, "heads, comma-separated; the first is the reference");
+  app->add_option("--tasks", o->tasks, "tasks per point");
+  app->add_option("--queries", o->queries, "queries per task");
+  app->add_option("--delta", o->delta, "quantile level: (1 - delta)-quantile over tasks");
+  app->add_option("--bootstrap", o->bootstrap, "bootstrap replicates");
+  app->add_option("--family", o->family, "task family");
+  app->add_option("--out", o->out, "output directory (created; a rerun resumes it)")->required();
+  app->add_flag("--no-plots", o->no_plots, "skip the PNG plots");
+
+  auto run = [o, &globals, app] {
+    bounds::BoundsConfig config;
+    if (!o->config_file.empty()) {
+      if (!o->preset.empty()) throw UsageError("give --preset or --config, not both");
+      std::ifstream in(o->config_file);
+      if (!in) throw UsageError("cannot read --config " + o->config_file);
+      nlohmann::json json;
+      try {
+        json = nlohmann::json::parse(in);
+      } catch (const nlohmann::json::exception& error) {
+        throw UsageError(o->config_file + ": not valid JSON: " + error.what());
+      }
+      config = bounds::BoundsConfig::from_json(json);
+    } else {
+      config = bounds::preset_config(o->preset.empty() ? "quick" : o->preset);
+    }
+    auto given = [app](const char* flag) { return app->get_option(flag)->count() > 0; };
+    if (given("--d-grid")) config.d_grid = o->d_grid;
+    if (given("--n-grid")) config.n_grid = o->n_grid;
+    if (given("--eps-grid")) config.eps_grid = o->eps_grid;
+    if (given("--k-grid")) config.k_grid = o->k_grid;
+    if (given("--context")) config.regime_b_context = o->context;
+    if (given("--models")) config.models = o->models;
+    if (given("--heads")) {
+      config.heads.clear();
+      std::string rest = o->heads;
+      for (std::size_t comma; (comma = rest.find(',')) != std::string::npos; rest.erase(0, comma + 1)) {
+        config.heads.push_back(rest.substr(0, comma));
+      }
+      if (!rest.empty()) config.heads.push_back(rest);
+    }
+    if (given("--tasks")) config.tasks = o->tasks;
+    if (given("--queries")) config.queries = o->queries;
+    if (given("--delta")) config.delta = o->delta;
+    if (given("--bootstrap")) config.bootstrap = o->bootstrap;
+    if (given("--family")) config.family = o->family;
+    // --seed sets the sweep's seed; a --config file keeps its own unless --seed is given.
+    if (o->config_file.empty() || app->get_parent()->get_option("--seed")->count() > 0) {
+      config.seed = globals.seed;
+    }
+    if (given("--d-grid") || given("--n-grid") || given("--eps-grid") || given("--k-grid") ||
+        given("--models") || given("--heads") || given("--tasks") || given("--queries")) {
+      if (config.preset != "custom") config.preset += "+overrides";
+    }
+    config.validate();
+
+    const auto points = bounds::sweep_points(config);
+    runtime::Progress progress("bounds", "points", static_cast<std::int64_t>(points.size()), !globals.quiet);
+    const auto start = std::chrono::steady_clock::now();
+    const std::string verdicts = bounds::run_bounds(
+        config, o->out, [&](std::int64_t done, std::int64_t) { progress.update(done); }, !o->no_plots);
+    progress.finish();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("%s\nwrote %s/{points.csv,fits.json,report.md%s} in %.1f s\n", verdicts.c_str(), o->out.c_str(),
+                o->no_plots ? "" : ",*.png", seconds);
+  };
+  return {app, run};
+}
+
+}  // namespace iclbench::cli
