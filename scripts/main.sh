@@ -25,3 +25,6 @@ $iclbench eval --data "$out/gaussian-d16-n256.safetensors" \
   --model gd-ls:L=1 --model "$out/gd-hinge-d16.safetensors" --model kernel:beta=1 \
   --heads logistic,svm,ls,avg --n-grid 16,64,256 \
   --out "$out/eval.json" --csv "$out/eval.csv" --force
+echo
+# The headline job: the bounds sweep's quick preset (about 40 s on 2 vCPUs; resumes if rerun).
+$iclbench bounds --preset quick --out "$out/bounds-quick"
