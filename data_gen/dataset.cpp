@@ -3,7 +3,10 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -134,18 +137,26 @@ void write_dataset(const TaskSpec& spec, const std::filesystem::path& path,
   writer.commit();
 }
 
+Dataset Dataset::generate_unnamed(const TaskSpec& spec, const WriteOptions& options) {
+  static std::atomic<std::uint64_t> counter{0};  // unique within the process
+  const char* tmp = std::getenv("TMPDIR");
+  const std::filesystem::path path =
+      std::filesystem::path(tmp && *tmp ? tmp : "/tmp") /
+      ("iclbench-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".safetensors");
+  WriteOptions unique = options;
+  unique.overwrite = io::Overwrite::kRefuse;
+  write_dataset(spec, path, unique);
+  Dataset dataset = open(path);
+  std::filesystem::remove(path);
+  return dataset;
+}
+
 Dataset Dataset::open(const std::filesystem::path& path) {
   Dataset dataset(io::SafetensorsReader{path});
   const io::SafetensorsReader& file = dataset.file_;
-  const auto& metadata = file.metadata();
   constexpr std::uint64_t kHeaderStart = 8;
   auto meta = [&](const std::string& key) -> const std::string& {
-    const auto found = metadata.find(key);
-    if (found == metadata.end()) {
-      throw file.error_at(kHeaderStart, "not an iclbench data set: __metadata__ has no '" + key +
-                                            "' (write data sets with `iclbench gen`)");
-    }
-    return found->second;
+    return file.required_metadata(key, "iclbench data set", "write data sets with `iclbench gen`");
   };
   if (meta("format") != kDatasetFormat) {
     throw file.error_at(kHeaderStart, "not an iclbench data set: __metadata__ format is '" +

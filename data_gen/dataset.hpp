@@ -42,6 +42,10 @@ class Dataset {
  public:
   // Throws io::FormatError naming the file and byte offset of the first problem.
   static Dataset open(const std::filesystem::path& path);
+  // Generates `spec` into a file under $TMPDIR (or /tmp) that is unlinked as soon as it is
+  // mapped: the data lives in the page cache, and nothing is left behind even on a crash
+  // after this returns.
+  static Dataset generate_unnamed(const TaskSpec& spec, const WriteOptions& options = {});
 
   const TaskSpec& spec() const { return spec_; }
   const std::map<std::string, std::string>& metadata() const { return file_.metadata(); }

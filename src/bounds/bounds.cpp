@@ -1,7 +1,5 @@
 #include "bounds/bounds.hpp"
 
-#include <unistd.h>
-
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
@@ -70,18 +68,6 @@ std::vector<std::uint32_t> bootstrap_indices(std::uint64_t seed, int replicate, 
   std::vector<std::uint32_t> indices(tasks);
   for (auto& index : indices) index = draws.below(static_cast<std::uint32_t>(tasks));
   return indices;
-}
-
-eval::Interval percentile_interval(std::vector<double> values) {
-  if (values.empty()) return {NAN, NAN};
-  std::sort(values.begin(), values.end());
-  auto at = [&](double level) {
-    const double position = level * static_cast<double>(values.size() - 1);
-    const auto below = static_cast<std::size_t>(std::floor(position));
-    const auto above = std::min(below + 1, values.size() - 1);
-    return values[below] + (position - static_cast<double>(below)) * (values[above] - values[below]);
-  };
-  return {at(0.025), at(0.975)};
 }
 
 }  // namespace
@@ -232,15 +218,7 @@ PointResult run_point(const BoundsConfig& config, const PointKey& key) {
   spec.seed = point_seed(config.seed, key);
   spec.scale = data::default_scale(spec.family);
   if (spec.family == data::Family::kSkewed) spec.kappa = 10.0;
-  // The task set lives in a temporary file that is unlinked once mapped.
-  const char* tmp = std::getenv("TMPDIR");
-  const fs::path path = fs::path(tmp && *tmp ? tmp : "/tmp") /
-                        ("iclbench-bounds-" + std::to_string(::getpid()) + "-" + key.id() + ".safetensors");
-  data::WriteOptions options;
-  options.overwrite = io::Overwrite::kAllow;
-  data::write_dataset(spec, path, options);
-  const data::Dataset dataset = data::Dataset::open(path);
-  fs::remove(path);
+  const data::Dataset dataset = data::Dataset::generate_unnamed(spec);
 
   eval::EvalConfig eval_config;
   eval_config.models = config.models;
@@ -370,7 +348,7 @@ NStarTable n_star_table(const BoundsConfig& config, const std::vector<PointResul
         entry.replicates.push_back(value.value.value_or(NAN));
         if (value.value) reached.push_back(*value.value);
       }
-      entry.ci = percentile_interval(reached);
+      entry.ci = eval::percentile_interval(reached);
       // Replicates that never reach eps make the upper end unbounded.
       if (reached.size() < entry.replicates.size() * 39 / 40) entry.ci.hi = INFINITY;
       table.entries.push_back(std::move(entry));
@@ -407,8 +385,8 @@ PowerFit fit_table(const NStarTable& table, int replicates) {
     bs.push_back(replicate.b);
     cs.push_back(replicate.c);
   }
-  fit.b_ci = percentile_interval(bs);
-  fit.c_ci = percentile_interval(cs);
+  fit.b_ci = eval::percentile_interval(bs);
+  fit.c_ci = eval::percentile_interval(cs);
   return fit;
 }
 
@@ -539,7 +517,7 @@ std::string run_bounds(const BoundsConfig& config, const fs::path& dir, const Pr
           mean /= static_cast<double>(per_n[j].size());
           std::vector<double> at_j;
           for (const auto& replicate : replicates) at_j.push_back(replicate[j]);
-          const eval::Interval ci = percentile_interval(at_j);
+          const eval::Interval ci = eval::percentile_interval(at_j);
           csv << point.key.regime << ",\"" << curve.learner << "\"," << (curve.transformer ? "transformer" : "head")
               << ',' << (which == 0 ? curve.metric : "dis_" + config.heads.front()) << ',' << point.key.d << ','
               << point.key.k << ',' << point.n[j] << ',' << mean << ',' << q[j] << ',' << ci.lo << ',' << ci.hi << ','

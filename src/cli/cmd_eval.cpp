@@ -1,7 +1,5 @@
 // iclbench eval: in-context learners against trained heads on one task set.
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -40,8 +38,7 @@ std::vector<std::string> words(const std::string& text) {
   return out;
 }
 
-// The task set from --data, or generated from gen flags (directly or in --generate "...")
-// into a temporary file that is unlinked once mapped.
+// The task set from --data, or generated from gen flags (directly or in --generate "...").
 data::Dataset load_or_generate(const EvalOptions& options, std::uint64_t seed, bool quiet) {
   const bool direct = any_task_flag_given(options.task);
   if (!options.data.empty()) {
@@ -67,17 +64,11 @@ data::Dataset load_or_generate(const EvalOptions& options, std::uint64_t seed, b
   } else {
     spec = resolve_task_flags(options.task, seed);
   }
-  const char* tmp = std::getenv("TMPDIR");
-  const std::filesystem::path path = std::filesystem::path(tmp && *tmp ? tmp : "/tmp") /
-                                     ("iclbench-eval-" + std::to_string(::getpid()) + ".safetensors");
   runtime::Progress progress("generate", "tasks", spec.n_tasks, !quiet);
   data::WriteOptions write_options;
-  write_options.overwrite = io::Overwrite::kAllow;
   write_options.progress = [&progress](std::int64_t done, std::int64_t) { progress.update(done); };
-  data::write_dataset(spec, path, write_options);
+  data::Dataset dataset = data::Dataset::generate_unnamed(spec, write_options);
   progress.finish();
-  data::Dataset dataset = data::Dataset::open(path);
-  std::filesystem::remove(path);  // the mapping stays valid; nothing is left behind
   return dataset;
 }
 

@@ -79,20 +79,22 @@ Summary summarize(std::span<const double> per_task, double delta, std::uint64_t 
     means[static_cast<std::size_t>(r)] = sum / static_cast<double>(count);
     quantiles[static_cast<std::size_t>(r)] = upper_quantile(sample, delta);
   }
-  const double tail = (1 - confidence) / 2;
-  auto percentile_interval = [&](std::vector<double>& values) {
-    std::sort(values.begin(), values.end());
-    const auto at = [&](double level) {
-      const double position = level * static_cast<double>(values.size() - 1);
-      const auto below = static_cast<std::size_t>(std::floor(position));
-      const auto above = std::min(below + 1, values.size() - 1);
-      return values[below] + (position - static_cast<double>(below)) * (values[above] - values[below]);
-    };
-    return Interval{at(tail), at(1 - tail)};
-  };
-  summary.mean_ci = percentile_interval(means);
-  summary.quantile_ci = percentile_interval(quantiles);
+  summary.mean_ci = percentile_interval(std::move(means), confidence);
+  summary.quantile_ci = percentile_interval(std::move(quantiles), confidence);
   return summary;
+}
+
+Interval percentile_interval(std::vector<double> values, double confidence) {
+  if (values.empty()) return {NAN, NAN};
+  std::sort(values.begin(), values.end());
+  const auto at = [&](double level) {
+    const double position = level * static_cast<double>(values.size() - 1);
+    const auto below = static_cast<std::size_t>(std::floor(position));
+    const auto above = std::min(below + 1, values.size() - 1);
+    return values[below] + (position - static_cast<double>(below)) * (values[above] - values[below]);
+  };
+  const double tail = (1 - confidence) / 2;
+  return {at(tail), at(1 - tail)};
 }
 
 double angle_error(std::span<const double> w, std::span<const float> w_star) {

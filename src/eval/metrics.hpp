@@ -25,6 +25,10 @@ Interval wilson_interval(std::int64_t successes, std::int64_t trials, double con
 // smallest value that at least a (1 - delta) fraction of tasks do not exceed.
 double upper_quantile(std::vector<double> values, double delta);
 
+// The central `confidence` interval of a bootstrap distribution (linear interpolation between
+// order statistics). Empty input gives NaNs.
+Interval percentile_interval(std::vector<double> values, double confidence = 0.95);
+
 struct Summary {
   double mean = 0;
   Interval mean_ci;

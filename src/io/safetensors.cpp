@@ -314,6 +314,17 @@ void SafetensorsReader::parse() {
   }
 }
 
+const std::string& SafetensorsReader::required_metadata(const std::string& key,
+                                                       const std::string& kind,
+                                                       const std::string& how_to_make) const {
+  const auto found = metadata_.find(key);
+  if (found == metadata_.end()) {
+    throw error_at(kHeaderLengthBytes, "not an " + kind + ": __metadata__ has no '" + key +
+                                           "' (" + how_to_make + ")");
+  }
+  return found->second;
+}
+
 const TensorInfo* SafetensorsReader::find(std::string_view tensor_name) const {
   for (const TensorInfo& tensor : tensors_)
     if (tensor.name == tensor_name) return &tensor;

@@ -72,6 +72,11 @@ class SafetensorsReader {
   // is 4-byte aligned in the file (always for files we write), a private copy otherwise.
   std::span<const float> f32(const TensorInfo& tensor) const;
 
+  // The __metadata__ entry `key`; throws FormatError (at the header) saying what kind of file
+  // was expected and `how_to_make` one, if it is missing.
+  const std::string& required_metadata(const std::string& key, const std::string& kind,
+                                       const std::string& how_to_make) const;
+
   // Builds a FormatError that points at a tensor's data (for checks of files built on the format).
   FormatError error_at(const TensorInfo& tensor, const std::string& what) const;
   FormatError error_at(std::uint64_t byte_offset, const std::string& what) const;

@@ -109,14 +109,8 @@ void save_model(const std::filesystem::path& path, const ModelConfig& config,
 Model load_model(const std::filesystem::path& path) {
   const io::SafetensorsReader file(path);
   constexpr std::uint64_t kHeaderStart = 8;
-  const auto& metadata = file.metadata();
   auto meta = [&](const std::string& key) -> const std::string& {
-    const auto found = metadata.find(key);
-    if (found == metadata.end()) {
-      throw file.error_at(kHeaderStart, "not an iclbench model: __metadata__ has no '" + key +
-                                            "' (write models with `iclbench model --construct`)");
-    }
-    return found->second;
+    return file.required_metadata(key, "iclbench model", "write models with `iclbench model --construct`");
   };
   if (meta("format") != kModelFileFormat) {
     throw file.error_at(kHeaderStart, "not an iclbench model: __metadata__ format is '" +
