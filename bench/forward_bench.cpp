@@ -1,0 +1,79 @@
+// Whole-forward benchmarks: the standard encoder (pre-LN, GELU, D = 64, H = 4, FFN 256, 4
+// layers, T = 129, 64 prompts, random weights from a fixed seed) in f32 and bf16 with 1 and 2
+// TBB threads; a constructed learner; and linear Q(K^T V) against softmax attention on the icl
+// mask as the context grows.
+
+#include <benchmark/benchmark.h>
+#include <tbb/global_control.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench_common.hpp"
+#include "data_gen/philox.hpp"
+#include "model/constructions.hpp"
+#include "model/engine.hpp"
+
+namespace iclbench::bench {
+namespace {
+
+std::vector<float> gaussian_tokens(std::int64_t count, std::uint64_t seed) {
+  std::vector<float> out(static_cast<std::size_t>(count));
+  data::DrawSequence draws(seed, 0, 0, data::Stream::kContextInput);
+  for (float& value : out) value = static_cast<float>(draws.normal());
+  return out;
+}
+
+// Runs one forward per iteration over `prompts` prompts of `tokens` tokens (n in context).
+void run_forward(benchmark::State& state, const std::string& spec, int d, std::int64_t prompts,
+                 std::int64_t tokens, std::int64_t context, bool bf16, int threads) {
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
+  const model::Model built = model::construct(model::parse_construction(spec), d, 1);
+  model::EngineOptions options;
+  options.bf16 = bf16;
+  const model::Engine engine(built.config, built.weights, options);
+  const std::vector<float> input = gaussian_tokens(prompts * tokens * built.config.width, 2);
+  std::vector<float> out(input.size());
+  engine.forward(input, prompts, tokens, context, out);  // builds the primitives, untimed
+  for (auto _ : state) {
+    engine.forward(input, prompts, tokens, context, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_counters(state, built.config.forward_flops(tokens, context) * static_cast<double>(prompts),
+               static_cast<double>(prompts * tokens), static_cast<double>(prompts), bf16, threads);
+}
+
+void BM_Encoder(benchmark::State& state) {
+  run_forward(state, "encoder:D=64,H=4,F=256,layers=4", 0, 64, 129, 129, state.range(0) != 0,
+              static_cast<int>(state.range(1)));
+}
+BENCHMARK(BM_Encoder)->ArgNames({"bf16", "threads"})->ArgsProduct({{0, 1}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_GdHinge(benchmark::State& state) {
+  run_forward(state, "gd-hinge:L=100,eta=2,tau=0.5", 32, 1, 2048, 1024, false, static_cast<int>(state.range(0)));
+}
+BENCHMARK(BM_GdHinge)->ArgNames({"threads"})->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// One prompt of N context examples and 64 queries in d = 16, on the icl mask.
+void BM_IclLinearAttention(benchmark::State& state) {
+  run_forward(state, "gd-ls:L=1", 16, 1, state.range(0) + 64, state.range(0), false, 1);
+}
+void BM_IclSoftmaxAttention(benchmark::State& state) {
+  run_forward(state, "kernel:beta=1", 16, 1, state.range(0) + 64, state.range(0), false, 1);
+}
+BENCHMARK(BM_IclLinearAttention)->ArgName("N")->RangeMultiplier(4)->Range(64, 4096)->UseRealTime();
+BENCHMARK(BM_IclSoftmaxAttention)->ArgName("N")->RangeMultiplier(4)->Range(64, 4096)->UseRealTime();
+
+}  // namespace
+}  // namespace iclbench::bench
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("gemm_peak_gflops_f32", std::to_string(iclbench::bench::gemm_peak_gflops(false)));
+  benchmark::AddCustomContext("gemm_peak_gflops_bf16", std::to_string(iclbench::bench::gemm_peak_gflops(true)));
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
