@@ -11,6 +11,7 @@
 #include "data_gen/task_generator.hpp"
 #include "model/constructions.hpp"
 #include "model/engine.hpp"
+#include "model/reference.hpp"
 #include "model/resolve.hpp"
 #include "runtime/progress.hpp"
 #include "runtime/system_info.hpp"
@@ -27,6 +28,7 @@ struct SpeedOptions {
   int repeats = 5;
   bool bf16 = false;
   bool explicit_linear = false;
+  bool reference = false;
   bool json = false;
 };
 
@@ -87,6 +89,8 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
   app->add_flag("--bf16", options->bf16, "bf16 matmuls (f32 accumulation, f32 residual stream)");
   app->add_flag("--explicit-linear", options->explicit_linear,
                 "compute linear icl attention as (Q K^T) V instead of Q (K^T V)");
+  app->add_flag("--reference", options->reference,
+                "time the plain Eigen reference forward (double, one thread) instead of the engine");
   app->add_flag("--json", options->json, "print one JSON object");
 
   auto run = [options, &globals] {
@@ -109,9 +113,19 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
 
     runtime::Progress progress("speed", "runs", o.repeats + 1, !globals.quiet);
     std::vector<double> seconds;
+    const std::int64_t width = built.config.width;
     for (int run_index = 0; run_index <= o.repeats; ++run_index) {
       const auto start = std::chrono::steady_clock::now();
-      engine.forward(tokens, o.batch, tokens_per_prompt, context, stream);
+      if (o.reference) {
+        for (std::int64_t b = 0; b < o.batch; ++b) {
+          model::MatrixD prompt(tokens_per_prompt, width);
+          for (std::int64_t i = 0; i < prompt.size(); ++i) prompt.data()[i] = tokens[b * tokens_per_prompt * width + i];
+          const model::MatrixD out = model::reference_forward(built.config, built.weights, prompt, context);
+          stream[static_cast<std::size_t>(b * tokens_per_prompt * width)] = static_cast<float>(out(0, 0));
+        }
+      } else {
+        engine.forward(tokens, o.batch, tokens_per_prompt, context, stream);
+      }
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (run_index > 0) seconds.push_back(elapsed);  // run 0 builds the primitives
       progress.update(run_index + 1);
@@ -127,7 +141,7 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     if (o.json) {
       nlohmann::ordered_json result = {
           {"model", built.config.name.empty() ? o.model : built.config.name},
-          {"dtype", o.bf16 ? "bf16" : "f32"},
+          {"dtype", o.reference ? "eigen-reference-f64" : (o.bf16 ? "bf16" : "f32")},
           {"threads", info.tbb_threads},
           {"batch", o.batch},
           {"tokens_per_prompt", tokens_per_prompt},
@@ -145,7 +159,7 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     }
     std::printf("model    %s  (%s, %d thread%s, oneDNN %s)\n",
                 built.config.name.empty() ? o.model.c_str() : built.config.name.c_str(),
-                o.bf16 ? "bf16" : "f32", info.tbb_threads, info.tbb_threads == 1 ? "" : "s",
+                o.reference ? "Eigen reference, f64" : (o.bf16 ? "bf16" : "f32"), info.tbb_threads, info.tbb_threads == 1 ? "" : "s",
                 info.onednn_isa.c_str());
     std::printf("prompts  %lld x %lld tokens (%lld context), %.3g GFLOP per prompt\n",
                 static_cast<long long>(o.batch), static_cast<long long>(tokens_per_prompt),
