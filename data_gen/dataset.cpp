@@ -152,7 +152,11 @@ Dataset Dataset::generate_unnamed(const TaskSpec& spec, const WriteOptions& opti
 }
 
 Dataset Dataset::open(const std::filesystem::path& path) {
-  Dataset dataset(io::SafetensorsReader{path});
+  return from_reader(io::SafetensorsReader{path});
+}
+
+Dataset Dataset::from_reader(io::SafetensorsReader reader) {
+  Dataset dataset(std::move(reader));
   const io::SafetensorsReader& file = dataset.file_;
   constexpr std::uint64_t kHeaderStart = 8;
   auto meta = [&](const std::string& key) -> const std::string& {

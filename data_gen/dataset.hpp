@@ -42,6 +42,8 @@ class Dataset {
  public:
   // Throws io::FormatError naming the file and byte offset of the first problem.
   static Dataset open(const std::filesystem::path& path);
+  // Validates an already parsed file (also an in-memory one: the fuzzer's entry point).
+  static Dataset from_reader(io::SafetensorsReader file);
   // Generates `spec` into a file under $TMPDIR (or /tmp) that is unlinked as soon as it is
   // mapped: the data lives in the page cache, and nothing is left behind even on a crash
   // after this returns.

@@ -217,6 +217,21 @@ TEST(Evaluate, IdenticalAcrossThreadCountsAndPolicies) {
   }
 }
 
+TEST(Evaluate, DivergingLearnersAreReportedNotAveraged) {
+  const data::Dataset dataset = make_dataset("diverge", 6, 50, 20, 8);
+  EvalConfig config;
+  config.models = {"gd-ls:L=400,eta=50", "gd-ls:L=1"};  // eta lambda_max >> 2: overflows
+  config.heads = heads::parse_heads("avg");
+  config.bootstrap = 50;
+  const EvalResult result = evaluate(dataset, config);
+  const PointResult& diverged = result.learners[0].points.back();
+  EXPECT_EQ(diverged.nonfinite_tasks, 8);
+  EXPECT_EQ(diverged.err.summary.mean, 1.0);  // no finite prediction: every query wrong
+  EXPECT_EQ(result.learners[1].points.back().nonfinite_tasks, 0);
+  EXPECT_NE(to_table(result).find("non-finite scores in 8 of 8 tasks"), std::string::npos);
+  EXPECT_EQ(to_json(result)["learners"]["gd-ls:L=400,eta=50"]["nonfinite_tasks"], 8);
+}
+
 TEST(Evaluate, RejectsBadGridsAndModels) {
   const data::Dataset dataset = make_dataset("bad", 4, 10, 5, 2);
   EvalConfig config;

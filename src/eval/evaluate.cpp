@@ -34,7 +34,9 @@ bool rotation_invariant(const data::TaskSpec& spec) {
                               spec.family == data::Family::kScaled);
 }
 
-float label_of(float score) { return score >= 0.0f ? 1.0f : -1.0f; }
+// A non-finite score predicts nothing: it gets label 0, which matches no true label (+-1), so it
+// counts as an error (and as a disagreement with every finite head).
+float label_of(float score) { return std::isfinite(score) ? (score >= 0.0f ? 1.0f : -1.0f) : 0.0f; }
 
 // The probe queries of one task: [P, d], standard normal.
 std::vector<float> probe_queries(std::uint64_t seed, std::uint32_t task, int d, int count) {
@@ -275,10 +277,13 @@ EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
         const auto truth = dataset.y_query(task);
         const float* scores = point.scores.data() + task * m;
         std::int64_t wrong = 0, wrong_noisy = 0;
+        bool nonfinite = false;
         for (std::int64_t q = 0; q < m; ++q) {
+          nonfinite = nonfinite || !std::isfinite(scores[q]);
           wrong += label_of(scores[q]) != truth[static_cast<std::size_t>(q)];
           if (has_noisy) wrong_noisy += label_of(scores[q]) != dataset.y_query_noisy(task)[static_cast<std::size_t>(q)];
         }
+        point.nonfinite_tasks += nonfinite;
         err[static_cast<std::size_t>(task)] = static_cast<double>(wrong) / static_cast<double>(m);
         if (has_noisy) noisy[static_cast<std::size_t>(task)] = static_cast<double>(wrong_noisy) / static_cast<double>(m);
         if (exact_here) {
@@ -332,6 +337,7 @@ nlohmann::ordered_json point_json(const PointResult& point) {
   nlohmann::ordered_json dis = nlohmann::ordered_json::object();
   for (const auto& [head, metric] : point.dis) dis[head] = summary_json(metric.summary);
   json["dis"] = dis;
+  json["nonfinite_tasks"] = point.nonfinite_tasks;
   if (point.linear) {
     json["probe"] = {{"linear_in_query", *point.linear}, {"max_relative_residual", point.probe_residual}};
   }
@@ -453,6 +459,16 @@ std::string to_table(const EvalResult& result) {
         out << line;
       }
       out << "\n";
+    }
+  }
+  for (const LearnerResult& learner : result.learners) {
+    for (const PointResult& point : learner.points) {
+      if (point.nonfinite_tasks == 0) continue;
+      std::snprintf(line, sizeof line, "warning: %s gave non-finite scores in %lld of %lld tasks at n' = %lld "
+                    "(diverging? they count as errors)\n", learner.name.c_str(),
+                    static_cast<long long>(point.nonfinite_tasks), static_cast<long long>(data.n_tasks),
+                    static_cast<long long>(point.n));
+      out << line;
     }
   }
   out << "\nthroughput\n";

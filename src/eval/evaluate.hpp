@@ -52,6 +52,9 @@ struct PointResult {
   std::optional<Metric> err_noisy;
   std::optional<Metric> exact_err;
   std::vector<std::pair<std::string, Metric>> dis;  // against each head, in --heads order
+  // Tasks with at least one non-finite score (a diverging learner): such a score counts as a
+  // wrong prediction, and the tasks are reported rather than silently averaged in.
+  std::int64_t nonfinite_tasks = 0;
   // Transformers: whether the query score was linear in x_q on every task.
   std::optional<bool> linear;
   double probe_residual = 0;  // largest relative residual of the linear fit

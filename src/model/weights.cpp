@@ -106,8 +106,9 @@ void save_model(const std::filesystem::path& path, const ModelConfig& config,
   writer.commit();
 }
 
-Model load_model(const std::filesystem::path& path) {
-  const io::SafetensorsReader file(path);
+Model load_model(const std::filesystem::path& path) { return load_model(io::SafetensorsReader(path)); }
+
+Model load_model(const io::SafetensorsReader& file) {
   constexpr std::uint64_t kHeaderStart = 8;
   auto meta = [&](const std::string& key) -> const std::string& {
     return file.required_metadata(key, "iclbench model", "write models with `iclbench model --construct`");

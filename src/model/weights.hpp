@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "io/atomic_file.hpp"
+#include "io/safetensors.hpp"
 #include "model/config.hpp"
 
 namespace iclbench::model {
@@ -56,5 +57,6 @@ struct Model {
 // Validates the file (format, config, every tensor's presence, shape and finiteness); throws
 // io::FormatError naming the file and byte offset.
 Model load_model(const std::filesystem::path& path);
+Model load_model(const io::SafetensorsReader& file);  // an already parsed (or in-memory) file
 
 }  // namespace iclbench::model
