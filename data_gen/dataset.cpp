@@ -3,11 +3,13 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -75,9 +77,33 @@ std::map<std::string, std::string> dataset_metadata(const TaskSpec& spec) {
   };
 }
 
+std::string human_bytes(double bytes) {
+  const char* units[] = {"B", "KB", "MB", "GB", "TB", "PB", "EB"};
+  int unit = 0;
+  while (bytes >= 1000.0 && unit < 6) {
+    bytes /= 1000.0;
+    ++unit;
+  }
+  char text[32];
+  std::snprintf(text, sizeof text, "%.3g %s", bytes, units[unit]);
+  return text;
+}
+
 void write_dataset(const TaskSpec& spec, const std::filesystem::path& path,
                    const WriteOptions& options) {
   validate(spec);
+  {
+    const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
+    struct statvfs fs {};
+    if (::statvfs(dir.c_str(), &fs) == 0) {  // a missing directory is reported by the writer
+      const std::uint64_t available = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+      if (spec.dataset_bytes() > available) {
+        throw SpecError("the data set needs " + human_bytes(static_cast<double>(spec.dataset_bytes())) +
+                        " but " + dir.string() + " has " + human_bytes(static_cast<double>(available)) +
+                        " free; lower --tasks, --n or --queries");
+      }
+    }
+  }
   const TaskExtents per_task(spec);
   const auto n_tasks = spec.n_tasks;
   auto shape = [&](std::initializer_list<std::int64_t> tail) {

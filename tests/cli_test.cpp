@@ -155,6 +155,7 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"eval", "--data", "x.safetensors", "--d", "4", "--out", out}, "not both"},
       {{"eval", "--generate", "--d 4 --bogus 3", "--out", out}, "--generate"},
       {{"eval", "--d", "4", "--tasks", "2", "--delta", "1.5", "--out", out}, "--delta must be in (0, 1)"},
+      {{"eval", "--d", "64", "--n", "1000000", "--tasks", "100000", "--out", out}, "free; lower --tasks"},
       {{"eval", "--d", "4", "--tasks", "2", "--heads", "", "--out", out}, "nothing to evaluate"},
       {{"eval", "--d", "4", "--tasks", "2", "--out", "/nonexistent-dir/r.json"}, "cannot create a file in"},
       {{"bounds", "--preset", "huge", "--out", out}, "unknown --preset 'huge'"},

@@ -1,7 +1,5 @@
 // iclbench gen: write a task set (safetensors) for a family of linear classification tasks.
 
-#include <sys/statvfs.h>
-
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -23,31 +21,6 @@ struct GenOptions {
   bool json = false;
 };
 
-std::string human_bytes(double bytes) {
-  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
-  int unit = 0;
-  while (bytes >= 1000.0 && unit < 4) {
-    bytes /= 1000.0;
-    ++unit;
-  }
-  char text[32];
-  std::snprintf(text, sizeof text, "%.3g %s", bytes, units[unit]);
-  return text;
-}
-
-// Refuses before any work when the file cannot fit on its file system.
-void check_free_space(const std::filesystem::path& out, std::uint64_t bytes) {
-  const std::filesystem::path dir = out.has_parent_path() ? out.parent_path() : ".";
-  struct statvfs fs {};
-  if (::statvfs(dir.c_str(), &fs) != 0) return;  // AtomicFile reports a missing directory
-  const std::uint64_t available = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
-  if (bytes > available) {
-    throw UsageError("the data set needs " + human_bytes(static_cast<double>(bytes)) + " but " +
-                     dir.string() + " has " + human_bytes(static_cast<double>(available)) +
-                     " free; lower --tasks, --n or --queries");
-  }
-}
-
 }  // namespace
 
 Command add_gen_command(CLI::App& parent, const GlobalOptions& globals) {
@@ -65,7 +38,6 @@ Command add_gen_command(CLI::App& parent, const GlobalOptions& globals) {
     const data::TaskSpec spec = resolve_task_flags(options->task, globals.seed);
 
     const std::filesystem::path out = options->out;
-    check_free_space(out, spec.dataset_bytes());
     runtime::Progress progress("gen", "tasks", spec.n_tasks, !globals.quiet);
     data::WriteOptions write_options;
     write_options.overwrite = options->force ? io::Overwrite::kAllow : io::Overwrite::kRefuse;
@@ -93,7 +65,7 @@ Command add_gen_command(CLI::App& parent, const GlobalOptions& globals) {
                 out.c_str(), std::string(data::family_name(spec.family)).c_str(), static_cast<long long>(spec.n_tasks),
                 static_cast<long long>(spec.n_examples), static_cast<long long>(spec.n_queries),
                 static_cast<long long>(spec.dim), static_cast<unsigned long long>(spec.seed));
-    std::printf("%s in %.2f s (%.0f tasks/s)\n", human_bytes(static_cast<double>(bytes)).c_str(),
+    std::printf("%s in %.2f s (%.0f tasks/s)\n", data::human_bytes(static_cast<double>(bytes)).c_str(),
                 seconds, static_cast<double>(spec.n_tasks) / seconds);
   };
   return {app, run};
