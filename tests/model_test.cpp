@@ -175,6 +175,8 @@ TEST(ConstructionSpecs, RejectsMalformedSpecsClearly) {
       {"gd++:gamma=-0.1", "gamma must be >= 0"},
       {"gd-logistic:K=0", "K must be an integer"},
       {"", "unknown model ''"},
+      {"gd-logistic:L=3,eta=2e98,R=4", "eta must have magnitude in"},  // found by fuzzing
+      {"gd-hinge:tau=1e-300", "tau must have magnitude in"},
   };
   for (const auto& [text, expected] : cases) {
     try {

@@ -229,6 +229,20 @@ ConstructionSpec parse_construction(std::string_view text) {
     throw SpecError("model spec '" + std::string(text) + "': gamma must be >= 0, got " +
                     format(spec.gamma));
   }
+  // The weights are f32 and hold eta, gamma, beta, 1/tau and the knots -R..R: keep every one of
+  // them, and the scores they make, far inside f32's range (found by fuzzing: eta = 2e98
+  // became an infinite attention scale).
+  auto bounded = [&](const char* key, double value, double lowest, double highest) {
+    if (value != 0 && (std::abs(value) < lowest || std::abs(value) > highest)) {
+      throw SpecError("model spec '" + std::string(text) + "': " + key + " must have magnitude in [" +
+                      format(lowest) + ", " + format(highest) + "], got " + format(value));
+    }
+  };
+  bounded("eta", spec.eta, 1e-6, 1e6);
+  bounded("gamma", spec.gamma, 1e-6, 1e6);
+  bounded("tau", spec.tau, 1e-6, 1e6);
+  bounded("R", spec.range, 1e-6, 1e4);
+  bounded("beta", spec.beta, 1e-6, 1e6);
   // Canonical text: every parameter of the construction, in its documented order.
   const std::map<std::string_view, double> resolved = {
       {"L", spec.steps},       {"eta", spec.eta},   {"gamma", spec.gamma}, {"tau", spec.tau},
