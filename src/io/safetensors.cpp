@@ -39,11 +39,6 @@ constexpr std::uint64_t kHeaderLengthBytes = 8;
 constexpr int kMaxJsonDepth = 4;  // {tensor: {shape: [..]}} is depth 3
 constexpr std::size_t kMaxRank = 16;
 
-// Thrown from the JSON parser callback; turned into a FormatError by the caller.
-struct HeaderShapeError {
-  std::string what;
-};
-
 std::uint64_t read_le_u64(const std::byte* bytes) {
   std::uint64_t value;
   std::memcpy(&value, bytes, sizeof value);
@@ -186,18 +181,25 @@ void SafetensorsReader::parse() {
 
   nlohmann::json root;
   std::vector<std::string> top_level_keys;
+  // nlohmann calls the callback from noexcept code for some events, so it must not throw:
+  // it records the first problem and discards what it cannot accept (found by fuzzing).
+  std::optional<std::string> shape_error;
   try {
     root = nlohmann::json::parse(
         header.begin(), header.end(),
-        [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-          if (depth > kMaxJsonDepth) throw HeaderShapeError{"header JSON is nested too deeply"};
-          if (event == nlohmann::json::parse_event_t::key && depth == 1) {
-            std::string key = parsed.get<std::string>();
+        [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) noexcept {
+          if (depth > kMaxJsonDepth) {
+            if (!shape_error) shape_error = "header JSON is nested too deeply";
+            return false;
+          }
+          if (event == nlohmann::json::parse_event_t::key && depth == 1 && parsed.is_string()) {
+            const std::string& key = parsed.get_ref<const std::string&>();
             if (std::find(top_level_keys.begin(), top_level_keys.end(), key) !=
                 top_level_keys.end()) {
-              throw HeaderShapeError{"duplicate entry '" + key + "' in the header"};
+              if (!shape_error) shape_error = "duplicate entry '" + key + "' in the header";
+            } else {
+              top_level_keys.push_back(key);
             }
-            top_level_keys.push_back(std::move(key));
           }
           return true;
         });
@@ -206,9 +208,13 @@ void SafetensorsReader::parse() {
     std::string message = error.what();
     if (auto pos = message.find("] "); pos != std::string::npos) message.erase(0, pos + 2);
     throw error_at(kHeaderLengthBytes + at, "header is not valid JSON: " + message);
-  } catch (const HeaderShapeError& error) {
-    throw error_at(kHeaderLengthBytes, error.what);
+  } catch (const nlohmann::json::exception& error) {
+    // e.g. out_of_range for a number like 1e873275 (found by fuzzing)
+    std::string message = error.what();
+    if (auto pos = message.find("] "); pos != std::string::npos) message.erase(0, pos + 2);
+    throw error_at(kHeaderLengthBytes, "header is not valid JSON: " + message);
   }
+  if (shape_error) throw error_at(kHeaderLengthBytes, *shape_error);
   if (!root.is_object()) throw error_at(kHeaderLengthBytes, "header is not a JSON object");
 
   for (const auto& [key, value] : root.items()) {
