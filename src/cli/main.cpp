@@ -10,14 +10,9 @@
 #include <vector>
 
 #include "cli/commands.hpp"
-#include "data_gen/task_generator.hpp"
 #include "iclbench/version.hpp"
-#include "eval/context.hpp"
-#include "heads/heads.hpp"
 #include "io/atomic_file.hpp"
 #include "io/safetensors.hpp"
-#include "model/config.hpp"
-#include "model/constructions.hpp"
 #include "runtime/threading.hpp"
 
 namespace {
@@ -86,23 +81,13 @@ int main(int argc, char** argv) {
         command.run();
       }
     }
-  } catch (const cli::UsageError& error) {
-    return fail(command_name, error.what(), 2);
-  } catch (const data::SpecError& error) {
+  } catch (const std::invalid_argument& error) {
+    // Every bad-input error of the suite (usage, task spec, model spec or config, head, context)
+    // derives from std::invalid_argument.
     return fail(command_name, error.what(), 2);
   } catch (const io::FormatError& error) {
     return fail(command_name, error.what(), 2);
-  } catch (const model::SpecError& error) {
-    return fail(command_name, error.what(), 2);
-  } catch (const model::ConfigError& error) {
-    return fail(command_name, error.what(), 2);
-  } catch (const heads::HeadError& error) {
-    return fail(command_name, error.what(), 2);
-  } catch (const eval::ContextError& error) {
-    return fail(command_name, error.what(), 2);
   } catch (const io::IoError& error) {
-    return fail(command_name, error.what(), 2);
-  } catch (const std::invalid_argument& error) {
     return fail(command_name, error.what(), 2);
   } catch (const std::bad_alloc&) {
     return fail(command_name, "out of memory", 2);
