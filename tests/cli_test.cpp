@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,6 +23,7 @@ struct Result {
   int exit_code;
   std::string out;
   std::string err;
+  double peak_rss_bytes = 0;  // of the child process (getrusage's ru_maxrss)
 };
 
 std::string read_all(const fs::path& path) {
@@ -54,9 +57,10 @@ Result run(const std::vector<std::string>& args) {
     _exit(127);
   }
   int status = 0;
-  ::waitpid(pid, &status, 0);
+  struct rusage usage {};
+  ::wait4(pid, &status, 0, &usage);
   Result result{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_all(out),
-                read_all(err)};
+                read_all(err), static_cast<double>(usage.ru_maxrss) * 1024.0};
   fs::remove(out);
   fs::remove(err);
   return result;
@@ -155,7 +159,14 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"eval", "--data", "x.safetensors", "--d", "4", "--out", out}, "not both"},
       {{"eval", "--generate", "--d 4 --bogus 3", "--out", out}, "--generate"},
       {{"eval", "--d", "4", "--tasks", "2", "--delta", "1.5", "--out", out}, "--delta must be in (0, 1)"},
-      {{"eval", "--d", "64", "--n", "1000000", "--tasks", "100000", "--out", out}, "free; lower --tasks"},
+      {{"eval", "--d", "64", "--n", "1000000", "--tasks", "100000", "--out", out}, "TB of memory, but"},
+      // Softmax attention over 8e7 context tokens: the score tiles alone need ~160 GB.
+      {{"eval", "--d", "8", "--n", "80000000", "--tasks", "1", "--queries", "1", "--model", "kernel:beta=1",
+        "--heads", "", "--out", out}, "GB of memory, but"},
+      {{"--max-memory", "0.000001", "eval", "--d", "4", "--tasks", "2", "--out", out}, "allowed by --max-memory"},
+      {{"--max-memory", "-1", "eval", "--d", "4", "--tasks", "2", "--out", out}, "--max-memory"},
+      {{"speed", "--model", "kernel:beta=1", "--d", "8", "--n", "80000000", "--queries", "1"}, "lower --batch"},
+      {{"--max-memory", "0.001", "bounds", "--preset", "quick", "--out", out}, "allowed by --max-memory"},
       {{"eval", "--d", "4", "--tasks", "2", "--heads", "", "--out", out}, "nothing to evaluate"},
       {{"eval", "--d", "4", "--tasks", "2", "--out", "/nonexistent-dir/r.json"}, "cannot create a file in"},
       {{"bounds", "--preset", "huge", "--out", out}, "unknown --preset 'huge'"},
@@ -176,6 +187,45 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
     EXPECT_NE(result.err.find(bad.expected), std::string::npos) << joined << "\n" << result.err;
     EXPECT_TRUE(fs::is_empty(dir)) << joined << ": left a file behind";
   }
+}
+
+// The estimate eval checks before a run (read back from the refusal under a tiny --max-memory)
+// against the peak resident memory the same run then reaches, above the process's baseline
+// (`info`: libraries, oneDNN and TBB). The run is dominated by the softmax score tiles of two
+// threads ([256, 60000] f32 each) and LIBLINEAR's copies of the examples. The estimate may not be
+// exceeded by more than a few MB, and must not overstate the growth by more than a third.
+TEST(Cli, MemoryEstimateCoversThePeakOfARun) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "sanitizer shadow memory and redzones are not part of the estimate";
+#endif
+  const fs::path dir = fresh_dir("memory");
+  const std::vector<std::string> args = {"--threads", "2", "eval", "--family", "gaussian", "--d", "8",
+                                         "--n", "60000", "--tasks", "2", "--queries", "16", "--model",
+                                         "kernel:beta=1", "--heads", "logistic", "--bootstrap", "10",
+                                         "--out", (dir / "r.json").string()};
+  std::vector<std::string> refused_args = {"--max-memory", "0.000001"};
+  refused_args.insert(refused_args.end(), args.begin(), args.end());
+  const Result refused = run(refused_args);
+  ASSERT_EQ(refused.exit_code, 2) << refused.err;
+  const std::string marker = "needs an estimated ";
+  const auto at = refused.err.find(marker);
+  ASSERT_NE(at, std::string::npos) << refused.err;
+  std::istringstream words(refused.err.substr(at + marker.size()));
+  double value = 0;
+  std::string unit;
+  words >> value >> unit;
+  ASSERT_EQ(unit, "MB") << refused.err;
+  const double estimate = value * 1e6;
+  ASSERT_GT(estimate, 100e6);  // the score tiles: 2 x 256 x 60000 x 4 bytes = 123 MB
+
+  const double baseline = run({"--threads", "2", "info"}).peak_rss_bytes;
+  const Result measured = run(args);
+  ASSERT_EQ(measured.exit_code, 0) << measured.err;
+  const double grown = measured.peak_rss_bytes - baseline;
+  std::printf("estimate %.1f MB, peak growth %.1f MB (baseline %.1f MB)\n", estimate / 1e6, grown / 1e6,
+              baseline / 1e6);
+  EXPECT_LE(grown, estimate + 16e6);
+  EXPECT_GE(grown, 0.67 * estimate);
 }
 
 TEST(Cli, ExistingOutputIsKeptUnlessForced) {

@@ -3,6 +3,7 @@
 // across threads and batchings, and the thread budget.
 
 #include <gtest/gtest.h>
+#include <malloc.h>
 #include <tbb/global_control.h>
 
 #include <cmath>
@@ -273,6 +274,53 @@ TEST(EngineDeterminism, BitIdenticalAcrossThreadsAndBatchings) {
       EXPECT_EQ(reference, scores_with(engine, tokens, prompts, t, n, 2, {2, 3})) << text;
       EXPECT_EQ(reference, scores_with(engine, tokens, prompts, t, n, 1, {1, 1, 1, 1, 1})) << text;
     }
+  }
+}
+
+// Bytes the process has allocated through malloc (oneDNN, TBB's buffers and ours all use it).
+std::uint64_t allocated_bytes() {
+  const struct mallinfo2 info = mallinfo2();
+  return info.uordblks + info.hblkhd;
+}
+
+// working_bytes() is what eval and bounds check against the machine's memory before a run, so
+// it must match what a forward really allocates: the plan's buffers, the score tiles and the
+// causal masks, measured here as the growth of malloc's in-use bytes over the first forward
+// (the plan stays cached afterwards). The slack is for what the estimate leaves out: oneDNN's
+// primitives and scratchpads (at most a few MB at these shapes).
+TEST(EngineMemory, WorkingBytesMatchesWhatAForwardAllocates) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "sanitizers replace malloc, and mallinfo2 no longer sees the allocations";
+#endif
+  struct MemoryCase {
+    const char* spec;
+    int d;
+    std::int64_t prompts, tokens, context;
+    bool bf16;
+  };
+  const MemoryCase cases[] = {
+      {"kernel:beta=1", 8, 1, 6064, 6000, false},             // softmax score tiles dominate
+      {"kernel:beta=1", 8, 1, 6064, 6000, true},              // bf16 weights next to the scores
+      {"gd-hinge:L=3,eta=1", 16, 4, 1100, 1000, true},         // group buffers, bf16
+      {"gd-ls:L=2", 32, 64, 4160, 4096, false},                // a full 256 MB group
+      {"encoder:D=64,H=4,F=256,layers=2", 0, 2, 700, 700, false},  // causal masks
+  };
+  tbb::global_control one_thread(tbb::global_control::max_allowed_parallelism, 1);
+  for (const MemoryCase& c : cases) {
+    const Model model = construct(parse_construction(c.spec), c.d, 5);
+    EngineOptions options;
+    options.bf16 = c.bf16;
+    const Engine engine(model.config, model.weights, options);
+    const std::vector<float> tokens = random_tokens(c.prompts * c.tokens * model.config.width, 4);
+    std::vector<float> out(tokens.size());
+    const std::uint64_t before = allocated_bytes();
+    engine.forward(tokens, c.prompts, c.tokens, c.context, out);
+    const double grown = static_cast<double>(allocated_bytes() - before);
+    const double estimate =
+        static_cast<double>(Engine::working_bytes(model.config, options, c.tokens, c.context, c.prompts, 1));
+    std::printf("%s: estimate %.1f MB, allocated %.1f MB\n", c.spec, estimate / 1e6, grown / 1e6);
+    EXPECT_GE(grown, 0.97 * estimate) << c.spec;
+    EXPECT_LE(grown, 1.03 * estimate + 8e6) << c.spec;
   }
 }
 

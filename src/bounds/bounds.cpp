@@ -109,7 +109,14 @@ PointResult PointResult::from_json(const nlohmann::json& json) {
   return result;
 }
 
-PointResult run_point(const BoundsConfig& config, const PointKey& key) {
+namespace {
+// The task set and the evaluation of one sweep point.
+struct PointInputs {
+  data::TaskSpec spec;
+  eval::EvalConfig eval_config;
+};
+
+PointInputs point_inputs(const BoundsConfig& config, const PointKey& key) {
   data::TaskSpec spec;
   spec.family = *data::parse_family(config.family);
   spec.dim = key.d;
@@ -119,8 +126,6 @@ PointResult run_point(const BoundsConfig& config, const PointKey& key) {
   spec.seed = point_seed(config.seed, key);
   spec.scale = data::default_scale(spec.family);
   if (spec.family == data::Family::kSkewed) spec.kappa = 10.0;
-  const data::Dataset dataset = data::Dataset::generate_unnamed(spec);
-
   eval::EvalConfig eval_config;
   eval_config.models = config.models;
   std::string joined;
@@ -140,6 +145,24 @@ PointResult run_point(const BoundsConfig& config, const PointKey& key) {
   eval_config.delta = config.delta;
   eval_config.seed = spec.seed;
   eval_config.bootstrap = 50;  // summaries here are not used: the analysis bootstraps itself
+  return {spec, eval_config};
+}
+}  // namespace
+
+std::uint64_t estimate_memory_bytes(const BoundsConfig& config, int threads) {
+  // Points run one after another, so the peak is the largest point's: its task set (generated
+  // into the page cache) and its evaluation.
+  std::uint64_t peak = 0;
+  for (const PointKey& key : sweep_points(config)) {
+    const auto [spec, eval_config] = point_inputs(config, key);
+    peak = std::max(peak, spec.dataset_bytes() + eval::estimate_memory_bytes(spec, eval_config, threads));
+  }
+  return peak;
+}
+
+PointResult run_point(const BoundsConfig& config, const PointKey& key) {
+  const auto [spec, eval_config] = point_inputs(config, key);
+  const data::Dataset dataset = data::Dataset::generate_unnamed(spec);
   const eval::EvalResult evaluated = eval::evaluate(dataset, eval_config);
 
   PointResult result;

@@ -75,6 +75,9 @@ struct PointResult {
 };
 
 PointResult run_point(const BoundsConfig& config, const PointKey& key);
+// Peak bytes of the sweep (its largest point) with `threads` TBB threads, for refusing a sweep
+// that cannot fit before it starts.
+std::uint64_t estimate_memory_bytes(const BoundsConfig& config, int threads);
 
 // n*: the smallest N with quantile <= eps, interpolated linearly in (log N, log q) between the
 // last grid point above eps and the first at or below it. nullopt if never reached; the first

@@ -7,7 +7,9 @@
 
 #include "bounds/bounds.hpp"
 #include "cli/commands.hpp"
+#include "runtime/memory.hpp"
 #include "runtime/progress.hpp"
+#include "runtime/threading.hpp"
 
 namespace iclbench::cli {
 namespace {
@@ -99,6 +101,8 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
     }
     config.validate();
 
+    runtime::check_memory(bounds::estimate_memory_bytes(config, runtime::active_threads()), "bounds",
+                          "lower the tasks, queries, the largest n or --threads", globals.memory_budget());
     const auto points = bounds::sweep_points(config);
     runtime::Progress progress("bounds", "points", static_cast<std::int64_t>(points.size()), !globals.quiet);
     const auto start = std::chrono::steady_clock::now();

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include "cli/commands.hpp"
@@ -10,7 +11,9 @@
 #include "data_gen/dataset.hpp"
 #include "eval/evaluate.hpp"
 #include "model/constructions.hpp"
+#include "runtime/memory.hpp"
 #include "runtime/progress.hpp"
+#include "runtime/threading.hpp"
 
 namespace iclbench::cli {
 namespace {
@@ -38,32 +41,31 @@ std::vector<std::string> words(const std::string& text) {
   return out;
 }
 
-// The task set from --data, or generated from gen flags (directly or in --generate "...").
-data::Dataset load_or_generate(const EvalOptions& options, std::uint64_t seed, bool quiet) {
+// The task spec given by gen flags (directly or in --generate "..."); empty with --data.
+std::optional<data::TaskSpec> spec_from_flags(const EvalOptions& options, std::uint64_t seed) {
   const bool direct = any_task_flag_given(options.task);
   if (!options.data.empty()) {
     if (direct || !options.generate.empty()) {
       throw UsageError("give either --data or task flags (--generate / --family --d ...), not both");
     }
-    return data::Dataset::open(options.data);
+    return std::nullopt;
   }
-  data::TaskSpec spec;
-  if (!options.generate.empty()) {
-    if (direct) throw UsageError("give task flags either directly or in --generate, not both");
-    CLI::App parser("--generate");
-    TaskFlags flags;
-    add_task_flags(parser, flags);
-    std::vector<std::string> args = words(options.generate);
-    std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
-    try {
-      parser.parse(args);
-    } catch (const CLI::ParseError& error) {
-      throw UsageError(std::string("--generate: ") + error.what());
-    }
-    spec = resolve_task_flags(flags, seed);
-  } else {
-    spec = resolve_task_flags(options.task, seed);
+  if (options.generate.empty()) return resolve_task_flags(options.task, seed);
+  if (direct) throw UsageError("give task flags either directly or in --generate, not both");
+  CLI::App parser("--generate");
+  TaskFlags flags;
+  add_task_flags(parser, flags);
+  std::vector<std::string> args = words(options.generate);
+  std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
+  try {
+    parser.parse(args);
+  } catch (const CLI::ParseError& error) {
+    throw UsageError(std::string("--generate: ") + error.what());
   }
+  return resolve_task_flags(flags, seed);
+}
+
+data::Dataset generate(const data::TaskSpec& spec, bool quiet) {
   runtime::Progress progress("generate", "tasks", spec.n_tasks, !quiet);
   data::WriteOptions write_options;
   write_options.progress = [&progress](std::int64_t done, std::int64_t) { progress.update(done); };
@@ -119,7 +121,17 @@ Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
     for (const std::string& path : {o.out, o.csv, o.predictions}) {
       if (!path.empty()) io::check_can_write(path, overwrite);
     }
-    const data::Dataset dataset = load_or_generate(o, globals.seed, globals.quiet);
+    // The memory check comes before any generation or evaluation: a run that cannot fit is
+    // refused with its estimate instead of being killed halfway.
+    const std::optional<data::TaskSpec> spec = spec_from_flags(o, globals.seed);
+    std::optional<data::Dataset> opened;
+    if (!spec) opened.emplace(data::Dataset::open(o.data));
+    const data::TaskSpec& shape = spec ? *spec : opened->spec();
+    runtime::check_memory((spec ? spec->dataset_bytes() : 0) +
+                              eval::estimate_memory_bytes(shape, config, runtime::active_threads()),
+                          "eval", "lower --tasks, --queries, --n (or the context's k) or --threads",
+                          globals.memory_budget());
+    const data::Dataset dataset = spec ? generate(*spec, globals.quiet) : std::move(*opened);
 
     const std::int64_t steps = static_cast<std::int64_t>(
         (o.n_grid.empty() ? 1 : o.n_grid.size()) * (config.models.size() + config.heads.size()));

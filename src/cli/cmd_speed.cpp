@@ -13,7 +13,9 @@
 #include "model/engine.hpp"
 #include "model/reference.hpp"
 #include "model/resolve.hpp"
+#include "runtime/memory.hpp"
 #include "runtime/progress.hpp"
+#include "runtime/threading.hpp"
 #include "runtime/system_info.hpp"
 
 namespace iclbench::cli {
@@ -102,11 +104,17 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     const std::int64_t tokens_per_prompt = o.n + o.queries;
     // Encoders see every token; in-context learners see the n context tokens.
     const std::int64_t context = built.config.input_dim > 0 ? o.n : tokens_per_prompt;
-    const double bytes = static_cast<double>(o.batch * tokens_per_prompt * built.config.width) * 4 * 2;
-    if (bytes > 8e9) throw UsageError("prompts need " + std::to_string(bytes / 1e9) + " GB; lower --batch");
     model::EngineOptions engine_options;
     engine_options.bf16 = o.bf16;
     engine_options.explicit_linear_attention = o.explicit_linear;
+    // The prompts and their output stream, plus the engine's buffers.
+    const double prompt_bytes =
+        static_cast<double>(o.batch) * static_cast<double>(tokens_per_prompt) * built.config.width * 4 * 2;
+    if (prompt_bytes > 1e15) throw UsageError("--batch x (--n + --queries) is far too large");
+    runtime::check_memory(static_cast<std::uint64_t>(prompt_bytes) +
+                              model::Engine::working_bytes(built.config, engine_options, tokens_per_prompt,
+                                                           context, o.batch, runtime::active_threads()),
+                          "speed", "lower --batch, --n, --queries or --threads", globals.memory_budget());
     const model::Engine engine(built.config, built.weights, engine_options);
     const std::vector<float> tokens = make_prompts(built.config, o, globals.seed);
     std::vector<float> stream(tokens.size());

@@ -7,12 +7,22 @@
 #include <functional>
 #include <stdexcept>
 
+#include "runtime/memory.hpp"
+
 namespace iclbench::cli {
 
 struct GlobalOptions {
   int threads = 0;  // 0 = every logical CPU
   std::uint64_t seed = 0;
   bool quiet = false;
+  double max_memory_gb = 0;  // 0 = what the machine has available
+
+  runtime::MemoryBudget memory_budget() const {
+    runtime::MemoryBudget budget;
+    if (max_memory_gb > 0) budget.limit = static_cast<std::uint64_t>(max_memory_gb * 1e9);
+    budget.quiet = quiet;
+    return budget;
+  }
 };
 
 // A flag combination that parses but makes no sense; reported like a parse error (exit 2).

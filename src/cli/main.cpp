@@ -43,6 +43,9 @@ int main(int argc, char** argv) {
   app.add_option("--seed", globals.seed, "seed of every random draw (results depend on nothing else)")
       ->default_val(0);
   app.add_flag("--quiet", globals.quiet, "no progress on stderr");
+  app.add_option("--max-memory", globals.max_memory_gb,
+                 "refuse runs whose estimated memory exceeds this many GB (default: what is available)")
+      ->check(CLI::PositiveNumber);
 
   std::vector<cli::Command> commands = {
       cli::add_info_command(app, globals),

@@ -76,6 +76,36 @@ Metric summarize_metric(std::vector<double> per_task, const EvalConfig& config) 
   return metric;
 }
 
+// How run_model() cuts one grid point into prompts: retrieve:k makes one prompt per query (its k
+// nearest examples, then the query); full and random:k one per task (its context, the queries,
+// then the probes). Prompts go to the engine in chunks of about kChunkBytes of tokens.
+struct PromptPlan {
+  std::int64_t context = 0;        // k: examples in each prompt
+  std::int64_t tokens = 0;         // T of each prompt
+  std::int64_t prompts = 0;        // over all tasks
+  std::int64_t scores = 0;         // query scores per prompt (with the probes)
+  std::int64_t per_chunk = 0;      // prompts per engine call
+};
+
+PromptPlan prompt_plan(const ContextSpec& context, std::int64_t n_prefix, std::int64_t tasks,
+                       std::int64_t m, int d, std::int64_t width) {
+  PromptPlan plan;
+  if (context.policy == ContextPolicy::kRetrieve) {
+    plan.context = std::min(context.k, n_prefix);
+    plan.tokens = plan.context + 1;
+    plan.prompts = tasks * m;
+    plan.scores = 1;
+  } else {
+    plan.context = context.policy == ContextPolicy::kRandom ? std::min(context.k, n_prefix) : n_prefix;
+    plan.scores = m + 2 * (d + 1);
+    plan.tokens = plan.context + plan.scores;
+    plan.prompts = tasks;
+  }
+  plan.per_chunk = std::max<std::int64_t>(
+      1, static_cast<std::int64_t>(kChunkBytes / static_cast<std::size_t>(plan.tokens * width * 4)));
+  return plan;
+}
+
 // Runs one transformer over every task at prefix size n' and fills scores (and probe fits).
 void run_model(const model::Engine& engine, const data::Dataset& dataset, const EvalConfig& config,
                std::int64_t n_prefix, PointResult& point, LearnerResult& learner,
@@ -85,14 +115,12 @@ void run_model(const model::Engine& engine, const data::Dataset& dataset, const 
   const std::int64_t width = engine.config().width;
   point.scores.assign(static_cast<std::size_t>(tasks * m), 0.0f);
   const auto start = Clock::now();
+  const PromptPlan plan = prompt_plan(config.context, n_prefix, tasks, m, d, width);
 
   if (config.context.policy == ContextPolicy::kRetrieve) {
     // Every query gets its own prompt: its k nearest examples, then itself.
-    const std::int64_t k = std::min(config.context.k, n_prefix);
+    const std::int64_t k = plan.context, prompt_tokens = plan.tokens, per_chunk = plan.per_chunk;
     point.context = k;
-    const std::int64_t prompt_tokens = k + 1;
-    const std::int64_t per_chunk = std::max<std::int64_t>(
-        1, static_cast<std::int64_t>(kChunkBytes / (prompt_tokens * width * 4)));
     std::vector<float> tokens, scores;
     std::vector<float> cx(static_cast<std::size_t>(k * d)), cy(static_cast<std::size_t>(k));
     for (std::int64_t first = 0; first < tasks * m; first += per_chunk) {
@@ -128,14 +156,9 @@ void run_model(const model::Engine& engine, const data::Dataset& dataset, const 
   }
 
   // full / random:k: one prompt per task, its context then the queries then the probes.
-  const std::int64_t k = config.context.policy == ContextPolicy::kRandom
-                             ? std::min(config.context.k, n_prefix)
-                             : n_prefix;
+  const std::int64_t k = plan.context, prompt_tokens = plan.tokens, per_chunk = plan.per_chunk;
   point.context = k;
   const int probes = 2 * (d + 1);
-  const std::int64_t prompt_tokens = k + m + probes;
-  const std::int64_t per_chunk = std::max<std::int64_t>(
-      1, static_cast<std::int64_t>(kChunkBytes / (prompt_tokens * width * 4)));
   std::vector<float> tokens, scores;
   std::vector<float> cx(static_cast<std::size_t>(k * d)), cy(static_cast<std::size_t>(k));
   std::vector<float> all_queries(static_cast<std::size_t>((m + probes) * d));
@@ -184,6 +207,49 @@ void run_model(const model::Engine& engine, const data::Dataset& dataset, const 
 }
 
 }  // namespace
+
+std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, const EvalConfig& config, int threads) {
+  const std::int64_t tasks = data.n_tasks, m = data.n_queries, n_total = data.n_examples;
+  const int d = static_cast<int>(data.dim);
+  const std::vector<std::int64_t> grid = config.n_grid.empty() ? std::vector<std::int64_t>{n_total} : config.n_grid;
+  const auto learners = static_cast<std::uint64_t>(config.models.size() + config.heads.size());
+  const auto bytes = [](std::int64_t count, std::size_t size) { return static_cast<std::uint64_t>(count) * size; };
+  // Kept to the end: every learner's scores and per-task metrics (error, noisy and exact error,
+  // one disagreement per head) at every grid point.
+  std::uint64_t total = grid.size() * learners *
+                        (bytes(tasks * m, 4) + bytes(tasks, 8) * (3 + config.heads.size()));
+  // Every head's and learner's weight vectors of one grid point.
+  total += learners * bytes(tasks * d, 8);
+  // Engines live side by side; each keeps the buffers of its largest grid point (plans are
+  // replaced, not accumulated) plus its weights. Token chunks are transient: one at a time.
+  std::uint64_t transient = 0;
+  for (const std::string& spec : config.models) {
+    const model::Model built = model::resolve_model(spec, d, config.seed);
+    model::EngineOptions options;
+    options.bf16 = config.bf16;
+    std::uint64_t engine_peak = 0;
+    for (std::int64_t n_prefix : grid) {
+      const PromptPlan plan = prompt_plan(config.context, std::clamp<std::int64_t>(n_prefix, 1, n_total),
+                                          tasks, m, d, built.config.width);
+      const std::int64_t chunk = std::min(plan.per_chunk, plan.prompts);
+      engine_peak = std::max(engine_peak, model::Engine::working_bytes(built.config, options, plan.tokens,
+                                                                       plan.context, chunk, threads));
+      // The chunk's tokens, one prompt being assembled, and the chunk's scores.
+      transient = std::max(transient, bytes(chunk * plan.tokens * built.config.width, 4) +
+                                          bytes(plan.tokens * built.config.width, 4) +
+                                          bytes(chunk * plan.scores, 4));
+    }
+    total += engine_peak + bytes(built.config.parameter_count(), 4 + (config.bf16 ? 2 : 4));
+  }
+  // Heads train per task on up to `threads` tasks at once; LIBLINEAR's copy of the examples
+  // (16 bytes per value and per row end) and its solver vectors, or an Eigen matrix and its
+  // decomposition, stay under 32 bytes per value.
+  if (!config.heads.empty()) {
+    const std::int64_t n_max = *std::max_element(grid.begin(), grid.end());
+    transient = std::max(transient, static_cast<std::uint64_t>(std::max(threads, 1)) * bytes(n_max * (d + 1), 32));
+  }
+  return total + transient;
+}
 
 EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
                     const ProgressCallback& progress) {

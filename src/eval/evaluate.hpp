@@ -81,6 +81,11 @@ struct EvalResult {
 
 using ProgressCallback = std::function<void(std::int64_t done, std::int64_t total)>;
 
+// Peak bytes evaluate() allocates for a task set of this shape with `threads` TBB threads,
+// beyond the task set itself: results, engine buffers (Engine::working_bytes), token chunks and
+// head training copies. For refusing runs that cannot fit before they start.
+std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, const EvalConfig& config, int threads);
+
 // Throws std::invalid_argument (via the model, head and context errors) on bad configs.
 EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
                     const ProgressCallback& progress = {});

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <set>
 #include <stdexcept>
 
 #include "ops/dnnl_ops.hpp"
@@ -70,6 +71,75 @@ std::vector<float> concat_columns(const std::vector<float>& left, std::int64_t l
   return out;
 }
 
+// The sizes of a plan for (T, n), known before any primitive exists: what plan() allocates and
+// what Engine::working_bytes() reports come from this one function, so the two cannot drift.
+struct PlanShape {
+  std::int64_t tile_rows = 0, tiles = 0, padded_tokens = 0, keys = 0;
+  std::int64_t q_width = 0, kv_width = 0, o_width = 0, m_size = 0;  // group buffer widths
+  std::size_t act_size = 4;
+  std::size_t max_scores = 0, max_hidden = 0;  // elements per thread
+  std::size_t per_prompt_bytes = 0;            // group buffers per prompt
+  std::int64_t group = 0;                      // prompts per group
+  std::size_t mask_bytes = 0;                  // causal masks
+};
+
+bool uses_key_value_product(const LayerConfig& layer, bool causal, const EngineOptions& options) {
+  return layer.attention == AttentionKind::kLinear && !causal && !options.explicit_linear_attention;
+}
+
+PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, std::int64_t tokens,
+                     std::int64_t context) {
+  PlanShape s;
+  const bool causal = config.mask() == Mask::kCausal;
+  s.tile_rows = std::min(tokens, kMaxTileRows);
+  s.tiles = (tokens + s.tile_rows - 1) / s.tile_rows;
+  s.padded_tokens = s.tiles * s.tile_rows;
+  s.keys = causal ? tokens : context;
+  s.act_size = options.bf16 ? 2 : 4;
+  std::set<std::pair<bool, bool>> mask_variants;
+  for (const LayerConfig& layer : config.layers) {
+    if (layer.has_attention()) {
+      s.q_width = std::max<std::int64_t>(s.q_width, layer.heads * layer.qk_dim);
+      s.kv_width = std::max<std::int64_t>(s.kv_width, layer.heads * (layer.qk_dim + layer.v_dim));
+      s.o_width = std::max<std::int64_t>(s.o_width, layer.heads * layer.v_dim);
+      s.m_size = std::max<std::int64_t>(s.m_size, layer.heads * layer.qk_dim * layer.v_dim);
+      if (!uses_key_value_product(layer, causal, options)) {
+        s.max_scores = std::max<std::size_t>(s.max_scores, static_cast<std::size_t>(layer.heads * s.tile_rows * s.keys));
+      }
+      if (causal) mask_variants.insert({layer.attention == AttentionKind::kSoftmax, layer.mean_over_keys});
+    }
+    if (layer.has_mlp()) {
+      s.max_hidden = std::max<std::size_t>(s.max_hidden, static_cast<std::size_t>(s.tile_rows * layer.mlp_hidden));
+    }
+  }
+  s.per_prompt_bytes =
+      static_cast<std::size_t>(s.padded_tokens) *
+          (static_cast<std::size_t>(config.width) * 4 +
+           static_cast<std::size_t>(s.q_width + s.kv_width + s.o_width) * s.act_size) +
+      static_cast<std::size_t>(s.m_size) * s.act_size;
+  s.group = static_cast<std::int64_t>(std::max<std::size_t>(1, kGroupBytes / s.per_prompt_bytes));
+  s.mask_bytes = mask_variants.size() * static_cast<std::size_t>(s.padded_tokens * s.keys) * 4;
+  return s;
+}
+
+// Per-thread scratch: norm output f32 [R, D], bf16 input [R, D], scores f32 [H, R, Tk],
+// bf16 attention weights [H, R, Tk], MLP hidden [R, F], then the oneDNN scratchpad.
+struct ScratchOffsets {
+  std::size_t normed = 0, converted = 0, scores = 0, weights = 0, hidden = 0, scratchpad = 0, total = 0;
+};
+ScratchOffsets scratch_offsets(const PlanShape& s, std::int64_t width, std::size_t scratchpad_bytes) {
+  ScratchOffsets o;
+  const std::size_t rows_values = static_cast<std::size_t>(s.tile_rows * width);
+  o.converted = align_up(rows_values * 4);
+  o.scores = o.converted + align_up(rows_values * 2);
+  o.weights = o.scores + align_up(s.max_scores * 4);
+  // f32 softmax runs in place; only bf16 weights need their own area.
+  o.hidden = o.weights + (s.act_size == 4 ? 0 : align_up(s.max_scores * s.act_size));
+  o.scratchpad = o.hidden + align_up(s.max_hidden * 4);
+  o.total = o.scratchpad + align_up(scratchpad_bytes);
+  return o;
+}
+
 }  // namespace
 
 // Everything for one (T, n): primitives per layer, the causal mask, group buffers, and
@@ -100,7 +170,8 @@ struct Engine::Plan {
   std::int64_t tokens = 0, context = 0;  // T, n
   std::int64_t tile_rows = 0, tiles = 0, padded_tokens = 0;  // R, T_pad / R, T_pad
   std::int64_t keys = 0;   // Tk: n (icl) or T (causal)
-  std::int64_t group = 0;  // prompts per group
+  std::int64_t group = 0;  // prompts per group (at most)
+  std::int64_t allocated_group = 0;  // prompts the group buffers hold now
   DType act = DType::kF32;  // data type of Q, K, V, O, M and the bf16 copies
   std::vector<LayerOps> layers;
   // Causal masks, one per (softmax?, mean_over_keys?) variant a layer needs.
@@ -110,10 +181,24 @@ struct Engine::Plan {
   std::int64_t q_width = 0, kv_width = 0, o_width = 0, m_size = 0;
   Buffer stream, q, kv, o, m;
   // Per-thread scratch: norm output f32 [R, D], bf16 input [R, max(D)], scores f32 [H, R, Tk],
-  // attention weights [H, R, Tk] (bf16 mode), MLP hidden [R, F], then the oneDNN scratchpad.
+  // bf16 attention weights [H, R, Tk], MLP hidden [R, F], then the oneDNN scratchpad.
   std::size_t normed_offset = 0, converted_offset = 0, scores_offset = 0, weights_offset = 0,
               hidden_offset = 0, scratchpad_offset = 0, scratch_bytes = 0;
   tbb::enumerable_thread_specific<Buffer> scratch;
+
+  // Sizes the group buffers for `prompts` prompts (grown on demand, so that a call with a few
+  // prompts does not hold a full group's memory).
+  void reserve_group(std::int64_t prompts, std::int64_t width) {
+    if (prompts <= allocated_group) return;
+    const std::size_t act_size = ops::size_of(act);
+    const auto rows = static_cast<std::size_t>(prompts * padded_tokens);
+    stream = Buffer(rows * static_cast<std::size_t>(width) * 4);
+    q = Buffer(rows * static_cast<std::size_t>(q_width) * act_size);
+    kv = Buffer(rows * static_cast<std::size_t>(kv_width) * act_size);
+    o = Buffer(rows * static_cast<std::size_t>(o_width) * act_size);
+    m = Buffer(static_cast<std::size_t>(prompts * m_size) * act_size);
+    allocated_group = prompts;
+  }
 };
 
 namespace {
@@ -154,33 +239,45 @@ Engine::Engine(ModelConfig config, Weights weights, EngineOptions options)
 
 Engine::~Engine() = default;
 
+std::uint64_t Engine::working_bytes(const ModelConfig& config, const EngineOptions& options,
+                                    std::int64_t tokens_per_prompt, std::int64_t n_context,
+                                    std::int64_t prompts, int threads) {
+  const PlanShape s = plan_shape(config, options, tokens_per_prompt,
+                                 config.mask() == Mask::kIcl ? n_context : 0);
+  const auto group = static_cast<std::uint64_t>(std::min(s.group, std::max<std::int64_t>(prompts, 1)));
+  const std::uint64_t scratch = scratch_offsets(s, config.width, 0).total;
+  const auto packed_weights = static_cast<std::uint64_t>(config.parameter_count()) * s.act_size;
+  return group * s.per_prompt_bytes + static_cast<std::uint64_t>(std::max(threads, 1)) * scratch +
+         s.mask_bytes + packed_weights;
+}
+
 Engine::Plan& Engine::plan(std::int64_t tokens, std::int64_t context) const {
-  auto& slot = plans_[{tokens, context}];
+  const std::pair key{tokens, context};
+  auto& slot = plans_[key];
   if (slot) return *slot;
+  // One plan at a time: an n-grid or a bounds sweep visits many shapes once each, and keeping
+  // every plan's buffers would add up to gigabytes. Callers hold mutex_, so nothing else uses them.
+  std::erase_if(plans_, [&](const auto& entry) { return entry.first != key; });
   auto plan = std::make_unique<Plan>();
   Plan& p = *plan;
   const std::int64_t width = config_.width;
   const bool causal = config_.mask() == Mask::kCausal;
+  const PlanShape shape = plan_shape(config_, options_, tokens, context);
   p.tokens = tokens;
   p.context = context;
-  p.tile_rows = std::min(tokens, kMaxTileRows);
-  p.tiles = (tokens + p.tile_rows - 1) / p.tile_rows;
-  p.padded_tokens = p.tiles * p.tile_rows;
-  p.keys = causal ? tokens : context;
+  p.tile_rows = shape.tile_rows;
+  p.tiles = shape.tiles;
+  p.padded_tokens = shape.padded_tokens;
+  p.keys = shape.keys;
   p.act = options_.bf16 ? DType::kBF16 : DType::kF32;
+  p.q_width = shape.q_width;
+  p.kv_width = shape.kv_width;
+  p.o_width = shape.o_width;
+  p.m_size = shape.m_size;
+  p.group = shape.group;
   const std::int64_t rows = p.tile_rows;
-  const std::size_t act_size = ops::size_of(p.act);
 
-  for (const LayerConfig& layer : config_.layers) {
-    if (layer.has_attention()) {
-      p.q_width = std::max<std::int64_t>(p.q_width, layer.heads * layer.qk_dim);
-      p.kv_width = std::max<std::int64_t>(p.kv_width, layer.heads * (layer.qk_dim + layer.v_dim));
-      p.o_width = std::max<std::int64_t>(p.o_width, layer.heads * layer.v_dim);
-      p.m_size = std::max<std::int64_t>(p.m_size, layer.heads * layer.qk_dim * layer.v_dim);
-    }
-  }
-
-  std::size_t max_scratchpad = 0, max_hidden = 0, max_scores = 0;
+  std::size_t max_scratchpad = 0;
   auto note = [&](const auto& op) { max_scratchpad = std::max(max_scratchpad, op.scratchpad_bytes()); };
 
   for (std::size_t index = 0; index < config_.layers.size(); ++index) {
@@ -222,8 +319,7 @@ Engine::Plan& Engine::plan(std::int64_t tokens, std::int64_t context) const {
       const bool mean = layer.mean_over_keys;
       const float icl_scale = layer.scale / (mean ? static_cast<float>(context) : 1.0f);
 
-      if (layer.attention == AttentionKind::kLinear && !causal &&
-          !options_.explicit_linear_attention) {
+      if (uses_key_value_product(layer, causal, options_)) {
         const Layout m_layout = Layout::dense({h, dk, dv}, p.act);
         ops_for.keys_times_values.emplace(keys_transposed, values_view, m_layout, icl_scale, false);
         ops_for.queries_times_m.emplace(query_view, m_layout, output_view, 1.0f, false);
@@ -261,7 +357,6 @@ Engine::Plan& Engine::plan(std::int64_t tokens, std::int64_t context) const {
         }
         ops_for.mix.emplace(weights_layout, values_view, output_view, 1.0f, false);
         note(*ops_for.mix);
-        max_scores = std::max<std::size_t>(max_scores, static_cast<std::size_t>(h * rows * p.keys));
       }
       ops_for.output.emplace(Layout::rows(rows, ow, ow, p.act), w.wo, w.bo, stream_rows,
                              ops::PostActivation::kNone, true);
@@ -282,32 +377,18 @@ Engine::Plan& Engine::plan(std::int64_t tokens, std::int64_t context) const {
       ops_for.mlp_down.emplace(hidden, w.w2, w.b2, stream_rows, ops::PostActivation::kNone, true);
       note(*ops_for.mlp_up);
       note(*ops_for.mlp_down);
-      max_hidden = std::max<std::size_t>(max_hidden, static_cast<std::size_t>(rows * layer.mlp_hidden));
     }
   }
 
-  const std::size_t rows_bytes = static_cast<std::size_t>(rows * width);
-  p.normed_offset = 0;
-  p.converted_offset = align_up(rows_bytes * 4);
-  p.scores_offset = p.converted_offset + align_up(rows_bytes * 2);
-  p.weights_offset = p.scores_offset + align_up(max_scores * 4);
-  p.hidden_offset = p.weights_offset + align_up(max_scores * act_size);
-  p.scratchpad_offset = p.hidden_offset + align_up(max_hidden * 4);
-  p.scratch_bytes = p.scratchpad_offset + align_up(max_scratchpad);
+  const ScratchOffsets offsets = scratch_offsets(shape, width, max_scratchpad);
+  p.normed_offset = offsets.normed;
+  p.converted_offset = offsets.converted;
+  p.scores_offset = offsets.scores;
+  p.weights_offset = offsets.weights;
+  p.hidden_offset = offsets.hidden;
+  p.scratchpad_offset = offsets.scratchpad;
+  p.scratch_bytes = offsets.total;
 
-  const std::size_t per_prompt =
-      static_cast<std::size_t>(p.padded_tokens) *
-          (static_cast<std::size_t>(width) * 4 +
-           static_cast<std::size_t>(p.q_width + p.kv_width + p.o_width) * act_size) +
-      static_cast<std::size_t>(p.m_size) * act_size;
-  p.group = static_cast<std::int64_t>(std::max<std::size_t>(1, kGroupBytes / per_prompt));
-  const auto group = static_cast<std::size_t>(p.group);
-  const auto padded = static_cast<std::size_t>(p.padded_tokens);
-  p.stream = Buffer(group * padded * static_cast<std::size_t>(width) * 4);
-  p.q = Buffer(group * padded * static_cast<std::size_t>(p.q_width) * act_size);
-  p.kv = Buffer(group * padded * static_cast<std::size_t>(p.kv_width) * act_size);
-  p.o = Buffer(group * padded * static_cast<std::size_t>(p.o_width) * act_size);
-  p.m = Buffer(group * static_cast<std::size_t>(p.m_size) * act_size);
   const std::size_t scratch_bytes = p.scratch_bytes;
   p.scratch = tbb::enumerable_thread_specific<Buffer>([scratch_bytes] { return Buffer(scratch_bytes); });
   slot = std::move(plan);
@@ -337,8 +418,10 @@ void Engine::run(std::span<const float> tokens, std::int64_t prompts, std::int64
   const std::size_t act_size = ops::size_of(p.act);
   auto at = [](const Buffer& buffer, std::size_t byte_offset) { return buffer.data() + byte_offset; };
 
-  for (std::int64_t first = 0; first < prompts; first += p.group) {
-    const std::int64_t count = std::min(p.group, prompts - first);
+  const std::int64_t group = std::min(p.group, std::max<std::int64_t>(prompts, 1));
+  p.reserve_group(group, width);
+  for (std::int64_t first = 0; first < prompts; first += group) {
+    const std::int64_t count = std::min(group, prompts - first);
     float* stream = reinterpret_cast<float*>(p.stream.data());
     for (std::int64_t b = 0; b < count; ++b) {
       std::copy_n(tokens.data() + (first + b) * tokens_per_prompt * width,

@@ -44,6 +44,15 @@ class Engine {
                     std::int64_t tokens_per_prompt, std::int64_t n_context,
                     std::span<float> scores) const;
 
+  // Bytes a forward of `prompts` prompts at (T, n) allocates on top of its inputs and outputs:
+  // the group buffers (Q, K, V, O and the residual stream of the prompts, at most ~256 MB), the
+  // per-thread scratch of `threads` threads (score tiles [H, R, n] dominate for long softmax
+  // prompts), causal masks and packed weights. oneDNN's own scratchpads (kilobytes to a few MB
+  // at these shapes) are not counted. Checked against the measured peak in engine_test.
+  static std::uint64_t working_bytes(const ModelConfig& config, const EngineOptions& options,
+                                     std::int64_t tokens_per_prompt, std::int64_t n_context,
+                                     std::int64_t prompts, int threads);
+
   const ModelConfig& config() const { return config_; }
   const EngineOptions& options() const { return options_; }
   // The oneDNN implementation chosen for each kind of op at this shape (for `info` and reports).

@@ -20,4 +20,8 @@ ThreadLimit::ThreadLimit(int threads)
     : threads_(resolve_threads(threads)),
       control_(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads_)) {}
 
+int active_threads() {
+  return static_cast<int>(tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
+}
+
 }  // namespace iclbench::runtime

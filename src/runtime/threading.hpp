@@ -17,4 +17,7 @@ class ThreadLimit {
   tbb::global_control control_;
 };
 
+// The concurrency TBB allows in this process now (what a parallel run will use).
+int active_threads();
+
 }  // namespace iclbench::runtime

@@ -1,0 +1,63 @@
+#include "runtime/memory.hpp"
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include "data_gen/dataset.hpp"
+
+namespace iclbench::runtime {
+namespace {
+
+constexpr std::uint64_t kLargeRunBytes = 1000000000;  // 1 GB, in the units human_bytes prints
+
+std::optional<std::uint64_t> read_number(const char* path) {
+  std::ifstream file(path);
+  std::string text;
+  if (!(file >> text) || text == "max") return std::nullopt;
+  try {
+    return std::stoull(text);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
+std::optional<std::uint64_t> available_memory_bytes() {
+  std::optional<std::uint64_t> available;
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string line; std::getline(meminfo, line);) {
+    std::istringstream fields(line);
+    std::string key;
+    std::uint64_t kib = 0;
+    if (fields >> key >> kib && key == "MemAvailable:") available = kib * 1024;
+  }
+  const auto limit = read_number("/sys/fs/cgroup/memory.max");
+  const auto usage = read_number("/sys/fs/cgroup/memory.current");
+  if (limit && usage) {
+    const std::uint64_t cgroup_left = *limit > *usage ? *limit - *usage : 0;
+    if (!available || cgroup_left < *available) available = cgroup_left;
+  }
+  return available;
+}
+
+void check_memory(std::uint64_t estimate, const std::string& what, const std::string& remedy,
+                  const MemoryBudget& budget) {
+  const std::optional<std::uint64_t> allowed = budget.limit ? budget.limit : available_memory_bytes();
+  const std::string estimate_text = data::human_bytes(static_cast<double>(estimate));
+  if (allowed && estimate > *allowed) {
+    throw std::invalid_argument(what + " needs an estimated " + estimate_text + " of memory, but " +
+                                data::human_bytes(static_cast<double>(*allowed)) +
+                                (budget.limit ? " is allowed by --max-memory" : " is available") +
+                                "; " + remedy);
+  }
+  if (estimate >= kLargeRunBytes && !budget.quiet) {
+    std::fprintf(stderr, "%s: memory estimate %s (%s available)\n", what.c_str(), estimate_text.c_str(),
+                 allowed ? data::human_bytes(static_cast<double>(*allowed)).c_str() : "unknown");
+  }
+}
+
+}  // namespace iclbench::runtime

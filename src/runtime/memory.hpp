@@ -1,0 +1,27 @@
+#pragma once
+// Memory checks before large runs: a run whose estimated peak exceeds what the machine (or the
+// user's --max-memory) allows is refused before it allocates, with the estimate in the message,
+// rather than being killed by the OOM killer halfway through.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace iclbench::runtime {
+
+// Bytes this process may still allocate: /proc/meminfo's MemAvailable, or the cgroup v2 limit
+// minus its usage when that is lower. Empty when neither can be read.
+std::optional<std::uint64_t> available_memory_bytes();
+
+struct MemoryBudget {
+  std::optional<std::uint64_t> limit;  // --max-memory; otherwise what is available
+  bool quiet = false;
+};
+
+// Throws std::invalid_argument (a bad-input error, exit 2) naming `what`, the estimate, the
+// budget and `remedy` (which flags to lower) when `estimate` exceeds the budget. Prints the
+// estimate to stderr for large runs (>= 1 GB) unless quiet.
+void check_memory(std::uint64_t estimate, const std::string& what, const std::string& remedy,
+                  const MemoryBudget& budget);
+
+}  // namespace iclbench::runtime
