@@ -1,7 +1,11 @@
-// Whole-forward benchmarks: the standard encoder (pre-LN, GELU, D = 64, H = 4, FFN 256, 4
-// layers, T = 129, 64 prompts, random weights from a fixed seed) in f32 and bf16 with 1 and 2
-// TBB threads; a constructed learner; and linear Q(K^T V) against softmax attention on the icl
-// mask as the context grows.
+// Whole-forward benchmarks, in f32 and bf16 with 1 and 2 TBB threads where that matters:
+//   the standard encoder (pre-LN, GELU, D = 64, H = 4, FFN 256, 4 layers, T = 129, 64 prompts,
+//     random weights from a fixed seed), whole and one layer;
+//   one BERT-base layer (T = 128, D = 768, H = 12, FFN 3072, 8 prompts);
+//   a constructed learner (gd-hinge);
+//   the icl shapes: linear Q(K^T V) (gd-ls) against softmax attention (kernel) on the icl mask,
+//     d in {8, 16, 32, 64}, N context examples in {64 ... 4096}, 64 queries;
+//   end-to-end `eval` of the constructed learners (prompt assembly, forward, probes, metrics).
 
 #include <benchmark/benchmark.h>
 #include <tbb/global_control.h>
@@ -11,7 +15,9 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "data_gen/dataset.hpp"
 #include "data_gen/philox.hpp"
+#include "eval/evaluate.hpp"
 #include "model/constructions.hpp"
 #include "model/engine.hpp"
 
@@ -50,20 +56,63 @@ void BM_Encoder(benchmark::State& state) {
 }
 BENCHMARK(BM_Encoder)->ArgNames({"bf16", "threads"})->ArgsProduct({{0, 1}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
 
+void BM_EncoderLayer(benchmark::State& state) {
+  run_forward(state, "encoder:D=64,H=4,F=256,layers=1", 0, 64, 129, 129, state.range(0) != 0,
+              static_cast<int>(state.range(1)));
+}
+BENCHMARK(BM_EncoderLayer)->ArgNames({"bf16", "threads"})->ArgsProduct({{0, 1}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_BertBaseLayer(benchmark::State& state) {
+  run_forward(state, "encoder:D=768,H=12,F=3072,layers=1", 0, 8, 128, 128, state.range(0) != 0,
+              static_cast<int>(state.range(1)));
+}
+BENCHMARK(BM_BertBaseLayer)->ArgNames({"bf16", "threads"})->ArgsProduct({{0, 1}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
+
 void BM_GdHinge(benchmark::State& state) {
   run_forward(state, "gd-hinge:L=100,eta=2,tau=0.5", 32, 1, 2048, 1024, false, static_cast<int>(state.range(0)));
 }
 BENCHMARK(BM_GdHinge)->ArgNames({"threads"})->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 
-// One prompt of N context examples and 64 queries in d = 16, on the icl mask.
+// One prompt of N context examples and 64 queries in dimension d, on the icl mask.
 void BM_IclLinearAttention(benchmark::State& state) {
-  run_forward(state, "gd-ls:L=1", 16, 1, state.range(0) + 64, state.range(0), false, 1);
+  run_forward(state, "gd-ls:L=1", static_cast<int>(state.range(0)), 1, state.range(1) + 64, state.range(1),
+              false, 1);
 }
 void BM_IclSoftmaxAttention(benchmark::State& state) {
-  run_forward(state, "kernel:beta=1", 16, 1, state.range(0) + 64, state.range(0), false, 1);
+  run_forward(state, "kernel:beta=1", static_cast<int>(state.range(0)), 1, state.range(1) + 64,
+              state.range(1), false, 1);
 }
-BENCHMARK(BM_IclLinearAttention)->ArgName("N")->RangeMultiplier(4)->Range(64, 4096)->UseRealTime();
-BENCHMARK(BM_IclSoftmaxAttention)->ArgName("N")->RangeMultiplier(4)->Range(64, 4096)->UseRealTime();
+const std::vector<std::vector<std::int64_t>> kIclShapes = {{8, 16, 32, 64}, {64, 256, 1024, 4096}};
+BENCHMARK(BM_IclLinearAttention)->ArgNames({"d", "N"})->ArgsProduct(kIclShapes)->UseRealTime();
+BENCHMARK(BM_IclSoftmaxAttention)->ArgNames({"d", "N"})->ArgsProduct(kIclShapes)->UseRealTime();
+
+// End-to-end `iclbench eval` of one constructed learner, without heads: 64 tasks (d = 16,
+// N = 256, 64 queries) generated once outside the timed loop; per iteration the prompts are
+// assembled, run, probed for linearity and summarised (1000 bootstrap resamples), as the CLI does.
+const char* const kEvalLearners[] = {"gd-ls:L=1", "gd-hinge:L=100,eta=2,tau=0.5", "kernel:beta=1"};
+void BM_Eval(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(1));
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
+  data::TaskSpec spec;
+  spec.dim = 16;
+  spec.n_examples = 256;
+  spec.n_queries = 64;
+  spec.n_tasks = 64;
+  spec.seed = 3;
+  const data::Dataset dataset = data::Dataset::generate_unnamed(spec);
+  eval::EvalConfig config;
+  config.models = {kEvalLearners[state.range(0)]};
+  eval::evaluate(dataset, config);  // warm-up, untimed: fills oneDNN's primitive cache
+  double flops = 0;
+  for (auto _ : state) {
+    const eval::EvalResult result = eval::evaluate(dataset, config);
+    flops = result.learners.front().flops;
+    benchmark::DoNotOptimize(result.learners.data());
+  }
+  set_counters(state, flops, 0, static_cast<double>(spec.n_tasks), false, threads);
+  state.SetLabel(kEvalLearners[state.range(0)]);
+}
+BENCHMARK(BM_Eval)->ArgNames({"learner", "threads"})->ArgsProduct({{0, 1, 2}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace iclbench::bench

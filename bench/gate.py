@@ -15,6 +15,11 @@ median time in the same process (host drift cancels), Google Benchmark's compare
 Flagged benchmarks are run once more; only those that regress again fail the gate. Every check
 appends one JSON line to results/gate_history.jsonl.
 
+For information only (never gated: two threads on a shared 2-vCPU host are too noisy to test),
+the gate also runs forward_bench's whole forwards with 1 and 2 threads (INFO_FILTER), stores them
+next to the baseline as forward.json, and reports each one's median change and the 2-thread
+speed-up in the table and the history line.
+
 Runs on /usr/bin/python3 with Debian's libbenchmark-tools (compare.py's gbench) and python3-scipy.
 """
 import argparse
@@ -33,6 +38,8 @@ from gbench import report  # noqa: E402  (Debian's libbenchmark-tools)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GATE_FILTER = r"^(calibration/|projection/.*/onednn_f32|attention/.*/onednn_f32|softmax/onednn|layer_norm/onednn)"
+INFO_FILTER = r"^BM_(Encoder|GdHinge)/"
+INFO_REPETITIONS = 3
 CALIBRATION = "calibration/gemm_f32_256"
 P_VALUE = 0.01
 MIN_SLOWDOWN = 0.10
@@ -97,6 +104,34 @@ def compare(baseline, current):
     return rows
 
 
+def medians(result):
+    names = sorted({b["name"] for b in iterations(result)})
+    return {n: statistics.median(times(result, n)) for n in names}
+
+
+def info_rows(baseline, current):
+    """Median change of every informational benchmark, and the 2-thread speed-ups."""
+    old = medians(baseline) if baseline else {}
+    new = medians(current)
+    rows = []
+    for name, value in new.items():
+        row = {"name": name, "ms": value, "change": (value / old[name] - 1) if name in old else None}
+        one_thread = name.replace("threads:2", "threads:1")
+        if "threads:2" in name and one_thread in new:
+            row["speedup_2_threads"] = new[one_thread] / value
+        rows.append(row)
+    return rows
+
+
+def print_info(rows):
+    print("gate: for information, not gated (forward_bench, %d repetitions)" % INFO_REPETITIONS)
+    print("  %-42s %9s %9s  %s" % ("benchmark", "ms", "change", "2-thread speed-up"))
+    for r in rows:
+        change = "%+8.1f%%" % (100 * r["change"]) if r["change"] is not None else "%9s" % "new"
+        speedup = "%.2fx" % r["speedup_2_threads"] if "speedup_2_threads" in r else ""
+        print("  %-42s %9.2f %s  %s" % (r["name"], r["ms"], change, speedup))
+
+
 def print_table(rows, title):
     print(title)
     print("  %-42s %9s %9s  %s" % ("benchmark", "change", "p", "verdict"))
@@ -117,8 +152,9 @@ def main():
     if args.repetitions < 9:
         parser.error("--repetitions must be >= 9 for the U test to mean anything")
     binary = os.path.join(args.build, "bin", "kernels_bench")
+    forward_binary = os.path.join(args.build, "bin", "forward_bench")
     iclbench = os.path.join(args.build, "bin", "iclbench")
-    for path in (binary, iclbench):
+    for path in (binary, forward_binary, iclbench):
         if not os.path.exists(path):
             print("gate: %s not found; build first (bash scripts/build.sh)" % path, file=sys.stderr)
             return 2
@@ -127,9 +163,11 @@ def main():
     baseline_path = args.baseline or os.path.join(directory, "kernels.json")
 
     current = run(binary, args.repetitions, args.min_time, GATE_FILTER)
+    info = run(forward_binary, INFO_REPETITIONS, 0.2, INFO_FILTER)
     if args.mode == "record":
         os.makedirs(directory, exist_ok=True)
-        for name, content in (("kernels.json", current), ("fingerprint.json", fp)):
+        print_info(info_rows(None, info))
+        for name, content in (("kernels.json", current), ("forward.json", info), ("fingerprint.json", fp)):
             temp = os.path.join(directory, "." + name + ".tmp")
             with open(temp, "w") as f:
                 json.dump(content, f, indent=1)
@@ -143,6 +181,13 @@ def main():
         return 2
     with open(baseline_path) as f:
         baseline = json.load(f)
+    info_baseline_path = os.path.join(os.path.dirname(baseline_path), "forward.json")
+    info_baseline = None
+    if os.path.exists(info_baseline_path):
+        with open(info_baseline_path) as f:
+            info_baseline = json.load(f)
+    information = info_rows(info_baseline, info)
+    print_info(information)
     rows = compare(baseline, current)
     print_table(rows, "gate: against %s (p < %g and >= %d%% slower after calibration)"
                 % (os.path.relpath(baseline_path, ROOT), P_VALUE, 100 * MIN_SLOWDOWN))
@@ -156,6 +201,8 @@ def main():
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git_revision": fp["git_revision"],
               "baseline": os.path.relpath(baseline_path, ROOT), "flagged": flagged, "confirmed": confirmed,
               "changes": {r["name"]: round(r["change"], 4) for r in rows},
+              "information": {r["name"]: {k: (round(v, 4) if isinstance(v, float) else v)
+                                          for k, v in r.items() if k != "name"} for r in information},
               "slowdown_env": os.environ.get("ICLBENCH_BENCH_SLOWDOWN")}
     os.makedirs(os.path.dirname(args.history), exist_ok=True)
     with open(args.history, "a") as f:

@@ -1,5 +1,8 @@
-// Per-kernel benchmarks on the encoder shape (T = 129 tokens, D = 64, H = 4, dk = 16, F = 256):
-// every op on the oneDNN path and on its Eigen twin, f32 and bf16 where the op has both.
+// Per-kernel benchmarks of one prompt's layer: every op on the oneDNN path and on its Eigen twin,
+// f32 and bf16 where the op has both, on two shapes:
+//   the standard encoder (T = 129 tokens, D = 64, H = 4, dk = 16, F = 256): names without prefix,
+//     which the regression gate tracks;
+//   a BERT-base layer (T = 128, D = 768, H = 12, dk = 64, F = 3072): names under bert_base/.
 
 #include <benchmark/benchmark.h>
 
@@ -18,7 +21,12 @@
 namespace iclbench::bench {
 namespace {
 
-constexpr std::int64_t kTokens = 129, kWidth = 64, kHeads = 4, kHeadDim = 16, kHidden = 256;
+struct LayerShape {
+  const char* prefix;  // "" or "bert_base/"
+  std::int64_t tokens, width, heads, head_dim, hidden;
+};
+constexpr LayerShape kEncoder{"", 129, 64, 4, 16, 256};
+constexpr LayerShape kBertBase{"bert_base/", 128, 768, 12, 64, 3072};
 
 // 64-byte aligned vectors: with std::vector's 16-byte alignment the same small kernel ran up to
 // 30% faster or slower from one process to the next, depending on where its buffers landed.
@@ -82,29 +90,31 @@ Buffer<float> values(std::size_t count, std::uint64_t seed) {
 
 // A projection x W + b (+ activation, + residual), as in the QKV, output and MLP layers.
 struct ProjectionShape {
-  const char* name;
-  std::int64_t in, out;
+  std::string name;
+  std::int64_t tokens, in, out;
   ops::PostActivation activation;
   bool accumulate;
 };
-constexpr ProjectionShape kProjections[] = {
-    {"qkv_projection", kWidth, 3 * kWidth, ops::PostActivation::kNone, false},
-    {"output_projection", kWidth, kWidth, ops::PostActivation::kNone, true},
-    {"mlp_up_gelu", kWidth, kHidden, ops::PostActivation::kGelu, false},
-    {"mlp_down_residual", kHidden, kWidth, ops::PostActivation::kNone, true},
-};
+std::vector<ProjectionShape> projections(const LayerShape& layer) {
+  const std::int64_t t = layer.tokens, d = layer.width, f = layer.hidden;
+  return {{"qkv_projection", t, d, 3 * d, ops::PostActivation::kNone, false},
+          {"output_projection", t, d, d, ops::PostActivation::kNone, true},
+          {"mlp_up_gelu", t, d, f, ops::PostActivation::kGelu, false},
+          {"mlp_down_residual", t, f, d, ops::PostActivation::kNone, true}};
+}
 
-void BM_Projection(benchmark::State& state, ProjectionShape shape, bool bf16) {
+void BM_Projection(benchmark::State& state, std::string name, ProjectionShape shape, bool bf16) {
+  const std::int64_t tokens = shape.tokens;
   const ops::DType dtype = bf16 ? ops::DType::kBF16 : ops::DType::kF32;
   const Buffer<float> weights = values(shape.in * shape.out, 1), bias = values(shape.out, 2);
-  Buffer<float> src = values(kTokens * shape.in, 3), dst(kTokens * shape.out);
+  Buffer<float> src = values(tokens * shape.in, 3), dst(tokens * shape.out);
   Buffer<std::uint16_t> src_bf16(src.size(), 0x3c00);
-  const ops::Linear op(ops::Layout::rows(kTokens, shape.in, shape.in, dtype), weights, bias,
-                       ops::Layout::rows(kTokens, shape.out, shape.out, ops::DType::kF32),
+  const ops::Linear op(ops::Layout::rows(tokens, shape.in, shape.in, dtype), weights, bias,
+                       ops::Layout::rows(tokens, shape.out, shape.out, ops::DType::kF32),
                        shape.activation, shape.accumulate);
   Buffer<std::byte> scratch(op.scratchpad_bytes() + 64);
   const void* input = bf16 ? static_cast<const void*>(src_bf16.data()) : src.data();
-  Slowdown slowdown(std::string("projection/") + shape.name + (bf16 ? "/onednn_bf16" : "/onednn_f32"));
+  Slowdown slowdown(name);
   op.execute(input, dst.data(), scratch.data());  // warm-up: oneDNN JITs some kernels on first use
   slowdown.calibrate([&] { op.execute(input, dst.data(), scratch.data()); });
   for (auto _ : state) {
@@ -112,7 +122,7 @@ void BM_Projection(benchmark::State& state, ProjectionShape shape, bool bf16) {
     slowdown.wait();
     benchmark::DoNotOptimize(dst.data());
   }
-  set_counters(state, 2.0 * kTokens * shape.in * shape.out, kTokens, 0, bf16);
+  set_counters(state, 2.0 * tokens * shape.in * shape.out, tokens, 0, bf16);
   state.SetLabel(op.implementation());
 }
 
@@ -136,29 +146,31 @@ void BM_Calibration(benchmark::State& state) {
 }
 
 void BM_ProjectionEigen(benchmark::State& state, ProjectionShape shape) {
+  const std::int64_t tokens = shape.tokens;
   const Buffer<float> weights = values(shape.in * shape.out, 1), bias = values(shape.out, 2);
-  Buffer<float> src = values(kTokens * shape.in, 3), dst(kTokens * shape.out);
+  Buffer<float> src = values(tokens * shape.in, 3), dst(tokens * shape.out);
   for (auto _ : state) {
-    ops::reference::linear(src.data(), shape.in, weights, bias, dst.data(), shape.out, kTokens,
+    ops::reference::linear(src.data(), shape.in, weights, bias, dst.data(), shape.out, tokens,
                            shape.in, shape.out, shape.activation, shape.accumulate);
     benchmark::DoNotOptimize(dst.data());
   }
-  set_counters(state, 2.0 * kTokens * shape.in * shape.out, kTokens);
+  set_counters(state, 2.0 * tokens * shape.in * shape.out, tokens);
 }
 
 // Q K^T over the heads (scores), then A V (mix): the attention core of one prompt.
-void BM_AttentionMatmul(benchmark::State& state, bool scores, bool bf16) {
+void BM_AttentionMatmul(benchmark::State& state, std::string name, LayerShape shape, bool scores, bool bf16) {
+  const std::int64_t tokens = shape.tokens, heads = shape.heads, head_dim = shape.head_dim;
   const ops::DType dtype = bf16 ? ops::DType::kBF16 : ops::DType::kF32;
-  const std::int64_t qw = kHeads * kHeadDim, kvw = 2 * qw;
-  Buffer<std::uint16_t> q(kTokens * qw, 0x3c00), kv(kTokens * kvw, 0x3c00);
-  Buffer<float> qf = values(kTokens * qw, 4), kvf = values(kTokens * kvw, 5);
-  Buffer<float> s(kHeads * kTokens * kTokens, 1.0f / kTokens), o(kTokens * qw);
-  const ops::Layout query{{kHeads, kTokens, kHeadDim}, {kHeadDim, qw, 1}, dtype};
-  const ops::Layout keys_t{{kHeads, kHeadDim, kTokens}, {kHeadDim, 1, kvw}, dtype};
-  const ops::Layout values_view{{kHeads, kTokens, kHeadDim}, {kHeadDim, kvw, 1}, dtype};
-  const ops::Layout weights_layout = ops::Layout::dense({kHeads, kTokens, kTokens}, dtype);
-  const ops::Layout out{{kHeads, kTokens, kHeadDim}, {kHeadDim, qw, 1}, ops::DType::kF32};
-  const ops::MatMul op = scores ? ops::MatMul(query, keys_t, ops::Layout::dense({kHeads, kTokens, kTokens}, ops::DType::kF32), 0.25f, false)
+  const std::int64_t qw = heads * head_dim, kvw = 2 * qw;
+  Buffer<std::uint16_t> q(tokens * qw, 0x3c00), kv(tokens * kvw, 0x3c00);
+  Buffer<float> qf = values(tokens * qw, 4), kvf = values(tokens * kvw, 5);
+  Buffer<float> s(heads * tokens * tokens, 1.0f / tokens), o(tokens * qw);
+  const ops::Layout query{{heads, tokens, head_dim}, {head_dim, qw, 1}, dtype};
+  const ops::Layout keys_t{{heads, head_dim, tokens}, {head_dim, 1, kvw}, dtype};
+  const ops::Layout values_view{{heads, tokens, head_dim}, {head_dim, kvw, 1}, dtype};
+  const ops::Layout weights_layout = ops::Layout::dense({heads, tokens, tokens}, dtype);
+  const ops::Layout out{{heads, tokens, head_dim}, {head_dim, qw, 1}, ops::DType::kF32};
+  const ops::MatMul op = scores ? ops::MatMul(query, keys_t, ops::Layout::dense({heads, tokens, tokens}, ops::DType::kF32), 0.25f, false)
                                 : ops::MatMul(weights_layout, values_view, out, 1.0f, false);
   Buffer<std::byte> scratch(op.scratchpad_bytes() + 64);
   Buffer<std::uint16_t> weights_bf16(s.size(), 0x3c00);
@@ -166,8 +178,7 @@ void BM_AttentionMatmul(benchmark::State& state, bool scores, bool bf16) {
                          : (bf16 ? static_cast<const void*>(weights_bf16.data()) : s.data());
   const void* b = bf16 ? static_cast<const void*>(kv.data()) : kvf.data();
   const void* b_values = bf16 ? static_cast<const void*>(kv.data() + qw) : kvf.data() + qw;
-  Slowdown slowdown(std::string(scores ? "attention/qk_scores" : "attention/av_mix") +
-                    (bf16 ? "/onednn_bf16" : "/onednn_f32"));
+  Slowdown slowdown(name);
   auto run_op = [&] {
     op.execute(a, scores ? b : b_values, scores ? static_cast<void*>(s.data()) : o.data(), scratch.data());
   };
@@ -178,41 +189,43 @@ void BM_AttentionMatmul(benchmark::State& state, bool scores, bool bf16) {
     slowdown.wait();
     benchmark::ClobberMemory();
   }
-  set_counters(state, 2.0 * kHeads * kTokens * kTokens * kHeadDim, kTokens, 0, bf16);
+  set_counters(state, 2.0 * heads * tokens * tokens * head_dim, tokens, 0, bf16);
   state.SetLabel(op.implementation());
 }
 
-void BM_AttentionMatmulEigen(benchmark::State& state, bool scores) {
-  const std::int64_t qw = kHeads * kHeadDim, kvw = 2 * qw;
-  const Buffer<float> q = values(kTokens * qw, 4), kv = values(kTokens * kvw, 5);
-  Buffer<float> s(kHeads * kTokens * kTokens, 1.0f / kTokens), o(kHeads * kTokens * kHeadDim);
+void BM_AttentionMatmulEigen(benchmark::State& state, LayerShape shape, bool scores) {
+  const std::int64_t tokens = shape.tokens, heads = shape.heads, head_dim = shape.head_dim;
+  const std::int64_t qw = heads * head_dim, kvw = 2 * qw;
+  const Buffer<float> q = values(tokens * qw, 4), kv = values(tokens * kvw, 5);
+  Buffer<float> s(heads * tokens * tokens, 1.0f / tokens), o(heads * tokens * head_dim);
   for (auto _ : state) {
     if (scores) {
-      ops::reference::matmul({q.data(), kHeadDim, qw, 1}, {kv.data(), kHeadDim, 1, kvw}, s.data(), kHeads,
-                             kTokens, kHeadDim, kTokens, 0.25f, false, ops::MatMul::Binary::kNone, nullptr);
+      ops::reference::matmul({q.data(), head_dim, qw, 1}, {kv.data(), head_dim, 1, kvw}, s.data(), heads,
+                             tokens, head_dim, tokens, 0.25f, false, ops::MatMul::Binary::kNone, nullptr);
     } else {
-      ops::reference::matmul({s.data(), kTokens * kTokens, kTokens, 1}, {kv.data() + qw, kHeadDim, kvw, 1},
-                             o.data(), kHeads, kTokens, kTokens, kHeadDim, 1.0f, false,
+      ops::reference::matmul({s.data(), tokens * tokens, tokens, 1}, {kv.data() + qw, head_dim, kvw, 1},
+                             o.data(), heads, tokens, tokens, head_dim, 1.0f, false,
                              ops::MatMul::Binary::kNone, nullptr);
     }
     benchmark::ClobberMemory();
   }
-  set_counters(state, 2.0 * kHeads * kTokens * kTokens * kHeadDim, kTokens);
+  set_counters(state, 2.0 * heads * tokens * tokens * head_dim, tokens);
 }
 
-void BM_Softmax(benchmark::State& state, bool eigen) {
-  Buffer<float> s = values(kHeads * kTokens * kTokens, 6), out(s.size());
-  const ops::Softmax op(ops::Layout::dense({kHeads * kTokens, kTokens}, ops::DType::kF32),
-                        ops::Layout::dense({kHeads * kTokens, kTokens}, ops::DType::kF32));
+void BM_Softmax(benchmark::State& state, std::string name, LayerShape shape, bool eigen) {
+  const std::int64_t tokens = shape.tokens, heads = shape.heads;
+  Buffer<float> s = values(heads * tokens * tokens, 6), out(s.size());
+  const ops::Softmax op(ops::Layout::dense({heads * tokens, tokens}, ops::DType::kF32),
+                        ops::Layout::dense({heads * tokens, tokens}, ops::DType::kF32));
   Buffer<std::byte> scratch(op.scratchpad_bytes() + 64);
-  Slowdown slowdown("softmax/onednn_f32");
+  Slowdown slowdown(name);
   if (!eigen) {
     op.execute(s.data(), out.data(), scratch.data());  // warm-up
     slowdown.calibrate([&] { op.execute(s.data(), out.data(), scratch.data()); });
   }
   for (auto _ : state) {
     if (eigen) {
-      ops::reference::softmax(s.data(), out.data(), kHeads * kTokens, kTokens);
+      ops::reference::softmax(s.data(), out.data(), heads * tokens, tokens);
     } else {
       op.execute(s.data(), out.data(), scratch.data());
       slowdown.wait();
@@ -222,45 +235,56 @@ void BM_Softmax(benchmark::State& state, bool eigen) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * 2 * 4 * static_cast<std::int64_t>(s.size()));
 }
 
-void BM_LayerNorm(benchmark::State& state, bool eigen) {
-  Buffer<float> x = values(kTokens * kWidth, 7), out(x.size());
-  const Buffer<float> gamma(kWidth, 1.0f), beta(kWidth, 0.0f);
-  const ops::LayerNorm op(ops::Layout::dense({kTokens, kWidth}, ops::DType::kF32), gamma, beta, 1e-5f);
+void BM_LayerNorm(benchmark::State& state, std::string name, LayerShape shape, bool eigen) {
+  const std::int64_t tokens = shape.tokens, width = shape.width;
+  Buffer<float> x = values(tokens * width, 7), out(x.size());
+  const Buffer<float> gamma(width, 1.0f), beta(width, 0.0f);
+  const ops::LayerNorm op(ops::Layout::dense({tokens, width}, ops::DType::kF32), gamma, beta, 1e-5f);
   Buffer<std::byte> scratch(op.scratchpad_bytes() + 64);
-  Slowdown slowdown("layer_norm/onednn_f32");
+  Slowdown slowdown(name);
   if (!eigen) {
     op.execute(x.data(), out.data(), scratch.data());  // warm-up
     slowdown.calibrate([&] { op.execute(x.data(), out.data(), scratch.data()); });
   }
   for (auto _ : state) {
     if (eigen) {
-      ops::reference::layer_norm(x.data(), out.data(), kTokens, kWidth, gamma, beta, 1e-5f);
+      ops::reference::layer_norm(x.data(), out.data(), tokens, width, gamma, beta, 1e-5f);
     } else {
       op.execute(x.data(), out.data(), scratch.data());
       slowdown.wait();
     }
     benchmark::ClobberMemory();
   }
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * 2 * 4 * kTokens * kWidth);
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * 2 * 4 * tokens * width);
+}
+
+// Registers `function` under `name`, passing the name on (for the gate's slowdown switch).
+template <typename Function, typename... Args>
+void add(const std::string& name, Function function, Args... args) {
+  benchmark::RegisterBenchmark(name.c_str(), function, name, args...);
 }
 
 void register_benchmarks() {
   benchmark::RegisterBenchmark("calibration/gemm_f32_256", BM_Calibration);
-  for (const ProjectionShape& shape : kProjections) {
-    benchmark::RegisterBenchmark((std::string("projection/") + shape.name + "/onednn_f32").c_str(), BM_Projection, shape, false);
-    benchmark::RegisterBenchmark((std::string("projection/") + shape.name + "/onednn_bf16").c_str(), BM_Projection, shape, true);
-    benchmark::RegisterBenchmark((std::string("projection/") + shape.name + "/eigen_f32").c_str(), BM_ProjectionEigen, shape);
+  for (const LayerShape& layer : {kEncoder, kBertBase}) {
+    const std::string prefix = layer.prefix;
+    for (const ProjectionShape& shape : projections(layer)) {
+      const std::string name = prefix + "projection/" + shape.name;
+      add(name + "/onednn_f32", BM_Projection, shape, false);
+      add(name + "/onednn_bf16", BM_Projection, shape, true);
+      benchmark::RegisterBenchmark((name + "/eigen_f32").c_str(), BM_ProjectionEigen, shape);
+    }
+    for (bool scores : {true, false}) {
+      const std::string name = prefix + (scores ? "attention/qk_scores" : "attention/av_mix");
+      add(name + "/onednn_f32", BM_AttentionMatmul, layer, scores, false);
+      add(name + "/onednn_bf16", BM_AttentionMatmul, layer, scores, true);
+      benchmark::RegisterBenchmark((name + "/eigen_f32").c_str(), BM_AttentionMatmulEigen, layer, scores);
+    }
+    add(prefix + "softmax/onednn_f32", BM_Softmax, layer, false);
+    add(prefix + "softmax/eigen_f32", BM_Softmax, layer, true);
+    add(prefix + "layer_norm/onednn_f32", BM_LayerNorm, layer, false);
+    add(prefix + "layer_norm/eigen_f32", BM_LayerNorm, layer, true);
   }
-  for (bool scores : {true, false}) {
-    const std::string name = scores ? "attention/qk_scores" : "attention/av_mix";
-    benchmark::RegisterBenchmark((name + "/onednn_f32").c_str(), BM_AttentionMatmul, scores, false);
-    benchmark::RegisterBenchmark((name + "/onednn_bf16").c_str(), BM_AttentionMatmul, scores, true);
-    benchmark::RegisterBenchmark((name + "/eigen_f32").c_str(), BM_AttentionMatmulEigen, scores);
-  }
-  benchmark::RegisterBenchmark("softmax/onednn_f32", BM_Softmax, false);
-  benchmark::RegisterBenchmark("softmax/eigen_f32", BM_Softmax, true);
-  benchmark::RegisterBenchmark("layer_norm/onednn_f32", BM_LayerNorm, false);
-  benchmark::RegisterBenchmark("layer_norm/eigen_f32", BM_LayerNorm, true);
 }
 
 }  // namespace
