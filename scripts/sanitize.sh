@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# The sanitizer stage of CI: the whole test suite under ASan+UBSan, then every libFuzzer target
-# for FUZZ_SECONDS (default 30) from its seed corpus. Exits non-zero on any finding.
+# The sanitizer stage of CI, each part where it pays:
+#   ASan+UBSan: the whole test suite (memory and UB bugs can hide anywhere);
+#   TSan: the tests labelled "threads" (they run TBB with several threads), on a TSan-built
+#     libtbb, plus a canary race that must be reported;
+#   libFuzzer: every target for FUZZ_SECONDS (default 30) from its seed corpus.
+# Exits non-zero on any finding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh asan
 ctest --preset asan -j 2 -E "_smoke$"
+
+tbb_dir=$(bash scripts/build_tsan_tbb.sh)
+bash scripts/build.sh tsan -DICLBENCH_TSAN_TBB_DIR="$tbb_dir"
+ctest --preset tsan -j 2
+
 bash scripts/build.sh fuzz
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

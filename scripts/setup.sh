@@ -13,6 +13,8 @@ packages=(
   python3 python3-numpy python3-scipy python3-matplotlib
   # sanitizer stage of CI: clang with its libFuzzer runtime
   clang libclang-rt-14-dev
+  # ThreadSanitizer stage: oneTBB rebuilt from Debian's source package (scripts/build_tsan_tbb.sh)
+  dpkg-dev
 )
 
 missing=()

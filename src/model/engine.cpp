@@ -180,10 +180,8 @@ struct Engine::Plan {
   // Group buffers, [G, T_pad, width] each.
   std::int64_t q_width = 0, kv_width = 0, o_width = 0, m_size = 0;
   Buffer stream, q, kv, o, m;
-  // Per-thread scratch: norm output f32 [R, D], bf16 input [R, max(D)], scores f32 [H, R, Tk],
-  // bf16 attention weights [H, R, Tk], MLP hidden [R, F], then the oneDNN scratchpad.
-  std::size_t normed_offset = 0, converted_offset = 0, scores_offset = 0, weights_offset = 0,
-              hidden_offset = 0, scratchpad_offset = 0, scratch_bytes = 0;
+  // Per-thread scratch, laid out by scratch_offsets().
+  ScratchOffsets offsets;
   tbb::enumerable_thread_specific<Buffer> scratch;
 
   // Sizes the group buffers for `prompts` prompts (grown on demand, so that a call with a few
@@ -380,16 +378,8 @@ Engine::Plan& Engine::plan(std::int64_t tokens, std::int64_t context) const {
     }
   }
 
-  const ScratchOffsets offsets = scratch_offsets(shape, width, max_scratchpad);
-  p.normed_offset = offsets.normed;
-  p.converted_offset = offsets.converted;
-  p.scores_offset = offsets.scores;
-  p.weights_offset = offsets.weights;
-  p.hidden_offset = offsets.hidden;
-  p.scratchpad_offset = offsets.scratchpad;
-  p.scratch_bytes = offsets.total;
-
-  const std::size_t scratch_bytes = p.scratch_bytes;
+  p.offsets = scratch_offsets(shape, width, max_scratchpad);
+  const std::size_t scratch_bytes = p.offsets.total;
   p.scratch = tbb::enumerable_thread_specific<Buffer>([scratch_bytes] { return Buffer(scratch_bytes); });
   slot = std::move(plan);
   return *slot;
@@ -467,16 +457,16 @@ void Engine::run(std::span<const float> tokens, std::int64_t prompts, std::int64
           for_each_piece([&](std::int64_t b, std::int64_t r0, std::byte* scratch) {
             const void* input = stream_rows(b, r0);
             if (lo.attention_norm) {
-              lo.attention_norm->execute(input, scratch + p.normed_offset, scratch + p.scratchpad_offset);
-              input = scratch + p.normed_offset;
+              lo.attention_norm->execute(input, scratch + p.offsets.normed, scratch + p.offsets.scratchpad);
+              input = scratch + p.offsets.normed;
             }
             if (lo.attention_input_bf16) {
-              lo.attention_input_bf16->execute(input, scratch + p.converted_offset,
-                                               scratch + p.scratchpad_offset);
-              input = scratch + p.converted_offset;
+              lo.attention_input_bf16->execute(input, scratch + p.offsets.converted,
+                                               scratch + p.offsets.scratchpad);
+              input = scratch + p.offsets.converted;
             }
-            lo.query->execute(input, q_rows(b, r0), scratch + p.scratchpad_offset);
-            if (r0 < p.keys) lo.key_value->execute(input, kv_rows(b, r0), scratch + p.scratchpad_offset);
+            lo.query->execute(input, q_rows(b, r0), scratch + p.offsets.scratchpad);
+            if (r0 < p.keys) lo.key_value->execute(input, kv_rows(b, r0), scratch + p.offsets.scratchpad);
           });
           // Stage 2: attention, heads batched in one call.
           if (lo.keys_times_values) {
@@ -487,55 +477,55 @@ void Engine::run(std::span<const float> tokens, std::int64_t prompts, std::int64
                                   lo.keys_times_values->execute(
                                       kv_rows(b, 0), kv_rows(b, 0) + qw * act_size,
                                       at(p.m, static_cast<std::size_t>(b * m_size) * act_size),
-                                      scratch + p.scratchpad_offset);
+                                      scratch + p.offsets.scratchpad);
                                 }
                               });
             for_each_piece([&](std::int64_t b, std::int64_t r0, std::byte* scratch) {
               lo.queries_times_m->execute(q_rows(b, r0),
                                           at(p.m, static_cast<std::size_t>(b * m_size) * act_size),
-                                          o_rows(b, r0), scratch + p.scratchpad_offset);
+                                          o_rows(b, r0), scratch + p.offsets.scratchpad);
             });
           } else {
             for_each_piece([&](std::int64_t b, std::int64_t r0, std::byte* scratch) {
               const float* mask = lo.mask ? lo.mask->data() + r0 * p.keys : nullptr;
-              std::byte* weights = scratch + p.scores_offset;
+              std::byte* weights = scratch + p.offsets.scores;
               if (lo.scores_per_head) {
                 const std::size_t score_bytes = ops::size_of(lo.softmax ? DType::kF32 : p.act);
                 for (std::int64_t head = 0; head < layer.heads; ++head) {
                   lo.scores->execute(q_rows(b, r0) + head * layer.qk_dim * act_size,
                                      kv_rows(b, 0) + head * layer.qk_dim * act_size,
-                                     scratch + p.scores_offset + head * rows * p.keys * score_bytes,
-                                     scratch + p.scratchpad_offset, mask);
+                                     scratch + p.offsets.scores + head * rows * p.keys * score_bytes,
+                                     scratch + p.offsets.scratchpad, mask);
                 }
               } else {
-                lo.scores->execute(q_rows(b, r0), kv_rows(b, 0), scratch + p.scores_offset,
-                                   scratch + p.scratchpad_offset, mask);
+                lo.scores->execute(q_rows(b, r0), kv_rows(b, 0), scratch + p.offsets.scores,
+                                   scratch + p.offsets.scratchpad, mask);
               }
               if (lo.softmax) {
-                weights = p.act == DType::kF32 ? scratch + p.scores_offset : scratch + p.weights_offset;
-                lo.softmax->execute(scratch + p.scores_offset, weights, scratch + p.scratchpad_offset);
+                weights = p.act == DType::kF32 ? scratch + p.offsets.scores : scratch + p.offsets.weights;
+                lo.softmax->execute(scratch + p.offsets.scores, weights, scratch + p.offsets.scratchpad);
               }
               lo.mix->execute(weights, kv_rows(b, 0) + qw * act_size, o_rows(b, r0),
-                              scratch + p.scratchpad_offset);
+                              scratch + p.offsets.scratchpad);
             });
           }
         }
         // Stage 3: x += O W_o + b_o; x += act(norm(x) W_1 + b_1) W_2 + b_2.
         for_each_piece([&](std::int64_t b, std::int64_t r0, std::byte* scratch) {
           float* x = stream_rows(b, r0);
-          if (lo.output) lo.output->execute(o_rows(b, r0), x, scratch + p.scratchpad_offset);
+          if (lo.output) lo.output->execute(o_rows(b, r0), x, scratch + p.offsets.scratchpad);
           if (!lo.mlp_up) return;
           const void* input = x;
           if (lo.mlp_norm) {
-            lo.mlp_norm->execute(input, scratch + p.normed_offset, scratch + p.scratchpad_offset);
-            input = scratch + p.normed_offset;
+            lo.mlp_norm->execute(input, scratch + p.offsets.normed, scratch + p.offsets.scratchpad);
+            input = scratch + p.offsets.normed;
           }
           if (lo.mlp_input_bf16) {
-            lo.mlp_input_bf16->execute(input, scratch + p.converted_offset, scratch + p.scratchpad_offset);
-            input = scratch + p.converted_offset;
+            lo.mlp_input_bf16->execute(input, scratch + p.offsets.converted, scratch + p.offsets.scratchpad);
+            input = scratch + p.offsets.converted;
           }
-          lo.mlp_up->execute(input, scratch + p.hidden_offset, scratch + p.scratchpad_offset);
-          lo.mlp_down->execute(scratch + p.hidden_offset, x, scratch + p.scratchpad_offset);
+          lo.mlp_up->execute(input, scratch + p.offsets.hidden, scratch + p.offsets.scratchpad);
+          lo.mlp_down->execute(scratch + p.offsets.hidden, x, scratch + p.offsets.scratchpad);
         });
       }
     }
