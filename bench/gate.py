@@ -4,7 +4,8 @@
   gate.py record [--binary B]          run the gate set, store it as the baseline of this machine
   gate.py check  [--binary B]          run it again and compare; exit 1 on a confirmed regression
 
-The gate set is kernels_bench's single-threaded oneDNN kernels plus a calibration GEMM, with
+The gate set is kernels_bench's single-threaded oneDNN kernels, the engine's own softmax and a
+calibration GEMM, with
 --benchmark_repetitions (>= 9) and random interleaving. Baselines live in
 results/baselines/<machine fingerprint>/kernels.json (Google Benchmark JSON with every
 repetition) next to fingerprint.json.
@@ -37,7 +38,8 @@ sys.path.insert(0, "/usr/share/benchmark")
 from gbench import report  # noqa: E402  (Debian's libbenchmark-tools)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GATE_FILTER = r"^(calibration/|projection/.*/onednn_f32|attention/.*/onednn_f32|softmax/onednn|layer_norm/onednn)"
+GATE_FILTER = (r"^(calibration/|projection/.*/onednn_f32|attention/.*/onednn_f32|softmax/(onednn|iclbench)"
+               r"|layer_norm/onednn)")
 INFO_FILTER = r"^BM_(Encoder|GdHinge)/"
 INFO_REPETITIONS = 3
 CALIBRATION = "calibration/gemm_f32_256"

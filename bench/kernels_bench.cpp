@@ -17,6 +17,7 @@
 #include "data_gen/philox.hpp"
 #include "ops/dnnl_ops.hpp"
 #include "ops/eigen_ops.hpp"
+#include "ops/row_softmax.hpp"
 
 namespace iclbench::bench {
 namespace {
@@ -212,27 +213,35 @@ void BM_AttentionMatmulEigen(benchmark::State& state, LayerShape shape, bool sco
   set_counters(state, 2.0 * heads * tokens * tokens * head_dim, tokens);
 }
 
-void BM_Softmax(benchmark::State& state, std::string name, LayerShape shape, bool eigen) {
+// Softmax over the keys of the [H, T, T] scores: oneDNN's jit primitive, the engine's own
+// kernel (ops::RowSoftmax, which replaced it in the engine), and the Eigen reference (double).
+enum class SoftmaxPath { kOneDnn, kIclbench, kEigen };
+void BM_Softmax(benchmark::State& state, std::string name, LayerShape shape, SoftmaxPath path, bool bf16) {
   const std::int64_t tokens = shape.tokens, heads = shape.heads;
   Buffer<float> s = values(heads * tokens * tokens, 6), out(s.size());
-  const ops::Softmax op(ops::Layout::dense({heads * tokens, tokens}, ops::DType::kF32),
-                        ops::Layout::dense({heads * tokens, tokens}, ops::DType::kF32));
-  Buffer<std::byte> scratch(op.scratchpad_bytes() + 64);
-  Slowdown slowdown(name);
-  if (!eigen) {
-    op.execute(s.data(), out.data(), scratch.data());  // warm-up
-    slowdown.calibrate([&] { op.execute(s.data(), out.data(), scratch.data()); });
-  }
-  for (auto _ : state) {
-    if (eigen) {
-      ops::reference::softmax(s.data(), out.data(), heads * tokens, tokens);
-    } else {
-      op.execute(s.data(), out.data(), scratch.data());
-      slowdown.wait();
+  const ops::Layout layout = ops::Layout::dense({heads * tokens, tokens}, ops::DType::kF32);
+  const ops::Layout out_layout = ops::Layout::dense({heads * tokens, tokens}, bf16 ? ops::DType::kBF16 : ops::DType::kF32);
+  const ops::Softmax onednn(layout, out_layout);
+  const ops::RowSoftmax own(layout, out_layout);
+  Buffer<std::byte> scratch(onednn.scratchpad_bytes() + 64);
+  auto run_op = [&] {
+    switch (path) {
+      case SoftmaxPath::kOneDnn: onednn.execute(s.data(), out.data(), scratch.data()); break;
+      // The bf16 path overwrites its scores (as in the engine, which recomputes them each time).
+      case SoftmaxPath::kIclbench: own.execute(s.data(), out.data()); break;
+      case SoftmaxPath::kEigen: ops::reference::softmax(s.data(), out.data(), heads * tokens, tokens); break;
     }
+  };
+  Slowdown slowdown(name);
+  run_op();  // warm-up
+  slowdown.calibrate(run_op);
+  for (auto _ : state) {
+    run_op();
+    slowdown.wait();
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * 2 * 4 * static_cast<std::int64_t>(s.size()));
+  if (path != SoftmaxPath::kEigen) state.SetLabel(path == SoftmaxPath::kOneDnn ? onednn.implementation() : own.implementation());
 }
 
 void BM_LayerNorm(benchmark::State& state, std::string name, LayerShape shape, bool eigen) {
@@ -280,8 +289,11 @@ void register_benchmarks() {
       add(name + "/onednn_bf16", BM_AttentionMatmul, layer, scores, true);
       benchmark::RegisterBenchmark((name + "/eigen_f32").c_str(), BM_AttentionMatmulEigen, layer, scores);
     }
-    add(prefix + "softmax/onednn_f32", BM_Softmax, layer, false);
-    add(prefix + "softmax/eigen_f32", BM_Softmax, layer, true);
+    add(prefix + "softmax/onednn_f32", BM_Softmax, layer, SoftmaxPath::kOneDnn, false);
+    add(prefix + "softmax/onednn_bf16", BM_Softmax, layer, SoftmaxPath::kOneDnn, true);
+    add(prefix + "softmax/iclbench_f32", BM_Softmax, layer, SoftmaxPath::kIclbench, false);
+    add(prefix + "softmax/iclbench_bf16", BM_Softmax, layer, SoftmaxPath::kIclbench, true);
+    add(prefix + "softmax/eigen_f32", BM_Softmax, layer, SoftmaxPath::kEigen, false);
     add(prefix + "layer_norm/onednn_f32", BM_LayerNorm, layer, false);
     add(prefix + "layer_norm/eigen_f32", BM_LayerNorm, layer, true);
   }

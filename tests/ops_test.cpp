@@ -12,6 +12,7 @@
 #include "data_gen/philox.hpp"
 #include "ops/dnnl_ops.hpp"
 #include "ops/eigen_ops.hpp"
+#include "ops/row_softmax.hpp"
 
 namespace iclbench::ops {
 namespace {
@@ -160,6 +161,83 @@ TEST(Ops, SoftmaxMatchesEigenInF32AndBf16) {
     // writes bf16 (seen: 0.08434 stored as 0.08398, the lower neighbour).
     ASSERT_NEAR(value, expected[i], 0x1p-7 * expected[i] + 8 * kEps * width) << i;
   }
+}
+
+// The engine's own softmax against the double-precision reference. Error bound per output, in
+// units of u = 2^-24, from the f32 steps: x_k - max rounds with error |x_k - max| u, which
+// exp turns into a relative error of the same size; the polynomial exp adds <= 4 u; the sum of
+// `width` exponentials carries every term's error plus width u of additions; the reciprocal and
+// the product add 2 u. So |found - exact| <= exact (|x_k - max| + max_j |x_j - max| + width + 10) u,
+// plus 2^-126 for exponentials below FLT_MIN, which are flushed to 0.
+TEST(Ops, RowSoftmaxMatchesTheReferenceWithinItsDerivedBound) {
+  for (const std::int64_t width : {1, 5, 16, 17, 129, 1000, 4096}) {
+    for (const double spread : {1.0, 12.0}) {
+      const std::int64_t rows = 3;
+      std::vector<float> src = random_values(static_cast<std::size_t>(rows * width), 13 + static_cast<std::uint64_t>(width));
+      for (float& value : src) value = static_cast<float>(value * spread);
+      if (width > 4) src[static_cast<std::size_t>(width + 2)] = -INFINITY;  // a masked key in row 1
+      std::vector<float> expected(src.size());
+      reference::softmax(src.data(), expected.data(), rows, width);
+      const RowSoftmax op(Layout::dense({rows, width}, DType::kF32), Layout::dense({rows, width}, DType::kF32));
+      std::vector<float> found = src;
+      op.execute(found.data(), found.data());  // in place, as the engine runs it
+      for (std::int64_t r = 0; r < rows; ++r) {
+        float top = -INFINITY;
+        for (std::int64_t k = 0; k < width; ++k) top = std::max(top, src[static_cast<std::size_t>(r * width + k)]);
+        double widest = 0;
+        for (std::int64_t k = 0; k < width; ++k) {
+          const float x = src[static_cast<std::size_t>(r * width + k)];
+          if (std::isfinite(x)) widest = std::max(widest, static_cast<double>(top - x));
+        }
+        for (std::int64_t k = 0; k < width; ++k) {
+          const auto i = static_cast<std::size_t>(r * width + k);
+          const double spread_k = std::isfinite(src[i]) ? static_cast<double>(top - src[i]) : 0.0;
+          const double bound = expected[i] * (spread_k + widest + static_cast<double>(width) + 10) * kEps + 0x1p-126;
+          ASSERT_NEAR(found[i], expected[i], bound) << "width " << width << " spread " << spread << " at " << i;
+        }
+      }
+      if (width > 4) {
+        EXPECT_EQ(found[static_cast<std::size_t>(width + 2)], 0.0f);
+      }
+
+      // bf16 output: the f32 result above, rounded to nearest even.
+      const RowSoftmax to_bf16_op(Layout::dense({rows, width}, DType::kF32), Layout::dense({rows, width}, DType::kBF16));
+      std::vector<float> scores = src;
+      std::vector<std::uint16_t> bits(src.size());
+      to_bf16_op.execute(scores.data(), bits.data());
+      for (std::size_t i = 0; i < bits.size(); ++i) {
+        ASSERT_EQ(bits[i], reference::bf16_bits(found[i])) << i;
+      }
+    }
+  }
+}
+
+// The bf16 rounding of the softmax output, on ties of both parities and ordinary values.
+TEST(Ops, RowSoftmaxBf16RoundingIsNearestEven) {
+  std::vector<float> values = random_values(100, 15);
+  values[0] = std::bit_cast<float>(0x3f808000u);  // tie, rounds down to even
+  values[1] = std::bit_cast<float>(0x3f818000u);  // tie, rounds up to even
+  values[2] = std::bit_cast<float>(0x3f808001u);  // just above a tie
+  values[3] = std::bit_cast<float>(0x3f817fffu);  // just below a tie
+  values[4] = 0.0f;
+  values[17] = std::bit_cast<float>(0x3e808000u);  // a tie in the masked tail (100 = 6 x 16 + 4)
+  values[98] = std::bit_cast<float>(0x3e818000u);
+  std::vector<std::uint16_t> bits(values.size());
+  scale_to_bf16(values.data(), 1.0f, bits.data(), static_cast<std::int64_t>(values.size()));
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    ASSERT_EQ(bits[i], reference::bf16_bits(values[i])) << i << ": " << values[i];
+  }
+}
+
+// A NaN score (a diverging model) must not be hidden: its whole row becomes NaN, so that eval
+// reports the task as non-finite.
+TEST(Ops, RowSoftmaxPropagatesNaN) {
+  std::vector<float> src = random_values(2 * 37, 14);
+  src[40] = NAN;
+  const RowSoftmax op(Layout::dense({2, 37}, DType::kF32), Layout::dense({2, 37}, DType::kF32));
+  op.execute(src.data(), src.data());
+  for (int k = 0; k < 37; ++k) EXPECT_TRUE(std::isfinite(src[static_cast<std::size_t>(k)])) << k;
+  for (int k = 37; k < 74; ++k) EXPECT_TRUE(std::isnan(src[static_cast<std::size_t>(k)])) << k;
 }
 
 TEST(Ops, ConvertRoundsToNearestEvenLikeTheReference) {

@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "ops/dnnl_ops.hpp"
+#include "ops/row_softmax.hpp"
 
 namespace iclbench::model {
 namespace {
@@ -156,7 +157,7 @@ struct Engine::Plan {
     std::optional<ops::MatMul> queries_times_m;    // Q M -> O rows, per row tile
     std::optional<ops::MatMul> scores;             // Q K^T -> S [H, R, Tk]
     bool scores_per_head = false;                  // causal: one [R, Tk] call per head
-    std::optional<ops::Softmax> softmax;           // S -> A
+    std::optional<ops::RowSoftmax> softmax;        // S -> A
     std::optional<ops::MatMul> mix;                // A V -> O rows
     // Stage 3, per row tile: output projection + residual, norm, MLP + residual.
     std::optional<ops::Linear> output;
@@ -351,7 +352,6 @@ Engine::Plan& Engine::plan(std::int64_t tokens, std::int64_t context) const {
         if (softmax) {
           weights_layout = Layout::dense({h, rows, p.keys}, p.act);
           ops_for.softmax.emplace(scores_layout, weights_layout);
-          note(*ops_for.softmax);
         }
         ops_for.mix.emplace(weights_layout, values_view, output_view, 1.0f, false);
         note(*ops_for.mix);
@@ -503,7 +503,7 @@ void Engine::run(std::span<const float> tokens, std::int64_t prompts, std::int64
               }
               if (lo.softmax) {
                 weights = p.act == DType::kF32 ? scratch + p.offsets.scores : scratch + p.offsets.weights;
-                lo.softmax->execute(scratch + p.offsets.scores, weights, scratch + p.offsets.scratchpad);
+                lo.softmax->execute(reinterpret_cast<float*>(scratch + p.offsets.scores), weights);
               }
               lo.mix->execute(weights, kv_rows(b, 0) + qw * act_size, o_rows(b, r0),
                               scratch + p.offsets.scratchpad);
@@ -574,6 +574,7 @@ std::map<std::string, std::string> Engine::implementations(std::int64_t tokens_p
     if (lo.mix) found["mix"] = lo.mix->implementation();
     if (lo.keys_times_values) found["keys_times_values"] = lo.keys_times_values->implementation();
     if (lo.mlp_up) found["mlp"] = lo.mlp_up->implementation();
+    if (lo.softmax) found["softmax"] = lo.softmax->implementation();
   }
   return found;
 }
