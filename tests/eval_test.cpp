@@ -12,6 +12,7 @@
 #include "eval/context.hpp"
 #include "eval/evaluate.hpp"
 #include "eval/metrics.hpp"
+#include "runtime/memory.hpp"
 
 namespace iclbench::eval {
 namespace {
@@ -243,6 +244,56 @@ TEST(Evaluate, RejectsBadGridsAndModels) {
   config.n_grid = {};
   config.models = {"encoder:D=8,H=2,F=8,layers=1"};
   EXPECT_THROW(evaluate(dataset, config), std::invalid_argument);
+}
+
+// The memory check: refuses above the budget with the estimate and the remedy in the message,
+// prints the estimate for large runs unless quiet, and says nothing for small ones.
+TEST(Memory, CheckRefusesAboveTheBudgetAndReportsLargeRuns) {
+  runtime::MemoryBudget budget;
+  budget.limit = 5'000'000'000;
+  try {
+    runtime::check_memory(6'000'000'000, "eval", "lower --tasks", budget);
+    ADD_FAILURE() << "6 GB passed a 5 GB budget";
+  } catch (const std::invalid_argument& error) {
+    const std::string message = error.what();
+    EXPECT_NE(message.find("eval needs an estimated 6 GB of memory, but 5 GB is allowed by --max-memory"),
+              std::string::npos) << message;
+    EXPECT_NE(message.find("lower --tasks"), std::string::npos) << message;
+  }
+  testing::internal::CaptureStderr();
+  runtime::check_memory(2'000'000'000, "bounds", "", budget);
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "bounds: memory estimate 2 GB (5 GB available)\n");
+  testing::internal::CaptureStderr();
+  runtime::check_memory(999'000'000, "bounds", "", budget);
+  budget.quiet = true;
+  runtime::check_memory(2'000'000'000, "bounds", "", budget);
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  // Without a limit the machine's available memory is the budget; this machine has some.
+  ASSERT_TRUE(runtime::available_memory_bytes().has_value());
+  EXPECT_GT(*runtime::available_memory_bytes(), 0u);
+  EXPECT_THROW(runtime::check_memory(std::uint64_t{1} << 62, "eval", "", runtime::MemoryBudget{}),
+               std::invalid_argument);
+}
+
+// The estimate grows with what the run holds: more tasks, longer contexts, more threads (score
+// tiles per thread), and a softmax learner's tiles dwarf a linear one's at long contexts.
+TEST(Memory, EvalEstimateFollowsTheRunsShape) {
+  data::TaskSpec spec;
+  spec.dim = 8;
+  spec.n_examples = 20000;
+  spec.n_queries = 16;
+  spec.n_tasks = 4;
+  EvalConfig linear, softmax;
+  linear.models = {"gd-ls:L=1"};
+  softmax.models = {"kernel:beta=1"};
+  const auto base = estimate_memory_bytes(spec, softmax, 1);
+  EXPECT_GT(base, estimate_memory_bytes(spec, linear, 1));
+  // Two threads: one more [256, 20000] f32 score tile (20.5 MB), give or take the other scratch.
+  const double per_thread = static_cast<double>(estimate_memory_bytes(spec, softmax, 2) - base);
+  EXPECT_NEAR(per_thread, 256.0 * 20000 * 4, 1e6);
+  data::TaskSpec more_tasks = spec;
+  more_tasks.n_tasks = 400;
+  EXPECT_GT(estimate_memory_bytes(more_tasks, softmax, 1), base);
 }
 
 }  // namespace
