@@ -267,7 +267,10 @@ TEST(EngineDeterminism, BitIdenticalAcrossThreadsAndBatchings) {
       EngineOptions options;
       options.bf16 = bf16;
       const Engine engine(model.config, model.weights, options);
-      const int prompts = 5, n = 300, t = 520;  // several row tiles per prompt
+      // Several row tiles per prompt. 5 prompts on 1 thread run prompt-major (a task per
+      // prompt, all layers), on 2 threads and in the smaller batches stage-major (each stage
+      // spread over all pieces): the comparisons below cover both schedules.
+      const int prompts = 5, n = 300, t = 520;
       const std::vector<float> tokens = random_tokens(prompts * t * model.config.width, 3);
       const auto reference = scores_with(engine, tokens, prompts, t, n, 1, {5});
       EXPECT_EQ(reference, scores_with(engine, tokens, prompts, t, n, 2, {5})) << text;

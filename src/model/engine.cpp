@@ -2,6 +2,7 @@
 
 #include <tbb/blocked_range.h>
 #include <tbb/enumerable_thread_specific.h>
+#include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
@@ -419,115 +420,144 @@ void Engine::run(std::span<const float> tokens, std::int64_t prompts, std::int64
       std::fill(stream + (b * padded + tokens_per_prompt) * width, stream + (b + 1) * padded * width,
                 0.0f);
     }
-    // Pieces: (prompt, row tile), in a fixed numbering.
-    const std::int64_t pieces = count * p.tiles;
-    auto for_each_piece = [&](auto&& body) {
-      tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, pieces, 1),
-                        [&](const tbb::blocked_range<std::int64_t>& range) {
-                          std::byte* scratch = p.scratch.local().data();
-                          for (std::int64_t piece = range.begin(); piece < range.end(); ++piece) {
-                            body(piece / p.tiles, (piece % p.tiles) * rows, scratch);
-                          }
-                        });
-    };
+    // Every op works on one piece: a row tile of one prompt (or, for K^T V, one prompt). The
+    // same op computes a piece from the same inputs however pieces are scheduled, so the two
+    // schedules below give bit-identical results:
+    //   prompt-major (enough prompts to keep every thread busy): one task per prompt runs all
+    //     its layers back to back, so the prompt's activations stay in this core's cache;
+    //   stage-major (few, long prompts): each stage of each layer is spread over all pieces.
+    // Schedulers: `pieces(lo, hi, body)` calls body(b, r0, scratch) for every row tile of prompts
+    // [lo, hi), and `each_prompt(lo, hi, body)` calls body(b, scratch) for every prompt.
+    auto run_layers = [&](std::int64_t lo_prompt, std::int64_t hi_prompt, auto&& pieces, auto&& each_prompt) {
+      auto for_each_piece = [&](auto&& body) { pieces(lo_prompt, hi_prompt, body); };
+      for (std::size_t index = 0; index < config_.layers.size(); ++index) {
+        const LayerConfig& layer = config_.layers[index];
+        const Plan::LayerOps& lo = p.layers[index];
+        const std::int64_t qw = layer.heads * layer.qk_dim;
+        const std::int64_t kvw = layer.heads * (layer.qk_dim + layer.v_dim);
+        const std::int64_t ow = layer.heads * layer.v_dim;
+        const std::int64_t m_size = layer.heads * layer.qk_dim * layer.v_dim;
+        auto q_rows = [&](std::int64_t b, std::int64_t r0) {
+          return at(p.q, static_cast<std::size_t>((b * padded + r0) * qw) * act_size);
+        };
+        auto kv_rows = [&](std::int64_t b, std::int64_t r0) {
+          return at(p.kv, static_cast<std::size_t>((b * padded + r0) * kvw) * act_size);
+        };
+        auto o_rows = [&](std::int64_t b, std::int64_t r0) {
+          return at(p.o, static_cast<std::size_t>((b * padded + r0) * ow) * act_size);
+        };
+        auto stream_rows = [&](std::int64_t b, std::int64_t r0) {
+          return stream + (b * padded + r0) * config_.width;
+        };
 
-    for (std::size_t index = 0; index < config_.layers.size(); ++index) {
-      const LayerConfig& layer = config_.layers[index];
-      const Plan::LayerOps& lo = p.layers[index];
-      const std::int64_t qw = layer.heads * layer.qk_dim;
-      const std::int64_t kvw = layer.heads * (layer.qk_dim + layer.v_dim);
-      const std::int64_t ow = layer.heads * layer.v_dim;
-      const std::int64_t m_size = layer.heads * layer.qk_dim * layer.v_dim;
-      auto q_rows = [&](std::int64_t b, std::int64_t r0) {
-        return at(p.q, static_cast<std::size_t>((b * padded + r0) * qw) * act_size);
-      };
-      auto kv_rows = [&](std::int64_t b, std::int64_t r0) {
-        return at(p.kv, static_cast<std::size_t>((b * padded + r0) * kvw) * act_size);
-      };
-      auto o_rows = [&](std::int64_t b, std::int64_t r0) {
-        return at(p.o, static_cast<std::size_t>((b * padded + r0) * ow) * act_size);
-      };
-      auto stream_rows = [&](std::int64_t b, std::int64_t r0) {
-        return stream + (b * padded + r0) * config_.width;
-      };
-
-      for (int repeat = 0; repeat < layer.loop; ++repeat) {
-        if (layer.has_attention()) {
-          // Stage 1: h = norm(x); Q = h W_q; K, V = h W_k, h W_v (keys only where they are read).
-          for_each_piece([&](std::int64_t b, std::int64_t r0, std::byte* scratch) {
-            const void* input = stream_rows(b, r0);
-            if (lo.attention_norm) {
-              lo.attention_norm->execute(input, scratch + p.offsets.normed, scratch + p.offsets.scratchpad);
-              input = scratch + p.offsets.normed;
-            }
-            if (lo.attention_input_bf16) {
-              lo.attention_input_bf16->execute(input, scratch + p.offsets.converted,
-                                               scratch + p.offsets.scratchpad);
-              input = scratch + p.offsets.converted;
-            }
-            lo.query->execute(input, q_rows(b, r0), scratch + p.offsets.scratchpad);
-            if (r0 < p.keys) lo.key_value->execute(input, kv_rows(b, r0), scratch + p.offsets.scratchpad);
-          });
-          // Stage 2: attention, heads batched in one call.
-          if (lo.keys_times_values) {
-            tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, count, 1),
-                              [&](const tbb::blocked_range<std::int64_t>& range) {
-                                std::byte* scratch = p.scratch.local().data();
-                                for (std::int64_t b = range.begin(); b < range.end(); ++b) {
-                                  lo.keys_times_values->execute(
-                                      kv_rows(b, 0), kv_rows(b, 0) + qw * act_size,
-                                      at(p.m, static_cast<std::size_t>(b * m_size) * act_size),
-                                      scratch + p.offsets.scratchpad);
-                                }
-                              });
+        for (int repeat = 0; repeat < layer.loop; ++repeat) {
+          if (layer.has_attention()) {
+            // Stage 1: h = norm(x); Q = h W_q; K, V = h W_k, h W_v (keys only where they are read).
             for_each_piece([&](std::int64_t b, std::int64_t r0, std::byte* scratch) {
-              lo.queries_times_m->execute(q_rows(b, r0),
-                                          at(p.m, static_cast<std::size_t>(b * m_size) * act_size),
-                                          o_rows(b, r0), scratch + p.offsets.scratchpad);
+              const void* input = stream_rows(b, r0);
+              if (lo.attention_norm) {
+                lo.attention_norm->execute(input, scratch + p.offsets.normed, scratch + p.offsets.scratchpad);
+                input = scratch + p.offsets.normed;
+              }
+              if (lo.attention_input_bf16) {
+                lo.attention_input_bf16->execute(input, scratch + p.offsets.converted,
+                                                 scratch + p.offsets.scratchpad);
+                input = scratch + p.offsets.converted;
+              }
+              lo.query->execute(input, q_rows(b, r0), scratch + p.offsets.scratchpad);
+              if (r0 < p.keys) lo.key_value->execute(input, kv_rows(b, r0), scratch + p.offsets.scratchpad);
             });
-          } else {
-            for_each_piece([&](std::int64_t b, std::int64_t r0, std::byte* scratch) {
-              const float* mask = lo.mask ? lo.mask->data() + r0 * p.keys : nullptr;
-              std::byte* weights = scratch + p.offsets.scores;
-              if (lo.scores_per_head) {
-                const std::size_t score_bytes = ops::size_of(lo.softmax ? DType::kF32 : p.act);
-                for (std::int64_t head = 0; head < layer.heads; ++head) {
-                  lo.scores->execute(q_rows(b, r0) + head * layer.qk_dim * act_size,
-                                     kv_rows(b, 0) + head * layer.qk_dim * act_size,
-                                     scratch + p.offsets.scores + head * rows * p.keys * score_bytes,
+            // Stage 2: attention, heads batched in one call.
+            if (lo.keys_times_values) {
+              each_prompt(lo_prompt, hi_prompt, [&](std::int64_t b, std::byte* scratch) {
+                lo.keys_times_values->execute(kv_rows(b, 0), kv_rows(b, 0) + qw * act_size,
+                                              at(p.m, static_cast<std::size_t>(b * m_size) * act_size),
+                                              scratch + p.offsets.scratchpad);
+              });
+              for_each_piece([&](std::int64_t b, std::int64_t r0, std::byte* scratch) {
+                lo.queries_times_m->execute(q_rows(b, r0),
+                                            at(p.m, static_cast<std::size_t>(b * m_size) * act_size),
+                                            o_rows(b, r0), scratch + p.offsets.scratchpad);
+              });
+            } else {
+              for_each_piece([&](std::int64_t b, std::int64_t r0, std::byte* scratch) {
+                const float* mask = lo.mask ? lo.mask->data() + r0 * p.keys : nullptr;
+                std::byte* weights = scratch + p.offsets.scores;
+                if (lo.scores_per_head) {
+                  const std::size_t score_bytes = ops::size_of(lo.softmax ? DType::kF32 : p.act);
+                  for (std::int64_t head = 0; head < layer.heads; ++head) {
+                    lo.scores->execute(q_rows(b, r0) + head * layer.qk_dim * act_size,
+                                       kv_rows(b, 0) + head * layer.qk_dim * act_size,
+                                       scratch + p.offsets.scores + head * rows * p.keys * score_bytes,
+                                       scratch + p.offsets.scratchpad, mask);
+                  }
+                } else {
+                  lo.scores->execute(q_rows(b, r0), kv_rows(b, 0), scratch + p.offsets.scores,
                                      scratch + p.offsets.scratchpad, mask);
                 }
-              } else {
-                lo.scores->execute(q_rows(b, r0), kv_rows(b, 0), scratch + p.offsets.scores,
-                                   scratch + p.offsets.scratchpad, mask);
-              }
-              if (lo.softmax) {
-                weights = p.act == DType::kF32 ? scratch + p.offsets.scores : scratch + p.offsets.weights;
-                lo.softmax->execute(reinterpret_cast<float*>(scratch + p.offsets.scores), weights);
-              }
-              lo.mix->execute(weights, kv_rows(b, 0) + qw * act_size, o_rows(b, r0),
-                              scratch + p.offsets.scratchpad);
-            });
+                if (lo.softmax) {
+                  weights = p.act == DType::kF32 ? scratch + p.offsets.scores : scratch + p.offsets.weights;
+                  lo.softmax->execute(reinterpret_cast<float*>(scratch + p.offsets.scores), weights);
+                }
+                lo.mix->execute(weights, kv_rows(b, 0) + qw * act_size, o_rows(b, r0),
+                                scratch + p.offsets.scratchpad);
+              });
+            }
           }
+          // Stage 3: x += O W_o + b_o; x += act(norm(x) W_1 + b_1) W_2 + b_2.
+          for_each_piece([&](std::int64_t b, std::int64_t r0, std::byte* scratch) {
+            float* x = stream_rows(b, r0);
+            if (lo.output) lo.output->execute(o_rows(b, r0), x, scratch + p.offsets.scratchpad);
+            if (!lo.mlp_up) return;
+            const void* input = x;
+            if (lo.mlp_norm) {
+              lo.mlp_norm->execute(input, scratch + p.offsets.normed, scratch + p.offsets.scratchpad);
+              input = scratch + p.offsets.normed;
+            }
+            if (lo.mlp_input_bf16) {
+              lo.mlp_input_bf16->execute(input, scratch + p.offsets.converted, scratch + p.offsets.scratchpad);
+              input = scratch + p.offsets.converted;
+            }
+            lo.mlp_up->execute(input, scratch + p.offsets.hidden, scratch + p.offsets.scratchpad);
+            lo.mlp_down->execute(scratch + p.offsets.hidden, x, scratch + p.offsets.scratchpad);
+          });
         }
-        // Stage 3: x += O W_o + b_o; x += act(norm(x) W_1 + b_1) W_2 + b_2.
-        for_each_piece([&](std::int64_t b, std::int64_t r0, std::byte* scratch) {
-          float* x = stream_rows(b, r0);
-          if (lo.output) lo.output->execute(o_rows(b, r0), x, scratch + p.offsets.scratchpad);
-          if (!lo.mlp_up) return;
-          const void* input = x;
-          if (lo.mlp_norm) {
-            lo.mlp_norm->execute(input, scratch + p.offsets.normed, scratch + p.offsets.scratchpad);
-            input = scratch + p.offsets.normed;
-          }
-          if (lo.mlp_input_bf16) {
-            lo.mlp_input_bf16->execute(input, scratch + p.offsets.converted, scratch + p.offsets.scratchpad);
-            input = scratch + p.offsets.converted;
-          }
-          lo.mlp_up->execute(input, scratch + p.offsets.hidden, scratch + p.offsets.scratchpad);
-          lo.mlp_down->execute(scratch + p.offsets.hidden, x, scratch + p.offsets.scratchpad);
-        });
       }
+    };
+
+    const int threads = static_cast<int>(
+        tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
+    if (count >= 4 * static_cast<std::int64_t>(threads)) {
+      tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, count, 1), [&](const tbb::blocked_range<std::int64_t>& range) {
+        std::byte* scratch = p.scratch.local().data();
+        auto serial_pieces = [&](std::int64_t lo_prompt, std::int64_t hi_prompt, auto&& body) {
+          for (std::int64_t b = lo_prompt; b < hi_prompt; ++b) {
+            for (std::int64_t tile = 0; tile < p.tiles; ++tile) body(b, tile * rows, scratch);
+          }
+        };
+        auto serial_prompts = [&](std::int64_t lo_prompt, std::int64_t hi_prompt, auto&& body) {
+          for (std::int64_t b = lo_prompt; b < hi_prompt; ++b) body(b, scratch);
+        };
+        for (std::int64_t b = range.begin(); b < range.end(); ++b) run_layers(b, b + 1, serial_pieces, serial_prompts);
+      });
+    } else {
+      auto parallel_pieces = [&](std::int64_t lo_prompt, std::int64_t hi_prompt, auto&& body) {
+        tbb::parallel_for(tbb::blocked_range<std::int64_t>(lo_prompt * p.tiles, hi_prompt * p.tiles, 1),
+                          [&](const tbb::blocked_range<std::int64_t>& range) {
+                            std::byte* scratch = p.scratch.local().data();
+                            for (std::int64_t piece = range.begin(); piece < range.end(); ++piece) {
+                              body(piece / p.tiles, (piece % p.tiles) * rows, scratch);
+                            }
+                          });
+      };
+      auto parallel_prompts = [&](std::int64_t lo_prompt, std::int64_t hi_prompt, auto&& body) {
+        tbb::parallel_for(tbb::blocked_range<std::int64_t>(lo_prompt, hi_prompt, 1),
+                          [&](const tbb::blocked_range<std::int64_t>& range) {
+                            std::byte* scratch = p.scratch.local().data();
+                            for (std::int64_t b = range.begin(); b < range.end(); ++b) body(b, scratch);
+                          });
+      };
+      run_layers(0, count, parallel_pieces, parallel_prompts);
     }
     for (std::int64_t b = 0; b < count; ++b) sink(first + b, stream + b * padded * width);
   }
