@@ -224,11 +224,12 @@ void BM_Softmax(benchmark::State& state, std::string name, LayerShape shape, Sof
   const ops::Softmax onednn(layout, out_layout);
   const ops::RowSoftmax own(layout, out_layout);
   Buffer<std::byte> scratch(onednn.scratchpad_bytes() + 64);
+  // f32 runs in place, as in the engine (it matters: see ops/row_softmax.cpp); bf16 writes `out`.
+  void* dst = bf16 ? static_cast<void*>(out.data()) : s.data();
   auto run_op = [&] {
     switch (path) {
-      case SoftmaxPath::kOneDnn: onednn.execute(s.data(), out.data(), scratch.data()); break;
-      // The bf16 path overwrites its scores (as in the engine, which recomputes them each time).
-      case SoftmaxPath::kIclbench: own.execute(s.data(), out.data()); break;
+      case SoftmaxPath::kOneDnn: onednn.execute(s.data(), dst, scratch.data()); break;
+      case SoftmaxPath::kIclbench: own.execute(s.data(), dst); break;
       case SoftmaxPath::kEigen: ops::reference::softmax(s.data(), out.data(), heads * tokens, tokens); break;
     }
   };

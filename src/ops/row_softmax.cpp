@@ -5,6 +5,9 @@
 #include <limits>
 #include <stdexcept>
 
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 #if defined(__AVX512F__)
 #include <immintrin.h>
 // GCC 12 flags its own _mm512_reduce_* helpers (`__m256d __Y = __Y;` in avx512fintrin.h), a
@@ -14,6 +17,12 @@
 
 namespace iclbench::ops {
 namespace {
+
+// f32 -> bf16, round to nearest even (the vector version below does the same).
+std::uint16_t to_bf16(float value) {
+  const auto bits = std::bit_cast<std::uint32_t>(value);
+  return static_cast<std::uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+}
 
 #if defined(__AVX512F__)
 // exp(x) for x <= 0 (x - max): Cephes' expf. n = round(x log2 e), r = x - n ln 2 in two parts,
@@ -39,6 +48,11 @@ __m512 exp_nonpositive(__m512 x) {
 }
 
 // Writes exp(x - max) to y and returns 1 / sum. y may alias x.
+//
+// Row tails (width not a multiple of 16) are stored lane by lane, never with a masked vector
+// store: a later load that overlaps a masked store's 64 bytes cannot take its data from the store
+// buffer and waits for it to retire. In place, as the engine runs it, that made the softmax 1.7x
+// slower on rows of 129 (33 against 19 us for [516, 129]).
 float exponentials(const float* x, float* y, std::int64_t width) {
   const std::int64_t full = width / 16 * 16;
   const auto tail = static_cast<__mmask16>((1u << (width - full)) - 1u);
@@ -54,7 +68,9 @@ float exponentials(const float* x, float* y, std::int64_t width) {
   }
   if (tail) {
     const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + full), row_max));
-    _mm512_mask_storeu_ps(y + full, tail, e);
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, e);
+    for (std::int64_t k = full; k < width; ++k) y[k] = lanes[k - full];
     sum = _mm512_mask_add_ps(sum, tail, sum, e);
   }
   return 1.0f / _mm512_reduce_add_ps(sum);
@@ -73,12 +89,6 @@ __m256i to_bf16(__m512 values) {
   return _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16));
 }
 #else
-// f32 -> bf16, round to nearest even (as the vector version above).
-std::uint16_t to_bf16(float value) {
-  const auto bits = std::bit_cast<std::uint32_t>(value);
-  return static_cast<std::uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
-}
-
 float exponentials(const float* x, float* y, std::int64_t width) {
   float row_max = -std::numeric_limits<float>::infinity();
   for (std::int64_t k = 0; k < width; ++k) row_max = std::fmax(row_max, x[k]);
@@ -93,6 +103,19 @@ float exponentials(const float* x, float* y, std::int64_t width) {
 
 }  // namespace
 
+FlushDenormals::FlushDenormals() {
+#if defined(__SSE__)
+  saved_ = _mm_getcsr();
+  _mm_setcsr(saved_ | kFlushToZero | kDenormalsAreZero);
+#endif
+}
+
+FlushDenormals::~FlushDenormals() {
+#if defined(__SSE__)
+  _mm_setcsr(saved_);
+#endif
+}
+
 void softmax_rows(const float* src, float* dst, std::int64_t rows, std::int64_t width) {
   for (std::int64_t r = 0; r < rows; ++r) {
     float* y = dst + r * width;
@@ -100,9 +123,8 @@ void softmax_rows(const float* src, float* dst, std::int64_t rows, std::int64_t 
 #if defined(__AVX512F__)
     const __m512 scale = _mm512_set1_ps(inverse);
     const std::int64_t full = width / 16 * 16;
-    const auto tail = static_cast<__mmask16>((1u << (width - full)) - 1u);
     for (std::int64_t k = 0; k < full; k += 16) _mm512_storeu_ps(y + k, _mm512_mul_ps(_mm512_loadu_ps(y + k), scale));
-    if (tail) _mm512_mask_storeu_ps(y + full, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, y + full), scale));
+    for (std::int64_t k = full; k < width; ++k) y[k] *= inverse;  // lane by lane, see exponentials()
 #else
     for (std::int64_t k = 0; k < width; ++k) y[k] *= inverse;
 #endif
@@ -113,14 +135,10 @@ void scale_to_bf16(const float* x, float scale, std::uint16_t* y, std::int64_t c
 #if defined(__AVX512F__)
   const __m512 factor = _mm512_set1_ps(scale);
   const std::int64_t full = count / 16 * 16;
-  const auto tail = static_cast<__mmask16>((1u << (count - full)) - 1u);
   for (std::int64_t k = 0; k < full; k += 16) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + k), to_bf16(_mm512_mul_ps(_mm512_loadu_ps(x + k), factor)));
   }
-  if (tail) {
-    const __m256i rounded = to_bf16(_mm512_mul_ps(_mm512_maskz_loadu_ps(tail, x + full), factor));
-    _mm512_mask_cvtepi32_storeu_epi16(y + full, tail, _mm512_cvtepu16_epi32(rounded));
-  }
+  for (std::int64_t k = full; k < count; ++k) y[k] = to_bf16(x[k] * scale);  // see exponentials()
 #else
   for (std::int64_t k = 0; k < count; ++k) y[k] = to_bf16(x[k] * scale);
 #endif
@@ -148,6 +166,7 @@ RowSoftmax::RowSoftmax(const Layout& src, const Layout& dst) {
 }
 
 void RowSoftmax::execute(float* scores, void* dst) const {
+  const FlushDenormals flush;
   if (bf16_output_) {
     softmax_rows_bf16(scores, static_cast<std::uint16_t*>(dst), rows_, width_);
   } else {

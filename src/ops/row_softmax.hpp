@@ -30,6 +30,24 @@ class RowSoftmax {
   bool bf16_output_ = false;
 };
 
+// While alive, this thread's f32 arithmetic flushes denormal results to zero and reads denormal
+// inputs as zero (MXCSR FTZ and DAZ), restored on destruction. RowSoftmax::execute holds one:
+// on wide score ranges the exponentials and their products with 1/sum land in the denormal
+// range, where each instruction takes a microcode assist, and the softmax ran 2x slower
+// (measured: 0.51 against 0.28 ns per element for scores spread over 100). Only values below
+// FLT_MIN (1.2e-38) change, to 0.
+class FlushDenormals {
+ public:
+  FlushDenormals();
+  ~FlushDenormals();
+  FlushDenormals(const FlushDenormals&) = delete;
+  FlushDenormals& operator=(const FlushDenormals&) = delete;
+
+ private:
+  static constexpr unsigned kFlushToZero = 0x8000, kDenormalsAreZero = 0x0040;
+  unsigned saved_ = 0;
+};
+
 // The kernels, rows x width, row-major. dst may alias src. The bf16 one overwrites `scores`.
 void softmax_rows(const float* src, float* dst, std::int64_t rows, std::int64_t width);
 void softmax_rows_bf16(float* scores, std::uint16_t* dst, std::int64_t rows, std::int64_t width);
