@@ -5,6 +5,7 @@
 // relative error of 2^-9 each, so each product up to 2^-8 more: 2^-8 sum|a_l b_l| + the f32 term.
 
 #include <gtest/gtest.h>
+#include <xmmintrin.h>
 
 #include <cmath>
 #include <vector>
@@ -227,6 +228,19 @@ TEST(Ops, RowSoftmaxBf16RoundingIsNearestEven) {
   for (std::size_t i = 0; i < values.size(); ++i) {
     ASSERT_EQ(bits[i], reference::bf16_bits(values[i])) << i << ": " << values[i];
   }
+}
+
+// The kernel flushes denormals only while it runs: the caller's floating-point mode is restored,
+// and a denormal stays a denormal outside.
+TEST(Ops, RowSoftmaxRestoresTheFloatingPointMode) {
+  const unsigned before = _mm_getcsr();
+  std::vector<float> src = random_values(3 * 40, 16);
+  for (float& value : src) value *= 60.0f;  // wide scores: exponentials reach the denormal range
+  const RowSoftmax op(Layout::dense({3, 40}, DType::kF32), Layout::dense({3, 40}, DType::kF32));
+  op.execute(src.data(), src.data());
+  EXPECT_EQ(_mm_getcsr(), before);
+  volatile float tiny = 1e-30f;
+  EXPECT_GT(tiny * 1e-10f, 0.0f);  // 1e-40: representable only as a denormal
 }
 
 // A NaN score (a diverging model) must not be hidden: its whole row becomes NaN, so that eval
