@@ -82,6 +82,20 @@ struct Slowdown {
   }
 };
 
+// The timed loop of an op benchmark: one untimed warm-up call (oneDNN generates some kernels on
+// first use), the gate's optional slowdown for `name`, and a memory clobber after each call.
+template <typename Op>
+void time_op(benchmark::State& state, const std::string& name, Op&& run_op) {
+  Slowdown slowdown(name);
+  run_op();
+  slowdown.calibrate(run_op);
+  for (auto _ : state) {
+    run_op();
+    slowdown.wait();
+    benchmark::ClobberMemory();
+  }
+}
+
 Buffer<float> values(std::size_t count, std::uint64_t seed) {
   Buffer<float> out(count);
   data::DrawSequence draws(seed, 0, 0, data::Stream::kModelWeights);
@@ -115,14 +129,7 @@ void BM_Projection(benchmark::State& state, std::string name, ProjectionShape sh
                        shape.activation, shape.accumulate);
   Buffer<std::byte> scratch(op.scratchpad_bytes() + 64);
   const void* input = bf16 ? static_cast<const void*>(src_bf16.data()) : src.data();
-  Slowdown slowdown(name);
-  op.execute(input, dst.data(), scratch.data());  // warm-up: oneDNN JITs some kernels on first use
-  slowdown.calibrate([&] { op.execute(input, dst.data(), scratch.data()); });
-  for (auto _ : state) {
-    op.execute(input, dst.data(), scratch.data());
-    slowdown.wait();
-    benchmark::DoNotOptimize(dst.data());
-  }
+  time_op(state, name, [&] { op.execute(input, dst.data(), scratch.data()); });
   set_counters(state, 2.0 * tokens * shape.in * shape.out, tokens, 0, bf16);
   state.SetLabel(op.implementation());
 }
@@ -179,17 +186,9 @@ void BM_AttentionMatmul(benchmark::State& state, std::string name, LayerShape sh
                          : (bf16 ? static_cast<const void*>(weights_bf16.data()) : s.data());
   const void* b = bf16 ? static_cast<const void*>(kv.data()) : kvf.data();
   const void* b_values = bf16 ? static_cast<const void*>(kv.data() + qw) : kvf.data() + qw;
-  Slowdown slowdown(name);
-  auto run_op = [&] {
+  time_op(state, name, [&] {
     op.execute(a, scores ? b : b_values, scores ? static_cast<void*>(s.data()) : o.data(), scratch.data());
-  };
-  run_op();  // warm-up
-  slowdown.calibrate(run_op);
-  for (auto _ : state) {
-    run_op();
-    slowdown.wait();
-    benchmark::ClobberMemory();
-  }
+  });
   set_counters(state, 2.0 * heads * tokens * tokens * head_dim, tokens, 0, bf16);
   state.SetLabel(op.implementation());
 }
@@ -226,21 +225,13 @@ void BM_Softmax(benchmark::State& state, std::string name, LayerShape shape, Sof
   Buffer<std::byte> scratch(onednn.scratchpad_bytes() + 64);
   // f32 runs in place, as in the engine (it matters: see ops/row_softmax.cpp); bf16 writes `out`.
   void* dst = bf16 ? static_cast<void*>(out.data()) : s.data();
-  auto run_op = [&] {
+  time_op(state, name, [&] {
     switch (path) {
       case SoftmaxPath::kOneDnn: onednn.execute(s.data(), dst, scratch.data()); break;
       case SoftmaxPath::kIclbench: own.execute(s.data(), dst); break;
       case SoftmaxPath::kEigen: ops::reference::softmax(s.data(), out.data(), heads * tokens, tokens); break;
     }
-  };
-  Slowdown slowdown(name);
-  run_op();  // warm-up
-  slowdown.calibrate(run_op);
-  for (auto _ : state) {
-    run_op();
-    slowdown.wait();
-    benchmark::ClobberMemory();
-  }
+  });
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * 2 * 4 * static_cast<std::int64_t>(s.size()));
   if (path != SoftmaxPath::kEigen) state.SetLabel(path == SoftmaxPath::kOneDnn ? onednn.implementation() : own.implementation());
 }
@@ -251,20 +242,13 @@ void BM_LayerNorm(benchmark::State& state, std::string name, LayerShape shape, b
   const Buffer<float> gamma(width, 1.0f), beta(width, 0.0f);
   const ops::LayerNorm op(ops::Layout::dense({tokens, width}, ops::DType::kF32), gamma, beta, 1e-5f);
   Buffer<std::byte> scratch(op.scratchpad_bytes() + 64);
-  Slowdown slowdown(name);
-  if (!eigen) {
-    op.execute(x.data(), out.data(), scratch.data());  // warm-up
-    slowdown.calibrate([&] { op.execute(x.data(), out.data(), scratch.data()); });
-  }
-  for (auto _ : state) {
+  time_op(state, name, [&] {
     if (eigen) {
       ops::reference::layer_norm(x.data(), out.data(), tokens, width, gamma, beta, 1e-5f);
     } else {
       op.execute(x.data(), out.data(), scratch.data());
-      slowdown.wait();
     }
-    benchmark::ClobberMemory();
-  }
+  });
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * 2 * 4 * tokens * width);
 }
 

@@ -1,7 +1,6 @@
 #include "eval/evaluate.hpp"
 
 #include <tbb/blocked_range.h>
-#include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
 
 #include <Eigen/Dense>
@@ -16,6 +15,7 @@
 #include "model/constructions.hpp"
 #include "model/engine.hpp"
 #include "model/resolve.hpp"
+#include "runtime/threading.hpp"
 
 namespace iclbench::eval {
 namespace {
@@ -258,8 +258,7 @@ EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
   result.data = dataset.spec();
   result.config = config;
   result.exact_applies = rotation_invariant(dataset.spec());
-  result.threads = static_cast<int>(
-      tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
+  result.threads = runtime::active_threads();
   const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries(), n_total = dataset.n_examples();
   const int d = static_cast<int>(dataset.dim());
   result.grid = config.n_grid.empty() ? std::vector<std::int64_t>{n_total} : config.n_grid;

@@ -2,7 +2,6 @@
 
 #include <tbb/blocked_range.h>
 #include <tbb/enumerable_thread_specific.h>
-#include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
@@ -15,6 +14,7 @@
 
 #include "ops/dnnl_ops.hpp"
 #include "ops/row_softmax.hpp"
+#include "runtime/threading.hpp"
 
 namespace iclbench::model {
 namespace {
@@ -411,6 +411,7 @@ void Engine::run(std::span<const float> tokens, std::int64_t prompts, std::int64
 
   const std::int64_t group = std::min(p.group, std::max<std::int64_t>(prompts, 1));
   p.reserve_group(group, width);
+  const int threads = runtime::active_threads();
   for (std::int64_t first = 0; first < prompts; first += group) {
     const std::int64_t count = std::min(group, prompts - first);
     float* stream = reinterpret_cast<float*>(p.stream.data());
@@ -525,8 +526,6 @@ void Engine::run(std::span<const float> tokens, std::int64_t prompts, std::int64
       }
     };
 
-    const int threads = static_cast<int>(
-        tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
     if (count >= 4 * static_cast<std::int64_t>(threads)) {
       tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, count, 1), [&](const tbb::blocked_range<std::int64_t>& range) {
         std::byte* scratch = p.scratch.local().data();
