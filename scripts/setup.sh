@@ -2,9 +2,12 @@
 # Installs the Debian 12 packages iclbench needs, by purpose. Idempotent: silent and quick when
 # everything asked for is already installed. Run as root (or as a user with sudo).
 #
-#   bash scripts/setup.sh               the default purposes: what the README's two commands
-#                                       (scripts/main.sh, scripts/test.sh) and the benchmark gate need
-#   bash scripts/setup.sh PURPOSE...    only those purposes (the scripts below ask for theirs)
+#   bash scripts/setup.sh               the default purposes (build run test bench): what the
+#                                       README's two commands (scripts/main.sh, scripts/test.sh)
+#                                       and the benchmark gate need
+#   bash scripts/setup.sh PURPOSE...    those purposes only; `default` names the four above. The
+#                                       scripts that need more ask for it (sanitize.sh: sanitize,
+#                                       bench/peers/compare_encoder.sh: peers, fresh_machine_check.sh)
 #
 # Packages are installed with --no-install-recommends, so every package used must be listed here,
 # including those a -dev package only recommends: a machine that happens to have one must not
@@ -53,15 +56,20 @@ fresh_machine=(
 default_purposes=(build run test bench)
 all_purposes=(build run test bench sanitize peers fresh_machine)
 
-purposes=("$@")
-[ ${#purposes[@]} -gt 0 ] || purposes=("${default_purposes[@]}")
-packages=()
-for purpose in "${purposes[@]}"; do
+purposes=()
+for purpose in "${@:-default}"; do
   purpose=${purpose//-/_}
-  if [[ " ${all_purposes[*]} " != *" $purpose "* ]]; then
-    echo "setup: unknown purpose '$purpose' (one of: ${all_purposes[*]})" >&2
+  if [ "$purpose" = default ]; then
+    purposes+=("${default_purposes[@]}")
+  elif [[ " ${all_purposes[*]} " == *" $purpose "* ]]; then
+    purposes+=("$purpose")
+  else
+    echo "setup: unknown purpose '$purpose' (one of: default ${all_purposes[*]})" >&2
     exit 2
   fi
+done
+packages=()
+for purpose in "${purposes[@]}"; do
   declare -n list=$purpose
   packages+=("${list[@]}")
   unset -n list
