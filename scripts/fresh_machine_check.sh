@@ -66,7 +66,9 @@ stop_processes_inside() {  # every process whose root directory is the fresh sys
 }
 cleanup() {
   local status=$? point
-  trap - EXIT INT TERM HUP
+  # A second Ctrl-C must not stop the clean-up halfway, with the host's /dev still mounted.
+  trap '' INT TERM HUP
+  trap - EXIT
   stop_processes_inside
   for point in $(mounts_under "$work"); do
     umount "$point" 2>/dev/null || umount --lazy "$point" || true
@@ -88,9 +90,9 @@ cleanup() {
   exit "$status"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+for signal in INT:130 TERM:143 HUP:129; do
+  trap "echo 'fresh-machine: SIG${signal%:*}, stopping' >&2; exit ${signal#*:}" "${signal%:*}"
+done
 
 begin "install debootstrap on this host"
 bash "$repo/scripts/setup.sh" fresh-machine
