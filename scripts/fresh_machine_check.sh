@@ -10,7 +10,8 @@
 # the project's packages never are: installing them is what is being tested. The main job's
 # last step, the bounds quick preset, runs with 20 tasks per point instead of 100 here
 # (ICLBENCH_MAIN_BOUNDS_TASKS, read by scripts/main.sh; set it to override).
-# Every mount is undone and the system removed on every exit path (failure, SIGINT, SIGTERM);
+# Every mount is undone and the system removed on every exit path (failure, SIGINT, SIGTERM,
+# SIGHUP; only SIGKILL cannot be caught: then `umount -R` the directory the log names);
 # ICLBENCH_FRESH_KEEP=1 keeps the system (unmounted) for a look. Prints the step that failed
 # and exits non-zero if any step fails.
 set -euo pipefail
@@ -109,7 +110,7 @@ if [ -z "$(find "$base_tarball" -mtime -30 2>/dev/null)" ]; then
   rm -rf --one-file-system "$work/base"
 fi
 
-begin "unpack the base system"
+begin "unpack the base system into $root"
 mkdir "$root"
 tar -C "$root" --numeric-owner --xattrs -xzf "$base_tarball"
 # What a new Debian 12 machine has and a bootstrapped directory does not: the suite's updates and
