@@ -132,6 +132,9 @@ SOURCES
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
 [ -s "$root/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' \
   >"$root/etc/hosts"
+# The system is thrown away afterwards, so dpkg need not fsync every file it unpacks (as in
+# Debian's container images); this changes how fast packages install, never which.
+echo force-unsafe-io >"$root/etc/dpkg/dpkg.cfg.d/fresh-machine-check"
 # A chroot shares the host's services: packages installed in it must not start daemons.
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 755 "$root/usr/sbin/policy-rc.d"
