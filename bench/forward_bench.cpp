@@ -16,17 +16,17 @@
 
 #include "bench_common.hpp"
 #include "data_gen/dataset.hpp"
-#include "data_gen/philox.hpp"
 #include "eval/evaluate.hpp"
 #include "model/constructions.hpp"
 #include "model/engine.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::bench {
 namespace {
 
 std::vector<float> gaussian_tokens(std::int64_t count, std::uint64_t seed) {
   std::vector<float> out(static_cast<std::size_t>(count));
-  data::DrawSequence draws(seed, 0, 0, data::Stream::kContextInput);
+  util::DrawSequence draws(seed, 0, 0, util::Stream::kContextInput);
   for (float& value : out) value = static_cast<float>(draws.normal());
   return out;
 }

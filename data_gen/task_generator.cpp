@@ -6,10 +6,13 @@
 #include <sstream>
 #include <vector>
 
-#include "data_gen/philox.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::data {
 namespace {
+
+using util::DrawSequence;
+using util::Stream;
 
 struct FamilyEntry {
   Family family;

@@ -18,13 +18,15 @@
 #include <vector>
 
 #include "data_gen/dataset.hpp"
-#include "data_gen/philox.hpp"
 #include "data_gen/task_generator.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::data {
 namespace {
 
 namespace fs = std::filesystem;
+using util::DrawSequence;
+using util::Stream;
 constexpr double kZ = 6.0;
 
 // All tasks of a spec, generated in memory.

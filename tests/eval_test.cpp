@@ -8,11 +8,11 @@
 #include <set>
 
 #include "data_gen/dataset.hpp"
-#include "data_gen/philox.hpp"
 #include "eval/context.hpp"
 #include "eval/evaluate.hpp"
 #include "eval/metrics.hpp"
 #include "runtime/memory.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::eval {
 namespace {
@@ -62,7 +62,7 @@ TEST(Metrics, WilsonIntervalCoversAtItsNominalRate) {
   // 4000 binomial experiments per p: coverage within 3 standard errors (0.0103) of 0.95. Wilson
   // is known to hover near its nominal level, dipping a little for small n p.
   for (const auto& [p, n] : {std::pair{0.05, 200}, {0.3, 50}, {0.5, 512}}) {
-    data::DrawSequence draws(99, 0, static_cast<std::uint32_t>(n), data::Stream::kBootstrap);
+    util::DrawSequence draws(99, 0, static_cast<std::uint32_t>(n), util::Stream::kBootstrap);
     int covered = 0;
     const int experiments = 4000;
     for (int e = 0; e < experiments; ++e) {
@@ -82,7 +82,7 @@ TEST(Metrics, BootstrapIntervalOfTheMeanCoversAtAboutItsNominalRate) {
   int covered = 0;
   const int repetitions = 400;
   for (int r = 0; r < repetitions; ++r) {
-    data::DrawSequence draws(7, static_cast<std::uint32_t>(r), 0, data::Stream::kContextInput);
+    util::DrawSequence draws(7, static_cast<std::uint32_t>(r), 0, util::Stream::kContextInput);
     std::vector<double> per_task(100);
     for (double& value : per_task) {
       const double p = 0.2 * draws.uniform();
@@ -112,7 +112,7 @@ TEST(Context, RandomSubsetsAreDistinctSortedAndSeeded) {
 TEST(Context, RetrieveFindsTheTrueNearestByCosine) {
   const int d = 6, n = 300, m = 40, k = 7;
   std::vector<float> x(n * d), queries(m * d);
-  data::DrawSequence draws(11, 0, 0, data::Stream::kContextInput);
+  util::DrawSequence draws(11, 0, 0, util::Stream::kContextInput);
   for (float& value : x) value = static_cast<float>(draws.normal());
   for (float& value : queries) value = static_cast<float>(draws.normal());
   const auto nearest = nearest_by_cosine(x, n, queries, m, d, k);

@@ -7,11 +7,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "data_gen/philox.hpp"
 #include "io/safetensors.hpp"
 #include "model/constructions.hpp"
 #include "model/reference.hpp"
 #include "model/weights.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::model {
 namespace {
@@ -25,7 +25,7 @@ struct Task {
 };
 Task make_task(int d, int n, int m, std::uint64_t seed) {
   Task task{MatrixD(n, d), MatrixD(m, d), Eigen::VectorXd(n)};
-  data::DrawSequence draws(seed, 0, 0, data::Stream::kContextInput);
+  util::DrawSequence draws(seed, 0, 0, util::Stream::kContextInput);
   Eigen::VectorXd w_star(d);
   for (int j = 0; j < d; ++j) w_star[j] = draws.normal();
   // Inputs are rounded to float, as the engine will see them.

@@ -10,10 +10,10 @@
 #include <sstream>
 
 #include "data_gen/dataset.hpp"
-#include "data_gen/philox.hpp"
 #include "eval/evaluate.hpp"
 #include "heads/heads.hpp"
 #include "io/atomic_file.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::bounds {
 namespace {
@@ -57,7 +57,7 @@ std::vector<double> quantile_curve(const std::vector<std::vector<double>>& per_n
 }
 
 std::vector<std::uint32_t> bootstrap_indices(std::uint64_t seed, int replicate, std::size_t tasks) {
-  data::DrawSequence draws(seed, static_cast<std::uint32_t>(replicate), 1, data::Stream::kBootstrap);
+  util::DrawSequence draws(seed, static_cast<std::uint32_t>(replicate), 1, util::Stream::kBootstrap);
   std::vector<std::uint32_t> indices(tasks);
   for (auto& index : indices) index = draws.below(static_cast<std::uint32_t>(tasks));
   return indices;

@@ -7,7 +7,6 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
-#include "data_gen/philox.hpp"
 #include "data_gen/task_generator.hpp"
 #include "model/constructions.hpp"
 #include "model/engine.hpp"
@@ -15,8 +14,9 @@
 #include "model/resolve.hpp"
 #include "runtime/memory.hpp"
 #include "runtime/progress.hpp"
-#include "runtime/threading.hpp"
 #include "runtime/system_info.hpp"
+#include "runtime/threading.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::cli {
 namespace {
@@ -58,7 +58,7 @@ std::vector<float> make_prompts(const model::ModelConfig& config, const SpeedOpt
       tokens.insert(tokens.end(), prompt.begin(), prompt.end());
     }
   } else {
-    data::DrawSequence draws(seed, 0, 0, data::Stream::kContextInput);
+    util::DrawSequence draws(seed, 0, 0, util::Stream::kContextInput);
     tokens.resize(static_cast<std::size_t>(options.batch * tokens_per_prompt * config.width));
     for (float& value : tokens) value = static_cast<float>(draws.normal());
   }

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <numeric>
 
-#include "data_gen/philox.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::eval {
 
@@ -36,7 +36,7 @@ std::vector<std::int64_t> random_subset(std::uint64_t seed, std::uint32_t task, 
   // Partial Fisher-Yates over [0, n): the first k positions are a uniform k-subset.
   std::vector<std::int64_t> order(static_cast<std::size_t>(n));
   std::iota(order.begin(), order.end(), 0);
-  data::DrawSequence draws(seed, task, 0, data::Stream::kContextSubset);
+  util::DrawSequence draws(seed, task, 0, util::Stream::kContextSubset);
   const std::int64_t take = std::min(k, n);
   for (std::int64_t i = 0; i < take; ++i) {
     const auto j = i + static_cast<std::int64_t>(draws.below(static_cast<std::uint32_t>(n - i)));

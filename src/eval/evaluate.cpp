@@ -9,13 +9,13 @@
 #include <cstdio>
 #include <sstream>
 
-#include "data_gen/philox.hpp"
-#include "io/safetensors.hpp"
 #include "iclbench/version.hpp"
+#include "io/safetensors.hpp"
 #include "model/constructions.hpp"
 #include "model/engine.hpp"
 #include "model/resolve.hpp"
 #include "runtime/threading.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::eval {
 namespace {
@@ -41,7 +41,7 @@ float label_of(float score) { return std::isfinite(score) ? (score >= 0.0f ? 1.0
 // The probe queries of one task: [P, d], standard normal.
 std::vector<float> probe_queries(std::uint64_t seed, std::uint32_t task, int d, int count) {
   std::vector<float> probes(static_cast<std::size_t>(count * d));
-  data::DrawSequence draws(seed, task, 0, data::Stream::kProbe);
+  util::DrawSequence draws(seed, task, 0, util::Stream::kProbe);
   for (float& value : probes) value = static_cast<float>(draws.normal());
   return probes;
 }

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <numbers>
 
-#include "data_gen/philox.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::eval {
 
@@ -70,7 +70,7 @@ Summary summarize(std::span<const double> per_task, double delta, std::uint64_t 
   std::vector<double> means(static_cast<std::size_t>(resamples)), quantiles(means.size());
   std::vector<double> sample(count);
   for (int r = 0; r < resamples; ++r) {
-    data::DrawSequence draws(seed, static_cast<std::uint32_t>(r), 0, data::Stream::kBootstrap);
+    util::DrawSequence draws(seed, static_cast<std::uint32_t>(r), 0, util::Stream::kBootstrap);
     double sum = 0;
     for (std::size_t i = 0; i < count; ++i) {
       sample[i] = per_task[draws.below(static_cast<std::uint32_t>(count))];

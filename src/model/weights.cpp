@@ -2,8 +2,8 @@
 
 #include <cmath>
 
-#include "data_gen/philox.hpp"
 #include "io/safetensors.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::model {
 
@@ -76,7 +76,7 @@ Weights random_weights(const ModelConfig& config, std::uint64_t seed) {
     // Biases use the fan-in of their matrix, as torch.nn.Linear does.
     const std::int64_t fan_in = tensor.shape.size() == 2 ? tensor.shape[0] : -1;
     const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in > 0 ? fan_in : config.width));
-    data::DrawSequence draws(seed, tensor_index, 0, data::Stream::kModelWeights);
+    util::DrawSequence draws(seed, tensor_index, 0, util::Stream::kModelWeights);
     for (float& value : *tensor.values) {
       value = static_cast<float>(bound * (2.0 * draws.uniform() - 1.0));
     }
