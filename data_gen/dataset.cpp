@@ -9,11 +9,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <vector>
 
 #include "iclbench/version.hpp"
+#include "util/text.hpp"
 
 namespace iclbench::data {
 namespace {
@@ -77,18 +77,6 @@ std::map<std::string, std::string> dataset_metadata(const TaskSpec& spec) {
   };
 }
 
-std::string human_bytes(double bytes) {
-  const char* units[] = {"B", "KB", "MB", "GB", "TB", "PB", "EB"};
-  int unit = 0;
-  while (bytes >= 1000.0 && unit < 6) {
-    bytes /= 1000.0;
-    ++unit;
-  }
-  char text[32];
-  std::snprintf(text, sizeof text, "%.3g %s", bytes, units[unit]);
-  return text;
-}
-
 void write_dataset(const TaskSpec& spec, const std::filesystem::path& path,
                    const WriteOptions& options) {
   validate(spec);
@@ -98,8 +86,8 @@ void write_dataset(const TaskSpec& spec, const std::filesystem::path& path,
     if (::statvfs(dir.c_str(), &fs) == 0) {  // a missing directory is reported by the writer
       const std::uint64_t available = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
       if (spec.dataset_bytes() > available) {
-        throw SpecError("the data set needs " + human_bytes(static_cast<double>(spec.dataset_bytes())) +
-                        " but " + dir.string() + " has " + human_bytes(static_cast<double>(available)) +
+        throw SpecError("the data set needs " + util::human_bytes(static_cast<double>(spec.dataset_bytes())) +
+                        " but " + dir.string() + " has " + util::human_bytes(static_cast<double>(available)) +
                         " free; lower --tasks, --n or --queries");
       }
     }

@@ -32,9 +32,6 @@ struct WriteOptions {
 std::map<std::string, std::string> dataset_metadata(const TaskSpec& spec);
 std::string spec_to_json(const TaskSpec& spec);
 
-// "1.44 GB"
-std::string human_bytes(double bytes);
-
 // Generates every task of `spec` (tbb::parallel_for over tasks; the bytes do not depend on the
 // thread count) and writes them atomically to `path`. Validates `spec` first, and refuses (with
 // the size) a data set larger than the free space of the target file system.

@@ -3,15 +3,16 @@
 #include <array>
 #include <cmath>
 #include <limits>
-#include <sstream>
 #include <vector>
 
 #include "util/philox.hpp"
+#include "util/text.hpp"
 
 namespace iclbench::data {
 namespace {
 
 using util::DrawSequence;
+using util::format_number;
 using util::Stream;
 
 struct FamilyEntry {
@@ -40,12 +41,6 @@ constexpr std::array<FamilyEntry, 10> kFamilies = {{
 bool uses_rotation(Family family) {
   return family == Family::kSkewed || family == Family::kOrthogonal ||
          family == Family::kHalfSubspace;
-}
-
-std::string format_number(double value) {
-  std::ostringstream text;
-  text << value;
-  return text.str();
 }
 
 // The generator does its own small linear algebra in plain loops rather than with Eigen: the

@@ -14,17 +14,13 @@
 #include "heads/heads.hpp"
 #include "io/atomic_file.hpp"
 #include "util/philox.hpp"
+#include "util/text.hpp"
 
 namespace iclbench::bounds {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string format(double value, int digits = 4) {
-  char text[64];
-  std::snprintf(text, sizeof text, "%.*g", digits, value);
-  return text;
-}
+using util::format_number;
 
 // Seeds of points: splitmix64 of the run seed and the point, so points are independent and a
 // point's tasks do not depend on which other points the sweep has.
@@ -327,8 +323,8 @@ std::string verdict_a(const std::string& learner, const std::string& what, const
          << " reached); widen the N grid or the eps grid.\n";
     return text.str();
   }
-  text << "n* ∝ d^" << format(fit.b, 3) << " [" << format(fit.b_ci.lo, 3) << ", " << format(fit.b_ci.hi, 3)
-       << "] · ε^-" << format(fit.c, 3) << " [" << format(fit.c_ci.lo, 3) << ", " << format(fit.c_ci.hi, 3)
+  text << "n* ∝ d^" << format_number(fit.b, 3) << " [" << format_number(fit.b_ci.lo, 3) << ", " << format_number(fit.b_ci.hi, 3)
+       << "] · ε^-" << format_number(fit.c, 3) << " [" << format_number(fit.c_ci.lo, 3) << ", " << format_number(fit.c_ci.hi, 3)
        << "] (" << fit.observations << " points). ";
   const bool like_d_over_eps = contains(fit.c_ci, 1.0);
   const bool like_d_over_eps2 = contains(fit.c_ci, 2.0);
@@ -346,8 +342,8 @@ std::string verdict_a(const std::string& learner, const std::string& what, const
   // of its log factor: 1 + 1/ln(12/eps), 1.2-1.3 on usual grids.
   const double eps_small = *std::min_element(config.eps_grid.begin(), config.eps_grid.end());
   const double eps_large = *std::max_element(config.eps_grid.begin(), config.eps_grid.end());
-  text << "(The PAC form's local ε-slope here: " << format(1 + 1 / std::log(12 / eps_small), 3) << "–"
-       << format(1 + 1 / std::log(12 / eps_large), 3) << ".) ";
+  text << "(The PAC form's local ε-slope here: " << format_number(1 + 1 / std::log(12 / eps_small), 3) << "–"
+       << format_number(1 + 1 / std::log(12 / eps_large), 3) << ".) ";
   // The paper's bound, as the explicit realizable PAC sample size, on every grid point reached.
   double worst_ratio = 0, c_max = 0;
   std::string worst;
@@ -357,15 +353,15 @@ std::string verdict_a(const std::string& learner, const std::string& what, const
     c_max = std::max(c_max, *entry.estimate.value / (entry.d / entry.eps));
     if (ratio > worst_ratio) {
       worst_ratio = ratio;
-      worst = "d=" + std::to_string(entry.d) + ", ε=" + format(entry.eps, 3);
+      worst = "d=" + std::to_string(entry.d) + ", ε=" + format_number(entry.eps, 3);
     }
   }
-  text << "C = max n*/(d/ε) = " << format(c_max, 3) << ". ";
+  text << "C = max n*/(d/ε) = " << format_number(c_max, 3) << ". ";
   if (worst_ratio <= 1) {
     text << "Every measured n* is within the realizable PAC bound N_A (largest n*/N_A = "
-         << format(worst_ratio, 3) << " at " << worst << ")";
+         << format_number(worst_ratio, 3) << " at " << worst << ")";
   } else {
-    text << "n* exceeds the realizable PAC bound N_A at " << worst << " (n*/N_A = " << format(worst_ratio, 3) << ")";
+    text << "n* exceeds the realizable PAC bound N_A at " << worst << " (n*/N_A = " << format_number(worst_ratio, 3) << ")";
   }
   const bool o_d_eps_holds = fit.c_ci.lo <= 1.0;
   text << "; the O(d/ε) rate of the paper " << (o_d_eps_holds ? "holds" : "fails") << " on this grid.\n";
@@ -459,7 +455,7 @@ std::string run_bounds(const BoundsConfig& config, const fs::path& dir, const Pr
   nlohmann::ordered_json fits = nlohmann::ordered_json::object();
   std::ostringstream verdicts, tables;
   verdicts << "## Verdicts\n\nRegime A (full context): fits of log n* = a + b log d + c log(1/ε) on the "
-           << format(1 - config.delta, 3) << "-quantile over tasks, 95% bootstrap intervals.\n\n";
+           << format_number(1 - config.delta, 3) << "-quantile over tasks, 95% bootstrap intervals.\n\n";
   for (const std::string& learner : learners) {
     nlohmann::ordered_json entry;
     for (int which = 0; which < 2; ++which) {
@@ -485,7 +481,7 @@ std::string run_bounds(const BoundsConfig& config, const fs::path& dir, const Pr
       verdicts << verdict_a(learner, what, fit, table, config);
       if (!dis) {
         tables << "\n**" << learner << "**: n*(d, ε) [95% CI] for the error; N_A = realizable PAC bound\n\n| d |";
-        for (double eps : config.eps_grid) tables << " ε=" << format(eps, 3) << " |";
+        for (double eps : config.eps_grid) tables << " ε=" << format_number(eps, 3) << " |";
         tables << "\n|---|";
         for (std::size_t i = 0; i < config.eps_grid.size(); ++i) tables << "---|";
         for (int d : config.d_grid) {
@@ -495,9 +491,9 @@ std::string run_bounds(const BoundsConfig& config, const fs::path& dir, const Pr
             if (!e.estimate.value) {
               tables << " > " << config.n_grid.back() << " |";
             } else {
-              tables << (e.estimate.below_grid ? " ≤ " : " ") << format(*e.estimate.value, 3) << " ["
-                     << format(e.ci.lo, 3) << ", " << (std::isfinite(e.ci.hi) ? format(e.ci.hi, 3) : "∞")
-                     << "] (N_A " << format(pac_sample_size(e.eps, config.delta, d), 3) << ") |";
+              tables << (e.estimate.below_grid ? " ≤ " : " ") << format_number(*e.estimate.value, 3) << " ["
+                     << format_number(e.ci.lo, 3) << ", " << (std::isfinite(e.ci.hi) ? format_number(e.ci.hi, 3) : "∞")
+                     << "] (N_A " << format_number(pac_sample_size(e.eps, config.delta, d), 3) << ") |";
             }
           }
         }
@@ -513,10 +509,10 @@ std::string run_bounds(const BoundsConfig& config, const fs::path& dir, const Pr
     verdicts << "\nRegime B (context " << config.regime_b_context
              << ":k, N grows): the floor is the quantile at the largest N; N*_B the N at which it "
                 "first reaches ε (Hoeffding N_B = ln(2/δ)/(2ε²) = "
-             << format(hoeffding_sample_size(config.eps_grid.back(), config.delta), 3) << " at ε = "
-             << format(config.eps_grid.back(), 3) << ").\n\n";
-    regime_b << "\n## Regime B\n\n| learner | d | k | floor (q" << format(100 * (1 - config.delta), 3) << ") |";
-    for (double eps : config.eps_grid) regime_b << " N*_B ε=" << format(eps, 3) << " |";
+             << format_number(hoeffding_sample_size(config.eps_grid.back(), config.delta), 3) << " at ε = "
+             << format_number(config.eps_grid.back(), 3) << ").\n\n";
+    regime_b << "\n## Regime B\n\n| learner | d | k | floor (q" << format_number(100 * (1 - config.delta), 3) << ") |";
+    for (double eps : config.eps_grid) regime_b << " N*_B ε=" << format_number(eps, 3) << " |";
     regime_b << "\n|---|---|---|---|";
     for (std::size_t i = 0; i < config.eps_grid.size(); ++i) regime_b << "---|";
     regime_b << "\n";
@@ -531,17 +527,17 @@ std::string run_bounds(const BoundsConfig& config, const fs::path& dir, const Pr
           const std::vector<double> q = quantile_curve(curve.err, config.delta, {});
           lowest_floor = std::min(lowest_floor, q.back());
           highest_floor = std::max(highest_floor, q.back());
-          regime_b << "| " << learner << " | " << point.key.d << " | " << point.key.k << " | " << format(q.back(), 3) << " |";
+          regime_b << "| " << learner << " | " << point.key.d << " | " << point.key.k << " | " << format_number(q.back(), 3) << " |";
           for (double eps : config.eps_grid) {
             const NStar value = n_star(point.n, q, eps);
-            regime_b << " " << (value.value ? (value.below_grid ? "≤ " : "") + format(*value.value, 3) : "not reached") << " |";
+            regime_b << " " << (value.value ? (value.below_grid ? "≤ " : "") + format_number(*value.value, 3) : "not reached") << " |";
           }
           regime_b << "\n";
         }
       }
       if (!in_regime_b) continue;  // heads other than the reference run in regime A only
-      verdicts << "- **" << learner << "**: floors between " << format(lowest_floor, 3) << " and "
-               << format(highest_floor, 3) << " over d and k"
+      verdicts << "- **" << learner << "**: floors between " << format_number(lowest_floor, 3) << " and "
+               << format_number(highest_floor, 3) << " over d and k"
                << (learner.starts_with("gd-") || learner.starts_with("kernel")
                        ? (config.regime_b_context == "random"
                               ? "; the transformer sees k random examples whatever N, so its error stays at the "

@@ -4,7 +4,8 @@
 #include <charconv>
 #include <cmath>
 #include <map>
-#include <sstream>
+
+#include "util/text.hpp"
 
 namespace iclbench::model {
 namespace {
@@ -26,12 +27,6 @@ const std::vector<Entry>& entries() {
   return table;
 }
 
-std::string format(double value) {
-  std::ostringstream text;
-  text << value;
-  return text.str();
-}
-
 double parse_number(std::string_view key, std::string_view text, std::string_view spec) {
   double value = 0;
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -47,7 +42,7 @@ int parse_count(std::string_view key, double value, std::string_view spec, int l
   if (value != std::floor(value) || value < lowest || value > highest) {
     throw SpecError("model spec '" + std::string(spec) + "': " + std::string(key) +
                     " must be an integer in [" + std::to_string(lowest) + ", " +
-                    std::to_string(highest) + "], got " + format(value));
+                    std::to_string(highest) + "], got " + util::format_number(value));
   }
   return static_cast<int>(value);
 }
@@ -219,7 +214,7 @@ ConstructionSpec parse_construction(std::string_view text) {
   auto positive = [&](const char* key, double value) {
     if (!(value > 0)) {
       throw SpecError("model spec '" + std::string(text) + "': " + key + " must be > 0, got " +
-                      format(value));
+                      util::format_number(value));
     }
   };
   positive("eta", spec.eta);
@@ -227,7 +222,7 @@ ConstructionSpec parse_construction(std::string_view text) {
   positive("R", spec.range);
   if (spec.gamma < 0) {
     throw SpecError("model spec '" + std::string(text) + "': gamma must be >= 0, got " +
-                    format(spec.gamma));
+                    util::format_number(spec.gamma));
   }
   // The weights are f32 and hold eta, gamma, beta, 1/tau and the knots -R..R: keep every one of
   // them, and the scores they make, far inside f32's range (found by fuzzing: eta = 2e98
@@ -235,7 +230,8 @@ ConstructionSpec parse_construction(std::string_view text) {
   auto bounded = [&](const char* key, double value, double lowest, double highest) {
     if (value != 0 && (std::abs(value) < lowest || std::abs(value) > highest)) {
       throw SpecError("model spec '" + std::string(text) + "': " + key + " must have magnitude in [" +
-                      format(lowest) + ", " + format(highest) + "], got " + format(value));
+                      util::format_number(lowest) + ", " + util::format_number(highest) + "], got " +
+                      util::format_number(value));
     }
   };
   bounded("eta", spec.eta, 1e-6, 1e6);
@@ -251,7 +247,7 @@ ConstructionSpec parse_construction(std::string_view text) {
   spec.text = std::string(name) + ":";
   for (std::size_t i = 0; i < entry->parameters.size(); ++i) {
     const std::string_view key = entry->parameters[i];
-    spec.text += (i ? "," : "") + std::string(key) + "=" + format(resolved.at(key));
+    spec.text += (i ? "," : "") + std::string(key) + "=" + util::format_number(resolved.at(key));
   }
   return spec;
 }
