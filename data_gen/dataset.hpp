@@ -11,6 +11,7 @@
 #include <map>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "data_gen/task_generator.hpp"
 #include "io/safetensors.hpp"
@@ -28,13 +29,26 @@ struct WriteOptions {
   std::uint64_t chunk_bytes = 64u << 20;
 };
 
+// The file system of a data set's file has too little free space for it. A bad size rather than an
+// I/O failure: nothing has been written yet.
+class NoSpaceError : public std::invalid_argument {
+ public:
+  NoSpaceError(std::uint64_t needed, std::uint64_t available, std::filesystem::path directory);
+  // The message with a remedy in the caller's terms (the command line names its flags).
+  std::string message(std::string_view remedy) const;
+
+ private:
+  std::uint64_t needed_, available_;
+  std::filesystem::path directory_;
+};
+
 // The metadata written into a data set file, and the parameters as JSON text.
 std::map<std::string, std::string> dataset_metadata(const TaskSpec& spec);
 std::string spec_to_json(const TaskSpec& spec);
 
 // Generates every task of `spec` (tbb::parallel_for over tasks; the bytes do not depend on the
-// thread count) and writes them atomically to `path`. Validates `spec` first, and refuses (with
-// the size) a data set larger than the free space of the target file system.
+// thread count) and writes them atomically to `path`. Validates `spec` first (SpecError), and
+// refuses a data set larger than the free space of the target file system (NoSpaceError).
 void write_dataset(const TaskSpec& spec, const std::filesystem::path& path,
                    const WriteOptions& options = {});
 

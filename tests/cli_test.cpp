@@ -115,6 +115,11 @@ struct BadCase {
 TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
   const fs::path dir = fresh_dir("bad");
   const std::string out = (dir / "out.safetensors").string();
+  // A bounds config file with a bad grid: the error names the file and the key in it, not a flag.
+  const fs::path inputs = fresh_dir("bad_inputs");
+  const std::string bad_config = (inputs / "bounds.json").string();
+  std::ofstream(bad_config) << R"({"d_grid": [1], "n_grid": [8, 16], "eps_grid": [0.2], "models": [],
+                                   "heads": ["avg"]})";
   const std::vector<BadCase> cases = {
       {{"gen", "--d", "0", "--out", out}, "--d must be in [1,"},
       {{"gen", "--n", "-5", "--out", out}, "--n must be in [1,"},
@@ -130,7 +135,7 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"gen", "--family", "gmm", "--scale", "inf", "--out", out}, "--scale must be"},
       {{"gen", "--bias", "inf", "--out", out}, "--bias must be finite"},
       {{"gen", "--d", "abc", "--out", out}, "--d"},
-      {{"gen", "--d", "64", "--margin", "0.99", "--tasks", "1", "--out", out}, "lower --margin"},
+      {{"gen", "--d", "64", "--margin", "0.99", "--tasks", "1", "--out", out}, "--margin 0.99 rejected 100000 draws in a row"},
       {{"gen", "--tasks", "100000", "--n", "1000000", "--out", out}, "free; lower --tasks"},
       {{"gen", "--tasks", "2000000000", "--n", "2000000000", "--d", "60000", "--out", out},
        "exceed 2^64 bytes"},
@@ -169,12 +174,16 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"--max-memory", "0.001", "bounds", "--preset", "quick", "--out", out}, "allowed by --max-memory"},
       {{"eval", "--d", "4", "--tasks", "2", "--heads", "", "--out", out}, "nothing to evaluate"},
       {{"eval", "--d", "4", "--tasks", "2", "--out", "/nonexistent-dir/r.json"}, "cannot create a file in"},
-      {{"bounds", "--preset", "huge", "--out", out}, "unknown --preset 'huge'"},
-      {{"bounds", "--n-grid", "64,32", "--out", out}, "n_grid must be strictly increasing"},
-      {{"bounds", "--eps-grid", "0.7", "--out", out}, "every eps must be in (0, 0.5)"},
-      {{"bounds", "--d-grid", "1", "--out", out}, "every d must be in [2, 4096]"},
+      {{"bounds", "--preset", "huge", "--out", out}, "--preset 'huge' is unknown (quick or full)"},
+      {{"bounds", "--n-grid", "64,32", "--out", out}, "--n-grid must be strictly increasing"},
+      {{"bounds", "--eps-grid", "0.7", "--out", out}, "--eps-grid entries must be in (0, 0.5), got 0.7"},
+      {{"bounds", "--d-grid", "1", "--out", out}, "--d-grid entries must be in [2, 4096], got 1"},
       {{"bounds", "--heads", "logit", "--out", out}, "unknown head 'logit'"},
       {{"bounds", "--config", (dir / "missing.json").string(), "--out", out}, "cannot read --config"},
+      {{"bounds", "--config", bad_config, "--out", out}, bad_config + ": d_grid entries must be in [2, 4096], got 1"},
+      {{"gen", "--family", "gmm", "--margin", "0.1", "--out", out}, "--margin does not apply to family gmm"},
+      {{"eval", "--generate", "--d 0 --tasks 2", "--out", out}, "--generate: --d must be in [1,"},
+      {{"gen", "--d", "5000", "--family", "skewed", "--out", out}, "--d must be at most 4096 for family skewed"},
       {{"frobnicate"}, "frobnicate"},
       {{}, "subcommand is required"},
   };

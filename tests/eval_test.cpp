@@ -256,7 +256,7 @@ TEST(Memory, CheckRefusesAboveTheBudgetAndReportsLargeRuns) {
     ADD_FAILURE() << "6 GB passed a 5 GB budget";
   } catch (const std::invalid_argument& error) {
     const std::string message = error.what();
-    EXPECT_NE(message.find("eval needs an estimated 6 GB of memory, but 5 GB is allowed by --max-memory"),
+    EXPECT_NE(message.find("eval needs an estimated 6 GB of memory, but 5 GB is allowed by the memory limit"),
               std::string::npos) << message;
     EXPECT_NE(message.find("lower --tasks"), std::string::npos) << message;
   }

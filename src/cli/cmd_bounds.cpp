@@ -67,7 +67,11 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
       } catch (const nlohmann::json::exception& error) {
         throw UsageError(o->config_file + ": not valid JSON: " + error.what());
       }
-      config = bounds::BoundsConfig::from_json(json);
+      try {
+        config = bounds::BoundsConfig::from_json(json);
+      } catch (const std::invalid_argument& error) {
+        throw UsageError(o->config_file + ": " + error.what());
+      }
     } else {
       config = bounds::preset_config(o->preset.empty() ? "quick" : o->preset);
     }
@@ -99,7 +103,13 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
         given("--models") || given("--heads") || given("--tasks") || given("--queries")) {
       if (config.preset != "custom") config.preset += "+overrides";
     }
-    config.validate();
+    try {
+      config.validate();
+    } catch (const util::ParameterError& error) {
+      // A flag's value under its flag, the rest (from a --config file or the preset) as named there.
+      throw UsageError(under_flag(error, *app).value_or(
+          (o->config_file.empty() ? "" : o->config_file + ": ") + error.what()));
+    }
 
     runtime::check_memory(bounds::estimate_memory_bytes(config, runtime::active_threads()), "bounds",
                           "lower the tasks, queries, the largest n or --threads", globals.memory_budget());

@@ -59,19 +59,25 @@ std::optional<data::TaskSpec> spec_from_flags(const EvalOptions& options, std::u
   std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
   try {
     parser.parse(args);
+    return resolve_task_flags(flags, seed);
   } catch (const CLI::ParseError& error) {
     throw UsageError(std::string("--generate: ") + error.what());
+  } catch (const util::ParameterError& error) {
+    throw UsageError("--generate: " + under_flag(error, parser).value_or(error.what()));
   }
-  return resolve_task_flags(flags, seed);
 }
 
 data::Dataset generate(const data::TaskSpec& spec, bool quiet) {
   runtime::Progress progress("generate", "tasks", spec.n_tasks, !quiet);
   data::WriteOptions write_options;
   write_options.progress = [&progress](std::int64_t done, std::int64_t) { progress.update(done); };
-  data::Dataset dataset = data::Dataset::generate_unnamed(spec, write_options);
-  progress.finish();
-  return dataset;
+  try {
+    data::Dataset dataset = data::Dataset::generate_unnamed(spec, write_options);
+    progress.finish();
+    return dataset;
+  } catch (const data::NoSpaceError& error) {
+    throw no_space_error(error);
+  }
 }
 
 }  // namespace

@@ -45,7 +45,11 @@ Command add_gen_command(CLI::App& parent, const GlobalOptions& globals) {
     write_options.progress = [&progress](std::int64_t done, std::int64_t) { progress.update(done); };
 
     const auto start = std::chrono::steady_clock::now();
-    data::write_dataset(spec, out, write_options);
+    try {
+      data::write_dataset(spec, out, write_options);
+    } catch (const data::NoSpaceError& error) {
+      throw no_space_error(error);
+    }
     progress.finish();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

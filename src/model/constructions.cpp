@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 
+#include "util/errors.hpp"
 #include "util/text.hpp"
 
 namespace iclbench::model {
@@ -284,8 +285,8 @@ Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed)
     return {config, random_weights(config, seed)};
   }
   if (input_dim < 1 || input_dim > 65536) {
-    throw SpecError("--d must be in [1, 65536] for a constructed model, got " +
-                    std::to_string(input_dim));
+    throw util::ParameterError("d", "must be in [1, 65536] for a constructed model, got " +
+                                        std::to_string(input_dim));
   }
   const Slots s{input_dim};
   const int d = input_dim;

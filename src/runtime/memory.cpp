@@ -51,7 +51,7 @@ void check_memory(std::uint64_t estimate, const std::string& what, const std::st
   if (allowed && estimate > *allowed) {
     throw std::invalid_argument(what + " needs an estimated " + estimate_text + " of memory, but " +
                                 util::human_bytes(static_cast<double>(*allowed)) +
-                                (budget.limit ? " is allowed by --max-memory" : " is available") +
+                                (budget.limit ? " is allowed by " + budget.limit_name : std::string(" is available")) +
                                 "; " + remedy);
   }
   if (estimate >= kLargeRunBytes && !budget.quiet) {
