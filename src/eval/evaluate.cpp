@@ -224,22 +224,23 @@ std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, const EvalConfig
   // replaced, not accumulated) plus its weights. Token chunks are transient: one at a time.
   std::uint64_t transient = 0;
   for (const std::string& spec : config.models) {
-    const model::Model built = model::resolve_model(spec, d, config.seed);
+    // The config alone: sizing a run builds no weights.
+    const model::ModelConfig model_config = model::ModelSource::resolve(spec, d, config.seed).config();
     model::EngineOptions options;
     options.bf16 = config.bf16;
     std::uint64_t engine_peak = 0;
     for (std::int64_t n_prefix : grid) {
       const PromptPlan plan = prompt_plan(config.context, std::clamp<std::int64_t>(n_prefix, 1, n_total),
-                                          tasks, m, d, built.config.width);
+                                          tasks, m, d, model_config.width);
       const std::int64_t chunk = std::min(plan.per_chunk, plan.prompts);
-      engine_peak = std::max(engine_peak, model::Engine::working_bytes(built.config, options, plan.tokens,
+      engine_peak = std::max(engine_peak, model::Engine::working_bytes(model_config, options, plan.tokens,
                                                                        plan.context, chunk, threads));
       // The chunk's tokens, one prompt being assembled, and the chunk's scores.
-      transient = std::max(transient, bytes(chunk * plan.tokens * built.config.width, 4) +
-                                          bytes(plan.tokens * built.config.width, 4) +
+      transient = std::max(transient, bytes(chunk * plan.tokens * model_config.width, 4) +
+                                          bytes(plan.tokens * model_config.width, 4) +
                                           bytes(chunk * plan.scores, 4));
     }
-    total += engine_peak + bytes(built.config.parameter_count(), 4 + (config.bf16 ? 2 : 4));
+    total += engine_peak + bytes(model_config.parameter_count(), 4 + (config.bf16 ? 2 : 4));
   }
   // Heads train per task on up to `threads` tasks at once; LIBLINEAR's copy of the examples
   // (16 bytes per value and per row end) and its solver vectors, or an Eigen matrix and its
@@ -278,7 +279,7 @@ EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
   // Build every transformer first, so that a bad spec fails before any work.
   std::vector<std::unique_ptr<model::Engine>> engines;
   for (const std::string& spec : config.models) {
-    model::Model built = model::resolve_model(spec, d, config.seed);
+    model::Model built = model::ModelSource::resolve(spec, d, config.seed).build();
     if (built.config.readout < 0 || built.config.input_dim != d) {
       throw std::invalid_argument("model '" + spec + "' has no readout slot for d = " +
                                   std::to_string(d) + " (eval needs an in-context learner)");

@@ -267,10 +267,10 @@ bool is_constructed_learner(const ConstructionSpec& spec) {
   return spec.kind != ConstructionKind::kEncoder;
 }
 
-Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed) {
+ModelConfig construction_config(const ConstructionSpec& spec, int input_dim) {
+  ModelConfig config;
+  config.name = spec.text;
   if (spec.kind == ConstructionKind::kEncoder) {
-    ModelConfig config;
-    config.name = spec.text;
     config.width = spec.width;
     LayerConfig layer;
     layer.attention_norm = layer.mlp_norm = true;
@@ -282,7 +282,7 @@ Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed)
     layer.mlp_hidden = spec.ffn;
     layer.activation = Activation::kGelu;
     config.layers.assign(static_cast<std::size_t>(spec.layers), layer);
-    return {config, random_weights(config, seed)};
+    return config;
   }
   if (input_dim < 1 || input_dim > 65536) {
     throw util::ParameterError("d", "must be in [1, 65536] for a constructed model, got " +
@@ -290,8 +290,6 @@ Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed)
   }
   const Slots s{input_dim};
   const int d = input_dim;
-  ModelConfig config;
-  config.name = spec.text;
   config.width = s.width();
   config.input_dim = d;
   config.readout = s.p();
@@ -302,13 +300,7 @@ Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed)
       LayerConfig layer = icl_linear_attention(d, 1, 1, static_cast<float>(spec.eta));
       layer.loop = spec.steps;
       config.layers = {layer};
-      Model model{config, zero_weights(config)};
-      LayerWeights& w = model.weights.layers[0];
-      identity_queries_and_keys(w, s, 1, 0);
-      set(w.wv, 1, s.y(), 0, 1.0);
-      set(w.wv, 1, s.p(), 0, -1.0);
-      set(w.wo, s.width(), 0, s.p(), 1.0);
-      return model;
+      break;
     }
     case ConstructionKind::kGdPlusPlus: {
       // Two heads reading the same tokens, both divided by n: head 0 as gd-ls (eta in W_o),
@@ -316,25 +308,13 @@ Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed)
       LayerConfig layer = icl_linear_attention(d, 2, d, 1.0f);
       layer.loop = spec.steps;
       config.layers = {layer};
-      Model model{config, zero_weights(config)};
-      LayerWeights& w = model.weights.layers[0];
-      identity_queries_and_keys(w, s, 2, 0);
-      identity_queries_and_keys(w, s, 2, 1);
-      set(w.wv, 2 * d, s.y(), 0, 1.0);
-      set(w.wv, 2 * d, s.p(), 0, -1.0);
-      set(w.wo, s.width(), 0, s.p(), spec.eta);
-      for (int j = 0; j < d; ++j) {
-        set(w.wv, 2 * d, j, d + j, 1.0);
-        set(w.wo, s.width(), d + j, j, -spec.gamma);
-      }
-      return model;
+      break;
     }
     case ConstructionKind::kGdHinge:
     case ConstructionKind::kGdLogistic: {
       // Layer 0 sets g from p = 0; layer 1, looped L times, takes one GD step
       // p_j += (eta/n) sum_i g_i (x_i . x_j) and then recomputes g at the new scores.
-      const bool hinge = spec.kind == ConstructionKind::kGdHinge;
-      const int hidden = hinge ? 6 : spec.segments + 1 + 4;
+      const int hidden = spec.kind == ConstructionKind::kGdHinge ? 6 : spec.segments + 1 + 4;
       LayerConfig first = gradient_mlp_layer(hidden);
       LayerConfig step = gradient_mlp_layer(hidden);
       const LayerConfig attention = icl_linear_attention(d, 1, 1, static_cast<float>(spec.eta));
@@ -346,19 +326,7 @@ Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed)
       step.mean_over_keys = attention.mean_over_keys;
       step.loop = spec.steps;
       config.layers = {first, step};
-      Model model{config, zero_weights(config)};
-      for (LayerWeights& w : model.weights.layers) {
-        if (hinge) {
-          hinge_units(w, s, spec.tau);
-        } else {
-          logistic_units(w, s, spec.segments, spec.range);
-        }
-      }
-      LayerWeights& w = model.weights.layers[1];
-      identity_queries_and_keys(w, s, 1, 0);
-      set(w.wv, 1, s.g(), 0, 1.0);
-      set(w.wo, s.width(), 0, s.p(), 1.0);
-      return model;
+      break;
     }
     case ConstructionKind::kKernel: {
       // p_j = sum_i softmax_i(beta x_i . x_j) y_i.
@@ -370,17 +338,71 @@ Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed)
       layer.scale = static_cast<float>(spec.beta);
       layer.mask = Mask::kIcl;
       config.layers = {layer};
-      Model model{config, zero_weights(config)};
-      LayerWeights& w = model.weights.layers[0];
-      identity_queries_and_keys(w, s, 1, 0);
-      set(w.wv, 1, s.y(), 0, 1.0);
-      set(w.wo, s.width(), 0, s.p(), 1.0);
-      return model;
+      break;
     }
     case ConstructionKind::kEncoder:
       break;  // handled above
   }
-  throw SpecError("unhandled construction");
+  return config;
+}
+
+Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed) {
+  Model model{construction_config(spec, input_dim), {}};
+  if (spec.kind == ConstructionKind::kEncoder) {
+    model.weights = random_weights(model.config, seed);
+    return model;
+  }
+  model.weights = zero_weights(model.config);
+  const Slots s{input_dim};
+  const int d = input_dim;
+  switch (spec.kind) {
+    case ConstructionKind::kGdLeastSquares: {
+      LayerWeights& w = model.weights.layers[0];
+      identity_queries_and_keys(w, s, 1, 0);
+      set(w.wv, 1, s.y(), 0, 1.0);
+      set(w.wv, 1, s.p(), 0, -1.0);
+      set(w.wo, s.width(), 0, s.p(), 1.0);
+      break;
+    }
+    case ConstructionKind::kGdPlusPlus: {
+      LayerWeights& w = model.weights.layers[0];
+      identity_queries_and_keys(w, s, 2, 0);
+      identity_queries_and_keys(w, s, 2, 1);
+      set(w.wv, 2 * d, s.y(), 0, 1.0);
+      set(w.wv, 2 * d, s.p(), 0, -1.0);
+      set(w.wo, s.width(), 0, s.p(), spec.eta);
+      for (int j = 0; j < d; ++j) {
+        set(w.wv, 2 * d, j, d + j, 1.0);
+        set(w.wo, s.width(), d + j, j, -spec.gamma);
+      }
+      break;
+    }
+    case ConstructionKind::kGdHinge:
+    case ConstructionKind::kGdLogistic: {
+      for (LayerWeights& w : model.weights.layers) {
+        if (spec.kind == ConstructionKind::kGdHinge) {
+          hinge_units(w, s, spec.tau);
+        } else {
+          logistic_units(w, s, spec.segments, spec.range);
+        }
+      }
+      LayerWeights& w = model.weights.layers[1];
+      identity_queries_and_keys(w, s, 1, 0);
+      set(w.wv, 1, s.g(), 0, 1.0);
+      set(w.wo, s.width(), 0, s.p(), 1.0);
+      break;
+    }
+    case ConstructionKind::kKernel: {
+      LayerWeights& w = model.weights.layers[0];
+      identity_queries_and_keys(w, s, 1, 0);
+      set(w.wv, 1, s.y(), 0, 1.0);
+      set(w.wo, s.width(), 0, s.p(), 1.0);
+      break;
+    }
+    case ConstructionKind::kEncoder:
+      break;  // handled above
+  }
+  return model;
 }
 
 std::vector<float> icl_tokens(std::span<const float> x, std::span<const float> y,
