@@ -7,7 +7,6 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <functional>
 #include <map>
 #include <span>
 #include <string>
@@ -15,6 +14,7 @@
 
 #include "data_gen/task_generator.hpp"
 #include "io/safetensors.hpp"
+#include "util/progress_callback.hpp"
 
 namespace iclbench::data {
 
@@ -23,8 +23,8 @@ inline constexpr int kDatasetFormatVersion = 1;
 
 struct WriteOptions {
   io::Overwrite overwrite = io::Overwrite::kRefuse;
-  // Called from the writing thread after each chunk of tasks.
-  std::function<void(std::int64_t tasks_done, std::int64_t tasks_total)> progress;
+  // Called from the writing thread after each chunk of tasks, with tasks done and in all.
+  util::ProgressCallback progress;
   // Tasks are generated in chunks of about this many bytes, in parallel within a chunk.
   std::uint64_t chunk_bytes = 64u << 20;
 };

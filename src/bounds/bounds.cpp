@@ -372,8 +372,8 @@ std::string verdict_a(const std::string& learner, const std::string& what, const
 
 // -------------------------------------------------------------------------------------------- run
 
-std::string run_bounds(const BoundsConfig& config, const fs::path& dir, const Progress& progress,
-                       bool make_plots) {
+std::string run_bounds(const BoundsConfig& config, const fs::path& dir,
+                       const util::ProgressCallback& progress, bool make_plots) {
   config.validate();
   fs::create_directories(dir / "points");
   // A directory holds one configuration: resuming another would mix runs.

@@ -16,7 +16,6 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/metrics.hpp"
+#include "util/progress_callback.hpp"
 
 namespace iclbench::bounds {
 
@@ -103,10 +103,9 @@ double pac_sample_size(double eps, double delta, double d);  // (4/eps)(d log2(1
 double hoeffding_sample_size(double eps, double delta);      // ln(2/delta) / (2 eps^2)
 double averaging_error(double d, double n);                   // sqrt((d - 1) / (2 pi n))
 
-using Progress = std::function<void(std::int64_t done, std::int64_t total)>;
 // Runs (or resumes) the sweep in `dir`, then writes points.csv, fits.json, report.md and plots.
 // Refuses a dir that holds a run with another config. Returns the report's verdict section.
 std::string run_bounds(const BoundsConfig& config, const std::filesystem::path& dir,
-                       const Progress& progress, bool make_plots);
+                       const util::ProgressCallback& progress, bool make_plots);
 
 }  // namespace iclbench::bounds

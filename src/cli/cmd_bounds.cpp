@@ -116,8 +116,7 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
     const auto points = bounds::sweep_points(config);
     runtime::Progress progress("bounds", "points", static_cast<std::int64_t>(points.size()), !globals.quiet);
     const auto start = std::chrono::steady_clock::now();
-    const std::string verdicts = bounds::run_bounds(
-        config, o->out, [&](std::int64_t done, std::int64_t) { progress.update(done); }, !o->no_plots);
+    const std::string verdicts = bounds::run_bounds(config, o->out, progress.callback(), !o->no_plots);
     progress.finish();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("%s\nwrote %s/{points.csv,fits.json,report.md%s} in %.1f s\n", verdicts.c_str(), o->out.c_str(),

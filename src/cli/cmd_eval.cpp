@@ -70,7 +70,7 @@ std::optional<data::TaskSpec> spec_from_flags(const EvalOptions& options, std::u
 data::Dataset generate(const data::TaskSpec& spec, bool quiet) {
   runtime::Progress progress("generate", "tasks", spec.n_tasks, !quiet);
   data::WriteOptions write_options;
-  write_options.progress = [&progress](std::int64_t done, std::int64_t) { progress.update(done); };
+  write_options.progress = progress.callback();
   try {
     data::Dataset dataset = data::Dataset::generate_unnamed(spec, write_options);
     progress.finish();
@@ -142,9 +142,7 @@ Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
     const std::int64_t steps = static_cast<std::int64_t>(
         (o.n_grid.empty() ? 1 : o.n_grid.size()) * (config.models.size() + config.heads.size()));
     runtime::Progress progress("eval", "learner x n' steps", steps, !globals.quiet);
-    const eval::EvalResult result = eval::evaluate(dataset, config, [&](std::int64_t done, std::int64_t) {
-      progress.update(done);
-    });
+    const eval::EvalResult result = eval::evaluate(dataset, config, progress.callback());
     progress.finish();
     eval::EvalResult labelled = result;
     labelled.data_source = o.data.empty() ? "generated" : o.data;

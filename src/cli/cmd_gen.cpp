@@ -42,7 +42,7 @@ Command add_gen_command(CLI::App& parent, const GlobalOptions& globals) {
     runtime::Progress progress("gen", "tasks", spec.n_tasks, !globals.quiet);
     data::WriteOptions write_options;
     write_options.overwrite = options->force ? io::Overwrite::kAllow : io::Overwrite::kRefuse;
-    write_options.progress = [&progress](std::int64_t done, std::int64_t) { progress.update(done); };
+    write_options.progress = progress.callback();
 
     const auto start = std::chrono::steady_clock::now();
     try {

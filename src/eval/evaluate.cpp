@@ -253,7 +253,7 @@ std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, const EvalConfig
 }
 
 EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
-                    const ProgressCallback& progress) {
+                    const util::ProgressCallback& progress) {
   const auto start = Clock::now();
   EvalResult result;
   result.data = dataset.spec();

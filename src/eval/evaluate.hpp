@@ -13,7 +13,6 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,6 +24,7 @@
 #include "eval/metrics.hpp"
 #include "heads/heads.hpp"
 #include "io/atomic_file.hpp"
+#include "util/progress_callback.hpp"
 
 namespace iclbench::eval {
 
@@ -79,8 +79,6 @@ struct EvalResult {
   int threads = 0;
 };
 
-using ProgressCallback = std::function<void(std::int64_t done, std::int64_t total)>;
-
 // Peak bytes evaluate() allocates for a task set of this shape with `threads` TBB threads,
 // beyond the task set itself: results, engine buffers (Engine::working_bytes), token chunks and
 // head training copies. For refusing runs that cannot fit before they start.
@@ -88,7 +86,7 @@ std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, const EvalConfig
 
 // Throws std::invalid_argument (via the model, head and context errors) on bad configs.
 EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
-                    const ProgressCallback& progress = {});
+                    const util::ProgressCallback& progress = {});
 
 nlohmann::ordered_json to_json(const EvalResult& result);
 std::string to_csv(const EvalResult& result);
