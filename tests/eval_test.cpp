@@ -41,7 +41,7 @@ const LearnerResult& learner(const EvalResult& result, const std::string& name) 
   throw std::runtime_error("no learner " + name);
 }
 
-const Metric& dis(const PointResult& point, const std::string& head) {
+const Metric& dis(const PrefixResult& point, const std::string& head) {
   for (const auto& [name, metric] : point.dis)
     if (name == head) return metric;
   throw std::runtime_error("no head " + head);
@@ -139,12 +139,12 @@ TEST(Evaluate, OneStepGdLsPredictsLikeTheAveragingHead) {
   config.heads = heads::parse_heads("avg");
   config.bootstrap = 100;
   const EvalResult result = evaluate(dataset, config);
-  const PointResult& point = learner(result, "gd-ls:L=1,eta=0.7").points.back();
+  const PrefixResult& point = learner(result, "gd-ls:L=1,eta=0.7").grid.back();
   EXPECT_EQ(dis(point, "avg").summary.mean, 0.0);
   EXPECT_TRUE(point.linear.value());
   EXPECT_LT(point.probe_residual, 1e-5);
   // Scores are eta/n times the averaging head's.
-  const PointResult& avg = learner(result, "avg").points.back();
+  const PrefixResult& avg = learner(result, "avg").grid.back();
   for (std::size_t i = 0; i < point.scores.size(); ++i) {
     ASSERT_NEAR(point.scores[i], avg.scores[i] * 0.7 / 64, 1e-5 * (1 + std::abs(avg.scores[i])));
   }
@@ -157,14 +157,14 @@ TEST(Evaluate, GdLsConvergesToLeastSquares) {
   config.heads = heads::parse_heads("ls");
   config.bootstrap = 100;
   const EvalResult result = evaluate(dataset, config);
-  const double few = dis(learner(result, "gd-ls:L=5,eta=0.5").points.back(), "ls").summary.mean;
-  const double many = dis(learner(result, "gd-ls:L=400,eta=0.5").points.back(), "ls").summary.mean;
+  const double few = dis(learner(result, "gd-ls:L=5,eta=0.5").grid.back(), "ls").summary.mean;
+  const double many = dis(learner(result, "gd-ls:L=400,eta=0.5").grid.back(), "ls").summary.mean;
   // eta lambda_max(S) < 2 here, and (1 - eta lambda_min)^400 is ~1e-30: GD has reached the
   // least-squares solution up to f32 rounding.
   EXPECT_LT(many, 0.002);
   EXPECT_GT(few, many);
-  const auto& exact_gd = learner(result, "gd-ls:L=400,eta=0.5").points.back().exact_err->per_task;
-  const auto& exact_ls = learner(result, "ls").points.back().exact_err->per_task;
+  const auto& exact_gd = learner(result, "gd-ls:L=400,eta=0.5").grid.back().exact_err->per_task;
+  const auto& exact_ls = learner(result, "ls").grid.back().exact_err->per_task;
   for (std::size_t t = 0; t < exact_gd.size(); ++t) EXPECT_NEAR(exact_gd[t], exact_ls[t], 1e-4);
 }
 
@@ -176,7 +176,7 @@ TEST(Evaluate, ExactAngleErrorMatchesMonteCarlo) {
   const EvalResult result = evaluate(dataset, config);
   EXPECT_TRUE(result.exact_applies);
   for (const LearnerResult& head : result.learners) {
-    const PointResult& point = head.points.back();
+    const PrefixResult& point = head.grid.back();
     ASSERT_TRUE(point.exact_err.has_value());
     // The Monte Carlo mean over T tasks of M queries each has variance sum_t e_t(1 - e_t)/M / T^2.
     double variance = 0;
@@ -204,17 +204,17 @@ TEST(Evaluate, IdenticalAcrossThreadCountsAndPolicies) {
     ASSERT_EQ(one.learners.size(), two.learners.size());
     for (std::size_t l = 0; l < one.learners.size(); ++l) {
       for (std::size_t g = 0; g < 2; ++g) {
-        const PointResult& a = one.learners[l].points[g];
-        const PointResult& b = two.learners[l].points[g];
+        const PrefixResult& a = one.learners[l].grid[g];
+        const PrefixResult& b = two.learners[l].grid[g];
         EXPECT_EQ(a.scores, b.scores) << context << " " << one.learners[l].name;
         EXPECT_EQ(a.err.summary.mean_ci.lo, b.err.summary.mean_ci.lo);
         EXPECT_EQ(a.err.summary.quantile_ci.hi, b.err.summary.quantile_ci.hi);
       }
     }
     // Noisy labels give a second error, and retrieval has no probe.
-    EXPECT_TRUE(one.learners[0].points.back().err_noisy.has_value());
-    EXPECT_EQ(one.learners[0].points.back().linear.has_value(), std::string(context) != "retrieve:9");
-    EXPECT_FALSE(one.learners[1].points.back().linear.value_or(false));  // the kernel is not linear
+    EXPECT_TRUE(one.learners[0].grid.back().err_noisy.has_value());
+    EXPECT_EQ(one.learners[0].grid.back().linear.has_value(), std::string(context) != "retrieve:9");
+    EXPECT_FALSE(one.learners[1].grid.back().linear.value_or(false));  // the kernel is not linear
   }
 }
 
@@ -225,10 +225,10 @@ TEST(Evaluate, DivergingLearnersAreReportedNotAveraged) {
   config.heads = heads::parse_heads("avg");
   config.bootstrap = 50;
   const EvalResult result = evaluate(dataset, config);
-  const PointResult& diverged = result.learners[0].points.back();
+  const PrefixResult& diverged = result.learners[0].grid.back();
   EXPECT_EQ(diverged.nonfinite_tasks, 8);
   EXPECT_EQ(diverged.err.summary.mean, 1.0);  // no finite prediction: every query wrong
-  EXPECT_EQ(result.learners[1].points.back().nonfinite_tasks, 0);
+  EXPECT_EQ(result.learners[1].grid.back().nonfinite_tasks, 0);
   EXPECT_NE(to_table(result).find("non-finite scores in 8 of 8 tasks"), std::string::npos);
   EXPECT_EQ(to_json(result)["learners"]["gd-ls:L=400,eta=50"]["nonfinite_tasks"], 8);
 }

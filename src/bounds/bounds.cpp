@@ -170,10 +170,10 @@ PointResult run_point(const BoundsConfig& config, const PointKey& key) {
     curve.learner = learner.name;
     curve.transformer = learner.is_model;
     // The exact error where it applies at every N, else Monte Carlo.
-    const bool exact = std::all_of(learner.points.begin(), learner.points.end(),
-                                   [](const eval::PointResult& p) { return p.exact_err.has_value(); });
+    const bool exact = std::all_of(learner.grid.begin(), learner.grid.end(),
+                                   [](const eval::PrefixResult& p) { return p.exact_err.has_value(); });
     curve.metric = exact ? "err_exact" : "err";
-    for (const eval::PointResult& point : learner.points) {
+    for (const eval::PrefixResult& point : learner.grid) {
       curve.err.push_back(exact ? point.exact_err->per_task : point.err.per_task);
       for (const auto& [head, metric] : point.dis)
         if (head == reference) curve.dis.push_back(metric.per_task);

@@ -108,7 +108,7 @@ PromptPlan prompt_plan(const ContextSpec& context, std::int64_t n_prefix, std::i
 
 // Runs one transformer over every task at prefix size n' and fills scores (and probe fits).
 void run_model(const model::Engine& engine, const data::Dataset& dataset, const EvalConfig& config,
-               std::int64_t n_prefix, PointResult& point, LearnerResult& learner,
+               std::int64_t n_prefix, PrefixResult& point, LearnerResult& learner,
                std::vector<std::vector<double>>& probe_weights) {
   const int d = static_cast<int>(dataset.dim());
   const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries();
@@ -297,11 +297,11 @@ EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
   for (std::int64_t n_prefix : result.grid) {
     // Heads first: every learner's disagreement is measured against them.
     std::vector<std::vector<std::vector<double>>> weights(result.learners.size());
-    std::vector<PointResult> points(result.learners.size());
+    std::vector<PrefixResult> points(result.learners.size());
     for (std::size_t h = 0; h < config.heads.size(); ++h) {
       const heads::HeadSpec& spec = config.heads[h];
       const std::size_t index = engines.size() + h;
-      PointResult& point = points[index];
+      PrefixResult& point = points[index];
       point.n = point.context = n_prefix;
       point.scores.assign(static_cast<std::size_t>(tasks * m), 0.0f);
       weights[index].assign(static_cast<std::size_t>(tasks), {});
@@ -330,7 +330,7 @@ EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
 
     // Metrics: per task, then summaries.
     for (std::size_t l = 0; l < result.learners.size(); ++l) {
-      PointResult& point = points[l];
+      PrefixResult& point = points[l];
       point.n = n_prefix;
       std::vector<double> err(static_cast<std::size_t>(tasks)), noisy, exact;
       const bool has_noisy = !dataset.y_query_noisy(0).empty();
@@ -360,7 +360,7 @@ EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
       if (has_noisy) point.err_noisy = summarize_metric(std::move(noisy), config);
       if (exact_here) point.exact_err = summarize_metric(std::move(exact), config);
       for (std::size_t h = 0; h < config.heads.size(); ++h) {
-        const PointResult& head = points[engines.size() + h];
+        const PrefixResult& head = points[engines.size() + h];
         std::vector<double> dis(static_cast<std::size_t>(tasks));
         for (std::int64_t task = 0; task < tasks; ++task) {
           std::int64_t differ = 0;
@@ -375,7 +375,7 @@ EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
     }
     // Only now: the disagreement of every learner above reads the heads' scores.
     for (std::size_t l = 0; l < result.learners.size(); ++l) {
-      result.learners[l].points.push_back(std::move(points[l]));
+      result.learners[l].grid.push_back(std::move(points[l]));
     }
   }
   result.seconds = seconds_since(start);
@@ -389,7 +389,7 @@ nlohmann::ordered_json summary_json(const Summary& s) {
           {"quantile_ci", {s.quantile_ci.lo, s.quantile_ci.hi}}};
 }
 
-nlohmann::ordered_json point_json(const PointResult& point) {
+nlohmann::ordered_json point_json(const PrefixResult& point) {
   nlohmann::ordered_json json;
   json["n"] = point.n;
   json["context"] = point.context;
@@ -431,7 +431,7 @@ nlohmann::ordered_json to_json(const EvalResult& result) {
   json["exact_error_applies"] = result.exact_applies;
   nlohmann::ordered_json learners = nlohmann::ordered_json::object();
   for (const LearnerResult& learner : result.learners) {
-    const PointResult& last = learner.points.back();
+    const PrefixResult& last = learner.grid.back();
     nlohmann::ordered_json entry = point_json(last);  // the largest n' at the top level
     entry["kind"] = learner.is_model ? "transformer" : "head";
     std::vector<double> per_task = last.err.per_task;
@@ -444,7 +444,7 @@ nlohmann::ordered_json to_json(const EvalResult& result) {
     entry["per_task"] = {{"err", per_task}, {"err_wilson", wilson}};
     if (result.grid.size() > 1) {
       nlohmann::ordered_json grid = nlohmann::ordered_json::array();
-      for (const PointResult& point : learner.points) grid.push_back(point_json(point));
+      for (const PrefixResult& point : learner.grid) grid.push_back(point_json(point));
       entry["grid"] = grid;
     }
     nlohmann::ordered_json speed = {{"seconds", learner.seconds}};
@@ -467,7 +467,7 @@ std::string to_csv(const EvalResult& result) {
   csv << "learner,kind,n,context,metric,reference,mean,ci_lo,ci_hi,quantile,quantile_lo,quantile_hi\n";
   auto quote = [](const std::string& text) { return "\"" + text + "\""; };
   for (const LearnerResult& learner : result.learners) {
-    for (const PointResult& point : learner.points) {
+    for (const PrefixResult& point : learner.grid) {
       auto row = [&](const char* metric, const std::string& reference, const Summary& s) {
         csv << quote(learner.name) << ',' << (learner.is_model ? "transformer" : "head") << ','
             << point.n << ',' << point.context << ',' << metric << ',' << quote(reference) << ','
@@ -508,7 +508,7 @@ std::string to_table(const EvalResult& result) {
     }
     out << "\n";
     for (const LearnerResult& learner : result.learners) {
-      const PointResult& point = learner.points[g];
+      const PrefixResult& point = learner.grid[g];
       const Summary& err = point.err.summary;
       char ci[64], exact[32];
       std::snprintf(ci, sizeof ci, "%.4f [%.4f, %.4f]", err.mean, err.mean_ci.lo, err.mean_ci.hi);
@@ -528,7 +528,7 @@ std::string to_table(const EvalResult& result) {
     }
   }
   for (const LearnerResult& learner : result.learners) {
-    for (const PointResult& point : learner.points) {
+    for (const PrefixResult& point : learner.grid) {
       if (point.nonfinite_tasks == 0) continue;
       std::snprintf(line, sizeof line, "warning: %s gave non-finite scores in %lld of %lld tasks at n' = %lld "
                     "(diverging? they count as errors)\n", learner.name.c_str(),
@@ -560,9 +560,9 @@ void write_predictions(const EvalResult& result, const std::filesystem::path& pa
   std::vector<io::TensorToWrite> tensors;
   std::vector<const std::vector<float>*> values;
   for (const LearnerResult& learner : result.learners) {
-    for (const PointResult& point : learner.points) {
+    for (const PrefixResult& point : learner.grid) {
       // The largest n' is "<name>/scores"; other grid points carry their n'.
-      const bool last = &point == &learner.points.back();
+      const bool last = &point == &learner.grid.back();
       tensors.push_back({learner.name + (last ? "/scores" : "/scores@n=" + std::to_string(point.n)),
                          io::DType::kF32, {tasks, m}});
       values.push_back(&point.scores);

@@ -44,14 +44,15 @@ struct Metric {
   Summary summary;
 };
 
-struct PointResult {
+// One learner at one prefix size n' of the grid (a bounds sweep's "point" is another thing).
+struct PrefixResult {
   std::int64_t n = 0;         // examples available (the prefix size n')
   std::int64_t context = 0;   // examples in the learner's context (n' or k)
   std::vector<float> scores;  // [T, M]
   Metric err;
   std::optional<Metric> err_noisy;
   std::optional<Metric> exact_err;
-  std::vector<std::pair<std::string, Metric>> dis;  // against each head, in --heads order
+  std::vector<std::pair<std::string, Metric>> dis;  // against each head, in the config's order
   // Tasks with at least one non-finite score (a diverging learner): such a score counts as a
   // wrong prediction, and the tasks are reported rather than silently averaged in.
   std::int64_t nonfinite_tasks = 0;
@@ -63,8 +64,8 @@ struct PointResult {
 struct LearnerResult {
   std::string name;
   bool is_model = false;
-  std::vector<PointResult> points;  // one per grid entry
-  double seconds = 0;               // forward passes or training + prediction
+  std::vector<PrefixResult> grid;  // one per entry of EvalResult::grid
+  double seconds = 0;              // forward passes or training + prediction
   double prompts = 0, tokens = 0, flops = 0;  // transformers only
 };
 
