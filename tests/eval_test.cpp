@@ -11,6 +11,7 @@
 #include "eval/context.hpp"
 #include "eval/evaluate.hpp"
 #include "eval/metrics.hpp"
+#include "eval/report.hpp"
 #include "runtime/memory.hpp"
 #include "util/philox.hpp"
 

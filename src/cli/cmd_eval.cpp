@@ -10,6 +10,7 @@
 #include "cli/task_flags.hpp"
 #include "data_gen/dataset.hpp"
 #include "eval/evaluate.hpp"
+#include "eval/report.hpp"
 #include "model/constructions.hpp"
 #include "runtime/memory.hpp"
 #include "runtime/progress.hpp"

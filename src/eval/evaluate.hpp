@@ -12,18 +12,14 @@
 // every task, its weight vector gives the exact error too.
 
 #include <cstdint>
-#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "data_gen/dataset.hpp"
 #include "eval/context.hpp"
 #include "eval/metrics.hpp"
 #include "heads/heads.hpp"
-#include "io/atomic_file.hpp"
 #include "util/progress_callback.hpp"
 
 namespace iclbench::eval {
@@ -88,11 +84,5 @@ std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, const EvalConfig
 // Throws std::invalid_argument (via the model, head and context errors) on bad configs.
 EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
                     const util::ProgressCallback& progress = {});
-
-nlohmann::ordered_json to_json(const EvalResult& result);
-std::string to_csv(const EvalResult& result);
-std::string to_table(const EvalResult& result);
-void write_predictions(const EvalResult& result, const std::filesystem::path& path,
-                       io::Overwrite overwrite);
 
 }  // namespace iclbench::eval
