@@ -3,22 +3,18 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
-#include <Eigen/Dense>
 #include <chrono>
 #include <cmath>
 
-#include "model/constructions.hpp"
+#include "eval/prompts.hpp"
 #include "model/engine.hpp"
 #include "model/resolve.hpp"
 #include "runtime/threading.hpp"
-#include "util/philox.hpp"
 
 namespace iclbench::eval {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr double kLinearResidual = 1e-3;  // f32 scores of a linear map fit to ~1e-5 or better
-constexpr std::size_t kChunkBytes = 64u << 20;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -34,172 +30,11 @@ bool rotation_invariant(const data::TaskSpec& spec) {
 // counts as an error (and as a disagreement with every finite head).
 float label_of(float score) { return std::isfinite(score) ? (score >= 0.0f ? 1.0f : -1.0f) : 0.0f; }
 
-// The probe queries of one task: [P, d], standard normal.
-std::vector<float> probe_queries(std::uint64_t seed, std::uint32_t task, int d, int count) {
-  std::vector<float> probes(static_cast<std::size_t>(count * d));
-  util::DrawSequence draws(seed, task, 0, util::Stream::kProbe);
-  for (float& value : probes) value = static_cast<float>(draws.normal());
-  return probes;
-}
-
-// Least-squares fit score = w.z + b over the probes; returns w, the relative residual and |b|.
-struct ProbeFit {
-  std::vector<double> w;
-  double residual = 0;
-};
-ProbeFit fit_linear(std::span<const float> probes, std::span<const float> scores, int d) {
-  const auto count = static_cast<Eigen::Index>(scores.size());
-  Eigen::MatrixXd design(count, d + 1);
-  Eigen::VectorXd target(count);
-  for (Eigen::Index i = 0; i < count; ++i) {
-    for (int j = 0; j < d; ++j) design(i, j) = probes[static_cast<std::size_t>(i * d + j)];
-    design(i, d) = 1.0;
-    target[i] = scores[static_cast<std::size_t>(i)];
-  }
-  const Eigen::VectorXd theta = design.colPivHouseholderQr().solve(target);
-  ProbeFit fit;
-  fit.w.assign(theta.data(), theta.data() + d);
-  const double scale = std::max(target.norm(), 1e-30);
-  // A homogeneous linear score has no intercept: count it as residual.
-  fit.residual = std::max((design * theta - target).norm(), std::abs(theta[d]) * std::sqrt(count)) / scale;
-  return fit;
-}
-
 Metric summarize_metric(std::vector<double> per_task, const EvalConfig& config) {
   Metric metric;
   metric.summary = summarize(per_task, config.delta, config.seed, config.bootstrap);
   metric.per_task = std::move(per_task);
   return metric;
-}
-
-// How run_model() cuts one grid point into prompts: retrieve:k makes one prompt per query (its k
-// nearest examples, then the query); full and random:k one per task (its context, the queries,
-// then the probes). Prompts go to the engine in chunks of about kChunkBytes of tokens.
-struct PromptPlan {
-  std::int64_t context = 0;        // k: examples in each prompt
-  std::int64_t tokens = 0;         // T of each prompt
-  std::int64_t prompts = 0;        // over all tasks
-  std::int64_t scores = 0;         // query scores per prompt (with the probes)
-  std::int64_t per_chunk = 0;      // prompts per engine call
-};
-
-PromptPlan prompt_plan(const ContextSpec& context, std::int64_t n_prefix, std::int64_t tasks,
-                       std::int64_t m, int d, std::int64_t width) {
-  PromptPlan plan;
-  if (context.policy == ContextPolicy::kRetrieve) {
-    plan.context = std::min(context.k, n_prefix);
-    plan.tokens = plan.context + 1;
-    plan.prompts = tasks * m;
-    plan.scores = 1;
-  } else {
-    plan.context = context.policy == ContextPolicy::kRandom ? std::min(context.k, n_prefix) : n_prefix;
-    plan.scores = m + 2 * (d + 1);
-    plan.tokens = plan.context + plan.scores;
-    plan.prompts = tasks;
-  }
-  plan.per_chunk = std::max<std::int64_t>(
-      1, static_cast<std::int64_t>(kChunkBytes / static_cast<std::size_t>(plan.tokens * width * 4)));
-  return plan;
-}
-
-// Runs one transformer over every task at prefix size n' and fills scores (and probe fits).
-void run_model(const model::Engine& engine, const data::Dataset& dataset, const EvalConfig& config,
-               std::int64_t n_prefix, PrefixResult& point, LearnerResult& learner,
-               std::vector<std::vector<double>>& probe_weights) {
-  const int d = static_cast<int>(dataset.dim());
-  const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries();
-  const std::int64_t width = engine.config().width;
-  point.scores.assign(static_cast<std::size_t>(tasks * m), 0.0f);
-  const auto start = Clock::now();
-  const PromptPlan plan = prompt_plan(config.context, n_prefix, tasks, m, d, width);
-
-  if (config.context.policy == ContextPolicy::kRetrieve) {
-    // Every query gets its own prompt: its k nearest examples, then itself.
-    const std::int64_t k = plan.context, prompt_tokens = plan.tokens, per_chunk = plan.per_chunk;
-    point.context = k;
-    std::vector<float> tokens, scores;
-    std::vector<float> cx(static_cast<std::size_t>(k * d)), cy(static_cast<std::size_t>(k));
-    for (std::int64_t first = 0; first < tasks * m; first += per_chunk) {
-      const std::int64_t count = std::min(per_chunk, tasks * m - first);
-      tokens.clear();
-      std::int64_t cached_task = -1;
-      std::vector<std::int64_t> nearest;
-      for (std::int64_t prompt = first; prompt < first + count; ++prompt) {
-        const std::int64_t task = prompt / m, q = prompt % m;
-        const auto x = dataset.x(task), y = dataset.y(task), queries = dataset.x_query(task);
-        if (task != cached_task) {
-          nearest = nearest_by_cosine(x, n_prefix, queries, m, d, k);
-          cached_task = task;
-        }
-        for (std::int64_t i = 0; i < k; ++i) {
-          const std::int64_t source = nearest[static_cast<std::size_t>(q * k + i)];
-          std::copy_n(x.begin() + source * d, d, cx.begin() + i * d);
-          cy[static_cast<std::size_t>(i)] = y[static_cast<std::size_t>(source)];
-        }
-        const std::vector<float> prompt_tokens_values =
-            model::icl_tokens(cx, cy, queries.subspan(static_cast<std::size_t>(q * d), static_cast<std::size_t>(d)), d);
-        tokens.insert(tokens.end(), prompt_tokens_values.begin(), prompt_tokens_values.end());
-      }
-      scores.resize(static_cast<std::size_t>(count));
-      engine.query_scores(tokens, count, prompt_tokens, k, scores);
-      std::copy(scores.begin(), scores.end(), point.scores.begin() + first);
-    }
-    learner.prompts += static_cast<double>(tasks * m);
-    learner.tokens += static_cast<double>(tasks * m * prompt_tokens);
-    learner.flops += engine.config().forward_flops(prompt_tokens, k) * static_cast<double>(tasks * m);
-    learner.seconds += seconds_since(start);
-    return;
-  }
-
-  // full / random:k: one prompt per task, its context then the queries then the probes.
-  const std::int64_t k = plan.context, prompt_tokens = plan.tokens, per_chunk = plan.per_chunk;
-  point.context = k;
-  const int probes = 2 * (d + 1);
-  std::vector<float> tokens, scores;
-  std::vector<float> cx(static_cast<std::size_t>(k * d)), cy(static_cast<std::size_t>(k));
-  std::vector<float> all_queries(static_cast<std::size_t>((m + probes) * d));
-  double worst_residual = 0;
-  bool linear = true;
-  probe_weights.assign(static_cast<std::size_t>(tasks), {});
-  for (std::int64_t first = 0; first < tasks; first += per_chunk) {
-    const std::int64_t count = std::min(per_chunk, tasks - first);
-    tokens.clear();
-    for (std::int64_t task = first; task < first + count; ++task) {
-      const auto x = dataset.x(task), y = dataset.y(task), queries = dataset.x_query(task);
-      const std::vector<std::int64_t> chosen =
-          config.context.policy == ContextPolicy::kRandom
-              ? random_subset(config.seed, static_cast<std::uint32_t>(task), n_prefix, k)
-              : std::vector<std::int64_t>();
-      for (std::int64_t i = 0; i < k; ++i) {
-        const std::int64_t source = chosen.empty() ? i : chosen[static_cast<std::size_t>(i)];
-        std::copy_n(x.begin() + source * d, d, cx.begin() + i * d);
-        cy[static_cast<std::size_t>(i)] = y[static_cast<std::size_t>(source)];
-      }
-      std::copy(queries.begin(), queries.end(), all_queries.begin());
-      const std::vector<float> probe = probe_queries(config.seed, static_cast<std::uint32_t>(task), d, probes);
-      std::copy(probe.begin(), probe.end(), all_queries.begin() + m * d);
-      const std::vector<float> prompt = model::icl_tokens(cx, cy, all_queries, d);
-      tokens.insert(tokens.end(), prompt.begin(), prompt.end());
-    }
-    scores.resize(static_cast<std::size_t>(count * (m + probes)));
-    engine.query_scores(tokens, count, prompt_tokens, k, scores);
-    for (std::int64_t b = 0; b < count; ++b) {
-      const std::int64_t task = first + b;
-      const float* row = scores.data() + b * (m + probes);
-      std::copy_n(row, m, point.scores.begin() + task * m);
-      const std::vector<float> probe = probe_queries(config.seed, static_cast<std::uint32_t>(task), d, probes);
-      ProbeFit fit = fit_linear(probe, std::span(row + m, static_cast<std::size_t>(probes)), d);
-      worst_residual = std::max(worst_residual, fit.residual);
-      linear = linear && fit.residual <= kLinearResidual;
-      probe_weights[static_cast<std::size_t>(task)] = std::move(fit.w);
-    }
-  }
-  point.linear = linear;
-  point.probe_residual = worst_residual;
-  learner.prompts += static_cast<double>(tasks);
-  learner.tokens += static_cast<double>(tasks * prompt_tokens);
-  learner.flops += engine.config().forward_flops(prompt_tokens, k) * static_cast<double>(tasks);
-  learner.seconds += seconds_since(start);
 }
 
 }  // namespace
@@ -320,7 +155,18 @@ EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
       if (progress) progress(++steps, total_steps);
     }
     for (std::size_t e = 0; e < engines.size(); ++e) {
-      run_model(*engines[e], dataset, config, n_prefix, points[e], result.learners[e], weights[e]);
+      const auto model_start = Clock::now();
+      TransformerRun run = run_transformer(*engines[e], dataset, config.context, config.seed, n_prefix);
+      LearnerResult& learner = result.learners[e];
+      learner.seconds += seconds_since(model_start);
+      learner.prompts += run.prompts;
+      learner.tokens += run.tokens;
+      learner.flops += run.flops;
+      points[e].context = run.context;
+      points[e].scores = std::move(run.scores);
+      points[e].linear = run.linear;
+      points[e].probe_residual = run.probe_residual;
+      weights[e] = std::move(run.probe_weights);
       if (progress) progress(++steps, total_steps);
     }
 
