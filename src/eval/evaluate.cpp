@@ -3,8 +3,10 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <memory>
 
 #include "eval/prompts.hpp"
 #include "model/engine.hpp"
@@ -26,15 +28,72 @@ bool rotation_invariant(const data::TaskSpec& spec) {
                               spec.family == data::Family::kScaled);
 }
 
-// A non-finite score predicts nothing: it gets label 0, which matches no true label (+-1), so it
-// counts as an error (and as a disagreement with every finite head).
-float label_of(float score) { return std::isfinite(score) ? (score >= 0.0f ? 1.0f : -1.0f) : 0.0f; }
-
 Metric summarize_metric(std::vector<double> per_task, const EvalConfig& config) {
   Metric metric;
   metric.summary = summarize(per_task, config.delta, config.seed, config.bootstrap);
   metric.per_task = std::move(per_task);
   return metric;
+}
+
+
+// One head trained on the first n' examples of every task (in parallel over tasks): its query
+// scores, and its weight vector per task ([T][d], empty for knn).
+void run_head(const heads::HeadSpec& spec, const data::Dataset& dataset, std::int64_t n_prefix,
+              PrefixResult& point, std::vector<std::vector<double>>& weights) {
+  const int d = static_cast<int>(dataset.dim());
+  const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries();
+  point.context = n_prefix;
+  point.scores.assign(static_cast<std::size_t>(tasks * m), 0.0f);
+  weights.assign(static_cast<std::size_t>(tasks), {});
+  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, tasks, 1),
+                    [&](const tbb::blocked_range<std::int64_t>& range) {
+                      for (std::int64_t task = range.begin(); task < range.end(); ++task) {
+                        const heads::TaskData data{
+                            dataset.x(task).first(static_cast<std::size_t>(n_prefix * d)),
+                            dataset.y(task).first(static_cast<std::size_t>(n_prefix)),
+                            dataset.w_star(task), d};
+                        heads::TrainedHead trained = heads::train(spec, data);
+                        heads::predict(spec, trained, data, dataset.x_query(task),
+                                       std::span(point.scores).subspan(static_cast<std::size_t>(task * m),
+                                                                       static_cast<std::size_t>(m)));
+                        weights[static_cast<std::size_t>(task)] = std::move(trained.w);
+                      }
+                    });
+}
+
+// The metrics of one learner at one n' from its scores (and weight vectors, where it has them):
+// per-task error, noisy error, exact error and disagreement with every head, then their summaries.
+void add_metrics(PrefixResult& point, const std::vector<std::vector<double>>& weights,
+                 std::span<const PrefixResult> head_points, const data::Dataset& dataset,
+                 const EvalConfig& config, bool exact_applies) {
+  const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries();
+  const auto task_scores = [m](const PrefixResult& p, std::int64_t task) {
+    return std::span(p.scores).subspan(static_cast<std::size_t>(task * m), static_cast<std::size_t>(m));
+  };
+  const bool has_noisy = !dataset.y_query_noisy(0).empty();
+  const bool linear_weights = !weights.empty() && !weights[0].empty() && point.linear.value_or(true);
+  const bool exact_here = exact_applies && linear_weights;
+  std::vector<double> err(static_cast<std::size_t>(tasks)), noisy, exact;
+  if (has_noisy) noisy.resize(static_cast<std::size_t>(tasks));
+  if (exact_here) exact.resize(static_cast<std::size_t>(tasks));
+  for (std::int64_t task = 0; task < tasks; ++task) {
+    const auto scores = task_scores(point, task);
+    point.nonfinite_tasks += std::any_of(scores.begin(), scores.end(), [](float s) { return !std::isfinite(s); });
+    const auto t = static_cast<std::size_t>(task);
+    err[t] = error_rate(scores, dataset.y_query(task));
+    if (has_noisy) noisy[t] = error_rate(scores, dataset.y_query_noisy(task));
+    if (exact_here) exact[t] = angle_error(weights[t], dataset.w_star(task));
+  }
+  point.err = summarize_metric(std::move(err), config);
+  if (has_noisy) point.err_noisy = summarize_metric(std::move(noisy), config);
+  if (exact_here) point.exact_err = summarize_metric(std::move(exact), config);
+  for (std::size_t h = 0; h < head_points.size(); ++h) {
+    std::vector<double> dis(static_cast<std::size_t>(tasks));
+    for (std::int64_t task = 0; task < tasks; ++task) {
+      dis[static_cast<std::size_t>(task)] = disagreement_rate(task_scores(point, task), task_scores(head_points[h], task));
+    }
+    point.dis.emplace_back(config.heads[h].name, summarize_metric(std::move(dis), config));
+  }
 }
 
 }  // namespace
@@ -125,33 +184,15 @@ EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
 
   const std::int64_t total_steps = static_cast<std::int64_t>(result.grid.size() * result.learners.size());
   std::int64_t steps = 0;
+  const std::size_t first_head = engines.size();
   for (std::int64_t n_prefix : result.grid) {
     // Heads first: every learner's disagreement is measured against them.
     std::vector<std::vector<std::vector<double>>> weights(result.learners.size());
     std::vector<PrefixResult> points(result.learners.size());
     for (std::size_t h = 0; h < config.heads.size(); ++h) {
-      const heads::HeadSpec& spec = config.heads[h];
-      const std::size_t index = engines.size() + h;
-      PrefixResult& point = points[index];
-      point.n = point.context = n_prefix;
-      point.scores.assign(static_cast<std::size_t>(tasks * m), 0.0f);
-      weights[index].assign(static_cast<std::size_t>(tasks), {});
       const auto head_start = Clock::now();
-      tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, tasks, 1),
-                        [&](const tbb::blocked_range<std::int64_t>& range) {
-                          for (std::int64_t task = range.begin(); task < range.end(); ++task) {
-                            const heads::TaskData data{
-                                dataset.x(task).first(static_cast<std::size_t>(n_prefix * d)),
-                                dataset.y(task).first(static_cast<std::size_t>(n_prefix)),
-                                dataset.w_star(task), d};
-                            heads::TrainedHead trained = heads::train(spec, data);
-                            heads::predict(spec, trained, data, dataset.x_query(task),
-                                           std::span(point.scores).subspan(static_cast<std::size_t>(task * m),
-                                                                           static_cast<std::size_t>(m)));
-                            weights[index][static_cast<std::size_t>(task)] = std::move(trained.w);
-                          }
-                        });
-      result.learners[index].seconds += seconds_since(head_start);
+      run_head(config.heads[h], dataset, n_prefix, points[first_head + h], weights[first_head + h]);
+      result.learners[first_head + h].seconds += seconds_since(head_start);
       if (progress) progress(++steps, total_steps);
     }
     for (std::size_t e = 0; e < engines.size(); ++e) {
@@ -170,50 +211,10 @@ EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
       if (progress) progress(++steps, total_steps);
     }
 
-    // Metrics: per task, then summaries.
+    const std::span<const PrefixResult> head_points = std::span(points).subspan(first_head);
     for (std::size_t l = 0; l < result.learners.size(); ++l) {
-      PrefixResult& point = points[l];
-      point.n = n_prefix;
-      std::vector<double> err(static_cast<std::size_t>(tasks)), noisy, exact;
-      const bool has_noisy = !dataset.y_query_noisy(0).empty();
-      if (has_noisy) noisy.resize(static_cast<std::size_t>(tasks));
-      const bool linear_weights = !weights[l].empty() && !weights[l][0].empty() &&
-                                  (!point.linear.has_value() || *point.linear);
-      const bool exact_here = result.exact_applies && linear_weights;
-      if (exact_here) exact.resize(static_cast<std::size_t>(tasks));
-      for (std::int64_t task = 0; task < tasks; ++task) {
-        const auto truth = dataset.y_query(task);
-        const float* scores = point.scores.data() + task * m;
-        std::int64_t wrong = 0, wrong_noisy = 0;
-        bool nonfinite = false;
-        for (std::int64_t q = 0; q < m; ++q) {
-          nonfinite = nonfinite || !std::isfinite(scores[q]);
-          wrong += label_of(scores[q]) != truth[static_cast<std::size_t>(q)];
-          if (has_noisy) wrong_noisy += label_of(scores[q]) != dataset.y_query_noisy(task)[static_cast<std::size_t>(q)];
-        }
-        point.nonfinite_tasks += nonfinite;
-        err[static_cast<std::size_t>(task)] = static_cast<double>(wrong) / static_cast<double>(m);
-        if (has_noisy) noisy[static_cast<std::size_t>(task)] = static_cast<double>(wrong_noisy) / static_cast<double>(m);
-        if (exact_here) {
-          exact[static_cast<std::size_t>(task)] = angle_error(weights[l][static_cast<std::size_t>(task)], dataset.w_star(task));
-        }
-      }
-      point.err = summarize_metric(std::move(err), config);
-      if (has_noisy) point.err_noisy = summarize_metric(std::move(noisy), config);
-      if (exact_here) point.exact_err = summarize_metric(std::move(exact), config);
-      for (std::size_t h = 0; h < config.heads.size(); ++h) {
-        const PrefixResult& head = points[engines.size() + h];
-        std::vector<double> dis(static_cast<std::size_t>(tasks));
-        for (std::int64_t task = 0; task < tasks; ++task) {
-          std::int64_t differ = 0;
-          for (std::int64_t q = 0; q < m; ++q) {
-            const std::size_t at = static_cast<std::size_t>(task * m + q);
-            differ += label_of(point.scores[at]) != label_of(head.scores[at]);
-          }
-          dis[static_cast<std::size_t>(task)] = static_cast<double>(differ) / static_cast<double>(m);
-        }
-        point.dis.emplace_back(config.heads[h].name, summarize_metric(std::move(dis), config));
-      }
+      points[l].n = n_prefix;
+      add_metrics(points[l], weights[l], head_points, dataset, config, result.exact_applies);
     }
     // Only now: the disagreement of every learner above reads the heads' scores.
     for (std::size_t l = 0; l < result.learners.size(); ++l) {

@@ -97,6 +97,18 @@ Interval percentile_interval(std::vector<double> values, double confidence) {
   return {at(tail), at(1 - tail)};
 }
 
+double error_rate(std::span<const float> scores, std::span<const float> labels) {
+  std::int64_t wrong = 0;
+  for (std::size_t q = 0; q < scores.size(); ++q) wrong += predicted_label(scores[q]) != labels[q];
+  return static_cast<double>(wrong) / static_cast<double>(scores.size());
+}
+
+double disagreement_rate(std::span<const float> a, std::span<const float> b) {
+  std::int64_t differ = 0;
+  for (std::size_t q = 0; q < a.size(); ++q) differ += predicted_label(a[q]) != predicted_label(b[q]);
+  return static_cast<double>(differ) / static_cast<double>(a.size());
+}
+
 double angle_error(std::span<const double> w, std::span<const float> w_star) {
   double dot = 0, w_norm = 0, star_norm = 0;
   for (std::size_t j = 0; j < w.size(); ++j) {
