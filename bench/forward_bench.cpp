@@ -19,6 +19,7 @@
 #include "eval/evaluate.hpp"
 #include "model/constructions.hpp"
 #include "model/engine.hpp"
+#include "model/resolve.hpp"
 #include "util/philox.hpp"
 
 namespace iclbench::bench {
@@ -100,12 +101,13 @@ void BM_Eval(benchmark::State& state) {
   spec.n_tasks = 64;
   spec.seed = 3;
   const data::Dataset dataset = data::Dataset::generate_unnamed(spec);
-  eval::EvalConfig config;
-  config.models = {kEvalLearners[state.range(0)]};
-  eval::evaluate(dataset, config);  // warm-up, untimed: fills oneDNN's primitive cache
+  const eval::EvalConfig config;
+  const std::vector<model::ModelSource> models = {
+      model::ModelSource::resolve(kEvalLearners[state.range(0)], static_cast<int>(spec.dim), 0)};
+  eval::evaluate(dataset, models, config);  // warm-up, untimed: fills oneDNN's primitive cache
   double flops = 0;
   for (auto _ : state) {
-    const eval::EvalResult result = eval::evaluate(dataset, config);
+    const eval::EvalResult result = eval::evaluate(dataset, models, config);
     flops = result.learners.front().flops;
     benchmark::DoNotOptimize(result.learners.data());
   }

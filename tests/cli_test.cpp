@@ -154,16 +154,19 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"speed", "--model", "gd-ls", "--batch", "0"}, "must be >= 1"},
       {{"speed", "--model", (dir / "nope.safetensors").string()}, "cannot open"},
       {{"eval", "--d", "4", "--tasks", "2", "--heads", "logit", "--out", out}, "unknown head 'logit'"},
-      {{"eval", "--d", "4", "--tasks", "2", "--context", "near:3", "--out", out}, "unknown --context"},
+      {{"eval", "--d", "4", "--tasks", "2", "--context", "near:3", "--out", out}, "--context 'near:3' is unknown; use full, random:K or retrieve:K"},
       {{"eval", "--d", "4", "--n", "10", "--tasks", "2", "--n-grid", "5,11", "--out", out},
-       "--n-grid entry 11 is outside"},
+       "--n-grid entry 11 is outside [1, N = 10]"},
       {{"eval", "--d", "4", "--tasks", "2", "--model", "gd-ls:L=-1", "--out", out}, "L must be"},
       {{"eval", "--d", "4", "--tasks", "2", "--model", "encoder", "--out", out}, "no readout slot"},
       {{"eval", "--d", "0", "--out", out}, "--d must be in [1,"},
       {{"eval", "--data", (dir / "missing.safetensors").string(), "--out", out}, "cannot open"},
       {{"eval", "--data", "x.safetensors", "--d", "4", "--out", out}, "not both"},
       {{"eval", "--generate", "--d 4 --bogus 3", "--out", out}, "--generate"},
-      {{"eval", "--d", "4", "--tasks", "2", "--delta", "1.5", "--out", out}, "--delta must be in (0, 1)"},
+      {{"eval", "--d", "4", "--tasks", "2", "--delta", "1.5", "--out", out}, "--delta must be in (0, 1), got 1.5"},
+      {{"eval", "--d", "4", "--tasks", "2", "--bootstrap", "49", "--out", out}, "--bootstrap must be in [50, 10^5] resamples, got 49"},
+      {{"bounds", "--bootstrap", "100001", "--out", out}, "--bootstrap must be in [50, 10^5] resamples, got 100001"},
+      {{"eval", "--d", "4", "--tasks", "2", "--context", "random:0", "--out", out}, "--context random:0: K must be a positive integer"},
       {{"eval", "--d", "64", "--n", "1000000", "--tasks", "100000", "--out", out}, "TB of memory, but"},
       // Softmax attention over 8e7 context tokens: the score tiles alone need ~160 GB.
       {{"eval", "--d", "8", "--n", "80000000", "--tasks", "1", "--queries", "1", "--model", "kernel:beta=1",
@@ -210,7 +213,7 @@ TEST(Cli, MemoryEstimateCoversThePeakOfARun) {
   const fs::path dir = fresh_dir("memory");
   const std::vector<std::string> args = {"--threads", "2", "eval", "--family", "gaussian", "--d", "8",
                                          "--n", "60000", "--tasks", "2", "--queries", "16", "--model",
-                                         "kernel:beta=1", "--heads", "logistic", "--bootstrap", "10",
+                                         "kernel:beta=1", "--heads", "logistic", "--bootstrap", "50",
                                          "--out", (dir / "r.json").string()};
   std::vector<std::string> refused_args = {"--max-memory", "0.000001"};
   refused_args.insert(refused_args.end(), args.begin(), args.end());

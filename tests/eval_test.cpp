@@ -12,7 +12,9 @@
 #include "eval/evaluate.hpp"
 #include "eval/metrics.hpp"
 #include "eval/report.hpp"
+#include "model/resolve.hpp"
 #include "runtime/memory.hpp"
+#include "util/errors.hpp"
 #include "util/philox.hpp"
 
 namespace iclbench::eval {
@@ -34,6 +36,14 @@ data::Dataset make_dataset(const std::string& name, int d, int n, int m, int tas
   options.overwrite = io::Overwrite::kAllow;
   data::write_dataset(spec, path, options);
   return data::Dataset::open(path);
+}
+
+// The transformers named by `texts`, for the data set's d (as the command line resolves them).
+std::vector<model::ModelSource> models(const std::vector<std::string>& texts, std::int64_t d,
+                                       std::uint64_t seed = 0) {
+  std::vector<model::ModelSource> sources;
+  for (const std::string& text : texts) sources.push_back(model::ModelSource::resolve(text, static_cast<int>(d), seed));
+  return sources;
 }
 
 const LearnerResult& learner(const EvalResult& result, const std::string& name) {
@@ -136,10 +146,9 @@ TEST(Context, RetrieveFindsTheTrueNearestByCosine) {
 TEST(Evaluate, OneStepGdLsPredictsLikeTheAveragingHead) {
   const data::Dataset dataset = make_dataset("avg", 8, 64, 200, 20);
   EvalConfig config;
-  config.models = {"gd-ls:L=1,eta=0.7"};
   config.heads = heads::parse_heads("avg");
   config.bootstrap = 100;
-  const EvalResult result = evaluate(dataset, config);
+  const EvalResult result = evaluate(dataset, models({"gd-ls:L=1,eta=0.7"}, dataset.dim()), config);
   const PrefixResult& point = learner(result, "gd-ls:L=1,eta=0.7").grid.back();
   EXPECT_EQ(dis(point, "avg").summary.mean, 0.0);
   EXPECT_TRUE(point.linear.value());
@@ -154,10 +163,10 @@ TEST(Evaluate, OneStepGdLsPredictsLikeTheAveragingHead) {
 TEST(Evaluate, GdLsConvergesToLeastSquares) {
   const data::Dataset dataset = make_dataset("ls", 8, 64, 500, 10, 0.1);
   EvalConfig config;
-  config.models = {"gd-ls:L=5,eta=0.5", "gd-ls:L=400,eta=0.5"};
   config.heads = heads::parse_heads("ls");
   config.bootstrap = 100;
-  const EvalResult result = evaluate(dataset, config);
+  const EvalResult result =
+      evaluate(dataset, models({"gd-ls:L=5,eta=0.5", "gd-ls:L=400,eta=0.5"}, dataset.dim()), config);
   const double few = dis(learner(result, "gd-ls:L=5,eta=0.5").grid.back(), "ls").summary.mean;
   const double many = dis(learner(result, "gd-ls:L=400,eta=0.5").grid.back(), "ls").summary.mean;
   // eta lambda_max(S) < 2 here, and (1 - eta lambda_min)^400 is ~1e-30: GD has reached the
@@ -174,7 +183,7 @@ TEST(Evaluate, ExactAngleErrorMatchesMonteCarlo) {
   EvalConfig config;
   config.heads = heads::parse_heads("avg,ls,logistic");
   config.bootstrap = 100;
-  const EvalResult result = evaluate(dataset, config);
+  const EvalResult result = evaluate(dataset, {}, config);
   EXPECT_TRUE(result.exact_applies);
   for (const LearnerResult& head : result.learners) {
     const PrefixResult& point = head.grid.back();
@@ -191,7 +200,6 @@ TEST(Evaluate, IdenticalAcrossThreadCountsAndPolicies) {
   const data::Dataset dataset = make_dataset("threads", 5, 60, 30, 12, 0.1);
   for (const char* context : {"full", "random:20", "retrieve:9"}) {
     EvalConfig config;
-    config.models = {"gd-hinge:L=30,eta=1", "kernel:beta=1"};
     config.heads = heads::parse_heads("logistic,svm,knn");
     config.context = parse_context(context);
     config.n_grid = {20, 60};
@@ -199,7 +207,7 @@ TEST(Evaluate, IdenticalAcrossThreadCountsAndPolicies) {
     config.seed = 4;
     auto run = [&](int threads) {
       tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
-      return evaluate(dataset, config);
+      return evaluate(dataset, models({"gd-hinge:L=30,eta=1", "kernel:beta=1"}, dataset.dim()), config);
     };
     const EvalResult one = run(1), two = run(2);
     ASSERT_EQ(one.learners.size(), two.learners.size());
@@ -222,10 +230,10 @@ TEST(Evaluate, IdenticalAcrossThreadCountsAndPolicies) {
 TEST(Evaluate, DivergingLearnersAreReportedNotAveraged) {
   const data::Dataset dataset = make_dataset("diverge", 6, 50, 20, 8);
   EvalConfig config;
-  config.models = {"gd-ls:L=400,eta=50", "gd-ls:L=1"};  // eta lambda_max >> 2: overflows
   config.heads = heads::parse_heads("avg");
   config.bootstrap = 50;
-  const EvalResult result = evaluate(dataset, config);
+  // eta lambda_max >> 2: the first overflows
+  const EvalResult result = evaluate(dataset, models({"gd-ls:L=400,eta=50", "gd-ls:L=1"}, dataset.dim()), config);
   const PrefixResult& diverged = result.learners[0].grid.back();
   EXPECT_EQ(diverged.nonfinite_tasks, 8);
   EXPECT_EQ(diverged.err.summary.mean, 1.0);  // no finite prediction: every query wrong
@@ -234,17 +242,43 @@ TEST(Evaluate, DivergingLearnersAreReportedNotAveraged) {
   EXPECT_EQ(to_json(result)["learners"]["gd-ls:L=400,eta=50"]["nonfinite_tasks"], 8);
 }
 
-TEST(Evaluate, RejectsBadGridsAndModels) {
+TEST(Evaluate, RejectsBadGridsModelsAndSummaryParameters) {
   const data::Dataset dataset = make_dataset("bad", 4, 10, 5, 2);
   EvalConfig config;
   config.heads = heads::parse_heads("avg");
+  auto rejects = [&](const EvalConfig& bad, const std::string& parameter) {
+    try {
+      evaluate(dataset, {}, bad);
+      ADD_FAILURE() << "accepted a bad " << parameter;
+    } catch (const util::ParameterError& error) {
+      EXPECT_EQ(error.parameter(), parameter) << error.what();
+    }
+  };
+  EXPECT_NO_THROW(validate(config, dataset.spec(), {}));
   config.n_grid = {0};
-  EXPECT_THROW(evaluate(dataset, config), std::invalid_argument);
+  rejects(config, "n_grid");
   config.n_grid = {11};
-  EXPECT_THROW(evaluate(dataset, config), std::invalid_argument);
-  config.n_grid = {};
-  config.models = {"encoder:D=8,H=2,F=8,layers=1"};
-  EXPECT_THROW(evaluate(dataset, config), std::invalid_argument);
+  rejects(config, "n_grid");
+  config.n_grid = {10};
+  EXPECT_NO_THROW(validate(config, dataset.spec(), {}));
+  for (double delta : {0.0, 1.0, std::nan("")}) {
+    EvalConfig bad = config;
+    bad.delta = delta;
+    rejects(bad, "delta");
+  }
+  // The one range of bootstrap resamples, for eval and the bounds sweep alike.
+  for (int resamples : {kMinResamples - 1, kMaxResamples + 1}) {
+    EvalConfig bad = config;
+    bad.bootstrap = resamples;
+    rejects(bad, "bootstrap");
+  }
+  for (int resamples : {kMinResamples, kMaxResamples}) {
+    EvalConfig good = config;
+    good.bootstrap = resamples;
+    EXPECT_NO_THROW(validate(good, dataset.spec(), {}));
+  }
+  EXPECT_THROW(evaluate(dataset, models({"encoder:D=8,H=2,F=8,layers=1"}, 4), config), std::invalid_argument);
+  EXPECT_THROW(evaluate(dataset, {}, EvalConfig{}), std::invalid_argument);  // nothing to evaluate
 }
 
 // The memory check: refuses above the budget with the estimate and the remedy in the message,
@@ -284,17 +318,16 @@ TEST(Memory, EvalEstimateFollowsTheRunsShape) {
   spec.n_examples = 20000;
   spec.n_queries = 16;
   spec.n_tasks = 4;
-  EvalConfig linear, softmax;
-  linear.models = {"gd-ls:L=1"};
-  softmax.models = {"kernel:beta=1"};
-  const auto base = estimate_memory_bytes(spec, softmax, 1);
-  EXPECT_GT(base, estimate_memory_bytes(spec, linear, 1));
+  const EvalConfig config;
+  const auto linear = models({"gd-ls:L=1"}, spec.dim), softmax = models({"kernel:beta=1"}, spec.dim);
+  const auto base = estimate_memory_bytes(spec, softmax, config, 1);
+  EXPECT_GT(base, estimate_memory_bytes(spec, linear, config, 1));
   // Two threads: one more [256, 20000] f32 score tile (20.5 MB), give or take the other scratch.
-  const double per_thread = static_cast<double>(estimate_memory_bytes(spec, softmax, 2) - base);
+  const double per_thread = static_cast<double>(estimate_memory_bytes(spec, softmax, config, 2) - base);
   EXPECT_NEAR(per_thread, 256.0 * 20000 * 4, 1e6);
   data::TaskSpec more_tasks = spec;
   more_tasks.n_tasks = 400;
-  EXPECT_GT(estimate_memory_bytes(more_tasks, softmax, 1), base);
+  EXPECT_GT(estimate_memory_bytes(more_tasks, softmax, config, 1), base);
 }
 
 }  // namespace

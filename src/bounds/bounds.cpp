@@ -13,6 +13,7 @@
 #include "eval/evaluate.hpp"
 #include "heads/heads.hpp"
 #include "io/atomic_file.hpp"
+#include "model/resolve.hpp"
 #include "util/philox.hpp"
 #include "util/text.hpp"
 
@@ -106,14 +107,16 @@ PointResult PointResult::from_json(const nlohmann::json& json) {
 }
 
 namespace {
-// The task set and the evaluation of one sweep point.
+// The task set, the learners and the evaluation of one sweep point.
 struct PointInputs {
   data::TaskSpec spec;
+  std::vector<model::ModelSource> models;
   eval::EvalConfig eval_config;
 };
 
 PointInputs point_inputs(const BoundsConfig& config, const PointKey& key) {
-  data::TaskSpec spec;
+  PointInputs inputs;
+  data::TaskSpec& spec = inputs.spec;
   spec.family = *data::parse_family(config.family);
   spec.dim = key.d;
   spec.n_examples = config.n_grid.back();
@@ -122,8 +125,10 @@ PointInputs point_inputs(const BoundsConfig& config, const PointKey& key) {
   spec.seed = point_seed(config.seed, key);
   spec.scale = data::default_scale(spec.family);
   if (spec.family == data::Family::kSkewed) spec.kappa = 10.0;
-  eval::EvalConfig eval_config;
-  eval_config.models = config.models;
+  for (const std::string& text : config.models) {
+    inputs.models.push_back(model::ModelSource::resolve(text, key.d, spec.seed));
+  }
+  eval::EvalConfig& eval_config = inputs.eval_config;
   std::string joined;
   for (const auto& head : config.heads) joined += (joined.empty() ? "" : ",") + head;
   eval_config.heads = heads::parse_heads(joined);
@@ -140,8 +145,9 @@ PointInputs point_inputs(const BoundsConfig& config, const PointKey& key) {
   }
   eval_config.delta = config.delta;
   eval_config.seed = spec.seed;
-  eval_config.bootstrap = 50;  // summaries here are not used: the analysis bootstraps itself
-  return {spec, eval_config};
+  // The fewest resamples eval takes: its summaries are not used, the analysis bootstraps itself.
+  eval_config.bootstrap = eval::kMinResamples;
+  return inputs;
 }
 }  // namespace
 
@@ -150,21 +156,22 @@ std::uint64_t estimate_memory_bytes(const BoundsConfig& config, int threads) {
   // into the page cache) and its evaluation.
   std::uint64_t peak = 0;
   for (const PointKey& key : sweep_points(config)) {
-    const auto [spec, eval_config] = point_inputs(config, key);
-    peak = std::max(peak, spec.dataset_bytes() + eval::estimate_memory_bytes(spec, eval_config, threads));
+    const PointInputs inputs = point_inputs(config, key);
+    peak = std::max(peak, inputs.spec.dataset_bytes() +
+                              eval::estimate_memory_bytes(inputs.spec, inputs.models, inputs.eval_config, threads));
   }
   return peak;
 }
 
 PointResult run_point(const BoundsConfig& config, const PointKey& key) {
-  const auto [spec, eval_config] = point_inputs(config, key);
-  const data::Dataset dataset = data::Dataset::generate_unnamed(spec);
-  const eval::EvalResult evaluated = eval::evaluate(dataset, eval_config);
+  const PointInputs inputs = point_inputs(config, key);
+  const data::Dataset dataset = data::Dataset::generate_unnamed(inputs.spec);
+  const eval::EvalResult evaluated = eval::evaluate(dataset, inputs.models, inputs.eval_config);
 
   PointResult result;
   result.key = key;
   result.n = evaluated.grid;
-  const std::string reference = eval_config.heads.front().name;
+  const std::string reference = inputs.eval_config.heads.front().name;
   for (const eval::LearnerResult& learner : evaluated.learners) {
     Curve curve;
     curve.learner = learner.name;

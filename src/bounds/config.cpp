@@ -3,6 +3,7 @@
 
 #include "bounds/bounds.hpp"
 #include "data_gen/task_generator.hpp"
+#include "eval/metrics.hpp"
 #include "heads/heads.hpp"
 #include "util/errors.hpp"
 #include "util/text.hpp"
@@ -78,8 +79,8 @@ void BoundsConfig::validate() const {
   require(!heads.empty(), "heads", "must name at least the reference head (the first)");
   require(tasks >= 10 && tasks <= 100000, "tasks", "must be in [10, 10^5], got " + std::to_string(tasks));
   require(queries >= 1 && queries <= 1'000'000, "queries", "must be in [1, 10^6], got " + std::to_string(queries));
-  require(delta > 0 && delta < 1, "delta", "must be in (0, 1)");
-  require(bootstrap >= 50 && bootstrap <= 100000, "bootstrap", "must be in [50, 10^5]");
+  eval::check_delta(delta);
+  eval::check_resamples(bootstrap);
   require(data::parse_family(family).has_value(), "family",
           "'" + family + "' is unknown; choose one of " + data::family_names());
   heads::parse_heads([&] {

@@ -21,12 +21,12 @@ ContextSpec parse_context(std::string_view text) {
   } else if (name == "retrieve") {
     spec.policy = ContextPolicy::kRetrieve;
   } else {
-    throw ContextError("unknown --context '" + std::string(text) + "'; use full, random:K or retrieve:K");
+    throw ContextError("context", "'" + std::string(text) + "' is unknown; use full, random:K or retrieve:K");
   }
   const std::string_view value = colon == std::string_view::npos ? "" : text.substr(colon + 1);
   const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), spec.k);
   if (value.empty() || error != std::errc() || end != value.data() + value.size() || spec.k < 1) {
-    throw ContextError("--context " + std::string(text) + ": K must be a positive integer");
+    throw ContextError("context", std::string(text) + ": K must be a positive integer");
   }
   return spec;
 }

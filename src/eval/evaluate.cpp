@@ -10,8 +10,8 @@
 
 #include "eval/prompts.hpp"
 #include "model/engine.hpp"
-#include "model/resolve.hpp"
 #include "runtime/threading.hpp"
+#include "util/errors.hpp"
 
 namespace iclbench::eval {
 namespace {
@@ -28,13 +28,16 @@ bool rotation_invariant(const data::TaskSpec& spec) {
                               spec.family == data::Family::kScaled);
 }
 
+std::vector<std::int64_t> prefix_grid(const EvalConfig& config, const data::TaskSpec& data) {
+  return config.n_grid.empty() ? std::vector<std::int64_t>{data.n_examples} : config.n_grid;
+}
+
 Metric summarize_metric(std::vector<double> per_task, const EvalConfig& config) {
   Metric metric;
   metric.summary = summarize(per_task, config.delta, config.seed, config.bootstrap);
   metric.per_task = std::move(per_task);
   return metric;
 }
-
 
 // One head trained on the first n' examples of every task (in parallel over tasks): its query
 // scores, and its weight vector per task ([T][d], empty for knn).
@@ -98,11 +101,31 @@ void add_metrics(PrefixResult& point, const std::vector<std::vector<double>>& we
 
 }  // namespace
 
-std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, const EvalConfig& config, int threads) {
+void validate(const EvalConfig& config, const data::TaskSpec& data, std::span<const model::ModelSource> models) {
+  if (models.empty() && config.heads.empty()) {
+    throw std::invalid_argument("nothing to evaluate: no models and no heads");
+  }
+  for (std::int64_t n : config.n_grid) {
+    util::require(n >= 1 && n <= data.n_examples, "n_grid",
+                  "entry " + std::to_string(n) + " is outside [1, N = " + std::to_string(data.n_examples) + "]");
+  }
+  check_delta(config.delta);
+  check_resamples(config.bootstrap);
+  for (const model::ModelSource& source : models) {
+    const model::ModelConfig& model_config = source.config();
+    if (model_config.readout < 0 || model_config.input_dim != data.dim) {
+      throw std::invalid_argument("model '" + source.text() + "' has no readout slot for d = " +
+                                  std::to_string(data.dim) + " (eval needs an in-context learner)");
+    }
+  }
+}
+
+std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, std::span<const model::ModelSource> models,
+                                    const EvalConfig& config, int threads) {
   const std::int64_t tasks = data.n_tasks, m = data.n_queries, n_total = data.n_examples;
   const int d = static_cast<int>(data.dim);
-  const std::vector<std::int64_t> grid = config.n_grid.empty() ? std::vector<std::int64_t>{n_total} : config.n_grid;
-  const auto learners = static_cast<std::uint64_t>(config.models.size() + config.heads.size());
+  const std::vector<std::int64_t> grid = prefix_grid(config, data);
+  const auto learners = static_cast<std::uint64_t>(models.size() + config.heads.size());
   const auto bytes = [](std::int64_t count, std::size_t size) { return static_cast<std::uint64_t>(count) * size; };
   // Kept to the end: every learner's scores and per-task metrics (error, noisy and exact error,
   // one disagreement per head) at every grid point.
@@ -113,9 +136,8 @@ std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, const EvalConfig
   // Engines live side by side; each keeps the buffers of its largest grid point (plans are
   // replaced, not accumulated) plus its weights. Token chunks are transient: one at a time.
   std::uint64_t transient = 0;
-  for (const std::string& spec : config.models) {
-    // The config alone: sizing a run builds no weights.
-    const model::ModelConfig model_config = model::ModelSource::resolve(spec, d, config.seed).config();
+  for (const model::ModelSource& source : models) {
+    const model::ModelConfig& model_config = source.config();
     model::EngineOptions options;
     options.bf16 = config.bf16;
     std::uint64_t engine_peak = 0;
@@ -127,8 +149,7 @@ std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, const EvalConfig
                                                                        plan.context, chunk, threads));
       // The chunk's tokens, one prompt being assembled, and the chunk's scores.
       transient = std::max(transient, bytes(chunk * plan.tokens * model_config.width, 4) +
-                                          bytes(plan.tokens * model_config.width, 4) +
-                                          bytes(chunk * plan.scores, 4));
+                                          bytes(plan.tokens * model_config.width, 4) + bytes(chunk * plan.scores, 4));
     }
     total += engine_peak + bytes(model_config.parameter_count(), 4 + (config.bf16 ? 2 : 4));
   }
@@ -142,42 +163,26 @@ std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, const EvalConfig
   return total + transient;
 }
 
-EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
-                    const util::ProgressCallback& progress) {
+EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSource> models,
+                    const EvalConfig& config, const util::ProgressCallback& progress) {
   const auto start = Clock::now();
+  validate(config, dataset.spec(), models);
   EvalResult result;
   result.data = dataset.spec();
   result.config = config;
   result.exact_applies = rotation_invariant(dataset.spec());
   result.threads = runtime::active_threads();
-  const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries(), n_total = dataset.n_examples();
-  const int d = static_cast<int>(dataset.dim());
-  result.grid = config.n_grid.empty() ? std::vector<std::int64_t>{n_total} : config.n_grid;
-  for (std::int64_t n : result.grid) {
-    if (n < 1 || n > n_total) {
-      throw std::invalid_argument("--n-grid entry " + std::to_string(n) +
-                                  " is outside [1, N = " + std::to_string(n_total) + "]");
-    }
-  }
-  if (config.models.empty() && config.heads.empty()) {
-    throw std::invalid_argument("nothing to evaluate: give --model and/or --heads");
-  }
-  if (!(config.delta > 0 && config.delta < 1)) {
-    throw std::invalid_argument("--delta must be in (0, 1)");
-  }
+  result.grid = prefix_grid(config, dataset.spec());
 
-  // Build every transformer first, so that a bad spec fails before any work.
+  // Build every transformer first, so that a bad model file fails before any work.
   std::vector<std::unique_ptr<model::Engine>> engines;
-  for (const std::string& spec : config.models) {
-    model::Model built = model::ModelSource::resolve(spec, d, config.seed).build();
-    if (built.config.readout < 0 || built.config.input_dim != d) {
-      throw std::invalid_argument("model '" + spec + "' has no readout slot for d = " +
-                                  std::to_string(d) + " (eval needs an in-context learner)");
-    }
+  for (const model::ModelSource& source : models) {
+    model::Model built = source.build();
     model::EngineOptions options;
     options.bf16 = config.bf16;
-    std::string name = built.config.name.empty() ? spec : built.config.name;
+    std::string name = built.config.name.empty() ? source.text() : built.config.name;
     engines.push_back(std::make_unique<model::Engine>(std::move(built.config), std::move(built.weights), options));
+    result.models.push_back(source.text());
     result.learners.push_back({name, true, {}, 0, 0, 0, 0});
   }
   for (const heads::HeadSpec& head : config.heads) result.learners.push_back({head.name, false, {}, 0, 0, 0, 0});
@@ -210,7 +215,6 @@ EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
       weights[e] = std::move(run.probe_weights);
       if (progress) progress(++steps, total_steps);
     }
-
     const std::span<const PrefixResult> head_points = std::span(points).subspan(first_head);
     for (std::size_t l = 0; l < result.learners.size(); ++l) {
       points[l].n = n_prefix;

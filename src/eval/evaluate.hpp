@@ -5,14 +5,16 @@
 // error against the noiseless truth sign(w*.x) (and against the noisy labels when the data has
 // label noise), the disagreement with every head, and for rotation-invariant inputs the exact
 // error angle(w, w*)/pi of linear learners; across tasks the mean and the (1 - delta)-quantile
-// with bootstrap intervals.
+// with bootstrap intervals (metrics.hpp).
 //
 // A transformer's query score is tested for linearity in x_q with 2(d + 1) extra probe queries
-// per prompt (free under the icl mask: queries never influence each other); when it is linear on
-// every task, its weight vector gives the exact error too.
+// per prompt (prompts.hpp); when it is linear on every task, its weight vector gives the exact
+// error too. Heads always train on all n' examples; the context policy decides what a
+// transformer sees. Results become files and tables in report.hpp.
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -20,15 +22,15 @@
 #include "eval/context.hpp"
 #include "eval/metrics.hpp"
 #include "heads/heads.hpp"
+#include "model/resolve.hpp"
 #include "util/progress_callback.hpp"
 
 namespace iclbench::eval {
 
 struct EvalConfig {
-  std::vector<std::string> models;  // model specs or files
   std::vector<heads::HeadSpec> heads;
   ContextSpec context;
-  std::vector<std::int64_t> n_grid;  // prefix sizes; empty means {N}
+  std::vector<std::int64_t> n_grid;  // prefix sizes n'; empty means {N}
   double delta = 0.05;
   bool bf16 = false;
   std::uint64_t seed = 0;
@@ -40,7 +42,7 @@ struct Metric {
   Summary summary;
 };
 
-// One learner at one prefix size n' of the grid (a bounds sweep's "point" is another thing).
+// One learner at one prefix size n' of the grid.
 struct PrefixResult {
   std::int64_t n = 0;         // examples available (the prefix size n')
   std::int64_t context = 0;   // examples in the learner's context (n' or k)
@@ -69,20 +71,30 @@ struct EvalResult {
   data::TaskSpec data;
   std::string data_source;
   EvalConfig config;
-  std::vector<std::int64_t> grid;
-  bool exact_applies = false;  // rotation-invariant inputs, no bias
-  std::vector<LearnerResult> learners;
+  std::vector<std::string> models;  // the transformers as they were named (recipes or files)
+  std::vector<std::int64_t> grid;   // the prefix sizes n'
+  bool exact_applies = false;       // rotation-invariant inputs, no bias
+  std::vector<LearnerResult> learners;  // transformers, then heads
   double seconds = 0;
   int threads = 0;
 };
 
-// Peak bytes evaluate() allocates for a task set of this shape with `threads` TBB threads,
-// beyond the task set itself: results, engine buffers (Engine::working_bytes), token chunks and
-// head training copies. For refusing runs that cannot fit before they start.
-std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, const EvalConfig& config, int threads);
+// Checks a run before any work: something to evaluate; every n' of the grid in [1, N]
+// (util::ParameterError "n_grid"); delta and the bootstrap resamples (check_delta,
+// check_resamples); every model an in-context learner for the data's d (std::invalid_argument).
+// evaluate() calls it too.
+void validate(const EvalConfig& config, const data::TaskSpec& data,
+              std::span<const model::ModelSource> models);
 
-// Throws std::invalid_argument (via the model, head and context errors) on bad configs.
-EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
-                    const util::ProgressCallback& progress = {});
+// Peak bytes evaluate() allocates for a task set of this shape with `threads` TBB threads,
+// beyond the task set itself: results, engine buffers (Engine::working_bytes), token chunks,
+// the models' weights and head training copies. From the models' configs alone, so that a run
+// that cannot fit is refused before anything is built.
+std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, std::span<const model::ModelSource> models,
+                                    const EvalConfig& config, int threads);
+
+// Builds every model, then evaluates. `progress` hears of each (learner, n') step.
+EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSource> models,
+                    const EvalConfig& config, const util::ProgressCallback& progress = {});
 
 }  // namespace iclbench::eval

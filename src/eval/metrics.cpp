@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <string>
 
+#include "util/errors.hpp"
 #include "util/philox.hpp"
+#include "util/text.hpp"
 
 namespace iclbench::eval {
 
@@ -82,6 +85,16 @@ Summary summarize(std::span<const double> per_task, double delta, std::uint64_t 
   summary.mean_ci = percentile_interval(std::move(means), confidence);
   summary.quantile_ci = percentile_interval(std::move(quantiles), confidence);
   return summary;
+}
+
+void check_delta(double delta) {
+  util::require(delta > 0 && delta < 1, "delta", "must be in (0, 1), got " + util::format_number(delta));
+}
+
+void check_resamples(int resamples) {
+  util::require(resamples >= kMinResamples && resamples <= kMaxResamples, "bootstrap",
+                "must be in [" + std::to_string(kMinResamples) + ", 10^5] resamples, got " +
+                    std::to_string(resamples));
 }
 
 Interval percentile_interval(std::vector<double> values, double confidence) {

@@ -41,6 +41,20 @@ struct Summary {
 Summary summarize(std::span<const double> per_task, double delta, std::uint64_t seed,
                   int resamples = 1000, double confidence = 0.95);
 
+// The domains of summarize()'s parameters, checked here for every configuration that passes them
+// on (eval's and the bounds sweep's); both throw util::ParameterError.
+//   delta ("delta") in (0, 1): the (1 - delta)-quantile must be a quantile.
+//   resamples ("bootstrap") in [50, 10^5]: the 95% percentile interval reads the resamples at
+//   ranks 0.025 (B - 1) and 0.975 (B - 1); from B = 41 on, at least one resample lies beyond each
+//   end (below that the interval is little more than the resamples' range), and 50 is the round
+//   number above. At 10^5, 2500 resamples lie beyond each end, a relative error of about 2% on
+//   the tail probability, far below what a report shows, while the cost keeps growing (each
+//   summary resamples T tasks B times; a bounds point keeps B quantile curves).
+inline constexpr int kMinResamples = 50;
+inline constexpr int kMaxResamples = 100'000;
+void check_delta(double delta);
+void check_resamples(int resamples);
+
 // The label a score predicts: sign(score), +1 for a score of 0. A non-finite score predicts
 // nothing (0), which matches no label (+-1): it counts as an error, and as a disagreement with
 // every finite score.

@@ -51,7 +51,7 @@ nlohmann::ordered_json to_json(const EvalResult& result) {
   json["data"]["source"] = result.data_source;
   std::vector<std::string> heads;
   for (const auto& head : result.config.heads) heads.push_back(head.name);
-  json["params"] = {{"models", result.config.models}, {"heads", heads},
+  json["params"] = {{"models", result.models}, {"heads", heads},
                     {"context", result.config.context.text}, {"n_grid", result.grid},
                     {"delta", result.config.delta}, {"bf16", result.config.bf16},
                     {"seed", result.config.seed}, {"bootstrap", result.config.bootstrap},
