@@ -1,7 +1,8 @@
+#include "bounds/config.hpp"
+
 #include <algorithm>
 #include <string>
 
-#include "bounds/bounds.hpp"
 #include "data_gen/task_generator.hpp"
 #include "eval/metrics.hpp"
 #include "heads/heads.hpp"
