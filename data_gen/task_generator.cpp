@@ -5,8 +5,8 @@
 #include <limits>
 #include <vector>
 
-#include "util/philox.hpp"
 #include "util/errors.hpp"
+#include "util/philox.hpp"
 #include "util/text.hpp"
 
 namespace iclbench::data {
@@ -375,7 +375,8 @@ void validate(const TaskSpec& spec) {
       __builtin_mul_overflow(static_cast<std::uint64_t>(spec.n_examples) + 1, d + 1, &per_task) ||
       __builtin_mul_overflow(per_task + static_cast<std::uint64_t>(spec.n_queries) * (d + 2),
                              static_cast<std::uint64_t>(spec.n_tasks) * sizeof(float), &total);
-  require<SpecError>(!overflow, "tasks", "is too large for this task size: the data set would exceed 2^64 bytes");
+  require<SpecError>(!overflow, "tasks",
+                     "is too large for this task size: the data set would exceed 2^64 bytes");
 }
 
 void generate_task(const TaskSpec& spec, std::uint32_t task, const TaskView& out) {

@@ -42,7 +42,9 @@ data::Dataset make_dataset(const std::string& name, int d, int n, int m, int tas
 std::vector<model::ModelSource> models(const std::vector<std::string>& texts, std::int64_t d,
                                        std::uint64_t seed = 0) {
   std::vector<model::ModelSource> sources;
-  for (const std::string& text : texts) sources.push_back(model::ModelSource::resolve(text, static_cast<int>(d), seed));
+  for (const std::string& text : texts) {
+    sources.push_back(model::ModelSource::resolve(text, static_cast<int>(d), seed));
+  }
   return sources;
 }
 

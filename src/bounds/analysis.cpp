@@ -28,7 +28,8 @@ std::vector<double> quantile_curve(const std::vector<std::vector<double>>& per_n
 }
 
 std::vector<std::uint32_t> bootstrap_indices(std::uint64_t seed, int replicate, std::size_t tasks) {
-  util::DrawSequence draws(seed, static_cast<std::uint32_t>(replicate), 1, util::Stream::kBootstrap);
+  util::DrawSequence draws(seed, static_cast<std::uint32_t>(replicate), 1,
+                           util::Stream::kBootstrap);
   std::vector<std::uint32_t> indices(tasks);
   for (auto& index : indices) index = draws.below(static_cast<std::uint32_t>(tasks));
   return indices;
@@ -59,7 +60,8 @@ bool contains(const eval::Interval& interval, double value) {
 }
 
 // The entries of one learner's table: regime A points, then eps.
-std::vector<NStarEntry> n_star_entries(const BoundsConfig& config, const std::vector<PointResult>& points,
+std::vector<NStarEntry> n_star_entries(const BoundsConfig& config,
+                                       const std::vector<PointResult>& points,
                                        const std::vector<std::vector<CurveStats>>& stats,
                                        const std::string& learner, bool disagreement) {
   std::vector<NStarEntry> entries;
@@ -68,7 +70,8 @@ std::vector<NStarEntry> n_star_entries(const BoundsConfig& config, const std::ve
     if (point.key.regime != 'A') continue;
     const MetricStats* metric = nullptr;
     for (std::size_t c = 0; c < point.curves.size(); ++c) {
-      if (point.curves[c].learner == learner) metric = disagreement ? &stats[p][c].dis : &stats[p][c].err;
+      if (point.curves[c].learner == learner)
+        metric = disagreement ? &stats[p][c].dis : &stats[p][c].err;
     }
     if (!metric) continue;
     for (double eps : config.eps_grid) {
@@ -131,7 +134,8 @@ RegimeAVerdict regime_a_verdict(const NStarTable& table, const BoundsConfig& con
   for (const auto& entry : table.entries) {
     if (!entry.estimate.value) continue;
     const double ratio = *entry.estimate.value / pac_sample_size(entry.eps, config.delta, entry.d);
-    verdict.largest_constant = std::max(verdict.largest_constant, *entry.estimate.value / (entry.d / entry.eps));
+    verdict.largest_constant =
+        std::max(verdict.largest_constant, *entry.estimate.value / (entry.d / entry.eps));
     if (ratio > verdict.worst_pac_ratio) {
       verdict.worst_pac_ratio = ratio;
       verdict.worst_d = entry.d;
@@ -142,8 +146,8 @@ RegimeAVerdict regime_a_verdict(const NStarTable& table, const BoundsConfig& con
 }
 
 NStarTable n_star_table(const BoundsConfig& config, const std::vector<PointResult>& points,
-                        const std::vector<std::vector<CurveStats>>& stats, const std::string& learner,
-                        bool disagreement) {
+                        const std::vector<std::vector<CurveStats>>& stats,
+                        const std::string& learner, bool disagreement) {
   NStarTable table;
   table.entries = n_star_entries(config, points, stats, learner, disagreement);
   table.fit = fit_entries(table.entries, config.bootstrap);
@@ -158,7 +162,8 @@ NStar n_star(const std::vector<std::int64_t>& n, const std::vector<double>& quan
     if (quantiles[j] > eps) continue;
     if (j == 0) return {static_cast<double>(n[0]), true};
     const double q0 = std::max(quantiles[j - 1], 1e-12), q1 = std::max(quantiles[j], 1e-12);
-    const double x0 = std::log(static_cast<double>(n[j - 1])), x1 = std::log(static_cast<double>(n[j]));
+    const double x0 = std::log(static_cast<double>(n[j - 1])),
+                 x1 = std::log(static_cast<double>(n[j]));
     const double t = (std::log(eps) - std::log(q0)) / (std::log(q1) - std::log(q0));
     return {std::exp(x0 + std::clamp(t, 0.0, 1.0) * (x1 - x0)), false};
   }
@@ -195,8 +200,12 @@ PowerFit fit_power_law(const std::vector<double>& d, const std::vector<double>& 
 double pac_sample_size(double eps, double delta, double d) {
   return 4.0 / eps * (d * std::log2(12.0 / eps) + std::log2(2.0 / delta));
 }
-double hoeffding_sample_size(double eps, double delta) { return std::log(2.0 / delta) / (2 * eps * eps); }
-double averaging_error(double d, double n) { return std::sqrt((d - 1) / (2 * std::numbers::pi * n)); }
+double hoeffding_sample_size(double eps, double delta) {
+  return std::log(2.0 / delta) / (2 * eps * eps);
+}
+double averaging_error(double d, double n) {
+  return std::sqrt((d - 1) / (2 * std::numbers::pi * n));
+}
 
 Analysis analyse(const BoundsConfig& config, const std::vector<PointResult>& points) {
   Analysis analysis;
@@ -204,11 +213,13 @@ Analysis analyse(const BoundsConfig& config, const std::vector<PointResult>& poi
     const std::uint64_t seed = point_seed(config.seed, point.key);
     std::vector<CurveStats>& curves = analysis.points.emplace_back();
     for (const Curve& curve : point.curves) {
-      curves.push_back({metric_stats(curve.err, config, seed), metric_stats(curve.dis, config, seed)});
+      curves.push_back(
+          {metric_stats(curve.err, config, seed), metric_stats(curve.dis, config, seed)});
     }
   }
   for (const Curve& curve : points.front().curves) {
-    LearnerAnalysis learner{curve.learner, n_star_table(config, points, analysis.points, curve.learner, false), {}};
+    LearnerAnalysis learner{
+        curve.learner, n_star_table(config, points, analysis.points, curve.learner, false), {}};
     if (curve.learner != config.heads.front()) {
       learner.dis = n_star_table(config, points, analysis.points, curve.learner, true);
     }

@@ -41,10 +41,13 @@ struct PowerFit {
 PowerFit fit_power_law(const std::vector<double>& d, const std::vector<double>& eps,
                        const std::vector<double>& n_star);
 
-// Theory printed next to every measurement.
-double pac_sample_size(double eps, double delta, double d);  // (4/eps)(d log2(12/eps) + log2(2/delta))
-double hoeffding_sample_size(double eps, double delta);      // ln(2/delta) / (2 eps^2)
-double averaging_error(double d, double n);                   // sqrt((d - 1) / (2 pi n))
+// Theory printed next to every measurement:
+//   the realizable PAC sample size N_A = (4/eps)(d log2(12/eps) + log2(2/delta)),
+//   Hoeffding's N_B = ln(2/delta) / (2 eps^2),
+//   the averaging estimator's error sqrt((d - 1) / (2 pi n)) on isotropic Gaussian inputs.
+double pac_sample_size(double eps, double delta, double d);
+double hoeffding_sample_size(double eps, double delta);
+double averaging_error(double d, double n);
 
 // One metric of one curve over tasks, per N of the point's grid.
 struct MetricStats {
@@ -62,7 +65,7 @@ struct NStarEntry {
   int d;
   double eps;
   NStar estimate;
-  eval::Interval ci;               // upper end infinite when > 1/40 of the replicates never reach eps
+  eval::Interval ci;  // upper end infinite when > 1/40 of the replicates never reach eps
   std::vector<double> replicates;  // per bootstrap replicate; NAN where not reached
 };
 struct RegimeAVerdict {
@@ -93,7 +96,7 @@ struct RegimeBRow {
   std::string learner;
   int d;
   std::int64_t k;
-  double floor;              // the quantile at the largest N
+  double floor;               // the quantile at the largest N
   std::vector<NStar> n_star;  // per eps of the grid
 };
 struct RegimeBFloors {

@@ -65,7 +65,9 @@ void BoundsConfig::validate() const {
   require(!eps_grid.empty(), "eps_grid", "must not be empty");
   require(std::is_sorted(n_grid.begin(), n_grid.end()) && std::adjacent_find(n_grid.begin(), n_grid.end()) == n_grid.end(),
           "n_grid", "must be strictly increasing");
-  for (int d : d_grid) require(d >= 2 && d <= 4096, "d_grid", "entries must be in [2, 4096], got " + std::to_string(d));
+  for (int d : d_grid) {
+    require(d >= 2 && d <= 4096, "d_grid", "entries must be in [2, 4096], got " + std::to_string(d));
+  }
   for (auto n : n_grid) {
     require(n >= 1 && n <= 1'000'000, "n_grid", "entries must be in [1, 10^6], got " + std::to_string(n));
   }
@@ -73,13 +75,15 @@ void BoundsConfig::validate() const {
     require(eps > 0 && eps < 0.5, "eps_grid", "entries must be in (0, 0.5), got " + util::format_number(eps));
   }
   for (auto k : k_grid) {
-    require(k >= 1 && k <= n_grid.back(), "k_grid", "entries must be in [1, the largest N], got " + std::to_string(k));
+    require(k >= 1 && k <= n_grid.back(), "k_grid",
+            "entries must be in [1, the largest N], got " + std::to_string(k));
   }
   require(regime_b_context == "random" || regime_b_context == "retrieve", "regime_b_context",
           "must be random or retrieve, got '" + regime_b_context + "'");
   require(!heads.empty(), "heads", "must name at least the reference head (the first)");
   require(tasks >= 10 && tasks <= 100000, "tasks", "must be in [10, 10^5], got " + std::to_string(tasks));
-  require(queries >= 1 && queries <= 1'000'000, "queries", "must be in [1, 10^6], got " + std::to_string(queries));
+  require(queries >= 1 && queries <= 1'000'000, "queries",
+          "must be in [1, 10^6], got " + std::to_string(queries));
   eval::check_delta(delta);
   eval::check_resamples(bootstrap);
   require(data::parse_family(family).has_value(), "family",

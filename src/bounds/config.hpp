@@ -3,10 +3,9 @@
 // directory's config.json, or `iclbench bounds --config FILE`) and as presets.
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace iclbench::bounds {
 
@@ -17,7 +16,7 @@ struct BoundsConfig {
   std::vector<int> d_grid;
   std::vector<std::int64_t> n_grid;
   std::vector<double> eps_grid;
-  std::vector<std::int64_t> k_grid;  // regime B context sizes; empty = regime A only
+  std::vector<std::int64_t> k_grid;         // regime B context sizes; empty = regime A only
   std::string regime_b_context = "random";  // random | retrieve
   std::vector<std::string> models;
   std::vector<std::string> heads;  // the first is the reference for disagreement

@@ -5,10 +5,9 @@
 // them.
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "bounds/analysis.hpp"
 
@@ -24,6 +23,7 @@ std::string report_markdown(const BoundsConfig& config, const Analysis& analysis
 // Writes points.csv, fits.json and report.md into `dir` (each atomically), then, if asked, the
 // plots (a failure to draw them is reported on stderr, not thrown). Returns the verdicts.
 std::string write_report(const BoundsConfig& config, const std::vector<PointResult>& points,
-                         const Analysis& analysis, const std::filesystem::path& dir, bool make_plots);
+                         const Analysis& analysis, const std::filesystem::path& dir,
+                         bool make_plots);
 
 }  // namespace iclbench::bounds

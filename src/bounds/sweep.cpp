@@ -56,7 +56,8 @@ PointInputs point_inputs(const BoundsConfig& config, const PointKey& key) {
     eval_config.n_grid.erase(std::remove_if(eval_config.n_grid.begin(), eval_config.n_grid.end(),
                                             [&](std::int64_t n) { return n < key.k; }),
                              eval_config.n_grid.end());
-    eval_config.context = eval::parse_context(config.regime_b_context + ":" + std::to_string(key.k));
+    eval_config.context =
+        eval::parse_context(config.regime_b_context + ":" + std::to_string(key.k));
   }
   eval_config.delta = config.delta;
   eval_config.seed = spec.seed;
@@ -74,7 +75,8 @@ void prepare_directory(const BoundsConfig& config, const fs::path& dir) {
     std::ifstream in(config_path);
     const std::string existing((std::istreambuf_iterator<char>(in)), {});
     if (existing != config_text) {
-      throw io::IoError(dir.string() + " holds a bounds run with another configuration (see its config.json); "
+      throw io::IoError(dir.string() +
+                        " holds a bounds run with another configuration (see its config.json); "
                         "use another directory or delete it");
     }
   } else {
@@ -100,7 +102,8 @@ std::optional<PointResult> read_saved_point(const fs::path& path) {
 }  // namespace
 
 std::string PointKey::id() const {
-  return std::string(1, regime) + "-d" + std::to_string(d) + (regime == 'B' ? "-k" + std::to_string(k) : "");
+  return std::string(1, regime) + "-d" + std::to_string(d) +
+         (regime == 'B' ? "-k" + std::to_string(k) : "");
 }
 
 std::vector<PointKey> sweep_points(const BoundsConfig& config) {
@@ -112,19 +115,27 @@ std::vector<PointKey> sweep_points(const BoundsConfig& config) {
 }
 
 std::uint64_t point_seed(std::uint64_t seed, const PointKey& key) {
-  return mix(seed ^ mix(static_cast<std::uint64_t>(key.regime) << 48 ^
-                        static_cast<std::uint64_t>(key.d) << 24 ^ static_cast<std::uint64_t>(key.k)));
+  return mix(seed ^
+             mix(static_cast<std::uint64_t>(key.regime) << 48 ^
+                 static_cast<std::uint64_t>(key.d) << 24 ^ static_cast<std::uint64_t>(key.k)));
 }
 
 nlohmann::ordered_json PointResult::to_json() const {
   nlohmann::ordered_json curves_json = nlohmann::ordered_json::array();
   for (const Curve& curve : curves) {
-    curves_json.push_back({{"learner", curve.learner}, {"transformer", curve.transformer},
-                           {"metric", curve.metric}, {"err", curve.err}, {"dis", curve.dis}});
+    curves_json.push_back({{"learner", curve.learner},
+                           {"transformer", curve.transformer},
+                           {"metric", curve.metric},
+                           {"err", curve.err},
+                           {"dis", curve.dis}});
   }
-  return {{"format", "iclbench-bounds-point"}, {"format_version", 1},
-          {"regime", std::string(1, key.regime)}, {"d", key.d}, {"k", key.k},
-          {"n", n}, {"curves", curves_json}};
+  return {{"format", "iclbench-bounds-point"},
+          {"format_version", 1},
+          {"regime", std::string(1, key.regime)},
+          {"d", key.d},
+          {"k", key.k},
+          {"n", n},
+          {"curves", curves_json}};
 }
 
 PointResult PointResult::from_json(const nlohmann::json& json) {
@@ -132,7 +143,8 @@ PointResult PointResult::from_json(const nlohmann::json& json) {
     throw std::invalid_argument("not an iclbench bounds point (or another format version)");
   }
   PointResult result;
-  result.key = {json.at("regime").get<std::string>().at(0), json.at("d").get<int>(), json.at("k").get<std::int64_t>()};
+  result.key = {json.at("regime").get<std::string>().at(0), json.at("d").get<int>(),
+                json.at("k").get<std::int64_t>()};
   result.n = json.at("n").get<std::vector<std::int64_t>>();
   for (const auto& entry : json.at("curves")) {
     Curve curve;
@@ -153,7 +165,8 @@ std::uint64_t estimate_memory_bytes(const BoundsConfig& config, int threads) {
   for (const PointKey& key : sweep_points(config)) {
     const PointInputs inputs = point_inputs(config, key);
     peak = std::max(peak, inputs.spec.dataset_bytes() +
-                              eval::estimate_memory_bytes(inputs.spec, inputs.models, inputs.eval_config, threads));
+                              eval::estimate_memory_bytes(inputs.spec, inputs.models,
+                                                          inputs.eval_config, threads));
   }
   return peak;
 }
@@ -172,8 +185,9 @@ PointResult run_point(const BoundsConfig& config, const PointKey& key) {
     curve.learner = learner.name;
     curve.transformer = learner.is_model;
     // The exact error where it applies at every N, else Monte Carlo.
-    const bool exact = std::all_of(learner.grid.begin(), learner.grid.end(),
-                                   [](const eval::PrefixResult& p) { return p.exact_err.has_value(); });
+    const bool exact =
+        std::all_of(learner.grid.begin(), learner.grid.end(),
+                    [](const eval::PrefixResult& p) { return p.exact_err.has_value(); });
     curve.metric = exact ? "err_exact" : "err";
     for (const eval::PrefixResult& point : learner.grid) {
       curve.err.push_back(exact ? point.exact_err->per_task : point.err.per_task);

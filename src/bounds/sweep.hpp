@@ -9,10 +9,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "bounds/config.hpp"
 #include "util/progress_callback.hpp"
@@ -22,7 +21,7 @@ namespace iclbench::bounds {
 struct PointKey {
   char regime;  // 'A' or 'B'
   int d;
-  std::int64_t k;  // 0 in regime A
+  std::int64_t k;          // 0 in regime A
   std::string id() const;  // "A-d8", "B-d8-k16"
 };
 std::vector<PointKey> sweep_points(const BoundsConfig& config);
@@ -35,7 +34,7 @@ std::uint64_t point_seed(std::uint64_t seed, const PointKey& key);
 struct Curve {
   std::string learner;
   bool transformer = false;
-  std::string metric;  // "err_exact" or "err"
+  std::string metric;                    // "err_exact" or "err"
   std::vector<std::vector<double>> err;  // [N grid][task]
   std::vector<std::vector<double>> dis;  // [N grid][task]
 };

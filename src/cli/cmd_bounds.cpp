@@ -50,8 +50,9 @@ bounds::BoundsConfig read_config_file(const std::string& path) {
 // The preset or --config file, then every flag given on top of it, validated.
 bounds::BoundsConfig sweep_config(const BoundsOptions& o, const CLI::App& app, const GlobalOptions& globals) {
   if (!o.config_file.empty() && !o.preset.empty()) throw UsageError("give --preset or --config, not both");
-  bounds::BoundsConfig config = o.config_file.empty() ? bounds::preset_config(o.preset.empty() ? "quick" : o.preset)
-                                                      : read_config_file(o.config_file);
+  bounds::BoundsConfig config = o.config_file.empty()
+                                    ? bounds::preset_config(o.preset.empty() ? "quick" : o.preset)
+                                    : read_config_file(o.config_file);
   auto given = [&app](const char* flag) { return app.get_option(flag)->count() > 0; };
   if (given("--d-grid")) config.d_grid = o.d_grid;
   if (given("--n-grid")) config.n_grid = o.n_grid;

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
-#include <string>
 #include <stdexcept>
+#include <string>
 
 #include "runtime/memory.hpp"
 #include "util/errors.hpp"

@@ -12,7 +12,8 @@ std::optional<std::string> under_flag(const util::ParameterError& error, const C
       {"regime_b_context", "--context"}};
   std::string flag = "--" + error.parameter();
   std::replace(flag.begin(), flag.end(), '_', '-');
-  if (const auto found = kFlags.find(error.parameter()); found != kFlags.end()) flag = found->second;
+  if (const auto found = kFlags.find(error.parameter()); found != kFlags.end())
+    flag = found->second;
   const CLI::Option* option = app.get_option_no_throw(flag);
   if (option == nullptr || option->count() == 0) return std::nullopt;
   return flag + " " + error.problem();

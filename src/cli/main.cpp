@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
     return fail(command_name, error.what(), 2);
   } catch (const io::OutputExistsError& error) {
     const bool can_force = running && running->app->get_option_no_throw("--force") != nullptr;
-    return fail(command_name, std::string(error.what()) + (can_force ? " (pass --force to replace it)" : ""), 2);
+    return fail(command_name, error.what() + std::string(can_force ? " (pass --force to replace it)" : ""), 2);
   } catch (const io::IoError& error) {
     return fail(command_name, error.what(), 2);
   } catch (const std::bad_alloc&) {

@@ -2,7 +2,6 @@
 
 #include <cstdio>
 
-
 namespace iclbench::cli {
 
 void add_task_flags(CLI::App& app, TaskFlags& flags) {

@@ -23,9 +23,9 @@ double seconds_since(Clock::time_point start) {
 }
 
 bool rotation_invariant(const data::TaskSpec& spec) {
-  return spec.bias == 0.0 && (spec.family == data::Family::kGaussian ||
-                              spec.family == data::Family::kSphere ||
-                              spec.family == data::Family::kScaled);
+  return spec.bias == 0.0 &&
+         (spec.family == data::Family::kGaussian || spec.family == data::Family::kSphere ||
+          spec.family == data::Family::kScaled);
 }
 
 std::vector<std::int64_t> prefix_grid(const EvalConfig& config, const data::TaskSpec& data) {
@@ -48,20 +48,21 @@ void run_head(const heads::HeadSpec& spec, const data::Dataset& dataset, std::in
   point.context = n_prefix;
   point.scores.assign(static_cast<std::size_t>(tasks * m), 0.0f);
   weights.assign(static_cast<std::size_t>(tasks), {});
-  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, tasks, 1),
-                    [&](const tbb::blocked_range<std::int64_t>& range) {
-                      for (std::int64_t task = range.begin(); task < range.end(); ++task) {
-                        const heads::TaskData data{
-                            dataset.x(task).first(static_cast<std::size_t>(n_prefix * d)),
-                            dataset.y(task).first(static_cast<std::size_t>(n_prefix)),
-                            dataset.w_star(task), d};
-                        heads::TrainedHead trained = heads::train(spec, data);
-                        heads::predict(spec, trained, data, dataset.x_query(task),
-                                       std::span(point.scores).subspan(static_cast<std::size_t>(task * m),
-                                                                       static_cast<std::size_t>(m)));
-                        weights[static_cast<std::size_t>(task)] = std::move(trained.w);
-                      }
-                    });
+  tbb::parallel_for(
+      tbb::blocked_range<std::int64_t>(0, tasks, 1),
+      [&](const tbb::blocked_range<std::int64_t>& range) {
+        for (std::int64_t task = range.begin(); task < range.end(); ++task) {
+          const heads::TaskData data{dataset.x(task).first(static_cast<std::size_t>(n_prefix * d)),
+                                     dataset.y(task).first(static_cast<std::size_t>(n_prefix)),
+                                     dataset.w_star(task), d};
+          heads::TrainedHead trained = heads::train(spec, data);
+          heads::predict(
+              spec, trained, data, dataset.x_query(task),
+              std::span(point.scores)
+                  .subspan(static_cast<std::size_t>(task * m), static_cast<std::size_t>(m)));
+          weights[static_cast<std::size_t>(task)] = std::move(trained.w);
+        }
+      });
 }
 
 // The metrics of one learner at one n' from its scores (and weight vectors, where it has them):
@@ -71,17 +72,20 @@ void add_metrics(PrefixResult& point, const std::vector<std::vector<double>>& we
                  const EvalConfig& config, bool exact_applies) {
   const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries();
   const auto task_scores = [m](const PrefixResult& p, std::int64_t task) {
-    return std::span(p.scores).subspan(static_cast<std::size_t>(task * m), static_cast<std::size_t>(m));
+    return std::span(p.scores).subspan(static_cast<std::size_t>(task * m),
+                                       static_cast<std::size_t>(m));
   };
   const bool has_noisy = !dataset.y_query_noisy(0).empty();
-  const bool linear_weights = !weights.empty() && !weights[0].empty() && point.linear.value_or(true);
+  const bool linear_weights =
+      !weights.empty() && !weights[0].empty() && point.linear.value_or(true);
   const bool exact_here = exact_applies && linear_weights;
   std::vector<double> err(static_cast<std::size_t>(tasks)), noisy, exact;
   if (has_noisy) noisy.resize(static_cast<std::size_t>(tasks));
   if (exact_here) exact.resize(static_cast<std::size_t>(tasks));
   for (std::int64_t task = 0; task < tasks; ++task) {
     const auto scores = task_scores(point, task);
-    point.nonfinite_tasks += std::any_of(scores.begin(), scores.end(), [](float s) { return !std::isfinite(s); });
+    point.nonfinite_tasks +=
+        std::any_of(scores.begin(), scores.end(), [](float s) { return !std::isfinite(s); });
     const auto t = static_cast<std::size_t>(task);
     err[t] = error_rate(scores, dataset.y_query(task));
     if (has_noisy) noisy[t] = error_rate(scores, dataset.y_query_noisy(task));
@@ -93,7 +97,8 @@ void add_metrics(PrefixResult& point, const std::vector<std::vector<double>>& we
   for (std::size_t h = 0; h < head_points.size(); ++h) {
     std::vector<double> dis(static_cast<std::size_t>(tasks));
     for (std::int64_t task = 0; task < tasks; ++task) {
-      dis[static_cast<std::size_t>(task)] = disagreement_rate(task_scores(point, task), task_scores(head_points[h], task));
+      dis[static_cast<std::size_t>(task)] =
+          disagreement_rate(task_scores(point, task), task_scores(head_points[h], task));
     }
     point.dis.emplace_back(config.heads[h].name, summarize_metric(std::move(dis), config));
   }
@@ -101,13 +106,15 @@ void add_metrics(PrefixResult& point, const std::vector<std::vector<double>>& we
 
 }  // namespace
 
-void validate(const EvalConfig& config, const data::TaskSpec& data, std::span<const model::ModelSource> models) {
+void validate(const EvalConfig& config, const data::TaskSpec& data,
+              std::span<const model::ModelSource> models) {
   if (models.empty() && config.heads.empty()) {
     throw std::invalid_argument("nothing to evaluate: no models and no heads");
   }
   for (std::int64_t n : config.n_grid) {
     util::require(n >= 1 && n <= data.n_examples, "n_grid",
-                  "entry " + std::to_string(n) + " is outside [1, N = " + std::to_string(data.n_examples) + "]");
+                  "entry " + std::to_string(n) +
+                      " is outside [1, N = " + std::to_string(data.n_examples) + "]");
   }
   check_delta(config.delta);
   check_resamples(config.bootstrap);
@@ -120,17 +127,20 @@ void validate(const EvalConfig& config, const data::TaskSpec& data, std::span<co
   }
 }
 
-std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, std::span<const model::ModelSource> models,
+std::uint64_t estimate_memory_bytes(const data::TaskSpec& data,
+                                    std::span<const model::ModelSource> models,
                                     const EvalConfig& config, int threads) {
   const std::int64_t tasks = data.n_tasks, m = data.n_queries, n_total = data.n_examples;
   const int d = static_cast<int>(data.dim);
   const std::vector<std::int64_t> grid = prefix_grid(config, data);
   const auto learners = static_cast<std::uint64_t>(models.size() + config.heads.size());
-  const auto bytes = [](std::int64_t count, std::size_t size) { return static_cast<std::uint64_t>(count) * size; };
+  const auto bytes = [](std::int64_t count, std::size_t size) {
+    return static_cast<std::uint64_t>(count) * size;
+  };
   // Kept to the end: every learner's scores and per-task metrics (error, noisy and exact error,
   // one disagreement per head) at every grid point.
-  std::uint64_t total = grid.size() * learners *
-                        (bytes(tasks * m, 4) + bytes(tasks, 8) * (3 + config.heads.size()));
+  std::uint64_t total =
+      grid.size() * learners * (bytes(tasks * m, 4) + bytes(tasks, 8) * (3 + config.heads.size()));
   // Every head's and learner's weight vectors of one grid point.
   total += learners * bytes(tasks * d, 8);
   // Engines live side by side; each keeps the buffers of its largest grid point (plans are
@@ -142,14 +152,17 @@ std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, std::span<const 
     options.bf16 = config.bf16;
     std::uint64_t engine_peak = 0;
     for (std::int64_t n_prefix : grid) {
-      const PromptPlan plan = prompt_plan(config.context, std::clamp<std::int64_t>(n_prefix, 1, n_total),
-                                          tasks, m, d, model_config.width);
+      const PromptPlan plan =
+          prompt_plan(config.context, std::clamp<std::int64_t>(n_prefix, 1, n_total), tasks, m, d,
+                      model_config.width);
       const std::int64_t chunk = std::min(plan.per_chunk, plan.prompts);
-      engine_peak = std::max(engine_peak, model::Engine::working_bytes(model_config, options, plan.tokens,
-                                                                       plan.context, chunk, threads));
+      engine_peak =
+          std::max(engine_peak, model::Engine::working_bytes(model_config, options, plan.tokens,
+                                                             plan.context, chunk, threads));
       // The chunk's tokens, one prompt being assembled, and the chunk's scores.
       transient = std::max(transient, bytes(chunk * plan.tokens * model_config.width, 4) +
-                                          bytes(plan.tokens * model_config.width, 4) + bytes(chunk * plan.scores, 4));
+                                          bytes(plan.tokens * model_config.width, 4) +
+                                          bytes(chunk * plan.scores, 4));
     }
     total += engine_peak + bytes(model_config.parameter_count(), 4 + (config.bf16 ? 2 : 4));
   }
@@ -158,7 +171,8 @@ std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, std::span<const 
   // decomposition, stay under 32 bytes per value.
   if (!config.heads.empty()) {
     const std::int64_t n_max = *std::max_element(grid.begin(), grid.end());
-    transient = std::max(transient, static_cast<std::uint64_t>(std::max(threads, 1)) * bytes(n_max * (d + 1), 32));
+    transient = std::max(
+        transient, static_cast<std::uint64_t>(std::max(threads, 1)) * bytes(n_max * (d + 1), 32));
   }
   return total + transient;
 }
@@ -181,13 +195,16 @@ EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSo
     model::EngineOptions options;
     options.bf16 = config.bf16;
     std::string name = built.config.name.empty() ? source.text() : built.config.name;
-    engines.push_back(std::make_unique<model::Engine>(std::move(built.config), std::move(built.weights), options));
+    engines.push_back(std::make_unique<model::Engine>(std::move(built.config),
+                                                      std::move(built.weights), options));
     result.models.push_back(source.text());
     result.learners.push_back({name, true, {}, 0, 0, 0, 0});
   }
-  for (const heads::HeadSpec& head : config.heads) result.learners.push_back({head.name, false, {}, 0, 0, 0, 0});
+  for (const heads::HeadSpec& head : config.heads)
+    result.learners.push_back({head.name, false, {}, 0, 0, 0, 0});
 
-  const std::int64_t total_steps = static_cast<std::int64_t>(result.grid.size() * result.learners.size());
+  const std::int64_t total_steps =
+      static_cast<std::int64_t>(result.grid.size() * result.learners.size());
   std::int64_t steps = 0;
   const std::size_t first_head = engines.size();
   for (std::int64_t n_prefix : result.grid) {
@@ -202,7 +219,8 @@ EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSo
     }
     for (std::size_t e = 0; e < engines.size(); ++e) {
       const auto model_start = Clock::now();
-      TransformerRun run = run_transformer(*engines[e], dataset, config.context, config.seed, n_prefix);
+      TransformerRun run =
+          run_transformer(*engines[e], dataset, config.context, config.seed, n_prefix);
       LearnerResult& learner = result.learners[e];
       learner.seconds += seconds_since(model_start);
       learner.prompts += run.prompts;

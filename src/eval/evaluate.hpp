@@ -62,8 +62,8 @@ struct PrefixResult {
 struct LearnerResult {
   std::string name;
   bool is_model = false;
-  std::vector<PrefixResult> grid;  // one per entry of EvalResult::grid
-  double seconds = 0;              // forward passes or training + prediction
+  std::vector<PrefixResult> grid;             // one per entry of EvalResult::grid
+  double seconds = 0;                         // forward passes or training + prediction
   double prompts = 0, tokens = 0, flops = 0;  // transformers only
 };
 
@@ -71,9 +71,9 @@ struct EvalResult {
   data::TaskSpec data;
   std::string data_source;
   EvalConfig config;
-  std::vector<std::string> models;  // the transformers as they were named (recipes or files)
-  std::vector<std::int64_t> grid;   // the prefix sizes n'
-  bool exact_applies = false;       // rotation-invariant inputs, no bias
+  std::vector<std::string> models;      // the transformers as they were named (recipes or files)
+  std::vector<std::int64_t> grid;       // the prefix sizes n'
+  bool exact_applies = false;           // rotation-invariant inputs, no bias
   std::vector<LearnerResult> learners;  // transformers, then heads
   double seconds = 0;
   int threads = 0;
@@ -90,7 +90,8 @@ void validate(const EvalConfig& config, const data::TaskSpec& data,
 // beyond the task set itself: results, engine buffers (Engine::working_bytes), token chunks,
 // the models' weights and head training copies. From the models' configs alone, so that a run
 // that cannot fit is refused before anything is built.
-std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, std::span<const model::ModelSource> models,
+std::uint64_t estimate_memory_bytes(const data::TaskSpec& data,
+                                    std::span<const model::ModelSource> models,
                                     const EvalConfig& config, int threads);
 
 // Builds every model, then evaluates. `progress` hears of each (learner, n') step.

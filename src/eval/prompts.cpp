@@ -41,13 +41,14 @@ ProbeFit fit_linear(std::span<const float> probes, std::span<const float> scores
   fit.w.assign(theta.data(), theta.data() + d);
   const double scale = std::max(target.norm(), 1e-30);
   // A homogeneous linear score has no intercept: count it as residual.
-  fit.residual = std::max((design * theta - target).norm(), std::abs(theta[d]) * std::sqrt(count)) / scale;
+  fit.residual =
+      std::max((design * theta - target).norm(), std::abs(theta[d]) * std::sqrt(count)) / scale;
   return fit;
 }
 
 // Every query its own prompt: its k nearest examples, then itself.
-void run_retrieval(const model::Engine& engine, const data::Dataset& dataset, const PromptPlan& plan,
-                   std::int64_t n_prefix, TransformerRun& run) {
+void run_retrieval(const model::Engine& engine, const data::Dataset& dataset,
+                   const PromptPlan& plan, std::int64_t n_prefix, TransformerRun& run) {
   const int d = static_cast<int>(dataset.dim());
   const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries(), k = plan.context;
   std::vector<float> tokens, scores;
@@ -81,8 +82,9 @@ void run_retrieval(const model::Engine& engine, const data::Dataset& dataset, co
 
 // One prompt per task: its context (the first n' examples, or a random k of them), the queries,
 // then the probes; each task's probe scores are fitted by a linear map.
-void run_per_task(const model::Engine& engine, const data::Dataset& dataset, const ContextSpec& context,
-                  std::uint64_t seed, const PromptPlan& plan, std::int64_t n_prefix, TransformerRun& run) {
+void run_per_task(const model::Engine& engine, const data::Dataset& dataset,
+                  const ContextSpec& context, std::uint64_t seed, const PromptPlan& plan,
+                  std::int64_t n_prefix, TransformerRun& run) {
   const int d = static_cast<int>(dataset.dim());
   const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries(), k = plan.context;
   const int probes = 2 * (d + 1);
@@ -107,7 +109,8 @@ void run_per_task(const model::Engine& engine, const data::Dataset& dataset, con
         cy[static_cast<std::size_t>(i)] = y[static_cast<std::size_t>(source)];
       }
       std::copy(queries.begin(), queries.end(), all_queries.begin());
-      const std::vector<float> probe = probe_queries(seed, static_cast<std::uint32_t>(task), d, probes);
+      const std::vector<float> probe =
+          probe_queries(seed, static_cast<std::uint32_t>(task), d, probes);
       std::copy(probe.begin(), probe.end(), all_queries.begin() + m * d);
       const std::vector<float> prompt = model::icl_tokens(cx, cy, all_queries, d);
       tokens.insert(tokens.end(), prompt.begin(), prompt.end());
@@ -118,7 +121,8 @@ void run_per_task(const model::Engine& engine, const data::Dataset& dataset, con
       const std::int64_t task = first + b;
       const float* row = scores.data() + b * (m + probes);
       std::copy_n(row, m, run.scores.begin() + task * m);
-      const std::vector<float> probe = probe_queries(seed, static_cast<std::uint32_t>(task), d, probes);
+      const std::vector<float> probe =
+          probe_queries(seed, static_cast<std::uint32_t>(task), d, probes);
       ProbeFit fit = fit_linear(probe, std::span(row + m, static_cast<std::size_t>(probes)), d);
       worst_residual = std::max(worst_residual, fit.residual);
       linear = linear && fit.residual <= kLinearResidual;
@@ -140,18 +144,21 @@ PromptPlan prompt_plan(const ContextSpec& context, std::int64_t n_prefix, std::i
     plan.prompts = tasks * queries;
     plan.scores = 1;
   } else {
-    plan.context = context.policy == ContextPolicy::kRandom ? std::min(context.k, n_prefix) : n_prefix;
+    plan.context =
+        context.policy == ContextPolicy::kRandom ? std::min(context.k, n_prefix) : n_prefix;
     plan.scores = queries + 2 * (d + 1);
     plan.tokens = plan.context + plan.scores;
     plan.prompts = tasks;
   }
   plan.per_chunk = std::max<std::int64_t>(
-      1, static_cast<std::int64_t>(kChunkBytes / static_cast<std::size_t>(plan.tokens * width * 4)));
+      1,
+      static_cast<std::int64_t>(kChunkBytes / static_cast<std::size_t>(plan.tokens * width * 4)));
   return plan;
 }
 
 TransformerRun run_transformer(const model::Engine& engine, const data::Dataset& dataset,
-                               const ContextSpec& context, std::uint64_t seed, std::int64_t n_prefix) {
+                               const ContextSpec& context, std::uint64_t seed,
+                               std::int64_t n_prefix) {
   const int d = static_cast<int>(dataset.dim());
   const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries();
   const PromptPlan plan = prompt_plan(context, n_prefix, tasks, m, d, engine.config().width);
@@ -165,7 +172,8 @@ TransformerRun run_transformer(const model::Engine& engine, const data::Dataset&
   }
   run.prompts = static_cast<double>(plan.prompts);
   run.tokens = static_cast<double>(plan.prompts * plan.tokens);
-  run.flops = engine.config().forward_flops(plan.tokens, plan.context) * static_cast<double>(plan.prompts);
+  run.flops =
+      engine.config().forward_flops(plan.tokens, plan.context) * static_cast<double>(plan.prompts);
   return run;
 }
 

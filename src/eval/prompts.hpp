@@ -44,6 +44,7 @@ struct TransformerRun {
 };
 // The engine's config must be a constructed-layout learner for the data set's d.
 TransformerRun run_transformer(const model::Engine& engine, const data::Dataset& dataset,
-                               const ContextSpec& context, std::uint64_t seed, std::int64_t n_prefix);
+                               const ContextSpec& context, std::uint64_t seed,
+                               std::int64_t n_prefix);
 
 }  // namespace iclbench::eval

@@ -13,7 +13,9 @@ namespace iclbench::eval {
 namespace {
 
 nlohmann::ordered_json summary_json(const Summary& s) {
-  return {{"mean", s.mean}, {"ci", {s.mean_ci.lo, s.mean_ci.hi}}, {"quantile", s.quantile},
+  return {{"mean", s.mean},
+          {"ci", {s.mean_ci.lo, s.mean_ci.hi}},
+          {"quantile", s.quantile},
           {"quantile_ci", {s.quantile_ci.lo, s.quantile_ci.hi}}};
 }
 
@@ -33,7 +35,8 @@ nlohmann::ordered_json point_json(const PrefixResult& point) {
   json["dis"] = dis;
   json["nonfinite_tasks"] = point.nonfinite_tasks;
   if (point.linear) {
-    json["probe"] = {{"linear_in_query", *point.linear}, {"max_relative_residual", point.probe_residual}};
+    json["probe"] = {{"linear_in_query", *point.linear},
+                     {"max_relative_residual", point.probe_residual}};
   }
   return json;
 }
@@ -51,11 +54,16 @@ nlohmann::ordered_json to_json(const EvalResult& result) {
   json["data"]["source"] = result.data_source;
   std::vector<std::string> heads;
   for (const auto& head : result.config.heads) heads.push_back(head.name);
-  json["params"] = {{"models", result.models}, {"heads", heads},
-                    {"context", result.config.context.text}, {"n_grid", result.grid},
-                    {"delta", result.config.delta}, {"bf16", result.config.bf16},
-                    {"seed", result.config.seed}, {"bootstrap", result.config.bootstrap},
-                    {"threads", result.threads}, {"confidence", 0.95}};
+  json["params"] = {{"models", result.models},
+                    {"heads", heads},
+                    {"context", result.config.context.text},
+                    {"n_grid", result.grid},
+                    {"delta", result.config.delta},
+                    {"bf16", result.config.bf16},
+                    {"seed", result.config.seed},
+                    {"bootstrap", result.config.bootstrap},
+                    {"threads", result.threads},
+                    {"confidence", 0.95}};
   json["exact_error_applies"] = result.exact_applies;
   nlohmann::ordered_json learners = nlohmann::ordered_json::object();
   for (const LearnerResult& learner : result.learners) {
@@ -66,7 +74,8 @@ nlohmann::ordered_json to_json(const EvalResult& result) {
     nlohmann::ordered_json wilson = nlohmann::ordered_json::array();
     const auto queries = result.data.n_queries;
     for (double e : per_task) {
-      const Interval interval = wilson_interval(std::llround(e * static_cast<double>(queries)), queries);
+      const Interval interval =
+          wilson_interval(std::llround(e * static_cast<double>(queries)), queries);
       wilson.push_back({interval.lo, interval.hi});
     }
     entry["per_task"] = {{"err", per_task}, {"err_wilson", wilson}};
@@ -92,7 +101,8 @@ nlohmann::ordered_json to_json(const EvalResult& result) {
 std::string to_csv(const EvalResult& result) {
   std::ostringstream csv;
   csv.precision(8);
-  csv << "learner,kind,n,context,metric,reference,mean,ci_lo,ci_hi,quantile,quantile_lo,quantile_hi\n";
+  csv << "learner,kind,n,context,metric,reference,mean,ci_lo,ci_hi,quantile,quantile_lo,quantile_"
+         "hi\n";
   auto quote = [](const std::string& text) { return "\"" + text + "\""; };
   for (const LearnerResult& learner : result.learners) {
     for (const PrefixResult& point : learner.grid) {
@@ -115,20 +125,23 @@ std::string to_table(const EvalResult& result) {
   std::ostringstream out;
   char line[512];
   const data::TaskSpec& data = result.data;
-  std::snprintf(line, sizeof line,
-                "eval: %s d=%lld, %lld tasks, N=%lld, %lld queries; context %s; delta %.3g; seed %llu; "
-                "%d thread%s\n",
-                std::string(data::family_name(data.family)).c_str(), static_cast<long long>(data.dim),
-                static_cast<long long>(data.n_tasks), static_cast<long long>(data.n_examples),
-                static_cast<long long>(data.n_queries), result.config.context.text.c_str(),
-                result.config.delta, static_cast<unsigned long long>(result.config.seed),
-                result.threads, result.threads == 1 ? "" : "s");
+  std::snprintf(
+      line, sizeof line,
+      "eval: %s d=%lld, %lld tasks, N=%lld, %lld queries; context %s; delta %.3g; seed %llu; "
+      "%d thread%s\n",
+      std::string(data::family_name(data.family)).c_str(), static_cast<long long>(data.dim),
+      static_cast<long long>(data.n_tasks), static_cast<long long>(data.n_examples),
+      static_cast<long long>(data.n_queries), result.config.context.text.c_str(),
+      result.config.delta, static_cast<unsigned long long>(result.config.seed), result.threads,
+      result.threads == 1 ? "" : "s");
   out << line;
   for (std::size_t g = 0; g < result.grid.size(); ++g) {
     if (result.grid.size() > 1) out << "\nn' = " << result.grid[g] << "\n";
-    std::snprintf(line, sizeof line, "%-34s %-24s %-8s %-8s", "learner", "err mean [95% CI]",
-                  ("q" + std::to_string(static_cast<int>(std::round(100 * (1 - result.config.delta))))).c_str(),
-                  "exact");
+    std::snprintf(
+        line, sizeof line, "%-34s %-24s %-8s %-8s", "learner", "err mean [95% CI]",
+        ("q" + std::to_string(static_cast<int>(std::round(100 * (1 - result.config.delta)))))
+            .c_str(),
+        "exact");
     out << line;
     for (const auto& head : result.config.heads) {
       std::snprintf(line, sizeof line, " %-9s", ("dis " + head.name).substr(0, 9).c_str());
@@ -145,8 +158,8 @@ std::string to_table(const EvalResult& result) {
       } else {
         std::snprintf(exact, sizeof exact, "%s", point.linear && !*point.linear ? "nonlin" : "-");
       }
-      std::snprintf(line, sizeof line, "%-34s %-24s %-8.4f %-8s", learner.name.substr(0, 34).c_str(), ci,
-                    err.quantile, exact);
+      std::snprintf(line, sizeof line, "%-34s %-24s %-8.4f %-8s",
+                    learner.name.substr(0, 34).c_str(), ci, err.quantile, exact);
       out << line;
       for (const auto& [head, metric] : point.dis) {
         std::snprintf(line, sizeof line, " %-9.4f", metric.summary.mean);
@@ -158,19 +171,21 @@ std::string to_table(const EvalResult& result) {
   for (const LearnerResult& learner : result.learners) {
     for (const PrefixResult& point : learner.grid) {
       if (point.nonfinite_tasks == 0) continue;
-      std::snprintf(line, sizeof line, "warning: %s gave non-finite scores in %lld of %lld tasks at n' = %lld "
-                    "(diverging? they count as errors)\n", learner.name.c_str(),
-                    static_cast<long long>(point.nonfinite_tasks), static_cast<long long>(data.n_tasks),
-                    static_cast<long long>(point.n));
+      std::snprintf(line, sizeof line,
+                    "warning: %s gave non-finite scores in %lld of %lld tasks at n' = %lld "
+                    "(diverging? they count as errors)\n",
+                    learner.name.c_str(), static_cast<long long>(point.nonfinite_tasks),
+                    static_cast<long long>(data.n_tasks), static_cast<long long>(point.n));
       out << line;
     }
   }
   out << "\nthroughput\n";
   for (const LearnerResult& learner : result.learners) {
     if (learner.is_model) {
-      std::snprintf(line, sizeof line, "  %-34s %8.2f s  %10.1f prompts/s  %12.0f tokens/s  %7.1f GFLOP/s\n",
-                    learner.name.substr(0, 34).c_str(), learner.seconds, learner.prompts / learner.seconds,
-                    learner.tokens / learner.seconds, learner.flops / learner.seconds / 1e9);
+      std::snprintf(
+          line, sizeof line, "  %-34s %8.2f s  %10.1f prompts/s  %12.0f tokens/s  %7.1f GFLOP/s\n",
+          learner.name.substr(0, 34).c_str(), learner.seconds, learner.prompts / learner.seconds,
+          learner.tokens / learner.seconds, learner.flops / learner.seconds / 1e9);
     } else {
       std::snprintf(line, sizeof line, "  %-34s %8.2f s  (training and prediction, all tasks)\n",
                     learner.name.substr(0, 34).c_str(), learner.seconds);
@@ -192,7 +207,8 @@ void write_predictions(const EvalResult& result, const std::filesystem::path& pa
       // The largest n' is "<name>/scores"; other grid points carry their n'.
       const bool last = &point == &learner.grid.back();
       tensors.push_back({learner.name + (last ? "/scores" : "/scores@n=" + std::to_string(point.n)),
-                         io::DType::kF32, {tasks, m}});
+                         io::DType::kF32,
+                         {tasks, m}});
       values.push_back(&point.scores);
     }
   }

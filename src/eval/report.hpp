@@ -9,9 +9,8 @@
 //                 be recomputed without this code
 
 #include <filesystem>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "eval/evaluate.hpp"
 #include "io/atomic_file.hpp"

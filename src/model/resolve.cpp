@@ -18,7 +18,8 @@ ModelSource ModelSource::resolve(const std::string& text, int input_dim, std::ui
   }
   source.config_ = read_model_config(io::SafetensorsReader(text));
   if (source.config_.input_dim > 0 && source.config_.input_dim != input_dim) {
-    throw SpecError("model " + text + " was built for d = " + std::to_string(source.config_.input_dim) +
+    throw SpecError("model " + text +
+                    " was built for d = " + std::to_string(source.config_.input_dim) +
                     ", but the data has d = " + std::to_string(input_dim));
   }
   return source;
