@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "bench_common.hpp"
-#include "data_gen/philox.hpp"
 #include "ops/dnnl_ops.hpp"
 #include "ops/eigen_ops.hpp"
 #include "ops/row_softmax.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::bench {
 namespace {
@@ -98,7 +98,7 @@ void time_op(benchmark::State& state, const std::string& name, Op&& run_op) {
 
 Buffer<float> values(std::size_t count, std::uint64_t seed) {
   Buffer<float> out(count);
-  data::DrawSequence draws(seed, 0, 0, data::Stream::kModelWeights);
+  util::DrawSequence draws(seed, 0, 0, util::Stream::kModelWeights);
   for (float& value : out) value = static_cast<float>(draws.normal() * 0.1);
   return out;
 }

@@ -9,10 +9,10 @@
 #include <cmath>
 #include <tuple>
 
-#include "data_gen/philox.hpp"
 #include "model/constructions.hpp"
 #include "model/engine.hpp"
 #include "model/reference.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::model {
 namespace {
@@ -22,7 +22,7 @@ constexpr double kEpsBf16 = 0x1p-8;  // unit roundoff of bf16 (8 significant bit
 
 std::vector<float> random_tokens(std::int64_t count, std::uint64_t seed, double scale = 1.0) {
   std::vector<float> values(static_cast<std::size_t>(count));
-  data::DrawSequence draws(seed, 0, 0, data::Stream::kContextInput);
+  util::DrawSequence draws(seed, 0, 0, util::Stream::kContextInput);
   for (float& value : values) value = static_cast<float>(scale * draws.normal());
   return values;
 }

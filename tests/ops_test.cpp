@@ -10,10 +10,10 @@
 #include <cmath>
 #include <vector>
 
-#include "data_gen/philox.hpp"
 #include "ops/dnnl_ops.hpp"
 #include "ops/eigen_ops.hpp"
 #include "ops/row_softmax.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::ops {
 namespace {
@@ -22,7 +22,7 @@ constexpr double kEps = 0x1p-24;
 
 std::vector<float> random_values(std::size_t count, std::uint64_t seed) {
   std::vector<float> values(count);
-  data::DrawSequence draws(seed, 0, 0, data::Stream::kContextInput);
+  util::DrawSequence draws(seed, 0, 0, util::Stream::kContextInput);
   for (float& value : values) value = static_cast<float>(draws.normal());
   return values;
 }

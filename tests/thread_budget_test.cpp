@@ -14,8 +14,8 @@
 #include <thread>
 #include <vector>
 
-#include "data_gen/philox.hpp"
 #include "model/engine.hpp"
+#include "util/philox.hpp"
 
 namespace {
 
@@ -66,7 +66,7 @@ int main() {
     config.layers = {layer, layer};
     const Engine engine(config, random_weights(config, 1));
     std::vector<float> tokens(4 * 512 * 256);
-    iclbench::data::DrawSequence draws(1, 0, 0, iclbench::data::Stream::kContextInput);
+    iclbench::util::DrawSequence draws(1, 0, 0, iclbench::util::Stream::kContextInput);
     for (float& value : tokens) value = static_cast<float>(draws.normal());
     std::vector<float> out(tokens.size());
 
