@@ -31,13 +31,15 @@ Engine::~Engine() = default;
 std::uint64_t Engine::working_bytes(const ModelConfig& config, const EngineOptions& options,
                                     std::int64_t tokens_per_prompt, std::int64_t n_context,
                                     std::int64_t prompts, int threads) {
-  const PlanShape shape = plan_shape(config, options, tokens_per_prompt,
-                                     config.mask() == Mask::kIcl ? n_context : 0);
-  const auto group = static_cast<std::uint64_t>(std::min(shape.group, std::max<std::int64_t>(prompts, 1)));
+  const PlanShape shape =
+      plan_shape(config, options, tokens_per_prompt, config.mask() == Mask::kIcl ? n_context : 0);
+  const auto group =
+      static_cast<std::uint64_t>(std::min(shape.group, std::max<std::int64_t>(prompts, 1)));
   const std::uint64_t scratch = scratch_layout(shape, config.width, 0).total;
   const auto packed_weights = static_cast<std::uint64_t>(config.parameter_count()) * shape.act_size;
-  return group * shape.per_prompt_bytes + static_cast<std::uint64_t>(std::max(threads, 1)) * scratch +
-         shape.mask_bytes + packed_weights;
+  return group * shape.per_prompt_bytes +
+         static_cast<std::uint64_t>(std::max(threads, 1)) * scratch + shape.mask_bytes +
+         packed_weights;
 }
 
 EnginePlan& Engine::plan(std::int64_t tokens, std::int64_t context) const {
@@ -52,21 +54,21 @@ EnginePlan& Engine::plan(std::int64_t tokens, std::int64_t context) const {
 }
 
 template <typename Sink>
-void Engine::run(std::span<const float> tokens, std::int64_t prompts, std::int64_t tokens_per_prompt,
-                 std::int64_t n_context, Sink&& sink) const {
+void Engine::run(std::span<const float> tokens, std::int64_t prompts,
+                 std::int64_t tokens_per_prompt, std::int64_t n_context, Sink&& sink) const {
   const std::int64_t width = config_.width;
   if (prompts < 0 || tokens_per_prompt < 1) {
     throw std::invalid_argument("forward: need at least one token per prompt");
   }
   if (config_.mask() == Mask::kIcl && (n_context < 1 || n_context > tokens_per_prompt)) {
-    throw std::invalid_argument("forward: the icl mask needs 1 <= n_context <= T, got n = " +
-                                std::to_string(n_context) + ", T = " +
-                                std::to_string(tokens_per_prompt));
+    throw std::invalid_argument(
+        "forward: the icl mask needs 1 <= n_context <= T, got n = " + std::to_string(n_context) +
+        ", T = " + std::to_string(tokens_per_prompt));
   }
   if (static_cast<std::int64_t>(tokens.size()) != prompts * tokens_per_prompt * width) {
-    throw std::invalid_argument("forward: tokens hold " + std::to_string(tokens.size()) +
-                                " values, expected B * T * D = " +
-                                std::to_string(prompts * tokens_per_prompt * width));
+    throw std::invalid_argument(
+        "forward: tokens hold " + std::to_string(tokens.size()) +
+        " values, expected B * T * D = " + std::to_string(prompts * tokens_per_prompt * width));
   }
   std::lock_guard lock(mutex_);
   EnginePlan& shape_plan = plan(tokens_per_prompt, config_.mask() == Mask::kIcl ? n_context : 0);
@@ -93,14 +95,16 @@ void Engine::forward(std::span<const float> tokens, std::int64_t prompts,
                                 " values, expected B * T * D");
   }
   run(tokens, prompts, tokens_per_prompt, n_context, [&](std::int64_t prompt, const float* result) {
-    std::copy_n(result, tokens_per_prompt * width, stream.data() + prompt * tokens_per_prompt * width);
+    std::copy_n(result, tokens_per_prompt * width,
+                stream.data() + prompt * tokens_per_prompt * width);
   });
 }
 
 void Engine::query_scores(std::span<const float> tokens, std::int64_t prompts,
                           std::int64_t tokens_per_prompt, std::int64_t n_context,
                           std::span<float> scores) const {
-  if (config_.readout < 0) throw std::invalid_argument("query_scores: the model has no readout slot");
+  if (config_.readout < 0)
+    throw std::invalid_argument("query_scores: the model has no readout slot");
   const std::int64_t queries = tokens_per_prompt - n_context;
   if (static_cast<std::int64_t>(scores.size()) != prompts * queries) {
     throw std::invalid_argument("query_scores: output holds " + std::to_string(scores.size()) +
@@ -118,7 +122,8 @@ void Engine::query_scores(std::span<const float> tokens, std::int64_t prompts,
 std::map<std::string, std::string> Engine::implementations(std::int64_t tokens_per_prompt,
                                                            std::int64_t n_context) const {
   std::lock_guard lock(mutex_);
-  const EnginePlan& shape_plan = plan(tokens_per_prompt, config_.mask() == Mask::kIcl ? n_context : 0);
+  const EnginePlan& shape_plan =
+      plan(tokens_per_prompt, config_.mask() == Mask::kIcl ? n_context : 0);
   std::map<std::string, std::string> found;
   for (const LayerPlan& layer : shape_plan.layers) {
     if (const auto& attention = layer.attention) {

@@ -18,7 +18,7 @@ namespace iclbench::model {
 // uses the front of a buffer sized for the widest).
 struct Rows {
   std::byte* data = nullptr;
-  std::size_t row_bytes = 0;       // width * element size
+  std::size_t row_bytes = 0;         // width * element size
   std::int64_t rows_per_prompt = 0;  // T_pad (1 for a per-prompt tensor)
   std::byte* at(std::int64_t prompt, std::int64_t row) const {
     return data + static_cast<std::size_t>(prompt * rows_per_prompt + row) * row_bytes;
@@ -48,7 +48,8 @@ Activations layer_activations(const EnginePlan& plan, const LayerPlan& layer);
 //   x += O W_o + b_o
 //   h = norm(x);  x += act(h W_1 + b_1) W_2 + b_2
 // A block the layer does not have is skipped, and so is a norm it does not have.
-void layer_forward(const LayerPlan& layer, const Activations& activations, const Schedule& schedule);
+void layer_forward(const LayerPlan& layer, const Activations& activations,
+                   const Schedule& schedule);
 
 // The whole stack over the prompts of `schedule`: x = tokens ([G, T, D] from `tokens`, padding
 // rows 0), then every layer, `passes` times each. The result is the residual stream in

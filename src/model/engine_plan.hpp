@@ -69,7 +69,8 @@ struct ScratchLayout {
   std::size_t normed = 0, converted = 0, scores = 0, weights = 0, hidden = 0, scratchpad = 0;
   std::size_t total = 0;
 };
-ScratchLayout scratch_layout(const PlanShape& shape, std::int64_t width, std::size_t scratchpad_bytes);
+ScratchLayout scratch_layout(const PlanShape& shape, std::int64_t width,
+                             std::size_t scratchpad_bytes);
 
 // One thread's scratch for the row tile it works on (all row-major, R rows).
 struct TileScratch {
@@ -101,24 +102,24 @@ struct AttentionPlan {
   std::int64_t attended_width = 0;     // H dv
   std::int64_t product_size = 0;       // H dk dv
   std::int64_t keys = 0;               // Tk: only the first Tk rows need K and V
-  std::size_t head_qk_bytes = 0;       // dk elements: from one head's q (or k) to the next's
-  std::size_t values_offset = 0;       // H dk elements: from a [K V] row to its V part
+  std::size_t head_qk_bytes = 0;       // bytes from one head's q (or k) to the next's: dk elements
+  std::size_t values_offset = 0;       // bytes from a [K V] row to its V part: H dk elements
 
-  std::optional<ops::LayerNorm> norm;  // h = LayerNorm(x) [R, D]
-  std::optional<ops::Convert> to_bf16;  // h in bf16, for bf16 matmuls
+  std::optional<ops::LayerNorm> norm;    // h = LayerNorm(x) [R, D]
+  std::optional<ops::Convert> to_bf16;   // h in bf16, for bf16 matmuls
   std::optional<ops::Linear> query;      // Q = h W_q + b_q: [R, H dk]
   std::optional<ops::Linear> key_value;  // [K V] = h [W_k W_v] + [b_k b_v]: [R, H (dk + dv)]
 
   AttentionPath path = AttentionPath::kExplicitScores;
   // kKeysTimesValues
-  std::optional<ops::MatMul> keys_times_values;     // M = scale K^T V: [H, dk, dv] per prompt
+  std::optional<ops::MatMul> keys_times_values;      // M = scale K^T V: [H, dk, dv] per prompt
   std::optional<ops::MatMul> queries_times_product;  // O = Q M: [H, R, dv]
   // kExplicitScores
   std::optional<ops::MatMul> scores;  // S = scale Q K^T (masked, ReLU for relu): [H, R, Tk]
   // Causal: one [R, Tk] call per head, `head_score_bytes` apart, with the 2-D mask tile.
   bool scores_per_head = false;
   std::size_t head_score_bytes = 0;
-  const std::vector<float>* mask = nullptr;  // causal: [T_pad, Tk], rows read from the tile's first
+  const std::vector<float>* mask = nullptr;  // causal: [T_pad, Tk]; a tile reads its R rows
   std::optional<ops::RowSoftmax> softmax;    // A = softmax(S), softmax attention only
   std::optional<ops::MatMul> mix;            // O = A V: [H, R, dv]
 

@@ -5,7 +5,7 @@
 namespace iclbench::model {
 
 void forward_group(const EnginePlan& plan, const float* tokens, std::int64_t prompts, int threads) {
-  if (prompts >= 4 * static_cast<std::int64_t>(threads)) {
+  if (prompts >= kPromptMajorPromptsPerThread * threads) {
     tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, prompts, 1),
                       [&](const tbb::blocked_range<std::int64_t>& range) {
                         const TileScratch scratch = plan.thread_scratch();

@@ -28,7 +28,8 @@ struct RowTile {
 class Schedule {
  public:
   // Prompt-major: every piece of prompt `prompt`, on the calling thread with its `scratch`.
-  static Schedule one_prompt(const EnginePlan& plan, std::int64_t prompt, const TileScratch& scratch) {
+  static Schedule one_prompt(const EnginePlan& plan, std::int64_t prompt,
+                             const TileScratch& scratch) {
     return Schedule(plan, prompt, prompt + 1, false, scratch);
   }
   // Stage-major: every piece of prompts [0, prompts), spread over TBB's threads.
@@ -42,30 +43,36 @@ class Schedule {
     const std::int64_t tiles = plan_->shape.tiles, rows = plan_->shape.tile_rows;
     if (!spread_) {
       for (std::int64_t prompt = first_prompt_; prompt < end_prompt_; ++prompt) {
-        for (std::int64_t tile = 0; tile < tiles; ++tile) body(RowTile{prompt, tile * rows}, scratch_);
+        for (std::int64_t tile = 0; tile < tiles; ++tile) {
+          body(RowTile{prompt, tile * rows}, scratch_);
+        }
       }
       return;
     }
-    tbb::parallel_for(tbb::blocked_range<std::int64_t>(first_prompt_ * tiles, end_prompt_ * tiles, 1),
-                      [&](const tbb::blocked_range<std::int64_t>& pieces) {
-                        const TileScratch scratch = plan_->thread_scratch();
-                        for (std::int64_t piece = pieces.begin(); piece < pieces.end(); ++piece) {
-                          body(RowTile{piece / tiles, (piece % tiles) * rows}, scratch);
-                        }
-                      });
+    tbb::parallel_for(
+        tbb::blocked_range<std::int64_t>(first_prompt_ * tiles, end_prompt_ * tiles, 1),
+        [&](const tbb::blocked_range<std::int64_t>& pieces) {
+          const TileScratch scratch = plan_->thread_scratch();
+          for (std::int64_t piece = pieces.begin(); piece < pieces.end(); ++piece) {
+            body(RowTile{piece / tiles, (piece % tiles) * rows}, scratch);
+          }
+        });
   }
 
   // Calls body(prompt, const TileScratch&) for every prompt; returns when all are done.
   template <typename Body>
   void each_prompt(const Body& body) const {
     if (!spread_) {
-      for (std::int64_t prompt = first_prompt_; prompt < end_prompt_; ++prompt) body(prompt, scratch_);
+      for (std::int64_t prompt = first_prompt_; prompt < end_prompt_; ++prompt) {
+        body(prompt, scratch_);
+      }
       return;
     }
     tbb::parallel_for(tbb::blocked_range<std::int64_t>(first_prompt_, end_prompt_, 1),
                       [&](const tbb::blocked_range<std::int64_t>& prompts) {
                         const TileScratch scratch = plan_->thread_scratch();
-                        for (std::int64_t prompt = prompts.begin(); prompt < prompts.end(); ++prompt) {
+                        for (std::int64_t prompt = prompts.begin(); prompt < prompts.end();
+                             ++prompt) {
                           body(prompt, scratch);
                         }
                       });
@@ -74,7 +81,11 @@ class Schedule {
  private:
   Schedule(const EnginePlan& plan, std::int64_t first_prompt, std::int64_t end_prompt, bool spread,
            const TileScratch& scratch)
-      : plan_(&plan), first_prompt_(first_prompt), end_prompt_(end_prompt), spread_(spread), scratch_(scratch) {}
+      : plan_(&plan),
+        first_prompt_(first_prompt),
+        end_prompt_(end_prompt),
+        spread_(spread),
+        scratch_(scratch) {}
 
   const EnginePlan* plan_;
   std::int64_t first_prompt_, end_prompt_;
@@ -84,7 +95,8 @@ class Schedule {
 
 // Runs the whole forward pass over the group's `prompts` prompts, whose tokens [G, T, D] start at
 // `tokens`, leaving the residual stream in plan.stream: prompt-major when there are at least
-// four prompts per thread, stage-major otherwise.
+// kPromptMajorPromptsPerThread prompts per thread, stage-major otherwise.
+inline constexpr std::int64_t kPromptMajorPromptsPerThread = 4;
 void forward_group(const EnginePlan& plan, const float* tokens, std::int64_t prompts, int threads);
 
 }  // namespace iclbench::model
