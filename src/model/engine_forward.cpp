@@ -5,8 +5,8 @@
 namespace iclbench::model {
 namespace {
 
-// x = this tile's tokens; the padding rows past T are 0 (they pass through every layer as
-// finite values and are never read back).
+// x = this tile's tokens. The padding rows past T are set to 0 so that they stay finite through
+// every layer; no real row reads them (they are never keys) and they are never returned.
 void load_tokens(const EnginePlan& plan, const float* tokens, const Rows& stream, RowTile tile) {
   const std::int64_t width = plan.width, rows = plan.shape.tile_rows;
   const std::int64_t token_rows = std::clamp<std::int64_t>(plan.tokens - tile.first_row, 0, rows);
