@@ -7,6 +7,7 @@
 #include <span>
 #include <vector>
 
+#include "ops/attention.hpp"
 #include "ops/dnnl_ops.hpp"
 
 namespace iclbench::ops::reference {
@@ -37,5 +38,12 @@ void layer_norm(const float* src, float* dst, std::int64_t rows, std::int64_t wi
                 std::span<const float> gamma, std::span<const float> beta, float epsilon);
 
 void softmax(const float* src, float* dst, std::int64_t rows, std::int64_t width);
+
+// The slow twin of FusedAttention: the definition in ops/attention.hpp computed in double, one
+// head and query row at a time over its visible keys only (scores, then the exact softmax, then
+// the weighted sum of values). Same strided rows as the op; f32 operands (bf16 ones passed as
+// their f32 values), f32 output; shape.dtype is not read.
+void attention(const float* queries, const float* keys, const float* values, float* out,
+               const AttentionShape& shape, std::int64_t first_row);
 
 }  // namespace iclbench::ops::reference
