@@ -528,6 +528,19 @@ TEST(Ops, FusedAttentionHandlesInfiniteAndNaNScoresLikeRowSoftmax) {
   }
 }
 
+// Like RowSoftmax, the op flushes denormals only while it runs.
+TEST(Ops, FusedAttentionRestoresTheFloatingPointMode) {
+  const AttentionOperands o = attention_operands({2, 5, 40, 3, 2, AttentionMask::kIcl, 0}, AttentionWeights::kSoftmax,
+                                                 DType::kF32, 30.0f, false, 500);  // wide scores: tiny weights
+  constexpr unsigned kControlBits = ~0x3Fu;  // the low six bits are sticky exception flags
+  const unsigned before = _mm_getcsr() & kControlBits;
+  const std::vector<float> found = run_attention(o, 0);
+  EXPECT_EQ(_mm_getcsr() & kControlBits, before);
+  EXPECT_TRUE(std::isfinite(found[0]));
+  volatile float tiny = 1e-30f;
+  EXPECT_GT(tiny * 1e-10f, 0.0f);  // 1e-40: representable only as a denormal
+}
+
 TEST(Ops, ConvertRoundsToNearestEvenLikeTheReference) {
   std::vector<float> src = random_values(1000, 12);
   // Ties and specials: exactly half-way between two bf16 values, both parities.
