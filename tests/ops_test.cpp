@@ -9,7 +9,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <numbers>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,7 @@
 #include "ops/attention.hpp"
 #include "ops/dnnl_ops.hpp"
 #include "ops/eigen_ops.hpp"
+#include "ops/gelu.hpp"
 #include "ops/row_softmax.hpp"
 
 namespace iclbench::ops {
@@ -52,6 +55,7 @@ TEST(Ops, LinearMatchesEigenOnStridedRows) {
   for (const LinearCase& c : {LinearCase{1, 1, 1, PostActivation::kNone, false},
                               {7, 13, 5, PostActivation::kRelu, false},
                               {33, 17, 29, PostActivation::kGelu, true},
+                              {9, 20, 31, PostActivation::kGeluTanh, false},
                               {256, 64, 192, PostActivation::kNone, true}}) {
     for (DType dtype : {DType::kF32, DType::kBF16}) {
       const std::int64_t src_stride = c.k + 3, dst_stride = c.n + 2;
@@ -539,6 +543,69 @@ TEST(Ops, FusedAttentionRestoresTheFloatingPointMode) {
   EXPECT_TRUE(std::isfinite(found[0]));
   volatile float tiny = 1e-30f;
   EXPECT_GT(tiny * 1e-10f, 0.0f);  // 1e-40: representable only as a denormal
+}
+
+// ---- GELU against its double twin. ----
+// Bounds (u = 2^-24), derived in ops/gelu.hpp: erf form |x| (2^-26 + 16 u) / 2 + 2 u |GELU|;
+// tanh form |GELU| ((1 - s) (4 ln2 |p| + 1.1) + 4) u + |x| 2^-126 below -9.7. A bf16 output is the
+// f32 result rounded to nearest even: 2^-8 relative more, and 0 below 2^-126 (vcvtneps2bf16
+// flushes denormals).
+double gelu_bound(double x, double exact, GeluForm form) {
+  const double u = 0x1p-24;
+  if (form == GeluForm::kErf) return std::abs(x) * (0x1p-26 + 16 * u) / 2 + 2 * u * std::abs(exact) + 1e-45;
+  const double power = -2 * std::sqrt(2 / std::numbers::pi) * (x + 0.044715 * x * x * x) * std::numbers::log2e;
+  const double s = 1 / (1 + std::exp2(std::min(power, 1000.0)));
+  return std::abs(exact) * ((1 - s) * (4 * std::numbers::ln2 * std::abs(power) + 1.1) + 4) * u +
+         (x < -9.7 ? std::abs(x) * 0x1p-126 : 0.0) + 1e-45;
+}
+
+TEST(Ops, GeluMatchesTheReferenceWithinItsDerivedBound) {
+  std::vector<float> x;
+  for (int i = -300000; i <= 300000; i += 7) x.push_back(static_cast<float>(i * 1e-4));  // [-30, 30]
+  for (float value : {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-40f, 3e38f, -3e38f}) x.push_back(value);
+  x.push_back(static_cast<float>(x.size()));  // a count that is not a multiple of 16 either way
+  for (const GeluForm form : {GeluForm::kErf, GeluForm::kTanh}) {
+    const char* name = form == GeluForm::kErf ? "erf" : "tanh";
+    const auto count = static_cast<std::int64_t>(x.size());
+    std::vector<float> found(x.size());
+    std::vector<std::uint16_t> bits(x.size());
+    const Gelu op(Layout::dense({count}, DType::kF32), Layout::dense({count}, DType::kF32), form);
+    op.execute(x.data(), found.data());
+    const Gelu to_bf16_op(Layout::dense({count}, DType::kF32), Layout::dense({count}, DType::kBF16), form);
+    to_bf16_op.execute(x.data(), bits.data());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const double exact = reference::gelu(x[i], form);
+      const double bound = gelu_bound(x[i], exact, form);
+      if (std::isinf(exact)) {
+        ASSERT_EQ(found[i], exact) << name << " at x = " << x[i];
+      } else {
+        ASSERT_NEAR(found[i], exact, bound) << name << " at x = " << x[i];
+      }
+      const float rounded_value = std::bit_cast<float>(static_cast<std::uint32_t>(bits[i]) << 16);
+      if (std::isfinite(exact) && std::abs(exact) < 3e38) {
+        ASSERT_NEAR(rounded_value, exact, bound + 0x1p-8 * (std::abs(exact) + bound) + 0x1p-126) << name << " bf16 at x = " << x[i];
+      }
+    }
+    // In place, as the engine would run it on its hidden tile.
+    std::vector<float> in_place = x;
+    gelu(in_place.data(), in_place.data(), count, form);
+    EXPECT_EQ(0, std::memcmp(in_place.data(), found.data(), found.size() * sizeof(float))) << name;
+  }
+}
+
+TEST(Ops, GeluHandlesInfinityAndNaN) {
+  std::vector<float> x = {INFINITY, -INFINITY, NAN, -NAN};
+  std::vector<float> erf_form(4), tanh_form(4);
+  gelu(x.data(), erf_form.data(), 4, GeluForm::kErf);
+  gelu(x.data(), tanh_form.data(), 4, GeluForm::kTanh);
+  EXPECT_EQ(erf_form[0], INFINITY);
+  EXPECT_EQ(erf_form[1], 0.0f);
+  EXPECT_EQ(tanh_form[0], INFINITY);
+  EXPECT_LE(std::abs(tanh_form[1]), 3e-37f);
+  for (int i : {2, 3}) {
+    EXPECT_TRUE(std::isnan(erf_form[static_cast<std::size_t>(i)]));
+    EXPECT_TRUE(std::isnan(tanh_form[static_cast<std::size_t>(i)]));
+  }
 }
 
 TEST(Ops, ConvertRoundsToNearestEvenLikeTheReference) {

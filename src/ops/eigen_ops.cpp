@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <numbers>
 
 namespace iclbench::ops::reference {
 namespace {
@@ -15,13 +16,25 @@ float activate(PostActivation activation, float value) {
   switch (activation) {
     case PostActivation::kNone: return value;
     case PostActivation::kRelu: return value > 0 ? value : 0.0f;
-    case PostActivation::kGelu:
-      return static_cast<float>(0.5 * value * (1.0 + std::erf(value / std::sqrt(2.0))));
+    case PostActivation::kGelu: return static_cast<float>(gelu(value, GeluForm::kErf));
+    case PostActivation::kGeluTanh: return static_cast<float>(gelu(value, GeluForm::kTanh));
   }
   return value;
 }
 
 }  // namespace
+
+double gelu(double x, GeluForm form) {
+  if (form == GeluForm::kTanh) {
+    // 0.5 x (1 + tanh y) = x / (1 + e^(-2 y)), without the cancellation of 1 + tanh y for
+    // negative y.
+    const double inner = std::sqrt(2.0 / std::numbers::pi) * (x + 0.044715 * x * x * x);
+    return x / (1.0 + std::exp(-2.0 * inner));
+  }
+  // x Phi(x) with Phi(x) = erfc(-x / sqrt 2) / 2: no cancellation for negative x, where
+  // 1 + erf(x / sqrt 2) would lose the small result.
+  return 0.5 * x * std::erfc(-x / std::numbers::sqrt2);
+}
 
 std::uint16_t bf16_bits(float value) {
   const auto bits = std::bit_cast<std::uint32_t>(value);

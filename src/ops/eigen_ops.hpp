@@ -9,12 +9,17 @@
 
 #include "ops/attention.hpp"
 #include "ops/dnnl_ops.hpp"
+#include "ops/gelu.hpp"
 
 namespace iclbench::ops::reference {
 
 // Round to nearest even at bf16 precision (8 significant bits), returned as f32.
 float round_to_bf16(float value);
 std::uint16_t bf16_bits(float value);
+
+// GELU in double, the slow twin of ops/gelu.hpp: the erf form as 0.5 x erfc(-x / sqrt 2), the
+// tanh form as x / (1 + e^(-2 y)) (both free of cancellation for negative x).
+double gelu(double x, GeluForm form);
 
 // dst[M, N] (+)= act(src[M, K] W[K, N] + bias[N]); strides in elements.
 void linear(const float* src, std::int64_t src_stride, std::span<const float> weights,
