@@ -853,10 +853,15 @@ FusedAttention::FusedAttention(const AttentionShape& shape) : shape_(shape) {
   require(std::isfinite(s.scale), "scale must be finite");
   require(!s.mean_over_keys || s.weights != AttentionWeights::kSoftmax,
           "mean_over_keys does not apply to softmax attention (it normalises)");
+  scratchpad_bytes_ = scratchpad_bytes_for(s);
+}
+
+std::size_t FusedAttention::scratchpad_bytes_for(const AttentionShape& shape) {
 #if defined(ICLBENCH_SIMD_AVX512)
-  scratchpad_bytes_ = scratch_layout(s).total;
+  return scratch_layout(shape).total;
 #else
-  scratchpad_bytes_ = 0;
+  (void)shape;
+  return 0;
 #endif
 }
 
