@@ -228,12 +228,82 @@ void BM_AttentionMatmulEigen(benchmark::State& state, LayerShape shape, bool sco
 // Causal: each row sees keys 0..t, so the fused kernel skips the hidden half; the FLOP counter
 // still counts the full 2 H T^2 (dk + dv), as for the unfused path (which computes it all).
 enum class AttentionPath { kFused, kUnfused, kEigen };
+// The attention of one prompt's row tile of all T tokens in the engine's layout: query rows
+// [T, H dk], keys and values in the same rows [T, 2 H dk] (values from column H dk), output rows
+// [T, H dk].
+ops::AttentionShape tile_attention(const LayerShape& layer, ops::DType dtype, bool causal) {
+  ops::AttentionShape a;
+  a.heads = layer.heads;
+  a.rows = a.keys = layer.tokens;
+  a.qk_dim = a.v_dim = layer.head_dim;
+  a.query_stride = a.out_stride = layer.heads * layer.head_dim;
+  a.key_stride = a.value_stride = 2 * layer.heads * layer.head_dim;
+  a.dtype = dtype;
+  a.mask = causal ? ops::AttentionMask::kCausal : ops::AttentionMask::kIcl;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(layer.head_dim));
+  return a;
+}
+
+// The same tile as the engine computes it today (model/engine.cpp, stage 2): scores by a oneDNN
+// matmul over the strided per-head views (causal: one head at a time, with the mask as a binary
+// post-op), ops::RowSoftmax in place or to bf16, and the mix matmul.
+class UnfusedAttention {
+ public:
+  explicit UnfusedAttention(const ops::AttentionShape& a)
+      : a_(a),
+        scores_layout_(ops::Layout::dense({a.heads, a.rows, a.keys}, ops::DType::kF32)),
+        weights_layout_(ops::Layout::dense({a.heads, a.rows, a.keys}, a.dtype)),
+        scores_(a.mask == ops::AttentionMask::kCausal
+                    ? ops::MatMul(ops::Layout{{a.rows, a.qk_dim}, {a.query_stride, 1}, a.dtype},
+                                  ops::Layout{{a.qk_dim, a.keys}, {1, a.key_stride}, a.dtype},
+                                  ops::Layout::dense({a.rows, a.keys}, ops::DType::kF32), a.scale, false,
+                                  ops::MatMul::Binary::kAdd, ops::Layout::dense({a.rows, a.keys}, ops::DType::kF32))
+                    : ops::MatMul(ops::Layout{{a.heads, a.rows, a.qk_dim}, {a.qk_dim, a.query_stride, 1}, a.dtype},
+                                  ops::Layout{{a.heads, a.qk_dim, a.keys}, {a.qk_dim, 1, a.key_stride}, a.dtype},
+                                  scores_layout_, a.scale, false)),
+        softmax_(scores_layout_, weights_layout_),
+        mix_(weights_layout_, ops::Layout{{a.heads, a.keys, a.v_dim}, {a.v_dim, a.value_stride, 1}, a.dtype},
+             ops::Layout{{a.heads, a.rows, a.v_dim}, {a.v_dim, a.out_stride, 1}, a.dtype}, 1.0f, false),
+        mask_(a.rows * a.keys),
+        scores_tile_(a.heads * a.rows * a.keys),
+        weights_bits_(scores_tile_.size()) {
+    for (std::int64_t t = 0; t < a.rows; ++t) {
+      for (std::int64_t k = 0; k < a.keys; ++k) mask_[t * a.keys + k] = k <= t ? 0.0f : -INFINITY;
+    }
+  }
+  std::size_t scratchpad_bytes() const { return std::max(scores_.scratchpad_bytes(), mix_.scratchpad_bytes()); }
+  const char* implementation() const { return scores_.implementation(); }
+  void execute(const void* queries, const void* keys, const void* values, void* out, std::byte* scratch) {
+    if (a_.mask == ops::AttentionMask::kCausal) {
+      const std::size_t head_bytes = a_.qk_dim * ops::size_of(a_.dtype);
+      for (std::int64_t h = 0; h < a_.heads; ++h) {
+        scores_.execute(static_cast<const std::byte*>(queries) + h * head_bytes,
+                        static_cast<const std::byte*>(keys) + h * head_bytes, scores_tile_.data() + h * a_.rows * a_.keys,
+                        scratch, mask_.data());
+      }
+    } else {
+      scores_.execute(queries, keys, scores_tile_.data(), scratch);
+    }
+    void* weights = a_.dtype == ops::DType::kBF16 ? static_cast<void*>(weights_bits_.data()) : scores_tile_.data();
+    softmax_.execute(scores_tile_.data(), weights);
+    mix_.execute(weights, values, out, scratch);
+  }
+
+ private:
+  ops::AttentionShape a_;
+  ops::Layout scores_layout_, weights_layout_;
+  ops::MatMul scores_;
+  ops::RowSoftmax softmax_;
+  ops::MatMul mix_;
+  Buffer<float> mask_, scores_tile_;
+  Buffer<std::uint16_t> weights_bits_;
+};
+
 void BM_Attention(benchmark::State& state, std::string name, LayerShape shape, AttentionPath path, bool bf16,
                   bool causal) {
   const std::int64_t tokens = shape.tokens, heads = shape.heads, head_dim = shape.head_dim;
   const ops::DType dtype = bf16 ? ops::DType::kBF16 : ops::DType::kF32;
   const std::int64_t qw = heads * head_dim, kvw = 2 * qw;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const Buffer<float> q = values(tokens * qw, 4), kv = values(tokens * kvw, 5);
   Buffer<std::uint16_t> q_bits(q.size()), kv_bits(kv.size()), o_bits(tokens * qw);
   for (std::size_t i = 0; i < q.size(); ++i) q_bits[i] = ops::reference::bf16_bits(q[i] * 10);
@@ -246,57 +316,14 @@ void BM_Attention(benchmark::State& state, std::string name, LayerShape shape, A
   const void* v_in = static_cast<const std::byte*>(kv_in) + qw * ops::size_of(dtype);
   void* o_out = bf16 ? static_cast<void*>(o_bits.data()) : o.data();
 
-  ops::AttentionShape attention;
-  attention.heads = heads;
-  attention.rows = attention.keys = tokens;
-  attention.qk_dim = attention.v_dim = head_dim;
-  attention.query_stride = attention.out_stride = qw;
-  attention.key_stride = attention.value_stride = kvw;
-  attention.dtype = dtype;
-  attention.mask = causal ? ops::AttentionMask::kCausal : ops::AttentionMask::kIcl;
-  attention.scale = scale;
+  const ops::AttentionShape attention = tile_attention(shape, dtype, causal);
   const ops::FusedAttention fused(attention);
-
-  // The engine's unfused path (model/engine.cpp, stage 2).
-  const ops::Layout scores_layout = ops::Layout::dense({heads, tokens, tokens}, ops::DType::kF32);
-  const ops::Layout weights_layout = ops::Layout::dense({heads, tokens, tokens}, dtype);
-  const ops::Layout mask_layout = ops::Layout::dense({tokens, tokens}, ops::DType::kF32);
-  const ops::MatMul scores =
-      causal ? ops::MatMul(ops::Layout{{tokens, head_dim}, {qw, 1}, dtype}, ops::Layout{{head_dim, tokens}, {1, kvw}, dtype},
-                           mask_layout, scale, false, ops::MatMul::Binary::kAdd, mask_layout)
-             : ops::MatMul(ops::Layout{{heads, tokens, head_dim}, {head_dim, qw, 1}, dtype},
-                           ops::Layout{{heads, head_dim, tokens}, {head_dim, 1, kvw}, dtype}, scores_layout, scale, false);
-  const ops::RowSoftmax softmax(scores_layout, weights_layout);
-  const ops::MatMul mix(weights_layout, ops::Layout{{heads, tokens, head_dim}, {head_dim, kvw, 1}, dtype},
-                        ops::Layout{{heads, tokens, head_dim}, {head_dim, qw, 1}, dtype}, 1.0f, false);
-  Buffer<float> mask(tokens * tokens), s(heads * tokens * tokens);
-  for (std::int64_t t = 0; t < tokens; ++t) {
-    for (std::int64_t k = 0; k < tokens; ++k) mask[t * tokens + k] = k <= t ? 0.0f : -INFINITY;
-  }
-  Buffer<std::uint16_t> weights_bits(s.size());
-  const std::size_t scratch_bytes =
-      std::max({fused.scratchpad_bytes(), scores.scratchpad_bytes(), mix.scratchpad_bytes()});
-  Buffer<std::byte> scratch(scratch_bytes + 64);
-  const std::size_t act = ops::size_of(dtype);
-
+  UnfusedAttention unfused(attention);
+  Buffer<std::byte> scratch(std::max(fused.scratchpad_bytes(), unfused.scratchpad_bytes()) + 64);
   time_op(state, name, [&] {
     switch (path) {
       case AttentionPath::kFused: fused.execute(q_in, kv_in, v_in, o_out, 0, scratch.data()); break;
-      case AttentionPath::kUnfused: {
-        if (causal) {
-          for (std::int64_t h = 0; h < heads; ++h) {
-            scores.execute(static_cast<const std::byte*>(q_in) + h * head_dim * act,
-                           static_cast<const std::byte*>(kv_in) + h * head_dim * act, s.data() + h * tokens * tokens,
-                           scratch.data(), mask.data());
-          }
-        } else {
-          scores.execute(q_in, kv_in, s.data(), scratch.data());
-        }
-        void* weights = bf16 ? static_cast<void*>(weights_bits.data()) : s.data();
-        softmax.execute(s.data(), weights);
-        mix.execute(weights, v_in, o_out, scratch.data());
-        break;
-      }
+      case AttentionPath::kUnfused: unfused.execute(q_in, kv_in, v_in, o_out, scratch.data()); break;
       case AttentionPath::kEigen:
         ops::reference::attention(q_f32.data(), kv_f32.data(), kv_f32.data() + qw, o.data(), attention, 0);
         break;
@@ -304,7 +331,7 @@ void BM_Attention(benchmark::State& state, std::string name, LayerShape shape, A
   });
   set_counters(state, 2.0 * heads * tokens * tokens * (2 * head_dim), tokens, 0, bf16);
   if (path == AttentionPath::kFused) state.SetLabel(fused.implementation());
-  if (path == AttentionPath::kUnfused) state.SetLabel(scores.implementation());
+  if (path == AttentionPath::kUnfused) state.SetLabel(unfused.implementation());
 }
 
 // The alternative of issue 14: dense per-head layouts, so that oneDNN can take Q K^T and A V as
@@ -420,14 +447,13 @@ void BM_LayerChain(benchmark::State& state, std::string name, LayerShape shape, 
   const std::int64_t qw = h * dk, kvw = 2 * qw;
   const ops::DType act = bf16 ? ops::DType::kBF16 : ops::DType::kF32;
   const std::size_t act_size = ops::size_of(act);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
   const Buffer<float> wq = values(d * qw, 11), wkv = values(d * kvw, 12), wo = values(qw * d, 13), w1 = values(d * f, 14),
                       w2 = values(f * d, 15), bq(qw, 0.0f), bkv(kvw, 0.0f), bd(d, 0.0f), bf(f, 0.0f), gamma(d, 1.0f),
                       beta(d, 0.0f);
-  Buffer<float> x = values(t * d, 16), normed(t * d), hidden_f32(t * f), scores(h * t * t);
+  Buffer<float> x = values(t * d, 16), normed(t * d), hidden_f32(t * f);
   for (float& value : x) value *= 10;
   Buffer<std::byte> converted(t * d * 2), q(t * qw * act_size), kv(t * kvw * act_size), o(t * qw * act_size),
-      weights(h * t * t * act_size), hidden(t * f * act_size);
+      hidden(t * f * act_size);
   const ops::Layout stream_rows = ops::Layout::rows(t, d, d, ops::DType::kF32);
   const ops::Layout input = bf16 ? ops::Layout::rows(t, d, d, ops::DType::kBF16) : stream_rows;
   const ops::LayerNorm norm(stream_rows, gamma, beta, 1e-5f);
@@ -440,24 +466,13 @@ void BM_LayerChain(benchmark::State& state, std::string name, LayerShape shape, 
   const ops::Linear up(input, w1, bf, ops::Layout::rows(t, f, f, ops::DType::kF32), ops::PostActivation::kNone, false);
   const ops::Gelu gelu(ops::Layout::dense({t, f}, ops::DType::kF32), ops::Layout::dense({t, f}, act), ops::GeluForm::kErf);
   const ops::Linear down(hidden_rows, w2, bd, stream_rows, ops::PostActivation::kNone, true);
-  const ops::MatMul qk(ops::Layout{{h, t, dk}, {dk, qw, 1}, act}, ops::Layout{{h, dk, t}, {dk, 1, kvw}, act},
-                       ops::Layout::dense({h, t, t}, ops::DType::kF32), scale, false);
-  const ops::RowSoftmax softmax(ops::Layout::dense({h, t, t}, ops::DType::kF32), ops::Layout::dense({h, t, t}, act));
-  const ops::MatMul mix(ops::Layout::dense({h, t, t}, act), ops::Layout{{h, t, dk}, {dk, kvw, 1}, act},
-                        ops::Layout{{h, t, dk}, {dk, qw, 1}, act}, 1.0f, false);
-  ops::AttentionShape attention_shape;
-  attention_shape.heads = h;
-  attention_shape.rows = attention_shape.keys = t;
-  attention_shape.qk_dim = attention_shape.v_dim = dk;
-  attention_shape.query_stride = attention_shape.out_stride = qw;
-  attention_shape.key_stride = attention_shape.value_stride = kvw;
-  attention_shape.dtype = act;
-  attention_shape.scale = scale;
+  const ops::AttentionShape attention_shape = tile_attention(shape, act, false);
   const ops::FusedAttention attention(attention_shape);
+  UnfusedAttention unfused(attention_shape);
   std::size_t scratch_bytes = attention.scratchpad_bytes();
   for (std::size_t bytes : {norm.scratchpad_bytes(), to_bf16.scratchpad_bytes(), query.scratchpad_bytes(),
                             key_value.scratchpad_bytes(), output.scratchpad_bytes(), up_gelu.scratchpad_bytes(),
-                            up.scratchpad_bytes(), down.scratchpad_bytes(), qk.scratchpad_bytes(), mix.scratchpad_bytes()}) {
+                            up.scratchpad_bytes(), down.scratchpad_bytes(), unfused.scratchpad_bytes()}) {
     scratch_bytes = std::max(scratch_bytes, bytes);
   }
   Buffer<std::byte> scratch(scratch_bytes + 64);
@@ -475,10 +490,7 @@ void BM_LayerChain(benchmark::State& state, std::string name, LayerShape shape, 
     if (fused) {
       attention.execute(q.data(), kv.data(), kv.data() + qw * act_size, o.data(), 0, scratch.data());
     } else {
-      qk.execute(q.data(), kv.data(), scores.data(), scratch.data());
-      void* w = bf16 ? static_cast<void*>(weights.data()) : scores.data();
-      softmax.execute(scores.data(), w);
-      mix.execute(w, kv.data() + qw * act_size, o.data(), scratch.data());
+      unfused.execute(q.data(), kv.data(), kv.data() + qw * act_size, o.data(), scratch.data());
     }
     output.execute(o.data(), x.data(), scratch.data());
     norm.execute(x.data(), normed.data(), scratch.data());

@@ -125,45 +125,38 @@ __m512i interleave_bf16(__m256i low, __m256i high) {
 // splits its sum over U chains.
 constexpr int chains(int outputs) { return outputs >= 8 ? 1 : (outputs >= 4 ? 2 : (outputs >= 2 ? 4 : 8)); }
 
-// ---- Scores: S^T[g] = sum_d K[k + g, d] Q^T[d] for G <= 8 keys and RB blocks of 16 rows. ----
-template <int RB, int G>
-[[gnu::always_inline]] inline void score_group_f32(const float* query_t, std::int64_t dk, const float* key,
-                                                   std::int64_t key_stride, float* scores) {
-  constexpr int U = chains(RB * G);
-  constexpr std::int64_t width = RB * kLanes;
-  __m512 acc[U][G][RB];
-  for (int u = 0; u < U; ++u) {
-    for (int g = 0; g < G; ++g) {
-      for (int b = 0; b < RB; ++b) acc[u][g][b] = _mm512_setzero_ps();
-    }
-  }
-  auto step = [&](int u, std::int64_t d) {
-    __m512 q[RB];
-    for (int b = 0; b < RB; ++b) q[b] = _mm512_loadu_ps(query_t + d * width + b * kLanes);
-    for (int g = 0; g < G; ++g) {
-      const __m512 k = _mm512_set1_ps(key[g * key_stride + d]);
-      for (int b = 0; b < RB; ++b) acc[u][g][b] = _mm512_fmadd_ps(k, q[b], acc[u][g][b]);
-    }
-  };
-  std::int64_t d = 0;
-  for (; d + U <= dk; d += U) {
-    for (int u = 0; u < U; ++u) step(u, d + u);
-  }
-  for (; d < dk; ++d) step(0, d);
-  for (int g = 0; g < G; ++g) {
-    for (int b = 0; b < RB; ++b) {
-      for (int u = 1; u < U; ++u) acc[0][g][b] = _mm512_add_ps(acc[0][g][b], acc[u][g][b]);
-      _mm512_storeu_ps(scores + g * width + b * kLanes, acc[0][g][b]);
-    }
-  }
-}
+// The two precisions' arithmetic, for the score and mix kernels below. f32 multiplies one column
+// per step; bf16 two (a pair of bf16 values in each 32-bit lane, through vdpbf16ps). Keys are
+// broadcast from the key rows; values from the value rows (f32) or from the values as key pairs
+// (bf16, pair_values()); Q^T and the weights are vectors of 16 lanes in the scratchpad.
+struct F32Math {
+  using Key = float;
+  using Value = float;
+  using Lanes = __m512;
+  static constexpr std::int64_t kColumns = 1;
+  static Lanes load(const float* p) { return _mm512_loadu_ps(p); }
+  static Lanes key(const float* p) { return _mm512_set1_ps(*p); }
+  static Lanes value(const float* p) { return _mm512_set1_ps(*p); }
+  static __m512 multiply_add(__m512 acc, Lanes a, Lanes b) { return _mm512_fmadd_ps(a, b, acc); }
+};
+struct Bf16Math {
+  using Key = std::uint16_t;
+  using Value = std::uint32_t;
+  using Lanes = __m512i;
+  static constexpr std::int64_t kColumns = 2;
+  static Lanes load(const float* p) { return _mm512_loadu_si512(p); }
+  static Lanes key(const std::uint16_t* p) { return _mm512_set1_epi32(static_cast<int>(load_word(p))); }
+  static Lanes value(const std::uint32_t* p) { return _mm512_set1_epi32(static_cast<int>(*p)); }
+  static __m512 multiply_add(__m512 acc, Lanes a, Lanes b) { return dot_pairs(acc, a, b); }
+};
 
-// bf16: Q^T as pairs of columns (query_t[p] holds (q_2p, q_2p+1) of each row), K's pairs read as
-// one 32-bit word; an odd last column in f32 (query_last). Scores are multiplied by `scale`.
-template <int RB, int G>
-[[gnu::always_inline]] inline void score_group_bf16(const std::uint32_t* query_t, const float* query_last,
-                                                    std::int64_t dk, const std::uint16_t* key,
-                                                    std::int64_t key_stride, __m512 scale, float* scores) {
+// ---- Scores: S^T[g] = sum_d K[k + g, d] Q^T[d] for G <= 8 keys and RB blocks of 16 rows. ----
+// query_t: [dk / kColumns][RB 16]; bf16 adds an odd last column from query_last [RB 16] in f32
+// and multiplies by `scale` (f32 has it folded into Q^T).
+template <typename Math, int RB, int G>
+[[gnu::always_inline]] inline void score_group(const float* query_t, const float* query_last, std::int64_t dk,
+                                               const typename Math::Key* key, std::int64_t key_stride, float scale,
+                                               float* scores) {
   constexpr int U = chains(RB * G);
   constexpr std::int64_t width = RB * kLanes;
   __m512 acc[U][G][RB];
@@ -172,40 +165,45 @@ template <int RB, int G>
       for (int b = 0; b < RB; ++b) acc[u][g][b] = _mm512_setzero_ps();
     }
   }
-  auto step = [&](int u, std::int64_t p) {
-    __m512i q[RB];
-    for (int b = 0; b < RB; ++b) q[b] = _mm512_loadu_si512(query_t + p * width + b * kLanes);
+  auto step = [&](int u, std::int64_t i) {
+    typename Math::Lanes q[RB];
+    for (int b = 0; b < RB; ++b) q[b] = Math::load(query_t + i * width + b * kLanes);
     for (int g = 0; g < G; ++g) {
-      const __m512i k = _mm512_set1_epi32(static_cast<int>(load_word(key + g * key_stride + 2 * p)));
-      for (int b = 0; b < RB; ++b) acc[u][g][b] = dot_pairs(acc[u][g][b], q[b], k);
+      const typename Math::Lanes k = Math::key(key + g * key_stride + i * Math::kColumns);
+      for (int b = 0; b < RB; ++b) acc[u][g][b] = Math::multiply_add(acc[u][g][b], k, q[b]);
     }
   };
-  const std::int64_t pairs = dk / 2;
-  std::int64_t p = 0;
-  for (; p + U <= pairs; p += U) {
-    for (int u = 0; u < U; ++u) step(u, p + u);
+  const std::int64_t steps = dk / Math::kColumns;
+  std::int64_t i = 0;
+  for (; i + U <= steps; i += U) {
+    for (int u = 0; u < U; ++u) step(u, i + u);
   }
-  for (; p < pairs; ++p) step(0, p);
-  if (dk % 2 != 0) {
-    for (int g = 0; g < G; ++g) {
-      const __m512 k = _mm512_set1_ps(bf16_to_f32(key[g * key_stride + dk - 1]));
-      for (int b = 0; b < RB; ++b) {
-        acc[0][g][b] = _mm512_fmadd_ps(k, _mm512_loadu_ps(query_last + b * kLanes), acc[0][g][b]);
+  for (; i < steps; ++i) step(0, i);
+  if constexpr (Math::kColumns == 2) {
+    if (dk % 2 != 0) {
+      for (int g = 0; g < G; ++g) {
+        const __m512 k = _mm512_set1_ps(bf16_to_f32(key[g * key_stride + dk - 1]));
+        for (int b = 0; b < RB; ++b) {
+          acc[0][g][b] = _mm512_fmadd_ps(k, _mm512_loadu_ps(query_last + b * kLanes), acc[0][g][b]);
+        }
       }
     }
   }
   for (int g = 0; g < G; ++g) {
     for (int b = 0; b < RB; ++b) {
       for (int u = 1; u < U; ++u) acc[0][g][b] = _mm512_add_ps(acc[0][g][b], acc[u][g][b]);
-      _mm512_storeu_ps(scores + g * width + b * kLanes, _mm512_mul_ps(acc[0][g][b], scale));
+      if constexpr (Math::kColumns == 2) acc[0][g][b] = _mm512_mul_ps(acc[0][g][b], _mm512_set1_ps(scale));
+      _mm512_storeu_ps(scores + g * width + b * kLanes, acc[0][g][b]);
     }
   }
 }
 
 // ---- Mix: O^T[w] += sum_k P^T[k] V[k, j0 + w] for a chunk of W value columns. ----
-template <int RB, int W>
-void mix_chunk_f32(const float* weights, std::int64_t count, const float* value, std::int64_t value_stride,
-                   float* out_t) {
+// weights: [steps][RB 16] (f32 weights, or bf16 weights as key pairs); value: the chunk's column 0
+// of step 0, steps `value_stride` apart (value rows, or the values as key pairs).
+template <typename Math, int RB, int W>
+void mix_chunk(const float* weights, std::int64_t steps, const typename Math::Value* value, std::int64_t value_stride,
+               float* out_t) {
   constexpr int U = chains(RB * W);
   constexpr std::int64_t width = RB * kLanes;
   __m512 acc[U][W][RB];
@@ -216,54 +214,19 @@ void mix_chunk_f32(const float* weights, std::int64_t count, const float* value,
     }
   }
   auto step = [&](int u, std::int64_t k) {
-    __m512 p[RB];
-    for (int b = 0; b < RB; ++b) p[b] = _mm512_loadu_ps(weights + k * width + b * kLanes);
-    const float* v = value + k * value_stride;
+    typename Math::Lanes p[RB];
+    for (int b = 0; b < RB; ++b) p[b] = Math::load(weights + k * width + b * kLanes);
+    const typename Math::Value* v = value + k * value_stride;
     for (int w = 0; w < W; ++w) {
-      const __m512 x = _mm512_set1_ps(v[w]);
-      for (int b = 0; b < RB; ++b) acc[u][w][b] = _mm512_fmadd_ps(p[b], x, acc[u][w][b]);
+      const typename Math::Lanes x = Math::value(v + w);
+      for (int b = 0; b < RB; ++b) acc[u][w][b] = Math::multiply_add(acc[u][w][b], p[b], x);
     }
   };
   std::int64_t k = 0;
-  for (; k + U <= count; k += U) {
+  for (; k + U <= steps; k += U) {
     for (int u = 0; u < U; ++u) step(u, k + u);
   }
-  for (; k < count; ++k) step(0, k);
-  for (int w = 0; w < W; ++w) {
-    for (int b = 0; b < RB; ++b) {
-      for (int u = 1; u < U; ++u) acc[0][w][b] = _mm512_add_ps(acc[0][w][b], acc[u][w][b]);
-      _mm512_storeu_ps(out_t + w * width + b * kLanes, acc[0][w][b]);
-    }
-  }
-}
-
-// bf16: weights as key pairs [pairs][RB 16] u32, values as key pairs [pairs][dv] u32 (from column j0).
-template <int RB, int W>
-void mix_chunk_bf16(const std::uint32_t* weights, std::int64_t pairs, const std::uint32_t* value_pairs,
-                    std::int64_t dv, float* out_t) {
-  constexpr int U = chains(RB * W);
-  constexpr std::int64_t width = RB * kLanes;
-  __m512 acc[U][W][RB];
-  for (int w = 0; w < W; ++w) {
-    for (int b = 0; b < RB; ++b) {
-      acc[0][w][b] = _mm512_loadu_ps(out_t + w * width + b * kLanes);
-      for (int u = 1; u < U; ++u) acc[u][w][b] = _mm512_setzero_ps();
-    }
-  }
-  auto step = [&](int u, std::int64_t p) {
-    __m512i a[RB];
-    for (int b = 0; b < RB; ++b) a[b] = _mm512_loadu_si512(weights + p * width + b * kLanes);
-    const std::uint32_t* v = value_pairs + p * dv;
-    for (int w = 0; w < W; ++w) {
-      const __m512i x = _mm512_set1_epi32(static_cast<int>(v[w]));
-      for (int b = 0; b < RB; ++b) acc[u][w][b] = dot_pairs(acc[u][w][b], a[b], x);
-    }
-  };
-  std::int64_t p = 0;
-  for (; p + U <= pairs; p += U) {
-    for (int u = 0; u < U; ++u) step(u, p + u);
-  }
-  for (; p < pairs; ++p) step(0, p);
+  for (; k < steps; ++k) step(0, k);
   for (int w = 0; w < W; ++w) {
     for (int b = 0; b < RB; ++b) {
       for (int u = 1; u < U; ++u) acc[0][w][b] = _mm512_add_ps(acc[0][w][b], acc[u][w][b]);
@@ -277,63 +240,36 @@ template <int RB>
 constexpr std::int64_t kChunk = 16 / RB;
 
 // Function tables indexed by G - 1 (the tail group of a key block) or W - 1.
-template <int RB, int G>
-void score_tail_f32(const float* query_t, std::int64_t dk, const float* key, std::int64_t key_stride, float* scores) {
-  score_group_f32<RB, G>(query_t, dk, key, key_stride, scores);
+template <typename Math, int RB, int G>
+void score_tail(const float* query_t, const float* query_last, std::int64_t dk, const typename Math::Key* key,
+                std::int64_t key_stride, float scale, float* scores) {
+  score_group<Math, RB, G>(query_t, query_last, dk, key, key_stride, scale, scores);
 }
-template <int RB, int G>
-void score_tail_bf16(const std::uint32_t* query_t, const float* query_last, std::int64_t dk, const std::uint16_t* key,
-                     std::int64_t key_stride, __m512 scale, float* scores) {
-  score_group_bf16<RB, G>(query_t, query_last, dk, key, key_stride, scale, scores);
+template <typename Math, int RB, std::size_t... I>
+constexpr auto score_tails(std::index_sequence<I...>) {
+  return std::array{&score_tail<Math, RB, static_cast<int>(I) + 1>...};
 }
-template <int RB, std::size_t... I>
-constexpr auto score_tails_f32(std::index_sequence<I...>) {
-  return std::array{&score_tail_f32<RB, static_cast<int>(I) + 1>...};
+template <typename Math, int RB, std::size_t... I>
+constexpr auto mix_chunks(std::index_sequence<I...>) {
+  return std::array{&mix_chunk<Math, RB, static_cast<int>(I) + 1>...};
 }
-template <int RB, std::size_t... I>
-constexpr auto score_tails_bf16(std::index_sequence<I...>) {
-  return std::array{&score_tail_bf16<RB, static_cast<int>(I) + 1>...};
-}
-template <int RB, std::size_t... I>
-constexpr auto mix_chunks_f32(std::index_sequence<I...>) {
-  return std::array{&mix_chunk_f32<RB, static_cast<int>(I) + 1>...};
-}
-template <int RB, std::size_t... I>
-constexpr auto mix_chunks_bf16(std::index_sequence<I...>) {
-  return std::array{&mix_chunk_bf16<RB, static_cast<int>(I) + 1>...};
-}
-template <int RB>
-constexpr auto kScoreTailF32 = score_tails_f32<RB>(std::make_index_sequence<kKeyGroup - 1>{});
-template <int RB>
-constexpr auto kScoreTailBf16 = score_tails_bf16<RB>(std::make_index_sequence<kKeyGroup - 1>{});
-template <int RB>
-constexpr auto kMixF32 = mix_chunks_f32<RB>(std::make_index_sequence<kChunk<RB>>{});
-template <int RB>
-constexpr auto kMixBf16 = mix_chunks_bf16<RB>(std::make_index_sequence<kChunk<RB>>{});
+template <typename Math, int RB>
+constexpr auto kScoreTail = score_tails<Math, RB>(std::make_index_sequence<kKeyGroup - 1>{});
+template <typename Math, int RB>
+constexpr auto kMix = mix_chunks<Math, RB>(std::make_index_sequence<kChunk<RB>>{});
 
 // The scores of `count` keys from `key` on, [count][RB 16]: groups of 8, then one of the rest.
-template <int RB>
-void score_block_f32(const float* query_t, std::int64_t dk, const float* key, std::int64_t key_stride,
-                     std::int64_t count, float* scores) {
+template <typename Math, int RB>
+void score_block(const float* query_t, const float* query_last, std::int64_t dk, const typename Math::Key* key,
+                 std::int64_t key_stride, float scale, std::int64_t count, float* scores) {
   constexpr std::int64_t width = RB * kLanes;
   std::int64_t g = 0;
   for (; g + kKeyGroup <= count; g += kKeyGroup) {
-    score_group_f32<RB, kKeyGroup>(query_t, dk, key + g * key_stride, key_stride, scores + g * width);
-  }
-  if (g < count) kScoreTailF32<RB>[count - g - 1](query_t, dk, key + g * key_stride, key_stride, scores + g * width);
-}
-template <int RB>
-void score_block_bf16(const std::uint32_t* query_t, const float* query_last, std::int64_t dk, const std::uint16_t* key,
-                      std::int64_t key_stride, __m512 scale, std::int64_t count, float* scores) {
-  constexpr std::int64_t width = RB * kLanes;
-  std::int64_t g = 0;
-  for (; g + kKeyGroup <= count; g += kKeyGroup) {
-    score_group_bf16<RB, kKeyGroup>(query_t, query_last, dk, key + g * key_stride, key_stride, scale,
-                                    scores + g * width);
+    score_group<Math, RB, kKeyGroup>(query_t, query_last, dk, key + g * key_stride, key_stride, scale, scores + g * width);
   }
   if (g < count) {
-    kScoreTailBf16<RB>[count - g - 1](query_t, query_last, dk, key + g * key_stride, key_stride, scale,
-                                      scores + g * width);
+    kScoreTail<Math, RB>[count - g - 1](query_t, query_last, dk, key + g * key_stride, key_stride, scale,
+                                        scores + g * width);
   }
 }
 
@@ -511,13 +447,9 @@ void attend_block(const Head<kBf16>& head, std::int64_t first_row, std::int64_t 
   const std::int64_t block_length = round_up((range.end + blocks - 1) / blocks, 2);
   for (std::int64_t k0 = 0; k0 < range.end; k0 += block_length) {
     const std::int64_t count = std::min(block_length, range.end - k0);
-    const auto* key = head.keys + k0 * s.key_stride;
-    if constexpr (kBf16) {
-      score_block_bf16<RB>(reinterpret_cast<const std::uint32_t*>(head.query_t), head.query_last, dk, key, s.key_stride,
-                           _mm512_set1_ps(head.score_scale), count, head.scores);
-    } else {
-      score_block_f32<RB>(head.query_t, dk, key, s.key_stride, count, head.scores);
-    }
+    using Math = std::conditional_t<kBf16, Bf16Math, F32Math>;
+    score_block<Math, RB>(head.query_t, head.query_last, dk, head.keys + k0 * s.key_stride, s.key_stride,
+                          head.score_scale, count, head.scores);
     // Causal: key k is hidden from the rows t < k.
     for (std::int64_t k = std::max(k0, range.diagonal); k < k0 + count; ++k) {
       for (int b = 0; b < RB; ++b) {
@@ -546,13 +478,14 @@ void attend_block(const Head<kBf16>& head, std::int64_t first_row, std::int64_t 
         }
       }
       for (std::int64_t j0 = 0; j0 < dv; j0 += kChunk<RB>) {
-        kMixBf16<RB>[std::min(kChunk<RB>, dv - j0) - 1](head.pairs, pair_count, head.value_pairs + k0 / 2 * dv + j0, dv,
-                                                        head.out_t + j0 * width);
+        kMix<Bf16Math, RB>[std::min(kChunk<RB>, dv - j0) - 1](reinterpret_cast<const float*>(head.pairs), pair_count,
+                                                              head.value_pairs + k0 / 2 * dv + j0, dv,
+                                                              head.out_t + j0 * width);
       }
     } else {
       for (std::int64_t j0 = 0; j0 < dv; j0 += kChunk<RB>) {
-        kMixF32<RB>[std::min(kChunk<RB>, dv - j0) - 1](head.scores, count, head.values + k0 * s.value_stride + j0,
-                                                       s.value_stride, head.out_t + j0 * width);
+        kMix<F32Math, RB>[std::min(kChunk<RB>, dv - j0) - 1](head.scores, count, head.values + k0 * s.value_stride + j0,
+                                                             s.value_stride, head.out_t + j0 * width);
       }
     }
   }

@@ -1,15 +1,18 @@
 #pragma once
 // AVX-512 building blocks shared by the ops' own kernels (attention.cpp, gelu.cpp). Internal to
 // src/ops: only included by .cpp files compiled with the target's flags, and only the parts
-// under ICLBENCH_SIMD_AVX512 exist on a machine that has it.
+// under __AVX512F__ / ICLBENCH_SIMD_AVX512 exist on a machine that has them.
 
 #include <cstdint>
 
 // The AVX-512 subsets every AVX-512 CPU since Skylake-SP has (F, DQ for vreduceps, BW and VL for
-// 16-bit and 256-bit masked moves); the kernels' vector paths need all four.
+// 16-bit and 256-bit masked moves): the attention and GELU kernels need all four, and exp2 below
+// DQ; the bf16 conversions and the transpose need only F (RowSoftmax's requirement).
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #define ICLBENCH_SIMD_AVX512 1
-#include <immintrin.h>
 #endif
 
 namespace iclbench::ops::simd {
@@ -38,9 +41,12 @@ inline __m512 exp2(__m512 x) {
   return _mm512_scalef_ps(p, x);
 }
 
-// f32 -> bf16 of 16 finite or infinite values, round to nearest even. With avx512_bf16 one
-// instruction; otherwise integer rounding (the same results; a NaN keeps its sign and becomes
-// some NaN).
+#endif
+
+#if defined(__AVX512F__)
+// f32 -> bf16 of 16 values, round to nearest even. With avx512_bf16 one instruction (which also
+// flushes denormals to 0); otherwise integer rounding (the same for normal numbers and
+// infinities; a NaN stays a NaN).
 inline __m256i to_bf16(__m512 values) {
 #if defined(__AVX512BF16__)
   return reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(values));
