@@ -41,6 +41,13 @@ constexpr float kLog2e = 1.44269504088896341f;
 // 16 lanes costs as much for 1 row as for 16, which for the encoder's 129 rows was 13% of the time.
 constexpr std::int64_t kFewRows = 4;
 
+// Keys row t sees.
+std::int64_t visible_keys(const AttentionShape& s, std::int64_t t) {
+  return s.mask == AttentionMask::kIcl ? s.keys : std::min(s.keys, t + 1);
+}
+
+#if defined(ICLBENCH_SIMD_AVX512)
+
 std::int64_t round_up(std::int64_t value, std::int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
 
 // The keys a block of query rows reads: [0, end); keys >= diagonal are hidden from some of its
@@ -53,12 +60,6 @@ BlockKeys block_keys(const AttentionShape& s, std::int64_t first_row, std::int64
   if (s.mask == AttentionMask::kIcl) return {t0, s.keys, s.keys};
   return {t0, std::min(s.keys, t0 + rows), std::min(s.keys, t0 + 1)};
 }
-// Keys row t sees.
-std::int64_t visible_keys(const AttentionShape& s, std::int64_t t) {
-  return s.mask == AttentionMask::kIcl ? s.keys : std::min(s.keys, t + 1);
-}
-
-#if defined(ICLBENCH_SIMD_AVX512)
 
 std::size_t aligned_bytes(std::int64_t bytes) { return static_cast<std::size_t>(round_up(bytes, 64)); }
 

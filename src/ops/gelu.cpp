@@ -1,5 +1,6 @@
 #include "ops/gelu.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <numbers>
@@ -67,11 +68,16 @@ void gelu_rows(const float* src, void* dst, std::int64_t count, GeluForm form) {
   }
 }
 #else
+// The same formulas and clamps as the vector code, with std::erfc and std::exp2.
 float gelu_scalar(float x, GeluForm form) {
+  if (std::isnan(x)) return x;
   if (form == GeluForm::kTanh) {
-    return 0.5f * x * (1.0f + std::tanh(0.7978845608f * (x + 0.044715f * x * x * x)));
+    x = std::max(-20.0f, x);
+    const float power = x * (kTanh1 + kTanh3 * x * x);
+    return x / (1.0f + std::exp2(std::min(126.0f, power)));
   }
-  return 0.5f * x * std::erfc(-x / std::numbers::sqrt2_v<float>);
+  const float a = std::min(20.0f, std::fabs(x));
+  return std::max(x, 0.0f) - a * 0.5f * std::erfc(a / std::numbers::sqrt2_v<float>);
 }
 std::uint16_t to_bf16(float value) {
   const auto bits = std::bit_cast<std::uint32_t>(value);
