@@ -317,7 +317,9 @@ AttentionOperands attention_operands(const AttentionCase& c, AttentionWeights we
 std::vector<float> run_attention(const AttentionOperands& o, std::int64_t first_row) {
   const AttentionShape& s = o.shape;
   const FusedAttention op(s);
-  std::vector<std::byte> scratch(op.scratchpad_bytes() + 64);
+  // Exactly the size the op asks for, so that AddressSanitizer sees any write past it.
+  std::vector<std::byte> scratch(op.scratchpad_bytes());
+  EXPECT_EQ(op.scratchpad_bytes(), FusedAttention::scratchpad_bytes_for(s));
   const auto size = static_cast<std::size_t>(s.rows * s.out_stride);
   if (s.dtype == DType::kBF16) {
     std::vector<std::uint16_t> out(size, reference::bf16_bits(kSentinel));

@@ -79,7 +79,7 @@ ScratchLayout scratch_layout(const AttentionShape& s) {
   constexpr std::int64_t width = kMaxBlocks * kLanes;
   ScratchLayout o;
   const bool bf16 = s.dtype == DType::kBF16;
-  o.query_last = aligned_bytes((bf16 ? s.qk_dim / 2 : s.qk_dim) * width * 4);
+  o.query_last = aligned_bytes(std::max((bf16 ? s.qk_dim / 2 : s.qk_dim) * width, s.qk_dim * kLanes) * 4);
   o.scores = o.query_last + aligned_bytes(bf16 ? width * 4 : 0);
   o.pairs = o.scores + aligned_bytes(kScoreFloats * 4);
   o.out_t = o.pairs + aligned_bytes(bf16 ? kScoreFloats / 2 * 4 : 0);

@@ -15,19 +15,23 @@
 // Numbers (softmax): -inf scores get a weight of exactly 0; a row whose visible scores are all
 // -inf gets NaN (0/0), and a NaN or +inf score makes the row NaN, as ops::RowSoftmax does. A
 // non-finite value in the row of a key that a row cannot see (causal) may still turn that row
-// NaN when both share a 16-row block (the key's weight is 0 there, and 0 * inf = NaN), as the
-// engine's masked oneDNN matmuls did.
+// NaN when both are in the same block of rows (the key's weight is 0 there, and 0 * inf = NaN),
+// as the engine's masked oneDNN matmuls did. Each row's result depends only on the shape,
+// first_row and the operands (same bytes whatever the thread).
 //
 // How (AVX-512): 16 query rows are the 16 lanes of a vector, so each key's 16 scores are one
 // vector, the softmax is lane-wise (no horizontal reductions) and the causal mask is one lane
-// mask per diagonal key. Per head and 16-row block, keys are processed in blocks of up to 128:
-// the scores of a block go to an 8 KB buffer in L1, then exp, then the mix into 16 x dv
-// accumulators. The running maximum is updated only when a block's maximum exceeds it by more
-// than 2^8 (so the weights stay <= 2^8 and the f32 sums cannot overflow), which makes the
-// online-softmax rescaling of flash attention (Dao et al. 2022) almost free. exp is 2^x with a
-// degree-6 minimax polynomial on [0, 1) (1.04 ulp) and vscalefps. bf16 inputs go through
-// vdpbf16ps (f32 accumulation); their weights are rounded to bf16 for the mix, as the engine's
-// bf16 softmax output was. Without AVX-512 a scalar loop computes the same definition.
+// mask per diagonal key. Rows go in blocks of 32 (two vectors, so that every broadcast key or
+// value element feeds two FMAs: a broadcast load per FMA is what limits these loops on this
+// CPU), a last block of 17..31 or 5..16 rows as one or two vectors, and a last block of at most
+// 4 rows with 16 keys in the lanes instead (K^T of 16 keys built once for the few rows). Per head
+// and row block, keys go in blocks of up to 160: their scores to a 20 KB buffer in L1, then exp,
+// then the mix into [dv][32] accumulators. The running maximum is raised only when a key block
+// exceeds it by more than 2^8 (so the weights stay <= 2^8 and the f32 sums cannot overflow),
+// which makes the online-softmax rescaling of flash attention (Dao et al. 2022) almost free.
+// exp is 2^x with a degree-6 minimax polynomial on [0, 1) (1.04 ulp) and vscalefps. bf16 inputs
+// go through vdpbf16ps (f32 accumulation); their weights are rounded to bf16 for the mix, as the
+// engine's bf16 softmax output was. Without AVX-512 a scalar loop computes the same definition.
 //
 // Threading: execute() is const and uses only the caller's scratchpad; call it from any number
 // of threads at once. It flushes denormals while it runs (ops::FlushDenormals) and restores the
