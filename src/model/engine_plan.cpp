@@ -146,10 +146,12 @@ std::vector<bool> changing_slots(const BuildContext& build, const LayerConfig& l
       written_columns(projection_weights(weights.wo, weights.bo, layer.heads * layer.v_dim));
   if (layer.has_mlp()) {
     const ProjectionWeights up = projection_weights(weights.w1, weights.b1, build.plan.width);
-    std::vector<bool> live_hidden = written_columns(up);
+    const std::vector<bool> live_hidden = written_columns(up);
     const std::vector<bool> down =
         written_columns(projection_weights(weights.w2, weights.b2, layer.mlp_hidden), live_hidden);
-    for (std::size_t slot = 0; slot < changing.size(); ++slot) changing[slot] = changing[slot] || down[slot];
+    for (std::size_t slot = 0; slot < changing.size(); ++slot) {
+      changing[slot] = changing[slot] || down[slot];
+    }
   }
   return changing;
 }
@@ -382,7 +384,6 @@ void count_flops(const EnginePlan& plan, const LayerConfig& layer, LayerPlan& la
     (pass == 0 ? layer_plan.first_pass_flops : layer_plan.later_pass_flops) = flops;
   }
 }
-
 
 }  // namespace
 

@@ -48,10 +48,11 @@ ops::StructuredLinear::Columns analyse_columns(const ProjectionWeights& weights,
                                                const ColumnMap& map, bool copies,
                                                bool accumulate);
 
-// Multiply-adds per row: the dense map, and the structured columns with the loop kernel's
-// penalty against oneDNN's GEMM (kStructuredPenalty: ops::StructuredLinear runs a row at a
-// time, about 4x slower per multiply-add than a blocked GEMM at these sizes) and a unit per copied or
-// zeroed value. The structured form is taken when it is cheaper.
+// Multiply-adds per row: the dense map, and the structured columns with the structured
+// kernel's penalty against oneDNN's GEMM (kStructuredPenalty: ops::StructuredLinear gathers
+// strided input columns and has no register blocking, so take it as 4x slower per multiply-add
+// than a blocked GEMM; a rough figure, not a measured one) plus one unit per copied or zeroed
+// value. The structured form is taken when it is cheaper.
 inline constexpr double kStructuredPenalty = 4.0;
 double dense_cost(const ProjectionWeights& weights);
 double structured_cost(const ops::StructuredLinear::Columns& columns);
