@@ -2,7 +2,7 @@
 //   the standard encoder (pre-LN, GELU, D = 64, H = 4, FFN 256, 4 layers, T = 129, 64 prompts,
 //     random weights from a fixed seed), whole and one layer;
 //   one BERT-base layer (T = 128, D = 768, H = 12, FFN 3072, 8 prompts);
-//   a constructed learner (gd-hinge);
+//   a constructed learner (gd-hinge), and gd-hinge at issue 14's shape structured against dense;
 //   the icl shapes: linear Q(K^T V) (gd-ls) against softmax attention (kernel) on the icl mask,
 //     d in {8, 16, 32, 64}, N context examples in {64 ... 4096}, 64 queries;
 //   end-to-end `eval` of the constructed learners (prompt assembly, forward, probes, metrics).
@@ -33,12 +33,15 @@ std::vector<float> gaussian_tokens(std::int64_t count, std::uint64_t seed) {
 }
 
 // Runs one forward per iteration over `prompts` prompts of `tokens` tokens (n in context).
+// `dense`: no plan-time weight structure (EngineOptions::dense). FLOPs are what the plan executes.
 void run_forward(benchmark::State& state, const std::string& spec, int d, std::int64_t prompts,
-                 std::int64_t tokens, std::int64_t context, bool bf16, int threads) {
+                 std::int64_t tokens, std::int64_t context, bool bf16, int threads,
+                 bool dense = false) {
   tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
   const model::Model built = model::construct(model::parse_construction(spec), d, 1);
   model::EngineOptions options;
   options.bf16 = bf16;
+  options.dense = dense;
   const model::Engine engine(built.config, built.weights, options);
   const std::vector<float> input = gaussian_tokens(prompts * tokens * built.config.width, 2);
   std::vector<float> out(input.size());
@@ -47,7 +50,7 @@ void run_forward(benchmark::State& state, const std::string& spec, int d, std::i
     engine.forward(input, prompts, tokens, context, out);
     benchmark::DoNotOptimize(out.data());
   }
-  set_counters(state, built.config.forward_flops(tokens, context) * static_cast<double>(prompts),
+  set_counters(state, engine.forward_flops(tokens, context) * static_cast<double>(prompts),
                static_cast<double>(prompts * tokens), static_cast<double>(prompts), bf16, threads);
 }
 
@@ -73,6 +76,15 @@ void BM_GdHinge(benchmark::State& state) {
   run_forward(state, "gd-hinge:L=100,eta=2,tau=0.5", 32, 1, 2048, 1024, false, static_cast<int>(state.range(0)));
 }
 BENCHMARK(BM_GdHinge)->ArgNames({"threads"})->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// Issue 14's shape for plan-time weight structure: gd-hinge L = 2000, d 16, N 4096 context
+// examples and 64 queries, 8 prompts (prompt-major on 2 threads), structured against dense; one
+// iteration each (the dense one takes seconds): give --benchmark_repetitions for medians.
+void BM_GdHingeStructure(benchmark::State& state) {
+  run_forward(state, "gd-hinge:L=2000,eta=2,tau=0.5", 16, 8, 4096 + 64, 4096, false,
+              static_cast<int>(state.range(1)), state.range(0) != 0);
+}
+BENCHMARK(BM_GdHingeStructure)->ArgNames({"dense", "threads"})->ArgsProduct({{0, 1}, {2}})->UseRealTime()->Unit(benchmark::kMillisecond)->Iterations(1);
 
 // One prompt of N context examples and 64 queries in dimension d, on the icl mask.
 void BM_IclLinearAttention(benchmark::State& state) {

@@ -25,12 +25,14 @@ std::vector<T> read_list(const nlohmann::json& json, const char* key) {
 }  // namespace
 
 nlohmann::ordered_json BoundsConfig::to_json() const {
-  return {{"format", "iclbench-bounds-config"}, {"format_version", 1}, {"preset", preset},
+  nlohmann::ordered_json json = {{"format", "iclbench-bounds-config"}, {"format_version", 1}, {"preset", preset},
           {"family", family},     {"d_grid", d_grid},     {"n_grid", n_grid},
           {"eps_grid", eps_grid}, {"k_grid", k_grid},     {"regime_b_context", regime_b_context},
           {"models", models},     {"heads", heads},       {"tasks", tasks},
           {"queries", queries},   {"delta", delta},       {"bootstrap", bootstrap},
           {"seed", seed}};
+  if (dense) json["dense"] = true;
+  return json;
 }
 
 BoundsConfig BoundsConfig::from_json(const nlohmann::json& json) {
@@ -51,6 +53,7 @@ BoundsConfig BoundsConfig::from_json(const nlohmann::json& json) {
     config.delta = json.value("delta", 0.05);
     config.bootstrap = json.value("bootstrap", 500);
     config.seed = json.value("seed", std::uint64_t{0});
+    config.dense = json.value("dense", false);
   } catch (const nlohmann::json::exception& error) {
     throw std::invalid_argument(std::string("bounds config: ") + error.what());
   }

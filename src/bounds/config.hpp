@@ -25,6 +25,9 @@ struct BoundsConfig {
   double delta = 0.05;
   int bootstrap = 500;
   std::uint64_t seed = 0;
+  // model::EngineOptions::dense: no plan-time weight structure in the transformers. Written to
+  // the JSON only when set, so that the config files of earlier runs still match (and resume).
+  bool dense = false;
 
   nlohmann::ordered_json to_json() const;
   // Throws std::invalid_argument (util::ParameterError for a bad field).

@@ -60,6 +60,7 @@ PointInputs point_inputs(const BoundsConfig& config, const PointKey& key) {
         eval::parse_context(config.regime_b_context + ":" + std::to_string(key.k));
   }
   eval_config.delta = config.delta;
+  eval_config.dense = config.dense;
   eval_config.seed = spec.seed;
   // The fewest resamples eval takes: its summaries are not used, the analysis bootstraps itself.
   eval_config.bootstrap = eval::kMinResamples;

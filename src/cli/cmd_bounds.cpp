@@ -29,6 +29,7 @@ struct BoundsOptions {
   std::string family;
   std::string out;
   bool no_plots = false;
+  bool dense = false;
 };
 
 bounds::BoundsConfig read_config_file(const std::string& path) {
@@ -73,6 +74,7 @@ bounds::BoundsConfig sweep_config(const BoundsOptions& o, const CLI::App& app, c
   if (given("--delta")) config.delta = o.delta;
   if (given("--bootstrap")) config.bootstrap = o.bootstrap;
   if (given("--family")) config.family = o.family;
+  if (given("--dense")) config.dense = true;
   // --seed sets the sweep's seed; a --config file keeps its own unless --seed is given.
   if (o.config_file.empty() || app.get_parent()->get_option("--seed")->count() > 0) {
     config.seed = globals.seed;
@@ -114,6 +116,8 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
   app->add_option("--family", o->family, "task family");
   app->add_option("--out", o->out, "output directory (created; a rerun resumes it)")->required();
   app->add_flag("--no-plots", o->no_plots, "skip the PNG plots");
+  app->add_flag("--dense", o->dense,
+                "no plan-time weight structure in the transformers (every projection a dense GEMM)");
 
   auto run = [o, &globals, app] {
     const bounds::BoundsConfig config = sweep_config(*o, *app, globals);

@@ -30,6 +30,7 @@ struct EvalOptions {
   std::vector<std::int64_t> n_grid;
   double delta = 0.05;
   bool bf16 = false;
+  bool dense = false;
   int bootstrap = 1000;
   std::string out, csv, predictions;
   bool force = false;
@@ -104,6 +105,8 @@ Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
       ->capture_default_str();
   app->add_option("--bootstrap", options->bootstrap, "bootstrap resamples")->capture_default_str();
   app->add_flag("--bf16", options->bf16, "bf16 matmuls in the transformers");
+  app->add_flag("--dense", options->dense,
+                "no plan-time weight structure in the transformers (every projection a dense GEMM)");
   app->add_option("--out", options->out, "result JSON")->required();
   app->add_option("--csv", options->csv, "also write the summaries as CSV");
   app->add_option("--dump-predictions", options->predictions,
@@ -120,6 +123,7 @@ Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
     config.n_grid = o.n_grid;
     config.delta = o.delta;
     config.bf16 = o.bf16;
+    config.dense = o.dense;
     config.seed = globals.seed;
     config.bootstrap = o.bootstrap;
     // Every output must be writable before any work starts.

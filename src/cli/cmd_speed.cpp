@@ -30,6 +30,7 @@ struct SpeedOptions {
   int repeats = 5;
   bool bf16 = false;
   bool explicit_linear = false;
+  bool dense = false;
   bool reference = false;
   bool json = false;
 };
@@ -91,6 +92,8 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
   app->add_flag("--bf16", options->bf16, "bf16 matmuls (f32 accumulation, f32 residual stream)");
   app->add_flag("--explicit-linear", options->explicit_linear,
                 "compute linear icl attention as (Q K^T) V instead of Q (K^T V)");
+  app->add_flag("--dense", options->dense,
+                "no plan-time weight structure: every projection a dense GEMM (for comparison)");
   app->add_flag("--reference", options->reference,
                 "time the plain Eigen reference forward (double, one thread) instead of the engine");
   app->add_flag("--json", options->json, "print one JSON object");
@@ -108,6 +111,7 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     model::EngineOptions engine_options;
     engine_options.bf16 = o.bf16;
     engine_options.explicit_linear_attention = o.explicit_linear;
+    engine_options.dense = o.dense;
     // The prompts and their output stream, plus the engine's buffers.
     const double prompt_bytes =
         static_cast<double>(o.batch) * static_cast<double>(tokens_per_prompt) * config.width * 4 * 2;
@@ -142,7 +146,11 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     }
     progress.finish();
     const double best = median(seconds);
-    const double flops = built.config.forward_flops(tokens_per_prompt, context, o.explicit_linear) * static_cast<double>(o.batch);
+    // What the engine executes (the reference runs the dense maths).
+    const double flops_per_prompt =
+        o.reference ? built.config.forward_flops(tokens_per_prompt, context, o.explicit_linear)
+                    : engine.forward_flops(tokens_per_prompt, context);
+    const double flops = flops_per_prompt * static_cast<double>(o.batch);
     const double prompts_per_second = static_cast<double>(o.batch) / best;
     const double tokens_per_second = static_cast<double>(o.batch * tokens_per_prompt) / best;
     const double gflops = flops / best / 1e9;
@@ -161,15 +169,18 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
           {"prompts_per_second", prompts_per_second},
           {"tokens_per_second", tokens_per_second},
           {"gflops_per_second", gflops},
+          {"gflop_per_prompt", flops_per_prompt / 1e9},
+          {"structure", o.dense || o.bf16 ? "dense" : "structured"},
           {"kernels", engine.implementations(tokens_per_prompt, context)},
           {"system", info.to_json()},
       };
       std::printf("%s\n", result.dump(2).c_str());
       return;
     }
-    std::printf("model    %s  (%s, %d thread%s, oneDNN %s)\n",
+    std::printf("model    %s  (%s%s, %d thread%s, oneDNN %s)\n",
                 built.config.name.empty() ? o.model.c_str() : built.config.name.c_str(),
-                o.reference ? "Eigen reference, f64" : (o.bf16 ? "bf16" : "f32"), info.tbb_threads, info.tbb_threads == 1 ? "" : "s",
+                o.reference ? "Eigen reference, f64" : (o.bf16 ? "bf16" : "f32"),
+                o.reference || o.bf16 ? "" : (o.dense ? ", dense" : ", structured"), info.tbb_threads, info.tbb_threads == 1 ? "" : "s",
                 info.onednn_isa.c_str());
     std::printf("prompts  %lld x %lld tokens (%lld context), %.3g GFLOP per prompt\n",
                 static_cast<long long>(o.batch), static_cast<long long>(tokens_per_prompt),

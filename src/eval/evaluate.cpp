@@ -194,6 +194,7 @@ EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSo
     model::Model built = source.build();
     model::EngineOptions options;
     options.bf16 = config.bf16;
+    options.dense = config.dense;
     std::string name = built.config.name.empty() ? source.text() : built.config.name;
     engines.push_back(std::make_unique<model::Engine>(std::move(built.config),
                                                       std::move(built.weights), options));

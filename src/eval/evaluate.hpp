@@ -33,6 +33,7 @@ struct EvalConfig {
   std::vector<std::int64_t> n_grid;  // prefix sizes n'; empty means {N}
   double delta = 0.05;
   bool bf16 = false;
+  bool dense = false;  // model::EngineOptions::dense: no plan-time weight structure
   std::uint64_t seed = 0;
   int bootstrap = 1000;
 };

@@ -173,7 +173,7 @@ TransformerRun run_transformer(const model::Engine& engine, const data::Dataset&
   run.prompts = static_cast<double>(plan.prompts);
   run.tokens = static_cast<double>(plan.prompts * plan.tokens);
   run.flops =
-      engine.config().forward_flops(plan.tokens, plan.context) * static_cast<double>(plan.prompts);
+      engine.forward_flops(plan.tokens, plan.context) * static_cast<double>(plan.prompts);
   return run;
 }
 

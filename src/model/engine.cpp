@@ -119,6 +119,11 @@ void Engine::query_scores(std::span<const float> tokens, std::int64_t prompts,
   });
 }
 
+double Engine::forward_flops(std::int64_t tokens_per_prompt, std::int64_t n_context) const {
+  std::lock_guard lock(mutex_);
+  return plan(tokens_per_prompt, config_.mask() == Mask::kIcl ? n_context : 0).flops;
+}
+
 std::map<std::string, std::string> Engine::implementations(std::int64_t tokens_per_prompt,
                                                            std::int64_t n_context) const {
   std::lock_guard lock(mutex_);

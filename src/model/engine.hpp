@@ -32,6 +32,10 @@ struct EngineOptions {
   // Linear attention under the icl mask uses Q (K^T V), O(T dk dv); this forces the explicit
   // (Q K^T) V with its T x n scores instead (for tests and benchmarks).
   bool explicit_linear_attention = false;
+  // Turns off plan-time weight structure (model/weight_structure.hpp: selection columns as
+  // copies, zero blocks skipped, pass-invariant columns of looped layers computed once): every
+  // projection is then a dense GEMM, for comparison. bf16 plans are always dense.
+  bool dense = false;
 };
 
 class Engine {
@@ -57,6 +61,11 @@ class Engine {
   static std::uint64_t working_bytes(const ModelConfig& config, const EngineOptions& options,
                                      std::int64_t tokens_per_prompt, std::int64_t n_context,
                                      std::int64_t prompts, int threads);
+
+  // FLOPs one prompt of T tokens (n context) executes, multiply-adds counted as 2: what the plan
+  // runs, so structure that is skipped is not counted (equal to ModelConfig::forward_flops for a
+  // dense plan). Builds the plan for (T, n) if it is not the cached one.
+  double forward_flops(std::int64_t tokens_per_prompt, std::int64_t n_context) const;
 
   const ModelConfig& config() const { return config_; }
   const EngineOptions& options() const { return options_; }

@@ -102,17 +102,18 @@ Activations layer_activations(const EnginePlan& plan, const LayerPlan& layer) {
 }
 
 void layer_forward(const LayerPlan& layer, const Activations& activations,
-                   const Schedule& schedule) {
+                   const Schedule& schedule, int pass) {
   if (const std::optional<AttentionPlan>& attention = layer.attention) {
     schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
       // h = norm(x)
       const void* h =
           normed_input(attention->norm, attention->to_bf16, activations.stream.at(tile), scratch);
       // Q = h W_q + b_q: [R, H dk]
-      attention->query->execute(h, activations.queries.at(tile), scratch.scratchpad);
+      attention->query->execute(h, activations.queries.at(tile), scratch.scratchpad, pass);
       // [K V] = h [W_k W_v] + [b_k b_v]: [R, H (dk + dv)], on the rows that are keys
       if (tile.first_row < attention->keys) {
-        attention->key_value->execute(h, activations.keys_values.at(tile), scratch.scratchpad);
+        attention->key_value->execute(h, activations.keys_values.at(tile), scratch.scratchpad,
+                                      pass);
       }
     });
     // O = Attention(Q, K, V): [R, H dv], all heads in each call, by the layer's path.
@@ -149,7 +150,9 @@ void model_forward(const EnginePlan& plan, const float* tokens, const Schedule& 
       [&](RowTile tile, const TileScratch&) { load_tokens(plan, tokens, stream, tile); });
   for (const LayerPlan& layer : plan.layers) {
     const Activations activations = layer_activations(plan, layer);
-    for (int pass = 0; pass < layer.passes; ++pass) layer_forward(layer, activations, schedule);
+    for (int pass = 0; pass < layer.passes; ++pass) {
+      layer_forward(layer, activations, schedule, pass);
+    }
   }
 }
 

@@ -47,9 +47,12 @@ Activations layer_activations(const EnginePlan& plan, const LayerPlan& layer);
 //                            A = softmax, ReLU or identity (masked under the causal mask)
 //   x += O W_o + b_o
 //   h = norm(x);  x += act(h W_1 + b_1) W_2 + b_2
-// A block the layer does not have is skipped, and so is a norm it does not have.
+// A block the layer does not have is skipped, and so is a norm it does not have. `pass` counts
+// the passes of a looped layer from 0: a structured projection computes its pass-invariant
+// columns in pass 0 only (they stay in the Q and [K V] buffers, which no one else writes
+// between the passes of a layer).
 void layer_forward(const LayerPlan& layer, const Activations& activations,
-                   const Schedule& schedule);
+                   const Schedule& schedule, int pass = 0);
 
 // The whole stack over the prompts of `schedule`: x = tokens ([G, T, D] from `tokens`, padding
 // rows 0), then every layer, `passes` times each. The result is the residual stream in

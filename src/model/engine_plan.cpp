@@ -92,7 +92,69 @@ struct BuildContext {
   ScratchpadSize& scratchpad;
   // Row tiles of the residual stream [R, D] f32, and of the matmul inputs (bf16 when asked).
   Layout stream_rows, input_rows, converted_rows;
+  // Weight structure (model/weight_structure.hpp): on for f32 plans unless options.dense.
+  bool structured = false;
 };
+
+// A projection dst (+)= act(src W + b), src [R, in] and dst [R, out] (row strides in and out),
+// dense or structured. `changing`: the src columns that change between the passes of a looped
+// layer (empty: no column is computed in the first pass only).
+Projection plan_projection(const BuildContext& build, const ProjectionWeights& weights,
+                           const Layout& src, const Layout& dst, ops::PostActivation activation,
+                           bool accumulate, const std::vector<bool>& changing = {}) {
+  const double dense_flops = 2 * dense_cost(weights);
+  auto dense = [&] {
+    return Projection::dense(
+        ops::Linear(src, weights.weights, weights.bias, dst, activation, accumulate), dense_flops);
+  };
+  const bool copies = activation == ops::PostActivation::kNone;
+  ColumnMap map = ColumnMap::identity(weights.in, weights.out);
+  if (!build.structured ||
+      structured_cost(analyse_columns(weights, map, copies, accumulate)) >= dense_cost(weights)) {
+    return dense();
+  }
+  const std::int64_t rows = build.plan.shape.tile_rows;
+  auto make = [&](const ColumnMap& columns) {
+    return ops::StructuredLinear(rows, {weights.in, 1}, weights.in, {weights.out, 1}, weights.out,
+                                 analyse_columns(weights, columns, copies, accumulate), activation,
+                                 accumulate);
+  };
+  if (changing.empty()) return Projection::structured(make(map), std::nullopt);
+  const std::vector<bool> invariant = invariant_columns(weights, changing);
+  ColumnMap first = map;
+  for (std::int64_t j = 0; j < weights.out; ++j) {
+    const auto index = static_cast<std::size_t>(j);
+    (invariant[index] ? map : first).dst_column[index] = -1;
+  }
+  return Projection::structured(make(map), make(first));
+}
+
+ProjectionWeights projection_weights(const std::vector<float>& weights,
+                                     const std::vector<float>& bias, std::int64_t in) {
+  return {weights, bias, in, static_cast<std::int64_t>(bias.size())};
+}
+
+// The slots of x a layer's passes change: the live columns of its output projection and of its
+// MLP's down projection (from live hidden units). Empty when nothing can be computed once for
+// every pass: a single pass, a dense plan, or an attention norm (h then depends on every slot).
+std::vector<bool> changing_slots(const BuildContext& build, const LayerConfig& layer,
+                                 const LayerWeights& weights) {
+  if (!build.structured || layer.loop < 2 || layer.attention_norm || !layer.has_attention()) {
+    return {};
+  }
+  std::vector<bool> changing =
+      written_columns(projection_weights(weights.wo, weights.bo, layer.heads * layer.v_dim));
+  if (layer.has_mlp()) {
+    const ProjectionWeights up = projection_weights(weights.w1, weights.b1, build.plan.width);
+    const std::vector<bool> live_hidden = written_columns(up);
+    const std::vector<bool> down =
+        written_columns(projection_weights(weights.w2, weights.b2, layer.mlp_hidden), live_hidden);
+    for (std::size_t slot = 0; slot < changing.size(); ++slot) {
+      changing[slot] = changing[slot] || down[slot];
+    }
+  }
+  return changing;
+}
 
 // Per-head views into a row tile's Q and O rows and into a prompt's first Tk [K V] rows, heads
 // as the batch dimension.
@@ -173,16 +235,19 @@ AttentionPlan build_attention(const BuildContext& build, const LayerConfig& laye
                            weights.attention_norm_beta, layer.norm_epsilon);
   }
   if (build.options.bf16) attention.to_bf16.emplace(build.stream_rows, build.converted_rows);
-  attention.query.emplace(build.input_rows, weights.wq, weights.bq,
-                          Layout::rows(rows, query_width, query_width, act),
-                          ops::PostActivation::kNone, false);
+  const std::vector<bool> changing = changing_slots(build, layer, weights);
+  attention.query.emplace(plan_projection(
+      build, projection_weights(weights.wq, weights.bq, plan.width), build.input_rows,
+      Layout::rows(rows, query_width, query_width, act), ops::PostActivation::kNone, false,
+      changing));
   const std::vector<float> kv_weights =
       concat_columns(weights.wk, query_width, weights.wv, attended_width, plan.width);
   std::vector<float> kv_bias(weights.bk);
   kv_bias.insert(kv_bias.end(), weights.bv.begin(), weights.bv.end());
-  attention.key_value.emplace(build.input_rows, kv_weights, kv_bias,
-                              Layout::rows(rows, key_value_width, key_value_width, act),
-                              ops::PostActivation::kNone, false);
+  attention.key_value.emplace(plan_projection(
+      build, projection_weights(kv_weights, kv_bias, plan.width), build.input_rows,
+      Layout::rows(rows, key_value_width, key_value_width, act), ops::PostActivation::kNone, false,
+      changing));
 
   const HeadViews views{Layout{{heads, rows, dk}, {dk, query_width, 1}, act},
                         Layout{{heads, dk, keys}, {dk, 1, key_value_width}, act},
@@ -196,13 +261,72 @@ AttentionPlan build_attention(const BuildContext& build, const LayerConfig& laye
   } else {
     plan_explicit_scores(build, layer, views, icl_scale, attention);
   }
-  attention.output.emplace(Layout::rows(rows, attended_width, attended_width, act), weights.wo,
-                           weights.bo, build.stream_rows, ops::PostActivation::kNone, true);
+  attention.output.emplace(plan_projection(
+      build, projection_weights(weights.wo, weights.bo, attended_width),
+      Layout::rows(rows, attended_width, attended_width, act), build.stream_rows,
+      ops::PostActivation::kNone, true));
 
   build.scratchpad.note(attention.norm, attention.to_bf16, attention.query, attention.key_value,
                         attention.keys_times_values, attention.queries_times_product,
                         attention.scores, attention.mix, attention.output);
   return attention;
+}
+
+// The MLP over its live hidden units only: unit f is live when its down row has a nonzero and
+// its up column or bias does (a unit with neither is act(0) = 0 for every activation here). Up
+// writes the F' live units compact [F', R], down reads them. Empty when that is not cheaper.
+std::optional<std::pair<Projection, Projection>> structured_mlp(const BuildContext& build,
+                                                                const ProjectionWeights& up,
+                                                                const ProjectionWeights& down,
+                                                                ops::PostActivation activation) {
+  const std::vector<bool> reaches_output = [&] {
+    std::vector<bool> rows(static_cast<std::size_t>(down.in), false);
+    for (std::int64_t f = 0; f < down.in; ++f) {
+      for (std::int64_t j = 0; j < down.out; ++j) {
+        if (down.at(f, j) != 0.0f) rows[static_cast<std::size_t>(f)] = true;
+      }
+    }
+    return rows;
+  }();
+  const std::vector<bool> has_input = written_columns(up);
+  std::vector<float> up_weights, up_bias, down_weights;
+  std::int64_t live = 0;
+  for (std::int64_t f = 0; f < up.out; ++f) {
+    const auto unit = static_cast<std::size_t>(f);
+    if (!reaches_output[unit] || !has_input[unit]) continue;
+    up_bias.push_back(up.bias[unit]);
+    const auto row = down.weights.subspan(unit * static_cast<std::size_t>(down.out),
+                                          static_cast<std::size_t>(down.out));
+    down_weights.insert(down_weights.end(), row.begin(), row.end());
+    ++live;
+  }
+  for (std::int64_t i = 0; i < up.in; ++i) {
+    for (std::int64_t f = 0; f < up.out; ++f) {
+      const auto unit = static_cast<std::size_t>(f);
+      if (reaches_output[unit] && has_input[unit]) up_weights.push_back(up.at(i, f));
+    }
+  }
+  const ProjectionWeights live_up{up_weights, up_bias, up.in, live};
+  const ProjectionWeights live_down{down_weights, down.bias, live, down.out};
+  const auto up_columns =
+      analyse_columns(live_up, ColumnMap::identity(up.in, live), false, false);
+  const auto down_columns =
+      analyse_columns(live_down, ColumnMap::identity(live, down.out), true, true);
+  if (structured_cost(up_columns) + structured_cost(down_columns) >=
+      dense_cost(up) + dense_cost(down)) {
+    return std::nullopt;
+  }
+  // The hidden units column-major [F', R]: up writes and down reads each unit's R values
+  // contiguously.
+  const std::int64_t rows = build.plan.shape.tile_rows;
+  const ops::StructuredLinear::Strides hidden{1, rows};
+  return std::pair{
+      Projection::structured(ops::StructuredLinear(rows, {up.in, 1}, up.in, hidden, live,
+                                                   up_columns, activation, false),
+                             std::nullopt),
+      Projection::structured(ops::StructuredLinear(rows, hidden, live, {down.out, 1}, down.out,
+                                                   down_columns, ops::PostActivation::kNone, true),
+                             std::nullopt)};
 }
 
 MlpPlan build_mlp(const BuildContext& build, const LayerConfig& layer,
@@ -214,13 +338,51 @@ MlpPlan build_mlp(const BuildContext& build, const LayerConfig& layer,
   }
   if (build.options.bf16) mlp.to_bf16.emplace(build.stream_rows, build.converted_rows);
   const std::int64_t rows = build.plan.shape.tile_rows;
-  const Layout hidden = Layout::rows(rows, layer.mlp_hidden, layer.mlp_hidden, build.plan.act);
-  mlp.up.emplace(build.input_rows, weights.w1, weights.b1, hidden,
-                 post_activation(layer.activation), false);
-  mlp.down.emplace(hidden, weights.w2, weights.b2, build.stream_rows, ops::PostActivation::kNone,
-                   true);
+  const ops::PostActivation activation = post_activation(layer.activation);
+  const ProjectionWeights up = projection_weights(weights.w1, weights.b1, build.plan.width);
+  const ProjectionWeights down = projection_weights(weights.w2, weights.b2, layer.mlp_hidden);
+  if (build.structured) {
+    if (auto structured = structured_mlp(build, up, down, activation)) {
+      mlp.up.emplace(std::move(structured->first));
+      mlp.down.emplace(std::move(structured->second));
+    }
+  }
+  if (!mlp.up) {
+    const Layout hidden = Layout::rows(rows, layer.mlp_hidden, layer.mlp_hidden, build.plan.act);
+    mlp.up.emplace(Projection::dense(
+        ops::Linear(build.input_rows, weights.w1, weights.b1, hidden, activation, false),
+        2 * dense_cost(up)));
+    mlp.down.emplace(Projection::dense(ops::Linear(hidden, weights.w2, weights.b2,
+                                                   build.stream_rows, ops::PostActivation::kNone,
+                                                   true),
+                                       2 * dense_cost(down)));
+  }
   build.scratchpad.note(mlp.norm, mlp.to_bf16, mlp.up, mlp.down);
   return mlp;
+}
+
+// The FLOPs one prompt executes in a layer's first and later passes: the projections' executed
+// multiply-adds per row times the rows they run on (real rows: T, or the Tk key rows for [K V]),
+// and the attention products as ModelConfig::forward_flops counts them.
+void count_flops(const EnginePlan& plan, const LayerConfig& layer, LayerPlan& layer_plan) {
+  const double t = static_cast<double>(plan.tokens);
+  for (int pass = 0; pass < 2; ++pass) {
+    double flops = 0;
+    if (const auto& attention = layer_plan.attention) {
+      const double key_rows = static_cast<double>(attention->keys);
+      const double h = layer.heads, dk = layer.qk_dim, dv = layer.v_dim;
+      flops += t * attention->query->flops_per_row(pass) +
+               key_rows * attention->key_value->flops_per_row(pass) +
+               t * attention->output->flops_per_row(pass);
+      flops += attention->path == AttentionPath::kKeysTimesValues
+                   ? 2 * h * key_rows * dk * dv + 2 * h * t * dk * dv
+                   : 2 * h * t * key_rows * (dk + dv);
+    }
+    if (const auto& mlp = layer_plan.mlp) {
+      flops += t * (mlp->up->flops_per_row(pass) + mlp->down->flops_per_row(pass));
+    }
+    (pass == 0 ? layer_plan.first_pass_flops : layer_plan.later_pass_flops) = flops;
+  }
 }
 
 }  // namespace
@@ -333,7 +495,7 @@ std::unique_ptr<EnginePlan> build_plan(const ModelConfig& config, const Weights&
   const Layout converted_rows = Layout::rows(rows, width, width, DType::kBF16);
   const BuildContext build{*plan,         options,     config.mask() == Mask::kCausal,
                            scratchpad,    stream_rows, options.bf16 ? converted_rows : stream_rows,
-                           converted_rows};
+                           converted_rows, !options.dense && !options.bf16};
 
   plan->layers.reserve(config.layers.size());
   for (std::size_t index = 0; index < config.layers.size(); ++index) {
@@ -343,6 +505,8 @@ std::unique_ptr<EnginePlan> build_plan(const ModelConfig& config, const Weights&
     if (layer.has_attention())
       layer_plan.attention.emplace(build_attention(build, layer, weights.layers[index]));
     if (layer.has_mlp()) layer_plan.mlp.emplace(build_mlp(build, layer, weights.layers[index]));
+    count_flops(*plan, layer, layer_plan);
+    plan->flops += layer_plan.first_pass_flops + (layer.loop - 1) * layer_plan.later_pass_flops;
   }
 
   plan->scratch = scratch_layout(plan->shape, width, scratchpad.bytes());

@@ -19,6 +19,7 @@
 
 #include "model/config.hpp"
 #include "model/engine.hpp"
+#include "model/weight_structure.hpp"
 #include "model/weights.hpp"
 #include "ops/dnnl_ops.hpp"
 #include "ops/row_softmax.hpp"
@@ -107,8 +108,8 @@ struct AttentionPlan {
 
   std::optional<ops::LayerNorm> norm;    // h = LayerNorm(x) [R, D]
   std::optional<ops::Convert> to_bf16;   // h in bf16, for bf16 matmuls
-  std::optional<ops::Linear> query;      // Q = h W_q + b_q: [R, H dk]
-  std::optional<ops::Linear> key_value;  // [K V] = h [W_k W_v] + [b_k b_v]: [R, H (dk + dv)]
+  std::optional<Projection> query;      // Q = h W_q + b_q: [R, H dk]
+  std::optional<Projection> key_value;  // [K V] = h [W_k W_v] + [b_k b_v]: [R, H (dk + dv)]
 
   AttentionPath path = AttentionPath::kExplicitScores;
   // kKeysTimesValues
@@ -123,20 +124,26 @@ struct AttentionPlan {
   std::optional<ops::RowSoftmax> softmax;    // A = softmax(S), softmax attention only
   std::optional<ops::MatMul> mix;            // O = A V: [H, R, dv]
 
-  std::optional<ops::Linear> output;  // x += O W_o + b_o: [R, D]
+  std::optional<Projection> output;  // x += O W_o + b_o: [R, D]
 };
 
 // The ops of one layer's MLP block: x += act(norm(x) W_1 + b_1) W_2 + b_2.
 struct MlpPlan {
   std::optional<ops::LayerNorm> norm;   // h = LayerNorm(x) [R, D]
   std::optional<ops::Convert> to_bf16;  // h in bf16, for bf16 matmuls
-  std::optional<ops::Linear> up;        // act(h W_1 + b_1): [R, F]
-  std::optional<ops::Linear> down;      // x += hidden W_2 + b_2: [R, D]
+  // Dense: hidden [R, F]. Structured (model/weight_structure.hpp): only the F' live hidden units,
+  // compact and column-major [F', R], each reading only the live input slots and writing only
+  // the live outputs.
+  std::optional<Projection> up;    // act(h W_1 + b_1): [R, F] or [F', R]
+  std::optional<Projection> down;  // x += hidden W_2 + b_2: [R, D]
 };
 
 // Which ops one layer runs: a block is absent when the layer has none.
 struct LayerPlan {
   int passes = 1;  // the layer's `loop`: passes with the same weights
+  // Multiply-adds executed per prompt, as 2 FLOPs each, by the first pass and by each later one
+  // (they differ when weight structure computes pass-invariant columns once).
+  double first_pass_flops = 0, later_pass_flops = 0;
   std::optional<AttentionPlan> attention;
   std::optional<MlpPlan> mlp;
 };
@@ -149,6 +156,9 @@ struct EnginePlan {
   PlanShape shape;
   ops::DType act = ops::DType::kF32;  // data type of Q, K, V, O, M and the bf16 copies
   std::vector<LayerPlan> layers;
+  // FLOPs one prompt executes: every layer's passes (real rows, as ModelConfig::forward_flops
+  // counts them; the padding rows of the last tile are not counted).
+  double flops = 0;
   // Causal masks, one per (softmax?, mean over keys?) variant a layer needs: [T_pad, Tk].
   std::map<std::pair<bool, bool>, std::vector<float>> masks;
 

@@ -1,0 +1,129 @@
+#include "ops/structured_linear.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "ops/gelu.hpp"
+
+namespace iclbench::ops {
+namespace {
+
+void check(bool condition, const std::string& what) {
+  if (!condition) throw std::invalid_argument("StructuredLinear: " + what);
+}
+
+}  // namespace
+
+StructuredLinear::StructuredLinear(std::int64_t rows, Strides src, std::int64_t src_width,
+                                   Strides dst, std::int64_t dst_width, Columns columns,
+                                   PostActivation activation, bool accumulate)
+    : rows_(rows),
+      src_(src),
+      dst_(dst),
+      columns_(std::move(columns)),
+      activation_(activation),
+      accumulate_(accumulate) {
+  const Columns& c = columns_;
+  check(rows >= 0 && src_width >= 0 && dst_width >= 0, "negative size");
+  check(c.weights.size() == c.inputs.size() * c.outputs.size(), "weights are not [inputs, outputs]");
+  check(c.bias.size() == c.outputs.size(), "bias is not [outputs]");
+  for (std::int64_t input : c.inputs) check(input >= 0 && input < src_width, "input out of range");
+  for (std::int64_t output : c.outputs)
+    check(output >= 0 && output < dst_width, "output out of range");
+  for (const Copy& copy : c.copies) {
+    check(copy.source >= 0 && copy.source < src_width && copy.target >= 0 &&
+              copy.target < dst_width,
+          "copy out of range");
+  }
+  for (std::int64_t zero : c.zero_columns)
+    check(zero >= 0 && zero < dst_width, "zero column out of range");
+  check(!accumulate || c.zero_columns.empty(), "an accumulating map has no zero columns");
+  for (const Copy& copy : c.copies) {
+    CopyRun* last = copy_runs_.empty() ? nullptr : &copy_runs_.back();
+    if (last && last->scale == copy.scale && last->source + last->length == copy.source &&
+        last->target + last->length == copy.target) {
+      ++last->length;
+    } else {
+      copy_runs_.push_back({copy.source, copy.target, 1, copy.scale});
+    }
+  }
+  for (std::int64_t zero : c.zero_columns) {
+    if (!zero_runs_.empty() && zero_runs_.back().first + zero_runs_.back().length == zero) {
+      ++zero_runs_.back().length;
+    } else {
+      zero_runs_.push_back({zero, 1});
+    }
+  }
+}
+
+void StructuredLinear::execute(const float* src, float* dst) const {
+  const auto outputs = static_cast<std::int64_t>(columns_.outputs.size());
+  const float* weights = columns_.weights.data();
+  const float* bias = columns_.bias.data();
+  alignas(64) float column[kRowBlock];
+  alignas(64) float accumulator[kOutputBlock][kRowBlock];
+  for (std::int64_t first_row = 0; first_row < rows_; first_row += kRowBlock) {
+    const std::int64_t count = std::min(kRowBlock, rows_ - first_row);
+    const float* s = src + first_row * src_.row;
+    float* d = dst + first_row * dst_.row;
+    for (std::int64_t first = 0; first < outputs; first += kOutputBlock) {
+      const std::int64_t width = std::min(kOutputBlock, outputs - first);
+      for (std::int64_t j = 0; j < width; ++j) std::fill_n(accumulator[j], count, 0.0f);
+      for (std::size_t k = 0; k < columns_.inputs.size(); ++k) {
+        const float* from = s + columns_.inputs[k] * src_.column;
+        for (std::int64_t r = 0; r < count; ++r) column[r] = from[r * src_.row];
+        const float* w = weights + static_cast<std::int64_t>(k) * outputs + first;
+        for (std::int64_t j = 0; j < width; ++j) {
+          const float weight = w[j];
+          float* a = accumulator[j];
+          for (std::int64_t r = 0; r < count; ++r) a[r] += weight * column[r];
+        }
+      }
+      for (std::int64_t j = 0; j < width; ++j) {
+        float* a = accumulator[j];
+        // The bias last, as oneDNN adds it after the products.
+        const float b = bias[first + j];
+        for (std::int64_t r = 0; r < count; ++r) a[r] += b;
+        switch (activation_) {
+          case PostActivation::kNone:
+            break;
+          case PostActivation::kRelu:
+            for (std::int64_t r = 0; r < count; ++r) a[r] = std::max(a[r], 0.0f);
+            break;
+          case PostActivation::kGelu:
+            gelu(a, a, count, GeluForm::kErf);
+            break;
+          case PostActivation::kGeluTanh:
+            gelu(a, a, count, GeluForm::kTanh);
+            break;
+        }
+        float* to = d + columns_.outputs[static_cast<std::size_t>(first + j)] * dst_.column;
+        if (accumulate_) {
+          for (std::int64_t r = 0; r < count; ++r) to[r * dst_.row] += a[r];
+        } else {
+          for (std::int64_t r = 0; r < count; ++r) to[r * dst_.row] = a[r];
+        }
+      }
+    }
+    for (const CopyRun& run : copy_runs_) {
+      for (std::int64_t c = 0; c < run.length; ++c) {
+        const float* from = s + (run.source + c) * src_.column;
+        float* to = d + (run.target + c) * dst_.column;
+        if (accumulate_) {
+          for (std::int64_t r = 0; r < count; ++r) to[r * dst_.row] += run.scale * from[r * src_.row];
+        } else {
+          for (std::int64_t r = 0; r < count; ++r) to[r * dst_.row] = run.scale * from[r * src_.row];
+        }
+      }
+    }
+    for (const ZeroRun& run : zero_runs_) {
+      for (std::int64_t c = 0; c < run.length; ++c) {
+        float* to = d + (run.first + c) * dst_.column;
+        for (std::int64_t r = 0; r < count; ++r) to[r * dst_.row] = 0.0f;
+      }
+    }
+  }
+}
+
+}  // namespace iclbench::ops

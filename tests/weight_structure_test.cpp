@@ -1,0 +1,283 @@
+// Plan-time weight structure (model/weight_structure.hpp): the structured engine against the
+// dense one (EngineOptions::dense) and against the double reference, on every construction and
+// on random weights with planted structure; the FLOPs a plan reports against the dense formula
+// and against a count by hand.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "model/constructions.hpp"
+#include "model/engine.hpp"
+#include "model/reference.hpp"
+#include "util/philox.hpp"
+
+namespace iclbench::model {
+namespace {
+
+constexpr double kEpsF32 = 0x1p-24;  // unit roundoff of f32
+
+std::vector<float> random_values(std::int64_t count, std::uint64_t seed) {
+  std::vector<float> values(static_cast<std::size_t>(count));
+  util::DrawSequence draws(seed, 0, 0, util::Stream::kContextInput);
+  for (float& value : values) value = static_cast<float>(draws.normal());
+  return values;
+}
+
+struct Outputs {
+  std::vector<float> structured, dense;
+};
+Outputs both_outputs(const ModelConfig& config, const Weights& weights,
+                     const std::vector<float>& tokens, int prompts, int t, int n) {
+  EngineOptions dense_options;
+  dense_options.dense = true;
+  const Engine structured(config, weights), dense(config, weights, dense_options);
+  Outputs out{std::vector<float>(tokens.size()), std::vector<float>(tokens.size())};
+  structured.forward(tokens, prompts, t, n, out.structured);
+  dense.forward(tokens, prompts, t, n, out.dense);
+  return out;
+}
+
+// max |a - b| / max(1, max |b|)
+double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  double worst = 0, scale = 1;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, static_cast<double>(std::abs(a[i] - b[i])));
+    scale = std::max(scale, static_cast<double>(std::abs(b[i])));
+  }
+  return worst / scale;
+}
+
+// --- constructions -----------------------------------------------------------------------------
+
+// Structured and dense compute the same sums except that structured leaves out exact zeros
+// (x * 0 = 0, s + 0 = s) and copies selections (s * x, rounded once either way): they differ only
+// by the order in which a live column adds its k live products and its bias. Each order errs by
+// at most gamma_(k+1) sum |w x| (Higham 3.1), so one map's outputs differ by at most
+// 2 (k + 1) u sum |w x|. Through a run, the engine_test construction bound (4 eps (d + log2 n) L
+// relative to the score scale, from non-expansive GD steps) holds for each run against the exact
+// scores, so the two runs differ by at most twice it (triangle inequality).
+double construction_bound(const ConstructionSpec& spec, int d, int n) {
+  return 2 * 4 * kEpsF32 * (d + std::log2(n)) * spec.steps;
+}
+
+struct ConstructionCase {
+  const char* spec;
+  bool structured;  // whether any projection is expected to be structured
+};
+
+TEST(WeightStructure, ConstructionsMatchTheDensePath) {
+  const ConstructionCase cases[] = {
+      {"gd-ls:L=20,eta=0.5", true},
+      {"gd++:L=10,eta=0.3,gamma=0.05", true},
+      {"gd-hinge:L=50,eta=0.5,tau=0.5", true},
+      {"gd-logistic:L=50,eta=1,K=16,R=8", true},
+      {"kernel:beta=0.5", true},
+      // Random dense weights: no structure, so the plan is dense and the bits are the same.
+      {"encoder:D=32,H=4,F=64,layers=2", false},
+  };
+  const int d = 8, n = 300, m = 40, t = n + m, prompts = 3;
+  for (const ConstructionCase& c : cases) {
+    const ConstructionSpec spec = parse_construction(c.spec);
+    const Model model = construct(spec, d, 5);
+    const int width = model.config.width;
+    std::vector<float> tokens;
+    if (is_constructed_learner(spec)) {
+      for (int prompt = 0; prompt < prompts; ++prompt) {
+        const std::vector<float> x = random_values(n * d, 10 + prompt);
+        const std::vector<float> queries = random_values(m * d, 20 + prompt);
+        std::vector<float> y(n);
+        for (int i = 0; i < n; ++i) y[i] = x[i * d] + 0.3f * x[i * d + 1] >= 0 ? 1.0f : -1.0f;
+        const std::vector<float> prompt_tokens = icl_tokens(x, y, queries, d);
+        tokens.insert(tokens.end(), prompt_tokens.begin(), prompt_tokens.end());
+      }
+    } else {
+      tokens = random_values(prompts * t * width, 30);
+    }
+    const Outputs out = both_outputs(model.config, model.weights, tokens, prompts, t, n);
+    EngineOptions dense_options;
+    dense_options.dense = true;
+    const Engine structured(model.config, model.weights);
+    const Engine dense(model.config, model.weights, dense_options);
+    const std::string projection = structured.implementations(t, n).at("projection");
+    if (c.structured) {
+      EXPECT_LE(relative_difference(out.structured, out.dense), construction_bound(spec, d, n))
+          << c.spec;
+      EXPECT_EQ(projection, "structured:columns") << c.spec;
+      EXPECT_LT(structured.forward_flops(t, n), dense.forward_flops(t, n)) << c.spec;
+    } else {
+      EXPECT_EQ(out.structured, out.dense) << c.spec;
+      EXPECT_NE(projection, "structured:columns") << c.spec;
+      EXPECT_EQ(structured.forward_flops(t, n), dense.forward_flops(t, n)) << c.spec;
+    }
+    for (float value : out.structured) ASSERT_TRUE(std::isfinite(value)) << c.spec;
+  }
+}
+
+// What gd-hinge executes, counted by hand from its weights (d x slots, width d + 4): the first
+// layer's MLP reads p, y, g into 6 hidden units and writes g (3 * 6 + 6 * 1 multiply-adds per
+// token); the looped layer's Q = x and K = x are copies made in its first pass, V = g a copy,
+// O goes to p as a copy, and only M = K^T V (d per context token), Q M (d per token) and the
+// MLP are multiply-adds. The dense plan executes ModelConfig::forward_flops.
+TEST(WeightStructure, FlopsCountWhatRuns) {
+  const int d = 16, n = 4096, t = n + 64, steps = 7;
+  const ConstructionSpec spec = parse_construction("gd-hinge:L=7,eta=2,tau=0.5");
+  const Model model = construct(spec, d);
+  EngineOptions dense_options;
+  dense_options.dense = true;
+  const Engine structured(model.config, model.weights);
+  const Engine dense(model.config, model.weights, dense_options);
+  const double mlp = 2.0 * (3 * 6 + 6 * 1) * t;
+  const double expected = mlp + steps * (2.0 * d * n + 2.0 * d * t + mlp);
+  EXPECT_DOUBLE_EQ(structured.forward_flops(t, n), expected);
+  EXPECT_DOUBLE_EQ(dense.forward_flops(t, n), model.config.forward_flops(t, n));
+  // bf16 plans are dense whatever the option says.
+  EngineOptions bf16_options;
+  bf16_options.bf16 = true;
+  const Engine bf16(model.config, model.weights, bf16_options);
+  EXPECT_DOUBLE_EQ(bf16.forward_flops(t, n), model.config.forward_flops(t, n));
+}
+
+// --- random weights with planted structure -----------------------------------------------------
+
+void zero_rows(std::vector<float>& w, int columns, int first, int last) {
+  for (int r = first; r < last; ++r)
+    for (int c = 0; c < columns; ++c) w[static_cast<std::size_t>(r * columns + c)] = 0.0f;
+}
+void zero_column(std::vector<float>& w, std::vector<float>& bias, int rows, int columns, int c) {
+  for (int r = 0; r < rows; ++r) w[static_cast<std::size_t>(r * columns + c)] = 0.0f;
+  bias[static_cast<std::size_t>(c)] = 0.0f;
+}
+void select_column(std::vector<float>& w, std::vector<float>& bias, int rows, int columns, int c,
+                   int source, float scale) {
+  zero_column(w, bias, rows, columns, c);
+  w[static_cast<std::size_t>(source * columns + c)] = scale;
+}
+
+// Width 16, 2 heads of dk 3, dv 2, MLP 24 wide; the second layer is looped 3 times. Planted:
+// - W_q: only slots 0..3 read; columns 0 and 1 select slots 0 and 2 (scaled by 0.5), column 2
+//   is zero, the rest random on slots 0..3;
+// - [W_k W_v]: K selects slots 0..5; V column 0 selects slot 12 (written by the MLP below, so it
+//   changes between passes), V column 1 random on slots 10 and 11 (written by W_o);
+// - W_o writes slots 10 and 11 only (the first as a copy of O's column 0);
+// - MLP: hidden units 0..5 live on slots 10..13, units 6..11 with a zero down row, units 12..23
+//   with a zero up column and bias (dead); down writes slot 12 and 13.
+// In the looped layer, Q and K read no slot that W_o or the MLP writes (10..13): computed in the
+// first pass only; V reads slots 10..12: every pass.
+Weights planted_weights(const ModelConfig& config, std::uint64_t seed) {
+  Weights weights = random_weights(config, seed);
+  const int width = config.width;
+  for (LayerWeights& w : weights.layers) {
+    const int q = 6, v = 4, hidden = 24;
+    zero_rows(w.wq, q, 4, width);
+    select_column(w.wq, w.bq, width, q, 0, 0, 1.0f);
+    select_column(w.wq, w.bq, width, q, 1, 2, 0.5f);
+    zero_column(w.wq, w.bq, width, q, 2);
+    for (int c = 0; c < q; ++c) select_column(w.wk, w.bk, width, q, c, c, 1.0f);
+    select_column(w.wv, w.bv, width, v, 0, 12, 1.0f);
+    for (int c = 1; c < v; ++c) {
+      zero_column(w.wv, w.bv, width, v, c);
+      w.wv[static_cast<std::size_t>(10 * v + c)] = 0.7f;
+      w.wv[static_cast<std::size_t>(11 * v + c)] = -0.4f;
+    }
+    for (int c = 0; c < width; ++c) {
+      if (c == 10) {
+        select_column(w.wo, w.bo, v, width, c, 0, 1.0f);
+      } else if (c != 11) {
+        zero_column(w.wo, w.bo, v, width, c);
+      }
+    }
+    zero_rows(w.w1, hidden, 0, 10);
+    zero_rows(w.w1, hidden, 14, width);
+    zero_rows(w.w2, width, 6, 12);
+    for (int unit = 12; unit < hidden; ++unit) zero_column(w.w1, w.b1, width, hidden, unit);
+    for (int c = 0; c < width; ++c)
+      if (c != 12 && c != 13) zero_column(w.w2, w.b2, hidden, width, c);
+    // Keep the loop from growing: the MLP's and the output's weights small.
+    for (float& value : w.w2) value *= 0.2f;
+    for (float& value : w.wo) value *= 0.5f;
+  }
+  return weights;
+}
+
+ModelConfig planted_config(bool norms, Activation activation, AttentionKind kind, Mask mask) {
+  ModelConfig config;
+  config.width = 16;
+  for (int index = 0; index < 2; ++index) {
+    LayerConfig layer;
+    layer.attention_norm = layer.mlp_norm = norms;
+    layer.attention = kind;
+    layer.heads = 2;
+    layer.qk_dim = 3;
+    layer.v_dim = 2;
+    layer.scale = 0.5f;
+    layer.mean_over_keys = kind != AttentionKind::kSoftmax;
+    layer.mask = mask;
+    layer.mlp_hidden = 24;
+    layer.activation = activation;
+    layer.loop = index == 0 ? 1 : 3;
+    config.layers.push_back(layer);
+  }
+  return config;
+}
+
+// The bound of engine_test's EngineMatchesReference (a random walk of f32 rounding through the
+// 12 matmuls an output passes, times 4 for the Jacobians): each engine is within it of the
+// double reference; structured and dense are then within twice it of each other.
+double f32_bound(std::int64_t k) {
+  return 4 * std::sqrt(12.0) * (2 * kEpsF32 + kEpsF32 * std::sqrt(static_cast<double>(k) / 2));
+}
+
+double reference_difference(const ModelConfig& config, const Weights& weights,
+                            const std::vector<float>& tokens, const std::vector<float>& out,
+                            int prompts, int t, int n) {
+  const int width = config.width;
+  double worst = 0;
+  for (int b = 0; b < prompts; ++b) {
+    MatrixD prompt(t, width), found(t, width);
+    for (int i = 0; i < t * width; ++i) {
+      prompt.data()[i] = tokens[static_cast<std::size_t>(b * t * width + i)];
+      found.data()[i] = out[static_cast<std::size_t>(b * t * width + i)];
+    }
+    const MatrixD expected = reference_forward(config, weights, prompt, n);
+    worst = std::max(worst, (found - expected).cwiseAbs().maxCoeff() /
+                                std::max(1.0, expected.cwiseAbs().maxCoeff()));
+  }
+  return worst;
+}
+
+using PlantedCase = std::tuple<bool, Activation, AttentionKind, Mask>;
+class PlantedStructure : public ::testing::TestWithParam<PlantedCase> {};
+
+TEST_P(PlantedStructure, MatchesDenseAndReference) {
+  const auto [norms, activation, kind, mask] = GetParam();
+  const ModelConfig config = planted_config(norms, activation, kind, mask);
+  const Weights weights = planted_weights(config, 17);
+  const int prompts = 2, t = 300, n = mask == Mask::kIcl ? 211 : t;
+  const std::vector<float> tokens = random_values(prompts * t * config.width, 41);
+  const Outputs out = both_outputs(config, weights, tokens, prompts, t, n);
+  const double bound = f32_bound(std::max(t, config.width));
+  EXPECT_LE(relative_difference(out.structured, out.dense), 2 * bound);
+  EXPECT_LE(reference_difference(config, weights, tokens, out.structured, prompts, t, n), bound);
+  EXPECT_LE(reference_difference(config, weights, tokens, out.dense, prompts, t, n), bound);
+  // The structure was found: Q and the MLP run structured, and fewer FLOPs are executed.
+  const Engine structured(config, weights);
+  EngineOptions dense_options;
+  dense_options.dense = true;
+  const Engine dense(config, weights, dense_options);
+  EXPECT_EQ(structured.implementations(t, n).at("projection"), "structured:columns");
+  EXPECT_EQ(structured.implementations(t, n).at("mlp"), "structured:columns");
+  EXPECT_LT(structured.forward_flops(t, n), dense.forward_flops(t, n));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Mixed, PlantedStructure,
+    ::testing::Values(PlantedCase{false, Activation::kRelu, AttentionKind::kLinear, Mask::kIcl},
+                      PlantedCase{false, Activation::kGelu, AttentionKind::kSoftmax, Mask::kIcl},
+                      PlantedCase{true, Activation::kRelu, AttentionKind::kLinear, Mask::kIcl},
+                      PlantedCase{false, Activation::kNone, AttentionKind::kRelu, Mask::kCausal},
+                      PlantedCase{true, Activation::kGelu, AttentionKind::kSoftmax,
+                                  Mask::kCausal}));
+
+}  // namespace
+}  // namespace iclbench::model
