@@ -22,13 +22,37 @@ std::vector<T> read_list(const nlohmann::json& json, const char* key) {
   return json.at(key).get<std::vector<T>>();
 }
 
+// A duplicate entry would weigh a point twice in the fits; an unordered grid breaks the tables.
+template <typename T>
+void require_strictly_monotone(const std::vector<T>& grid, const char* key, bool increasing) {
+  for (std::size_t i = 1; i < grid.size(); ++i) {
+    const bool ordered = increasing ? grid[i - 1] < grid[i] : grid[i - 1] > grid[i];
+    if (!ordered) {
+      throw util::ParameterError(
+          key, std::string("must be strictly ") + (increasing ? "increasing" : "decreasing") +
+                   " without duplicates, got " + util::format_number(static_cast<double>(grid[i - 1])) +
+                   " then " + util::format_number(static_cast<double>(grid[i])));
+    }
+  }
+}
+
 }  // namespace
+
+std::vector<std::string> BoundsConfig::evaluated_heads() const {
+  std::vector<std::string> names = {heads::parse_head(reference).name};
+  for (const auto& head : heads) {
+    const std::string name = heads::parse_head(head).name;
+    if (name != names.front()) names.push_back(name);
+  }
+  return names;
+}
 
 nlohmann::ordered_json BoundsConfig::to_json() const {
   return {{"format", "iclbench-bounds-config"}, {"format_version", 1}, {"preset", preset},
           {"family", family},     {"d_grid", d_grid},     {"n_grid", n_grid},
           {"eps_grid", eps_grid}, {"k_grid", k_grid},     {"regime_b_context", regime_b_context},
-          {"models", models},     {"heads", heads},       {"tasks", tasks},
+          {"models", models},     {"heads", heads},       {"reference", reference},
+          {"tasks", tasks},
           {"queries", queries},   {"delta", delta},       {"bootstrap", bootstrap},
           {"seed", seed}};
 }
@@ -46,6 +70,7 @@ BoundsConfig BoundsConfig::from_json(const nlohmann::json& json) {
     config.regime_b_context = json.value("regime_b_context", std::string("random"));
     config.models = read_list<std::string>(json, "models");
     config.heads = read_list<std::string>(json, "heads");
+    config.reference = json.value("reference", std::string(heads::kErmHead));
     config.tasks = json.value("tasks", std::int64_t{100});
     config.queries = json.value("queries", std::int64_t{256});
     config.delta = json.value("delta", 0.05);
@@ -63,8 +88,10 @@ void BoundsConfig::validate() const {
   require(!d_grid.empty(), "d_grid", "must not be empty");
   require(!n_grid.empty(), "n_grid", "must not be empty");
   require(!eps_grid.empty(), "eps_grid", "must not be empty");
-  require(std::is_sorted(n_grid.begin(), n_grid.end()) && std::adjacent_find(n_grid.begin(), n_grid.end()) == n_grid.end(),
-          "n_grid", "must be strictly increasing");
+  require_strictly_monotone(d_grid, "d_grid", true);
+  require_strictly_monotone(n_grid, "n_grid", true);
+  require_strictly_monotone(eps_grid, "eps_grid", false);
+  require_strictly_monotone(k_grid, "k_grid", true);
   for (int d : d_grid) {
     require(d >= 2 && d <= 4096, "d_grid", "entries must be in [2, 4096], got " + std::to_string(d));
   }
@@ -80,7 +107,11 @@ void BoundsConfig::validate() const {
   }
   require(regime_b_context == "random" || regime_b_context == "retrieve", "regime_b_context",
           "must be random or retrieve, got '" + regime_b_context + "'");
-  require(!heads.empty(), "heads", "must name at least the reference head (the first)");
+  try {
+    heads::parse_head(reference);
+  } catch (const heads::HeadError& error) {
+    throw util::ParameterError("reference", error.what());
+  }
   require(tasks >= 10 && tasks <= 100000, "tasks", "must be in [10, 10^5], got " + std::to_string(tasks));
   require(queries >= 1 && queries <= 1'000'000, "queries",
           "must be in [1, 10^6], got " + std::to_string(queries));
@@ -88,11 +119,13 @@ void BoundsConfig::validate() const {
   eval::check_resamples(bootstrap);
   require(data::parse_family(family).has_value(), "family",
           "'" + family + "' is unknown; choose one of " + data::family_names());
-  heads::parse_heads([&] {
-    std::string joined;
-    for (const auto& head : heads) joined += (joined.empty() ? "" : ",") + head;
-    return joined;
-  }());
+  if (!heads.empty()) {
+    heads::parse_heads([&] {
+      std::string joined;
+      for (const auto& head : heads) joined += (joined.empty() ? "" : ",") + head;
+      return joined;
+    }());
+  }
 }
 
 BoundsConfig preset_config(const std::string& name) {

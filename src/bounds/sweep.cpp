@@ -45,7 +45,7 @@ PointInputs point_inputs(const BoundsConfig& config, const PointKey& key) {
   }
   eval::EvalConfig& eval_config = inputs.eval_config;
   std::string joined;
-  for (const auto& head : config.heads) joined += (joined.empty() ? "" : ",") + head;
+  for (const auto& head : config.evaluated_heads()) joined += (joined.empty() ? "" : ",") + head;
   eval_config.heads = heads::parse_heads(joined);
   eval_config.n_grid = config.n_grid;
   if (key.regime == 'B') {

@@ -22,6 +22,7 @@ struct BoundsOptions {
   std::vector<double> eps_grid;
   std::vector<std::string> models;
   std::string heads;
+  std::string reference;
   std::string context;
   std::int64_t tasks = 0, queries = 0;
   double delta = 0;
@@ -68,6 +69,7 @@ bounds::BoundsConfig sweep_config(const BoundsOptions& o, const CLI::App& app, c
     }
     if (!rest.empty()) config.heads.push_back(rest);
   }
+  if (given("--reference")) config.reference = o.reference;
   if (given("--tasks")) config.tasks = o.tasks;
   if (given("--queries")) config.queries = o.queries;
   if (given("--delta")) config.delta = o.delta;
@@ -78,7 +80,7 @@ bounds::BoundsConfig sweep_config(const BoundsOptions& o, const CLI::App& app, c
     config.seed = globals.seed;
   }
   if (given("--d-grid") || given("--n-grid") || given("--eps-grid") || given("--k-grid") ||
-      given("--models") || given("--heads") || given("--tasks") || given("--queries")) {
+      given("--models") || given("--heads") || given("--reference") || given("--tasks") || given("--queries")) {
     if (config.preset != "custom") config.preset += "+overrides";
   }
   try {
@@ -106,7 +108,9 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
   app->add_option("--k-grid", o->k_grid, "regime B context sizes k (none: regime A only)")->delimiter(',');
   app->add_option("--context", o->context, "regime B context: random or retrieve");
   app->add_option("--models", o->models, "transformers (recipes or files)")->delimiter(';');
-  app->add_option("--heads", o->heads, "heads, comma-separated; the first is the reference");
+  app->add_option("--heads", o->heads, "heads, comma-separated");
+  app->add_option("--reference", o->reference,
+                  "the head disagreement is measured against (default svm-hard, the ERM learner)");
   app->add_option("--tasks", o->tasks, "tasks per point");
   app->add_option("--queries", o->queries, "queries per task");
   app->add_option("--delta", o->delta, "quantile level: (1 - delta)-quantile over tasks");
