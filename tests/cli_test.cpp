@@ -120,6 +120,9 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
   const std::string bad_config = (inputs / "bounds.json").string();
   std::ofstream(bad_config) << R"({"d_grid": [1], "n_grid": [8, 16], "eps_grid": [0.2], "models": [],
                                    "heads": ["avg"]})";
+  const std::string duplicate_config = (inputs / "bounds_duplicate.json").string();
+  std::ofstream(duplicate_config) << R"({"d_grid": [4, 8], "n_grid": [8, 16, 16], "eps_grid": [0.2],
+                                         "models": [], "heads": ["avg"]})";
   const std::vector<BadCase> cases = {
       {{"gen", "--d", "0", "--out", out}, "--d must be in [1,"},
       {{"gen", "--n", "-5", "--out", out}, "--n must be in [1,"},
@@ -179,6 +182,14 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"eval", "--d", "4", "--tasks", "2", "--out", "/nonexistent-dir/r.json"}, "cannot create a file in"},
       {{"bounds", "--preset", "huge", "--out", out}, "--preset 'huge' is unknown (quick or full)"},
       {{"bounds", "--n-grid", "64,32", "--out", out}, "--n-grid must be strictly increasing"},
+      // Issue 12: a repeated grid entry would weigh a point twice in the fits.
+      {{"bounds", "--d-grid", "4,8,8,4", "--out", out}, "--d-grid must be strictly increasing without duplicates, got 8 then 8"},
+      {{"bounds", "--eps-grid", "0.3,0.2,0.2", "--out", out}, "--eps-grid must be strictly decreasing without duplicates, got 0.2 then 0.2"},
+      {{"bounds", "--eps-grid", "0.1,0.2", "--out", out}, "--eps-grid must be strictly decreasing"},
+      {{"bounds", "--k-grid", "16,16", "--out", out}, "--k-grid must be strictly increasing without duplicates, got 16 then 16"},
+      {{"bounds", "--reference", "svm-soft", "--out", out}, "--reference unknown head 'svm-soft'"},
+      {{"bounds", "--config", duplicate_config, "--out", out},
+       duplicate_config + ": n_grid must be strictly increasing without duplicates, got 16 then 16"},
       {{"bounds", "--eps-grid", "0.7", "--out", out}, "--eps-grid entries must be in (0, 0.5), got 0.7"},
       {{"bounds", "--d-grid", "1", "--out", out}, "--d-grid entries must be in [2, 4096], got 1"},
       {{"bounds", "--heads", "logit", "--out", out}, "unknown head 'logit'"},
@@ -343,7 +354,7 @@ TEST(Cli, EvalWritesJsonCsvAndPredictions) {
   EXPECT_EQ(gd["grid"][0]["n"], 10);
   EXPECT_EQ(json["data"]["source"], data.string());
   const std::string csv = read_all(dir / "result.csv");
-  EXPECT_NE(csv.find("\"kernel:beta=1\",transformer,40,40,dis,\"logistic\""), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\"kernel:beta=1\",transformer,40,40,dis,\"logistic:C=1\""), std::string::npos) << csv;
   // The predictions are plain safetensors with [T, M] scores per learner.
   const std::string predictions = read_all(dir / "pred.safetensors");
   EXPECT_NE(predictions.find("\"gd-ls:L=1,eta=1/scores\":{\"dtype\":\"F32\",\"shape\":[8,30]"),

@@ -124,6 +124,11 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
     runtime::check_memory(bounds::estimate_memory_bytes(config, runtime::active_threads()), "bounds",
                           "lower the tasks, queries, the largest n or --threads", globals.memory_budget());
     const auto points = bounds::sweep_points(config);
+    if (!globals.quiet) {
+      std::fprintf(stderr, "bounds: %zu points, estimated wall time %.0f s on %d threads (points already saved under --out are reused)\n",
+                   points.size(), bounds::estimate_seconds(config, runtime::active_threads()),
+                   runtime::active_threads());
+    }
     runtime::Progress progress("bounds", "points", static_cast<std::int64_t>(points.size()), !globals.quiet);
     const auto start = std::chrono::steady_clock::now();
     const std::string verdicts = bounds::run_bounds(config, o->out, progress.callback(), !o->no_plots);
