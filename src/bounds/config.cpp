@@ -130,6 +130,8 @@ void BoundsConfig::validate() const {
   }
 }
 
+namespace {
+
 // N in sqrt(2) steps from `first` to `last` (powers of two), rounded.
 std::vector<std::int64_t> sqrt2_grid(std::int64_t first, std::int64_t last) {
   std::vector<std::int64_t> grid;
@@ -139,6 +141,8 @@ std::vector<std::int64_t> sqrt2_grid(std::int64_t first, std::int64_t last) {
   }
   return grid;
 }
+
+}  // namespace
 
 BoundsConfig preset_config(const std::string& name) {
   BoundsConfig config;
