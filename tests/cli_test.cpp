@@ -411,4 +411,23 @@ TEST(Cli, HeadsIgnoreAGlobalScaleOfTheInputs) {
   }
 }
 
+// Issue 12: every bounds run says its estimated wall time before it starts, and the reference
+// (default: the ERM head) is the one the report and fits.json name.
+TEST(Cli, BoundsPrintsItsEstimatedWallTimeAndNamesItsReference) {
+  const fs::path dir = fresh_dir("bounds_estimate");
+  const Result result = run({"bounds", "--d-grid", "3,5", "--n-grid", "8,16,32,64", "--eps-grid", "0.3,0.2",
+                             "--models", "gd-ls:L=1", "--heads", "avg", "--tasks", "10", "--queries", "8",
+                             "--bootstrap", "50", "--no-plots", "--out", (dir / "run").string()});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto estimate = result.err.find("estimated wall time ");
+  ASSERT_NE(estimate, std::string::npos) << result.err;
+  // The first line on stderr, before any progress or result.
+  EXPECT_LT(estimate, result.err.find('\n')) << result.err;
+  std::ifstream in(dir / "run" / "fits.json");
+  const auto fits = nlohmann::json::parse(in);
+  EXPECT_EQ(fits["reference"], "svm-hard");
+  EXPECT_TRUE(fits["regime_a"].contains("svm-hard"));
+  EXPECT_TRUE(fits["regime_a"]["avg"].contains("dis"));
+}
+
 }  // namespace
