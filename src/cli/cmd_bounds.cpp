@@ -100,7 +100,7 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
       "bounds", "sweeps over d, N, eps that measure the sample size n* an in-context learner needs and "
                 "hold it against O(d/eps) and O((1/eps^2) log(1/delta)); resumable");
   auto o = std::make_shared<BoundsOptions>();
-  app->add_option("--preset", o->preset, "quick (<= 3 minutes) or full (hours); flags below override it");
+  app->add_option("--preset", o->preset, "quick (<= 90 s on 2 vCPUs, prints its estimate) or full (hours); flags below override it");
   app->add_option("--config", o->config_file, "JSON file with the sweep (as DIR/config.json of a run)");
   app->add_option("--d-grid", o->d_grid, "input dimensions")->delimiter(',');
   app->add_option("--n-grid", o->n_grid, "dataset sizes N (increasing)")->delimiter(',');
