@@ -15,46 +15,81 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def is_averaging(learner):
+    return learner == "avg" or learner == "gd-ls:L=1" or learner.startswith("gd-ls:L=1,")
+
+
 def main():
     out = sys.argv[1]
     rows = list(csv.DictReader(open(os.path.join(out, "points.csv"))))
     fits = json.load(open(os.path.join(out, "fits.json")))
     config = json.load(open(os.path.join(out, "config.json")))
     q_label = "%g-quantile over tasks" % (1 - config["delta"])
-    learners = [name for name in fits if name != "theory"]
+    regime_a = fits["regime_a"]
+    learners = list(regime_a)
 
-    # err vs N (regime A), one panel per learner, one line per d, with the averaging closed form.
+    # err vs N (regime A), one panel per learner, one line per d, the quantile with its 95%
+    # bootstrap interval on every point; for averaging learners its closed-form quantile beside.
     fig, axes = plt.subplots(1, len(learners), figsize=(4 * len(learners), 3.6), squeeze=False)
     for ax, learner in zip(axes[0], learners):
         for d in config["d_grid"]:
             pts = [r for r in rows if r["regime"] == "A" and r["learner"] == learner
                    and not r["metric"].startswith("dis") and int(r["d"]) == d]
             n = [int(r["n"]) for r in pts]
-            line, = ax.loglog(n, [max(float(r["quantile"]), 1e-4) for r in pts], "o-", ms=3, label="d=%d" % d)
-            ax.loglog(n, [max(float(r["theory_averaging"]), 1e-4) for r in pts], ":", color=line.get_color())
+            q = [max(float(r["quantile"]), 1e-4) for r in pts]
+            lo = [max(float(r["quantile_lo"]), 1e-4) for r in pts]
+            hi = [max(float(r["quantile_hi"]), 1e-4) for r in pts]
+            bars = ax.errorbar(n, q, yerr=[[a - b for a, b in zip(q, lo)], [b - a for a, b in zip(q, hi)]],
+                               fmt="o-", ms=3, capsize=1.5, label="d=%d" % d)
+            if is_averaging(learner):
+                ax.plot(n, [max(float(r["theory_averaging_quantile"]), 1e-4) for r in pts], ":",
+                        color=bars[0].get_color())
+        ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_title(learner, fontsize=8)
         ax.set_xlabel("N")
         ax.set_ylabel("err (%s)" % q_label, fontsize=7)
         ax.legend(fontsize=6)
-    fig.suptitle("Regime A: error vs N (dotted: averaging closed form sqrt((d-1)/(2 pi N)), mean)", fontsize=8)
+    fig.suptitle("Regime A: error vs N, 95%% bootstrap intervals (dotted: averaging closed form, "
+                 "chi2 quantile)", fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "err_vs_n.png"), dpi=110)
 
-    # n* vs d and vs 1/eps.
-    for name, x_key, x_label in (("nstar_vs_d.png", "d", "d"), ("nstar_vs_eps.png", "eps", "1/eps")):
+    # n* vs d and vs 1/tan(pi eps) (the fits' link), with intervals; on the eps plot the fitted
+    # slope and the learner's theory slope drawn through the data's centre.
+    for name, x_key, x_label in (("nstar_vs_d.png", "d", "d"),
+                                 ("nstar_vs_eps.png", "eps", "1/tan(pi eps)")):
         fig, axes = plt.subplots(1, len(learners), figsize=(4 * len(learners), 3.6), squeeze=False)
         for ax, learner in zip(axes[0], learners):
-            table = fits[learner]["err"]["n_star"]
+            entry = regime_a[learner]["err"]
+            table = entry["n_star"]
             groups = sorted({e["eps" if x_key == "d" else "d"] for e in table})
             for g in groups:
                 pts = [e for e in table if e["eps" if x_key == "d" else "d"] == g and e["n_star"] is not None]
-                xs = [e["d"] if x_key == "d" else 1 / e["eps"] for e in pts]
-                if xs:
-                    ax.loglog(xs, [e["n_star"] for e in pts], "o-", ms=3,
-                              label=("eps=%g" if x_key == "d" else "d=%g") % g)
-            fit = fits[learner]["err"]["fit"]
-            if fit["valid"]:
-                ax.set_title("%s\nn* ~ d^%.2f eps^-%.2f" % (learner, fit["b"], fit["c"]), fontsize=8)
+                xs = [e["d"] if x_key == "d" else 1 / math.tan(math.pi * e["eps"]) for e in pts]
+                if not xs:
+                    continue
+                ys = [e["n_star"] for e in pts]
+                los = [e["ci"][0] if e["ci"][0] is not None else y for e, y in zip(pts, ys)]
+                his = [e["ci"][1] if e["ci"][1] is not None else y * 10 for e, y in zip(pts, ys)]
+                bars = ax.errorbar(xs, ys, yerr=[[max(y - l, 0) for y, l in zip(ys, los)],
+                                                 [max(h - y, 0) for y, h in zip(ys, his)]],
+                                   fmt="o-", ms=3, capsize=1.5, label=("eps=%g" if x_key == "d" else "d=%g") % g)
+                if x_key == "eps" and entry.get("fit_valid"):
+                    x0, y0 = math.exp(sum(map(math.log, xs)) / len(xs)), math.exp(sum(map(math.log, ys)) / len(ys))
+                    span = [min(xs), max(xs)]
+                    theory = entry.get("theory_eps_slope")
+                    if theory is not None:
+                        ax.plot(span, [y0 * (x / x0) ** theory for x in span], ":", color=bars[0].get_color())
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            if entry.get("fit_valid"):
+                theory = entry.get("theory_eps_slope")
+                ax.set_title("%s\nn* ~ d^%.2f tan(pi eps)^-%.2f [%.2f, %.2f]%s\nrate %s, O(d/eps) %s" % (
+                    learner, entry["d_slope"]["estimate"], entry["eps_slope"]["estimate"],
+                    entry["eps_slope"]["lo"] or float("nan"), entry["eps_slope"]["hi"] or float("nan"),
+                    "" if theory is None else " (theory %.2f, dotted)" % theory, entry["rate"],
+                    "holds" if entry["upper_bound_holds"] else "not covered"), fontsize=7)
             else:
                 ax.set_title(learner, fontsize=8)
             ax.set_xlabel(x_label)

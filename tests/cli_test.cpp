@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -120,6 +121,9 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
   const std::string bad_config = (inputs / "bounds.json").string();
   std::ofstream(bad_config) << R"({"d_grid": [1], "n_grid": [8, 16], "eps_grid": [0.2], "models": [],
                                    "heads": ["avg"]})";
+  const std::string duplicate_config = (inputs / "bounds_duplicate.json").string();
+  std::ofstream(duplicate_config) << R"({"d_grid": [4, 8], "n_grid": [8, 16, 16], "eps_grid": [0.2],
+                                         "models": [], "heads": ["avg"]})";
   const std::vector<BadCase> cases = {
       {{"gen", "--d", "0", "--out", out}, "--d must be in [1,"},
       {{"gen", "--n", "-5", "--out", out}, "--n must be in [1,"},
@@ -179,6 +183,14 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"eval", "--d", "4", "--tasks", "2", "--out", "/nonexistent-dir/r.json"}, "cannot create a file in"},
       {{"bounds", "--preset", "huge", "--out", out}, "--preset 'huge' is unknown (quick or full)"},
       {{"bounds", "--n-grid", "64,32", "--out", out}, "--n-grid must be strictly increasing"},
+      // Issue 12: a repeated grid entry would weigh a point twice in the fits.
+      {{"bounds", "--d-grid", "4,8,8,4", "--out", out}, "--d-grid must be strictly increasing without duplicates, got 8 then 8"},
+      {{"bounds", "--eps-grid", "0.3,0.2,0.2", "--out", out}, "--eps-grid must be strictly decreasing without duplicates, got 0.2 then 0.2"},
+      {{"bounds", "--eps-grid", "0.1,0.2", "--out", out}, "--eps-grid must be strictly decreasing"},
+      {{"bounds", "--k-grid", "16,16", "--out", out}, "--k-grid must be strictly increasing without duplicates, got 16 then 16"},
+      {{"bounds", "--reference", "svm-soft", "--out", out}, "--reference unknown head 'svm-soft'"},
+      {{"bounds", "--config", duplicate_config, "--out", out},
+       duplicate_config + ": n_grid must be strictly increasing without duplicates, got 16 then 16"},
       {{"bounds", "--eps-grid", "0.7", "--out", out}, "--eps-grid entries must be in (0, 0.5), got 0.7"},
       {{"bounds", "--d-grid", "1", "--out", out}, "--d-grid entries must be in [2, 4096], got 1"},
       {{"bounds", "--heads", "logit", "--out", out}, "unknown head 'logit'"},
@@ -343,7 +355,7 @@ TEST(Cli, EvalWritesJsonCsvAndPredictions) {
   EXPECT_EQ(gd["grid"][0]["n"], 10);
   EXPECT_EQ(json["data"]["source"], data.string());
   const std::string csv = read_all(dir / "result.csv");
-  EXPECT_NE(csv.find("\"kernel:beta=1\",transformer,40,40,dis,\"logistic\""), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\"kernel:beta=1\",transformer,40,40,dis,\"logistic:C=1\""), std::string::npos) << csv;
   // The predictions are plain safetensors with [T, M] scores per learner.
   const std::string predictions = read_all(dir / "pred.safetensors");
   EXPECT_NE(predictions.find("\"gd-ls:L=1,eta=1/scores\":{\"dtype\":\"F32\",\"shape\":[8,30]"),
@@ -366,6 +378,56 @@ TEST(Cli, HelpListsEverySubcommandAndFamily) {
                              "orthogonal", "overlap", "half-subspace", "scaled"}) {
     EXPECT_NE(gen.out.find(family), std::string::npos) << family;
   }
+}
+
+// Issue 15 item 12: after a global rescale of the inputs (the `scaled` family at 1e-9, where
+// logistic and svm used to return w = 0 and an error of 0.667) every linear head predicts as at
+// scale 1. Same seed, so the same directions: the errors agree to the float rounding of x,
+// which can flip at most a rare query whose score is within ~1e-6 of 0 (none here).
+TEST(Cli, HeadsIgnoreAGlobalScaleOfTheInputs) {
+  const fs::path dir = fresh_dir("scale");
+  std::map<std::string, std::map<std::string, double>> errors;
+  for (const std::string scale : {"1", "1e-9", "1e6"}) {
+    const std::string out = (dir / ("scale_" + scale + ".json")).string();
+    const Result result = run({"--quiet", "eval", "--generate",
+                               "--family scaled --scale " + scale + " --d 8 --n 200 --tasks 20 --queries 64",
+                               "--heads", "logistic,svm,svm-hard,ridge,avg", "--bootstrap", "50", "--out", out});
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    std::ifstream in(out);
+    const auto json = nlohmann::json::parse(in);
+    for (const auto& [name, learner] : json["learners"].items()) errors[scale][name] = learner["err_mean"].get<double>();
+    // The ERM head separates every task's S (noiseless labels) and says so, with its margins in
+    // the units of x.
+    const auto& erm = json["learners"]["svm-hard"]["erm"];
+    EXPECT_EQ(erm["max_train_error"].get<double>(), 0.0) << scale;
+    EXPECT_GT(erm["min_margin"].get<double>(), 0.0) << scale;
+    EXPECT_EQ(erm["margin"].size(), 20u);
+  }
+  ASSERT_EQ(errors["1"].size(), 5u);
+  for (const auto& [name, error] : errors["1"]) {
+    EXPECT_LT(error, 0.2) << name;
+    EXPECT_EQ(errors["1e-9"][name], error) << name;
+    EXPECT_EQ(errors["1e6"][name], error) << name;
+  }
+}
+
+// Issue 12: every bounds run says its estimated wall time before it starts, and the reference
+// (default: the ERM head) is the one the report and fits.json name.
+TEST(Cli, BoundsPrintsItsEstimatedWallTimeAndNamesItsReference) {
+  const fs::path dir = fresh_dir("bounds_estimate");
+  const Result result = run({"bounds", "--d-grid", "3,5", "--n-grid", "8,16,32,64", "--eps-grid", "0.3,0.2",
+                             "--models", "gd-ls:L=1", "--heads", "avg", "--tasks", "10", "--queries", "8",
+                             "--bootstrap", "50", "--no-plots", "--out", (dir / "run").string()});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto estimate = result.err.find("estimated wall time ");
+  ASSERT_NE(estimate, std::string::npos) << result.err;
+  // The first line on stderr, before any progress or result.
+  EXPECT_LT(estimate, result.err.find('\n')) << result.err;
+  std::ifstream in(dir / "run" / "fits.json");
+  const auto fits = nlohmann::json::parse(in);
+  EXPECT_EQ(fits["reference"], "svm-hard");
+  EXPECT_TRUE(fits["regime_a"].contains("svm-hard"));
+  EXPECT_TRUE(fits["regime_a"]["avg"].contains("dis"));
 }
 
 }  // namespace

@@ -19,7 +19,10 @@ struct BoundsConfig {
   std::vector<std::int64_t> k_grid;         // regime B context sizes; empty = regime A only
   std::string regime_b_context = "random";  // random | retrieve
   std::vector<std::string> models;
-  std::vector<std::string> heads;  // the first is the reference for disagreement
+  std::vector<std::string> heads;
+  // The head every learner's disagreement is measured against (the stand-in for the fine-tuned
+  // model); trained on all of S. Evaluated whether or not `heads` lists it.
+  std::string reference = "svm-hard";
   std::int64_t tasks = 100;
   std::int64_t queries = 256;
   double delta = 0.05;
@@ -32,8 +35,12 @@ struct BoundsConfig {
   nlohmann::ordered_json to_json() const;
   // Throws std::invalid_argument (util::ParameterError for a bad field).
   static BoundsConfig from_json(const nlohmann::json& json);
-  // Throws util::ParameterError naming the field, or heads::HeadError.
+  // Throws util::ParameterError naming the field, or heads::HeadError. Grids must be strictly
+  // monotone, without duplicates: d_grid, n_grid and k_grid increasing, eps_grid decreasing (the
+  // order of the report's tables); a repeated entry would weigh a point twice in the fits.
   void validate() const;
+  // The heads the sweep evaluates: the reference first, then `heads` without it.
+  std::vector<std::string> evaluated_heads() const;
 };
 
 // "quick" or "full"; throws util::ParameterError ("preset") for any other name.

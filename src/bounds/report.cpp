@@ -21,6 +21,12 @@ nlohmann::json finite_or_null(double value) {
   return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(nullptr);
 }
 
+nlohmann::ordered_json estimate_json(double estimate, const eval::Interval& ci) {
+  return {{"estimate", finite_or_null(estimate)}, {"lo", finite_or_null(ci.lo)}, {"hi", finite_or_null(ci.hi)}};
+}
+
+// One (learner, metric) of regime A: its fit, verdicts and n* table. docs/DESIGN.md documents
+// every field.
 nlohmann::ordered_json table_json(const NStarTable& table, const BoundsConfig& config) {
   nlohmann::ordered_json n_stars = nlohmann::ordered_json::array();
   for (const auto& e : table.entries) {
@@ -34,18 +40,37 @@ nlohmann::ordered_json table_json(const NStarTable& table, const BoundsConfig& c
          {"hoeffding_n", hoeffding_sample_size(e.eps, config.delta)}});
   }
   const PowerFit& fit = table.fit;
-  return {{"fit",
-           {{"valid", fit.valid},
-            {"a", fit.a},
-            {"b", fit.b},
-            {"b_ci", {fit.b_ci.lo, fit.b_ci.hi}},
-            {"c", fit.c},
-            {"c_ci", {fit.c_ci.lo, fit.c_ci.hi}},
-            {"observations", fit.observations}}},
-          {"n_star", n_stars}};
+  const RegimeAVerdict& v = table.verdict;
+  nlohmann::ordered_json json = {{"fit_valid", fit.valid}, {"observations", fit.observations}};
+  if (fit.valid) {
+    json["intercept"] = fit.a;
+    json["eps_slope"] = estimate_json(fit.c, fit.c_ci);
+    json["d_slope"] = estimate_json(fit.b, fit.b_ci);
+    json["theory_eps_slope"] = v.theory.source.empty() ? nlohmann::json(nullptr) : finite_or_null(v.theory.eps_slope);
+    json["theory_d_slope"] = v.theory.source.empty() ? nlohmann::json(nullptr) : finite_or_null(v.theory.d_slope);
+    json["theory_source"] = v.theory.source.empty() ? nlohmann::json(nullptr) : nlohmann::json(v.theory.source);
+    json["theory_in_ci"] = v.theory.source.empty() ? nlohmann::json(nullptr) : nlohmann::json(v.theory_in_ci);
+    json["trend"] = estimate_json(v.trend, v.trend_ci);
+    json["c_const"] = v.c_const;
+    json["upper_bound_holds"] = v.upper_bound_holds;
+    json["rate"] = v.rate;
+    json["linear_in_d"] = v.linear_in_d;
+    json["not_reached"] = v.not_reached;
+    json["pac"] = {{"max_ratio", v.worst_pac_ratio},
+                   {"at_d", v.worst_d > 0 ? nlohmann::json(v.worst_d) : nlohmann::json(nullptr)},
+                   {"at_eps", v.worst_d > 0 ? nlohmann::json(v.worst_eps) : nlohmann::json(nullptr)}};
+  }
+  json["n_star"] = n_stars;
+  return json;
 }
 
-// One learner's regime A verdict for one metric (`what`), as a list item.
+std::string interval_text(double estimate, const eval::Interval& ci) {
+  auto bound = [](double value) { return std::isfinite(value) ? g3(value) : std::string("?"); };
+  return g3(estimate) + " [" + bound(ci.lo) + ", " + bound(ci.hi) + "]";
+}
+
+// One learner's regime A verdict for one metric (`what`), as a list item: the fit and rate beside
+// the learner's theory; the upper bound; and, on a line of its own, the PAC comparison.
 std::string verdict_a(const std::string& learner, const std::string& what, const NStarTable& table,
                       const BoundsConfig& config) {
   std::ostringstream text;
@@ -56,39 +81,36 @@ std::string verdict_a(const std::string& learner, const std::string& what, const
          << " reached); widen the N grid or the eps grid.\n";
     return text.str();
   }
-  const RegimeAVerdict& verdict = table.verdict;
-  text << "n* ∝ d^" << g3(fit.b) << " [" << g3(fit.b_ci.lo) << ", " << g3(fit.b_ci.hi) << "] · ε^-"
-       << g3(fit.c) << " [" << g3(fit.c_ci.lo) << ", " << g3(fit.c_ci.hi) << "] ("
-       << fit.observations << " points). ";
-  if (verdict.holds_one && !verdict.holds_two) {
-    text << "Consistent with d/ε, not with d/ε². ";
-  } else if (verdict.holds_two && !verdict.holds_one) {
-    text << "Consistent with d/ε², not with O(d/ε). ";
-  } else if (verdict.holds_one && verdict.holds_two) {
-    text << "The interval holds both d/ε and d/ε²: not resolved on this grid. ";
-  } else {
-    text << "ε-slope matches neither 1 nor 2. ";
+  const RegimeAVerdict& v = table.verdict;
+  text << "ε-slope " << interval_text(fit.c, fit.c_ci);
+  if (!v.theory.source.empty()) {
+    text << " (theory " << g3(v.theory.eps_slope) << ": " << v.theory.source << "; "
+         << (v.theory_in_ci ? "inside" : "outside") << " the interval)";
   }
-  text << (verdict.linear_in_d ? "Linear in d. " : "d-slope differs from 1. ");
-  // The realizable PAC form (4/eps)(d log2(12/eps) + ...) has a local eps-slope above 1 because
-  // of its log factor: 1 + 1/ln(12/eps), 1.2-1.3 on usual grids.
-  const double eps_small = *std::min_element(config.eps_grid.begin(), config.eps_grid.end());
-  const double eps_large = *std::max_element(config.eps_grid.begin(), config.eps_grid.end());
-  text << "(The PAC form's local ε-slope here: " << g3(1 + 1 / std::log(12 / eps_small)) << "–"
-       << g3(1 + 1 / std::log(12 / eps_large)) << ".) ";
-  const std::string worst =
-      verdict.worst_d > 0 ? "d=" + std::to_string(verdict.worst_d) + ", ε=" + g3(verdict.worst_eps)
-                          : "";
-  text << "C = max n*/(d/ε) = " << g3(verdict.largest_constant) << ". ";
-  if (verdict.worst_pac_ratio <= 1) {
-    text << "Every measured n* is within the realizable PAC bound N_A (largest n*/N_A = "
-         << g3(verdict.worst_pac_ratio) << " at " << worst << ")";
+  text << ", d-slope " << interval_text(fit.b, fit.b_ci) << ", " << fit.observations << " n*";
+  if (v.not_reached > 0) text << " (" << v.not_reached << " not reached by N = " << config.n_grid.back() << ", left out)";
+  text << ". Rate: `" << v.rate << "`";
+  if (v.rate == "unresolved") text << " (the interval holds both 1 and 2)";
+  if (v.rate == "neither") text << " (the interval holds neither 1 nor 2)";
+  text << ". Upper bound: ";
+  if (v.upper_bound_holds) {
+    text << "O(d/ε) holds on this grid with constant C = max n*·ε/d = " << g3(v.c_const)
+         << " (trend of n*·tan(πε)/d " << interval_text(v.trend, v.trend_ci) << ").";
   } else {
-    text << "n* exceeds the realizable PAC bound N_A at " << worst
-         << " (n*/N_A = " << g3(verdict.worst_pac_ratio) << ")";
+    text << "n*·ε/d grows as ε shrinks (trend " << (v.trend > 0 ? "+" : "")
+         << interval_text(v.trend, v.trend_ci) << "): no constant covers this grid (max n*·ε/d = "
+         << g3(v.c_const) << ").";
   }
-  text << "; the O(d/ε) rate of the paper " << (verdict.o_d_over_eps_holds ? "holds" : "fails")
-       << " on this grid.\n";
+  text << "\n  - PAC: ";
+  if (v.worst_d == 0) {
+    text << "no n* reached.\n";
+  } else if (v.worst_pac_ratio <= 1) {
+    text << "every n* reached is within the realizable PAC sample size N_A (largest n*/N_A = "
+         << g3(v.worst_pac_ratio) << " at d=" << v.worst_d << ", ε=" << g3(v.worst_eps) << ").\n";
+  } else {
+    text << "n* exceeds N_A at d=" << v.worst_d << ", ε=" << g3(v.worst_eps)
+         << " (n*/N_A = " << g3(v.worst_pac_ratio) << ").\n";
+  }
   return text.str();
 }
 
@@ -165,7 +187,7 @@ std::string points_csv(const BoundsConfig& config, const std::vector<PointResult
   std::ostringstream csv;
   csv.precision(8);
   csv << "regime,learner,kind,metric,d,k,n,mean,quantile,quantile_lo,quantile_hi,theory_averaging,"
-         "pac_n_at_mean\n";
+         "theory_averaging_quantile,pac_n_at_mean\n";
   for (std::size_t p = 0; p < points.size(); ++p) {
     const PointResult& point = points[p];
     for (std::size_t c = 0; c < point.curves.size(); ++c) {
@@ -176,10 +198,11 @@ std::string points_csv(const BoundsConfig& config, const std::vector<PointResult
           const double mean = stats.mean[j];
           csv << point.key.regime << ",\"" << curve.learner << "\","
               << (curve.transformer ? "transformer" : "head") << ','
-              << (dis ? "dis_" + config.heads.front() : curve.metric) << ',' << point.key.d << ','
+              << (dis ? "dis_" + config.evaluated_heads().front() : curve.metric) << ',' << point.key.d << ','
               << point.key.k << ',' << point.n[j] << ',' << mean << ',' << stats.quantile[j] << ','
               << stats.quantile_ci[j].lo << ',' << stats.quantile_ci[j].hi << ','
               << averaging_error(point.key.d, static_cast<double>(point.n[j])) << ','
+              << averaging_error_quantile(point.key.d, static_cast<double>(point.n[j]), config.delta) << ','
               << (mean > 0 && mean < 0.5 ? pac_sample_size(mean, config.delta, point.key.d) : NAN)
               << '\n';
         }
@@ -190,28 +213,47 @@ std::string points_csv(const BoundsConfig& config, const std::vector<PointResult
 }
 
 nlohmann::ordered_json fits_json(const BoundsConfig& config, const Analysis& analysis) {
-  nlohmann::ordered_json fits = nlohmann::ordered_json::object();
+  nlohmann::ordered_json fits = {{"format", "iclbench-bounds-fits"},
+                                 {"format_version", 2},
+                                 {"reference", config.evaluated_heads().front()},
+                                 {"delta", config.delta},
+                                 {"fit", "log n* = intercept + d_slope log d + eps_slope log(1/tan(pi eps))"}};
+  nlohmann::ordered_json regime_a = nlohmann::ordered_json::object();
   for (const LearnerAnalysis& learner : analysis.learners) {
     nlohmann::ordered_json entry;
     entry["err"] = table_json(learner.err, config);
     if (learner.dis) entry["dis"] = table_json(*learner.dis, config);
-    fits[learner.learner] = entry;
+    regime_a[learner.learner] = entry;
   }
-  fits["theory"] = {{"pac", "N_A = (4/eps)(d log2(12/eps) + log2(2/delta))"},
-                    {"hoeffding", "N_B = ln(2/delta)/(2 eps^2)"},
-                    {"averaging", "err = sqrt((d-1)/(2 pi n)) for isotropic Gaussian inputs"}};
+  fits["regime_a"] = regime_a;
+  nlohmann::ordered_json floors = nlohmann::ordered_json::object();
+  for (const RegimeBFloors& floor : analysis.floors)
+    floors[floor.learner] = {{"lowest", floor.lowest}, {"highest", floor.highest}};
+  fits["regime_b_floors"] = floors;
+  fits["theory"] = {
+      {"pac", "N_A = (4/eps)(d log2(12/eps) + log2(2/delta))"},
+      {"hoeffding", "N_B = ln(2/delta)/(2 eps^2)"},
+      {"averaging", "err = arctan(sqrt(pi c/(2n)))/pi, c = d-1 (mean), chi2_{d-1} (1-delta)-quantile (quantile)"},
+      {"erm", "hard-margin SVM: tan(angle) ∝ d/n, eps-slope 1 in this link"}};
   return fits;
 }
 
 std::string verdicts_markdown(const BoundsConfig& config, const Analysis& analysis) {
   std::ostringstream verdicts;
   verdicts
-      << "## Verdicts\n\nRegime A (full context): fits of log n* = a + b log d + c log(1/ε) on the "
-      << g3(1 - config.delta) << "-quantile over tasks, 95% bootstrap intervals.\n\n";
+      << "## Verdicts\n\nRegime A (full context): fits of log n* = a + b log d + c log(1/tan(πε)) on "
+         "the "
+      << g3(1 - config.delta)
+      << "-quantile over tasks, 95% bootstrap intervals. The link log(1/tan(πε)) is the one in "
+         "which averaging's closed form has slope 2 and hard-margin ERM slope 1 at every ε (with "
+         "log(1/ε) they curve: 4πε/sin(2πε) for averaging); for small ε it is log(1/ε) + const. "
+         "Rate: which of 1 (`d/eps`) and 2 (`d/eps^2`) the ε-slope's interval holds. Upper bound: "
+         "O(d/ε) holds iff the trend of n*·tan(πε)/d against the link (= slope − 1) has an "
+         "interval that does not lie above 0.\n\n";
   for (const LearnerAnalysis& learner : analysis.learners) {
     verdicts << verdict_a(learner.learner, "error", learner.err, config);
     if (learner.dis) {
-      verdicts << verdict_a(learner.learner, "disagreement with " + config.heads.front(),
+      verdicts << verdict_a(learner.learner, "disagreement with " + config.evaluated_heads().front(),
                             *learner.dis, config);
     }
   }
@@ -240,7 +282,7 @@ std::string report_markdown(const BoundsConfig& config, const Analysis& analysis
   for (const auto& model : config.models) report << " `" << model << "`";
   report << "; heads";
   for (const auto& head : config.heads) report << " `" << head << "`";
-  report << " (disagreement against `" << config.heads.front()
+  report << " (disagreement against `" << config.evaluated_heads().front()
          << "`, the stand-in for the fine-tuned model).\n"
          << "Errors are exact (angle(w, w*)/π) where the inputs are rotation-invariant and the "
             "learner linear "

@@ -45,7 +45,7 @@ PointInputs point_inputs(const BoundsConfig& config, const PointKey& key) {
   }
   eval::EvalConfig& eval_config = inputs.eval_config;
   std::string joined;
-  for (const auto& head : config.heads) joined += (joined.empty() ? "" : ",") + head;
+  for (const auto& head : config.evaluated_heads()) joined += (joined.empty() ? "" : ",") + head;
   eval_config.heads = heads::parse_heads(joined);
   eval_config.n_grid = config.n_grid;
   if (key.regime == 'B') {
@@ -170,6 +170,41 @@ std::uint64_t estimate_memory_bytes(const BoundsConfig& config, int threads) {
                                                           inputs.eval_config, threads));
   }
   return peak;
+}
+
+double estimate_seconds(const BoundsConfig& config, int threads) {
+  // Calibrated on this project's reference machine (2 vCPU AMD EPYC, quiet) from the quick
+  // preset's own run (docs/DESIGN.md, "Bounds: cost model"): per task and prefix N,
+  //   transformers: forward FLOPs / kFlopsPerSecond (the engine on constructed models),
+  //   svm-hard: kErmSeconds (working-set solves, nearly independent of N) + N d kScanSeconds,
+  //   other LIBLINEAR heads: N d kLiblinearSeconds, the rest: N d kScanSeconds.
+  constexpr double kFlopsPerSecond = 2e9, kErmSeconds = 4e-3, kLiblinearSeconds = 5e-8,
+                   kScanSeconds = 2e-9;
+  double seconds = 0;
+  for (const PointKey& key : sweep_points(config)) {
+    const PointInputs inputs = point_inputs(config, key);
+    const auto tasks = static_cast<double>(config.tasks);
+    for (const std::int64_t n : inputs.eval_config.n_grid) {
+      const double context = key.regime == 'B' ? static_cast<double>(key.k) : static_cast<double>(n);
+      const double nd = static_cast<double>(n) * key.d;
+      for (const model::ModelSource& model : inputs.models) {
+        seconds += tasks *
+                   model.config().forward_flops(static_cast<std::int64_t>(context) + config.queries,
+                                                static_cast<std::int64_t>(context)) /
+                   kFlopsPerSecond;
+      }
+      for (const heads::HeadSpec& head : inputs.eval_config.heads) {
+        if (head.kind == heads::HeadKind::kSvmHard) {
+          seconds += tasks * (kErmSeconds + nd * kScanSeconds);
+        } else if (head.kind == heads::HeadKind::kLogistic || head.kind == heads::HeadKind::kSvm) {
+          seconds += tasks * nd * kLiblinearSeconds;
+        } else {
+          seconds += tasks * nd * kScanSeconds;
+        }
+      }
+    }
+  }
+  return seconds / std::max(1, threads);
 }
 
 PointResult run_point(const BoundsConfig& config, const PointKey& key) {

@@ -53,6 +53,11 @@ PointResult run_point(const BoundsConfig& config, const PointKey& key);
 // that cannot fit before it starts. From the models' configs: nothing is built.
 std::uint64_t estimate_memory_bytes(const BoundsConfig& config, int threads);
 
+// Estimated wall seconds of the whole sweep with `threads` threads, printed before it starts:
+// a cost model (transformer FLOPs, head solves) calibrated on the reference machine; a rough
+// guide (within a factor of 2 when the machine is quiet), not a promise.
+double estimate_seconds(const BoundsConfig& config, int threads);
+
 // Runs the sweep in `dir`, or resumes it: points already in DIR/points/ are read back, the others
 // run and are saved. Writes DIR/config.json on the first run and refuses (io::IoError) a
 // directory that holds a run of another configuration. `progress` hears of each point.

@@ -22,6 +22,7 @@ struct BoundsOptions {
   std::vector<double> eps_grid;
   std::vector<std::string> models;
   std::string heads;
+  std::string reference;
   std::string context;
   std::int64_t tasks = 0, queries = 0;
   double delta = 0;
@@ -69,6 +70,7 @@ bounds::BoundsConfig sweep_config(const BoundsOptions& o, const CLI::App& app, c
     }
     if (!rest.empty()) config.heads.push_back(rest);
   }
+  if (given("--reference")) config.reference = o.reference;
   if (given("--tasks")) config.tasks = o.tasks;
   if (given("--queries")) config.queries = o.queries;
   if (given("--delta")) config.delta = o.delta;
@@ -80,7 +82,7 @@ bounds::BoundsConfig sweep_config(const BoundsOptions& o, const CLI::App& app, c
     config.seed = globals.seed;
   }
   if (given("--d-grid") || given("--n-grid") || given("--eps-grid") || given("--k-grid") ||
-      given("--models") || given("--heads") || given("--tasks") || given("--queries")) {
+      given("--models") || given("--heads") || given("--reference") || given("--tasks") || given("--queries")) {
     if (config.preset != "custom") config.preset += "+overrides";
   }
   try {
@@ -100,7 +102,7 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
       "bounds", "sweeps over d, N, eps that measure the sample size n* an in-context learner needs and "
                 "hold it against O(d/eps) and O((1/eps^2) log(1/delta)); resumable");
   auto o = std::make_shared<BoundsOptions>();
-  app->add_option("--preset", o->preset, "quick (<= 3 minutes) or full (hours); flags below override it");
+  app->add_option("--preset", o->preset, "quick (<= 90 s on 2 vCPUs, prints its estimate) or full (hours); flags below override it");
   app->add_option("--config", o->config_file, "JSON file with the sweep (as DIR/config.json of a run)");
   app->add_option("--d-grid", o->d_grid, "input dimensions")->delimiter(',');
   app->add_option("--n-grid", o->n_grid, "dataset sizes N (increasing)")->delimiter(',');
@@ -108,7 +110,9 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
   app->add_option("--k-grid", o->k_grid, "regime B context sizes k (none: regime A only)")->delimiter(',');
   app->add_option("--context", o->context, "regime B context: random or retrieve");
   app->add_option("--models", o->models, "transformers (recipes or files)")->delimiter(';');
-  app->add_option("--heads", o->heads, "heads, comma-separated; the first is the reference");
+  app->add_option("--heads", o->heads, "heads, comma-separated");
+  app->add_option("--reference", o->reference,
+                  "the head disagreement is measured against (default svm-hard, the ERM learner)");
   app->add_option("--tasks", o->tasks, "tasks per point");
   app->add_option("--queries", o->queries, "queries per task");
   app->add_option("--delta", o->delta, "quantile level: (1 - delta)-quantile over tasks");
@@ -124,6 +128,11 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
     runtime::check_memory(bounds::estimate_memory_bytes(config, runtime::active_threads()), "bounds",
                           "lower the tasks, queries, the largest n or --threads", globals.memory_budget());
     const auto points = bounds::sweep_points(config);
+    if (!globals.quiet) {
+      std::fprintf(stderr, "bounds: %zu points, estimated wall time %.0f s on %d threads (points already saved under --out are reused)\n",
+                   points.size(), bounds::estimate_seconds(config, runtime::active_threads()),
+                   runtime::active_threads());
+    }
     runtime::Progress progress("bounds", "points", static_cast<std::int64_t>(points.size()), !globals.quiet);
     const auto start = std::chrono::steady_clock::now();
     const std::string verdicts = bounds::run_bounds(config, o->out, progress.callback(), !o->no_plots);

@@ -48,6 +48,9 @@ void run_head(const heads::HeadSpec& spec, const data::Dataset& dataset, std::in
   point.context = n_prefix;
   point.scores.assign(static_cast<std::size_t>(tasks * m), 0.0f);
   weights.assign(static_cast<std::size_t>(tasks), {});
+  const bool erm = spec.kind == heads::HeadKind::kSvmHard;
+  point.train_error.assign(erm ? static_cast<std::size_t>(tasks) : 0, 0.0);
+  point.margin.assign(erm ? static_cast<std::size_t>(tasks) : 0, 0.0);
   tbb::parallel_for(
       tbb::blocked_range<std::int64_t>(0, tasks, 1),
       [&](const tbb::blocked_range<std::int64_t>& range) {
@@ -61,6 +64,10 @@ void run_head(const heads::HeadSpec& spec, const data::Dataset& dataset, std::in
               std::span(point.scores)
                   .subspan(static_cast<std::size_t>(task * m), static_cast<std::size_t>(m)));
           weights[static_cast<std::size_t>(task)] = std::move(trained.w);
+          if (erm) {
+            point.train_error[static_cast<std::size_t>(task)] = trained.train_error;
+            point.margin[static_cast<std::size_t>(task)] = trained.margin;
+          }
         }
       });
 }

@@ -55,6 +55,9 @@ struct PrefixResult {
   // Tasks with at least one non-finite score (a diverging learner): such a score counts as a
   // wrong prediction, and the tasks are reported rather than silently averaged in.
   std::int64_t nonfinite_tasks = 0;
+  // svm-hard only (empty otherwise), per task [T]: the fraction of the n' examples it
+  // misclassifies (0 on separable data: it reached the ERM solution) and its geometric margin.
+  std::vector<double> train_error, margin;
   // Transformers: whether the query score was linear in x_q on every task.
   std::optional<bool> linear;
   double probe_residual = 0;  // largest relative residual of the linear fit

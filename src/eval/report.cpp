@@ -1,5 +1,6 @@
 #include "eval/report.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -34,6 +35,13 @@ nlohmann::ordered_json point_json(const PrefixResult& point) {
   for (const auto& [head, metric] : point.dis) dis[head] = summary_json(metric.summary);
   json["dis"] = dis;
   json["nonfinite_tasks"] = point.nonfinite_tasks;
+  if (!point.train_error.empty()) {
+    // The ERM head: did it separate S on every task, and with which margins (per task).
+    json["erm"] = {{"max_train_error", *std::max_element(point.train_error.begin(), point.train_error.end())},
+                   {"min_margin", *std::min_element(point.margin.begin(), point.margin.end())},
+                   {"train_error", point.train_error},
+                   {"margin", point.margin}};
+  }
   if (point.linear) {
     json["probe"] = {{"linear_in_query", *point.linear},
                      {"max_relative_residual", point.probe_residual}};

@@ -23,6 +23,7 @@ struct Entry {
 };
 constexpr Entry kEntries[] = {
     {HeadKind::kLogistic, "logistic", "C"}, {HeadKind::kSvm, "svm", "C"},
+    {HeadKind::kSvmHard, "svm-hard", ""},
     {HeadKind::kLeastSquares, "ls", ""},    {HeadKind::kRidge, "ridge", "lambda"},
     {HeadKind::kPerceptron, "perceptron", "epochs"}, {HeadKind::kAveraging, "avg", ""},
     {HeadKind::kKnn, "knn", "k"},           {HeadKind::kBayes, "bayes", ""},
@@ -42,24 +43,29 @@ Eigen::VectorXd as_vector(std::span<const float> values) {
 
 void silent(const char*) {}
 
-// LIBLINEAR on dense data: feature_node arrays (1-based indices, -1 terminated) per example.
-std::vector<double> liblinear_weights(const TaskData& task, int solver, double c) {
+// LIBLINEAR on dense data: feature_node arrays (1-based indices, -1 terminated) per example,
+// for the examples `subset` (all if empty). x is divided by `scale` (heads.hpp: scale
+// invariance).
+std::vector<double> liblinear_weights(const TaskData& task, int solver, double c, double scale,
+                                      const std::vector<std::int64_t>& subset = {}) {
   static const bool quiet = [] {
     set_print_string_function(&silent);
     return true;
   }();
   (void)quiet;
-  const std::int64_t n = task.n();
+  const std::int64_t n = subset.empty() ? task.n() : static_cast<std::int64_t>(subset.size());
   const int d = task.dim;
   std::vector<feature_node> nodes(static_cast<std::size_t>(n * (d + 1)));
   std::vector<feature_node*> rows(static_cast<std::size_t>(n));
   std::vector<double> labels(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) {
+    const std::int64_t example = subset.empty() ? i : subset[static_cast<std::size_t>(i)];
     feature_node* row = nodes.data() + i * (d + 1);
-    for (int j = 0; j < d; ++j) row[j] = {j + 1, task.x[static_cast<std::size_t>(i * d + j)]};
+    for (int j = 0; j < d; ++j)
+      row[j] = {j + 1, task.x[static_cast<std::size_t>(example * d + j)] / scale};
     row[d] = {-1, 0.0};
     rows[static_cast<std::size_t>(i)] = row;
-    labels[static_cast<std::size_t>(i)] = task.y[static_cast<std::size_t>(i)];
+    labels[static_cast<std::size_t>(i)] = task.y[static_cast<std::size_t>(example)];
   }
   problem prob{};
   prob.l = static_cast<int>(n);
@@ -69,7 +75,12 @@ std::vector<double> liblinear_weights(const TaskData& task, int solver, double c
   prob.bias = -1;  // homogeneous: no bias feature
   parameter param{};
   param.solver_type = solver;
-  param.eps = 1e-6;  // relative gradient norm: tight enough to compare against a Newton solve
+  // LIBLINEAR stops at |grad f(w)| <= eps |grad f(0)| (times the smaller class's share). For C
+  // of order 1 that is tight enough to compare against a Newton solve. |grad f(0)| grows like
+  // C N while the solution's own scale |w| = 1/margin does not, so for the hard-margin C the
+  // tolerance shrinks by C: the same accuracy relative to |w| (the Newton steps converge
+  // quadratically, so this costs a few more of them).
+  param.eps = 1e-6 / std::max(1.0, c);
   param.C = c;
   param.p = 0.1;
   if (const char* problem_text = check_parameter(&prob, &param)) {
@@ -79,9 +90,90 @@ std::vector<double> liblinear_weights(const TaskData& task, int solver, double c
   // LIBLINEAR's w scores the first label it saw as positive.
   const double sign = trained->label[0] == 1 ? 1.0 : -1.0;
   std::vector<double> w(static_cast<std::size_t>(d));
-  for (int j = 0; j < d; ++j) w[static_cast<std::size_t>(j)] = sign * trained->w[j];
+  // Back to the units of x: w_normalised.(x/scale) = (w_normalised/scale).x, the scores of the
+  // normalised problem.
+  for (int j = 0; j < d; ++j) w[static_cast<std::size_t>(j)] = sign * trained->w[j] / scale;
   free_and_destroy_model(&trained);
   return w;
+}
+
+// y_i w.x_i for every example. w: [d] in the units of x.
+std::vector<double> signed_scores(const TaskData& task, const std::vector<double>& w) {
+  const int d = task.dim;
+  std::vector<double> scores(static_cast<std::size_t>(task.n()));
+  for (std::int64_t i = 0; i < task.n(); ++i) {
+    double score = 0;
+    for (int j = 0; j < d; ++j) score += w[j] * task.x[static_cast<std::size_t>(i * d + j)];
+    scores[static_cast<std::size_t>(i)] = task.y[static_cast<std::size_t>(i)] * score;
+  }
+  return scores;
+}
+
+// The squared-hinge SVM at C = kHardMarginC by working sets: its solution depends only on the
+// examples with y_i w.x_i <= 1 (the loss's gradient is zero beyond), about d of them. Solve on a
+// working set, add the examples outside it that violate y_i w.x_i >= 1, until none does: then w
+// satisfies the full problem's optimality conditions (the examples outside contribute neither
+// loss nor gradient), so it is the full problem's solution, at O(N d) per round instead of a
+// Newton solve over all N. Starts from the examples closest to the averaging direction's
+// hyperplane, the likely support vectors. Deterministic (ties by index).
+std::vector<double> hard_margin_weights(const TaskData& task, double scale) {
+  const std::int64_t n = task.n();
+  const int d = task.dim;
+  const auto batch = static_cast<std::size_t>(2 * d + 2);
+  if (n <= static_cast<std::int64_t>(4 * batch))
+    return liblinear_weights(task, L2R_L2LOSS_SVC, kHardMarginC, scale);
+  std::vector<double> average(static_cast<std::size_t>(d), 0.0);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (int j = 0; j < d; ++j)
+      average[j] += task.y[static_cast<std::size_t>(i)] * task.x[static_cast<std::size_t>(i * d + j)];
+  std::vector<char> in_set(static_cast<std::size_t>(n), 0);
+  std::vector<std::int64_t> working;
+  auto add_lowest = [&](const std::vector<double>& scores, double below) {
+    std::vector<std::pair<double, std::int64_t>> candidates;
+    for (std::int64_t i = 0; i < n; ++i)
+      if (!in_set[static_cast<std::size_t>(i)] && scores[static_cast<std::size_t>(i)] < below)
+        candidates.push_back({scores[static_cast<std::size_t>(i)], i});
+    const std::size_t take = std::min(batch, candidates.size());
+    std::partial_sort(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(take),
+                      candidates.end());
+    for (std::size_t i = 0; i < take; ++i) {
+      in_set[static_cast<std::size_t>(candidates[i].second)] = 1;
+      working.push_back(candidates[i].second);
+    }
+    return take;
+  };
+  add_lowest(signed_scores(task, average), INFINITY);
+  // Both labels in the working set (LIBLINEAR needs them to orient w): the lowest-scored example
+  // of each.
+  for (const float label : {1.0f, -1.0f}) {
+    bool present = false;
+    for (auto i : working) present |= task.y[static_cast<std::size_t>(i)] == label;
+    std::int64_t lowest = -1;
+    const std::vector<double> scores = signed_scores(task, average);
+    for (std::int64_t i = 0; i < n && !present; ++i) {
+      if (task.y[static_cast<std::size_t>(i)] == label &&
+          (lowest < 0 || scores[static_cast<std::size_t>(i)] < scores[static_cast<std::size_t>(lowest)]))
+        lowest = i;
+    }
+    if (!present && lowest >= 0) {
+      in_set[static_cast<std::size_t>(lowest)] = 1;
+      working.push_back(lowest);
+    }
+  }
+  while (true) {
+    std::sort(working.begin(), working.end());  // LIBLINEAR's result must not depend on order
+    const std::vector<double> w = liblinear_weights(task, L2R_L2LOSS_SVC, kHardMarginC, scale, working);
+    // In the units of x, w.x = w_normalised.(x/scale): the squared hinge's threshold stays 1.
+    // The solution's own violations on the working set are O(1/C), so 1e-6 below 1 counts as 1.
+    if (add_lowest(signed_scores(task, w), 1 - 1e-6) == 0) return w;
+  }
+}
+
+// The root-mean-square entry of x; 0 for an all-zero x.
+double rms_entry(std::span<const float> x) {
+  double sum = 0;
+  for (float value : x) sum += static_cast<double>(value) * value;
+  return x.empty() ? 0.0 : std::sqrt(sum / static_cast<double>(x.size()));
 }
 
 }  // namespace
@@ -136,8 +228,9 @@ HeadSpec parse_head(std::string_view text) {
   }
   spec.name = std::string(name);
   // Non-default parameters are part of the name, so two variants can be compared in one run.
+  // Regularised classifiers always carry C: "svm" alone would read as the hard-margin SVM.
   if (spec.kind == HeadKind::kLogistic || spec.kind == HeadKind::kSvm) {
-    if (spec.c != 1.0) spec.name += ":C=" + util::format_number(spec.c);
+    spec.name += ":C=" + util::format_number(spec.c);
   } else if (spec.kind == HeadKind::kRidge && spec.lambda != 1.0) {
     spec.name += ":lambda=" + util::format_number(spec.lambda);
   } else if (spec.kind == HeadKind::kPerceptron && spec.epochs != 100) {
@@ -169,11 +262,35 @@ TrainedHead train(const HeadSpec& spec, const TaskData& task) {
   TrainedHead head;
   switch (spec.kind) {
     case HeadKind::kLogistic:
-      head.w = liblinear_weights(task, L2R_LR, spec.c);
-      break;
     case HeadKind::kSvm:
-      head.w = liblinear_weights(task, L2R_L2LOSS_SVC, spec.c);
+    case HeadKind::kSvmHard: {
+      const double scale = rms_entry(task.x);
+      if (scale == 0 || !std::isfinite(scale) || n == 0) {
+        head.w.assign(static_cast<std::size_t>(d), 0.0);
+      } else {
+        head.w = spec.kind == HeadKind::kSvmHard
+                     ? hard_margin_weights(task, scale)
+                     : liblinear_weights(task, spec.kind == HeadKind::kLogistic ? L2R_LR : L2R_L2LOSS_SVC,
+                                         spec.c, scale);
+      }
+      if (spec.kind == HeadKind::kSvmHard) {
+        double norm = 0;
+        for (double value : head.w) norm += value * value;
+        norm = std::sqrt(norm);
+        std::int64_t wrong = 0;
+        double margin = INFINITY;
+        for (std::int64_t i = 0; i < n; ++i) {
+          double score = 0;
+          for (int j = 0; j < d; ++j) score += head.w[j] * task.x[static_cast<std::size_t>(i * d + j)];
+          const double signed_score = task.y[static_cast<std::size_t>(i)] * score;
+          wrong += signed_score <= 0;
+          margin = std::min(margin, norm > 0 ? signed_score / norm : 0.0);
+        }
+        head.train_error = n > 0 ? static_cast<double>(wrong) / static_cast<double>(n) : 0.0;
+        head.margin = margin;
+      }
       break;
+    }
     case HeadKind::kLeastSquares: {
       const RowMatrix x = as_matrix(task.x, n, d);
       const Eigen::VectorXd w = Eigen::CompleteOrthogonalDecomposition<RowMatrix>(x).solve(as_vector(task.y));
@@ -181,10 +298,13 @@ TrainedHead train(const HeadSpec& spec, const TaskData& task) {
       break;
     }
     case HeadKind::kRidge: {
-      const RowMatrix x = as_matrix(task.x, n, d);
+      // Normalised (heads.hpp), so that lambda weighs |w| against a scale-free loss.
+      const double rms = rms_entry(task.x);
+      const double scale = rms > 0 && std::isfinite(rms) ? rms : 1.0;
+      const RowMatrix x = as_matrix(task.x, n, d) / scale;
       const Eigen::MatrixXd gram = x.transpose() * x + static_cast<double>(n) * spec.lambda *
                                                             Eigen::MatrixXd::Identity(d, d);
-      const Eigen::VectorXd w = gram.ldlt().solve(x.transpose() * as_vector(task.y));
+      const Eigen::VectorXd w = gram.ldlt().solve(x.transpose() * as_vector(task.y)) / scale;
       head.w.assign(w.data(), w.data() + d);
       break;
     }

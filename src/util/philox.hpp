@@ -32,6 +32,7 @@ enum class Stream : std::uint32_t {
   kBootstrap = 11,     // resampling of tasks for confidence intervals
   kContextSubset = 12, // the k examples of a `random:k` context
   kProbe = 13,         // probe queries that test whether a model's score is linear in x_q
+  kTheory = 14,        // Monte Carlo of a learner's theoretical error law (bounds)
 };
 
 // The sequence of draws addressed by (seed, task, example, stream, attempt): 32-bit words in
