@@ -2,6 +2,7 @@
 //   the standard encoder (pre-LN, GELU, D = 64, H = 4, FFN 256, 4 layers, T = 129, 64 prompts,
 //     random weights from a fixed seed), whole and one layer;
 //   one BERT-base layer (T = 128, D = 768, H = 12, FFN 3072, 8 prompts);
+//   both again with the unfused attention ops (1 thread), against the fused kernel;
 //   a constructed learner (gd-hinge);
 //   the icl shapes: linear Q(K^T V) (gd-ls) against softmax attention (kernel) on the icl mask,
 //     d in {8, 16, 32, 64}, N context examples in {64 ... 4096}, 64 queries;
@@ -32,13 +33,42 @@ std::vector<float> gaussian_tokens(std::int64_t count, std::uint64_t seed) {
   return out;
 }
 
+// After the timed loop, a few forwards on an engine that times its ops by group
+// (EngineOptions::time_op_groups), reported as counters: share_<group>, the group's share of the
+// summed thread time, and frac_<group>, its FLOPs over its thread-seconds as a fraction of the
+// single-thread GEMM peak (groups without matmuls get no frac_). The timed loop's engine does
+// not time its ops.
+void op_group_counters(benchmark::State& state, const model::Model& built, model::EngineOptions options,
+                       const std::vector<float>& input, std::int64_t prompts, std::int64_t tokens,
+                       std::int64_t context) {
+  options.time_op_groups = true;
+  const model::Engine engine(built.config, built.weights, options);
+  std::vector<float> out(input.size());
+  engine.forward(input, prompts, tokens, context, out);
+  engine.take_op_group_times(tokens, context);  // forgets the run that built the plan
+  for (int run = 0; run < 3; ++run) engine.forward(input, prompts, tokens, context, out);
+  const model::OpGroupTimes times = engine.take_op_group_times(tokens, context);
+  double total = 0;
+  for (const double seconds : times.seconds) total += seconds;
+  const double peak = gemm_peak_gflops(options.bf16) * 1e9;
+  for (std::size_t group = 0; group < model::kOpGroupCount; ++group) {
+    const std::string name = model::to_string(static_cast<model::OpGroup>(group));
+    if (total > 0) state.counters["share_" + name] = times.seconds[group] / total;
+    if (times.flops[group] > 0 && times.seconds[group] > 0) {
+      state.counters["frac_" + name] = times.flops[group] / times.seconds[group] / peak;
+    }
+  }
+}
+
 // Runs one forward per iteration over `prompts` prompts of `tokens` tokens (n in context).
 void run_forward(benchmark::State& state, const std::string& spec, int d, std::int64_t prompts,
-                 std::int64_t tokens, std::int64_t context, bool bf16, int threads) {
+                 std::int64_t tokens, std::int64_t context, bool bf16, int threads,
+                 bool unfused_attention = false) {
   tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
   const model::Model built = model::construct(model::parse_construction(spec), d, 1);
   model::EngineOptions options;
   options.bf16 = bf16;
+  options.unfused_attention = unfused_attention;
   const model::Engine engine(built.config, built.weights, options);
   const std::vector<float> input = gaussian_tokens(prompts * tokens * built.config.width, 2);
   std::vector<float> out(input.size());
@@ -49,6 +79,8 @@ void run_forward(benchmark::State& state, const std::string& spec, int d, std::i
   }
   set_counters(state, built.config.forward_flops(tokens, context) * static_cast<double>(prompts),
                static_cast<double>(prompts * tokens), static_cast<double>(prompts), bf16, threads);
+  op_group_counters(state, built, options, input, prompts, tokens, context);
+  state.SetLabel(std::string("attention=") + engine.implementations(tokens, context)["attention"]);
 }
 
 void BM_Encoder(benchmark::State& state) {
@@ -62,6 +94,18 @@ void BM_EncoderLayer(benchmark::State& state) {
               static_cast<int>(state.range(1)));
 }
 BENCHMARK(BM_EncoderLayer)->ArgNames({"bf16", "threads"})->ArgsProduct({{0, 1}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The encoder and BERT-base layer with attention as separate scores, softmax and mix ops (the
+// engine's path before ops::FusedAttention), 1 thread: the end-to-end A/B of the fused kernel.
+void BM_EncoderUnfused(benchmark::State& state) {
+  run_forward(state, "encoder:D=64,H=4,F=256,layers=4", 0, 64, 129, 129, state.range(0) != 0, 1, true);
+}
+BENCHMARK(BM_EncoderUnfused)->ArgNames({"bf16"})->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_BertBaseLayerUnfused(benchmark::State& state) {
+  run_forward(state, "encoder:D=768,H=12,F=3072,layers=1", 0, 8, 128, 128, state.range(0) != 0, 1, true);
+}
+BENCHMARK(BM_BertBaseLayerUnfused)->ArgNames({"bf16"})->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 void BM_BertBaseLayer(benchmark::State& state) {
   run_forward(state, "encoder:D=768,H=12,F=3072,layers=1", 0, 8, 128, 128, state.range(0) != 0,
