@@ -1,4 +1,5 @@
 // Whole-forward benchmarks, in f32 and bf16 with 1 and 2 TBB threads where that matters:
+//   the GEMM peak's own problem (to compare CPU times on a loaded host);
 //   the standard encoder (pre-LN, GELU, D = 64, H = 4, FFN 256, 4 layers, T = 129, 64 prompts,
 //     random weights from a fixed seed), whole and one layer;
 //   one BERT-base layer (T = 128, D = 768, H = 12, FFN 3072, 8 prompts);
@@ -21,6 +22,7 @@
 #include "model/constructions.hpp"
 #include "model/engine.hpp"
 #include "model/resolve.hpp"
+#include "ops/dnnl_ops.hpp"
 #include "util/philox.hpp"
 
 namespace iclbench::bench {
@@ -82,6 +84,29 @@ void run_forward(benchmark::State& state, const std::string& spec, int d, std::i
   op_group_counters(state, built, options, input, prompts, tokens, context);
   state.SetLabel(std::string("attention=") + engine.implementations(tokens, context)["attention"]);
 }
+
+// The in-process GEMM peak's problem (ops::gemm_peak_gflops: 1024^3, one thread) as a benchmark
+// of its own, so that a run on a loaded host can compare CPU times: a forward's FLOPs per CPU
+// second over this one's is its fraction of the peak with the time it was descheduled left out.
+void BM_GemmPeak(benchmark::State& state) {
+  constexpr std::int64_t kSize = 1024;
+  const bool bf16 = state.range(0) != 0;
+  const ops::DType dtype = bf16 ? ops::DType::kBF16 : ops::DType::kF32;
+  std::vector<float> weights(kSize * kSize, 0.01f), bias(kSize, 0.0f), dst(kSize * kSize);
+  std::vector<std::uint16_t> src_bf16(kSize * kSize, 0x3c00);
+  std::vector<float> src_f32(kSize * kSize, 0.5f);
+  const ops::Linear gemm(ops::Layout::rows(kSize, kSize, kSize, dtype), weights, bias,
+                         ops::Layout::rows(kSize, kSize, kSize, ops::DType::kF32), ops::PostActivation::kNone, false);
+  std::vector<std::byte> scratch(gemm.scratchpad_bytes() + 64);
+  const void* src = bf16 ? static_cast<const void*>(src_bf16.data()) : src_f32.data();
+  gemm.execute(src, dst.data(), scratch.data());
+  for (auto _ : state) {
+    gemm.execute(src, dst.data(), scratch.data());
+    benchmark::DoNotOptimize(dst.data());
+  }
+  set_counters(state, 2.0 * kSize * kSize * kSize, 0, 0, bf16, 1);
+}
+BENCHMARK(BM_GemmPeak)->ArgNames({"bf16"})->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
 void BM_Encoder(benchmark::State& state) {
   run_forward(state, "encoder:D=64,H=4,F=256,layers=4", 0, 64, 129, 129, state.range(0) != 0,
