@@ -9,7 +9,8 @@
 
 namespace iclbench::bench {
 
-// GFLOP/s of a large single-threaded oneDNN GEMM (f32 or bf16), measured once per process.
+// GFLOP/s of a large single-threaded oneDNN GEMM (f32 or bf16), measured once per process
+// (ops::gemm_peak_gflops).
 double gemm_peak_gflops(bool bf16);
 
 // Sets GFLOP/s and peak_frac for `flops` per iteration, and tokens/s, prompts/s if nonzero.

@@ -4,8 +4,9 @@
   gate.py record [--binary B]          run the gate set, store it as the baseline of this machine
   gate.py check  [--binary B]          run it again and compare; exit 1 on a confirmed regression
 
-The gate set is kernels_bench's single-threaded oneDNN kernels, the engine's own softmax and a
-calibration GEMM, with
+The gate set is kernels_bench's single-threaded oneDNN kernels, the engine's own kernels (softmax,
+fused attention on the icl and causal masks, the GELU pass alone and after the MLP's up projection;
+f32 and bf16 where they have both) and a calibration GEMM, with
 --benchmark_repetitions (>= 9) and random interleaving. Baselines live in
 results/baselines/<machine fingerprint>/kernels.json (Google Benchmark JSON with every
 repetition) next to fingerprint.json.
@@ -17,7 +18,8 @@ Flagged benchmarks are run once more; only those that regress again fail the gat
 appends one JSON line to results/gate_history.jsonl.
 
 For information only (never gated: two threads on a shared 2-vCPU host are too noisy to test),
-the gate also runs forward_bench's whole forwards with 1 and 2 threads (INFO_FILTER), stores them
+the gate also runs forward_bench's whole forwards with 1 and 2 threads, and the encoder with the
+unfused attention ops at 1 thread (INFO_FILTER), stores them
 next to the baseline as forward.json, and reports each one's median change and the 2-thread
 speed-up in the table and the history line.
 
@@ -39,8 +41,9 @@ from gbench import report  # noqa: E402  (Debian's libbenchmark-tools)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GATE_FILTER = (r"^(calibration/|projection/.*/onednn_f32|attention/.*/onednn_f32|softmax/(onednn|iclbench)"
-               r"|layer_norm/onednn)")
-INFO_FILTER = r"^BM_(Encoder|GdHinge)/"
+               r"|layer_norm/onednn|attention/core(_causal)?/iclbench_|projection/mlp_up_gelu/iclbench_"
+               r"|gelu/iclbench_f32)")
+INFO_FILTER = r"^BM_(Encoder|EncoderUnfused|GdHinge)/"
 INFO_REPETITIONS = 3
 CALIBRATION = "calibration/gemm_f32_256"
 P_VALUE = 0.01

@@ -172,12 +172,13 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"bounds", "--bootstrap", "100001", "--out", out}, "--bootstrap must be in [50, 10^5] resamples, got 100001"},
       {{"eval", "--d", "4", "--tasks", "2", "--context", "random:0", "--out", out}, "--context random:0: K must be a positive integer"},
       {{"eval", "--d", "64", "--n", "1000000", "--tasks", "100000", "--out", out}, "TB of memory, but"},
-      // Softmax attention over 8e7 context tokens: the score tiles alone need ~160 GB.
-      {{"eval", "--d", "8", "--n", "80000000", "--tasks", "1", "--queries", "1", "--model", "kernel:beta=1",
+      // Softmax attention over 8e8 context tokens: the task set and one prompt's activations need
+      // ~200 GB (the fused attention keeps no score tiles, so memory grows only linearly in n).
+      {{"eval", "--d", "8", "--n", "800000000", "--tasks", "1", "--queries", "1", "--model", "kernel:beta=1",
         "--heads", "", "--out", out}, "GB of memory, but"},
       {{"--max-memory", "0.000001", "eval", "--d", "4", "--tasks", "2", "--out", out}, "allowed by --max-memory"},
       {{"--max-memory", "-1", "eval", "--d", "4", "--tasks", "2", "--out", out}, "--max-memory"},
-      {{"speed", "--model", "kernel:beta=1", "--d", "8", "--n", "80000000", "--queries", "1"}, "lower --batch"},
+      {{"speed", "--model", "kernel:beta=1", "--d", "8", "--n", "800000000", "--queries", "1"}, "lower --batch"},
       {{"--max-memory", "0.001", "bounds", "--preset", "quick", "--out", out}, "allowed by --max-memory"},
       {{"eval", "--d", "4", "--tasks", "2", "--heads", "", "--out", out}, "nothing to evaluate"},
       {{"eval", "--d", "4", "--tasks", "2", "--out", "/nonexistent-dir/r.json"}, "cannot create a file in"},
@@ -215,9 +216,10 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
 
 // The estimate eval checks before a run (read back from the refusal under a tiny --max-memory)
 // against the peak resident memory the same run then reaches, above the process's baseline
-// (`info`: libraries, oneDNN and TBB). The run is dominated by the softmax score tiles of two
-// threads ([256, 60000] f32 each) and LIBLINEAR's copies of the examples. The estimate may not be
-// exceeded by more than a few MB, and must not overstate the growth by more than a third.
+// (`info`: libraries, oneDNN and TBB). The run is dominated by the engine's group buffers (the
+// residual stream, Q, [K V] and O of two prompts of 60016 tokens; the fused softmax attention
+// keeps no [256, 60000] score tiles) and LIBLINEAR's copies of the examples. The estimate may not
+// be exceeded by more than a few MB, and must not overstate the growth by more than a third.
 TEST(Cli, MemoryEstimateCoversThePeakOfARun) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   GTEST_SKIP() << "sanitizer shadow memory and redzones are not part of the estimate";
@@ -226,7 +228,9 @@ TEST(Cli, MemoryEstimateCoversThePeakOfARun) {
   const std::vector<std::string> args = {"--threads", "2", "eval", "--family", "gaussian", "--d", "8",
                                          "--n", "60000", "--tasks", "2", "--queries", "16", "--model",
                                          "kernel:beta=1", "--heads", "logistic", "--bootstrap", "50",
-                                         "--out", (dir / "r.json").string()};
+                                         // The estimate counts dense packed weights; a structured
+                                         // plan allocates less (an over-estimate, safe).
+                                         "--dense", "--out", (dir / "r.json").string()};
   std::vector<std::string> refused_args = {"--max-memory", "0.000001"};
   refused_args.insert(refused_args.end(), args.begin(), args.end());
   const Result refused = run(refused_args);
@@ -240,7 +244,7 @@ TEST(Cli, MemoryEstimateCoversThePeakOfARun) {
   words >> value >> unit;
   ASSERT_EQ(unit, "MB") << refused.err;
   const double estimate = value * 1e6;
-  ASSERT_GT(estimate, 100e6);  // the score tiles: 2 x 256 x 60000 x 4 bytes = 123 MB
+  ASSERT_GT(estimate, 40e6);  // large enough that a missed buffer would show
 
   const double baseline = run({"--threads", "2", "info"}).peak_rss_bytes;
   const Result measured = run(args);
@@ -332,6 +336,39 @@ TEST(Cli, SpeedReportsThroughputAsJson) {
   EXPECT_GT(speed["prompts_per_second"].get<double>(), 0.0);
   EXPECT_EQ(speed["tokens_per_prompt"], 60);
   EXPECT_EQ(speed["threads"], 1);
+}
+
+// --op-groups: every group's time share, adding up to 1, and a fraction of the GEMM peak for the
+// groups that do matmuls; the encoder's attention runs fused and its MLP has its own GELU pass.
+TEST(Cli, SpeedSplitsTheTimeByOpGroup) {
+  const Result result = run({"speed", "--model", "encoder:D=32,H=2,F=64,layers=2", "--n", "40",
+                             "--queries", "0", "--batch", "4", "--repeats", "2", "--json",
+                             "--op-groups", "--threads", "1"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto speed = nlohmann::json::parse(result.out);
+  EXPECT_EQ(speed["kernels"]["attention"], "fused");
+  EXPECT_TRUE(speed["kernels"].contains("gelu"));
+  EXPECT_GT(speed["gemm_peak_gflops"].get<double>(), 0.0);
+  double total = 0;
+  for (const char* group : {"projections", "attention", "softmax", "mlp", "layer_norm", "other"}) {
+    ASSERT_TRUE(speed["op_groups"].contains(group)) << group;
+    total += speed["op_groups"][group]["time_share"].get<double>();
+  }
+  EXPECT_NEAR(total, 1.0, 1e-9);
+  for (const char* group : {"projections", "attention", "mlp", "layer_norm"}) {
+    EXPECT_GT(speed["op_groups"][group]["time_share"].get<double>(), 0.0) << group;
+  }
+  EXPECT_GT(speed["op_groups"]["attention"]["peak_fraction"].get<double>(), 0.0);
+  EXPECT_TRUE(speed["op_groups"]["layer_norm"]["peak_fraction"].is_null());
+  // The fused kernel has no separate softmax: no time is charged to it.
+  EXPECT_EQ(speed["op_groups"]["softmax"]["time_share"].get<double>(), 0.0);
+  const Result unfused = run({"speed", "--model", "encoder:D=32,H=2,F=64,layers=2", "--n", "40",
+                              "--queries", "0", "--repeats", "1", "--json", "--op-groups",
+                              "--unfused-attention", "--threads", "1"});
+  ASSERT_EQ(unfused.exit_code, 0) << unfused.err;
+  const auto unfused_speed = nlohmann::json::parse(unfused.out);
+  EXPECT_EQ(unfused_speed["kernels"]["attention"], "explicit_scores");
+  EXPECT_GT(unfused_speed["op_groups"]["softmax"]["time_share"].get<double>(), 0.0);
 }
 
 TEST(Cli, EvalWritesJsonCsvAndPredictions) {

@@ -103,11 +103,16 @@ TEST_P(EngineMatchesReference, F32OnAwkwardShapes) {
   const int width = 13;  // odd, not a multiple of 16
   const ModelConfig config = config_for(GetParam(), width);
   const Weights weights = random_weights(config, 11);
-  const Engine engine(config, weights);
-  // (prompts, T, n): one context example and one query; odd sizes; more rows than a tile.
-  for (const auto& [prompts, t, n] : {std::tuple<int, int, int>{2, 2, 1}, {3, 23, 17}, {2, 300, 211}}) {
-    const double error = relative_error(config, weights, engine, prompts, t, n, 5 + t);
-    EXPECT_LE(error, f32_bound(std::max(t, width))) << "T=" << t << " n=" << n;
+  // The fused attention kernel (the default) and the three ops it replaced.
+  for (const bool unfused : {false, true}) {
+    EngineOptions options;
+    options.unfused_attention = unfused;
+    const Engine engine(config, weights, options);
+    // (prompts, T, n): one context example and one query; odd sizes; more rows than a tile.
+    for (const auto& [prompts, t, n] : {std::tuple<int, int, int>{2, 2, 1}, {3, 23, 17}, {2, 300, 211}}) {
+      const double error = relative_error(config, weights, engine, prompts, t, n, 5 + t);
+      EXPECT_LE(error, f32_bound(std::max(t, width))) << "T=" << t << " n=" << n << " unfused=" << unfused;
+    }
   }
 }
 
@@ -115,17 +120,37 @@ TEST_P(EngineMatchesReference, Bf16WithinItsWiderBound) {
   const int width = 13;
   const ModelConfig config = config_for(GetParam(), width);
   const Weights weights = random_weights(config, 12);
-  EngineOptions options;
-  options.bf16 = true;
-  const Engine engine(config, weights, options);
-  for (const auto& [prompts, t, n] : {std::tuple<int, int, int>{2, 3, 1}, {2, 70, 50}}) {
-    const double error = relative_error(config, weights, engine, prompts, t, n, 7 + t);
-    EXPECT_LE(error, bf16_bound(std::max(t, width))) << "T=" << t << " n=" << n;
+  for (const bool unfused : {false, true}) {
+    EngineOptions options;
+    options.bf16 = true;
+    options.unfused_attention = unfused;
+    const Engine engine(config, weights, options);
+    for (const auto& [prompts, t, n] : {std::tuple<int, int, int>{2, 3, 1}, {2, 70, 50}}) {
+      const double error = relative_error(config, weights, engine, prompts, t, n, 7 + t);
+      EXPECT_LE(error, bf16_bound(std::max(t, width))) << "T=" << t << " n=" << n << " unfused=" << unfused;
+    }
+    // ... and it is not secretly running in f32.
+    for (const auto& [op, implementation] : engine.implementations(70, 50)) {
+      if (op == "projection" || op == "mlp") {
+        EXPECT_NE(implementation.find("bf16"), std::string::npos) << op << ": " << implementation;
+      }
+    }
   }
-  // ... and it is not secretly running in f32.
-  for (const auto& [op, implementation] : engine.implementations(70, 50)) {
-    if (op == "projection" || op == "mlp") {
-      EXPECT_NE(implementation.find("bf16"), std::string::npos) << op << ": " << implementation;
+}
+
+// Which attention path each kind and mask takes, fused by default, as `speed` reports it.
+TEST(Engine, ReportsItsAttentionPath) {
+  for (const AttentionKind kind : {AttentionKind::kSoftmax, AttentionKind::kLinear, AttentionKind::kRelu}) {
+    for (const Mask mask : {Mask::kIcl, Mask::kCausal}) {
+      const ModelConfig config = config_for({kind, mask, true, 1}, 13);
+      const Weights weights = random_weights(config, 3);
+      const bool keys_times_values = kind == AttentionKind::kLinear && mask == Mask::kIcl;
+      EngineOptions options;
+      EXPECT_EQ(Engine(config, weights, options).implementations(20, 10).at("attention"),
+                keys_times_values ? "keys_times_values" : "fused");
+      options.unfused_attention = true;
+      options.explicit_linear_attention = true;
+      EXPECT_EQ(Engine(config, weights, options).implementations(20, 10).at("attention"), "explicit_scores");
     }
   }
 }
@@ -268,13 +293,17 @@ TEST(EngineDeterminism, BitIdenticalAcrossThreadsAndBatchings) {
     const char* spec;
     int d;
     bool explicit_linear;
+    bool unfused;
   };
   const Learner learners[] = {
-      {"gd-hinge:L=20,eta=1", 8, false},  // linear Q (K^T V), ReLU MLP
-      {"gd-ls:L=3", 8, true},             // linear attention with explicit scores
-      {"kernel:beta=1", 8, false},        // softmax, icl mask
-      {"gd++:L=4,gamma=0.1", 8, false},   // linear, two heads
-      {"encoder:D=32,H=4,F=64,layers=2", 0, false},  // causal softmax per head, norms, GELU
+      {"gd-hinge:L=20,eta=1", 8, false, false},  // linear Q (K^T V), ReLU MLP
+      {"gd-ls:L=3", 8, true, false},             // linear attention with explicit scores, fused
+      {"gd-ls:L=3", 8, true, true},              // ... and as three ops
+      {"kernel:beta=1", 8, false, false},        // softmax, icl mask, fused
+      {"kernel:beta=1", 8, false, true},         // ... and as three ops
+      {"gd++:L=4,gamma=0.1", 8, false, false},   // linear, two heads
+      {"encoder:D=32,H=4,F=64,layers=2", 0, false, false},  // causal softmax, norms, GELU pass
+      {"encoder:D=32,H=4,F=64,layers=2", 0, false, true},   // ... causal per-head scores, mask
   };
   for (const Learner& learner : learners) {
     for (bool bf16 : {false, true}) {
@@ -282,6 +311,7 @@ TEST(EngineDeterminism, BitIdenticalAcrossThreadsAndBatchings) {
       EngineOptions options;
       options.bf16 = bf16;
       options.explicit_linear_attention = learner.explicit_linear;
+      options.unfused_attention = learner.unfused;
       const Engine engine(model.config, model.weights, options);
       // Three row tiles per prompt. A batch of at least 4 prompts per thread runs prompt-major
       // (a task per prompt, all layers), a smaller one stage-major (each step spread over all
@@ -290,7 +320,8 @@ TEST(EngineDeterminism, BitIdenticalAcrossThreadsAndBatchings) {
       const int prompts = 8, n = 300, t = 520;
       const std::vector<float> tokens = random_tokens(prompts * t * model.config.width, 3);
       const auto reference = outputs_with(engine, tokens, prompts, t, n, 1, {8});
-      const std::string name = std::string(learner.spec) + (bf16 ? " bf16" : " f32");
+      const std::string name = std::string(learner.spec) + (bf16 ? " bf16" : " f32") +
+                               (learner.unfused ? " unfused" : "");
       EXPECT_EQ(reference, outputs_with(engine, tokens, prompts, t, n, 2, {8})) << name;
       EXPECT_EQ(reference, outputs_with(engine, tokens, prompts, t, n, 2, {3, 5})) << name;
       EXPECT_EQ(reference, outputs_with(engine, tokens, prompts, t, n, 1, {1, 2, 5})) << name;
@@ -318,19 +349,23 @@ TEST(EngineMemory, WorkingBytesMatchesWhatAForwardAllocates) {
     int d;
     std::int64_t prompts, tokens, context;
     bool bf16;
+    bool unfused = false;
   };
   const MemoryCase cases[] = {
-      {"kernel:beta=1", 8, 1, 6064, 6000, false},             // softmax score tiles dominate
-      {"kernel:beta=1", 8, 1, 6064, 6000, true},              // bf16 weights next to the scores
+      {"kernel:beta=1", 8, 1, 6064, 6000, false, true},       // softmax score tiles dominate
+      {"kernel:beta=1", 8, 1, 6064, 6000, true, true},        // bf16 weights next to the scores
+      {"kernel:beta=1", 8, 1, 6064, 6000, true},              // fused: no score tiles
       {"gd-hinge:L=3,eta=1", 16, 4, 1100, 1000, true},         // group buffers, bf16
       {"gd-ls:L=2", 32, 64, 4160, 4096, false},                // a full 256 MB group
-      {"encoder:D=64,H=4,F=256,layers=2", 0, 2, 700, 700, false},  // causal masks
+      {"encoder:D=64,H=4,F=256,layers=2", 0, 2, 700, 700, false, true},  // causal masks
+      {"encoder:D=64,H=4,F=256,layers=2", 0, 2, 700, 700, false},  // fused: no masks
   };
   tbb::global_control one_thread(tbb::global_control::max_allowed_parallelism, 1);
   for (const MemoryCase& c : cases) {
     const Model model = construct(parse_construction(c.spec), c.d, 5);
     EngineOptions options;
     options.bf16 = c.bf16;
+    options.unfused_attention = c.unfused;
     const Engine engine(model.config, model.weights, options);
     const std::vector<float> tokens = random_tokens(c.prompts * c.tokens * model.config.width, 4);
     std::vector<float> out(tokens.size());

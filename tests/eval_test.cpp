@@ -324,9 +324,12 @@ TEST(Memory, EvalEstimateFollowsTheRunsShape) {
   const auto linear = models({"gd-ls:L=1"}, spec.dim), softmax = models({"kernel:beta=1"}, spec.dim);
   const auto base = estimate_memory_bytes(spec, softmax, config, 1);
   EXPECT_GT(base, estimate_memory_bytes(spec, linear, config, 1));
-  // Two threads: one more [256, 20000] f32 score tile (20.5 MB), give or take the other scratch.
+  // Two threads: one more thread's scratch. The fused softmax attention keeps no [256, 20000]
+  // f32 score tile (20.5 MB) per thread, only its ~31 KB scratchpad and the tile's normed,
+  // converted and MLP rows, so the second thread costs well under 1% of a score tile.
   const double per_thread = static_cast<double>(estimate_memory_bytes(spec, softmax, config, 2) - base);
-  EXPECT_NEAR(per_thread, 256.0 * 20000 * 4, 1e6);
+  EXPECT_GT(per_thread, 0.0);
+  EXPECT_LT(per_thread, 0.01 * 256.0 * 20000 * 4);
   data::TaskSpec more_tasks = spec;
   more_tasks.n_tasks = 400;
   EXPECT_GT(estimate_memory_bytes(more_tasks, softmax, config, 1), base);

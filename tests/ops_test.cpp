@@ -592,6 +592,10 @@ TEST(Ops, GeluMatchesTheReferenceWithinItsDerivedBound) {
     std::vector<float> in_place = x;
     gelu(in_place.data(), in_place.data(), count, form);
     EXPECT_EQ(0, std::memcmp(in_place.data(), found.data(), found.size() * sizeof(float))) << name;
+    // In place from f32 to bf16 over the same bytes, as the engine runs it for bf16 matmuls.
+    std::vector<float> narrowed = x;
+    gelu_to_bf16(narrowed.data(), reinterpret_cast<std::uint16_t*>(narrowed.data()), count, form);
+    EXPECT_EQ(0, std::memcmp(narrowed.data(), bits.data(), bits.size() * sizeof(std::uint16_t))) << name;
   }
 }
 

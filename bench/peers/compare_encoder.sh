@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Side by side on the encoder shape (D = 64, H = 4, FFN 256, 4 layers, T = 129, 64 prompts):
-# iclbench f32 and bf16, PyTorch (Debian's python3-torch on OpenBLAS), the Eigen reference; in
-# prompts/s and as a ratio to PyTorch, for 1 and 2 threads.
+# iclbench f32 and bf16, PyTorch (Debian's python3-torch on OpenBLAS) in its best configuration
+# here, the Eigen reference; in prompts/s and as a ratio to PyTorch, for 1 and 2 threads.
+#
+# The fair peer: OpenBLAS (not Debian's default reference BLAS) picked for PyTorch's process only
+# through LD_LIBRARY_PATH, with OPENBLAS_NUM_THREADS=1 (PyTorch's own threads do the parallel
+# work; OpenBLAS's pool on top of them oversubscribes the 2 vCPUs), and at 2 threads the better of
+# 2 intra-op threads and two single-thread processes on half the batch each
+# (bench/peers/torch_encoder.py). The configuration that ran is printed with the table.
 # Installs python3-torch and OpenBLAS if missing (`setup.sh peers`, not in the default set-up:
 # ~300 MB).
 set -euo pipefail
@@ -14,19 +20,33 @@ speed() {  # threads, extra flags -> prompts/s
     --queries 0 --batch 64 --repeats "${REPEATS:-7}" --json "${@:2}" |
     /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["prompts_per_second"])'
 }
-# OpenBLAS is the BLAS PyTorch should use here; the probe's OPENBLAS_CORETYPE / L2 overrides
-# slow a current OpenBLAS down, so they are cleared for this command only.
-torch_json=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
-  LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-pthread \
+openblas=/usr/lib/x86_64-linux-gnu/openblas-pthread
+if [ ! -e "$openblas/libblas.so.3" ]; then
+  echo "compare_encoder.sh: $openblas not found (setup.sh peers installs libopenblas0-pthread)" >&2
+  exit 2
+fi
+# A CPU-type or cache-size override left in the environment would steer OpenBLAS away from the
+# kernels it picks for this CPU, so they are cleared for this command only.
+torch_json=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \
+  LD_LIBRARY_PATH="$openblas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
   /usr/bin/python3 bench/peers/torch_encoder.py --threads 1,2 --repeats "${REPEATS:-7}" --json)
+echo "$torch_json" | /usr/bin/python3 -c '
+import json, sys
+info = json.load(sys.stdin)
+print("pytorch %s, BLAS %s loaded from %s, OPENBLAS_NUM_THREADS=%s, %d inter-op thread(s)" % (
+    info["torch"], info["blas"], ", ".join(info["blas_loaded"]) or "?", info["OPENBLAS_NUM_THREADS"],
+    info["interop_threads"]))
+for r in info["results"]:
+    print("  %d thread(s): %s" % (r["threads"], ", ".join(
+        "%s %.1f prompts/s" % (t["mode"], t["prompts_per_second"]) for t in r["tried"])))'
 reference=$(REPEATS=1 speed 1 --reference)
-printf "%-8s %-22s %12s %10s\n" threads engine prompts/s "vs torch"
+printf "%-8s %-24s %12s %10s\n" threads engine prompts/s "vs torch"
 for threads in 1 2; do
-  torch=$(echo "$torch_json" | /usr/bin/python3 -c "import json,sys; print([r['prompts_per_second'] for r in json.load(sys.stdin)['results'] if r['threads']==$threads][0])")
+  read -r torch mode < <(echo "$torch_json" | /usr/bin/python3 -c "import json,sys; r=[r for r in json.load(sys.stdin)['results'] if r['threads']==$threads][0]; print(r['prompts_per_second'], r['mode'])")
   f32=$(speed "$threads")
   bf16=$(speed "$threads" --bf16)
-  for row in "iclbench f32:$f32" "iclbench bf16:$bf16" "pytorch:$torch" "eigen reference (1t):$reference"; do
+  for row in "iclbench f32:$f32" "iclbench bf16:$bf16" "pytorch ($mode):$torch" "eigen reference (1t):$reference"; do
     name=${row%%:*}; value=${row##*:}
-    printf "%-8s %-22s %12.1f %9.2fx\n" "$threads" "$name" "$value" "$(/usr/bin/python3 -c "print($value/$torch)")"
+    printf "%-8s %-24s %12.1f %9.2fx\n" "$threads" "$name" "$value" "$(/usr/bin/python3 -c "print($value/$torch)")"
   done
 done

@@ -12,6 +12,7 @@
 #include "model/engine.hpp"
 #include "model/reference.hpp"
 #include "model/resolve.hpp"
+#include "ops/gemm_peak.hpp"
 #include "runtime/memory.hpp"
 #include "runtime/progress.hpp"
 #include "runtime/system_info.hpp"
@@ -31,6 +32,8 @@ struct SpeedOptions {
   bool bf16 = false;
   bool explicit_linear = false;
   bool dense = false;
+  bool unfused_attention = false;
+  bool op_groups = false;
   bool reference = false;
   bool json = false;
 };
@@ -72,6 +75,44 @@ double median(std::vector<double> values) {
   return values.size() % 2 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
 }
 
+// --op-groups: the same forwards again on an engine that times every op by group, after the
+// throughput runs (whose engine does not time). Per group: its share of the summed thread time,
+// and its achieved fraction of the in-process single-thread GEMM peak (FLOPs over the group's
+// thread-seconds, so the thread count cancels).
+struct GroupRow {
+  std::string name;
+  double share = 0, gflops = 0, peak_fraction = 0;
+  bool has_flops = false;
+};
+std::vector<GroupRow> time_op_groups(const model::Model& built, model::EngineOptions options,
+                                     const std::vector<float>& tokens, const SpeedOptions& o,
+                                     std::int64_t tokens_per_prompt, std::int64_t context,
+                                     double peak_gflops) {
+  options.time_op_groups = true;
+  const model::Engine engine(built.config, built.weights, options);
+  std::vector<float> stream(tokens.size());
+  engine.forward(tokens, o.batch, tokens_per_prompt, context, stream);  // builds the plan
+  engine.take_op_group_times(tokens_per_prompt, context);                // forgets that run
+  for (int run_index = 0; run_index < o.repeats; ++run_index) {
+    engine.forward(tokens, o.batch, tokens_per_prompt, context, stream);
+  }
+  const model::OpGroupTimes times = engine.take_op_group_times(tokens_per_prompt, context);
+  double total = 0;
+  for (const double seconds : times.seconds) total += seconds;
+  std::vector<GroupRow> rows;
+  for (std::size_t group = 0; group < model::kOpGroupCount; ++group) {
+    GroupRow row;
+    row.name = model::to_string(static_cast<model::OpGroup>(group));
+    const double seconds = times.seconds[group];
+    row.share = total > 0 ? seconds / total : 0;
+    row.has_flops = times.flops[group] > 0;
+    row.gflops = seconds > 0 ? times.flops[group] / seconds / 1e9 : 0;
+    row.peak_fraction = row.gflops / peak_gflops;
+    rows.push_back(row);
+  }
+  return rows;
+}
+
 }  // namespace
 
 Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
@@ -94,6 +135,12 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
                 "compute linear icl attention as (Q K^T) V instead of Q (K^T V)");
   app->add_flag("--dense", options->dense,
                 "no plan-time weight structure: every projection a dense GEMM (for comparison)");
+  app->add_flag("--unfused-attention", options->unfused_attention,
+                "explicit-scores attention as separate scores, softmax and mix ops instead of the "
+                "fused kernel (for comparison)");
+  app->add_flag("--op-groups", options->op_groups,
+                "also time each op group (projections, attention, softmax, MLP, LayerNorm) in "
+                "extra runs and print its time share and fraction of the in-process GEMM peak");
   app->add_flag("--reference", options->reference,
                 "time the plain Eigen reference forward (double, one thread) instead of the engine");
   app->add_flag("--json", options->json, "print one JSON object");
@@ -103,6 +150,7 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     if (o.n < 1 || o.queries < 0 || o.batch < 1 || o.repeats < 1) {
       throw UsageError("--n, --batch and --repeats must be >= 1 and --queries >= 0");
     }
+    if (o.reference && o.op_groups) throw UsageError("--op-groups times the engine, not --reference");
     const model::ModelSource source = model::ModelSource::resolve(o.model, o.d, globals.seed);
     const model::ModelConfig& config = source.config();
     const std::int64_t tokens_per_prompt = o.n + o.queries;
@@ -112,6 +160,7 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     engine_options.bf16 = o.bf16;
     engine_options.explicit_linear_attention = o.explicit_linear;
     engine_options.dense = o.dense;
+    engine_options.unfused_attention = o.unfused_attention;
     // The prompts and their output stream, plus the engine's buffers.
     const double prompt_bytes =
         static_cast<double>(o.batch) * static_cast<double>(tokens_per_prompt) * config.width * 4 * 2;
@@ -155,6 +204,12 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     const double tokens_per_second = static_cast<double>(o.batch * tokens_per_prompt) / best;
     const double gflops = flops / best / 1e9;
     const runtime::SystemInfo info = runtime::collect_system_info();
+    double peak_gflops = 0;
+    std::vector<GroupRow> groups;
+    if (o.op_groups) {
+      peak_gflops = ops::gemm_peak_gflops(o.bf16 ? ops::DType::kBF16 : ops::DType::kF32);
+      groups = time_op_groups(built, engine_options, tokens, o, tokens_per_prompt, context, peak_gflops);
+    }
 
     if (o.json) {
       nlohmann::ordered_json result = {
@@ -174,6 +229,17 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
           {"kernels", engine.implementations(tokens_per_prompt, context)},
           {"system", info.to_json()},
       };
+      if (o.op_groups) {
+        result["gemm_peak_gflops"] = peak_gflops;
+        result["peak_fraction"] = gflops / (peak_gflops * info.tbb_threads);
+        nlohmann::ordered_json by_group = nlohmann::ordered_json::object();
+        for (const GroupRow& row : groups) {
+          by_group[row.name] = {{"time_share", row.share},
+                                {"gflops_per_thread_second", row.has_flops ? nlohmann::json(row.gflops) : nlohmann::json()},
+                                {"peak_fraction", row.has_flops ? nlohmann::json(row.peak_fraction) : nlohmann::json()}};
+        }
+        result["op_groups"] = by_group;
+      }
       std::printf("%s\n", result.dump(2).c_str());
       return;
     }
@@ -190,6 +256,23 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
                 *std::max_element(seconds.begin(), seconds.end()));
     std::printf("         %.1f prompts/s, %.0f tokens/s, %.1f GFLOP/s\n", prompts_per_second,
                 tokens_per_second, gflops);
+    std::printf("kernels ");
+    for (const auto& [op, implementation] : engine.implementations(tokens_per_prompt, context)) {
+      std::printf(" %s=%s", op.c_str(), implementation.c_str());
+    }
+    std::printf("\n");
+    if (o.op_groups) {
+      std::printf("peak     %.1f GFLOP/s per thread (in-process %s GEMM): this forward reaches %.2f of %d x peak\n",
+                  peak_gflops, o.bf16 ? "bf16" : "f32", gflops / (peak_gflops * info.tbb_threads), info.tbb_threads);
+      std::printf("op group     time share  GFLOP/s per thread  of peak\n");
+      for (const GroupRow& row : groups) {
+        if (row.has_flops) {
+          std::printf("%-12s %9.1f%%  %18.1f  %7.2f\n", row.name.c_str(), 100 * row.share, row.gflops, row.peak_fraction);
+        } else {
+          std::printf("%-12s %9.1f%%  %18s  %7s\n", row.name.c_str(), 100 * row.share, "-", "-");
+        }
+      }
+    }
   };
   return {app, run};
 }

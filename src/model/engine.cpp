@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <string>
 
 #include "model/engine_forward.hpp"
 #include "model/engine_plan.hpp"
@@ -9,6 +10,24 @@
 #include "runtime/threading.hpp"
 
 namespace iclbench::model {
+
+const char* to_string(OpGroup group) {
+  switch (group) {
+    case OpGroup::kProjections:
+      return "projections";
+    case OpGroup::kAttention:
+      return "attention";
+    case OpGroup::kSoftmax:
+      return "softmax";
+    case OpGroup::kMlp:
+      return "mlp";
+    case OpGroup::kLayerNorm:
+      return "layer_norm";
+    case OpGroup::kOther:
+      return "other";
+  }
+  return "?";
+}
 
 Engine::Engine(ModelConfig config, Weights weights, EngineOptions options)
     : config_(std::move(config)), weights_(std::move(weights)), options_(options) {
@@ -40,6 +59,63 @@ std::uint64_t Engine::working_bytes(const ModelConfig& config, const EngineOptio
   return group * shape.per_prompt_bytes +
          static_cast<std::uint64_t>(std::max(threads, 1)) * scratch + shape.mask_bytes +
          packed_weights;
+}
+
+std::array<double, kOpGroupCount> Engine::op_group_flops(const ModelConfig& config,
+                                                         std::int64_t tokens_per_prompt,
+                                                         std::int64_t n_context,
+                                                         bool explicit_linear) {
+  // The terms of ModelConfig::forward_flops, each in its group.
+  std::array<double, kOpGroupCount> flops{};
+  auto add = [&](OpGroup group, double value) { flops[static_cast<std::size_t>(group)] += value; };
+  const double t = static_cast<double>(tokens_per_prompt), d = config.width;
+  for (const LayerConfig& layer : config.layers) {
+    const double passes = layer.loop;
+    if (layer.has_attention()) {
+      const double h = layer.heads, dk = layer.qk_dim, dv = layer.v_dim;
+      const double key_rows = layer.mask == Mask::kIcl ? static_cast<double>(n_context) : t;
+      add(OpGroup::kProjections,
+          passes * (2 * t * d * h * dk + 2 * key_rows * d * h * (dk + dv) + 2 * t * h * dv * d));
+      if (layer.attention == AttentionKind::kLinear && layer.mask == Mask::kIcl && !explicit_linear) {
+        add(OpGroup::kAttention, passes * (2 * h * key_rows * dk * dv + 2 * h * t * dk * dv));
+      } else {
+        add(OpGroup::kAttention, passes * 2 * h * t * key_rows * (dk + dv));
+      }
+    }
+    if (layer.has_mlp()) add(OpGroup::kMlp, passes * 4 * t * d * layer.mlp_hidden);
+  }
+  return flops;
+}
+
+OpGroupTimes Engine::take_op_group_times(std::int64_t tokens_per_prompt,
+                                         std::int64_t n_context) const {
+  std::lock_guard lock(mutex_);
+  OpGroupTimes times;
+  if (!options_.time_op_groups) return times;
+  EnginePlan& shape_plan = plan(tokens_per_prompt, config_.mask() == Mask::kIcl ? n_context : 0);
+  for (OpGroupClock& clock : shape_plan.clocks) {
+    for (std::size_t group = 0; group < kOpGroupCount; ++group) {
+      times.seconds[group] += clock.seconds[group];
+    }
+    clock.seconds = {};
+  }
+  times.prompts = shape_plan.timed_prompts;
+  shape_plan.timed_prompts = 0;
+  auto flops = op_group_flops(config_, tokens_per_prompt, n_context,
+                              options_.explicit_linear_attention);
+  // A structured plan (model/weight_structure.hpp) executes fewer projection and MLP FLOPs than
+  // the dense count, and the plan does not split what it executes by group: those groups then
+  // report no FLOPs (no fraction of peak) rather than a dense count they did not run.
+  double dense_total = 0;
+  for (double value : flops) dense_total += value;
+  if (shape_plan.flops < dense_total) {
+    flops[static_cast<std::size_t>(OpGroup::kProjections)] = 0;
+    flops[static_cast<std::size_t>(OpGroup::kMlp)] = 0;
+  }
+  for (std::size_t group = 0; group < kOpGroupCount; ++group) {
+    times.flops[group] = flops[group] * static_cast<double>(times.prompts);
+  }
+  return times;
 }
 
 EnginePlan& Engine::plan(std::int64_t tokens, std::int64_t context) const {
@@ -75,6 +151,7 @@ void Engine::run(std::span<const float> tokens, std::int64_t prompts,
   // Prompts run in groups whose activations fit the plan's group buffers.
   const std::int64_t group = std::min(shape_plan.shape.group, std::max<std::int64_t>(prompts, 1));
   shape_plan.reserve_group(group);
+  if (shape_plan.time_op_groups) shape_plan.timed_prompts += prompts;
   const int threads = runtime::active_threads();
   const Rows stream = stream_rows(shape_plan);
   for (std::int64_t first = 0; first < prompts; first += group) {
@@ -139,8 +216,21 @@ std::map<std::string, std::string> Engine::implementations(std::int64_t tokens_p
         found["keys_times_values"] = attention->keys_times_values->implementation();
       }
       if (attention->softmax) found["softmax"] = attention->softmax->implementation();
+      if (attention->fused) found["fused_attention"] = attention->fused->implementation();
+      // The attention paths the layers take, in order of first use, joined by '+'.
+      const std::string path = attention->path == AttentionPath::kFused ? "fused"
+                               : attention->path == AttentionPath::kExplicitScores
+                                   ? "explicit_scores"
+                                   : "keys_times_values";
+      std::string& paths = found["attention"];
+      if (("+" + paths + "+").find("+" + path + "+") == std::string::npos) {
+        paths += (paths.empty() ? "" : "+") + path;
+      }
     }
-    if (layer.mlp) found["mlp"] = layer.mlp->up->implementation();
+    if (layer.mlp) {
+      found["mlp"] = layer.mlp->up->implementation();
+      if (layer.mlp->gelu) found["gelu"] = layer.mlp->gelu->implementation();
+    }
   }
   return found;
 }

@@ -14,11 +14,14 @@
 // results are bit-identical across thread counts and batchings. TBB spreads the pieces, so a
 // single long prompt still uses every thread.
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <span>
+#include <string>
 
 #include "model/config.hpp"
 #include "model/weights.hpp"
@@ -36,6 +39,28 @@ struct EngineOptions {
   // copies, zero blocks skipped, pass-invariant columns of looped layers computed once): every
   // projection is then a dense GEMM, for comparison. bf16 plans are always dense.
   bool dense = false;
+  // Explicit-scores attention (softmax, ReLU, causal linear) runs fused per head and row tile
+  // (ops::FusedAttention: no score tile, no mask); this runs it as the three ops it replaced,
+  // scores and mix as oneDNN matmuls and softmax as ops::RowSoftmax (for tests and benchmarks).
+  bool unfused_attention = false;
+  // Times every op by its group (a clock read after each op, per thread) for
+  // Engine::take_op_group_times; off, the forward pass only tests a null pointer per op.
+  bool time_op_groups = false;
+};
+
+// Where a forward pass spends its time. kAttention is Q K^T, the weights and the mix (the fused
+// kernel's softmax included; kSoftmax is the unfused path's separate softmax); kOther is loading
+// the tokens and converting to bf16.
+enum class OpGroup { kProjections, kAttention, kSoftmax, kMlp, kLayerNorm, kOther };
+inline constexpr std::size_t kOpGroupCount = 6;
+const char* to_string(OpGroup group);
+
+// Per op group: thread-seconds spent, and the useful FLOPs done (ModelConfig::forward_flops split
+// by group; 0 for softmax, LayerNorm and the rest).
+struct OpGroupTimes {
+  std::array<double, kOpGroupCount> seconds{};
+  std::array<double, kOpGroupCount> flops{};
+  std::int64_t prompts = 0;  // prompts forwarded while timing
 };
 
 class Engine {
@@ -55,9 +80,10 @@ class Engine {
 
   // Bytes a forward of `prompts` prompts at (T, n) allocates on top of its inputs and outputs:
   // the group buffers (Q, K, V, O and the residual stream of the prompts, at most ~256 MB), the
-  // per-thread scratch of `threads` threads (score tiles [H, R, n] dominate for long softmax
-  // prompts), causal masks and packed weights. oneDNN's own scratchpads (kilobytes to a few MB
-  // at these shapes) are not counted. Checked against the measured peak in engine_test.
+  // per-thread scratch of `threads` threads (with unfused_attention, score tiles [H, R, n]
+  // dominate for long softmax prompts; the fused kernel's scratch is a few tens of KB), causal
+  // masks (unfused only) and packed weights. oneDNN's own scratchpads (kilobytes to a few MB at
+  // these shapes) are not counted. Checked against the measured peak in engine_test.
   static std::uint64_t working_bytes(const ModelConfig& config, const EngineOptions& options,
                                      std::int64_t tokens_per_prompt, std::int64_t n_context,
                                      std::int64_t prompts, int threads);
@@ -66,6 +92,14 @@ class Engine {
   // runs, so structure that is skipped is not counted (equal to ModelConfig::forward_flops for a
   // dense plan). Builds the plan for (T, n) if it is not the cached one.
   double forward_flops(std::int64_t tokens_per_prompt, std::int64_t n_context) const;
+  // FLOPs of one prompt's forward by op group; they add up to ModelConfig::forward_flops.
+  static std::array<double, kOpGroupCount> op_group_flops(const ModelConfig& config,
+                                                          std::int64_t tokens_per_prompt,
+                                                          std::int64_t n_context,
+                                                          bool explicit_linear);
+  // With EngineOptions::time_op_groups: the times of the forward calls at (T, n) since the plan
+  // was built or this was last called (then they restart from 0). All zero without.
+  OpGroupTimes take_op_group_times(std::int64_t tokens_per_prompt, std::int64_t n_context) const;
 
   const ModelConfig& config() const { return config_; }
   const EngineOptions& options() const { return options_; }

@@ -22,10 +22,12 @@ const void* normed_input(const std::optional<ops::LayerNorm>& norm,
   const void* h = x;
   if (norm) {
     norm->execute(h, scratch.normed, scratch.scratchpad);
+    scratch.lap(OpGroup::kLayerNorm);
     h = scratch.normed;
   }
   if (to_bf16) {
     to_bf16->execute(h, scratch.converted, scratch.scratchpad);
+    scratch.lap(OpGroup::kOther);
     h = scratch.converted;
   }
   return h;
@@ -39,11 +41,13 @@ void attend_keys_times_values(const AttentionPlan& attention, const Activations&
     const std::byte* keys = activations.keys_values.at(prompt, 0);
     attention.keys_times_values->execute(keys, keys + attention.values_offset,
                                          activations.products.at(prompt, 0), scratch.scratchpad);
+    scratch.lap(OpGroup::kAttention);
   });
   schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
     attention.queries_times_product->execute(activations.queries.at(tile),
                                              activations.products.at(tile.prompt, 0),
                                              activations.attended.at(tile), scratch.scratchpad);
+    scratch.lap(OpGroup::kAttention);
   });
 }
 
@@ -67,12 +71,28 @@ void attend_explicit_scores(const AttentionPlan& attention, const Activations& a
     } else {
       attention.scores->execute(queries, keys, scratch.scores, scratch.scratchpad, mask);
     }
+    scratch.lap(OpGroup::kAttention);
     const std::byte* weights = scratch.scores;
     if (attention.softmax) {
       attention.softmax->execute(reinterpret_cast<float*>(scratch.scores), scratch.softmax_output);
+      scratch.lap(OpGroup::kSoftmax);
       weights = scratch.softmax_output;
     }
     attention.mix->execute(weights, values, activations.attended.at(tile), scratch.scratchpad);
+    scratch.lap(OpGroup::kAttention);
+  });
+}
+
+// Per row tile, all heads in one call: O = A(scale Q K^T) V [R, H dv] with the scores, their
+// weights and the mix in one pass (ops::FusedAttention; the causal mask comes from the rows'
+// token indices, so no mask tensor and no score tile).
+void attend_fused(const AttentionPlan& attention, const Activations& activations,
+                  const Schedule& schedule) {
+  schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
+    const std::byte* keys = activations.keys_values.at(tile.prompt, 0);
+    attention.fused->execute(activations.queries.at(tile), keys, keys + attention.values_offset,
+                             activations.attended.at(tile), tile.first_row, scratch.scratchpad);
+    scratch.lap(OpGroup::kAttention);
   });
 }
 
@@ -110,10 +130,12 @@ void layer_forward(const LayerPlan& layer, const Activations& activations,
           normed_input(attention->norm, attention->to_bf16, activations.stream.at(tile), scratch);
       // Q = h W_q + b_q: [R, H dk]
       attention->query->execute(h, activations.queries.at(tile), scratch.scratchpad, pass);
+      scratch.lap(OpGroup::kProjections);
       // [K V] = h [W_k W_v] + [b_k b_v]: [R, H (dk + dv)], on the rows that are keys
       if (tile.first_row < attention->keys) {
         attention->key_value->execute(h, activations.keys_values.at(tile), scratch.scratchpad,
                                       pass);
+        scratch.lap(OpGroup::kProjections);
       }
     });
     // O = Attention(Q, K, V): [R, H dv], all heads in each call, by the layer's path.
@@ -124,6 +146,9 @@ void layer_forward(const LayerPlan& layer, const Activations& activations,
       case AttentionPath::kExplicitScores:
         attend_explicit_scores(*attention, activations, schedule);
         break;
+      case AttentionPath::kFused:
+        attend_fused(*attention, activations, schedule);
+        break;
     }
   }
   // The rest is row-local, so one sweep over the tiles does it.
@@ -132,22 +157,29 @@ void layer_forward(const LayerPlan& layer, const Activations& activations,
     // x += O W_o + b_o (the output projection accumulates into x)
     if (layer.attention) {
       layer.attention->output->execute(activations.attended.at(tile), x, scratch.scratchpad);
+      scratch.lap(OpGroup::kProjections);
     }
     if (const std::optional<MlpPlan>& mlp = layer.mlp) {
       // h = norm(x)
       const void* h = normed_input(mlp->norm, mlp->to_bf16, x, scratch);
       // hidden = act(h W_1 + b_1): [R, F]
       mlp->up->execute(h, scratch.hidden, scratch.scratchpad);
+      if (mlp->gelu) {
+        mlp->gelu->execute(reinterpret_cast<const float*>(scratch.hidden), scratch.hidden);
+      }
       // x += hidden W_2 + b_2
       mlp->down->execute(scratch.hidden, x, scratch.scratchpad);
+      scratch.lap(OpGroup::kMlp);
     }
   });
 }
 
 void model_forward(const EnginePlan& plan, const float* tokens, const Schedule& schedule) {
   const Rows stream = stream_rows(plan);
-  schedule.each_tile(
-      [&](RowTile tile, const TileScratch&) { load_tokens(plan, tokens, stream, tile); });
+  schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
+    load_tokens(plan, tokens, stream, tile);
+    scratch.lap(OpGroup::kOther);
+  });
   for (const LayerPlan& layer : plan.layers) {
     const Activations activations = layer_activations(plan, layer);
     for (int pass = 0; pass < layer.passes; ++pass) {

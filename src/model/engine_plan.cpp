@@ -22,8 +22,35 @@ std::size_t align_up(std::size_t bytes) {
   return (bytes + kBufferAlignment - 1) / kBufferAlignment * kBufferAlignment;
 }
 
-bool uses_keys_times_values(const LayerConfig& layer, bool causal, const EngineOptions& options) {
-  return layer.attention == AttentionKind::kLinear && !causal && !options.explicit_linear_attention;
+// The fused kernel's shape for a layer's attention on one row tile (all heads at once), reading
+// Q, [K V] and O rows with the group buffers' strides.
+ops::AttentionShape fused_shape(const LayerConfig& layer, bool causal, ops::DType act,
+                                std::int64_t rows, std::int64_t keys, std::int64_t context) {
+  const std::int64_t heads = layer.heads, dk = layer.qk_dim, dv = layer.v_dim;
+  ops::AttentionShape shape;
+  shape.heads = heads;
+  shape.rows = rows;
+  shape.keys = keys;
+  shape.qk_dim = dk;
+  shape.v_dim = dv;
+  shape.query_stride = heads * dk;
+  shape.key_stride = shape.value_stride = heads * (dk + dv);
+  shape.out_stride = heads * dv;
+  shape.dtype = act;
+  shape.weights = layer.attention == AttentionKind::kSoftmax ? ops::AttentionWeights::kSoftmax
+                  : layer.attention == AttentionKind::kRelu  ? ops::AttentionWeights::kRelu
+                                                             : ops::AttentionWeights::kLinear;
+  shape.mask = causal ? ops::AttentionMask::kCausal : ops::AttentionMask::kIcl;
+  // Under the icl mask every row sees all n keys, so the mean over keys folds into the scale
+  // (ReLU commutes with a positive factor); under the causal mask the kernel divides each row by
+  // its own count of visible keys.
+  shape.scale = layer.scale;
+  if (layer.mean_over_keys && !causal) {
+    shape.scale /= static_cast<float>(context);
+  } else {
+    shape.mean_over_keys = layer.mean_over_keys;
+  }
+  return shape;
 }
 
 ops::PostActivation post_activation(Activation activation) {
@@ -168,7 +195,6 @@ struct HeadViews {
 // O = Q M with M = scale K^T V: [H, dk, dv], once per prompt.
 void plan_keys_times_values(AttentionPlan& attention, const HeadViews& views, float scale,
                             std::int64_t dv, DType act) {
-  attention.path = AttentionPath::kKeysTimesValues;
   const Layout product_layout = Layout::dense({attention.heads, attention.qk_dim, dv}, act);
   attention.keys_times_values.emplace(views.keys_transposed, views.values, product_layout, scale,
                                       false);
@@ -179,7 +205,6 @@ void plan_keys_times_values(AttentionPlan& attention, const HeadViews& views, fl
 // S = scale Q K^T (masked, ReLU'd), A = softmax(S) or S, O = A V, per row tile.
 void plan_explicit_scores(const BuildContext& build, const LayerConfig& layer,
                           const HeadViews& views, float icl_scale, AttentionPlan& attention) {
-  attention.path = AttentionPath::kExplicitScores;
   const DType act = build.plan.act;
   const std::int64_t heads = attention.heads, dk = attention.qk_dim;
   const std::int64_t rows = build.plan.shape.tile_rows, keys = attention.keys;
@@ -256,10 +281,18 @@ AttentionPlan build_attention(const BuildContext& build, const LayerConfig& laye
   // Under the icl mask every row sees all n keys, so the mean over keys folds into the scale.
   const float icl_scale =
       layer.scale / (layer.mean_over_keys ? static_cast<float>(plan.context) : 1.0f);
-  if (uses_keys_times_values(layer, build.causal, build.options)) {
-    plan_keys_times_values(attention, views, icl_scale, dv, act);
-  } else {
-    plan_explicit_scores(build, layer, views, icl_scale, attention);
+  attention.path = attention_path(layer, build.causal, build.options);
+  switch (attention.path) {
+    case AttentionPath::kKeysTimesValues:
+      plan_keys_times_values(attention, views, icl_scale, dv, act);
+      break;
+    case AttentionPath::kExplicitScores:
+      plan_explicit_scores(build, layer, views, icl_scale, attention);
+      break;
+    case AttentionPath::kFused:
+      attention.fused.emplace(fused_shape(layer, build.causal, act, rows, keys, plan.context));
+      build.scratchpad.note(attention.fused);
+      break;
   }
   attention.output.emplace(plan_projection(
       build, projection_weights(weights.wo, weights.bo, attended_width),
@@ -349,9 +382,18 @@ MlpPlan build_mlp(const BuildContext& build, const LayerConfig& layer,
   }
   if (!mlp.up) {
     const Layout hidden = Layout::rows(rows, layer.mlp_hidden, layer.mlp_hidden, build.plan.act);
-    mlp.up.emplace(Projection::dense(
-        ops::Linear(build.input_rows, weights.w1, weights.b1, hidden, activation, false),
-        2 * dense_cost(up)));
+    if (layer.activation == Activation::kGelu) {
+      const Layout hidden_f32 = Layout::rows(rows, layer.mlp_hidden, layer.mlp_hidden, DType::kF32);
+      mlp.up.emplace(Projection::dense(ops::Linear(build.input_rows, weights.w1, weights.b1,
+                                                   hidden_f32, ops::PostActivation::kNone, false),
+                                       2 * dense_cost(up)));
+      mlp.gelu.emplace(Layout::dense({rows, layer.mlp_hidden}, DType::kF32),
+                       Layout::dense({rows, layer.mlp_hidden}, build.plan.act), ops::GeluForm::kErf);
+    } else {
+      mlp.up.emplace(Projection::dense(
+          ops::Linear(build.input_rows, weights.w1, weights.b1, hidden, activation, false),
+          2 * dense_cost(up)));
+    }
     mlp.down.emplace(Projection::dense(ops::Linear(hidden, weights.w2, weights.b2,
                                                    build.stream_rows, ops::PostActivation::kNone,
                                                    true),
@@ -396,6 +438,13 @@ Buffer::Buffer(std::size_t bytes)
 
 void Buffer::Free::operator()(void* pointer) const { std::free(pointer); }
 
+AttentionPath attention_path(const LayerConfig& layer, bool causal, const EngineOptions& options) {
+  if (layer.attention == AttentionKind::kLinear && !causal && !options.explicit_linear_attention) {
+    return AttentionPath::kKeysTimesValues;
+  }
+  return options.unfused_attention ? AttentionPath::kExplicitScores : AttentionPath::kFused;
+}
+
 PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, std::int64_t tokens,
                      std::int64_t context) {
   PlanShape shape;
@@ -415,12 +464,26 @@ PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, st
           std::max<std::int64_t>(shape.attended_width, layer.heads * layer.v_dim);
       shape.product_size =
           std::max<std::int64_t>(shape.product_size, layer.heads * layer.qk_dim * layer.v_dim);
-      if (!uses_keys_times_values(layer, causal, options)) {
-        shape.max_scores = std::max<std::size_t>(
-            shape.max_scores, static_cast<std::size_t>(layer.heads * shape.tile_rows * shape.keys));
+      switch (attention_path(layer, causal, options)) {
+        case AttentionPath::kKeysTimesValues:
+          break;
+        case AttentionPath::kExplicitScores:
+          shape.max_scores = std::max<std::size_t>(
+              shape.max_scores,
+              static_cast<std::size_t>(layer.heads * shape.tile_rows * shape.keys));
+          if (causal) {
+            mask_variants.insert(
+                {layer.attention == AttentionKind::kSoftmax, layer.mean_over_keys});
+          }
+          break;
+        case AttentionPath::kFused:
+          shape.fused_scratch = std::max(
+              shape.fused_scratch,
+              ops::FusedAttention::scratchpad_bytes_for(
+                  fused_shape(layer, causal, options.bf16 ? ops::DType::kBF16 : ops::DType::kF32,
+                              shape.tile_rows, shape.keys, context)));
+          break;
       }
-      if (causal)
-        mask_variants.insert({layer.attention == AttentionKind::kSoftmax, layer.mean_over_keys});
     }
     if (layer.has_mlp()) {
       shape.max_hidden = std::max<std::size_t>(
@@ -451,7 +514,7 @@ ScratchLayout scratch_layout(const PlanShape& shape, std::int64_t width,
   layout.hidden =
       layout.weights + (shape.act_size == 4 ? 0 : align_up(shape.max_scores * shape.act_size));
   layout.scratchpad = layout.hidden + align_up(shape.max_hidden * 4);
-  layout.total = layout.scratchpad + align_up(scratchpad_bytes);
+  layout.total = layout.scratchpad + align_up(std::max(scratchpad_bytes, shape.fused_scratch));
   return layout;
 }
 
@@ -476,6 +539,7 @@ TileScratch EnginePlan::thread_scratch() const {
   tile.softmax_output = act == ops::DType::kF32 ? tile.scores : base + scratch.weights;
   tile.hidden = base + scratch.hidden;
   tile.scratchpad = base + scratch.scratchpad;
+  if (time_op_groups) tile.clock = &clocks.local();
   return tile;
 }
 
@@ -488,6 +552,7 @@ std::unique_ptr<EnginePlan> build_plan(const ModelConfig& config, const Weights&
   plan->width = config.width;
   plan->shape = plan_shape(config, options, tokens, context);
   plan->act = options.bf16 ? DType::kBF16 : DType::kF32;
+  plan->time_op_groups = options.time_op_groups;
 
   ScratchpadSize scratchpad;
   const std::int64_t rows = plan->shape.tile_rows, width = config.width;

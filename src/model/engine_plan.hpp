@@ -9,6 +9,8 @@
 
 #include <tbb/enumerable_thread_specific.h>
 
+#include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -21,7 +23,9 @@
 #include "model/engine.hpp"
 #include "model/weight_structure.hpp"
 #include "model/weights.hpp"
+#include "ops/attention.hpp"
 #include "ops/dnnl_ops.hpp"
+#include "ops/gelu.hpp"
 #include "ops/row_softmax.hpp"
 
 namespace iclbench::model {
@@ -54,24 +58,39 @@ struct PlanShape {
   // Widest layer's Q, [K V] and O rows, and its K^T V product, in elements.
   std::int64_t query_width = 0, key_value_width = 0, attended_width = 0, product_size = 0;
   std::size_t act_size = 4;          // bytes per element of Q, K, V, O (f32 or bf16)
-  std::size_t max_scores = 0;        // elements of a thread's score tile [H, R, Tk]
+  std::size_t max_scores = 0;        // elements of a thread's score tile [H, R, Tk] (unfused)
+  std::size_t fused_scratch = 0;     // bytes of the largest ops::FusedAttention scratchpad
   std::size_t max_hidden = 0;        // elements of a thread's MLP hidden rows [R, F]
   std::size_t per_prompt_bytes = 0;  // group buffers per prompt
   std::int64_t group = 0;            // prompts per group
-  std::size_t mask_bytes = 0;        // causal masks
+  std::size_t mask_bytes = 0;        // causal masks (unfused attention only)
 };
 PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, std::int64_t tokens,
                      std::int64_t context);
 
 // Where each part of a thread's scratch starts, in bytes: normed f32 [R, D], converted bf16
 // [R, D], scores f32 [H, R, Tk], softmax weights in bf16 [H, R, Tk] (bf16 runs only: an f32
-// softmax runs in place), MLP hidden [R, F], then the oneDNN scratchpad.
+// softmax runs in place), MLP hidden [R, F], then the scratchpad shared by oneDNN's ops and
+// ops::FusedAttention (at least shape.fused_scratch).
 struct ScratchLayout {
   std::size_t normed = 0, converted = 0, scores = 0, weights = 0, hidden = 0, scratchpad = 0;
   std::size_t total = 0;
 };
 ScratchLayout scratch_layout(const PlanShape& shape, std::int64_t width,
                              std::size_t scratchpad_bytes);
+
+// One thread's clock for EngineOptions::time_op_groups: lap(g) charges the time since the last
+// start() or lap() to op group g, so one clock read per op times every op.
+struct OpGroupClock {
+  std::array<double, kOpGroupCount> seconds{};
+  std::chrono::steady_clock::time_point last;
+  void start() { last = std::chrono::steady_clock::now(); }
+  void lap(OpGroup group) {
+    const auto now = std::chrono::steady_clock::now();
+    seconds[static_cast<std::size_t>(group)] += std::chrono::duration<double>(now - last).count();
+    last = now;
+  }
+};
 
 // One thread's scratch for the row tile it works on (all row-major, R rows).
 struct TileScratch {
@@ -80,20 +99,33 @@ struct TileScratch {
   std::byte* scores = nullptr;          // S: [H, R, Tk], f32 for softmax, else the act dtype
   std::byte* softmax_output = nullptr;  // A = softmax(S): [H, R, Tk] act dtype (== scores in f32)
   std::byte* hidden = nullptr;          // act(h W_1 + b_1): [R, F] act dtype
-  std::byte* scratchpad = nullptr;      // oneDNN's, sized for the largest op
+  std::byte* scratchpad = nullptr;      // oneDNN's or FusedAttention's, sized for the largest op
+  OpGroupClock* clock = nullptr;        // this thread's, when timing op groups
+  // Charges the time since the last lap to `group` (nothing when not timing).
+  void lap(OpGroup group) const {
+    if (clock) clock->lap(group);
+  }
+  void start_clock() const {
+    if (clock) clock->start();
+  }
 };
 
-// How a layer's attention turns Q, K and V into O. (A fused per-tile kernel would be one more
-// path, with its own ops in AttentionPlan.)
+// How a layer's attention turns Q, K and V into O.
 enum class AttentionPath {
   // M = scale K^T V once per prompt, then O = Q M per row tile: linear attention under the icl
   // mask, O(T dk dv) per head instead of O(T n (dk + dv)).
   kKeysTimesValues,
   // S = scale Q K^T (masked), A = softmax(S) | S | ReLU(S), O = A V per row tile: softmax and
   // ReLU attention, every causal layer, and linear attention when
-  // EngineOptions::explicit_linear_attention asks for it.
+  // EngineOptions::explicit_linear_attention asks for it; with
+  // EngineOptions::unfused_attention only.
   kExplicitScores,
+  // The same maths in one ops::FusedAttention call per row tile (all heads): the default for
+  // every layer kExplicitScores would serve.
+  kFused,
 };
+// The path a layer's attention takes under `options`.
+AttentionPath attention_path(const LayerConfig& layer, bool causal, const EngineOptions& options);
 
 // The ops of one layer's attention block: x += Attention(norm(x)) W_o + b_o.
 struct AttentionPlan {
@@ -123,6 +155,8 @@ struct AttentionPlan {
   const std::vector<float>* mask = nullptr;  // causal: [T_pad, Tk]; a tile reads its R rows
   std::optional<ops::RowSoftmax> softmax;    // A = softmax(S), softmax attention only
   std::optional<ops::MatMul> mix;            // O = A V: [H, R, dv]
+  // kFused
+  std::optional<ops::FusedAttention> fused;  // O = A(scale Q K^T) V: [R, H dv]
 
   std::optional<Projection> output;  // x += O W_o + b_o: [R, D]
 };
@@ -133,8 +167,13 @@ struct MlpPlan {
   std::optional<ops::Convert> to_bf16;  // h in bf16, for bf16 matmuls
   // Dense: hidden [R, F]. Structured (model/weight_structure.hpp): only the F' live hidden units,
   // compact and column-major [F', R], each reading only the live input slots and writing only
-  // the live outputs.
+  // the live outputs (the activation applied inside).
   std::optional<Projection> up;    // act(h W_1 + b_1): [R, F] or [F', R]
+  // GELU as a pass of its own after a dense `up` (which then has no post-op and writes f32):
+  // oneDNN's gelu_erf post-op costs more than the projection's GEMM plus this pass
+  // (kernels_bench, projection/mlp_up_gelu). In place over the f32 hidden tile; to bf16 for
+  // bf16 matmuls.
+  std::optional<ops::Gelu> gelu;
   std::optional<Projection> down;  // x += hidden W_2 + b_2: [R, D]
 };
 
@@ -169,6 +208,10 @@ struct EnginePlan {
 
   ScratchLayout scratch;
   mutable tbb::enumerable_thread_specific<Buffer> thread_scratch_buffers;
+  // EngineOptions::time_op_groups: every thread's clock, summed by Engine::take_op_group_times.
+  bool time_op_groups = false;
+  mutable tbb::enumerable_thread_specific<OpGroupClock> clocks;
+  std::int64_t timed_prompts = 0;
 
   // Sizes the group buffers for `prompts` prompts (grown on demand, so that a call with a few
   // prompts does not hold a full group's memory).

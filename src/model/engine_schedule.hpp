@@ -44,6 +44,7 @@ class Schedule {
     if (!spread_) {
       for (std::int64_t prompt = first_prompt_; prompt < end_prompt_; ++prompt) {
         for (std::int64_t tile = 0; tile < tiles; ++tile) {
+          scratch_.start_clock();
           body(RowTile{prompt, tile * rows}, scratch_);
         }
       }
@@ -54,6 +55,7 @@ class Schedule {
         [&](const tbb::blocked_range<std::int64_t>& pieces) {
           const TileScratch scratch = plan_->thread_scratch();
           for (std::int64_t piece = pieces.begin(); piece < pieces.end(); ++piece) {
+            scratch.start_clock();
             body(RowTile{piece / tiles, (piece % tiles) * rows}, scratch);
           }
         });
@@ -64,6 +66,7 @@ class Schedule {
   void each_prompt(const Body& body) const {
     if (!spread_) {
       for (std::int64_t prompt = first_prompt_; prompt < end_prompt_; ++prompt) {
+        scratch_.start_clock();
         body(prompt, scratch_);
       }
       return;
@@ -73,6 +76,7 @@ class Schedule {
                         const TileScratch scratch = plan_->thread_scratch();
                         for (std::int64_t prompt = prompts.begin(); prompt < prompts.end();
                              ++prompt) {
+                          scratch.start_clock();
                           body(prompt, scratch);
                         }
                       });

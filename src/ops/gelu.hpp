@@ -30,8 +30,10 @@ enum class GeluForm { kErf, kTanh };
 
 class Gelu {
  public:
-  // src: f32 [.., width], dense; dst: f32 (may be src) or bf16 (rounded to nearest even; values
-  // below 2^-126 become 0, as vcvtneps2bf16 does), same dims, dense.
+  // src: f32 [.., width], dense; dst: f32 or bf16 (rounded to nearest even; values below
+  // 2^-126 become 0, as vcvtneps2bf16 does), same dims, dense. dst may be src in either dtype:
+  // each value (or vector of 16) is loaded before its result is stored, and a bf16 result
+  // lands at half its input's offset, below every input not yet loaded.
   Gelu(const Layout& src, const Layout& dst, GeluForm form);
   void execute(const float* src, void* dst) const;
   const char* implementation() const;
@@ -42,7 +44,7 @@ class Gelu {
   bool bf16_output_ = false;
 };
 
-// The kernels over `count` values; dst may alias src.
+// The kernels over `count` values; dst may start where src does (see Gelu).
 void gelu(const float* src, float* dst, std::int64_t count, GeluForm form);
 void gelu_to_bf16(const float* src, std::uint16_t* dst, std::int64_t count, GeluForm form);
 
