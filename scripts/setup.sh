@@ -10,7 +10,7 @@ packages=(
   libdnnl-dev libtbb-dev libeigen3-dev libbenchmark-dev libbenchmark-tools libgtest-dev
   librandom123-dev liblinear-dev nlohmann-json3-dev libcli11-dev
   # Python tooling runs on /usr/bin/python3 with Debian's packages only
-  python3 python3-numpy python3-scipy python3-matplotlib
+  python3 python3-numpy python3-scipy python3-matplotlib python3-torch
   # sanitizer stage of CI: clang with its libFuzzer runtime
   clang libclang-rt-14-dev
   # ThreadSanitizer stage: oneTBB rebuilt from Debian's source package (scripts/build_tsan_tbb.sh)
