@@ -63,15 +63,15 @@ class Attention(nn.Module):
         self.c_attn = Conv1D(width, 3 * width)
         self.c_proj = Conv1D(width, width)
 
-    def forward(self, a, visible):  # a: [B, T, D], visible: [T, T] bool (row = query token)
+    def forward(self, a, mask_bias):  # a: [B, T, D], mask_bias: [T, T], 0 where visible, -inf elsewhere
         B, T, D = a.shape
-        dh = D // self.heads
-        q, k, v = self.c_attn(a).split(D, dim=2)
-        q, k, v = (z.view(B, T, self.heads, dh).transpose(1, 2) for z in (q, k, v))  # [B, H, T, dh]
-        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(dh)  # [B, H, T, T]
-        scores = scores.masked_fill(~visible, float("-inf"))
-        out = torch.matmul(torch.softmax(scores, dim=-1), v)  # [B, H, T, dh]
-        return self.c_proj(out.transpose(1, 2).reshape(B, T, D))
+        H, dh = self.heads, D // self.heads
+        qkv = self.c_attn(a).view(B, T, 3, H, dh).permute(2, 0, 3, 1, 4).reshape(3, B * H, T, dh)
+        # scale * q k^T + mask in one batched GEMM (scores [B H, T, T]); the softmax gives masked
+        # keys exactly 0 weight.
+        scores = torch.baddbmm(mask_bias, qkv[0], qkv[1].transpose(1, 2), alpha=1.0 / math.sqrt(dh))
+        out = torch.bmm(torch.softmax(scores, dim=-1), qkv[2])  # [B H, T, dh]
+        return self.c_proj(out.view(B, H, T, dh).transpose(1, 2).reshape(B, T, D))
 
 
 class Mlp(nn.Module):
@@ -92,8 +92,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(width, eps=LAYER_NORM_EPSILON)
         self.mlp = Mlp(width)
 
-    def forward(self, h, visible):
-        h = h + self.attn(self.ln_1(h), visible)
+    def forward(self, h, mask_bias):
+        h = h + self.attn(self.ln_1(h), mask_bias)
         return h + self.mlp(self.ln_2(h))
 
 
@@ -107,10 +107,13 @@ class Backbone(nn.Module):
         self.h = nn.ModuleList(Block(width, heads) for _ in range(layers))
         self.ln_f = nn.LayerNorm(width, eps=LAYER_NORM_EPSILON)
 
-    def forward(self, embeds, positions, visible):  # embeds: [B, T, D], positions: [T] int64
+    def forward(self, embeds, positions, visible):
+        """embeds: [B, T, D], positions: [T] int64, visible: [T, T] bool (row = the token that
+        attends) -> [B, T, D]."""
         h = embeds + self.wpe(positions)
+        mask_bias = torch.zeros(visible.shape, dtype=h.dtype).masked_fill(~visible, float("-inf"))
         for block in self.h:
-            h = block(h, visible)
+            h = block(h, mask_bias)
         return self.ln_f(h)
 
 

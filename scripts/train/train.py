@@ -5,8 +5,8 @@ classification tasks, then exports it as a garg-gpt2 safetensors file.
 usage: train.py --run-dir DIR [options]         (see --help; resumes DIR/checkpoint.pt if present)
 
 Tasks: x ~ N(0, I_d), w* uniform on the unit sphere, y = sign(w*.x) (0 counts as +1), a fresh
-task for every prompt. Every prompt of a step has n_points pairs (the curriculum's value at that
-step); the loss is the logistic loss of the score at every x token against (y + 1) / 2, the mean
+task for every prompt. Every prompt of a step has the same number of pairs, and the trailing
+coordinates of x may be zero early on (Garg et al.'s points and dims curricula); the loss is the logistic loss of the score at every x token against (y + 1) / 2, the mean
 over all prompts and positions -- Garg et al.'s training metric for linear classification (their
 tasks.py `cross_entropy`, here in the numerically stable with-logits form).
 
@@ -42,9 +42,13 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--d", type=int, default=8, help="input dimension n_dims")
     p.add_argument("--n-points", type=int, default=65, help="pairs per prompt at the end of the curriculum (= n_positions)")
-    p.add_argument("--curriculum", default="",
+    p.add_argument("--points-curriculum", default="",
                    help="START:INC:INTERVAL: pairs per prompt start at START and grow by INC every INTERVAL steps up to "
                         "--n-points (Garg et al.'s points curriculum); empty = --n-points throughout")
+    p.add_argument("--dims-curriculum", default="",
+                   help="START:INC:INTERVAL: only the first k coordinates of x are non-zero (and w* lies in them), k "
+                        "starting at START and growing by INC every INTERVAL steps up to --d (Garg et al.'s dims "
+                        "curriculum); empty = all --d coordinates throughout")
     p.add_argument("--n-embd", type=int, default=128)
     p.add_argument("--n-layer", type=int, default=4)
     p.add_argument("--n-head", type=int, default=4)
@@ -55,18 +59,24 @@ def parse_args(argv):
     p.add_argument("--final-lr-fraction", type=float, default=0.1,
                    help="cosine decay from the peak to this fraction of it at the last step")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--bf16", action="store_true",
+                   help="run the matmuls in bf16 (torch.autocast on the CPU: oneDNN's AVX512-BF16 kernels, f32 "
+                        "accumulation); weights, Adam state and the exported file stay f32")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--progress-every", type=int, default=50)
     p.add_argument("--stop-after", type=int, default=0,
                    help="stop (with a checkpoint) after this many steps of this invocation; 0 = run to --steps")
     args = p.parse_args(argv)
-    if args.curriculum:
+    for flag, end in (("points_curriculum", args.n_points), ("dims_curriculum", args.d)):
+        text = getattr(args, flag)
+        if not text:
+            continue
         try:
-            start, inc, interval = (int(v) for v in args.curriculum.split(":"))
+            start, inc, interval = (int(v) for v in text.split(":"))
         except ValueError:
-            p.error("--curriculum wants START:INC:INTERVAL, got %r" % args.curriculum)
-        if not (1 <= start <= args.n_points and inc >= 0 and interval >= 1):
-            p.error("--curriculum %s: need 1 <= START <= --n-points, INC >= 0, INTERVAL >= 1" % args.curriculum)
+            p.error("--%s wants START:INC:INTERVAL, got %r" % (flag.replace("_", "-"), text))
+        if not (1 <= start <= end and inc >= 0 and interval >= 1):
+            p.error("--%s %s: need 1 <= START <= %d, INC >= 0, INTERVAL >= 1" % (flag.replace("_", "-"), text, end))
     for flag in ("d", "n_points", "n_embd", "n_layer", "n_head", "steps", "batch", "threads", "checkpoint_every",
                  "progress_every"):
         if getattr(args, flag) < 1:
@@ -79,16 +89,16 @@ def parse_args(argv):
 
 
 # The flags that define the run; a checkpoint made with other values is refused.
-RUN_FLAGS = ("seed", "d", "n_points", "curriculum", "n_embd", "n_layer", "n_head", "steps", "batch", "lr", "warmup",
-             "final_lr_fraction")
+RUN_FLAGS = ("seed", "d", "n_points", "points_curriculum", "dims_curriculum", "n_embd", "n_layer", "n_head", "steps",
+             "batch", "lr", "warmup", "final_lr_fraction", "bf16")
 
 
-def points_at(args, step):
-    """Pairs per prompt at `step` (0-based)."""
-    if not args.curriculum:
-        return args.n_points
-    start, inc, interval = (int(v) for v in args.curriculum.split(":"))
-    return min(args.n_points, start + inc * (step // interval))
+def schedule_at(text, end, step):
+    """A curriculum START:INC:INTERVAL's value at `step` (0-based); `end` when there is none."""
+    if not text:
+        return end
+    start, inc, interval = (int(v) for v in text.split(":"))
+    return min(end, start + inc * (step // interval))
 
 
 def lr_at(args, step):
@@ -99,13 +109,15 @@ def lr_at(args, step):
     return args.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def sample_batch(seed, step, batch, n, d):
-    """Fresh gaussian-family tasks for one step, a function of (seed, step) only.
-    -> x [batch, n, d], y [batch, n] (+-1)."""
+def sample_batch(seed, step, batch, n, d, active_dims):
+    """Fresh gaussian-family tasks for one step, a function of (seed, step) only, with only the
+    first `active_dims` coordinates of x and w* non-zero. -> x [batch, n, d], y [batch, n] (+-1)."""
     seed_of_step = int(np.random.SeedSequence([seed, step]).generate_state(1, np.uint64)[0]) >> 1
     generator = torch.Generator().manual_seed(seed_of_step)
     x = torch.randn(batch, n, d, generator=generator)
     w = torch.randn(batch, d, generator=generator)
+    x[:, :, active_dims:] = 0
+    w[:, active_dims:] = 0
     w = w / w.norm(dim=1, keepdim=True)
     y = torch.where(torch.einsum("bnd,bd->bn", x, w) >= 0, 1.0, -1.0)
     return x, y
@@ -137,7 +149,7 @@ def main(argv):
     torch.manual_seed(args.seed)
     model = garg_model.GargTransformer(args.d, args.n_points, args.n_embd, args.n_layer, args.n_head)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    step, history, seconds_before = 0, [], 0.0
+    step, history, loads, seconds_before, cpu_before = 0, [], [], 0.0, 0.0
     if os.path.exists(checkpoint_path):
         state = torch.load(checkpoint_path)
         if state["run"] != run:
@@ -148,26 +160,31 @@ def main(argv):
             return 2
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        step, history, seconds_before = state["step"], state["history"], state["seconds"]
+        step, history, loads = state["step"], state["history"], state["loads"]
+        seconds_before, cpu_before = state["seconds"], state["cpu_seconds"]
         print("resuming %s at step %d" % (checkpoint_path, step), file=sys.stderr)
 
     def checkpoint():
         save_checkpoint(checkpoint_path, {"run": run, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                          "step": step, "history": history,
+                                          "step": step, "history": history, "loads": loads,
                                           "seconds": seconds_before + time.perf_counter() - started,
+                                          "cpu_seconds": cpu_before + time.process_time() - cpu_started,
                                           "threads": args.threads, "torch": torch.__version__})
 
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     window_start, window_steps = started, 0
     last_step = args.steps if not args.stop_after else min(args.steps, step + args.stop_after)
     model.train()
     while step < last_step:
-        n = points_at(args, step)
-        x, y = sample_batch(args.seed, step, args.batch, n, args.d)
+        n = schedule_at(args.points_curriculum, args.n_points, step)
+        dims = schedule_at(args.dims_curriculum, args.d, step)
+        x, y = sample_batch(args.seed, step, args.batch, n, args.d, dims)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(args, step)
-        loss = loss_fn(model(x, y), (y + 1) / 2)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            scores = model(x, y)
+        loss = loss_fn(scores.float(), (y + 1) / 2)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -178,8 +195,11 @@ def main(argv):
             now = time.perf_counter()
             rate = window_steps / (now - window_start)
             recent = [h[2] for h in history[-args.progress_every:]]
-            print("step %d/%d  loss %.4f (mean of last %d)  n_points %d  lr %.2e  %.2f steps/s  elapsed %s  ETA %s"
-                  % (step, args.steps, sum(recent) / len(recent), len(recent), n, lr_at(args, step - 1), rate,
+            load = os.getloadavg()[0]
+            loads.append((step, rate, load))
+            print("step %d/%d  loss %.4f (mean of last %d)  pairs %d  dims %d  lr %.2e  %.2f steps/s  load %.1f  "
+                  "elapsed %s  ETA %s"
+                  % (step, args.steps, sum(recent) / len(recent), len(recent), n, dims, lr_at(args, step - 1), rate, load,
                      format_seconds(seconds_before + now - started), format_seconds((args.steps - step) / rate)),
                   file=sys.stderr, flush=True)
             window_start, window_steps = now, 0

@@ -292,7 +292,7 @@ def test_baselines():
 
 
 def run_train(work, run_dir, *extra):
-    flags = ["--run-dir", run_dir, "--d", "4", "--n-points", "6", "--curriculum", "3:1:2", "--n-embd", "16",
+    flags = ["--run-dir", run_dir, "--d", "4", "--n-points", "6", "--points-curriculum", "3:1:2", "--dims-curriculum", "2:1:5", "--n-embd", "16",
              "--n-layer", "2", "--n-head", "2", "--steps", "12", "--batch", "8", "--lr", "1e-3", "--warmup", "3",
              "--threads", "1", "--checkpoint-every", "2", "--progress-every", "4", "--seed", "7"]
     return [sys.executable, os.path.join(TRAIN_DIR, "train.py")] + flags + list(extra)
@@ -362,6 +362,35 @@ def test_resume(work):
                                           np.tril(np.ones((T + 1, T + 1), bool)))[-1]
             close(cc["scores_query"][p, j], expected_q, "cross-check scores_query %d,%d (f32)" % (p, j))
             close(cc["scores_query_f64"][p, j], expected_q, "cross-check scores_query %d,%d (f64)" % (p, j), 1e-12)
+
+    # evaluate.py end to end on the exported file.
+    result_path = os.path.join(work, "eval.json")
+    run = subprocess.run([sys.executable, os.path.join(TRAIN_DIR, "evaluate.py"), "--model",
+                          os.path.join(out_dir, "t.safetensors"), "--tasks", "60", "--queries", "400", "--n-grid", "2,5",
+                          "--out", result_path, "--threads", "1"], capture_output=True, text=True)
+    check(run.returncode == 0, "evaluate.py failed: %s" % run.stderr)
+    rows = json.load(open(result_path))["rows"]
+    check([r["n"] for r in rows] == [2, 5], "evaluated grid %s" % [r["n"] for r in rows])
+    for r in rows:
+        # 60 tasks x 400 queries: the query-sampled mean has a standard error near
+        # sqrt(0.25 / 400) / sqrt(60) ~ 0.003 around the exact angle's mean; 0.02 is > 6 of them.
+        check(abs(r["averaging"]["mean"] - r["averaging_exact_angle"]["mean"]) < 0.02,
+              "N=%d: averaging by queries %.4f vs exact angle %.4f" % (r["n"], r["averaging"]["mean"],
+                                                                      r["averaging_exact_angle"]["mean"]))
+        for name in evaluate.LEARNERS:
+            low, high = r[name]["ci95"]
+            check(0 <= low <= r[name]["mean"] <= high <= 1, "N=%d %s interval %s" % (r["n"], name, r[name]))
+    wrong_d = os.path.join(work, "wrong_d.safetensors")
+    safetensors_np.write(wrong_d, {"x": np.zeros((2, 5, 3), np.float32), "y": np.ones((2, 5), np.float32),
+                                   "w_star": np.eye(2, 3, dtype=np.float32), "x_query": np.zeros((2, 1, 3), np.float32),
+                                   "y_query": np.ones((2, 1), np.float32)},
+                         {"format": "iclbench-dataset", "params": json.dumps({"family": "gaussian", "noise": 0})})
+    for flags, words in ((["--data", wrong_d], ["d = 3", "n_dims = 4"]), (["--n-grid", "6"], ["N = 6"]),
+                         (["--n-grid", "x"], ["--n-grid"])):
+        run = subprocess.run([sys.executable, os.path.join(TRAIN_DIR, "evaluate.py"), "--model",
+                              os.path.join(out_dir, "t.safetensors")] + flags, capture_output=True, text=True)
+        check(run.returncode == 2 and all(w in run.stderr for w in words), "evaluate.py %s: rc %d, %r"
+              % (flags, run.returncode, run.stderr))
 
 
 def main():
