@@ -61,15 +61,9 @@ def child(args):
                 model.score_queries(context_x, context_y, query)
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        loss_fn = torch.nn.BCEWithLogitsLoss()
 
         def work():
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-                scores = model(x, y)
-            loss = loss_fn(scores.float(), (y + 1) / 2)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            train.train_step(model, optimizer, x, y, args.bf16)
     for _ in range(2):
         work()
     count, wall, cpu = 0, time.perf_counter(), time.process_time()

@@ -123,6 +123,17 @@ def sample_batch(seed, step, batch, n, d, active_dims):
     return x, y
 
 
+def train_step(model, optimizer, x, y, bf16):
+    """One Adam step on the logistic loss of the scores at every x token. -> the loss (float)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        scores = model(x, y)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(scores.float(), (y + 1) / 2)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def save_checkpoint(path, state):
     fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".pt")
     os.close(fd)
@@ -171,7 +182,6 @@ def main(argv):
                                           "cpu_seconds": cpu_before + time.process_time() - cpu_started,
                                           "threads": args.threads, "torch": torch.__version__})
 
-    loss_fn = torch.nn.BCEWithLogitsLoss()
     started, cpu_started = time.perf_counter(), time.process_time()
     window_start, window_steps = started, 0
     last_step = args.steps if not args.stop_after else min(args.steps, step + args.stop_after)
@@ -182,13 +192,8 @@ def main(argv):
         x, y = sample_batch(args.seed, step, args.batch, n, args.d, dims)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(args, step)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            scores = model(x, y)
-        loss = loss_fn(scores.float(), (y + 1) / 2)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history.append((step, n, loss.item()))
+        loss = train_step(model, optimizer, x, y, args.bf16)
+        history.append((step, n, loss))
         step += 1
         window_steps += 1
         if step % args.progress_every == 0 or step == last_step:
