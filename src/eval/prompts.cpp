@@ -6,6 +6,7 @@
 #include <span>
 
 #include "model/constructions.hpp"
+#include "model/garg.hpp"
 #include "util/philox.hpp"
 
 namespace iclbench::eval {
@@ -80,6 +81,53 @@ void run_retrieval(const model::Engine& engine, const data::Dataset& dataset,
   }
 }
 
+// A learned GPT-2-layout model: one prompt per query, x_1, y_1, ..., x_k, y_k, x_q
+// (model/garg.hpp), the score read at the query token. Its k pairs are chosen as for the other
+// policies: the first n' examples, a random k of them per task, or the query's k nearest. One
+// query per pass is the exact evaluation: under the causal mask a second query in the same prompt
+// would see the first.
+void run_interleaved(const model::Engine& engine, const data::Dataset& dataset,
+                     const ContextSpec& context, std::uint64_t seed, const PromptPlan& plan,
+                     std::int64_t n_prefix, TransformerRun& run) {
+  const int d = static_cast<int>(dataset.dim());
+  const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries(), k = plan.context;
+  std::vector<float> tokens, scores;
+  std::vector<float> cx(static_cast<std::size_t>(k * d)), cy(static_cast<std::size_t>(k));
+  for (std::int64_t first = 0; first < tasks * m; first += plan.per_chunk) {
+    const std::int64_t count = std::min(plan.per_chunk, tasks * m - first);
+    tokens.clear();
+    std::int64_t cached_task = -1;
+    std::vector<std::int64_t> chosen;  // [k] per task, or [m, k] per query under retrieval
+    for (std::int64_t prompt = first; prompt < first + count; ++prompt) {
+      const std::int64_t task = prompt / m, q = prompt % m;
+      const auto x = dataset.x(task), y = dataset.y(task), queries = dataset.x_query(task);
+      if (task != cached_task) {
+        if (context.policy == ContextPolicy::kRetrieve) {
+          chosen = nearest_by_cosine(x, n_prefix, queries, m, d, k);
+        } else if (context.policy == ContextPolicy::kRandom) {
+          chosen = random_subset(seed, static_cast<std::uint32_t>(task), n_prefix, k);
+        } else {
+          chosen.clear();
+        }
+        cached_task = task;
+      }
+      const std::int64_t offset = context.policy == ContextPolicy::kRetrieve ? q * k : 0;
+      for (std::int64_t i = 0; i < k; ++i) {
+        const std::int64_t source =
+            chosen.empty() ? i : chosen[static_cast<std::size_t>(offset + i)];
+        std::copy_n(x.begin() + source * d, d, cx.begin() + i * d);
+        cy[static_cast<std::size_t>(i)] = y[static_cast<std::size_t>(source)];
+      }
+      const std::vector<float> prompt_tokens = model::interleaved_tokens(
+          cx, cy, queries.subspan(static_cast<std::size_t>(q * d), static_cast<std::size_t>(d)), d);
+      tokens.insert(tokens.end(), prompt_tokens.begin(), prompt_tokens.end());
+    }
+    scores.resize(static_cast<std::size_t>(count));
+    engine.query_scores(tokens, count, plan.tokens, plan.tokens - 1, scores);
+    std::copy(scores.begin(), scores.end(), run.scores.begin() + first);
+  }
+}
+
 // One prompt per task: its context (the first n' examples, or a random k of them), the queries,
 // then the probes; each task's probe scores are fitted by a linear map.
 void run_per_task(const model::Engine& engine, const data::Dataset& dataset,
@@ -136,9 +184,17 @@ void run_per_task(const model::Engine& engine, const data::Dataset& dataset,
 }  // namespace
 
 PromptPlan prompt_plan(const ContextSpec& context, std::int64_t n_prefix, std::int64_t tasks,
-                       std::int64_t queries, int d, std::int64_t width) {
+                       std::int64_t queries, int d, const model::ModelConfig& model) {
   PromptPlan plan;
-  if (context.policy == ContextPolicy::kRetrieve) {
+  std::int64_t width = model.width;
+  if (model.read_in) {
+    plan.context =
+        context.policy == ContextPolicy::kFull ? n_prefix : std::min(context.k, n_prefix);
+    plan.tokens = model::interleaved_prompt_tokens(plan.context);
+    plan.prompts = tasks * queries;
+    plan.scores = 1;
+    width = d;  // the engine embeds the tokens itself
+  } else if (context.policy == ContextPolicy::kRetrieve) {
     plan.context = std::min(context.k, n_prefix);
     plan.tokens = plan.context + 1;
     plan.prompts = tasks * queries;
@@ -161,19 +217,21 @@ TransformerRun run_transformer(const model::Engine& engine, const data::Dataset&
                                std::int64_t n_prefix) {
   const int d = static_cast<int>(dataset.dim());
   const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries();
-  const PromptPlan plan = prompt_plan(context, n_prefix, tasks, m, d, engine.config().width);
+  const PromptPlan plan = prompt_plan(context, n_prefix, tasks, m, d, engine.config());
   TransformerRun run;
   run.context = plan.context;
   run.scores.assign(static_cast<std::size_t>(tasks * m), 0.0f);
-  if (context.policy == ContextPolicy::kRetrieve) {
+  if (engine.config().read_in) {
+    run_interleaved(engine, dataset, context, seed, plan, n_prefix, run);
+  } else if (context.policy == ContextPolicy::kRetrieve) {
     run_retrieval(engine, dataset, plan, n_prefix, run);
   } else {
     run_per_task(engine, dataset, context, seed, plan, n_prefix, run);
   }
   run.prompts = static_cast<double>(plan.prompts);
   run.tokens = static_cast<double>(plan.prompts * plan.tokens);
-  run.flops =
-      engine.config().forward_flops(plan.tokens, plan.context) * static_cast<double>(plan.prompts);
+  run.flops = engine.config().forward_flops(plan.tokens, engine.config().read_in ? 0 : plan.context) *
+              static_cast<double>(plan.prompts);
   return run;
 }
 
