@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -61,6 +62,7 @@ struct GargFile {
   std::map<std::string, std::vector<std::int64_t>> shape_changes;
   std::vector<std::string> dropped, added;
   std::string non_finite;  // a tensor whose element 1 becomes NaN
+  std::string bf16;        // a tensor stored as BF16 (its values' upper halves)
 };
 
 // Writes a garg-gpt2 file with random weights (norm gains near 1, the rest ~ N(0, 0.3^2)) and
@@ -91,7 +93,9 @@ fs::path write_garg(const std::string& name, const GargFile& spec) {
   for (const std::string& tensor : spec.dropped) shapes.erase(tensor);
   for (const std::string& tensor : spec.added) shapes[tensor] = {2};
   std::vector<io::TensorToWrite> layout;
-  for (const auto& [tensor, shape] : shapes) layout.push_back({tensor, io::DType::kF32, shape});
+  for (const auto& [tensor, shape] : shapes) {
+    layout.push_back({tensor, tensor == spec.bf16 ? io::DType::kBF16 : io::DType::kF32, shape});
+  }
   io::SafetensorsWriter writer(path, metadata, layout, io::Overwrite::kAllow);
   std::uint32_t index = 0;
   for (const auto& [tensor, shape] : shapes) {
@@ -102,6 +106,12 @@ fs::path write_garg(const std::string& name, const GargFile& spec) {
     const bool gain = tensor.find("ln_") != std::string::npos && tensor.ends_with(".weight");
     for (float& value : values) value = static_cast<float>((gain ? 1.0 : 0.0) + 0.3 * draws.normal());
     if (tensor == spec.non_finite) values[1] = NAN;
+    if (tensor == spec.bf16) {
+      std::vector<std::uint16_t> halves;
+      for (float value : values) halves.push_back(static_cast<std::uint16_t>(std::bit_cast<std::uint32_t>(value) >> 16));
+      writer.write(tensor, 0, std::as_bytes(std::span(halves)));
+      continue;
+    }
     writer.write_f32(tensor, 0, values);
   }
   writer.commit();
@@ -234,22 +244,25 @@ TEST(GargModel, BadFilesNameTheTensorOrKey) {
   expect_error(missing, "missing", "missing tensor '_backbone.h.1.mlp.c_fc.bias'");
   GargFile extra;
   extra.added = {"_backbone.wte.weight"};
-  expect_error(extra, "extra", "unexpected tensor '_backbone.wte.weight'");
+  expect_error(extra, "extra", "tensor '_backbone.wte.weight': unexpected");
   GargFile third_layer;  // a layer the config does not have
   third_layer.added = {"_backbone.h.2.ln_1.weight"};
-  expect_error(third_layer, "third_layer", "unexpected tensor '_backbone.h.2.ln_1.weight'");
+  expect_error(third_layer, "third_layer", "tensor '_backbone.h.2.ln_1.weight': unexpected");
   GargFile shape;
   shape.shape_changes = {{"_backbone.h.0.attn.c_attn.weight", {12, 24}}};
-  expect_error(shape, "shape", "'_backbone.h.0.attn.c_attn.weight' has shape [12, 24]");
+  expect_error(shape, "shape", "tensor '_backbone.h.0.attn.c_attn.weight': shape [12, 24]");
   GargFile transposed;  // a torch.nn.Linear layout where Conv1D's is expected
   transposed.shape_changes = {{"_backbone.h.0.mlp.c_fc.weight", {48, 12}}};
   expect_error(transposed, "transposed", "needs [12, 48]");
   GargFile positions;
   positions.shape_changes = {{"_backbone.wpe.weight", {10, 12}}};
-  expect_error(positions, "positions", "'_backbone.wpe.weight' has shape [10, 12]");
+  expect_error(positions, "positions", "tensor '_backbone.wpe.weight': shape [10, 12]");
   GargFile nan;
   nan.non_finite = "_read_out.weight";
   expect_error(nan, "nan", "'_read_out.weight' element 1 is not finite");
+  GargFile bf16;
+  bf16.bf16 = "_backbone.h.0.mlp.c_proj.weight";
+  expect_error(bf16, "bf16", "tensor '_backbone.h.0.mlp.c_proj.weight': dtype is BF16, expected F32");
   GargFile heads;
   heads.heads = 5;
   expect_error(heads, "heads", "n_embd 12 is not a multiple of n_head 5");

@@ -180,8 +180,8 @@ Model load_garg_model(const io::SafetensorsReader& file) {
   // unused GPT-2 buffers): convert_garg.py says which to drop.
   for (const io::TensorInfo& info : file.tensors()) {
     if (!by_name.contains(info.name)) {
-      throw file.error_at(info, "unexpected tensor '" + info.name + "' (not part of a garg-gpt2 model with " +
-                                    std::to_string(model.config.layers.size()) + " layers)");
+      throw file.error_at(info, "unexpected: not part of a garg-gpt2 model with " +
+                                    std::to_string(model.config.layers.size()) + " layers");
     }
   }
   for (const FileTensor& tensor : expected) {
@@ -190,22 +190,11 @@ Model load_garg_model(const io::SafetensorsReader& file) {
     if (info->shape != tensor.shape) {
       io::TensorInfo wanted = *info;
       wanted.shape = tensor.shape;
-      throw file.error_at(*info, "tensor '" + tensor.name + "' has shape " + info->shape_string() +
-                                     "; the config in __metadata__ needs " + wanted.shape_string());
+      throw file.error_at(*info, "shape " + info->shape_string() +
+                                     " does not match the config in __metadata__, which needs " +
+                                     wanted.shape_string());
     }
-    if (info->dtype != io::DType::kF32) {
-      throw file.error_at(*info, "tensor '" + tensor.name + "' is " +
-                                     std::string(io::dtype_name(info->dtype)) + ", not F32");
-    }
-    const std::span<const float> values = file.f32(*info);
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      if (!std::isfinite(values[i])) {
-        throw file.error_at(info->begin + i * sizeof(float),
-                            "tensor '" + tensor.name + "' element " + std::to_string(i) +
-                                " is not finite");
-      }
-    }
-    place(tensor, values);
+    place(tensor, finite_f32(file, *info));
   }
   return model;
 }

@@ -124,6 +124,18 @@ namespace {
 constexpr std::uint64_t kHeaderStart = 8;  // the JSON header follows its 8-byte length
 }  // namespace
 
+std::span<const float> finite_f32(const io::SafetensorsReader& file, const io::TensorInfo& info) {
+  const std::span<const float> values = file.f32(info);
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (!std::isfinite(values[i])) {
+      throw file.error_at(info.begin + i * sizeof(float),
+                          "tensor '" + info.name + "' element " + std::to_string(i) +
+                              " is not finite");
+    }
+  }
+  return values;
+}
+
 ModelConfig read_model_config(const io::SafetensorsReader& file) {
   if (is_garg_file(file)) return garg_config(file);
   auto meta = [&](const std::string& key) -> const std::string& {
@@ -164,14 +176,7 @@ Model load_model(const io::SafetensorsReader& file) {
       throw file.error_at(*info, "shape " + info->shape_string() + " does not match the config, " +
                                      "which needs " + wanted.shape_string());
     }
-    const std::span<const float> values = file.f32(*info);
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      if (!std::isfinite(values[i])) {
-        throw file.error_at(info->begin + i * sizeof(float),
-                            "tensor '" + tensor.name + "' element " + std::to_string(i) +
-                                " is not finite");
-      }
-    }
+    const std::span<const float> values = finite_f32(file, *info);
     tensor.values->assign(values.begin(), values.end());
   }
   return model;

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,9 @@ struct Model {
 // io::FormatError naming the file and byte offset.
 Model load_model(const std::filesystem::path& path);
 Model load_model(const io::SafetensorsReader& file);  // an already parsed (or in-memory) file
+// A model tensor's values; throws io::FormatError unless it is F32 and every element finite
+// (naming the tensor, element and byte offset).
+std::span<const float> finite_f32(const io::SafetensorsReader& file, const io::TensorInfo& info);
 // Only the file's format and config, checked as load_model() checks them; no tensor is read.
 ModelConfig read_model_config(const io::SafetensorsReader& file);
 
