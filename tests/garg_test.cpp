@@ -4,6 +4,7 @@
 // PyTorch at test time.
 
 #include <gtest/gtest.h>
+#include <tbb/global_control.h>
 
 #include <bit>
 #include <cmath>
@@ -195,15 +196,18 @@ TEST(GargModel, LoadsTheFileAndItsConfig) {
   }
 }
 
-// The engine's entry and exit (and GELU-tanh) against the double-precision reference, on prompts
-// up to the model's last position, one query per prompt as eval builds them.
+// The engine's entry and exit (and GELU-tanh) against the double-precision reference, one query
+// per prompt as eval builds them: no context, one pair, and prompts of 281 tokens, which span two
+// row tiles (the second with padding rows) and read positions up to 280 of 300.
 TEST(GargModel, EngineMatchesReference) {
-  const Model model = load_model(write_garg("plain", GargFile{}));
+  GargFile spec;
+  spec.pairs = 150;
+  const Model model = load_model(write_garg("long", spec));
   for (const bool bf16 : {false, true}) {
     EngineOptions options;
     options.bf16 = bf16;
     const Engine engine(model.config, model.weights, options);
-    for (const std::int64_t k : {0, 1, 5}) {  // 2k + 1 <= 12 positions
+    for (const std::int64_t k : {0, 1, 140}) {
       const std::int64_t prompts = 3, tokens = interleaved_prompt_tokens(k);
       const std::vector<float> input = random_prompts(prompts, k, 3, 40 + k);
       std::vector<float> scores(prompts);
@@ -212,12 +216,35 @@ TEST(GargModel, EngineMatchesReference) {
         const Eigen::VectorXd expected =
             reference_scores(model.config, model.weights, prompt_matrix(input, b, tokens, 3), 0);
         const double scale = std::max(1.0, std::abs(expected[tokens - 1]));
-        const double bound = score_bound(bf16 ? kEpsBf16 : kEpsF32, 2, 48);
+        const double bound = score_bound(bf16 ? kEpsBf16 : kEpsF32, 2, std::max<std::int64_t>(48, tokens));
         EXPECT_LE(std::abs(scores[b] - expected[tokens - 1]) / scale, bound)
             << (bf16 ? "bf16" : "f32") << " k=" << k << " prompt " << b << ": engine " << scores[b]
             << ", reference " << expected[tokens - 1];
       }
     }
+  }
+}
+
+// Same scores, to the bit, on one thread and two, batched or one prompt at a time.
+TEST(GargModel, BitIdenticalAcrossThreadsAndBatchings) {
+  const Model model = load_model(write_garg("plain", GargFile{}));
+  const Engine engine(model.config, model.weights);
+  const std::int64_t prompts = 9, tokens = interleaved_prompt_tokens(5);
+  const std::vector<float> input = random_prompts(prompts, 5, 3, 3);
+  std::vector<float> first(prompts), second(prompts), single(1);
+  {
+    tbb::global_control one(tbb::global_control::max_allowed_parallelism, 1);
+    engine.query_scores(input, prompts, tokens, tokens - 1, first);
+  }
+  {
+    tbb::global_control two(tbb::global_control::max_allowed_parallelism, 2);
+    engine.query_scores(input, prompts, tokens, tokens - 1, second);
+  }
+  EXPECT_EQ(first, second);
+  for (std::int64_t b = 0; b < prompts; ++b) {
+    engine.query_scores(std::span(input).subspan(b * tokens * 3, tokens * 3), 1, tokens,
+                        tokens - 1, single);
+    EXPECT_EQ(single[0], first[b]) << "prompt " << b;
   }
 }
 
