@@ -196,6 +196,22 @@ TEST(GargModel, LoadsTheFileAndItsConfig) {
   }
 }
 
+// The same model saved in iclbench's own format (read-in, positions and read-out as tensors of
+// their own, the config as JSON) loads back unchanged.
+TEST(GargModel, RoundTripsThroughTheIclbenchFormat) {
+  const Model model = load_model(write_garg("plain", GargFile{}));
+  const fs::path path = fs::path(ICLBENCH_TEST_TMPDIR) / "garg_files" / "as_iclbench.safetensors";
+  save_model(path, model.config, model.weights, io::Overwrite::kAllow);
+  const Model again = load_model(path);
+  EXPECT_EQ(again.config, model.config);
+  EXPECT_EQ(again.weights.read_in_w, model.weights.read_in_w);
+  EXPECT_EQ(again.weights.positions, model.weights.positions);
+  EXPECT_EQ(again.weights.read_out_norm_gamma, model.weights.read_out_norm_gamma);
+  EXPECT_EQ(again.weights.read_out_w, model.weights.read_out_w);
+  EXPECT_EQ(again.weights.read_out_b, model.weights.read_out_b);
+  EXPECT_EQ(again.weights.layers[1].w2, model.weights.layers[1].w2);
+}
+
 // The engine's entry and exit (and GELU-tanh) against the double-precision reference, one query
 // per prompt as eval builds them: no context, one pair, and prompts of 281 tokens, which span two
 // row tiles (the second with padding rows) and read positions up to 280 of 300.
