@@ -322,11 +322,11 @@ TEST(Cli, TrainedModelEvaluatesAndRefusesWhatItCannotRead) {
   const int d = config["input_dim"], positions = config["positions"];
   const int k_max = (positions - 1) / 2;  // x_1, y_1, ..., x_k, y_k, x_q: 2k + 1 tokens
   auto eval = [&](int data_d, int n, const std::string& name) {
-    return run({"--threads", "1", "eval", "--generate",
-                "--d " + std::to_string(data_d) + " --n " + std::to_string(n) +
-                    " --queries 4 --tasks 3",
-                "--model", model, "--heads", "avg", "--n-grid", "1," + std::to_string(n),
-                "--out", (dir / (name + ".json")).string()});
+    return run(
+        {"--threads", "1", "eval", "--generate",
+         "--d " + std::to_string(data_d) + " --n " + std::to_string(n) + " --queries 4 --tasks 3",
+         "--model", model, "--heads", "avg", "--n-grid", "1," + std::to_string(n), "--out",
+         (dir / (name + ".json")).string()});
   };
   const Result longest = eval(d, k_max, "longest");
   ASSERT_EQ(longest.exit_code, 0) << longest.err;
@@ -346,13 +346,13 @@ TEST(Cli, TrainedModelEvaluatesAndRefusesWhatItCannotRead) {
   EXPECT_EQ(other_d.exit_code, 2);
   EXPECT_NE(other_d.err.find("was built for d = " + std::to_string(d)), std::string::npos)
       << other_d.err;
-  const Result speed = run({"speed", "--model", model, "--d", std::to_string(d), "--n",
-                            std::to_string(k_max), "--batch", "2", "--repeats", "1", "--json",
-                            "--threads", "1"});
+  const Result speed =
+      run({"speed", "--model", model, "--d", std::to_string(d), "--n", std::to_string(k_max),
+           "--batch", "2", "--repeats", "1", "--json", "--threads", "1"});
   ASSERT_EQ(speed.exit_code, 0) << speed.err;
   EXPECT_EQ(nlohmann::json::parse(speed.out)["tokens_per_prompt"], 2 * k_max + 1);
-  const Result speed_too_long = run(
-      {"speed", "--model", model, "--d", std::to_string(d), "--n", std::to_string(k_max + 1)});
+  const Result speed_too_long =
+      run({"speed", "--model", model, "--d", std::to_string(d), "--n", std::to_string(k_max + 1)});
   EXPECT_EQ(speed_too_long.exit_code, 2);
   EXPECT_NE(speed_too_long.err.find("positions"), std::string::npos) << speed_too_long.err;
 }

@@ -3,6 +3,8 @@
 // model against the scores PyTorch wrote when it was exported (scripts/train/export.py), with no
 // PyTorch at test time.
 
+#include "model/garg.hpp"
+
 #include <gtest/gtest.h>
 #include <tbb/global_control.h>
 
@@ -15,7 +17,6 @@
 
 #include "io/safetensors.hpp"
 #include "model/engine.hpp"
-#include "model/garg.hpp"
 #include "model/reference.hpp"
 #include "util/philox.hpp"
 
@@ -72,16 +73,15 @@ fs::path write_garg(const std::string& name, const GargFile& spec) {
   const fs::path dir = fs::path(ICLBENCH_TEST_TMPDIR) / "garg_files";
   fs::create_directories(dir);
   const fs::path path = dir / (name + ".safetensors");
-  std::map<std::string, std::string> metadata = {
-      {"format", "garg-gpt2"},
-      {"format_version", "1"},
-      {"n_dims", std::to_string(spec.d)},
-      {"n_positions", std::to_string(spec.pairs)},
-      {"n_embd", std::to_string(spec.width)},
-      {"n_layer", std::to_string(spec.layers)},
-      {"n_head", std::to_string(spec.heads)},
-      {"layer_norm_epsilon", "1e-05"},
-      {"activation_function", "gelu_new"}};
+  std::map<std::string, std::string> metadata = {{"format", "garg-gpt2"},
+                                                 {"format_version", "1"},
+                                                 {"n_dims", std::to_string(spec.d)},
+                                                 {"n_positions", std::to_string(spec.pairs)},
+                                                 {"n_embd", std::to_string(spec.width)},
+                                                 {"n_layer", std::to_string(spec.layers)},
+                                                 {"n_head", std::to_string(spec.heads)},
+                                                 {"layer_norm_epsilon", "1e-05"},
+                                                 {"activation_function", "gelu_new"}};
   for (const auto& [key, value] : spec.metadata_changes) {
     if (value.empty()) {
       metadata.erase(key);
@@ -105,11 +105,13 @@ fs::path write_garg(const std::string& name, const GargFile& spec) {
     std::vector<float> values(static_cast<std::size_t>(count));
     util::DrawSequence draws(7, ++index, 0, util::Stream::kModelWeights);
     const bool gain = tensor.find("ln_") != std::string::npos && tensor.ends_with(".weight");
-    for (float& value : values) value = static_cast<float>((gain ? 1.0 : 0.0) + 0.3 * draws.normal());
+    for (float& value : values)
+      value = static_cast<float>((gain ? 1.0 : 0.0) + 0.3 * draws.normal());
     if (tensor == spec.non_finite) values[1] = NAN;
     if (tensor == spec.bf16) {
       std::vector<std::uint16_t> halves;
-      for (float value : values) halves.push_back(static_cast<std::uint16_t>(std::bit_cast<std::uint32_t>(value) >> 16));
+      for (float value : values)
+        halves.push_back(static_cast<std::uint16_t>(std::bit_cast<std::uint32_t>(value) >> 16));
       writer.write(tensor, 0, std::as_bytes(std::span(halves)));
       continue;
     }
@@ -145,7 +147,8 @@ std::vector<float> random_prompts(std::int64_t prompts, std::int64_t k, int d, s
   return tokens;
 }
 
-MatrixD prompt_matrix(const std::vector<float>& tokens, std::int64_t prompt, std::int64_t t, int d) {
+MatrixD prompt_matrix(const std::vector<float>& tokens, std::int64_t prompt, std::int64_t t,
+                      int d) {
   MatrixD matrix(t, d);
   for (std::int64_t i = 0; i < t * d; ++i) matrix.data()[i] = tokens[prompt * t * d + i];
   return matrix;
@@ -160,7 +163,8 @@ MatrixD prompt_matrix(const std::vector<float>& tokens, std::int64_t prompt, std
 // Relative to max(1, max |score|).
 double score_bound(double unit_roundoff, int layers, std::int64_t k) {
   const double matmuls = 6.0 * layers + 2;
-  return 4 * std::sqrt(matmuls) * (2 * unit_roundoff + kEpsF32 * std::sqrt(static_cast<double>(k) / 2));
+  return 4 * std::sqrt(matmuls) *
+         (2 * unit_roundoff + kEpsF32 * std::sqrt(static_cast<double>(k) / 2));
 }
 
 TEST(GargModel, LoadsTheFileAndItsConfig) {
@@ -192,7 +196,8 @@ TEST(GargModel, LoadsTheFileAndItsConfig) {
   }
   const auto read_in = file.f32(*file.find("_read_in.weight"));  // [D, d]
   for (int out = 0; out < 12; ++out) {
-    for (int in = 0; in < 3; ++in) ASSERT_EQ(model.weights.read_in_w[in * 12 + out], read_in[out * 3 + in]);
+    for (int in = 0; in < 3; ++in)
+      ASSERT_EQ(model.weights.read_in_w[in * 12 + out], read_in[out * 3 + in]);
   }
 }
 
@@ -232,7 +237,8 @@ TEST(GargModel, EngineMatchesReference) {
         const Eigen::VectorXd expected =
             reference_scores(model.config, model.weights, prompt_matrix(input, b, tokens, 3), 0);
         const double scale = std::max(1.0, std::abs(expected[tokens - 1]));
-        const double bound = score_bound(bf16 ? kEpsBf16 : kEpsF32, 2, std::max<std::int64_t>(48, tokens));
+        const double bound =
+            score_bound(bf16 ? kEpsBf16 : kEpsF32, 2, std::max<std::int64_t>(48, tokens));
         EXPECT_LE(std::abs(scores[b] - expected[tokens - 1]) / scale, bound)
             << (bf16 ? "bf16" : "f32") << " k=" << k << " prompt " << b << ": engine " << scores[b]
             << ", reference " << expected[tokens - 1];
@@ -258,8 +264,8 @@ TEST(GargModel, BitIdenticalAcrossThreadsAndBatchings) {
   }
   EXPECT_EQ(first, second);
   for (std::int64_t b = 0; b < prompts; ++b) {
-    engine.query_scores(std::span(input).subspan(b * tokens * 3, tokens * 3), 1, tokens,
-                        tokens - 1, single);
+    engine.query_scores(std::span(input).subspan(b * tokens * 3, tokens * 3), 1, tokens, tokens - 1,
+                        single);
     EXPECT_EQ(single[0], first[b]) << "prompt " << b;
   }
 }
@@ -305,7 +311,8 @@ TEST(GargModel, BadFilesNameTheTensorOrKey) {
   expect_error(nan, "nan", "'_read_out.weight' element 1 is not finite");
   GargFile bf16;
   bf16.bf16 = "_backbone.h.0.mlp.c_proj.weight";
-  expect_error(bf16, "bf16", "tensor '_backbone.h.0.mlp.c_proj.weight': dtype is BF16, expected F32");
+  expect_error(bf16, "bf16",
+               "tensor '_backbone.h.0.mlp.c_proj.weight': dtype is BF16, expected F32");
   GargFile heads;
   heads.heads = 5;
   expect_error(heads, "heads", "n_embd 12 is not a multiple of n_head 5");
@@ -352,9 +359,9 @@ void engine_scores(const Engine& engine, const CrossCheck& check, std::vector<fl
   std::vector<float> tokens;
   for (std::int64_t p = 0; p < check.prompts; ++p) {
     for (std::int64_t j = 0; j < m; ++j) {
-      const std::vector<float> one = interleaved_tokens(
-          check.x.subspan(p * n * d, n * d), check.y.subspan(p * n, n),
-          check.x_query.subspan((p * m + j) * d, d), static_cast<int>(d));
+      const std::vector<float> one =
+          interleaved_tokens(check.x.subspan(p * n * d, n * d), check.y.subspan(p * n, n),
+                             check.x_query.subspan((p * m + j) * d, d), static_cast<int>(d));
       tokens.insert(tokens.end(), one.begin(), one.end());
     }
   }
@@ -389,20 +396,9 @@ TEST(GargCrossCheck, ShippedModelMatchesPyTorch) {
   const std::int64_t prompts = std::stoll(meta.at("prompts")), n = std::stoll(meta.at("n_context")),
                      m = std::stoll(meta.at("n_query"));
   const int d = model.config.input_dim;
-  CrossCheck check{model,
-                   io::SafetensorsReader(check_path),
-                   prompts,
-                   n,
-                   m,
-                   d,
-                   {},
-                   {},
-                   {},
-                   {},
-                   {},
-                   {},
-                   {},
-                   std::stod(meta.at("max_abs_f32_minus_f64"))};
+  CrossCheck check{
+      model, io::SafetensorsReader(check_path),          prompts, n, m, d, {}, {}, {}, {}, {}, {},
+      {},    std::stod(meta.at("max_abs_f32_minus_f64"))};
   check.x = check.file.f32(*check.file.find("x"));
   check.y = check.file.f32(*check.file.find("y"));
   check.x_query = check.file.f32(*check.file.find("x_query"));
@@ -427,16 +423,17 @@ TEST(GargCrossCheck, ShippedModelMatchesPyTorch) {
   double reference_error = 0;
   for (std::int64_t p = 0; p < prompts; ++p) {
     for (std::int64_t j = 0; j < m; ++j) {
-      const std::vector<float> one = interleaved_tokens(check.x.subspan(p * n * d, n * d),
-                                                        check.y.subspan(p * n, n),
-                                                        check.x_query.subspan((p * m + j) * d, d), d);
+      const std::vector<float> one =
+          interleaved_tokens(check.x.subspan(p * n * d, n * d), check.y.subspan(p * n, n),
+                             check.x_query.subspan((p * m + j) * d, d), d);
       const Eigen::VectorXd scores =
           reference_scores(model.config, model.weights, prompt_matrix(one, 0, 2 * n + 1, d), 0);
       reference_error =
           std::max(reference_error, std::abs(scores[2 * n] - check.scores_query_f64[p * m + j]));
     }
   }
-  std::printf("reference (f64) vs PyTorch f64: max |diff| %.3g (scale %.3g)\n", reference_error, scale);
+  std::printf("reference (f64) vs PyTorch f64: max |diff| %.3g (scale %.3g)\n", reference_error,
+              scale);
   EXPECT_LE(reference_error / scale, 1e-6);
 
   // 2. The engine in f32 against PyTorch in float64 within the derived bound (K = the longest
@@ -462,11 +459,13 @@ TEST(GargCrossCheck, ShippedModelMatchesPyTorch) {
       vs_f64 = std::max(vs_f64, std::abs(prompt[i] - check.scores_prompt_f64[i]));
       vs_f32 = std::max(vs_f32, std::abs(static_cast<double>(prompt[i]) - check.scores_prompt[i]));
     }
-    std::printf("engine %s: max |engine - PyTorch f64| = %.3g, |engine - PyTorch f32| = %.3g "
-                "(relative to %.3g: %.3g, %.3g; f32 bound %.3g)\n",
-                bf16 ? "bf16" : "f32", vs_f64, vs_f32, scale, vs_f64 / scale, vs_f32 / scale, bound);
+    std::printf(
+        "engine %s: max |engine - PyTorch f64| = %.3g, |engine - PyTorch f32| = %.3g "
+        "(relative to %.3g: %.3g, %.3g; f32 bound %.3g)\n",
+        bf16 ? "bf16" : "f32", vs_f64, vs_f32, scale, vs_f64 / scale, vs_f32 / scale, bound);
     if (bf16) {
-      EXPECT_LE(vs_f64 / scale, score_bound(kEpsBf16, static_cast<int>(model.config.layers.size()), k));
+      EXPECT_LE(vs_f64 / scale,
+                score_bound(kEpsBf16, static_cast<int>(model.config.layers.size()), k));
     } else {
       EXPECT_LE(vs_f64 / scale, bound);
       EXPECT_LE(vs_f32, bound * scale + check.torch_f32_deviation);

@@ -30,8 +30,8 @@ void describe(const model::ModelConfig& config, bool as_json) {
   std::printf("model      %s\n", config.name.empty() ? "(unnamed)" : config.name.c_str());
   std::printf("width D    %d", config.width);
   if (config.read_in) {
-    std::printf("  (read-in from d = %d, %d learned positions%s)", config.input_dim, config.positions,
-                config.read_out ? ", read-out LayerNorm + linear" : "");
+    std::printf("  (read-in from d = %d, %d learned positions%s)", config.input_dim,
+                config.positions, config.read_out ? ", read-out LayerNorm + linear" : "");
   } else if (config.input_dim > 0) {
     std::printf("  (input d = %d, readout slot %d)", config.input_dim, config.readout);
   }

@@ -125,8 +125,9 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
         config.read_in ? model::interleaved_prompt_tokens(o.n) : o.n + o.queries;
     // Encoders see every token; in-context learners see the n context tokens (under the causal
     // mask of a learned model the value only says where its query is).
-    const std::int64_t context =
-        config.read_in ? tokens_per_prompt - 1 : config.input_dim > 0 ? o.n : tokens_per_prompt;
+    const std::int64_t context = config.read_in         ? tokens_per_prompt - 1
+                                 : config.input_dim > 0 ? o.n
+                                                        : tokens_per_prompt;
     if (config.positions > 0 && tokens_per_prompt > config.positions) {
       throw util::ParameterError("n", "needs " + std::to_string(tokens_per_prompt) +
                                           " tokens, but the model has " +
@@ -157,7 +158,8 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
       if (o.reference) {
         for (std::int64_t b = 0; b < o.batch; ++b) {
           model::MatrixD prompt(tokens_per_prompt, input_width);
-          for (std::int64_t i = 0; i < prompt.size(); ++i) prompt.data()[i] = tokens[b * tokens_per_prompt * input_width + i];
+          for (std::int64_t i = 0; i < prompt.size(); ++i)
+            prompt.data()[i] = tokens[b * tokens_per_prompt * input_width + i];
           const model::MatrixD out = model::reference_forward(built.config, built.weights, prompt, context);
           stream[static_cast<std::size_t>(b * tokens_per_prompt * width)] = static_cast<float>(out(0, 0));
         }

@@ -121,7 +121,8 @@ void validate(const EvalConfig& config, const data::TaskSpec& data,
   check_resamples(config.bootstrap);
   for (const model::ModelSource& source : models) {
     const model::ModelConfig& model_config = source.config();
-    if ((model_config.readout < 0 && !model_config.read_out) || model_config.input_dim != data.dim) {
+    if ((model_config.readout < 0 && !model_config.read_out) ||
+        model_config.input_dim != data.dim) {
       throw std::invalid_argument("model '" + source.text() + "' has no readout slot for d = " +
                                   std::to_string(data.dim) + " (eval needs an in-context learner)");
     }

@@ -199,8 +199,9 @@ TransformerRun run_transformer(const model::Engine& engine, const data::Dataset&
   }
   run.prompts = static_cast<double>(plan.prompts);
   run.tokens = static_cast<double>(plan.prompts * plan.tokens);
-  run.flops = engine.config().forward_flops(plan.tokens, engine.config().read_in ? 0 : plan.context) *
-              static_cast<double>(plan.prompts);
+  run.flops =
+      engine.config().forward_flops(plan.tokens, engine.config().read_in ? 0 : plan.context) *
+      static_cast<double>(plan.prompts);
   return run;
 }
 

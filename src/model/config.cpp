@@ -108,11 +108,13 @@ void validate(const ModelConfig& config) {
   require<ConfigError>(config.input_dim >= 0 && config.input_dim <= config.width, "input_dim out of range");
   require<ConfigError>(!config.read_in || config.input_dim >= 1, "read_in needs input_dim >= 1");
   require<ConfigError>(config.positions >= 0 && config.positions <= (1 << 20),
-          "positions must be in [0, 2^20]");
-  require<ConfigError>(!(config.read_out && config.readout >= 0),
-          "a model reads out either a residual slot (readout) or through read_out, not both");
-  require<ConfigError>(std::isfinite(config.read_out_norm_epsilon) && config.read_out_norm_epsilon > 0,
-          "read_out_norm_epsilon must be > 0");
+                       "positions must be in [0, 2^20]");
+  require<ConfigError>(
+      !(config.read_out && config.readout >= 0),
+      "a model reads out either a residual slot (readout) or through read_out, not both");
+  require<ConfigError>(
+      std::isfinite(config.read_out_norm_epsilon) && config.read_out_norm_epsilon > 0,
+      "read_out_norm_epsilon must be > 0");
   bool mask_seen = false;
   Mask mask = Mask::kIcl;
   for (std::size_t i = 0; i < config.layers.size(); ++i) {

@@ -71,10 +71,9 @@ void Engine::run(std::span<const float> tokens, std::int64_t prompts,
         ", T = " + std::to_string(tokens_per_prompt));
   }
   if (static_cast<std::int64_t>(tokens.size()) != prompts * tokens_per_prompt * width) {
-    throw std::invalid_argument(
-        "forward: tokens hold " + std::to_string(tokens.size()) +
-        " values, expected B * T * " + (config_.read_in ? "d" : "D") + " = " +
-        std::to_string(prompts * tokens_per_prompt * width));
+    throw std::invalid_argument("forward: tokens hold " + std::to_string(tokens.size()) +
+                                " values, expected B * T * " + (config_.read_in ? "d" : "D") +
+                                " = " + std::to_string(prompts * tokens_per_prompt * width));
   }
   std::lock_guard lock(mutex_);
   EnginePlan& shape_plan = plan(tokens_per_prompt, config_.mask() == Mask::kIcl ? n_context : 0);
@@ -104,9 +103,9 @@ void Engine::forward(std::span<const float> tokens, std::int64_t prompts,
   }
   run(tokens, prompts, tokens_per_prompt, n_context,
       [&](std::int64_t prompt, const float* result, const float*) {
-    std::copy_n(result, tokens_per_prompt * width,
-                stream.data() + prompt * tokens_per_prompt * width);
-  });
+        std::copy_n(result, tokens_per_prompt * width,
+                    stream.data() + prompt * tokens_per_prompt * width);
+      });
 }
 
 void Engine::query_scores(std::span<const float> tokens, std::int64_t prompts,

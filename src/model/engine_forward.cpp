@@ -42,8 +42,8 @@ void read_out(const EnginePlan& plan, const Rows& stream, const Schedule& schedu
   float* scores = reinterpret_cast<float*>(plan.read_out_scores.data());
   schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
     const void* h = normed_input(exit.norm, exit.to_bf16, stream.at(tile), scratch);
-    exit.project->execute(
-        h, scores + tile.prompt * plan.shape.padded_tokens + tile.first_row, scratch.scratchpad);
+    exit.project->execute(h, scores + tile.prompt * plan.shape.padded_tokens + tile.first_row,
+                          scratch.scratchpad);
   });
 }
 

@@ -267,13 +267,14 @@ PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, st
           shape.max_hidden, static_cast<std::size_t>(shape.tile_rows * layer.mlp_hidden));
     }
   }
-  shape.per_prompt_bytes = static_cast<std::size_t>(shape.padded_tokens) *
-                               (static_cast<std::size_t>(config.width) * 4 +
-                                static_cast<std::size_t>(shape.query_width + shape.key_value_width +
-                                                         shape.attended_width) *
-                                    shape.act_size) +
-                           static_cast<std::size_t>(shape.product_size) * shape.act_size +
-                           (config.read_out ? static_cast<std::size_t>(shape.padded_tokens) * 4 : 0);
+  shape.per_prompt_bytes =
+      static_cast<std::size_t>(shape.padded_tokens) *
+          (static_cast<std::size_t>(config.width) * 4 +
+           static_cast<std::size_t>(shape.query_width + shape.key_value_width +
+                                    shape.attended_width) *
+               shape.act_size) +
+      static_cast<std::size_t>(shape.product_size) * shape.act_size +
+      (config.read_out ? static_cast<std::size_t>(shape.padded_tokens) * 4 : 0);
   shape.group =
       static_cast<std::int64_t>(std::max<std::size_t>(1, kGroupBytes / shape.per_prompt_bytes));
   shape.mask_bytes =

@@ -158,7 +158,7 @@ struct EnginePlan {
   std::vector<LayerPlan> layers;
   // A learned model's entry (ModelConfig::read_in): x = token W_in + b_in + P_t, the tokens
   // [R, input_width] f32 (staged zero-padded in the thread's `normed` scratch, as d <= D).
-  std::int64_t input_width = 0;       // d with read_in, else D
+  std::int64_t input_width = 0;        // d with read_in, else D
   std::optional<ops::Linear> read_in;  // x += token W_in + b_in: [R, d] -> [R, D], always f32
   const std::vector<float>* positions = nullptr;  // P [positions, D], the engine's weights
   std::optional<ReadOutPlan> read_out;
@@ -168,7 +168,7 @@ struct EnginePlan {
   // Group buffers, prompt-major: [G, T_pad, width] each (the widest layer's width), and the
   // K^T V products [G, H dk dv].
   Buffer stream, queries, keys_values, attended, products;
-  Buffer read_out_scores;  // [G, T_pad] f32, with read_out
+  Buffer read_out_scores;            // [G, T_pad] f32, with read_out
   std::int64_t allocated_group = 0;  // prompts the group buffers hold now
 
   ScratchLayout scratch;

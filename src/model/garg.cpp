@@ -12,14 +12,14 @@ namespace {
 constexpr std::uint64_t kHeaderStart = 8;  // the JSON header follows its 8-byte length
 
 int metadata_integer(const io::SafetensorsReader& file, const std::string& key) {
-  const std::string& text = file.required_metadata(
-      key, "iclbench-readable garg-gpt2 model",
-      "export it with scripts/train/export.py or convert_garg.py");
+  const std::string& text =
+      file.required_metadata(key, "iclbench-readable garg-gpt2 model",
+                             "export it with scripts/train/export.py or convert_garg.py");
   int value = 0;
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (error != std::errc() || end != text.data() + text.size() || value < 1) {
-    throw file.error_at(kHeaderStart, "__metadata__ " + key + " must be a positive integer, got '" +
-                                          text + "'");
+    throw file.error_at(kHeaderStart,
+                        "__metadata__ " + key + " must be a positive integer, got '" + text + "'");
   }
   return value;
 }
@@ -82,14 +82,15 @@ std::vector<FileTensor> file_tensors(const ModelConfig& config, Weights& weights
 void place(const FileTensor& tensor, std::span<const float> values) {
   const std::int64_t rows = tensor.shape.size() == 2 ? tensor.shape[0] : 1;
   const std::int64_t cols = tensor.shape.back();
-  auto at = [&](std::int64_t r, std::int64_t c) { return values[static_cast<std::size_t>(r * cols + c)]; };
+  auto at = [&](std::int64_t r, std::int64_t c) {
+    return values[static_cast<std::size_t>(r * cols + c)];
+  };
   for (const Piece& piece : tensor.pieces) {
     std::vector<float>& destination = *piece.destination;
     for (std::int64_t r = 0; r < rows; ++r) {
       for (std::int64_t c = 0; c < piece.width; ++c) {
         // transpose: the file's [out, in] element (r, c) is the engine's [in, out] (c, r).
-        const std::int64_t index =
-            piece.transpose ? c * rows + r : r * piece.stride + c;
+        const std::int64_t index = piece.transpose ? c * rows + r : r * piece.stride + c;
         destination[static_cast<std::size_t>(index)] = at(r, piece.first_column + c);
       }
     }
@@ -104,8 +105,9 @@ bool is_garg_file(const io::SafetensorsReader& file) {
 }
 
 ModelConfig garg_config(const io::SafetensorsReader& file) {
-  const std::string& version = file.required_metadata(
-      "format_version", "iclbench-readable garg-gpt2 model", "re-export it with scripts/train/export.py");
+  const std::string& version =
+      file.required_metadata("format_version", "iclbench-readable garg-gpt2 model",
+                             "re-export it with scripts/train/export.py");
   if (version != std::to_string(kGargFormatVersion)) {
     throw file.error_at(kHeaderStart, "garg-gpt2 format_version '" + version +
                                           "' is not supported (this build reads version " +
@@ -131,7 +133,8 @@ ModelConfig garg_config(const io::SafetensorsReader& file) {
     try {
       epsilon = std::stof(found->second);
     } catch (const std::exception&) {
-      throw file.error_at(kHeaderStart, "layer_norm_epsilon '" + found->second + "' is not a number");
+      throw file.error_at(kHeaderStart,
+                          "layer_norm_epsilon '" + found->second + "' is not a number");
     }
   }
   if (const auto found = file.metadata().find("activation_function");

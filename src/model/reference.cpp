@@ -43,7 +43,8 @@ double activate(Activation activation, double value) {
     case Activation::kRelu: return value > 0 ? value : 0.0;
     case Activation::kGelu: return 0.5 * value * (1.0 + std::erf(value / std::sqrt(2.0)));
     case Activation::kGeluTanh: {
-      const double inner = std::sqrt(2.0 / std::numbers::pi) * (value + 0.044715 * value * value * value);
+      const double inner =
+          std::sqrt(2.0 / std::numbers::pi) * (value + 0.044715 * value * value * value);
       return 0.5 * value * (1.0 + std::tanh(inner));
     }
   }

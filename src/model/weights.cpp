@@ -15,7 +15,8 @@ std::vector<WeightTensor> weight_tensors(const ModelConfig& config, Weights& wei
     tensors.push_back({"read_in.weight", {config.input_dim, d}, &weights.read_in_w});
     tensors.push_back({"read_in.bias", {d}, &weights.read_in_b});
   }
-  if (config.positions > 0) tensors.push_back({"positions", {config.positions, d}, &weights.positions});
+  if (config.positions > 0)
+    tensors.push_back({"positions", {config.positions, d}, &weights.positions});
   for (std::size_t i = 0; i < config.layers.size(); ++i) {
     const LayerConfig& layer = config.layers[i];
     LayerWeights& w = weights.layers.at(i);
@@ -128,9 +129,8 @@ std::span<const float> finite_f32(const io::SafetensorsReader& file, const io::T
   const std::span<const float> values = file.f32(info);
   for (std::size_t i = 0; i < values.size(); ++i) {
     if (!std::isfinite(values[i])) {
-      throw file.error_at(info.begin + i * sizeof(float),
-                          "tensor '" + info.name + "' element " + std::to_string(i) +
-                              " is not finite");
+      throw file.error_at(info.begin + i * sizeof(float), "tensor '" + info.name + "' element " +
+                                                              std::to_string(i) + " is not finite");
     }
   }
   return values;

@@ -31,10 +31,10 @@ struct LayerWeights {
 struct Weights {
   std::vector<LayerWeights> layers;
   // Entry and exit of a learned model (ModelConfig::read_in, positions, read_out); else empty.
-  std::vector<float> read_in_w, read_in_b;                // [d, D], [D]
-  std::vector<float> positions;                           // [positions, D]
+  std::vector<float> read_in_w, read_in_b;                     // [d, D], [D]
+  std::vector<float> positions;                                // [positions, D]
   std::vector<float> read_out_norm_gamma, read_out_norm_beta;  // [D]
-  std::vector<float> read_out_w, read_out_b;              // [D, 1], [1]
+  std::vector<float> read_out_w, read_out_b;                   // [D, 1], [1]
 };
 
 // One named tensor of a layer, as it is stored in a model file.
