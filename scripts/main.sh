@@ -26,6 +26,16 @@ $iclbench eval --data "$out/gaussian-d16-n256.safetensors" \
   --heads logistic,svm,ls,avg --n-grid 16,64,256 \
   --out "$out/eval.json" --csv "$out/eval.csv" --force
 echo
+# The trained transformer (results/models/garg-gaussian-d8.md: Garg et al.'s GPT-2 layout,
+# meta-trained on gaussian tasks at d = 8 for contexts up to 64 pairs) against Garg et al.'s
+# baselines: averaging, an ERM stand-in (svm with a large C: these contexts are separable),
+# logistic regression and 3-NN. One interleaved prompt per query: 100 tasks x 32 queries per
+# grid point keep this to seconds.
+$iclbench eval --generate "--family gaussian --d 8 --n 64 --queries 32 --tasks 100" \
+  --model results/models/garg-gaussian-d8.safetensors \
+  --heads avg,svm:C=1000,logistic,knn:k=3 --n-grid 4,8,16,32,64 \
+  --out "$out/eval-trained-d8.json" --csv "$out/eval-trained-d8.csv" --force
+echo
 # The headline job: the bounds sweep's quick preset (about 1 minute on 2 vCPUs; resumes if rerun).
 # ICLBENCH_MAIN_BOUNDS_TASKS=N runs it with N tasks per point instead of 100 (20: about a
 # quarter of the time). CI's fresh-machine stage uses it, to check that the job runs, not for

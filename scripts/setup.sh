@@ -7,7 +7,8 @@
 #                                       and the benchmark gate need
 #   bash scripts/setup.sh PURPOSE...    those purposes only; `default` names the four above. The
 #                                       scripts that need more ask for it (sanitize.sh: sanitize,
-#                                       bench/peers/compare_encoder.sh: peers, fresh_machine_check.sh)
+#                                       bench/peers/compare_encoder.sh: peers, scripts/train/run.sh:
+#                                       train, fresh_machine_check.sh)
 #
 # Packages are installed with --no-install-recommends, so every package used must be listed here,
 # including those a -dev package only recommends: a machine that happens to have one must not
@@ -32,6 +33,12 @@ run=(
 # The test suite (scripts/test.sh runs ctest on everything) beyond the build.
 test=(
   python3 python3-numpy   # tests/python/read_dataset_test.py: an independent reader, NumPy only
+  python3-torch libopenblas0-pthread   # tests/python/train_test.py: the training scripts
+)
+# Training a model (scripts/train/, run through scripts/train/run.sh).
+train=(
+  python3 python3-numpy python3-matplotlib python3-torch
+  libopenblas0-pthread   # run.sh picks it for PyTorch (Debian's default BLAS is the slow reference one)
 )
 # The benchmark regression gate (bench/gate.py).
 bench=(
@@ -43,7 +50,7 @@ sanitize=(
   clang libclang-rt-14-dev   # the fuzz preset: clang with its libFuzzer runtime
   dpkg-dev                   # scripts/build_tsan_tbb.sh unpacks Debian's oneTBB source package
 )
-# The PyTorch peer (bench/peers/compare_encoder.sh); ~300 MB, so not in the default purposes.
+# The PyTorch peer (bench/peers/compare_encoder.sh).
 peers=(
   python3 python3-torch
   libopenblas0-pthread   # the BLAS the peer runs PyTorch on (Debian's default is the slow reference BLAS)
@@ -54,7 +61,7 @@ fresh_machine=(
 )
 
 default_purposes=(build run test bench)
-all_purposes=(build run test bench sanitize peers fresh_machine)
+all_purposes=(build run test bench sanitize peers train fresh_machine)
 
 purposes=()
 for purpose in "${@:-default}"; do

@@ -327,6 +327,52 @@ TEST(Cli, ModelFilesRoundTripAndBadFilesAreRejected) {
   EXPECT_NE(mismatch.err.find("was built for d = 5"), std::string::npos) << mismatch.err;
 }
 
+// The shipped trained model (results/models, a garg-gpt2 file) as a learner, and its limits: the
+// data's d must be its n_dims, and 2N + 1 tokens must fit its positions.
+TEST(Cli, TrainedModelEvaluatesAndRefusesWhatItCannotRead) {
+  const fs::path dir = fresh_dir("trained");
+  const std::string model = ICLBENCH_SHIPPED_MODEL;
+  const Result info = run({"model", "--info", model, "--json"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  const auto config = nlohmann::json::parse(info.out);
+  const int d = config["input_dim"], positions = config["positions"];
+  const int k_max = (positions - 1) / 2;  // x_1, y_1, ..., x_k, y_k, x_q: 2k + 1 tokens
+  auto eval = [&](int data_d, int n, const std::string& name) {
+    return run(
+        {"--threads", "1", "eval", "--generate",
+         "--d " + std::to_string(data_d) + " --n " + std::to_string(n) + " --queries 4 --tasks 3",
+         "--model", model, "--heads", "avg", "--n-grid", "1," + std::to_string(n), "--out",
+         (dir / (name + ".json")).string()});
+  };
+  const Result longest = eval(d, k_max, "longest");
+  ASSERT_EQ(longest.exit_code, 0) << longest.err;
+  const auto result = nlohmann::json::parse(read_all(dir / "longest.json"));
+  bool found = false;
+  for (const auto& [name, learner] : result["learners"].items()) {
+    found = found || (name.rfind("garg-gpt2", 0) == 0 && learner["kind"] == "transformer");
+  }
+  EXPECT_TRUE(found) << result["learners"].dump();
+  const Result too_long = eval(d, k_max + 1, "too_long");
+  EXPECT_EQ(too_long.exit_code, 2);
+  EXPECT_EQ(count_lines(too_long.err), 1) << too_long.err;
+  EXPECT_NE(too_long.err.find(std::to_string(positions) + " positions"), std::string::npos)
+      << too_long.err;
+  EXPECT_FALSE(fs::exists(dir / "too_long.json"));
+  const Result other_d = eval(d + 1, 4, "other_d");
+  EXPECT_EQ(other_d.exit_code, 2);
+  EXPECT_NE(other_d.err.find("was built for d = " + std::to_string(d)), std::string::npos)
+      << other_d.err;
+  const Result speed =
+      run({"speed", "--model", model, "--d", std::to_string(d), "--n", std::to_string(k_max),
+           "--batch", "2", "--repeats", "1", "--json", "--threads", "1"});
+  ASSERT_EQ(speed.exit_code, 0) << speed.err;
+  EXPECT_EQ(nlohmann::json::parse(speed.out)["tokens_per_prompt"], 2 * k_max + 1);
+  const Result speed_too_long =
+      run({"speed", "--model", model, "--d", std::to_string(d), "--n", std::to_string(k_max + 1)});
+  EXPECT_EQ(speed_too_long.exit_code, 2);
+  EXPECT_NE(speed_too_long.err.find("positions"), std::string::npos) << speed_too_long.err;
+}
+
 TEST(Cli, SpeedReportsThroughputAsJson) {
   const Result result = run({"speed", "--model", "gd-ls:L=3", "--d", "4", "--n", "50", "--queries",
                              "10", "--batch", "3", "--repeats", "2", "--json", "--threads", "1"});

@@ -117,7 +117,8 @@ std::string verdict_a(const std::string& learner, const std::string& what, const
 // Regime B: the floors of one learner, as a list item.
 std::string verdict_b(const RegimeBFloors& floors, const BoundsConfig& config) {
   const std::string& learner = floors.learner;
-  const bool transformer = learner.starts_with("gd-") || learner.starts_with("kernel");
+  const bool transformer = learner.starts_with("gd-") || learner.starts_with("kernel") ||
+                           learner.starts_with("garg-gpt2");
   std::string why;
   if (!transformer) {
     why = " (the reference head trains on all N examples, so it keeps improving).\n";

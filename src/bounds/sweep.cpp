@@ -237,8 +237,14 @@ PointResult run_point(const BoundsConfig& config, const PointKey& key) {
 
 std::vector<PointResult> run_sweep(const BoundsConfig& config, const fs::path& dir,
                                    const util::ProgressCallback& progress) {
-  prepare_directory(config, dir);
   const std::vector<PointKey> keys = sweep_points(config);
+  // Every point's learners must be able to read its task set (a model file's d, a learned
+  // model's positions against the n grid) before a directory or a point is written.
+  for (const PointKey& key : keys) {
+    const PointInputs inputs = point_inputs(config, key);
+    eval::validate(inputs.eval_config, inputs.spec, inputs.models);
+  }
+  prepare_directory(config, dir);
   std::vector<PointResult> points;
   std::int64_t done = 0;
   for (const PointKey& key : keys) {

@@ -29,7 +29,12 @@ void describe(const model::ModelConfig& config, bool as_json) {
   }
   std::printf("model      %s\n", config.name.empty() ? "(unnamed)" : config.name.c_str());
   std::printf("width D    %d", config.width);
-  if (config.input_dim > 0) std::printf("  (input d = %d, readout slot %d)", config.input_dim, config.readout);
+  if (config.read_in) {
+    std::printf("  (read-in from d = %d, %d learned positions%s)", config.input_dim,
+                config.positions, config.read_out ? ", read-out LayerNorm + linear" : "");
+  } else if (config.input_dim > 0) {
+    std::printf("  (input d = %d, readout slot %d)", config.input_dim, config.readout);
+  }
   std::printf("\nparameters %lld\nmask       %s\n", static_cast<long long>(config.parameter_count()),
               std::string(model::to_string(config.mask())).c_str());
   std::printf("layers     %zu\n", config.layers.size());

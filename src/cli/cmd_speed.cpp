@@ -10,6 +10,7 @@
 #include "data_gen/task_generator.hpp"
 #include "model/constructions.hpp"
 #include "model/engine.hpp"
+#include "model/garg.hpp"
 #include "model/reference.hpp"
 #include "model/resolve.hpp"
 #include "ops/gemm_peak.hpp"
@@ -17,6 +18,7 @@
 #include "runtime/progress.hpp"
 #include "runtime/system_info.hpp"
 #include "runtime/threading.hpp"
+#include "util/errors.hpp"
 #include "util/philox.hpp"
 
 namespace iclbench::cli {
@@ -45,7 +47,23 @@ std::vector<float> make_prompts(const model::ModelConfig& config, const SpeedOpt
   const std::int64_t tokens_per_prompt = options.n + options.queries;
   std::vector<float> tokens;
   tokens.reserve(static_cast<std::size_t>(options.batch * tokens_per_prompt * config.width));
-  if (config.input_dim > 0) {
+  if (config.read_in) {
+    // A learned GPT-2-layout model: interleaved prompts of n pairs and one query, [B, 2n + 1, d].
+    data::TaskSpec spec;
+    spec.dim = config.input_dim;
+    spec.n_examples = options.n;
+    spec.n_queries = 1;
+    spec.n_tasks = options.batch;
+    spec.seed = seed;
+    data::validate(spec);
+    const auto d = static_cast<std::size_t>(spec.dim);
+    std::vector<float> x(options.n * d), y(options.n), w(d), xq(d), yq(1);
+    for (std::int64_t task = 0; task < options.batch; ++task) {
+      data::generate_task(spec, static_cast<std::uint32_t>(task), {x, y, w, xq, yq, {}});
+      const std::vector<float> prompt = model::interleaved_tokens(x, y, xq, config.input_dim);
+      tokens.insert(tokens.end(), prompt.begin(), prompt.end());
+    }
+  } else if (config.input_dim > 0) {
     data::TaskSpec spec;
     spec.dim = config.input_dim;
     spec.n_examples = options.n;
@@ -153,9 +171,19 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     if (o.reference && o.op_groups) throw UsageError("--op-groups times the engine, not --reference");
     const model::ModelSource source = model::ModelSource::resolve(o.model, o.d, globals.seed);
     const model::ModelConfig& config = source.config();
-    const std::int64_t tokens_per_prompt = o.n + o.queries;
-    // Encoders see every token; in-context learners see the n context tokens.
-    const std::int64_t context = config.input_dim > 0 ? o.n : tokens_per_prompt;
+    // A learned GPT-2-layout model reads n pairs and one query (2n + 1 tokens, --queries unused).
+    const std::int64_t tokens_per_prompt =
+        config.read_in ? model::interleaved_prompt_tokens(o.n) : o.n + o.queries;
+    // Encoders see every token; in-context learners see the n context tokens (under the causal
+    // mask of a learned model the value only says where its query is).
+    const std::int64_t context = config.read_in         ? tokens_per_prompt - 1
+                                 : config.input_dim > 0 ? o.n
+                                                        : tokens_per_prompt;
+    if (config.positions > 0 && tokens_per_prompt > config.positions) {
+      throw util::ParameterError("n", "needs " + std::to_string(tokens_per_prompt) +
+                                          " tokens, but the model has " +
+                                          std::to_string(config.positions) + " positions");
+    }
     model::EngineOptions engine_options;
     engine_options.bf16 = o.bf16;
     engine_options.explicit_linear_attention = o.explicit_linear;
@@ -172,17 +200,19 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     const model::Model built = source.build();
     const model::Engine engine(built.config, built.weights, engine_options);
     const std::vector<float> tokens = make_prompts(built.config, o, globals.seed);
-    std::vector<float> stream(tokens.size());
+    std::vector<float> stream(static_cast<std::size_t>(o.batch * tokens_per_prompt * config.width));
 
     runtime::Progress progress("speed", "runs", o.repeats + 1, !globals.quiet);
     std::vector<double> seconds;
     const std::int64_t width = built.config.width;
+    const std::int64_t input_width = built.config.read_in ? built.config.input_dim : width;
     for (int run_index = 0; run_index <= o.repeats; ++run_index) {
       const auto start = std::chrono::steady_clock::now();
       if (o.reference) {
         for (std::int64_t b = 0; b < o.batch; ++b) {
-          model::MatrixD prompt(tokens_per_prompt, width);
-          for (std::int64_t i = 0; i < prompt.size(); ++i) prompt.data()[i] = tokens[b * tokens_per_prompt * width + i];
+          model::MatrixD prompt(tokens_per_prompt, input_width);
+          for (std::int64_t i = 0; i < prompt.size(); ++i)
+            prompt.data()[i] = tokens[b * tokens_per_prompt * input_width + i];
           const model::MatrixD out = model::reference_forward(built.config, built.weights, prompt, context);
           stream[static_cast<std::size_t>(b * tokens_per_prompt * width)] = static_cast<float>(out(0, 0));
         }

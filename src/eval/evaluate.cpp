@@ -10,6 +10,7 @@
 
 #include "eval/prompts.hpp"
 #include "model/engine.hpp"
+#include "model/garg.hpp"
 #include "runtime/threading.hpp"
 #include "util/errors.hpp"
 
@@ -127,9 +128,25 @@ void validate(const EvalConfig& config, const data::TaskSpec& data,
   check_resamples(config.bootstrap);
   for (const model::ModelSource& source : models) {
     const model::ModelConfig& model_config = source.config();
-    if (model_config.readout < 0 || model_config.input_dim != data.dim) {
+    if ((model_config.readout < 0 && !model_config.read_out) ||
+        model_config.input_dim != data.dim) {
       throw std::invalid_argument("model '" + source.text() + "' has no readout slot for d = " +
                                   std::to_string(data.dim) + " (eval needs an in-context learner)");
+    }
+    if (model_config.read_in && model_config.positions > 0) {
+      // The longest prompt, 2k + 1 tokens for k context pairs, must fit the positional table.
+      const std::int64_t k_max = model::interleaved_max_context(model_config.positions);
+      const std::vector<std::int64_t> grid = prefix_grid(config, data);
+      for (std::int64_t n : grid) {
+        const std::int64_t k =
+            config.context.policy == ContextPolicy::kFull ? n : std::min(config.context.k, n);
+        util::require(k <= k_max, "n_grid",
+                      "entry " + std::to_string(n) + " needs " +
+                          std::to_string(model::interleaved_prompt_tokens(k)) +
+                          " tokens, but model '" + source.text() + "' has " +
+                          std::to_string(model_config.positions) + " positions (at most " +
+                          std::to_string(k_max) + " context pairs before a query)");
+      }
     }
   }
 }
@@ -161,7 +178,7 @@ std::uint64_t estimate_memory_bytes(const data::TaskSpec& data,
     for (std::int64_t n_prefix : grid) {
       const PromptPlan plan =
           prompt_plan(config.context, std::clamp<std::int64_t>(n_prefix, 1, n_total), tasks, m, d,
-                      model_config.width);
+                      model_config);
       const std::int64_t chunk = std::min(plan.per_chunk, plan.prompts);
       engine_peak =
           std::max(engine_peak, model::Engine::working_bytes(model_config, options, plan.tokens,

@@ -6,6 +6,7 @@
 #include <span>
 
 #include "model/constructions.hpp"
+#include "model/garg.hpp"
 #include "util/philox.hpp"
 
 namespace iclbench::eval {
@@ -46,36 +47,54 @@ ProbeFit fit_linear(std::span<const float> probes, std::span<const float> scores
   return fit;
 }
 
-// Every query its own prompt: its k nearest examples, then itself.
-void run_retrieval(const model::Engine& engine, const data::Dataset& dataset,
-                   const PromptPlan& plan, std::int64_t n_prefix, TransformerRun& run) {
+// Every query its own prompt: its k context examples, then itself. Under retrieve:k they are the
+// query's k nearest; for a learned GPT-2-layout model (read_in) they are chosen by any policy (the
+// first n', or a random k per task, as the per-task prompts below) and the prompt is interleaved,
+// x_1, y_1, ..., x_k, y_k, x_q (model/garg.hpp). One query per pass is the exact evaluation: under
+// its causal mask a second query in the same prompt would see the first. Either way the query is
+// the prompt's last token.
+void run_per_query(const model::Engine& engine, const data::Dataset& dataset,
+                   const ContextSpec& context, std::uint64_t seed, const PromptPlan& plan,
+                   std::int64_t n_prefix, TransformerRun& run) {
   const int d = static_cast<int>(dataset.dim());
   const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries(), k = plan.context;
+  const bool interleaved = engine.config().read_in;
   std::vector<float> tokens, scores;
   std::vector<float> cx(static_cast<std::size_t>(k * d)), cy(static_cast<std::size_t>(k));
   for (std::int64_t first = 0; first < tasks * m; first += plan.per_chunk) {
     const std::int64_t count = std::min(plan.per_chunk, tasks * m - first);
     tokens.clear();
     std::int64_t cached_task = -1;
-    std::vector<std::int64_t> nearest;
+    std::vector<std::int64_t> chosen;  // [k] per task, or [m, k] per query under retrieval
     for (std::int64_t prompt = first; prompt < first + count; ++prompt) {
       const std::int64_t task = prompt / m, q = prompt % m;
       const auto x = dataset.x(task), y = dataset.y(task), queries = dataset.x_query(task);
       if (task != cached_task) {
-        nearest = nearest_by_cosine(x, n_prefix, queries, m, d, k);
+        if (context.policy == ContextPolicy::kRetrieve) {
+          chosen = nearest_by_cosine(x, n_prefix, queries, m, d, k);
+        } else if (context.policy == ContextPolicy::kRandom) {
+          chosen = random_subset(seed, static_cast<std::uint32_t>(task), n_prefix, k);
+        } else {
+          chosen.clear();
+        }
         cached_task = task;
       }
+      const std::int64_t offset = context.policy == ContextPolicy::kRetrieve ? q * k : 0;
       for (std::int64_t i = 0; i < k; ++i) {
-        const std::int64_t source = nearest[static_cast<std::size_t>(q * k + i)];
+        const std::int64_t source =
+            chosen.empty() ? i : chosen[static_cast<std::size_t>(offset + i)];
         std::copy_n(x.begin() + source * d, d, cx.begin() + i * d);
         cy[static_cast<std::size_t>(i)] = y[static_cast<std::size_t>(source)];
       }
-      const std::vector<float> prompt_tokens = model::icl_tokens(
-          cx, cy, queries.subspan(static_cast<std::size_t>(q * d), static_cast<std::size_t>(d)), d);
+      const auto query =
+          queries.subspan(static_cast<std::size_t>(q * d), static_cast<std::size_t>(d));
+      const std::vector<float> prompt_tokens = interleaved
+                                                   ? model::interleaved_tokens(cx, cy, query, d)
+                                                   : model::icl_tokens(cx, cy, query, d);
       tokens.insert(tokens.end(), prompt_tokens.begin(), prompt_tokens.end());
     }
     scores.resize(static_cast<std::size_t>(count));
-    engine.query_scores(tokens, count, plan.tokens, k, scores);
+    engine.query_scores(tokens, count, plan.tokens, plan.tokens - 1, scores);
     std::copy(scores.begin(), scores.end(), run.scores.begin() + first);
   }
 }
@@ -136,9 +155,17 @@ void run_per_task(const model::Engine& engine, const data::Dataset& dataset,
 }  // namespace
 
 PromptPlan prompt_plan(const ContextSpec& context, std::int64_t n_prefix, std::int64_t tasks,
-                       std::int64_t queries, int d, std::int64_t width) {
+                       std::int64_t queries, int d, const model::ModelConfig& model) {
   PromptPlan plan;
-  if (context.policy == ContextPolicy::kRetrieve) {
+  std::int64_t width = model.width;
+  if (model.read_in) {
+    plan.context =
+        context.policy == ContextPolicy::kFull ? n_prefix : std::min(context.k, n_prefix);
+    plan.tokens = model::interleaved_prompt_tokens(plan.context);
+    plan.prompts = tasks * queries;
+    plan.scores = 1;
+    width = d;  // the engine embeds the tokens itself
+  } else if (context.policy == ContextPolicy::kRetrieve) {
     plan.context = std::min(context.k, n_prefix);
     plan.tokens = plan.context + 1;
     plan.prompts = tasks * queries;
@@ -161,12 +188,12 @@ TransformerRun run_transformer(const model::Engine& engine, const data::Dataset&
                                std::int64_t n_prefix) {
   const int d = static_cast<int>(dataset.dim());
   const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries();
-  const PromptPlan plan = prompt_plan(context, n_prefix, tasks, m, d, engine.config().width);
+  const PromptPlan plan = prompt_plan(context, n_prefix, tasks, m, d, engine.config());
   TransformerRun run;
   run.context = plan.context;
   run.scores.assign(static_cast<std::size_t>(tasks * m), 0.0f);
-  if (context.policy == ContextPolicy::kRetrieve) {
-    run_retrieval(engine, dataset, plan, n_prefix, run);
+  if (engine.config().read_in || context.policy == ContextPolicy::kRetrieve) {
+    run_per_query(engine, dataset, context, seed, plan, n_prefix, run);
   } else {
     run_per_task(engine, dataset, context, seed, plan, n_prefix, run);
   }

@@ -19,6 +19,8 @@ namespace iclbench::eval {
 // How one grid point is cut into prompts: retrieve:k makes one prompt per query (its k nearest
 // examples, then the query); full and random:k one per task (its context, the M queries, then
 // the P probes, which cost nothing extra under the icl mask: queries never see each other).
+// A learned GPT-2-layout model (read_in, model/garg.hpp) gets one interleaved prompt per query,
+// x_1, y_1, ..., x_k, y_k, x_q (2k + 1 tokens of d values), under every policy, and no probes.
 // Prompts go to the engine in chunks of about 64 MB of tokens.
 struct PromptPlan {
   std::int64_t context = 0;    // k: examples in each prompt
@@ -28,7 +30,7 @@ struct PromptPlan {
   std::int64_t per_chunk = 0;  // prompts per engine call
 };
 PromptPlan prompt_plan(const ContextSpec& context, std::int64_t n_prefix, std::int64_t tasks,
-                       std::int64_t queries, int d, std::int64_t width);
+                       std::int64_t queries, int d, const model::ModelConfig& model);
 
 // A transformer's run over every task at one prefix size.
 struct TransformerRun {

@@ -26,7 +26,10 @@ constexpr std::pair<AttentionKind, std::string_view> kAttentionNames[] = {
 constexpr std::pair<Mask, std::string_view> kMaskNames[] = {{Mask::kIcl, "icl"},
                                                             {Mask::kCausal, "causal"}};
 constexpr std::pair<Activation, std::string_view> kActivationNames[] = {
-    {Activation::kNone, "none"}, {Activation::kRelu, "relu"}, {Activation::kGelu, "gelu"}};
+    {Activation::kNone, "none"},
+    {Activation::kRelu, "relu"},
+    {Activation::kGelu, "gelu"},
+    {Activation::kGeluTanh, "gelu_tanh"}};
 
 template <typename Enum, std::size_t N>
 std::string_view name_of(const std::pair<Enum, std::string_view> (&table)[N], Enum value) {
@@ -62,6 +65,9 @@ std::int64_t ModelConfig::parameter_count() const {
     if (layer.mlp_norm) count += 2 * d;
     if (layer.has_mlp()) count += (d + 1) * layer.mlp_hidden + (layer.mlp_hidden + 1) * d;
   }
+  if (read_in) count += (static_cast<std::int64_t>(input_dim) + 1) * d;
+  count += static_cast<std::int64_t>(positions) * d;
+  if (read_out) count += 2 * d + d + 1;
   return count;
 }
 
@@ -86,6 +92,8 @@ double ModelConfig::forward_flops(std::int64_t tokens, std::int64_t context,
     if (layer.has_mlp()) per_pass += 4 * t * d * layer.mlp_hidden;
     flops += per_pass * layer.loop;
   }
+  if (read_in) flops += 2 * t * input_dim * d;
+  if (read_out) flops += 2 * t * d;
   return flops;
 }
 
@@ -98,6 +106,15 @@ void validate(const ModelConfig& config) {
           "readout slot " + std::to_string(config.readout) + " is outside the width " +
               std::to_string(config.width));
   require<ConfigError>(config.input_dim >= 0 && config.input_dim <= config.width, "input_dim out of range");
+  require<ConfigError>(!config.read_in || config.input_dim >= 1, "read_in needs input_dim >= 1");
+  require<ConfigError>(config.positions >= 0 && config.positions <= (1 << 20),
+                       "positions must be in [0, 2^20]");
+  require<ConfigError>(
+      !(config.read_out && config.readout >= 0),
+      "a model reads out either a residual slot (readout) or through read_out, not both");
+  require<ConfigError>(
+      std::isfinite(config.read_out_norm_epsilon) && config.read_out_norm_epsilon > 0,
+      "read_out_norm_epsilon must be > 0");
   bool mask_seen = false;
   Mask mask = Mask::kIcl;
   for (std::size_t i = 0; i < config.layers.size(); ++i) {
@@ -150,6 +167,13 @@ nlohmann::json to_json(const ModelConfig& config) {
       {"input_dim", config.input_dim}, {"readout", config.readout},
       {"layers", layers},
   };
+  // Written only when used, so that files of constructed models read as before.
+  if (config.read_in) json["read_in"] = true;
+  if (config.positions > 0) json["positions"] = config.positions;
+  if (config.read_out) {
+    json["read_out"] = true;
+    json["read_out_norm_epsilon"] = config.read_out_norm_epsilon;
+  }
   return json;
 }
 
@@ -201,6 +225,12 @@ ModelConfig config_from_json(const nlohmann::json& json) {
   config.width = integer(json, "width", "");
   config.input_dim = integer(json, "input_dim", "");
   config.readout = integer(json, "readout", "");
+  if (json.contains("read_in")) config.read_in = boolean(json, "read_in", "");
+  if (json.contains("positions")) config.positions = integer(json, "positions", "");
+  if (json.contains("read_out")) config.read_out = boolean(json, "read_out", "");
+  if (json.contains("read_out_norm_epsilon")) {
+    config.read_out_norm_epsilon = number(json, "read_out_norm_epsilon", "");
+  }
   const auto& layers = field(json, "layers", "");
   if (!layers.is_array()) throw ConfigError("'layers' must be an array");
   for (std::size_t i = 0; i < layers.size(); ++i) {

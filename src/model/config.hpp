@@ -32,7 +32,8 @@ namespace iclbench::model {
 
 enum class AttentionKind { kNone, kSoftmax, kLinear, kRelu };
 enum class Mask { kIcl, kCausal };
-enum class Activation { kNone, kRelu, kGelu };  // GELU is the exact (erf) form, as PyTorch's
+// kGelu is the exact (erf) form, as PyTorch's; kGeluTanh GPT-2's tanh approximation ("gelu_new").
+enum class Activation { kNone, kRelu, kGelu, kGeluTanh };
 
 std::string_view to_string(AttentionKind kind);
 std::string_view to_string(Mask mask);
@@ -66,6 +67,14 @@ struct ModelConfig {
   int input_dim = 0;
   int readout = -1;
   std::vector<LayerConfig> layers;
+  // A learned model's entry and exit (Garg et al. 2022's GPT-2 layout, model/garg.hpp); all off
+  // for constructed models, whose tokens are already in the residual layout. With them,
+  //   x_t     = token_t W_in + b_in + P_t         token_t in R^input_dim, W_in [input_dim, D]
+  //   score_t = LayerNorm(x_t after the last layer) w_out + b_out     w_out [D, 1]
+  bool read_in = false;
+  int positions = 0;  // rows of the learned positional table P [positions, D]: the longest prompt
+  bool read_out = false;
+  float read_out_norm_epsilon = 1e-5f;
 
   // Every layer's mask must agree: a prompt is either an icl prompt or a causal one.
   Mask mask() const;

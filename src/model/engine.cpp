@@ -132,9 +132,14 @@ EnginePlan& Engine::plan(std::int64_t tokens, std::int64_t context) const {
 template <typename Sink>
 void Engine::run(std::span<const float> tokens, std::int64_t prompts,
                  std::int64_t tokens_per_prompt, std::int64_t n_context, Sink&& sink) const {
-  const std::int64_t width = config_.width;
+  const std::int64_t width = config_.read_in ? config_.input_dim : config_.width;
   if (prompts < 0 || tokens_per_prompt < 1) {
     throw std::invalid_argument("forward: need at least one token per prompt");
+  }
+  if (config_.positions > 0 && tokens_per_prompt > config_.positions) {
+    throw std::invalid_argument("forward: " + std::to_string(tokens_per_prompt) +
+                                " tokens per prompt exceed the model's " +
+                                std::to_string(config_.positions) + " positions");
   }
   if (config_.mask() == Mask::kIcl && (n_context < 1 || n_context > tokens_per_prompt)) {
     throw std::invalid_argument(
@@ -142,9 +147,9 @@ void Engine::run(std::span<const float> tokens, std::int64_t prompts,
         ", T = " + std::to_string(tokens_per_prompt));
   }
   if (static_cast<std::int64_t>(tokens.size()) != prompts * tokens_per_prompt * width) {
-    throw std::invalid_argument(
-        "forward: tokens hold " + std::to_string(tokens.size()) +
-        " values, expected B * T * D = " + std::to_string(prompts * tokens_per_prompt * width));
+    throw std::invalid_argument("forward: tokens hold " + std::to_string(tokens.size()) +
+                                " values, expected B * T * " + (config_.read_in ? "d" : "D") +
+                                " = " + std::to_string(prompts * tokens_per_prompt * width));
   }
   std::lock_guard lock(mutex_);
   EnginePlan& shape_plan = plan(tokens_per_prompt, config_.mask() == Mask::kIcl ? n_context : 0);
@@ -157,8 +162,10 @@ void Engine::run(std::span<const float> tokens, std::int64_t prompts,
   for (std::int64_t first = 0; first < prompts; first += group) {
     const std::int64_t count = std::min(group, prompts - first);
     forward_group(shape_plan, tokens.data() + first * tokens_per_prompt * width, count, threads);
+    const auto* read_out = reinterpret_cast<const float*>(shape_plan.read_out_scores.data());
     for (std::int64_t prompt = 0; prompt < count; ++prompt) {
-      sink(first + prompt, reinterpret_cast<const float*>(stream.at(prompt, 0)));
+      sink(first + prompt, reinterpret_cast<const float*>(stream.at(prompt, 0)),
+           read_out ? read_out + prompt * shape_plan.shape.padded_tokens : nullptr);
     }
   }
 }
@@ -171,29 +178,35 @@ void Engine::forward(std::span<const float> tokens, std::int64_t prompts,
     throw std::invalid_argument("forward: output holds " + std::to_string(stream.size()) +
                                 " values, expected B * T * D");
   }
-  run(tokens, prompts, tokens_per_prompt, n_context, [&](std::int64_t prompt, const float* result) {
-    std::copy_n(result, tokens_per_prompt * width,
-                stream.data() + prompt * tokens_per_prompt * width);
-  });
+  run(tokens, prompts, tokens_per_prompt, n_context,
+      [&](std::int64_t prompt, const float* result, const float*) {
+        std::copy_n(result, tokens_per_prompt * width,
+                    stream.data() + prompt * tokens_per_prompt * width);
+      });
 }
 
 void Engine::query_scores(std::span<const float> tokens, std::int64_t prompts,
                           std::int64_t tokens_per_prompt, std::int64_t n_context,
                           std::span<float> scores) const {
-  if (config_.readout < 0)
+  if (config_.readout < 0 && !config_.read_out)
     throw std::invalid_argument("query_scores: the model has no readout slot");
+  if (n_context < 0 || n_context > tokens_per_prompt) {
+    throw std::invalid_argument("query_scores: need 0 <= n_context <= T");
+  }
   const std::int64_t queries = tokens_per_prompt - n_context;
   if (static_cast<std::int64_t>(scores.size()) != prompts * queries) {
     throw std::invalid_argument("query_scores: output holds " + std::to_string(scores.size()) +
                                 " values, expected B * (T - n)");
   }
   const std::int64_t width = config_.width;
-  run(tokens, prompts, tokens_per_prompt, n_context, [&](std::int64_t prompt, const float* result) {
-    for (std::int64_t query = 0; query < queries; ++query) {
-      scores[static_cast<std::size_t>(prompt * queries + query)] =
-          result[(n_context + query) * width + config_.readout];
-    }
-  });
+  run(tokens, prompts, tokens_per_prompt, n_context,
+      [&](std::int64_t prompt, const float* result, const float* read_out) {
+        for (std::int64_t query = 0; query < queries; ++query) {
+          scores[static_cast<std::size_t>(prompt * queries + query)] =
+              read_out ? read_out[n_context + query]
+                       : result[(n_context + query) * width + config_.readout];
+        }
+      });
 }
 
 double Engine::forward_flops(std::int64_t tokens_per_prompt, std::int64_t n_context) const {

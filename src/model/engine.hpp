@@ -70,10 +70,12 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // tokens: [B, T, D] -> residual stream after the last layer: [B, T, D].
+  // tokens: [B, T, D] ([B, T, d] with read_in) -> residual stream after the last layer (before
+  // the read-out's norm): [B, T, D]. T is at most the model's positions, if it has any.
   void forward(std::span<const float> tokens, std::int64_t prompts, std::int64_t tokens_per_prompt,
                std::int64_t n_context, std::span<float> stream) const;
-  // tokens: [B, T, D] -> slot `readout` of every query token: [B, T - n].
+  // tokens: [B, T, D] ([B, T, d] with read_in) -> slot `readout` of every query token, or its
+  // read_out score: [B, T - n]. Under the causal mask n only says which rows are queries.
   void query_scores(std::span<const float> tokens, std::int64_t prompts,
                     std::int64_t tokens_per_prompt, std::int64_t n_context,
                     std::span<float> scores) const;

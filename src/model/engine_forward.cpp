@@ -5,14 +5,46 @@
 namespace iclbench::model {
 namespace {
 
-// x = this tile's tokens. The padding rows past T are set to 0 so that they stay finite through
-// every layer; no real row reads them (they are never keys) and they are never returned.
-void load_tokens(const EnginePlan& plan, const float* tokens, const Rows& stream, RowTile tile) {
+const void* normed_input(const std::optional<ops::LayerNorm>& norm,
+                         const std::optional<ops::Convert>& to_bf16, const std::byte* x,
+                         const TileScratch& scratch);
+
+// x = this tile's tokens, or with read_in x = token W_in + b_in + P_t. The padding rows past T
+// are set to 0 (their tokens to 0) so that they stay finite through every layer; no real row
+// reads them (they are never keys) and they are never returned.
+void load_tokens(const EnginePlan& plan, const float* tokens, const Rows& stream, RowTile tile,
+                 const TileScratch& scratch) {
   const std::int64_t width = plan.width, rows = plan.shape.tile_rows;
   const std::int64_t token_rows = std::clamp<std::int64_t>(plan.tokens - tile.first_row, 0, rows);
   float* x = reinterpret_cast<float*>(stream.at(tile));
-  std::copy_n(tokens + (tile.prompt * plan.tokens + tile.first_row) * width, token_rows * width, x);
+  const std::int64_t input_width = plan.input_width;
+  const float* source = tokens + (tile.prompt * plan.tokens + tile.first_row) * input_width;
+  if (!plan.read_in) {
+    std::copy_n(source, token_rows * width, x);
+    std::fill(x + token_rows * width, x + rows * width, 0.0f);
+    return;
+  }
+  float* staged = reinterpret_cast<float*>(scratch.normed);  // [R, d]
+  std::copy_n(source, token_rows * input_width, staged);
+  std::fill(staged + token_rows * input_width, staged + rows * input_width, 0.0f);
+  if (plan.positions) {
+    std::copy_n(plan.positions->data() + tile.first_row * width, token_rows * width, x);
+  } else {
+    std::fill(x, x + token_rows * width, 0.0f);
+  }
   std::fill(x + token_rows * width, x + rows * width, 0.0f);
+  plan.read_in->execute(staged, x, scratch.scratchpad);
+}
+
+// score = LayerNorm(x) w_out + b_out: [R] into plan.read_out_scores.
+void read_out(const EnginePlan& plan, const Rows& stream, const Schedule& schedule) {
+  const ReadOutPlan& exit = *plan.read_out;
+  float* scores = reinterpret_cast<float*>(plan.read_out_scores.data());
+  schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
+    const void* h = normed_input(exit.norm, exit.to_bf16, stream.at(tile), scratch);
+    exit.project->execute(h, scores + tile.prompt * plan.shape.padded_tokens + tile.first_row,
+                          scratch.scratchpad);
+  });
 }
 
 // h = norm(x), converted to the matmuls' dtype; x itself when neither is needed. [R, D]
@@ -177,7 +209,7 @@ void layer_forward(const LayerPlan& layer, const Activations& activations,
 void model_forward(const EnginePlan& plan, const float* tokens, const Schedule& schedule) {
   const Rows stream = stream_rows(plan);
   schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
-    load_tokens(plan, tokens, stream, tile);
+    load_tokens(plan, tokens, stream, tile, scratch);
     scratch.lap(OpGroup::kOther);
   });
   for (const LayerPlan& layer : plan.layers) {
@@ -186,6 +218,7 @@ void model_forward(const EnginePlan& plan, const float* tokens, const Schedule& 
       layer_forward(layer, activations, schedule, pass);
     }
   }
+  if (plan.read_out) read_out(plan, stream, schedule);
 }
 
 }  // namespace iclbench::model

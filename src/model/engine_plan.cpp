@@ -61,6 +61,8 @@ ops::PostActivation post_activation(Activation activation) {
       return ops::PostActivation::kRelu;
     case Activation::kGelu:
       return ops::PostActivation::kGelu;
+    case Activation::kGeluTanh:
+      return ops::PostActivation::kGeluTanh;
   }
   return ops::PostActivation::kNone;
 }
@@ -490,12 +492,14 @@ PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, st
           shape.max_hidden, static_cast<std::size_t>(shape.tile_rows * layer.mlp_hidden));
     }
   }
-  shape.per_prompt_bytes = static_cast<std::size_t>(shape.padded_tokens) *
-                               (static_cast<std::size_t>(config.width) * 4 +
-                                static_cast<std::size_t>(shape.query_width + shape.key_value_width +
-                                                         shape.attended_width) *
-                                    shape.act_size) +
-                           static_cast<std::size_t>(shape.product_size) * shape.act_size;
+  shape.per_prompt_bytes =
+      static_cast<std::size_t>(shape.padded_tokens) *
+          (static_cast<std::size_t>(config.width) * 4 +
+           static_cast<std::size_t>(shape.query_width + shape.key_value_width +
+                                    shape.attended_width) *
+               shape.act_size) +
+      static_cast<std::size_t>(shape.product_size) * shape.act_size +
+      (config.read_out ? static_cast<std::size_t>(shape.padded_tokens) * 4 : 0);
   shape.group =
       static_cast<std::int64_t>(std::max<std::size_t>(1, kGroupBytes / shape.per_prompt_bytes));
   shape.mask_bytes =
@@ -527,6 +531,7 @@ void EnginePlan::reserve_group(std::int64_t prompts) {
   keys_values = Buffer(rows * static_cast<std::size_t>(shape.key_value_width) * act_size);
   attended = Buffer(rows * static_cast<std::size_t>(shape.attended_width) * act_size);
   products = Buffer(static_cast<std::size_t>(prompts * shape.product_size) * act_size);
+  if (read_out) read_out_scores = Buffer(rows * 4);
   allocated_group = prompts;
 }
 
@@ -572,6 +577,25 @@ std::unique_ptr<EnginePlan> build_plan(const ModelConfig& config, const Weights&
     if (layer.has_mlp()) layer_plan.mlp.emplace(build_mlp(build, layer, weights.layers[index]));
     count_flops(*plan, layer, layer_plan);
     plan->flops += layer_plan.first_pass_flops + (layer.loop - 1) * layer_plan.later_pass_flops;
+  }
+
+  plan->input_width = config.read_in ? config.input_dim : width;
+  if (config.read_in) {
+    plan->read_in.emplace(Layout::rows(rows, config.input_dim, config.input_dim, DType::kF32),
+                          weights.read_in_w, weights.read_in_b, stream_rows,
+                          ops::PostActivation::kNone, true);
+    scratchpad.note(plan->read_in);
+  }
+  if (config.positions > 0) plan->positions = &weights.positions;
+  if (config.read_out) {
+    ReadOutPlan& read_out = plan->read_out.emplace();
+    read_out.norm.emplace(stream_rows, weights.read_out_norm_gamma, weights.read_out_norm_beta,
+                          config.read_out_norm_epsilon);
+    if (options.bf16) read_out.to_bf16.emplace(stream_rows, converted_rows);
+    read_out.project.emplace(build.input_rows, weights.read_out_w, weights.read_out_b,
+                             Layout::rows(rows, 1, 1, DType::kF32), ops::PostActivation::kNone,
+                             false);
+    scratchpad.note(read_out.norm, read_out.to_bf16, read_out.project);
   }
 
   plan->scratch = scratch_layout(plan->shape, width, scratchpad.bytes());

@@ -177,6 +177,13 @@ struct MlpPlan {
   std::optional<Projection> down;  // x += hidden W_2 + b_2: [R, D]
 };
 
+// A learned model's exit (ModelConfig::read_out): score = LayerNorm(x) w_out + b_out.
+struct ReadOutPlan {
+  std::optional<ops::LayerNorm> norm;   // LayerNorm(x) [R, D]
+  std::optional<ops::Convert> to_bf16;  // in bf16, for bf16 matmuls
+  std::optional<ops::Linear> project;   // [R, D] -> [R, 1] f32
+};
+
 // Which ops one layer runs: a block is absent when the layer has none.
 struct LayerPlan {
   int passes = 1;  // the layer's `loop`: passes with the same weights
@@ -198,12 +205,19 @@ struct EnginePlan {
   // FLOPs one prompt executes: every layer's passes (real rows, as ModelConfig::forward_flops
   // counts them; the padding rows of the last tile are not counted).
   double flops = 0;
+  // A learned model's entry (ModelConfig::read_in): x = token W_in + b_in + P_t, the tokens
+  // [R, input_width] f32 (staged zero-padded in the thread's `normed` scratch, as d <= D).
+  std::int64_t input_width = 0;        // d with read_in, else D
+  std::optional<ops::Linear> read_in;  // x += token W_in + b_in: [R, d] -> [R, D], always f32
+  const std::vector<float>* positions = nullptr;  // P [positions, D], the engine's weights
+  std::optional<ReadOutPlan> read_out;
   // Causal masks, one per (softmax?, mean over keys?) variant a layer needs: [T_pad, Tk].
   std::map<std::pair<bool, bool>, std::vector<float>> masks;
 
   // Group buffers, prompt-major: [G, T_pad, width] each (the widest layer's width), and the
   // K^T V products [G, H dk dv].
   Buffer stream, queries, keys_values, attended, products;
+  Buffer read_out_scores;            // [G, T_pad] f32, with read_out
   std::int64_t allocated_group = 0;  // prompts the group buffers hold now
 
   ScratchLayout scratch;

@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <limits>
+#include <numbers>
+#include <stdexcept>
 
 namespace iclbench::model {
 namespace {
@@ -40,6 +42,11 @@ double activate(Activation activation, double value) {
     case Activation::kNone: return value;
     case Activation::kRelu: return value > 0 ? value : 0.0;
     case Activation::kGelu: return 0.5 * value * (1.0 + std::erf(value / std::sqrt(2.0)));
+    case Activation::kGeluTanh: {
+      const double inner =
+          std::sqrt(2.0 / std::numbers::pi) * (value + 0.044715 * value * value * value);
+      return 0.5 * value * (1.0 + std::tanh(inner));
+    }
   }
   return value;
 }
@@ -96,6 +103,14 @@ double ramp_hinge_derivative(double y, double score, double tau) {
 MatrixD reference_forward(const ModelConfig& config, const Weights& weights,
                           const MatrixD& tokens, std::int64_t n_context) {
   MatrixD x = tokens;
+  if (config.read_in) {
+    x = (tokens * as_matrix(weights.read_in_w, config.input_dim, config.width)).rowwise() +
+        as_row(weights.read_in_b);
+  }
+  if (config.positions > 0) {
+    if (x.rows() > config.positions) throw std::invalid_argument("reference: too many tokens");
+    x += as_matrix(weights.positions, config.positions, config.width).topRows(x.rows());
+  }
   for (std::size_t i = 0; i < config.layers.size(); ++i) {
     const LayerConfig& layer = config.layers[i];
     const LayerWeights& w = weights.layers[i];
@@ -116,6 +131,16 @@ MatrixD reference_forward(const ModelConfig& config, const Weights& weights,
     }
   }
   return x;
+}
+
+Eigen::VectorXd reference_scores(const ModelConfig& config, const Weights& weights,
+                                 const MatrixD& tokens, std::int64_t n_context) {
+  const MatrixD x = reference_forward(config, weights, tokens, n_context);
+  if (!config.read_out) return x.col(config.readout);
+  const MatrixD h = layer_norm(x, weights.read_out_norm_gamma, weights.read_out_norm_beta,
+                               config.read_out_norm_epsilon);
+  return (h * as_matrix(weights.read_out_w, config.width, 1)).col(0).array() +
+         static_cast<double>(weights.read_out_b[0]);
 }
 
 Eigen::VectorXd gd_least_squares_scores(const MatrixD& x, const Eigen::VectorXd& y,

@@ -16,9 +16,12 @@ namespace iclbench::model {
 
 using MatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-// tokens: [T, D] -> residual stream after the last layer, [T, D].
+// tokens: [T, D] ([T, d] with read_in) -> residual stream after the last layer, [T, D].
 MatrixD reference_forward(const ModelConfig& config, const Weights& weights,
                           const MatrixD& tokens, std::int64_t n_context);
+// tokens as above -> every token's score (slot `readout`, or the read_out), [T].
+Eigen::VectorXd reference_scores(const ModelConfig& config, const Weights& weights,
+                                 const MatrixD& tokens, std::int64_t n_context);
 
 // Direct algorithms on one task: context x [n, d], labels y [n], queries [m, d] -> the query
 // scores after the algorithm's last step, [m].

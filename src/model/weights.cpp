@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "io/safetensors.hpp"
+#include "model/garg.hpp"
 #include "util/philox.hpp"
 
 namespace iclbench::model {
@@ -10,6 +11,12 @@ namespace iclbench::model {
 std::vector<WeightTensor> weight_tensors(const ModelConfig& config, Weights& weights) {
   std::vector<WeightTensor> tensors;
   const std::int64_t d = config.width;
+  if (config.read_in) {
+    tensors.push_back({"read_in.weight", {config.input_dim, d}, &weights.read_in_w});
+    tensors.push_back({"read_in.bias", {d}, &weights.read_in_b});
+  }
+  if (config.positions > 0)
+    tensors.push_back({"positions", {config.positions, d}, &weights.positions});
   for (std::size_t i = 0; i < config.layers.size(); ++i) {
     const LayerConfig& layer = config.layers[i];
     LayerWeights& w = weights.layers.at(i);
@@ -44,6 +51,12 @@ std::vector<WeightTensor> weight_tensors(const ModelConfig& config, Weights& wei
       add("mlp.w2", {layer.mlp_hidden, d}, w.w2);
       add("mlp.b2", {d}, w.b2);
     }
+  }
+  if (config.read_out) {
+    tensors.push_back({"read_out.norm.gamma", {d}, &weights.read_out_norm_gamma});
+    tensors.push_back({"read_out.norm.beta", {d}, &weights.read_out_norm_beta});
+    tensors.push_back({"read_out.weight", {d, 1}, &weights.read_out_w});
+    tensors.push_back({"read_out.bias", {1}, &weights.read_out_b});
   }
   return tensors;
 }
@@ -112,7 +125,19 @@ namespace {
 constexpr std::uint64_t kHeaderStart = 8;  // the JSON header follows its 8-byte length
 }  // namespace
 
+std::span<const float> finite_f32(const io::SafetensorsReader& file, const io::TensorInfo& info) {
+  const std::span<const float> values = file.f32(info);
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (!std::isfinite(values[i])) {
+      throw file.error_at(info.begin + i * sizeof(float), "tensor '" + info.name + "' element " +
+                                                              std::to_string(i) + " is not finite");
+    }
+  }
+  return values;
+}
+
 ModelConfig read_model_config(const io::SafetensorsReader& file) {
+  if (is_garg_file(file)) return garg_config(file);
   auto meta = [&](const std::string& key) -> const std::string& {
     return file.required_metadata(key, "iclbench model", "write models with `iclbench model --construct`");
   };
@@ -130,6 +155,7 @@ ModelConfig read_model_config(const io::SafetensorsReader& file) {
 }
 
 Model load_model(const io::SafetensorsReader& file) {
+  if (is_garg_file(file)) return load_garg_model(file);
   Model model;
   model.config = read_model_config(file);
   model.weights = zero_weights(model.config);
@@ -150,14 +176,7 @@ Model load_model(const io::SafetensorsReader& file) {
       throw file.error_at(*info, "shape " + info->shape_string() + " does not match the config, " +
                                      "which needs " + wanted.shape_string());
     }
-    const std::span<const float> values = file.f32(*info);
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      if (!std::isfinite(values[i])) {
-        throw file.error_at(info->begin + i * sizeof(float),
-                            "tensor '" + tensor.name + "' element " + std::to_string(i) +
-                                " is not finite");
-      }
-    }
+    const std::span<const float> values = finite_f32(file, *info);
     tensor.values->assign(values.begin(), values.end());
   }
   return model;

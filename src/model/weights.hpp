@@ -1,11 +1,13 @@
 #pragma once
 // Weights of a ModelConfig, and model files (safetensors with the config as JSON in
-// __metadata__, so that a model trained elsewhere can be exported and run here).
+// __metadata__, so that a model trained elsewhere can be exported and run here). The loaders
+// also read garg-gpt2 files (model/garg.hpp), recognised by their __metadata__ format.
 //
 // Matrices are row-major [in, out]: a layer computes x W + b.
 
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -28,11 +30,16 @@ struct LayerWeights {
 
 struct Weights {
   std::vector<LayerWeights> layers;
+  // Entry and exit of a learned model (ModelConfig::read_in, positions, read_out); else empty.
+  std::vector<float> read_in_w, read_in_b;                     // [d, D], [D]
+  std::vector<float> positions;                                // [positions, D]
+  std::vector<float> read_out_norm_gamma, read_out_norm_beta;  // [D]
+  std::vector<float> read_out_w, read_out_b;                   // [D, 1], [1]
 };
 
 // One named tensor of a layer, as it is stored in a model file.
 struct WeightTensor {
-  std::string name;  // "layers.3.attention.wq"
+  std::string name;  // "layers.3.attention.wq", "read_in.weight"
   std::vector<std::int64_t> shape;
   std::vector<float>* values;
 };
@@ -58,6 +65,9 @@ struct Model {
 // io::FormatError naming the file and byte offset.
 Model load_model(const std::filesystem::path& path);
 Model load_model(const io::SafetensorsReader& file);  // an already parsed (or in-memory) file
+// A model tensor's values; throws io::FormatError unless it is F32 and every element finite
+// (naming the tensor, element and byte offset).
+std::span<const float> finite_f32(const io::SafetensorsReader& file, const io::TensorInfo& info);
 // Only the file's format and config, checked as load_model() checks them; no tensor is read.
 ModelConfig read_model_config(const io::SafetensorsReader& file);
 

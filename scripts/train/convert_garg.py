@@ -1,0 +1,92 @@
+#!/usr/bin/python3
+"""Converts a checkpoint of Garg et al.'s code (dtsip/in-context-learning: a `state.pt` holding
+"model_state_dict", or a bare TransformerModel state_dict) into a garg-gpt2 safetensors file.
+
+usage: convert_garg.py CHECKPOINT.pt --n-head H --out FILE.safetensors [--force]
+
+n_dims, n_embd, n_layer and n_positions are read off the tensor shapes (n_positions = rows of
+`_backbone.wpe.weight` / 2, as their GPT2Config(n_positions = 2 * n_positions)); n_head is not
+visible in any shape, so it must be given (their conf/models/*.yaml: standard 8, small 4, tiny 2).
+Dropped on the way, because the forward pass never reads them: `_backbone.wte.weight` (GPT-2's
+token embedding; Garg et al. feed inputs_embeds) and the `_backbone.h.{i}.attn.bias` /
+`.attn.masked_bias` buffers (a constant causal mask and -1e4) that transformers 4.17 stores.
+Any other tensor that the format does not know is an error.
+"""
+import argparse
+import json
+import os
+import re
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import garg_model  # noqa: E402
+
+UNUSED = re.compile(r"^_backbone\.(wte\.weight|h\.\d+\.attn\.(bias|masked_bias))$")
+
+
+class ConvertError(ValueError):
+    pass
+
+
+def convert(state_dict, n_head):
+    """-> (GargTransformer holding the weights, names dropped). Raises ConvertError."""
+    kept = {name: tensor for name, tensor in state_dict.items() if not UNUSED.match(name)}
+    dropped = sorted(set(state_dict) - set(kept))
+    for name in ("_read_in.weight", "_backbone.wpe.weight"):
+        if name not in kept:
+            raise ConvertError("missing tensor %s" % name)
+    n_embd, n_dims = kept["_read_in.weight"].shape
+    rows = kept["_backbone.wpe.weight"].shape[0]
+    if rows % 2:
+        raise ConvertError("_backbone.wpe.weight has %d rows; Garg et al.'s layout has 2 n_positions" % rows)
+    layers = {int(m.group(1)) for m in (re.match(r"^_backbone\.h\.(\d+)\.", name) for name in kept) if m}
+    n_layer = max(layers) + 1 if layers else 0
+    if layers != set(range(n_layer)):
+        raise ConvertError("blocks %s are not numbered 0..%d" % (sorted(layers), n_layer - 1))
+    if n_head < 1 or n_embd % n_head:
+        raise ConvertError("n_embd %d is not a multiple of --n-head %d" % (n_embd, n_head))
+    config = dict(n_dims=n_dims, n_positions=rows // 2, n_embd=n_embd, n_layer=n_layer, n_head=n_head)
+    shapes = garg_model.tensor_shapes(config)
+    unknown = sorted(set(kept) - set(shapes))
+    if unknown:
+        raise ConvertError("unknown tensor %s" % unknown[0])
+    for name, shape in shapes.items():
+        if name not in kept:
+            raise ConvertError("missing tensor %s" % name)
+        if list(kept[name].shape) != shape:
+            raise ConvertError("tensor %s has shape %s, expected %s" % (name, list(kept[name].shape), shape))
+    model = garg_model.GargTransformer(**config)
+    model.load_state_dict({name: tensor.to(torch.float32) for name, tensor in kept.items()})
+    return model.eval(), dropped
+
+
+def main(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint")
+    p.add_argument("--n-head", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true")
+    args = p.parse_args(argv)
+    if os.path.exists(args.out) and not args.force:
+        print("convert_garg.py: %s exists (use --force to replace)" % args.out, file=sys.stderr)
+        return 2
+    try:
+        state = torch.load(args.checkpoint, map_location="cpu")
+        state_dict = state["model_state_dict"] if "model_state_dict" in state else state
+        model, dropped = convert(state_dict, args.n_head)
+    except (OSError, RuntimeError, KeyError, TypeError, ConvertError) as error:
+        print("convert_garg.py: %s: %s" % (args.checkpoint, error), file=sys.stderr)
+        return 2
+    training = {"converted_from": os.path.basename(args.checkpoint), "dropped": dropped}
+    if isinstance(state, dict) and "train_step" in state:
+        training["train_step"] = int(state["train_step"])
+    garg_model.save(model, args.out, {"training": json.dumps(training, sort_keys=True),
+                                      "source": "Garg et al. 2022 checkpoint, scripts/train/convert_garg.py"})
+    print("%s: %s, dropped %d unused tensors" % (args.out, model.config, len(dropped)), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
