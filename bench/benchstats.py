@@ -88,6 +88,26 @@ def read_json(path):
         raise InputError("%s: not JSON (%s)" % (shown, printable(error))) from None
 
 
+def write_json_files(directory, contents):
+    """Writes each name -> JSON of `contents` into `directory`, all or nothing as far as a file
+    system allows: every file is staged under a temporary name first, then all are renamed."""
+    os.makedirs(directory, exist_ok=True)
+    staged = []
+    try:
+        for name, content in contents.items():
+            fd, temp = tempfile.mkstemp(dir=directory, prefix="." + name + ".tmp.")
+            staged.append((temp, os.path.join(directory, name)))
+            with os.fdopen(fd, "w") as f:
+                json.dump(content, f, indent=1)
+                f.write("\n")
+        for temp, final in staged:
+            os.replace(temp, final)
+    finally:
+        for temp, _ in staged:
+            if os.path.exists(temp):
+                os.unlink(temp)
+
+
 @dataclass
 class Run:
     """The repetitions of one Google Benchmark process: time per iteration in seconds."""
@@ -198,6 +218,12 @@ def difference(name, old, new):
     """The Difference of normalised samples `old` and `new` of benchmark `name`."""
     return Difference(name, statistics.median(new) / statistics.median(old) - 1, u_test(old, new),
                       (len(old), len(new)))
+
+
+def table(rows):
+    """Lines of a table of Differences: benchmark, change, p, verdict."""
+    return (["  %-42s %9s %9s  %s" % ("benchmark", "change", "p", "verdict")] +
+            ["  %-42s %+8.1f%% %9.2g  %s" % (r.name, 100 * r.change, r.p, r.verdict) for r in rows])
 
 
 @dataclass

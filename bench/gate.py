@@ -84,9 +84,7 @@ def print_info(rows):
 
 def print_report(report, title):
     print(title)
-    print("  %-42s %9s %9s  %s" % ("benchmark", "change", "p", "verdict"))
-    for r in report.rows:
-        print("  %-42s %+8.1f%% %9.2g  %s" % (r.name, 100 * r.change, r.p, r.verdict))
+    print("\n".join(benchstats.table(report.rows)))
     for name in report.removed:
         print("  %-42s %9s %9s  MISSING from this run (in the baseline)" % (name, "", ""))
     for name in report.added:
@@ -109,24 +107,6 @@ def missing_verdict(report, allow_missing):
 def title(baseline_source):
     return "gate: against %s (p < %g and >= %d%% slower after calibration)" % (
         baseline_source, P_VALUE, 100 * MIN_EFFECT)
-
-
-def write_atomically(directory, contents):
-    """Writes every name -> JSON of `contents` into `directory`: all staged first, then renamed."""
-    os.makedirs(directory, exist_ok=True)
-    staged = []
-    try:
-        for name, content in contents.items():
-            temp = os.path.join(directory, ".%s.tmp.%d" % (name, os.getpid()))
-            staged.append((temp, os.path.join(directory, name)))
-            with open(temp, "w") as f:
-                json.dump(content, f, indent=1)
-        for temp, final in staged:
-            os.replace(temp, final)
-    finally:
-        for temp, _ in staged:
-            if os.path.exists(temp):
-                os.unlink(temp)
 
 
 def compare_files(args):
@@ -199,7 +179,7 @@ def main():
                                                 time_field="real_time")
     if args.mode == "record":
         print_info(info_rows(None, info))
-        write_atomically(directory, {"kernels.json": current_json, "forward.json": info_json,
+        benchstats.write_json_files(directory, {"kernels.json": current_json, "forward.json": info_json,
                                      "fingerprint.json": fp})
         print("gate: baseline recorded in %s" % directory)
         return 0

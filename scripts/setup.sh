@@ -11,6 +11,7 @@ packages=(
   librandom123-dev liblinear-dev nlohmann-json3-dev libcli11-dev
   # Python tooling runs on /usr/bin/python3 with Debian's packages only
   python3 python3-numpy python3-scipy python3-matplotlib
+  chromium  # headless browser: the ctest that renders bench/track.py's dashboard
   # sanitizer stage of CI: clang with its libFuzzer runtime
   clang libclang-rt-14-dev
   # ThreadSanitizer stage: oneTBB rebuilt from Debian's source package (scripts/build_tsan_tbb.sh)

@@ -25,7 +25,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 GATE = os.path.join(HERE, "..", "..", "bench", "gate.py")
 PYTHON = "/usr/bin/python3"
 sys.path.insert(0, HERE)
-import gb_json  # noqa: E402
 from gb_json import GATED, run_json, write  # noqa: E402
 
 failures = []
