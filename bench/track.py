@@ -712,6 +712,8 @@ def main(argv=None):
         if getattr(args, key, None) == "":
             parser.error("--%s must not be empty" % key)
     try:
+        if not shutil.which("git"):
+            raise InputError("git not found on PATH (bash scripts/setup.sh installs it)")
         return args.function(args)
     except (InputError, RunError) as error:
         print("track: %s" % error, file=sys.stderr)

@@ -68,6 +68,11 @@ def page(title, body, root):
             % (escape(title), STYLE, root, body))
 
 
+def plain(text):
+    """`text` for a matplotlib label: `$` would start mathtext."""
+    return str(text).replace("$", r"\$")
+
+
 def percent(change):
     return "%+.1f%%" % (100 * change)
 
@@ -154,7 +159,7 @@ def plot_series(series, commits, link, salt):
     ax.set_xlabel("commit (oldest first)")
     ax.grid(axis="y", color="#e6e6e6")
     ax.legend(fontsize=7, loc="best", frameon=False)
-    ax.set_title(series.name, fontsize=10)
+    ax.set_title(plain(series.name), fontsize=10)
     fig.tight_layout()
     return svg_text(fig, salt)
 
@@ -175,7 +180,7 @@ def plot_overview(all_series, commits, page_of, salt):
         ax.set_xlim(-0.7, len(commits) - 0.3)
         ax.set_xticks([])
         ax.tick_params(labelsize=6)
-        ax.set_title(series.name, fontsize=7)
+        ax.set_title(plain(series.name), fontsize=7)
         ax.patch.set_url(page_of(series.name))
     fig.tight_layout()
     return svg_text(fig, salt)

@@ -55,8 +55,11 @@ def chromium(url, scratch, extra):
     profile = tempfile.mkdtemp(dir=scratch, prefix="profile.")
     env = dict(os.environ, HOME=profile, XDG_CONFIG_HOME=profile, XDG_CACHE_HOME=profile,
                XDG_RUNTIME_DIR=profile)
-    process = subprocess.run([binary, *FLAGS, "--user-data-dir=" + profile, *extra, url],
-                             capture_output=True, text=True, env=env, timeout=240)
+    try:
+        process = subprocess.run([binary, *FLAGS, "--user-data-dir=" + profile, *extra, url],
+                                 capture_output=True, text=True, env=env, timeout=240)
+    except subprocess.TimeoutExpired:
+        fail("chromium did not finish %s within 240 s" % url)
     if process.returncode != 0:
         fail("chromium exited with %d on %s:\n%s" % (process.returncode, url, process.stderr[-3000:]))
     shutil.rmtree(profile, ignore_errors=True)
@@ -111,6 +114,8 @@ def main():
                 fail("%s: the DOM does not contain %s" % (what, name))
         if planted_link not in dom:
             fail("%s: the DOM has no link %s to the planted commit" % (what, planted_link))
+        if "<script" in dom:
+            fail("%s: the DOM has a script element (a commit subject was not escaped?)" % what)
         if "<svg" not in dom:
             fail("%s: the DOM has no inline SVG plot" % what)
         print("%s: DOM of %d characters has %s and the planted commit's link" % (what, len(dom), ", ".join(names)))

@@ -21,7 +21,7 @@ incremental build, binary cache, Google Benchmark JSON, statistics, bisection) i
   c4  a syntax error in the work constants  -> build-failed
   c5  fixed                                 -> ok
   c6  PLANTED: softmax runs 40% more rounds -> ok, slower
-  c7  README                                -> ok
+  c7  README (a subject holding <script>)  -> ok
   c8  README                                -> ok
 
 40%: far enough above the gate's 10% minimum effect that a busy shared host (the calibration
@@ -42,6 +42,8 @@ TRACK = os.path.join(HERE, "..", "..", "bench", "track.py")
 PYTHON = "/usr/bin/python3"
 PLANTED = 6
 BROKEN = 4
+# A commit subject the dashboard must show as text, never as markup or mathtext.
+HOSTILE_SUBJECT = "c7 readme <script>alert(1)</script> & $x$"
 # Short repetitions keep the test fast; 9 repetitions is the minimum the statistics accept.
 MEASURE = ["--repetitions", "9", "--min-time", "0.01", "--jobs", "2"]
 
@@ -130,7 +132,7 @@ def make_history(repo):
     commit("c4 broken", {"bench/work.hpp": WORK % "20000 +"})
     commit("c5 fixed", {"bench/work.hpp": WORK % "20000"})
     commit("c6 planted slowdown", {"bench/work.hpp": WORK % "28000"})
-    commit("c7 readme", {"README": "synthetic history, 7\n"})
+    commit(HOSTILE_SUBJECT, {"README": "synthetic history, 7\n"})
     commit("c8 readme", {"README": "synthetic history, 8\n"})
     return commits
 
@@ -301,6 +303,10 @@ def stage_publish(workdir):
     latest = index.split("Latest regressions and improvements")[1].split("<h3>")[0]
     check(commits[PLANTED][:12] in latest and "softmax/iclbench_f32" in latest and "layer_norm" not in latest,
           "the summary's latest changes are not the planted one")
+    with open(os.path.join(site, machine[0], "commits.html")) as f:
+        text = f.read()
+    check("<script" not in text and "c7 readme &lt;script&gt;alert(1)&lt;/script&gt; &amp; $x$" in text,
+          "the hostile commit subject is not escaped")
     # Publishing again replaces the site; a directory that is not a site is refused.
     track(workdir, "publish", site, check_exit=0)
     other = os.path.join(workdir, "not-a-site")
