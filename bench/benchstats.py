@@ -110,10 +110,19 @@ def write_json_files(directory, contents):
 
 @dataclass
 class Run:
-    """The repetitions of one Google Benchmark process: time per iteration in seconds."""
+    """Repetitions from one or more Google Benchmark processes: time per iteration in seconds."""
     source: str
-    samples: dict  # name -> [seconds, ...] in file order
+    processes: dict  # process index -> {name: [seconds, ...] in file order}
     context: dict = field(default_factory=dict)
+
+    @property
+    def samples(self):
+        """{name: [seconds, ...]} of all processes together."""
+        merged = {}
+        for process in self.processes.values():
+            for name, times in process.items():
+                merged.setdefault(name, []).extend(times)
+        return merged
 
 
 def parse_run(data, source, time_field=TIME_FIELD):
@@ -122,7 +131,7 @@ def parse_run(data, source, time_field=TIME_FIELD):
     source = printable(source)
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise InputError('%s: not Google Benchmark JSON (no "benchmarks" list)' % source)
-    samples = {}
+    processes = {}
     for index, entry in enumerate(data["benchmarks"]):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
             raise InputError("%s: benchmarks[%d] has no name" % (source, index))
@@ -138,12 +147,15 @@ def parse_run(data, source, time_field=TIME_FIELD):
         value = entry.get(time_field)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise InputError("%s: %s %s is not a positive finite number" % (where, time_field, printable(repr(value))))
-        samples.setdefault(entry["name"], []).append(value * UNIT_SECONDS[unit])
-    if not samples:
+        process = entry.get("process_index", 0)
+        if isinstance(process, bool) or not isinstance(process, int) or process < 0:
+            raise InputError("%s: process_index %s is not a process number" % (where, printable(repr(process))))
+        processes.setdefault(process, {}).setdefault(entry["name"], []).append(value * UNIT_SECONDS[unit])
+    if not processes:
         raise InputError("%s: no repetitions, only aggregates or nothing (record with every repetition, "
                          "without --benchmark_report_aggregates_only)" % source)
     context = data.get("context") if isinstance(data.get("context"), dict) else {}
-    return Run(source, samples, context)
+    return Run(source, processes, context)
 
 
 def load_run(path, time_field=TIME_FIELD):
@@ -177,13 +189,30 @@ def run_benchmarks(binary, bench_filter, repetitions, min_time, env=None, time_f
             raise RunError(str(error)) from None
 
 
+def merge_processes(runs):
+    """One Google Benchmark JSON of several processes' runs (each a parsed JSON): the first's
+    context with "processes": P, and every row of every run tagged with its "process_index"
+    (an extra key that compare.py ignores), so that each process keeps its own calibration."""
+    merged = {"context": dict(runs[0].get("context") or {}, processes=len(runs)), "benchmarks": []}
+    for index, data in enumerate(runs):
+        merged["benchmarks"] += [dict(row, process_index=index) for row in data["benchmarks"]]
+    return merged
+
+
 def normalised(run):
-    """{name: [time / median calibration time]} of every benchmark but the calibration kernel."""
-    calibration = run.samples.get(CALIBRATION)
-    if not calibration:
-        raise InputError("%s: no %s, the calibration kernel every time is divided by" % (run.source, CALIBRATION))
-    scale = statistics.median(calibration)
-    return {name: [t / scale for t in times] for name, times in run.samples.items() if name != CALIBRATION}
+    """{name: [time / median calibration time of the same process]} of every benchmark but the
+    calibration kernel, the processes' repetitions one after the other."""
+    out = {}
+    for index, process in sorted(run.processes.items()):
+        calibration = process.get(CALIBRATION)
+        if not calibration:
+            raise InputError("%s: no %s%s, the calibration kernel every time is divided by" % (
+                run.source, CALIBRATION, " in process %d" % index if len(run.processes) > 1 else ""))
+        scale = statistics.median(calibration)
+        for name, times in process.items():
+            if name != CALIBRATION:
+                out.setdefault(name, []).extend(t / scale for t in times)
+    return out
 
 
 def u_test(old, new):

@@ -14,8 +14,14 @@ only what a commit changed is recompiled; only the kernels_bench target is built
 binary is kept per (machine, commit) for later re-runs. ccache is used when it is on PATH
 (--no-ccache to build without); it is never required. Every measurement runs the gate's set
 (benchstats.GATE_FILTER: the calibration GEMM and the single-threaded kernels) with every
-repetition randomly interleaved, and stores the Google Benchmark JSON as written, calibration
-kernel included, in RESULTS/<machine fingerprint>/<commit>.json, atomically. A commit that
+repetition randomly interleaved, in --rounds processes (3) that share a commit's 9 repetitions;
+`run` builds all its commits first and then measures them round by round (the first round in
+commit order, later ones in a fixed shuffle), so that a slow phase or a drift of the host falls
+on a share of every commit rather than on all of one or on the commit order. The processes' Google
+Benchmark JSON, calibration kernel included, is stored as one JSON whose rows are tagged with
+their process ("process_index"; each process is divided by its own calibration) in
+RESULTS/<machine fingerprint>/<commit>.json, atomically; rounds done before an interruption
+are kept under the cache and resumed. A commit that
 does not build, predates bench/kernels_bench.cpp or the calibration kernel, or whose
 benchmark process fails is stored with that status and a reason, not as an error of this
 tool. A stored (machine, commit) is not measured again unless --force; a stored file that does
@@ -24,7 +30,7 @@ not validate is measured again with one notice line. One tool run at a time per 
 Statistics (benchstats.py, shared with the gate): times divided by the calibration kernel's
 median in the same process; a benchmark is slower when the U test gives p < 0.01 and the
 normalised median is >= 10% higher. `continuous` and the boundary of `find` confirm a flagged
-difference by running both commits' binaries again, one after the other, in the same window.
+difference by running both commits' binaries again, their rounds alternating, in one window.
 The dashboard's change points: binary segmentation with the same U test at every boundary
 (Bonferroni-corrected for the boundaries tried, p < 0.01) and the same 10% minimum effect;
 intervals are distribution-free 95% intervals of the median.
@@ -43,6 +49,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -350,67 +357,163 @@ class Builder:
 
 
 class Tracker:
+    """Measures commits: each in `rounds` processes that share its repetitions, every process
+    dividing by its own calibration kernel. `run` interleaves the rounds over all its commits
+    (asv's interleaved rounds), so that a slow phase of a shared host (a neighbour thrashing
+    the cache hurts memory-bound kernels more than the compute-bound calibration GEMM) hits a
+    share of every commit's repetitions instead of all of one commit's."""
+
     def __init__(self, args):
         self.repo = args.repo
         git(self.repo, "rev-parse", "--git-dir")
         if not shutil.which("cmake"):
             raise InputError("cmake not found on PATH (bash scripts/setup.sh installs it)")
+        if args.rounds > args.repetitions:
+            raise InputError("--rounds %d exceeds --repetitions %d" % (args.rounds, args.repetitions))
         self.machine, self.details = machine_fingerprint()
         self.store = Store(args.results, self.machine, self.details)
         self.builder = Builder(self.repo, args.cache, self.machine, args.jobs, not args.no_ccache)
-        self.repetitions, self.min_time = args.repetitions, args.min_time
+        self.repetitions, self.rounds, self.min_time = args.repetitions, args.rounds, args.min_time
+        self.settings = {"filter": GATE_FILTER, "repetitions": self.repetitions, "rounds": self.rounds,
+                         "min_time": self.min_time}
+        self.partial_dir = os.path.join(self.builder.base, "rounds", self.machine)
         self.costs = []  # (build seconds, benchmark seconds) of each commit measured now
 
-    def measure(self, sha, force=False, label=""):
-        """The record of `sha`: stored, or built and measured now (and stored)."""
-        short = sha[:12]
-        if not force:
-            try:
-                record = self.store.load(sha)
-            except InputError as error:
-                notice("stored result unusable, measuring again: %s" % error)
-                record = None
-            if record is not None:
-                say("%s%s stored (%s)" % (label, short, record["status"]))
-                return record
+    def per_round(self, round_index):
+        """Repetitions of round `round_index`: the total shared as evenly as it goes."""
+        return self.repetitions // self.rounds + (1 if round_index < self.repetitions % self.rounds else 0)
+
+    def stored(self, sha, label):
+        """The stored record of `sha`, or None (with a notice if the stored file is unusable)."""
+        try:
+            record = self.store.load(sha)
+        except InputError as error:
+            notice("stored result unusable, measuring again: %s" % error)
+            return None
+        if record is not None:
+            say("%s%s stored (%s)" % (label, sha[:12], record["status"]))
+        return record
+
+    def prepare(self, sha, label):
+        """(new record, binary) of `sha`, built now unless its binary is kept; binary is None
+        for a commit that cannot be measured, whose record is then stored already."""
         record = commit_info(self.repo, sha)
         record.update({"format": FORMAT, "format_version": FORMAT_VERSION, "machine": self.machine,
-                       "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                       "settings": {"filter": GATE_FILTER, "repetitions": self.repetitions,
-                                    "min_time": self.min_time},
-                       "slowdown_env": os.environ.get("ICLBENCH_BENCH_SLOWDOWN")})
+                       "settings": self.settings, "slowdown_env": os.environ.get("ICLBENCH_BENCH_SLOWDOWN")})
+        binary = None
         if git(self.repo, "cat-file", "-e", "%s:%s" % (sha, BENCH_SOURCE), check=False) is None:
             record.update(status="no-benchmarks", reason="no %s: predates the kernel benchmarks" % BENCH_SOURCE)
         else:
-            say("%s%s %s" % (label, short, "measuring (binary kept)" if self.builder.kept(sha) else "building"))
+            kept = self.builder.kept(sha)
+            if not kept:
+                say("%s%s building" % (label, sha[:12]))
             start = time.monotonic()
             try:
                 binary = self.builder.build(sha)
             except BuildFailed as failure:
-                binary = None
                 record.update(status="build-failed", reason=str(failure.args[0]), log_tail=failure.args[1])
-            record["build_seconds"] = round(time.monotonic() - start, 1)
-            if binary:
-                start = time.monotonic()
-                record.update(self._run(binary, record))
-                record["bench_seconds"] = round(time.monotonic() - start, 1)
-                self.costs.append((record["build_seconds"], record["bench_seconds"]))
-        self.store.save(record)
-        say("%s%s %s%s" % (label, short, record["status"], (": " + record["reason"]) if "reason" in record else
-                           " (built in %.0f s, measured in %.0f s)" % (record["build_seconds"], record["bench_seconds"])))
-        return validate_record(record, self.store.path(sha), sha)
+            record["build_seconds"] = 0.0 if kept else round(time.monotonic() - start, 1)
+        if binary is None:
+            self.finish(record, [], label)
+        return record, binary
 
-    def _run(self, binary, record):
+    def measure_round(self, sha, binary, round_index, label):
+        """One process of `sha`'s binary: its JSON, or the RunError message."""
+        say("%s%s round %d/%d: %d repetitions" % (label, sha[:12], round_index + 1, self.rounds,
+                                                   self.per_round(round_index)))
         try:
-            data, run = benchstats.run_benchmarks(binary, GATE_FILTER, self.repetitions, self.min_time)
+            return benchstats.run_benchmarks(binary, GATE_FILTER, self.per_round(round_index), self.min_time)[0]
         except RunError as error:
-            return {"status": "bench-failed", "reason": str(error)}
-        if CALIBRATION not in run.samples:
-            return {"status": "no-benchmarks",
-                    "reason": "%s has no %s: predates the regression gate" % (BENCH_TARGET, CALIBRATION)}
-        if len(run.samples) < 2:
-            return {"status": "no-benchmarks", "reason": "no gated benchmark besides the calibration kernel"}
-        return {"status": "ok", "google_benchmark": data}
+            return str(error)
+
+    def finish(self, record, runs, label, bench_seconds=0.0):
+        """Stores `record` with the processes' JSON `runs` (or its failure) and returns it validated."""
+        record["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if "status" not in record:
+            failed = [r for r in runs if isinstance(r, str)]
+            merged = None if failed else benchstats.merge_processes(runs)
+            names = benchstats.parse_run(merged, "this run").samples if merged else {}
+            if failed:
+                record.update(status="bench-failed", reason=failed[0])
+            elif CALIBRATION not in names:
+                record.update(status="no-benchmarks",
+                              reason="%s has no %s: predates the regression gate" % (BENCH_TARGET, CALIBRATION))
+            elif len(names) < 2:
+                record.update(status="no-benchmarks", reason="no gated benchmark besides the calibration kernel")
+            else:
+                record.update(status="ok", google_benchmark=merged)
+            record["bench_seconds"] = round(bench_seconds, 1)
+            self.costs.append((record.get("build_seconds", 0.0), record["bench_seconds"]))
+        self.store.save(record)
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(self.partial_dir, record["commit"] + ".json"))
+        say("%s%s %s%s" % (label, record["commit"][:12], record["status"],
+                           (": " + record["reason"]) if "reason" in record else
+                           " (built in %.0f s, measured in %.0f s)" % (record["build_seconds"], bench_seconds)))
+        return validate_record(record, self.store.path(record["commit"]), record["commit"])
+
+    def measure(self, sha, force=False, label=""):
+        """The record of `sha`: stored, or built and measured now in all rounds back to back."""
+        record = None if force else self.stored(sha, label)
+        if record is not None:
+            return record
+        record, binary = self.prepare(sha, label)
+        if binary is None:
+            return validate_record(record, self.store.path(sha), sha)
+        start = time.monotonic()
+        runs = [self.measure_round(sha, binary, k, label) for k in range(self.rounds)]
+        return self.finish(record, runs, label, time.monotonic() - start)
+
+    def measure_interleaved(self, commits, force):
+        """Records of every commit of `commits`: stored ones as they are; the others built first
+        (failures stored at once), then measured round by round over all of them. Rounds done
+        before an interruption are kept under the cache and reused by the next run."""
+        records, pending = {}, []
+        for i, sha in enumerate(commits):
+            label = "[%d/%d] " % (i + 1, len(commits))
+            record = None if force else self.stored(sha, label)
+            if record is None:
+                record, binary = self.prepare(sha, label)
+                if binary is not None:
+                    pending.append((label, sha, record, binary, self.load_partial(sha, force, label)))
+                    continue
+            records[sha] = record
+        for round_index in range(self.rounds):
+            # The first round in commit order, later ones in a fixed shuffle: a drift of the
+            # host over the run then spreads over all commits instead of following their order.
+            order = list(pending)
+            if round_index > 0:
+                random.Random(round_index).shuffle(order)
+            for label, sha, record, binary, partial in order:
+                if sha in records:
+                    continue
+                if len(partial["runs"]) <= round_index:
+                    start = time.monotonic()
+                    partial["runs"].append(self.measure_round(sha, binary, round_index, label))
+                    partial["bench_seconds"] += time.monotonic() - start
+                    benchstats.write_json_files(self.partial_dir, {sha + ".json": partial})
+                if len(partial["runs"]) == self.rounds or isinstance(partial["runs"][-1], str):
+                    records[sha] = self.finish(record, partial["runs"], label, partial["bench_seconds"])
+        return [records[sha] for sha in commits]
+
+    def load_partial(self, sha, force, label):
+        """The rounds of `sha` measured by an interrupted run with the same settings, if any."""
+        path = os.path.join(self.partial_dir, sha + ".json")
+        fresh = {"settings": self.settings, "runs": [], "bench_seconds": 0.0}
+        if force or not os.path.exists(path):
+            return fresh
+        try:
+            partial = benchstats.read_json(path)
+            if partial.get("settings") != self.settings or not isinstance(partial.get("runs"), list):
+                raise InputError("%s: other settings" % path)
+            for run in partial["runs"]:
+                benchstats.parse_run(run, path)
+            say("%s%s resuming after %d round(s)" % (label, sha[:12], len(partial["runs"])))
+            return {"settings": self.settings, "runs": partial["runs"][:self.rounds],
+                    "bench_seconds": float(partial.get("bench_seconds", 0.0))}
+        except (InputError, AttributeError, TypeError, ValueError) as error:
+            notice("ignoring the rounds kept for %s: %s" % (sha[:12], printable(error)))
+            return fresh
 
     def usable(self, sha, role):
         """The Run of `sha` (measuring it if needed); InputError if the commit cannot be measured."""
@@ -420,17 +523,21 @@ class Tracker:
         return record["_run"]
 
     def fresh_pair(self, old_sha, new_sha, names):
-        """Runs of both commits' binaries on `names` and the calibration kernel, one right
-        after the other, so that both see the same state of the host."""
+        """Fresh Runs of both commits' binaries on `names` and the calibration kernel, their
+        rounds alternating (old, new, old, new, ...) so that both see the same states of the host."""
         pattern = "^(" + "|".join(re.escape(n) for n in sorted(names) + [CALIBRATION]) + ")$"
-        runs = []
+        binaries, runs = [], ([], [])
         for sha in (old_sha, new_sha):
             try:
-                binary = self.builder.build(sha)
+                binaries.append(self.builder.build(sha))
             except BuildFailed as failure:
                 raise InputError("%s no longer builds: %s" % (sha[:12], failure.args[0])) from None
-            runs.append(benchstats.run_benchmarks(binary, pattern, self.repetitions, self.min_time)[1])
-        return runs
+        for round_index in range(self.rounds):
+            for side, binary in enumerate(binaries):
+                runs[side].append(benchstats.run_benchmarks(binary, pattern, self.per_round(round_index),
+                                                            self.min_time)[0])
+        return [benchstats.parse_run(benchstats.merge_processes(r), sha[:12] + " (fresh)")
+                for r, sha in zip(runs, (old_sha, new_sha))]
 
 
 def print_rows(rows, heading):
@@ -450,8 +557,7 @@ def cmd_run(args):
         tracker.builder.launcher()))
     statuses = {}
     with tracker.builder.locked():
-        for i, sha in enumerate(commits):
-            record = tracker.measure(sha, force=args.force, label="[%d/%d] " % (i + 1, len(commits)))
+        for record in tracker.measure_interleaved(commits, args.force):
             statuses[record["status"]] = statuses.get(record["status"], 0) + 1
     say("done: " + ", ".join("%d %s" % (n, s) for s, n in statuses.items()))
     if tracker.costs:
@@ -663,7 +769,11 @@ def main(argv=None):
     measure.add_argument("--cache", default=os.path.join(cache_home, "iclbench", "track"),
                          help="worktree, build directory and binaries (default: %(default)s)")
     measure.add_argument("--repetitions", type=positive_int, default=9,
-                         help="repetitions per benchmark (>= %d; default %%(default)s)" % benchstats.MIN_REPETITIONS)
+                         help="repetitions per benchmark and commit, over all rounds (>= %d; default %%(default)s)"
+                              % benchstats.MIN_REPETITIONS)
+    measure.add_argument("--rounds", type=positive_int, default=3,
+                         help="processes that share a commit's repetitions; `run` interleaves them over its "
+                              "commits (default %(default)s)")
     measure.add_argument("--min-time", type=seconds, default=0.05, help="seconds per repetition (default %(default)s)")
     measure.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, help="parallel compile jobs")
     measure.add_argument("--no-ccache", action="store_true", help="do not use ccache even if it is installed")

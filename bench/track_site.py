@@ -30,6 +30,8 @@ from benchstats import InputError, printable  # noqa: E402
 MARKER = ".iclbench-track-site"
 SLOWER, FASTER, POINT, FIT, MISSING = "#c0392b", "#1e8449", "#1f5fa8", "#666666", "#aaaaaa"
 LATEST_ROWS = 20
+PROVISIONAL = ("<span class=\"muted\">at the latest measured commit only: confirm with "
+               "<code>track.py continuous</code></span>")
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; margin: 0;
@@ -101,6 +103,9 @@ class Series:
         self.medians = [statistics.median(g) for g in self.groups]
         self.intervals = [benchstats.median_interval(g) for g in self.groups]
         self.changes = benchstats.change_points(self.groups)
+        # A step at the latest measured commit rests on that one commit's measurement window;
+        # `continuous` (fresh runs of both commits, alternating) or the next commits settle it.
+        self.provisional = {c.index for c in self.changes if c.index == len(self.groups) - 1}
         # The step at each change point as the gate sees it: the commit before against it.
         self.steps = [benchstats.difference(name, self.groups[c.index - 1], self.groups[c.index])
                       for c in self.changes]
@@ -208,10 +213,10 @@ def build_machine(machine, details, commits, commit_url, directory):
     for series in all_series:
         changes = "".join(
             "<tr><td>%s</td><td>%s</td><td class=\"num %s\">%s</td><td class=\"num\">%.2g</td>"
-            "<td class=\"num\">%s</td><td class=\"num\">%.2g</td></tr>" % (
+            "<td class=\"num\">%s</td><td class=\"num\">%.2g</td><td>%s</td></tr>" % (
                 commit_cell(commits[series.points[c.index]], link(commits[series.points[c.index]]["commit"])),
                 escape(commits[series.points[c.index]]["subject"]), direction(c.change)[0], percent(c.change), c.p,
-                percent(s.change), s.p)
+                percent(s.change), s.p, PROVISIONAL if c.index in series.provisional else "")
             for c, s in zip(series.changes, series.steps))
         rows = "".join(
             "<tr><td class=\"num\">%d</td><td>%s</td><td class=\"num\">%.4g</td><td class=\"num\">%.4g – %.4g"
@@ -228,7 +233,7 @@ def build_machine(machine, details, commits, commit_url, directory):
             escape(series.name), escape(machine), benchstats.P_VALUE, 100 * benchstats.MIN_EFFECT,
             plot_series(series, commits, link, machine + series.name),
             ("<table><tr><th>commit</th><th>subject</th><th>step</th><th>corrected p</th><th>vs the commit "
-             "before</th><th>U test p</th></tr>%s</table>" % changes) if changes else
+             "before</th><th>U test p</th><th></th></tr>%s</table>" % changes) if changes else
             "<p class=\"muted\">No change point.</p>", rows)
         with open(os.path.join(directory, page_of(series.name)), "w") as f:
             f.write(page("%s — %s" % (series.name, machine), body, "../"))
@@ -263,7 +268,7 @@ def build_machine(machine, details, commits, commit_url, directory):
         "<td class=\"num\">%.2g</td><td>%s</td></tr>" % (
             commit_cell(commits[i], prefix + link(commits[i]["commit"])), escape(commits[i]["subject"]),
             prefix + escape(page_of(series.name)), escape(series.name), direction(c.change)[0], percent(c.change),
-            c.p, direction(c.change)[1])
+            c.p, PROVISIONAL if c.index in series.provisional else direction(c.change)[1])
         for i, series, c, s in latest[:LATEST_ROWS])
     counts = {}
     for commit in commits:

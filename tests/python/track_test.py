@@ -175,29 +175,37 @@ def stage_setup(workdir):
     with open(p["commits"], "w") as f:
         json.dump(commits, f)
 
-    # Ctrl-C during the second commit's build: exit 130, the first commit stored, nothing half
-    # written, and the next run resumes.
-    command = [PYTHON, TRACK, "run", commits[1], commits[2], "--repo", p["repo"], "--results", p["results"],
-               "--cache", p["cache"], *MEASURE]
+    # Ctrl-C in the last round (3 rounds interleaved over c1, c2, c3), right after the first
+    # commit is stored: exit 130, that commit stored, the others not, nothing half-written; the
+    # next run resumes the others from the 2 rounds they had.
+    command = [PYTHON, TRACK, "run", "--repo", p["repo"], "--results", p["results"], "--cache", p["cache"],
+               *MEASURE, *commits[1:4]]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
-    seen = []
+    seen, first = [], None
     for line in process.stdout:
         seen.append(line)
-        if "[2/2]" in line and "building" in line:
+        match = re.search(r"\] ([0-9a-f]{12}) ok \(", line)
+        if match:
+            first = match.group(1)
             os.killpg(process.pid, signal.SIGINT)
             break
     rest = process.communicate(timeout=300)[0]
     print("".join(seen) + rest)
     check(process.returncode == 130, "Ctrl-C: exit %s, expected 130" % process.returncode)
-    check(stored(p["results"], commits[1]) is not None, "Ctrl-C: the first commit was not stored")
-    check(stored(p["results"], commits[2]) is None, "Ctrl-C: the interrupted commit was stored")
-    leftovers = [n for _, _, files in os.walk(p["results"]) for n in files if ".tmp." in n]
+    done = [sha for sha in commits[1:4] if sha.startswith(first or "-")]
+    others = [sha for sha in commits[1:4] if sha not in done]
+    check(len(done) == 1 and stored(p["results"], done[0]) is not None, "Ctrl-C: the finished commit was not stored")
+    check(all(stored(p["results"], sha) is None for sha in others), "Ctrl-C: an unfinished commit was stored")
+    leftovers = [n for _, _, files in os.walk(workdir) for n in files if ".tmp." in n]
     check(not leftovers, "Ctrl-C left temporary files: %s" % leftovers)
 
     # The whole history: the range c0..c8 excludes c0, so c0 is named on its own.
     out = track(workdir, "run", commits[0], "%s..%s" % (commits[0], commits[-1]), check_exit=0).stdout
-    check(re.search(r"\[2/9\] %s stored \(ok\)" % commits[1][:12], out), "c1 was not resumed from the store")
+    check(re.search(r"\] %s stored \(ok\)" % done[0][:12], out), "the finished commit was not taken from the store")
+    for sha in others:
+        check(re.search(r"%s resuming after 2 round\(s\)" % sha[:12], out), "%s did not resume its rounds" % sha[:12])
+        check(not re.search(r"%s round [12]/3" % sha[:12], out), "%s's first rounds were measured again" % sha[:12])
     expected = {0: "no-benchmarks", BROKEN: "build-failed"}
     for i, sha in enumerate(commits):
         record = stored(p["results"], sha)
@@ -215,7 +223,7 @@ def stage_setup(workdir):
     # Resume: nothing is measured again, no file is rewritten.
     before = {n: os.stat(os.path.join(d, n)).st_mtime_ns for d, _, files in os.walk(p["results"]) for n in files}
     out = track(workdir, "run", "%s..%s" % (commits[0], commits[-1]), check_exit=0).stdout
-    check("building" not in out and out.count(" stored (") == 8, "a second run measured again")
+    check("building" not in out and "round" not in out and out.count(" stored (") == 8, "a second run measured again")
     after = {n: os.stat(os.path.join(d, n)).st_mtime_ns for d, _, files in os.walk(p["results"]) for n in files}
     check(before == after, "a second run rewrote stored files")
 
