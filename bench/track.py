@@ -14,10 +14,13 @@ only what a commit changed is recompiled; only the kernels_bench target is built
 binary is kept per (machine, commit) for later re-runs. ccache is used when it is on PATH
 (--no-ccache to build without); it is never required. Every measurement runs the gate's set
 (benchstats.GATE_FILTER: the calibration GEMM and the single-threaded kernels) with every
-repetition randomly interleaved, in --rounds processes (3) that share a commit's 9 repetitions;
-`run` builds all its commits first and then measures them round by round (the first round in
-commit order, later ones in a fixed shuffle), so that a slow phase or a drift of the host falls
-on a share of every commit rather than on all of one or on the commit order. The processes' Google
+repetition randomly interleaved, in --rounds processes that share a commit's 9 repetitions
+(default 9: one each, because on this host the repetitions of one process share its state:
+one binary's softmax ran 24% apart between processes and within 3-5% inside each, so only
+separate processes are independent samples for the U test). `run` builds all its commits first
+and then measures them round by round (the first round in commit order, later ones in a fixed
+shuffle), so that a slow phase or a drift of the host falls on a share of every commit rather
+than on all of one or on the commit order. The processes' Google
 Benchmark JSON, calibration kernel included, is stored as one JSON whose rows are tagged with
 their process ("process_index"; each process is divided by its own calibration) in
 RESULTS/<machine fingerprint>/<commit>.json, atomically; rounds done before an interruption
@@ -361,7 +364,8 @@ class Tracker:
     dividing by its own calibration kernel. `run` interleaves the rounds over all its commits
     (asv's interleaved rounds), so that a slow phase of a shared host (a neighbour thrashing
     the cache hurts memory-bound kernels more than the compute-bound calibration GEMM) hits a
-    share of every commit's repetitions instead of all of one commit's."""
+    share of every commit's repetitions instead of all of one commit's, and a process's own
+    state (where its buffers landed) is one sample, not nine."""
 
     def __init__(self, args):
         self.repo = args.repo
@@ -522,10 +526,13 @@ class Tracker:
             raise InputError("%s %s cannot be compared: %s (%s)" % (role, sha[:12], record["status"], record["reason"]))
         return record["_run"]
 
-    def fresh_pair(self, old_sha, new_sha, names):
-        """Fresh Runs of both commits' binaries on `names` and the calibration kernel, their
-        rounds alternating (old, new, old, new, ...) so that both see the same states of the host."""
-        pattern = "^(" + "|".join(re.escape(n) for n in sorted(names) + [CALIBRATION]) + ")$"
+    def fresh_pair(self, old_sha, new_sha):
+        """Fresh Runs of both commits' binaries, their rounds alternating (old, new, old, new,
+        ...) so that both see the same states of the host. The whole gated set runs, as in the
+        first measurement: a kernel's time can depend on what ran before it in the process (the
+        engine's bf16 softmax measured 17% apart between 7b37d01 and 01de259 in the full set and
+        4% apart when run with the calibration kernel alone)."""
+        pattern = GATE_FILTER
         binaries, runs = [], ([], [])
         for sha in (old_sha, new_sha):
             try:
@@ -583,9 +590,9 @@ def cmd_continuous(args):
         flagged = {r.name for r in report.rows if r.regressed}
         confirmed = []
         if flagged:
-            fresh_old, fresh_new = tracker.fresh_pair(base, head, flagged)
+            fresh_old, fresh_new = tracker.fresh_pair(base, head)
             again = benchstats.compare(fresh_old, fresh_new, names=flagged)
-            print_rows(again.rows, "re-run of the flagged benchmarks, BASE then HEAD")
+            print_rows(again.rows, "fresh runs of both, rounds alternating, on the flagged benchmarks")
             confirmed = [r.name for r in again.rows if r.regressed] + again.removed
     improved = [r.name for r in report.rows if r.improved]
     if improved:
@@ -660,7 +667,7 @@ def cmd_find(args):
             print("  %3d  %s  %s" % (i, commits[i][:12], detail))
         between = sorted(i for i in skipped if lo < i < hi)
         stored = benchstats.difference(name, samples[lo], samples[hi])
-        fresh_old, fresh_new = tracker.fresh_pair(commits[lo], commits[hi], {name})
+        fresh_old, fresh_new = tracker.fresh_pair(commits[lo], commits[hi])
         fresh = benchstats.compare(fresh_old, fresh_new, names={name})
         if not fresh.rows:
             raise InputError("%s is missing from a fresh run" % printable(name))
@@ -771,9 +778,9 @@ def main(argv=None):
     measure.add_argument("--repetitions", type=positive_int, default=9,
                          help="repetitions per benchmark and commit, over all rounds (>= %d; default %%(default)s)"
                               % benchstats.MIN_REPETITIONS)
-    measure.add_argument("--rounds", type=positive_int, default=3,
+    measure.add_argument("--rounds", type=positive_int, default=9,
                          help="processes that share a commit's repetitions; `run` interleaves them over its "
-                              "commits (default %(default)s)")
+                              "commits (default %(default)s: one repetition per process)")
     measure.add_argument("--min-time", type=seconds, default=0.05, help="seconds per repetition (default %(default)s)")
     measure.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, help="parallel compile jobs")
     measure.add_argument("--no-ccache", action="store_true", help="do not use ccache even if it is installed")
