@@ -52,6 +52,8 @@ def chromium(url, scratch, extra):
     binary = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
     if binary is None:
         fail("chromium not found: install Debian's chromium (bash scripts/setup.sh does)")
+    if not os.path.exists("/proc/cpuinfo"):
+        fail("chromium needs /proc (Debian's wrapper reads /proc/cpuinfo): mount it in the chroot")
     profile = tempfile.mkdtemp(dir=scratch, prefix="profile.")
     env = dict(os.environ, HOME=profile, XDG_CONFIG_HOME=profile, XDG_CACHE_HOME=profile,
                XDG_RUNTIME_DIR=profile)
