@@ -13,9 +13,10 @@ Reading Google Benchmark JSON, including files this suite did not write:
 
 The decision: each time (CPU time of the single-threaded kernels, see TIME_FIELD) is divided
 by the median time of the calibration kernel (a fixed f32 GEMM) from the same process, which
-cancels drift of the host's speed between two processes. A benchmark is slower when the two-sided Mann-Whitney U
-test on those normalised repetitions (the call compare.py makes, scipy.stats.mannwhitneyu)
-gives p < P_VALUE = 0.01 AND its normalised median is at least MIN_EFFECT = 10% higher;
+cancels drift of the host's speed between two processes. A benchmark is slower when the
+two-sided Mann-Whitney U test on those normalised repetitions (the call compare.py makes,
+scipy.stats.mannwhitneyu) gives p < P_VALUE = 0.01 AND its normalised median is at least
+MIN_EFFECT = 10% higher;
 faster, symmetrically in ratio, when p < 0.01 and the median is at most 1/1.1 of the old one.
 
 Change points across commits (the tracker's dashboard): binary segmentation with the same U
@@ -39,7 +40,8 @@ CALIBRATION = "calibration/gemm_f32_256"
 P_VALUE = 0.01
 MIN_EFFECT = 0.10
 # Below 9 repetitions a side the U test's p-values are too coarse to mean much (compare.py's
-# UTEST_OPTIMAL_REPETITIONS); 9 against 9 can reach p = 4e-5.
+# UTEST_OPTIMAL_REPETITIONS); 9 against 9 reach p = 4.1e-4 at best (scipy's normal
+# approximation with continuity correction, which compare.py gets too).
 MIN_REPETITIONS = 9
 UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 # The gated kernels run on one thread, so the time that matters is the CPU time of their
@@ -326,9 +328,11 @@ def change_points(groups, p_value=P_VALUE, min_effect=MIN_EFFECT):
     Each boundary's own test standardises by its own sample sizes, so a step at the last
     commit (9 repetitions against all the others) is found as readily as one in the middle;
     Pettitt's statistic, the maximum of the unstandardised U over boundaries, could not reach
-    p < 0.01 there for 10 commits of 9 repetitions. Like the gate, this treats the repetitions
-    of one process as independent samples; process-to-process differences below the minimum
-    effect are what the effect threshold is there to ignore. Returned in commit order."""
+    p < 0.01 there for 10 commits of 9 repetitions. The test treats the samples as
+    independent: the tracker measures each repetition in its own process, interleaved with the
+    other commits' (repetitions inside one process share its state and are not independent);
+    slower drifts of the host are what the minimum effect is there to ignore. Returned in
+    commit order."""
     found = []
 
     def search(lo, hi):

@@ -12,11 +12,12 @@ repetition) next to fingerprint.json.
 
 A benchmark counts as regressed only if, after dividing every time (CPU time: the gated
 kernels are single-threaded, and on a busy shared host wall-clock time mostly measures the
-wait for a CPU) by the calibration kernel's median time in the same process (host drift cancels), the two-sided Mann-Whitney U test (the
-one compare.py runs) gives p < 0.01 AND the normalised median is at least 10% slower. The set
-is then run once more; only flagged benchmarks that regress again fail the gate. Every check appends
-one JSON line to results/gate_history.jsonl. The statistics live in bench/benchstats.py, which
-bench/track.py shares.
+wait for a CPU) by the calibration kernel's median time in the same process (host drift
+cancels), the two-sided Mann-Whitney U test (the one compare.py runs) gives p < 0.01 AND the
+normalised median is at least 10% slower. The set is then run once more; only flagged
+benchmarks that regress again fail the gate. Every check appends one JSON line to
+results/gate_history.jsonl. The statistics live in bench/benchstats.py, which bench/track.py
+shares.
 
 Benchmarks are matched by name, every time converted from its own time_unit first. A benchmark
 of the baseline that this run lacks (renamed, removed, filtered out) fails the check unless
@@ -180,7 +181,7 @@ def main():
     if args.mode == "record":
         print_info(info_rows(None, info))
         benchstats.write_json_files(directory, {"kernels.json": current_json, "forward.json": info_json,
-                                     "fingerprint.json": fp})
+                                                "fingerprint.json": fp})
         print("gate: baseline recorded in %s" % directory)
         return 0
 

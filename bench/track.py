@@ -416,7 +416,8 @@ class Tracker:
                 binary = self.builder.build(sha)
             except BuildFailed as failure:
                 record.update(status="build-failed", reason=str(failure.args[0]), log_tail=failure.args[1])
-            record["build_seconds"] = 0.0 if kept else round(time.monotonic() - start, 1)
+            record["build_seconds"] = round(time.monotonic() - start, 1)
+            record["binary_kept"] = kept
         if binary is None:
             self.finish(record, [], label)
         return record, binary
@@ -447,13 +448,15 @@ class Tracker:
             else:
                 record.update(status="ok", google_benchmark=merged)
             record["bench_seconds"] = round(bench_seconds, 1)
-            self.costs.append((record.get("build_seconds", 0.0), record["bench_seconds"]))
+            self.costs.append((0.0 if record.get("binary_kept") else record.get("build_seconds", 0.0),
+                               record["bench_seconds"]))
         self.store.save(record)
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(self.partial_dir, record["commit"] + ".json"))
+        built = "binary kept" if record.get("binary_kept") else "built in %.0f s" % record.get("build_seconds", 0)
         say("%s%s %s%s" % (label, record["commit"][:12], record["status"],
                            (": " + record["reason"]) if "reason" in record else
-                           " (built in %.0f s, measured in %.0f s)" % (record["build_seconds"], bench_seconds)))
+                           " (%s, measured in %.0f s)" % (built, bench_seconds)))
         return validate_record(record, self.store.path(record["commit"]), record["commit"])
 
     def measure(self, sha, force=False, label=""):
@@ -532,7 +535,6 @@ class Tracker:
         first measurement: a kernel's time can depend on what ran before it in the process (the
         engine's bf16 softmax measured 17% apart between 7b37d01 and 01de259 in the full set and
         4% apart when run with the calibration kernel alone)."""
-        pattern = GATE_FILTER
         binaries, runs = [], ([], [])
         for sha in (old_sha, new_sha):
             try:
@@ -541,7 +543,7 @@ class Tracker:
                 raise InputError("%s no longer builds: %s" % (sha[:12], failure.args[0])) from None
         for round_index in range(self.rounds):
             for side, binary in enumerate(binaries):
-                runs[side].append(benchstats.run_benchmarks(binary, pattern, self.per_round(round_index),
+                runs[side].append(benchstats.run_benchmarks(binary, GATE_FILTER, self.per_round(round_index),
                                                             self.min_time)[0])
         return [benchstats.parse_run(benchstats.merge_processes(r), sha[:12] + " (fresh)")
                 for r, sha in zip(runs, (old_sha, new_sha))]
