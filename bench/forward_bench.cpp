@@ -16,17 +16,18 @@
 
 #include "bench_common.hpp"
 #include "data_gen/dataset.hpp"
-#include "data_gen/philox.hpp"
 #include "eval/evaluate.hpp"
 #include "model/constructions.hpp"
 #include "model/engine.hpp"
+#include "model/resolve.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::bench {
 namespace {
 
 std::vector<float> gaussian_tokens(std::int64_t count, std::uint64_t seed) {
   std::vector<float> out(static_cast<std::size_t>(count));
-  data::DrawSequence draws(seed, 0, 0, data::Stream::kContextInput);
+  util::DrawSequence draws(seed, 0, 0, util::Stream::kContextInput);
   for (float& value : out) value = static_cast<float>(draws.normal());
   return out;
 }
@@ -100,12 +101,13 @@ void BM_Eval(benchmark::State& state) {
   spec.n_tasks = 64;
   spec.seed = 3;
   const data::Dataset dataset = data::Dataset::generate_unnamed(spec);
-  eval::EvalConfig config;
-  config.models = {kEvalLearners[state.range(0)]};
-  eval::evaluate(dataset, config);  // warm-up, untimed: fills oneDNN's primitive cache
+  const eval::EvalConfig config;
+  const std::vector<model::ModelSource> models = {
+      model::ModelSource::resolve(kEvalLearners[state.range(0)], static_cast<int>(spec.dim), 0)};
+  eval::evaluate(dataset, models, config);  // warm-up, untimed: fills oneDNN's primitive cache
   double flops = 0;
   for (auto _ : state) {
-    const eval::EvalResult result = eval::evaluate(dataset, config);
+    const eval::EvalResult result = eval::evaluate(dataset, models, config);
     flops = result.learners.front().flops;
     benchmark::DoNotOptimize(result.learners.data());
   }

@@ -1,5 +1,6 @@
-// Per-kernel benchmarks of one prompt's layer: every op on the oneDNN path and on its Eigen twin,
-// f32 and bf16 where the op has both, on two shapes:
+// Per-kernel benchmarks of one prompt's layer: every op on the oneDNN path, on iclbench's own
+// kernels where it has them (softmax, fused attention, GELU) and on its Eigen twin, f32 and bf16
+// where the op has both, on two shapes:
 //   the standard encoder (T = 129 tokens, D = 64, H = 4, dk = 16, F = 256): names without prefix,
 //     which the regression gate tracks;
 //   a BERT-base layer (T = 128, D = 768, H = 12, dk = 64, F = 3072): names under bert_base/.
@@ -8,16 +9,19 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <new>
 #include <string>
 #include <vector>
 
 #include "bench_common.hpp"
-#include "data_gen/philox.hpp"
+#include "ops/attention.hpp"
 #include "ops/dnnl_ops.hpp"
 #include "ops/eigen_ops.hpp"
+#include "ops/gelu.hpp"
 #include "ops/row_softmax.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::bench {
 namespace {
@@ -98,7 +102,7 @@ void time_op(benchmark::State& state, const std::string& name, Op&& run_op) {
 
 Buffer<float> values(std::size_t count, std::uint64_t seed) {
   Buffer<float> out(count);
-  data::DrawSequence draws(seed, 0, 0, data::Stream::kModelWeights);
+  util::DrawSequence draws(seed, 0, 0, util::Stream::kModelWeights);
   for (float& value : out) value = static_cast<float>(draws.normal() * 0.1);
   return out;
 }
@@ -115,6 +119,8 @@ std::vector<ProjectionShape> projections(const LayerShape& layer) {
   return {{"qkv_projection", t, d, 3 * d, ops::PostActivation::kNone, false},
           {"output_projection", t, d, d, ops::PostActivation::kNone, true},
           {"mlp_up_gelu", t, d, f, ops::PostActivation::kGelu, false},
+          {"mlp_up_gelu_tanh", t, d, f, ops::PostActivation::kGeluTanh, false},
+          {"mlp_up", t, d, f, ops::PostActivation::kNone, false},
           {"mlp_down_residual", t, f, d, ops::PostActivation::kNone, true}};
 }
 
@@ -212,6 +218,295 @@ void BM_AttentionMatmulEigen(benchmark::State& state, LayerShape shape, bool sco
   set_counters(state, 2.0 * heads * tokens * tokens * head_dim, tokens);
 }
 
+// The attention core of one prompt's row tile (T query rows, T keys, all heads): what the
+// engine's stage 2 computes per tile. Three paths on the same operands in the engine's layout
+// (Q rows [T, H dk], K and V in the same rows [T, H (dk + dv)], O rows [T, H dv]):
+//   iclbench  ops::FusedAttention, scores, softmax and mix in one pass per head and row block;
+//   unfused   the engine's path today: scores (oneDNN matmul over the strided per-head views,
+//             causal: one head at a time with the mask as a post-op), ops::RowSoftmax, the mix;
+//   eigen     the fused op's slow twin (double; f32 only).
+// Causal: each row sees keys 0..t, so the fused kernel skips the hidden half; the FLOP counter
+// still counts the full 2 H T^2 (dk + dv), as for the unfused path (which computes it all).
+enum class AttentionPath { kFused, kUnfused, kEigen };
+// The attention of one prompt's row tile of all T tokens in the engine's layout: query rows
+// [T, H dk], keys and values in the same rows [T, 2 H dk] (values from column H dk), output rows
+// [T, H dk].
+ops::AttentionShape tile_attention(const LayerShape& layer, ops::DType dtype, bool causal) {
+  ops::AttentionShape a;
+  a.heads = layer.heads;
+  a.rows = a.keys = layer.tokens;
+  a.qk_dim = a.v_dim = layer.head_dim;
+  a.query_stride = a.out_stride = layer.heads * layer.head_dim;
+  a.key_stride = a.value_stride = 2 * layer.heads * layer.head_dim;
+  a.dtype = dtype;
+  a.mask = causal ? ops::AttentionMask::kCausal : ops::AttentionMask::kIcl;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(layer.head_dim));
+  return a;
+}
+
+// The same tile as the engine computes it today (model/engine.cpp, stage 2): scores by a oneDNN
+// matmul over the strided per-head views (causal: one head at a time, with the mask as a binary
+// post-op), ops::RowSoftmax in place or to bf16, and the mix matmul.
+class UnfusedAttention {
+ public:
+  explicit UnfusedAttention(const ops::AttentionShape& a)
+      : a_(a),
+        scores_layout_(ops::Layout::dense({a.heads, a.rows, a.keys}, ops::DType::kF32)),
+        weights_layout_(ops::Layout::dense({a.heads, a.rows, a.keys}, a.dtype)),
+        scores_(a.mask == ops::AttentionMask::kCausal
+                    ? ops::MatMul(ops::Layout{{a.rows, a.qk_dim}, {a.query_stride, 1}, a.dtype},
+                                  ops::Layout{{a.qk_dim, a.keys}, {1, a.key_stride}, a.dtype},
+                                  ops::Layout::dense({a.rows, a.keys}, ops::DType::kF32), a.scale, false,
+                                  ops::MatMul::Binary::kAdd, ops::Layout::dense({a.rows, a.keys}, ops::DType::kF32))
+                    : ops::MatMul(ops::Layout{{a.heads, a.rows, a.qk_dim}, {a.qk_dim, a.query_stride, 1}, a.dtype},
+                                  ops::Layout{{a.heads, a.qk_dim, a.keys}, {a.qk_dim, 1, a.key_stride}, a.dtype},
+                                  scores_layout_, a.scale, false)),
+        softmax_(scores_layout_, weights_layout_),
+        mix_(weights_layout_, ops::Layout{{a.heads, a.keys, a.v_dim}, {a.v_dim, a.value_stride, 1}, a.dtype},
+             ops::Layout{{a.heads, a.rows, a.v_dim}, {a.v_dim, a.out_stride, 1}, a.dtype}, 1.0f, false),
+        mask_(a.rows * a.keys),
+        scores_tile_(a.heads * a.rows * a.keys),
+        weights_bits_(scores_tile_.size()) {
+    for (std::int64_t t = 0; t < a.rows; ++t) {
+      for (std::int64_t k = 0; k < a.keys; ++k) mask_[t * a.keys + k] = k <= t ? 0.0f : -INFINITY;
+    }
+  }
+  std::size_t scratchpad_bytes() const { return std::max(scores_.scratchpad_bytes(), mix_.scratchpad_bytes()); }
+  const char* implementation() const { return scores_.implementation(); }
+  void execute(const void* queries, const void* keys, const void* values, void* out, std::byte* scratch) {
+    if (a_.mask == ops::AttentionMask::kCausal) {
+      const std::size_t head_bytes = a_.qk_dim * ops::size_of(a_.dtype);
+      for (std::int64_t h = 0; h < a_.heads; ++h) {
+        scores_.execute(static_cast<const std::byte*>(queries) + h * head_bytes,
+                        static_cast<const std::byte*>(keys) + h * head_bytes, scores_tile_.data() + h * a_.rows * a_.keys,
+                        scratch, mask_.data());
+      }
+    } else {
+      scores_.execute(queries, keys, scores_tile_.data(), scratch);
+    }
+    void* weights = a_.dtype == ops::DType::kBF16 ? static_cast<void*>(weights_bits_.data()) : scores_tile_.data();
+    softmax_.execute(scores_tile_.data(), weights);
+    mix_.execute(weights, values, out, scratch);
+  }
+
+ private:
+  ops::AttentionShape a_;
+  ops::Layout scores_layout_, weights_layout_;
+  ops::MatMul scores_;
+  ops::RowSoftmax softmax_;
+  ops::MatMul mix_;
+  Buffer<float> mask_, scores_tile_;
+  Buffer<std::uint16_t> weights_bits_;
+};
+
+void BM_Attention(benchmark::State& state, std::string name, LayerShape shape, AttentionPath path, bool bf16,
+                  bool causal) {
+  const std::int64_t tokens = shape.tokens, heads = shape.heads, head_dim = shape.head_dim;
+  const ops::DType dtype = bf16 ? ops::DType::kBF16 : ops::DType::kF32;
+  const std::int64_t qw = heads * head_dim, kvw = 2 * qw;
+  const Buffer<float> q = values(tokens * qw, 4), kv = values(tokens * kvw, 5);
+  Buffer<std::uint16_t> q_bits(q.size()), kv_bits(kv.size()), o_bits(tokens * qw);
+  for (std::size_t i = 0; i < q.size(); ++i) q_bits[i] = ops::reference::bf16_bits(q[i] * 10);
+  for (std::size_t i = 0; i < kv.size(); ++i) kv_bits[i] = ops::reference::bf16_bits(kv[i] * 10);
+  Buffer<float> q_f32(q.size()), kv_f32(kv.size()), o(tokens * qw);
+  for (std::size_t i = 0; i < q.size(); ++i) q_f32[i] = q[i] * 10;  // scores of a few units, as in a trained layer
+  for (std::size_t i = 0; i < kv.size(); ++i) kv_f32[i] = kv[i] * 10;
+  const void* q_in = bf16 ? static_cast<const void*>(q_bits.data()) : q_f32.data();
+  const void* kv_in = bf16 ? static_cast<const void*>(kv_bits.data()) : kv_f32.data();
+  const void* v_in = static_cast<const std::byte*>(kv_in) + qw * ops::size_of(dtype);
+  void* o_out = bf16 ? static_cast<void*>(o_bits.data()) : o.data();
+
+  const ops::AttentionShape attention = tile_attention(shape, dtype, causal);
+  const ops::FusedAttention fused(attention);
+  UnfusedAttention unfused(attention);
+  Buffer<std::byte> scratch(std::max(fused.scratchpad_bytes(), unfused.scratchpad_bytes()) + 64);
+  time_op(state, name, [&] {
+    switch (path) {
+      case AttentionPath::kFused: fused.execute(q_in, kv_in, v_in, o_out, 0, scratch.data()); break;
+      case AttentionPath::kUnfused: unfused.execute(q_in, kv_in, v_in, o_out, scratch.data()); break;
+      case AttentionPath::kEigen:
+        ops::reference::attention(q_f32.data(), kv_f32.data(), kv_f32.data() + qw, o.data(), attention, 0);
+        break;
+    }
+  });
+  set_counters(state, 2.0 * heads * tokens * tokens * (2 * head_dim), tokens, 0, bf16);
+  if (path == AttentionPath::kFused) state.SetLabel(fused.implementation());
+  if (path == AttentionPath::kUnfused) state.SetLabel(unfused.implementation());
+}
+
+// The alternative of issue 14: dense per-head layouts, so that oneDNN can take Q K^T and A V as
+// batched brgemm. Q [H, T, dk], K [H, T, dk] (read as K^T) and V [H, T, dv] dense, scores and
+// weights dense [H, T, T]; the mix writes the strided O rows directly. `head_reorder` is the cost
+// of getting there: three reorders (Q, K, V) from the engine's rows into the dense heads. The
+// softmax between them is softmax/iclbench_* above.
+enum class DenseStep { kScores, kMix, kReorder };
+void BM_AttentionDense(benchmark::State& state, std::string name, LayerShape shape, DenseStep step, bool bf16) {
+  const std::int64_t tokens = shape.tokens, heads = shape.heads, head_dim = shape.head_dim;
+  const ops::DType dtype = bf16 ? ops::DType::kBF16 : ops::DType::kF32;
+  const std::int64_t qw = heads * head_dim, kvw = 2 * qw;
+  const std::size_t act = ops::size_of(dtype);
+  Buffer<std::byte> rows_q(tokens * qw * act), rows_kv(tokens * kvw * act), dense_q(tokens * qw * act),
+      dense_k(tokens * qw * act), dense_v(tokens * qw * act), o(tokens * qw * act);
+  const Buffer<float> q = values(tokens * qw, 4), kv = values(tokens * kvw, 5);
+  auto fill = [&](Buffer<std::byte>& out, const Buffer<float>& from) {
+    for (std::size_t i = 0; i < from.size(); ++i) {
+      if (bf16) {
+        reinterpret_cast<std::uint16_t*>(out.data())[i] = ops::reference::bf16_bits(from[i]);
+      } else {
+        reinterpret_cast<float*>(out.data())[i] = from[i];
+      }
+    }
+  };
+  fill(rows_q, q);
+  fill(rows_kv, kv);
+  fill(dense_q, q);
+  fill(dense_k, q);
+  fill(dense_v, q);
+  Buffer<float> s(heads * tokens * tokens, 1.0f / tokens);
+  Buffer<std::uint16_t> weights_bits(s.size(), 0x3c00);
+  const ops::Layout dense_heads = ops::Layout::dense({heads, tokens, head_dim}, dtype);
+  const ops::MatMul scores(dense_heads, ops::Layout{{heads, head_dim, tokens}, {tokens * head_dim, 1, head_dim}, dtype},
+                           ops::Layout::dense({heads, tokens, tokens}, ops::DType::kF32), 0.25f, false);
+  const ops::MatMul mix(ops::Layout::dense({heads, tokens, tokens}, dtype), dense_heads,
+                        ops::Layout{{heads, tokens, head_dim}, {head_dim, qw, 1}, dtype}, 1.0f, false);
+  const ops::Convert q_to_heads(ops::Layout{{heads, tokens, head_dim}, {head_dim, qw, 1}, dtype}, dense_heads);
+  const ops::Convert kv_to_heads(ops::Layout{{heads, tokens, head_dim}, {head_dim, kvw, 1}, dtype}, dense_heads);
+  const std::size_t scratch_bytes = std::max({scores.scratchpad_bytes(), mix.scratchpad_bytes(),
+                                              q_to_heads.scratchpad_bytes(), kv_to_heads.scratchpad_bytes()});
+  Buffer<std::byte> scratch(scratch_bytes + 64);
+  const void* weights = bf16 ? static_cast<const void*>(weights_bits.data()) : s.data();
+  time_op(state, name, [&] {
+    switch (step) {
+      case DenseStep::kScores: scores.execute(dense_q.data(), dense_k.data(), s.data(), scratch.data()); break;
+      case DenseStep::kMix: mix.execute(weights, dense_v.data(), o.data(), scratch.data()); break;
+      case DenseStep::kReorder:
+        q_to_heads.execute(rows_q.data(), dense_q.data(), scratch.data());
+        kv_to_heads.execute(rows_kv.data(), dense_k.data(), scratch.data());
+        kv_to_heads.execute(rows_kv.data() + qw * act, dense_v.data(), scratch.data());
+        break;
+    }
+  });
+  if (step == DenseStep::kReorder) {
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * 2 * 3 * tokens * qw * static_cast<std::int64_t>(act));
+  } else {
+    set_counters(state, 2.0 * heads * tokens * tokens * head_dim, tokens, 0, bf16);
+    state.SetLabel(step == DenseStep::kScores ? scores.implementation() : mix.implementation());
+  }
+}
+
+// GELU on the MLP's hidden tile [T, F]: oneDNN's post-op on the up projection is timed under
+// projection/mlp_up_gelu*/onednn_*; here the up projection without post-op followed by
+// ops::Gelu's pass (in place for f32; f32 to bf16 for bf16, so that the activation is rounded
+// once, as with the post-op), and the pass alone against its twin.
+void BM_ProjectionThenGelu(benchmark::State& state, std::string name, LayerShape layer, ops::GeluForm form, bool bf16) {
+  const std::int64_t tokens = layer.tokens, in = layer.width, out = layer.hidden;
+  const Buffer<float> weights = values(in * out, 1), bias = values(out, 2);
+  Buffer<float> src = values(tokens * in, 3), hidden(tokens * out);
+  Buffer<std::uint16_t> src_bf16(src.size(), 0x3c00), hidden_bf16(hidden.size());
+  const ops::Linear up(ops::Layout::rows(tokens, in, in, bf16 ? ops::DType::kBF16 : ops::DType::kF32), weights, bias,
+                       ops::Layout::rows(tokens, out, out, ops::DType::kF32), ops::PostActivation::kNone, false);
+  const ops::Gelu gelu(ops::Layout::dense({tokens, out}, ops::DType::kF32),
+                       ops::Layout::dense({tokens, out}, bf16 ? ops::DType::kBF16 : ops::DType::kF32), form);
+  Buffer<std::byte> scratch(up.scratchpad_bytes() + 64);
+  const void* input = bf16 ? static_cast<const void*>(src_bf16.data()) : src.data();
+  void* activated = bf16 ? static_cast<void*>(hidden_bf16.data()) : hidden.data();
+  time_op(state, name, [&] {
+    up.execute(input, hidden.data(), scratch.data());
+    gelu.execute(hidden.data(), activated);
+  });
+  set_counters(state, 2.0 * tokens * in * out, tokens, 0, bf16);
+  state.SetLabel(std::string(up.implementation()) + " + " + gelu.implementation());
+}
+
+enum class GeluPath { kIclbench, kEigen };
+void BM_Gelu(benchmark::State& state, std::string name, LayerShape layer, ops::GeluForm form, GeluPath path) {
+  const std::int64_t count = layer.tokens * layer.hidden;
+  Buffer<float> x = values(count, 9), y(count);
+  for (float& value : x) value *= 10;  // N(0, 1), as pre-activations are
+  time_op(state, name, [&] {
+    if (path == GeluPath::kIclbench) {
+      ops::gelu(x.data(), y.data(), count, form);
+    } else {
+      for (std::int64_t i = 0; i < count; ++i) y[i] = static_cast<float>(ops::reference::gelu(x[i], form));
+    }
+  });
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * 2 * 4 * count);
+  state.counters["values/s"] = benchmark::Counter(static_cast<double>(count) * static_cast<double>(state.iterations()),
+                                                  benchmark::Counter::kIsRate);
+}
+
+// A projection, not a measurement of the engine: one encoder layer of one prompt as the chain of
+// kernels the engine runs for it (model/engine.cpp, stages 1-3), with the same buffers, in one
+// timed call: norm, [bf16 copy], Q and KV projections, attention core, output projection +
+// residual, norm, [bf16 copy], up projection + GELU, down projection + residual. `today` is the
+// engine's kernels now (oneDNN matmuls + RowSoftmax, GELU as oneDNN's post-op); `fused` swaps in
+// ops::FusedAttention and ops::Gelu's pass. It leaves out what the engine adds around the kernels
+// (scheduling, prompt copies), so its peak_frac is an upper bound for the engine's.
+void BM_LayerChain(benchmark::State& state, std::string name, LayerShape shape, bool fused, bool bf16) {
+  const std::int64_t t = shape.tokens, d = shape.width, h = shape.heads, dk = shape.head_dim, f = shape.hidden;
+  const std::int64_t qw = h * dk, kvw = 2 * qw;
+  const ops::DType act = bf16 ? ops::DType::kBF16 : ops::DType::kF32;
+  const std::size_t act_size = ops::size_of(act);
+  const Buffer<float> wq = values(d * qw, 11), wkv = values(d * kvw, 12), wo = values(qw * d, 13), w1 = values(d * f, 14),
+                      w2 = values(f * d, 15), bq(qw, 0.0f), bkv(kvw, 0.0f), bd(d, 0.0f), bf(f, 0.0f), gamma(d, 1.0f),
+                      beta(d, 0.0f);
+  Buffer<float> x = values(t * d, 16), normed(t * d), hidden_f32(t * f);
+  for (float& value : x) value *= 10;
+  Buffer<std::byte> converted(t * d * 2), q(t * qw * act_size), kv(t * kvw * act_size), o(t * qw * act_size),
+      hidden(t * f * act_size);
+  const ops::Layout stream_rows = ops::Layout::rows(t, d, d, ops::DType::kF32);
+  const ops::Layout input = bf16 ? ops::Layout::rows(t, d, d, ops::DType::kBF16) : stream_rows;
+  const ops::LayerNorm norm(stream_rows, gamma, beta, 1e-5f);
+  const ops::Convert to_bf16(stream_rows, ops::Layout::rows(t, d, d, ops::DType::kBF16));
+  const ops::Linear query(input, wq, bq, ops::Layout::rows(t, qw, qw, act), ops::PostActivation::kNone, false);
+  const ops::Linear key_value(input, wkv, bkv, ops::Layout::rows(t, kvw, kvw, act), ops::PostActivation::kNone, false);
+  const ops::Linear output(ops::Layout::rows(t, qw, qw, act), wo, bd, stream_rows, ops::PostActivation::kNone, true);
+  const ops::Layout hidden_rows = ops::Layout::rows(t, f, f, act);
+  const ops::Linear up_gelu(input, w1, bf, hidden_rows, ops::PostActivation::kGelu, false);
+  const ops::Linear up(input, w1, bf, ops::Layout::rows(t, f, f, ops::DType::kF32), ops::PostActivation::kNone, false);
+  const ops::Gelu gelu(ops::Layout::dense({t, f}, ops::DType::kF32), ops::Layout::dense({t, f}, act), ops::GeluForm::kErf);
+  const ops::Linear down(hidden_rows, w2, bd, stream_rows, ops::PostActivation::kNone, true);
+  const ops::AttentionShape attention_shape = tile_attention(shape, act, false);
+  const ops::FusedAttention attention(attention_shape);
+  UnfusedAttention unfused(attention_shape);
+  std::size_t scratch_bytes = attention.scratchpad_bytes();
+  for (std::size_t bytes : {norm.scratchpad_bytes(), to_bf16.scratchpad_bytes(), query.scratchpad_bytes(),
+                            key_value.scratchpad_bytes(), output.scratchpad_bytes(), up_gelu.scratchpad_bytes(),
+                            up.scratchpad_bytes(), down.scratchpad_bytes(), unfused.scratchpad_bytes()}) {
+    scratch_bytes = std::max(scratch_bytes, bytes);
+  }
+  Buffer<std::byte> scratch(scratch_bytes + 64);
+  const Buffer<float> start = x;
+  time_op(state, name, [&] {
+    std::copy(start.begin(), start.end(), x.begin());  // the same input every time (the residual grows otherwise)
+    norm.execute(x.data(), normed.data(), scratch.data());
+    const void* in = normed.data();
+    if (bf16) {
+      to_bf16.execute(normed.data(), converted.data(), scratch.data());
+      in = converted.data();
+    }
+    query.execute(in, q.data(), scratch.data());
+    key_value.execute(in, kv.data(), scratch.data());
+    if (fused) {
+      attention.execute(q.data(), kv.data(), kv.data() + qw * act_size, o.data(), 0, scratch.data());
+    } else {
+      unfused.execute(q.data(), kv.data(), kv.data() + qw * act_size, o.data(), scratch.data());
+    }
+    output.execute(o.data(), x.data(), scratch.data());
+    norm.execute(x.data(), normed.data(), scratch.data());
+    if (bf16) to_bf16.execute(normed.data(), converted.data(), scratch.data());
+    if (fused) {
+      up.execute(in, hidden_f32.data(), scratch.data());
+      gelu.execute(hidden_f32.data(), hidden.data());
+    } else {
+      up_gelu.execute(in, hidden.data(), scratch.data());
+    }
+    down.execute(hidden.data(), x.data(), scratch.data());
+  });
+  const double flops = 2.0 * t * d * (qw + kvw) + 2.0 * h * t * t * 2 * dk + 2.0 * t * qw * d + 4.0 * t * d * f;
+  set_counters(state, flops, static_cast<double>(t), 1, bf16);
+}
+
 // Softmax over the keys of the [H, T, T] scores: oneDNN's jit primitive, the engine's own
 // kernel (ops::RowSoftmax, which replaced it in the engine), and the Eigen reference (double).
 enum class SoftmaxPath { kOneDnn, kIclbench, kEigen };
@@ -274,6 +569,32 @@ void register_benchmarks() {
       add(name + "/onednn_bf16", BM_AttentionMatmul, layer, scores, true);
       benchmark::RegisterBenchmark((name + "/eigen_f32").c_str(), BM_AttentionMatmulEigen, layer, scores);
     }
+    for (bool causal : {false, true}) {
+      const std::string name = prefix + (causal ? "attention/core_causal" : "attention/core");
+      add(name + "/iclbench_f32", BM_Attention, layer, AttentionPath::kFused, false, causal);
+      add(name + "/iclbench_bf16", BM_Attention, layer, AttentionPath::kFused, true, causal);
+      add(name + "/unfused_f32", BM_Attention, layer, AttentionPath::kUnfused, false, causal);
+      add(name + "/unfused_bf16", BM_Attention, layer, AttentionPath::kUnfused, true, causal);
+      add(name + "/eigen_f32", BM_Attention, layer, AttentionPath::kEigen, false, causal);
+    }
+    for (bool bf16 : {false, true}) {
+      const std::string suffix = bf16 ? "_bf16" : "_f32";
+      add(prefix + "attention/qk_scores/onednn_dense" + suffix, BM_AttentionDense, layer, DenseStep::kScores, bf16);
+      add(prefix + "attention/av_mix/onednn_dense" + suffix, BM_AttentionDense, layer, DenseStep::kMix, bf16);
+      add(prefix + "attention/head_reorder/onednn_dense" + suffix, BM_AttentionDense, layer, DenseStep::kReorder, bf16);
+      add(prefix + "projection/mlp_up_gelu/iclbench" + suffix, BM_ProjectionThenGelu, layer, ops::GeluForm::kErf, bf16);
+      add(prefix + "projection/mlp_up_gelu_tanh/iclbench" + suffix, BM_ProjectionThenGelu, layer,
+          ops::GeluForm::kTanh, bf16);
+    }
+    for (bool bf16 : {false, true}) {
+      const std::string suffix = bf16 ? "_bf16" : "_f32";
+      add(prefix + "layer/chain/today" + suffix, BM_LayerChain, layer, false, bf16);
+      add(prefix + "layer/chain/fused" + suffix, BM_LayerChain, layer, true, bf16);
+    }
+    add(prefix + "gelu/iclbench_f32", BM_Gelu, layer, ops::GeluForm::kErf, GeluPath::kIclbench);
+    add(prefix + "gelu/eigen_f32", BM_Gelu, layer, ops::GeluForm::kErf, GeluPath::kEigen);
+    add(prefix + "gelu_tanh/iclbench_f32", BM_Gelu, layer, ops::GeluForm::kTanh, GeluPath::kIclbench);
+    add(prefix + "gelu_tanh/eigen_f32", BM_Gelu, layer, ops::GeluForm::kTanh, GeluPath::kEigen);
     add(prefix + "softmax/onednn_f32", BM_Softmax, layer, SoftmaxPath::kOneDnn, false);
     add(prefix + "softmax/onednn_bf16", BM_Softmax, layer, SoftmaxPath::kOneDnn, true);
     add(prefix + "softmax/iclbench_f32", BM_Softmax, layer, SoftmaxPath::kIclbench, false);

@@ -9,11 +9,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <vector>
 
 #include "iclbench/version.hpp"
+#include "util/text.hpp"
 
 namespace iclbench::data {
 namespace {
@@ -34,7 +34,7 @@ TaskSpec spec_from_json(const nlohmann::json& params) {
   TaskSpec spec;
   const std::string name = params.at("family").get<std::string>();
   const auto family = parse_family(name);
-  if (!family) throw SpecError("unknown family '" + name + "'");
+  if (!family) throw SpecError("family", "'" + name + "' is unknown");
   spec.family = *family;
   spec.dim = params.at("d").get<std::int64_t>();
   spec.n_examples = params.at("n").get<std::int64_t>();
@@ -77,16 +77,23 @@ std::map<std::string, std::string> dataset_metadata(const TaskSpec& spec) {
   };
 }
 
-std::string human_bytes(double bytes) {
-  const char* units[] = {"B", "KB", "MB", "GB", "TB", "PB", "EB"};
-  int unit = 0;
-  while (bytes >= 1000.0 && unit < 6) {
-    bytes /= 1000.0;
-    ++unit;
-  }
-  char text[32];
-  std::snprintf(text, sizeof text, "%.3g %s", bytes, units[unit]);
-  return text;
+namespace {
+std::string no_space_message(std::uint64_t needed, std::uint64_t available,
+                             const std::filesystem::path& directory, std::string_view remedy) {
+  return "the data set needs " + util::human_bytes(static_cast<double>(needed)) + " but " +
+         directory.string() + " has " + util::human_bytes(static_cast<double>(available)) +
+         " free; " + std::string(remedy);
+}
+}  // namespace
+
+NoSpaceError::NoSpaceError(std::uint64_t needed, std::uint64_t available, std::filesystem::path directory)
+    : std::invalid_argument(no_space_message(needed, available, directory, "lower tasks, n or queries")),
+      needed_(needed),
+      available_(available),
+      directory_(std::move(directory)) {}
+
+std::string NoSpaceError::message(std::string_view remedy) const {
+  return no_space_message(needed_, available_, directory_, remedy);
 }
 
 void write_dataset(const TaskSpec& spec, const std::filesystem::path& path,
@@ -98,9 +105,7 @@ void write_dataset(const TaskSpec& spec, const std::filesystem::path& path,
     if (::statvfs(dir.c_str(), &fs) == 0) {  // a missing directory is reported by the writer
       const std::uint64_t available = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
       if (spec.dataset_bytes() > available) {
-        throw SpecError("the data set needs " + human_bytes(static_cast<double>(spec.dataset_bytes())) +
-                        " but " + dir.string() + " has " + human_bytes(static_cast<double>(available)) +
-                        " free; lower --tasks, --n or --queries");
+        throw NoSpaceError(spec.dataset_bytes(), available, dir);
       }
     }
   }

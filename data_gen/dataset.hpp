@@ -7,13 +7,14 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <functional>
 #include <map>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "data_gen/task_generator.hpp"
 #include "io/safetensors.hpp"
+#include "util/progress_callback.hpp"
 
 namespace iclbench::data {
 
@@ -22,22 +23,32 @@ inline constexpr int kDatasetFormatVersion = 1;
 
 struct WriteOptions {
   io::Overwrite overwrite = io::Overwrite::kRefuse;
-  // Called from the writing thread after each chunk of tasks.
-  std::function<void(std::int64_t tasks_done, std::int64_t tasks_total)> progress;
+  // Called from the writing thread after each chunk of tasks, with tasks done and in all.
+  util::ProgressCallback progress;
   // Tasks are generated in chunks of about this many bytes, in parallel within a chunk.
   std::uint64_t chunk_bytes = 64u << 20;
+};
+
+// The file system of a data set's file has too little free space for it. A bad size rather than an
+// I/O failure: nothing has been written yet.
+class NoSpaceError : public std::invalid_argument {
+ public:
+  NoSpaceError(std::uint64_t needed, std::uint64_t available, std::filesystem::path directory);
+  // The message with a remedy in the caller's terms (the command line names its flags).
+  std::string message(std::string_view remedy) const;
+
+ private:
+  std::uint64_t needed_, available_;
+  std::filesystem::path directory_;
 };
 
 // The metadata written into a data set file, and the parameters as JSON text.
 std::map<std::string, std::string> dataset_metadata(const TaskSpec& spec);
 std::string spec_to_json(const TaskSpec& spec);
 
-// "1.44 GB"
-std::string human_bytes(double bytes);
-
 // Generates every task of `spec` (tbb::parallel_for over tasks; the bytes do not depend on the
-// thread count) and writes them atomically to `path`. Validates `spec` first, and refuses (with
-// the size) a data set larger than the free space of the target file system.
+// thread count) and writes them atomically to `path`. Validates `spec` first (SpecError), and
+// refuses a data set larger than the free space of the target file system (NoSpaceError).
 void write_dataset(const TaskSpec& spec, const std::filesystem::path& path,
                    const WriteOptions& options = {});
 

@@ -3,13 +3,18 @@
 #include <array>
 #include <cmath>
 #include <limits>
-#include <sstream>
 #include <vector>
 
-#include "data_gen/philox.hpp"
+#include "util/errors.hpp"
+#include "util/philox.hpp"
+#include "util/text.hpp"
 
 namespace iclbench::data {
 namespace {
+
+using util::DrawSequence;
+using util::format_number;
+using util::Stream;
 
 struct FamilyEntry {
   Family family;
@@ -31,18 +36,12 @@ constexpr std::array<FamilyEntry, 10> kFamilies = {{
     {Family::kOverlap, "overlap", "every query is a copy of a random context input"},
     {Family::kHalfSubspace, "half-subspace",
      "context and queries in one random floor(d/2)-dim subspace per task"},
-    {Family::kScaled, "scaled", "Gaussian inputs scaled by --scale"},
+    {Family::kScaled, "scaled", "Gaussian inputs multiplied by the scale parameter"},
 }};
 
 bool uses_rotation(Family family) {
   return family == Family::kSkewed || family == Family::kOrthogonal ||
          family == Family::kHalfSubspace;
-}
-
-std::string format_number(double value) {
-  std::ostringstream text;
-  text << value;
-  return text.str();
 }
 
 // The generator does its own small linear algebra in plain loops rather than with Eigen: the
@@ -264,10 +263,10 @@ float sample_example(const TaskSpec& spec, const TaskGeometry& geometry, Role ro
     if (spec.margin > 0.0 && std::abs(score) < spec.margin * std::sqrt(norm_squared)) continue;
     return score >= 0.0 ? 1.0f : -1.0f;
   }
-  throw SpecError("--margin " + format_number(spec.margin) + " rejected " +
-                  std::to_string(kMaxMarginAttempts) + " draws in a row for task " +
-                  std::to_string(task) + " of family " + std::string(family_name(spec.family)) +
-                  "; lower --margin");
+  throw SpecError("margin", format_number(spec.margin) + " rejected " +
+                                std::to_string(kMaxMarginAttempts) + " draws in a row for task " +
+                                std::to_string(task) + " of family " +
+                                std::string(family_name(spec.family)) + "; lower it");
 }
 
 bool flipped(std::uint64_t seed, std::uint32_t task, std::uint32_t example, Stream stream,
@@ -327,50 +326,48 @@ std::uint64_t TaskSpec::dataset_bytes() const {
 }
 
 void validate(const TaskSpec& spec) {
+  using util::require;
   const std::string family = std::string(family_name(spec.family));
-  auto require = [](bool ok, const std::string& message) {
-    if (!ok) throw SpecError(message);
-  };
-  require(spec.dim >= 1 && spec.dim <= kMaxDim,
-          "--d must be in [1, " + std::to_string(kMaxDim) + "], got " + std::to_string(spec.dim));
+  require<SpecError>(spec.dim >= 1 && spec.dim <= kMaxDim, "d",
+                     "must be in [1, " + std::to_string(kMaxDim) + "], got " + std::to_string(spec.dim));
   if (spec.family == Family::kOrthogonal || spec.family == Family::kHalfSubspace) {
-    require(spec.dim >= 2, "--d must be at least 2 for family " + family);
+    require<SpecError>(spec.dim >= 2, "d", "must be at least 2 for family " + family);
   }
   if (uses_rotation(spec.family)) {
-    require(spec.dim <= kMaxRotationDim,
-            "--d must be at most " + std::to_string(kMaxRotationDim) + " for family " + family +
-                " (it draws a d x d rotation per task), got " + std::to_string(spec.dim));
+    require<SpecError>(spec.dim <= kMaxRotationDim, "d",
+                       "must be at most " + std::to_string(kMaxRotationDim) + " for family " + family +
+                           " (it draws a d x d rotation per task), got " + std::to_string(spec.dim));
   }
   constexpr std::int64_t kMaxIndex = std::numeric_limits<std::int32_t>::max();
-  require(spec.n_examples >= 1 && spec.n_examples <= kMaxIndex,
-          "--n must be in [1, " + std::to_string(kMaxIndex) + "], got " +
-              std::to_string(spec.n_examples));
-  require(spec.n_queries >= 1 && spec.n_queries <= kMaxIndex,
-          "--queries must be in [1, " + std::to_string(kMaxIndex) + "], got " +
-              std::to_string(spec.n_queries));
-  require(spec.n_tasks >= 1 && spec.n_tasks <= kMaxIndex,
-          "--tasks must be in [1, " + std::to_string(kMaxIndex) + "], got " +
-              std::to_string(spec.n_tasks));
-  require(std::isfinite(spec.noise) && spec.noise >= 0.0 && spec.noise < 0.5,
-          "--noise must be in [0, 0.5), got " + format_number(spec.noise));
-  require(std::isfinite(spec.margin) && spec.margin >= 0.0 && spec.margin < 1.0,
-          "--margin must be in [0, 1), got " + format_number(spec.margin));
-  require(std::isfinite(spec.kappa) && spec.kappa >= 1.0,
-          "--kappa must be a finite number >= 1, got " + format_number(spec.kappa));
-  require(std::isfinite(spec.bias), "--bias must be finite, got " + format_number(spec.bias));
-  require(std::isfinite(spec.scale) && spec.scale > 0.0,
-          "--scale must be a finite number > 0, got " + format_number(spec.scale));
+  const std::string index_range = "must be in [1, " + std::to_string(kMaxIndex) + "], got ";
+  require<SpecError>(spec.n_examples >= 1 && spec.n_examples <= kMaxIndex, "n",
+                     index_range + std::to_string(spec.n_examples));
+  require<SpecError>(spec.n_queries >= 1 && spec.n_queries <= kMaxIndex, "queries",
+                     index_range + std::to_string(spec.n_queries));
+  require<SpecError>(spec.n_tasks >= 1 && spec.n_tasks <= kMaxIndex, "tasks",
+                     index_range + std::to_string(spec.n_tasks));
+  require<SpecError>(std::isfinite(spec.noise) && spec.noise >= 0.0 && spec.noise < 0.5, "noise",
+                     "must be in [0, 0.5), got " + format_number(spec.noise));
+  require<SpecError>(std::isfinite(spec.margin) && spec.margin >= 0.0 && spec.margin < 1.0, "margin",
+                     "must be in [0, 1), got " + format_number(spec.margin));
+  require<SpecError>(std::isfinite(spec.kappa) && spec.kappa >= 1.0, "kappa",
+                     "must be a finite number >= 1, got " + format_number(spec.kappa));
+  require<SpecError>(std::isfinite(spec.bias), "bias", "must be finite, got " + format_number(spec.bias));
+  require<SpecError>(std::isfinite(spec.scale) && spec.scale > 0.0, "scale",
+                     "must be a finite number > 0, got " + format_number(spec.scale));
   if (spec.family != Family::kSkewed) {
-    require(spec.kappa == 1.0, "--kappa applies only to family skewed");
+    require<SpecError>(spec.kappa == 1.0, "kappa", "applies only to family skewed");
   }
   if (!family_uses_scale(spec.family)) {
-    require(spec.scale == 1.0, "--scale applies only to families gmm and scaled");
+    require<SpecError>(spec.scale == 1.0, "scale", "applies only to families gmm and scaled");
   }
   if (spec.family == Family::kGmm) {
-    require(spec.margin == 0.0 && spec.bias == 0.0,
-            "--margin and --bias do not apply to family gmm (its labels are mixture components)");
+    const std::string why = "does not apply to family gmm (its labels are mixture components)";
+    require<SpecError>(spec.margin == 0.0, "margin", why);
+    require<SpecError>(spec.bias == 0.0, "bias", why);
   }
-  // Sizes: T * floats_per_task * 4 must fit in 64 bits.
+  // Sizes: T * floats_per_task * 4 must fit in 64 bits (a task alone always does: n < 2^31 and
+  // d <= 2^16).
   const auto d = static_cast<std::uint64_t>(spec.dim);
   std::uint64_t per_task = 0;
   std::uint64_t total = 0;
@@ -378,7 +375,8 @@ void validate(const TaskSpec& spec) {
       __builtin_mul_overflow(static_cast<std::uint64_t>(spec.n_examples) + 1, d + 1, &per_task) ||
       __builtin_mul_overflow(per_task + static_cast<std::uint64_t>(spec.n_queries) * (d + 2),
                              static_cast<std::uint64_t>(spec.n_tasks) * sizeof(float), &total);
-  require(!overflow, "the data set would exceed 2^64 bytes");
+  require<SpecError>(!overflow, "tasks",
+                     "is too large for this task size: the data set would exceed 2^64 bytes");
 }
 
 void generate_task(const TaskSpec& spec, std::uint32_t task, const TaskView& out) {

@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "util/errors.hpp"
+
 namespace iclbench::data {
 
 enum class Family {
@@ -31,18 +33,19 @@ std::optional<Family> parse_family(std::string_view name);
 std::string family_names();  // "gaussian, skewed, ..." for help and errors
 std::string_view family_description(Family family);
 
-// Everything that defines a task set. Field comments give the `iclbench gen` flag.
+// Everything that defines a task set. Field comments give each parameter's name: its key in a
+// data set's `params` metadata, and the name errors give it.
 struct TaskSpec {
   Family family = Family::kGaussian;
-  std::int64_t dim = 16;          // --d
-  std::int64_t n_examples = 256;  // --n       context examples per task
-  std::int64_t n_queries = 64;    // --queries
-  std::int64_t n_tasks = 100;     // --tasks
-  double noise = 0.0;   // --noise   probability that a context label is flipped
-  double margin = 0.0;  // --margin  inputs with |w*.x + bias| < margin * |x| are redrawn
-  double kappa = 1.0;   // --kappa   condition number (skewed)
-  double bias = 0.0;    // --bias    label = sign(w*.x + bias)
-  double scale = 1.0;   // --scale   |mu| (gmm) or the input scale (scaled)
+  std::int64_t dim = 16;          // d
+  std::int64_t n_examples = 256;  // n        context examples per task (N)
+  std::int64_t n_queries = 64;    // queries  per task (M)
+  std::int64_t n_tasks = 100;     // tasks    (T)
+  double noise = 0.0;   // noise   probability that a context label is flipped
+  double margin = 0.0;  // margin  inputs with |w*.x + bias| < margin * |x| are redrawn
+  double kappa = 1.0;   // kappa   condition number (skewed)
+  double bias = 0.0;    // bias    label = sign(w*.x + bias)
+  double scale = 1.0;   // scale   |mu| (gmm) or the input scale (scaled)
   std::uint64_t seed = 0;
 
   // Tensor sizes in floats, and the whole data set in bytes (checked against overflow by
@@ -51,21 +54,21 @@ struct TaskSpec {
   std::uint64_t dataset_bytes() const;
 };
 
-// The defaults that depend on the family (so that `--scale` means something sensible unasked).
+// The defaults that depend on the family (so that `scale` means something sensible unasked).
 double default_scale(Family family);
 bool family_uses_scale(Family family);
 
-// A parameter out of its domain; the message names the `iclbench gen` flag.
-class SpecError : public std::invalid_argument {
+// A parameter out of its domain, named as in TaskSpec's comments ("d must be in [1, 65536]").
+class SpecError : public util::ParameterError {
  public:
-  using std::invalid_argument::invalid_argument;
+  using util::ParameterError::ParameterError;
 };
 void validate(const TaskSpec& spec);
 
 // Largest d for the families that draw a d x d random rotation per task (O(d^3) per task).
 inline constexpr std::int64_t kMaxRotationDim = 4096;
 inline constexpr std::int64_t kMaxDim = 1 << 16;
-// Rejection sampling for --margin gives up after this many draws for one input.
+// Rejection sampling for a margin gives up after this many draws for one input.
 inline constexpr std::uint32_t kMaxMarginAttempts = 100'000;
 
 // One task's slices of the output tensors.

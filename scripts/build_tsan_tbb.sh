@@ -9,6 +9,8 @@
 #
 # Building takes ~25 s; the result is kept in ~/.cache/iclbench/ per Debian version and reused.
 set -euo pipefail
+# Its tools: CMake, Ninja and g++ (build), dpkg-source (sanitize); quiet when present.
+bash "$(dirname "$0")/setup.sh" build sanitize >&2
 version=$(dpkg-query -W -f='${Version}' libtbb-dev)
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/iclbench/tbb-tsan-$version
 if [ -e "$cache/lib/libtbb.so.12" ]; then
@@ -19,25 +21,29 @@ echo "tsan: building oneTBB $version with -fsanitize=thread (once; cached in $ca
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/lists/partial"
-cat >"$work/src.sources" <<SOURCES
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb-src
-URIs: http://deb.debian.org/debian-security
-Suites: bookworm-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+# A new machine usually has no deb-src lines, and this script leaves the machine's apt
+# configuration alone: it writes deb-src lines of its own, for the Debian archives (mirror,
+# suites) whose binary packages this machine's apt already uses, into a list of its own.
+# Where apt knows none (its lists were never downloaded), Debian's own address.
+. /etc/os-release
+apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Target-Of: deb' \
+    'Identifier: Packages' 2>/dev/null | sort -u |
+  awk -v suites=" $VERSION_CODENAME $VERSION_CODENAME-updates $VERSION_CODENAME-security " \
+    'index(suites, " " $2 " ") { print "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]", $0 }' \
+    >"$work/src.list"
+if [ ! -s "$work/src.list" ]; then
+  cat >"$work/src.list" <<SOURCES
+deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $VERSION_CODENAME $VERSION_CODENAME-updates main
+deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security $VERSION_CODENAME-security main
 SOURCES
-apt_options=(-qq -o Dir::Etc::sourcelist="$work/src.sources" -o Dir::Etc::sourceparts=-
+fi
+apt_options=(-qq -o Dir::Etc::sourcelist="$work/src.list" -o Dir::Etc::sourceparts=-
              -o Dir::State::Lists="$work/lists")
 # As root, apt would drop to the _apt user, which cannot write to this temporary directory.
 if [ "$(id -u)" -eq 0 ]; then apt_options+=(-o APT::Sandbox::User=root); fi
 apt-get "${apt_options[@]}" update >&2
-(cd "$work" && apt-get "${apt_options[@]}" source --download-only "onetbb=$version" >/dev/null 2>&1)
+(cd "$work" && apt-get "${apt_options[@]}" source --download-only "onetbb=$version" >"$work/source.log" 2>&1) ||
+  { cat "$work/source.log" >&2; echo "tsan: could not download Debian's source of onetbb $version" >&2; exit 1; }
 # apt-get has checked every file against the archive's signed index; the .dsc's own signature
 # (the uploader's key, not installed here) adds nothing, so dpkg-source does not check it again.
 dpkg-source --no-check -x "$work"/onetbb_*.dsc "$work/src" >/dev/null

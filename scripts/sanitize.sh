@@ -7,7 +7,7 @@
 # Exits non-zero on any finding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh default sanitize
 bash scripts/build.sh asan
 ctest --preset asan -j 2 -E "_smoke$"
 

@@ -1,35 +1,103 @@
 #!/usr/bin/env bash
-# Installs every Debian package iclbench needs to build, test and run. Idempotent: silent and
-# quick when everything is already installed. Run as root (or with sudo available).
+# Installs the Debian 12 packages iclbench needs, by purpose. Idempotent: silent and quick when
+# everything asked for is already installed. Run as root (or as a user with sudo).
+#
+#   bash scripts/setup.sh               the default purposes (build run test bench): what the
+#                                       README's two commands (scripts/main.sh, scripts/test.sh)
+#                                       and the benchmark gate need
+#   bash scripts/setup.sh PURPOSE...    those purposes only; `default` names the four above. The
+#                                       scripts that need more ask for it (sanitize.sh: sanitize,
+#                                       bench/peers/compare_encoder.sh: peers, fresh_machine_check.sh)
+#
+# Packages are installed with --no-install-recommends, so every package used must be listed here,
+# including those a -dev package only recommends: a machine that happens to have one must not
+# hide a missing line. scripts/fresh_machine_check.sh proves the default purposes on a freshly
+# bootstrapped Debian 12. To add a package, add one line to the purpose that needs it, saying why.
 set -euo pipefail
 
-packages=(
-  # toolchain
-  build-essential cmake ninja-build git
-  # libraries (see DESIGN.md, "The stack")
-  libdnnl-dev libtbb-dev libeigen3-dev libbenchmark-dev libbenchmark-tools libgtest-dev
-  librandom123-dev liblinear-dev nlohmann-json3-dev libcli11-dev
-  # Python tooling runs on /usr/bin/python3 with Debian's packages only
-  python3 python3-numpy python3-scipy python3-matplotlib
-  chromium  # headless browser: the ctest that renders bench/track.py's dashboard
-  # sanitizer stage of CI: clang with its libFuzzer runtime
-  clang libclang-rt-14-dev
-  # ThreadSanitizer stage: oneTBB rebuilt from Debian's source package (scripts/build_tsan_tbb.sh)
-  dpkg-dev
+# The release build: compilers, CMake, and every library CMakeLists.txt finds (the release preset
+# also builds the tests and the benchmarks).
+build=(
+  build-essential cmake ninja-build
+  git                  # CMake asks `git rev-parse` for the revision that `iclbench info` prints
+  libdnnl-dev
+  ocl-icd-opencl-dev   # oneDNN's CMake package looks for OpenCL; libdnnl-dev only recommends it
+  libtbb-dev libeigen3-dev librandom123-dev liblinear-dev nlohmann-json3-dev libcli11-dev
+  libgtest-dev libbenchmark-dev
 )
+# The main job (scripts/main.sh) beyond the binary: `bounds` draws its plots with matplotlib.
+run=(
+  python3 python3-matplotlib
+)
+# The test suite (scripts/test.sh runs ctest on everything) beyond the build.
+test=(
+  python3 python3-numpy   # tests/python/read_dataset_test.py: an independent reader, NumPy only
+  chromium                # tests/python/track_browser_test.py renders bench/track.py's dashboard
+)
+# The benchmark regression gate (bench/gate.py).
+bench=(
+  python3 libbenchmark-tools   # compare.py's gbench module
+  python3-scipy                # its U test
+)
+# CI's sanitizer stage (scripts/sanitize.sh).
+sanitize=(
+  clang libclang-rt-14-dev   # the fuzz preset: clang with its libFuzzer runtime
+  dpkg-dev                   # scripts/build_tsan_tbb.sh unpacks Debian's oneTBB source package
+)
+# The PyTorch peer (bench/peers/compare_encoder.sh); ~300 MB, so not in the default purposes.
+peers=(
+  python3 python3-torch
+  libopenblas0-pthread   # the BLAS the peer runs PyTorch on (Debian's default is the slow reference BLAS)
+)
+# CI's fresh-machine stage (scripts/fresh_machine_check.sh).
+fresh_machine=(
+  debootstrap
+)
+
+default_purposes=(build run test bench)
+all_purposes=(build run test bench sanitize peers fresh_machine)
+
+purposes=()
+for purpose in "${@:-default}"; do
+  purpose=${purpose//-/_}
+  if [ "$purpose" = default ]; then
+    purposes+=("${default_purposes[@]}")
+  elif [[ " ${all_purposes[*]} " == *" $purpose "* ]]; then
+    purposes+=("$purpose")
+  else
+    echo "setup: unknown purpose '$purpose' (one of: default ${all_purposes[*]})" >&2
+    exit 2
+  fi
+done
+packages=()
+for purpose in "${purposes[@]}"; do
+  declare -n list=$purpose
+  packages+=("${list[@]}")
+  unset -n list
+done
 
 missing=()
 for package in "${packages[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+  if [ "$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null)" != "install ok installed" ] &&
+     [[ " ${missing[*]} " != *" $package "* ]]; then
     missing+=("$package")
   fi
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+# A minimal system has no sudo; root needs none.
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  if ! command -v sudo >/dev/null; then
+    echo "setup: missing packages (${missing[*]}); run this as root or install sudo" >&2
+    exit 1
+  fi
+  sudo=(sudo)
+fi
 echo "setup: installing ${missing[*]}" >&2
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-  "${missing[@]}" >/dev/null
+# Waits for another apt or dpkg (unattended upgrades on a new machine, a second set-up) to finish.
+apt_options=(-qq -o DPkg::Lock::Timeout=600)
+"${sudo[@]}" apt-get "${apt_options[@]}" update
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${apt_options[@]}" install -y \
+  --no-install-recommends "${missing[@]}" >/dev/null
 echo "setup: done" >&2

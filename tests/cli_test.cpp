@@ -115,6 +115,11 @@ struct BadCase {
 TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
   const fs::path dir = fresh_dir("bad");
   const std::string out = (dir / "out.safetensors").string();
+  // A bounds config file with a bad grid: the error names the file and the key in it, not a flag.
+  const fs::path inputs = fresh_dir("bad_inputs");
+  const std::string bad_config = (inputs / "bounds.json").string();
+  std::ofstream(bad_config) << R"({"d_grid": [1], "n_grid": [8, 16], "eps_grid": [0.2], "models": [],
+                                   "heads": ["avg"]})";
   const std::vector<BadCase> cases = {
       {{"gen", "--d", "0", "--out", out}, "--d must be in [1,"},
       {{"gen", "--n", "-5", "--out", out}, "--n must be in [1,"},
@@ -130,7 +135,7 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"gen", "--family", "gmm", "--scale", "inf", "--out", out}, "--scale must be"},
       {{"gen", "--bias", "inf", "--out", out}, "--bias must be finite"},
       {{"gen", "--d", "abc", "--out", out}, "--d"},
-      {{"gen", "--d", "64", "--margin", "0.99", "--tasks", "1", "--out", out}, "lower --margin"},
+      {{"gen", "--d", "64", "--margin", "0.99", "--tasks", "1", "--out", out}, "--margin 0.99 rejected 100000 draws in a row"},
       {{"gen", "--tasks", "100000", "--n", "1000000", "--out", out}, "free; lower --tasks"},
       {{"gen", "--tasks", "2000000000", "--n", "2000000000", "--d", "60000", "--out", out},
        "exceed 2^64 bytes"},
@@ -149,16 +154,19 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"speed", "--model", "gd-ls", "--batch", "0"}, "must be >= 1"},
       {{"speed", "--model", (dir / "nope.safetensors").string()}, "cannot open"},
       {{"eval", "--d", "4", "--tasks", "2", "--heads", "logit", "--out", out}, "unknown head 'logit'"},
-      {{"eval", "--d", "4", "--tasks", "2", "--context", "near:3", "--out", out}, "unknown --context"},
+      {{"eval", "--d", "4", "--tasks", "2", "--context", "near:3", "--out", out}, "--context 'near:3' is unknown; use full, random:K or retrieve:K"},
       {{"eval", "--d", "4", "--n", "10", "--tasks", "2", "--n-grid", "5,11", "--out", out},
-       "--n-grid entry 11 is outside"},
+       "--n-grid entry 11 is outside [1, N = 10]"},
       {{"eval", "--d", "4", "--tasks", "2", "--model", "gd-ls:L=-1", "--out", out}, "L must be"},
       {{"eval", "--d", "4", "--tasks", "2", "--model", "encoder", "--out", out}, "no readout slot"},
       {{"eval", "--d", "0", "--out", out}, "--d must be in [1,"},
       {{"eval", "--data", (dir / "missing.safetensors").string(), "--out", out}, "cannot open"},
       {{"eval", "--data", "x.safetensors", "--d", "4", "--out", out}, "not both"},
       {{"eval", "--generate", "--d 4 --bogus 3", "--out", out}, "--generate"},
-      {{"eval", "--d", "4", "--tasks", "2", "--delta", "1.5", "--out", out}, "--delta must be in (0, 1)"},
+      {{"eval", "--d", "4", "--tasks", "2", "--delta", "1.5", "--out", out}, "--delta must be in (0, 1), got 1.5"},
+      {{"eval", "--d", "4", "--tasks", "2", "--bootstrap", "49", "--out", out}, "--bootstrap must be in [50, 10^5] resamples, got 49"},
+      {{"bounds", "--bootstrap", "100001", "--out", out}, "--bootstrap must be in [50, 10^5] resamples, got 100001"},
+      {{"eval", "--d", "4", "--tasks", "2", "--context", "random:0", "--out", out}, "--context random:0: K must be a positive integer"},
       {{"eval", "--d", "64", "--n", "1000000", "--tasks", "100000", "--out", out}, "TB of memory, but"},
       // Softmax attention over 8e7 context tokens: the score tiles alone need ~160 GB.
       {{"eval", "--d", "8", "--n", "80000000", "--tasks", "1", "--queries", "1", "--model", "kernel:beta=1",
@@ -169,12 +177,16 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"--max-memory", "0.001", "bounds", "--preset", "quick", "--out", out}, "allowed by --max-memory"},
       {{"eval", "--d", "4", "--tasks", "2", "--heads", "", "--out", out}, "nothing to evaluate"},
       {{"eval", "--d", "4", "--tasks", "2", "--out", "/nonexistent-dir/r.json"}, "cannot create a file in"},
-      {{"bounds", "--preset", "huge", "--out", out}, "unknown --preset 'huge'"},
-      {{"bounds", "--n-grid", "64,32", "--out", out}, "n_grid must be strictly increasing"},
-      {{"bounds", "--eps-grid", "0.7", "--out", out}, "every eps must be in (0, 0.5)"},
-      {{"bounds", "--d-grid", "1", "--out", out}, "every d must be in [2, 4096]"},
+      {{"bounds", "--preset", "huge", "--out", out}, "--preset 'huge' is unknown (quick or full)"},
+      {{"bounds", "--n-grid", "64,32", "--out", out}, "--n-grid must be strictly increasing"},
+      {{"bounds", "--eps-grid", "0.7", "--out", out}, "--eps-grid entries must be in (0, 0.5), got 0.7"},
+      {{"bounds", "--d-grid", "1", "--out", out}, "--d-grid entries must be in [2, 4096], got 1"},
       {{"bounds", "--heads", "logit", "--out", out}, "unknown head 'logit'"},
       {{"bounds", "--config", (dir / "missing.json").string(), "--out", out}, "cannot read --config"},
+      {{"bounds", "--config", bad_config, "--out", out}, bad_config + ": d_grid entries must be in [2, 4096], got 1"},
+      {{"gen", "--family", "gmm", "--margin", "0.1", "--out", out}, "--margin does not apply to family gmm"},
+      {{"eval", "--generate", "--d 0 --tasks 2", "--out", out}, "--generate: --d must be in [1,"},
+      {{"gen", "--d", "5000", "--family", "skewed", "--out", out}, "--d must be at most 4096 for family skewed"},
       {{"frobnicate"}, "frobnicate"},
       {{}, "subcommand is required"},
   };
@@ -201,7 +213,7 @@ TEST(Cli, MemoryEstimateCoversThePeakOfARun) {
   const fs::path dir = fresh_dir("memory");
   const std::vector<std::string> args = {"--threads", "2", "eval", "--family", "gaussian", "--d", "8",
                                          "--n", "60000", "--tasks", "2", "--queries", "16", "--model",
-                                         "kernel:beta=1", "--heads", "logistic", "--bootstrap", "10",
+                                         "kernel:beta=1", "--heads", "logistic", "--bootstrap", "50",
                                          "--out", (dir / "r.json").string()};
   std::vector<std::string> refused_args = {"--max-memory", "0.000001"};
   refused_args.insert(refused_args.end(), args.begin(), args.end());

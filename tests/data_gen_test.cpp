@@ -18,13 +18,15 @@
 #include <vector>
 
 #include "data_gen/dataset.hpp"
-#include "data_gen/philox.hpp"
 #include "data_gen/task_generator.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::data {
 namespace {
 
 namespace fs = std::filesystem;
+using util::DrawSequence;
+using util::Stream;
 constexpr double kZ = 6.0;
 
 // All tasks of a spec, generated in memory.
@@ -416,34 +418,38 @@ TEST(Modifiers, BiasMakesInhomogeneousHalfspaces) {
   expect_mean(fraction_positive(g.y), p, std::sqrt(p * (1 - p)), g.y.size(), "biased label balance");
 }
 
-TEST(Validation, RejectsEveryOutOfDomainParameterWithItsFlag) {
-  auto rejects = [](auto mutate, const std::string& flag) {
+// The error names the parameter as a data set's metadata does (the command line maps it to a flag).
+TEST(Validation, RejectsEveryOutOfDomainParameterWithItsName) {
+  auto rejects = [](auto mutate, const std::string& parameter) {
     TaskSpec spec;
     mutate(spec);
     try {
       validate(spec);
-      ADD_FAILURE() << "accepted bad " << flag;
+      ADD_FAILURE() << "accepted bad " << parameter;
     } catch (const SpecError& error) {
-      EXPECT_NE(std::string(error.what()).find(flag), std::string::npos) << error.what();
+      EXPECT_EQ(error.parameter(), parameter) << error.what();
+      EXPECT_EQ(std::string(error.what()).rfind(parameter + " ", 0), 0u) << error.what();
+      EXPECT_EQ(std::string(error.what()).find("--"), std::string::npos) << error.what();
     }
   };
-  rejects([](TaskSpec& s) { s.dim = 0; }, "--d");
-  rejects([](TaskSpec& s) { s.dim = -3; }, "--d");
-  rejects([](TaskSpec& s) { s.n_examples = 0; }, "--n");
-  rejects([](TaskSpec& s) { s.n_queries = -1; }, "--queries");
-  rejects([](TaskSpec& s) { s.n_tasks = 0; }, "--tasks");
-  rejects([](TaskSpec& s) { s.noise = 0.5; }, "--noise");
-  rejects([](TaskSpec& s) { s.noise = std::nan(""); }, "--noise");
-  rejects([](TaskSpec& s) { s.margin = 1.0; }, "--margin");
-  rejects([](TaskSpec& s) { s.margin = -0.1; }, "--margin");
-  rejects([](TaskSpec& s) { s.bias = INFINITY; }, "--bias");
-  rejects([](TaskSpec& s) { s.family = Family::kSkewed; s.kappa = 0.5; }, "--kappa");
-  rejects([](TaskSpec& s) { s.kappa = 3.0; }, "--kappa");  // not skewed
-  rejects([](TaskSpec& s) { s.family = Family::kGmm; s.scale = 0; }, "--scale");
-  rejects([](TaskSpec& s) { s.scale = 2.0; }, "--scale");  // gaussian has no scale
-  rejects([](TaskSpec& s) { s.family = Family::kOrthogonal; s.dim = 1; }, "--d");
-  rejects([](TaskSpec& s) { s.family = Family::kSkewed; s.dim = 5000; }, "--d");
-  rejects([](TaskSpec& s) { s.family = Family::kGmm; s.scale = 2; s.bias = 1; }, "--bias");
+  rejects([](TaskSpec& s) { s.dim = 0; }, "d");
+  rejects([](TaskSpec& s) { s.dim = -3; }, "d");
+  rejects([](TaskSpec& s) { s.n_examples = 0; }, "n");
+  rejects([](TaskSpec& s) { s.n_queries = -1; }, "queries");
+  rejects([](TaskSpec& s) { s.n_tasks = 0; }, "tasks");
+  rejects([](TaskSpec& s) { s.noise = 0.5; }, "noise");
+  rejects([](TaskSpec& s) { s.noise = std::nan(""); }, "noise");
+  rejects([](TaskSpec& s) { s.margin = 1.0; }, "margin");
+  rejects([](TaskSpec& s) { s.margin = -0.1; }, "margin");
+  rejects([](TaskSpec& s) { s.bias = INFINITY; }, "bias");
+  rejects([](TaskSpec& s) { s.family = Family::kSkewed; s.kappa = 0.5; }, "kappa");
+  rejects([](TaskSpec& s) { s.kappa = 3.0; }, "kappa");  // not skewed
+  rejects([](TaskSpec& s) { s.family = Family::kGmm; s.scale = 0; }, "scale");
+  rejects([](TaskSpec& s) { s.scale = 2.0; }, "scale");  // gaussian has no scale
+  rejects([](TaskSpec& s) { s.family = Family::kOrthogonal; s.dim = 1; }, "d");
+  rejects([](TaskSpec& s) { s.family = Family::kSkewed; s.dim = 5000; }, "d");
+  rejects([](TaskSpec& s) { s.family = Family::kGmm; s.scale = 2; s.bias = 1; }, "bias");
+  rejects([](TaskSpec& s) { s.family = Family::kGmm; s.scale = 2; s.margin = 0.1; }, "margin");
 }
 
 // Determinism of whole files: thread count, chunking and repetition change nothing.

@@ -9,10 +9,10 @@
 #include <cmath>
 #include <tuple>
 
-#include "data_gen/philox.hpp"
 #include "model/constructions.hpp"
 #include "model/engine.hpp"
 #include "model/reference.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::model {
 namespace {
@@ -22,7 +22,7 @@ constexpr double kEpsBf16 = 0x1p-8;  // unit roundoff of bf16 (8 significant bit
 
 std::vector<float> random_tokens(std::int64_t count, std::uint64_t seed, double scale = 1.0) {
   std::vector<float> values(static_cast<std::size_t>(count));
-  data::DrawSequence draws(seed, 0, 0, data::Stream::kContextInput);
+  util::DrawSequence draws(seed, 0, 0, util::Stream::kContextInput);
   for (float& value : values) value = static_cast<float>(scale * draws.normal());
   return values;
 }
@@ -244,38 +244,56 @@ TEST(EngineConstructions, Kernel) {
   expect_engine_runs_construction("kernel:beta=0.5", 8, 128, 16);
 }
 
-// Scores for B prompts, run as one batch or in pieces, with a given thread count.
-std::vector<float> scores_with(const Engine& engine, const std::vector<float>& tokens, int prompts,
-                               int t, int n, int threads, const std::vector<int>& batches) {
+// The residual streams of B prompts, run in batches of the given sizes with a given thread count.
+std::vector<float> outputs_with(const Engine& engine, const std::vector<float>& tokens, int prompts,
+                                int t, int n, int threads, const std::vector<int>& batches) {
   tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
   const int width = engine.config().width;
-  std::vector<float> scores(static_cast<std::size_t>(prompts * (t - n)));
+  std::vector<float> out(tokens.size());
   int first = 0;
   for (int count : batches) {
-    engine.query_scores(std::span(tokens).subspan(first * t * width, count * t * width), count, t, n,
-                        std::span(scores).subspan(first * (t - n), count * (t - n)));
+    engine.forward(std::span(tokens).subspan(first * t * width, count * t * width), count, t, n,
+                   std::span(out).subspan(first * t * width, count * t * width));
     first += count;
   }
   EXPECT_EQ(first, prompts);
-  return scores;
+  return out;
 }
 
+// Every attention path (linear Q (K^T V), linear and ReLU and softmax with explicit scores, the
+// causal per-head scores with their masks), with and without norms and MLPs, in f32 and bf16,
+// gives the same bits under both schedules and any batching.
 TEST(EngineDeterminism, BitIdenticalAcrossThreadsAndBatchings) {
-  for (const char* text : {"gd-hinge:L=20,eta=1", "kernel:beta=1", "gd++:L=4,gamma=0.1"}) {
+  struct Learner {
+    const char* spec;
+    int d;
+    bool explicit_linear;
+  };
+  const Learner learners[] = {
+      {"gd-hinge:L=20,eta=1", 8, false},  // linear Q (K^T V), ReLU MLP
+      {"gd-ls:L=3", 8, true},             // linear attention with explicit scores
+      {"kernel:beta=1", 8, false},        // softmax, icl mask
+      {"gd++:L=4,gamma=0.1", 8, false},   // linear, two heads
+      {"encoder:D=32,H=4,F=64,layers=2", 0, false},  // causal softmax per head, norms, GELU
+  };
+  for (const Learner& learner : learners) {
     for (bool bf16 : {false, true}) {
-      const Model model = construct(parse_construction(text), 7);
+      const Model model = construct(parse_construction(learner.spec), learner.d, 7);
       EngineOptions options;
       options.bf16 = bf16;
+      options.explicit_linear_attention = learner.explicit_linear;
       const Engine engine(model.config, model.weights, options);
-      // Several row tiles per prompt. 5 prompts on 1 thread run prompt-major (a task per
-      // prompt, all layers), on 2 threads and in the smaller batches stage-major (each stage
-      // spread over all pieces): the comparisons below cover both schedules.
-      const int prompts = 5, n = 300, t = 520;
+      // Three row tiles per prompt. A batch of at least 4 prompts per thread runs prompt-major
+      // (a task per prompt, all layers), a smaller one stage-major (each step spread over all
+      // pieces): 8 prompts on 1 and on 2 threads run prompt-major, 3 + 5 on 2 threads
+      // stage-major, and 1 + 2 + 5 on 1 thread both.
+      const int prompts = 8, n = 300, t = 520;
       const std::vector<float> tokens = random_tokens(prompts * t * model.config.width, 3);
-      const auto reference = scores_with(engine, tokens, prompts, t, n, 1, {5});
-      EXPECT_EQ(reference, scores_with(engine, tokens, prompts, t, n, 2, {5})) << text;
-      EXPECT_EQ(reference, scores_with(engine, tokens, prompts, t, n, 2, {2, 3})) << text;
-      EXPECT_EQ(reference, scores_with(engine, tokens, prompts, t, n, 1, {1, 1, 1, 1, 1})) << text;
+      const auto reference = outputs_with(engine, tokens, prompts, t, n, 1, {8});
+      const std::string name = std::string(learner.spec) + (bf16 ? " bf16" : " f32");
+      EXPECT_EQ(reference, outputs_with(engine, tokens, prompts, t, n, 2, {8})) << name;
+      EXPECT_EQ(reference, outputs_with(engine, tokens, prompts, t, n, 2, {3, 5})) << name;
+      EXPECT_EQ(reference, outputs_with(engine, tokens, prompts, t, n, 1, {1, 2, 5})) << name;
     }
   }
 }

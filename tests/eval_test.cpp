@@ -8,11 +8,14 @@
 #include <set>
 
 #include "data_gen/dataset.hpp"
-#include "data_gen/philox.hpp"
 #include "eval/context.hpp"
 #include "eval/evaluate.hpp"
 #include "eval/metrics.hpp"
+#include "eval/report.hpp"
+#include "model/resolve.hpp"
 #include "runtime/memory.hpp"
+#include "util/errors.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::eval {
 namespace {
@@ -35,13 +38,23 @@ data::Dataset make_dataset(const std::string& name, int d, int n, int m, int tas
   return data::Dataset::open(path);
 }
 
+// The transformers named by `texts`, for the data set's d (as the command line resolves them).
+std::vector<model::ModelSource> models(const std::vector<std::string>& texts, std::int64_t d,
+                                       std::uint64_t seed = 0) {
+  std::vector<model::ModelSource> sources;
+  for (const std::string& text : texts) {
+    sources.push_back(model::ModelSource::resolve(text, static_cast<int>(d), seed));
+  }
+  return sources;
+}
+
 const LearnerResult& learner(const EvalResult& result, const std::string& name) {
   for (const LearnerResult& l : result.learners)
     if (l.name == name) return l;
   throw std::runtime_error("no learner " + name);
 }
 
-const Metric& dis(const PointResult& point, const std::string& head) {
+const Metric& dis(const PrefixResult& point, const std::string& head) {
   for (const auto& [name, metric] : point.dis)
     if (name == head) return metric;
   throw std::runtime_error("no head " + head);
@@ -62,7 +75,7 @@ TEST(Metrics, WilsonIntervalCoversAtItsNominalRate) {
   // 4000 binomial experiments per p: coverage within 3 standard errors (0.0103) of 0.95. Wilson
   // is known to hover near its nominal level, dipping a little for small n p.
   for (const auto& [p, n] : {std::pair{0.05, 200}, {0.3, 50}, {0.5, 512}}) {
-    data::DrawSequence draws(99, 0, static_cast<std::uint32_t>(n), data::Stream::kBootstrap);
+    util::DrawSequence draws(99, 0, static_cast<std::uint32_t>(n), util::Stream::kBootstrap);
     int covered = 0;
     const int experiments = 4000;
     for (int e = 0; e < experiments; ++e) {
@@ -82,7 +95,7 @@ TEST(Metrics, BootstrapIntervalOfTheMeanCoversAtAboutItsNominalRate) {
   int covered = 0;
   const int repetitions = 400;
   for (int r = 0; r < repetitions; ++r) {
-    data::DrawSequence draws(7, static_cast<std::uint32_t>(r), 0, data::Stream::kContextInput);
+    util::DrawSequence draws(7, static_cast<std::uint32_t>(r), 0, util::Stream::kContextInput);
     std::vector<double> per_task(100);
     for (double& value : per_task) {
       const double p = 0.2 * draws.uniform();
@@ -112,7 +125,7 @@ TEST(Context, RandomSubsetsAreDistinctSortedAndSeeded) {
 TEST(Context, RetrieveFindsTheTrueNearestByCosine) {
   const int d = 6, n = 300, m = 40, k = 7;
   std::vector<float> x(n * d), queries(m * d);
-  data::DrawSequence draws(11, 0, 0, data::Stream::kContextInput);
+  util::DrawSequence draws(11, 0, 0, util::Stream::kContextInput);
   for (float& value : x) value = static_cast<float>(draws.normal());
   for (float& value : queries) value = static_cast<float>(draws.normal());
   const auto nearest = nearest_by_cosine(x, n, queries, m, d, k);
@@ -135,16 +148,15 @@ TEST(Context, RetrieveFindsTheTrueNearestByCosine) {
 TEST(Evaluate, OneStepGdLsPredictsLikeTheAveragingHead) {
   const data::Dataset dataset = make_dataset("avg", 8, 64, 200, 20);
   EvalConfig config;
-  config.models = {"gd-ls:L=1,eta=0.7"};
   config.heads = heads::parse_heads("avg");
   config.bootstrap = 100;
-  const EvalResult result = evaluate(dataset, config);
-  const PointResult& point = learner(result, "gd-ls:L=1,eta=0.7").points.back();
+  const EvalResult result = evaluate(dataset, models({"gd-ls:L=1,eta=0.7"}, dataset.dim()), config);
+  const PrefixResult& point = learner(result, "gd-ls:L=1,eta=0.7").grid.back();
   EXPECT_EQ(dis(point, "avg").summary.mean, 0.0);
   EXPECT_TRUE(point.linear.value());
   EXPECT_LT(point.probe_residual, 1e-5);
   // Scores are eta/n times the averaging head's.
-  const PointResult& avg = learner(result, "avg").points.back();
+  const PrefixResult& avg = learner(result, "avg").grid.back();
   for (std::size_t i = 0; i < point.scores.size(); ++i) {
     ASSERT_NEAR(point.scores[i], avg.scores[i] * 0.7 / 64, 1e-5 * (1 + std::abs(avg.scores[i])));
   }
@@ -153,18 +165,18 @@ TEST(Evaluate, OneStepGdLsPredictsLikeTheAveragingHead) {
 TEST(Evaluate, GdLsConvergesToLeastSquares) {
   const data::Dataset dataset = make_dataset("ls", 8, 64, 500, 10, 0.1);
   EvalConfig config;
-  config.models = {"gd-ls:L=5,eta=0.5", "gd-ls:L=400,eta=0.5"};
   config.heads = heads::parse_heads("ls");
   config.bootstrap = 100;
-  const EvalResult result = evaluate(dataset, config);
-  const double few = dis(learner(result, "gd-ls:L=5,eta=0.5").points.back(), "ls").summary.mean;
-  const double many = dis(learner(result, "gd-ls:L=400,eta=0.5").points.back(), "ls").summary.mean;
+  const EvalResult result =
+      evaluate(dataset, models({"gd-ls:L=5,eta=0.5", "gd-ls:L=400,eta=0.5"}, dataset.dim()), config);
+  const double few = dis(learner(result, "gd-ls:L=5,eta=0.5").grid.back(), "ls").summary.mean;
+  const double many = dis(learner(result, "gd-ls:L=400,eta=0.5").grid.back(), "ls").summary.mean;
   // eta lambda_max(S) < 2 here, and (1 - eta lambda_min)^400 is ~1e-30: GD has reached the
   // least-squares solution up to f32 rounding.
   EXPECT_LT(many, 0.002);
   EXPECT_GT(few, many);
-  const auto& exact_gd = learner(result, "gd-ls:L=400,eta=0.5").points.back().exact_err->per_task;
-  const auto& exact_ls = learner(result, "ls").points.back().exact_err->per_task;
+  const auto& exact_gd = learner(result, "gd-ls:L=400,eta=0.5").grid.back().exact_err->per_task;
+  const auto& exact_ls = learner(result, "ls").grid.back().exact_err->per_task;
   for (std::size_t t = 0; t < exact_gd.size(); ++t) EXPECT_NEAR(exact_gd[t], exact_ls[t], 1e-4);
 }
 
@@ -173,10 +185,10 @@ TEST(Evaluate, ExactAngleErrorMatchesMonteCarlo) {
   EvalConfig config;
   config.heads = heads::parse_heads("avg,ls,logistic");
   config.bootstrap = 100;
-  const EvalResult result = evaluate(dataset, config);
+  const EvalResult result = evaluate(dataset, {}, config);
   EXPECT_TRUE(result.exact_applies);
   for (const LearnerResult& head : result.learners) {
-    const PointResult& point = head.points.back();
+    const PrefixResult& point = head.grid.back();
     ASSERT_TRUE(point.exact_err.has_value());
     // The Monte Carlo mean over T tasks of M queries each has variance sum_t e_t(1 - e_t)/M / T^2.
     double variance = 0;
@@ -190,7 +202,6 @@ TEST(Evaluate, IdenticalAcrossThreadCountsAndPolicies) {
   const data::Dataset dataset = make_dataset("threads", 5, 60, 30, 12, 0.1);
   for (const char* context : {"full", "random:20", "retrieve:9"}) {
     EvalConfig config;
-    config.models = {"gd-hinge:L=30,eta=1", "kernel:beta=1"};
     config.heads = heads::parse_heads("logistic,svm,knn");
     config.context = parse_context(context);
     config.n_grid = {20, 60};
@@ -198,52 +209,78 @@ TEST(Evaluate, IdenticalAcrossThreadCountsAndPolicies) {
     config.seed = 4;
     auto run = [&](int threads) {
       tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
-      return evaluate(dataset, config);
+      return evaluate(dataset, models({"gd-hinge:L=30,eta=1", "kernel:beta=1"}, dataset.dim()), config);
     };
     const EvalResult one = run(1), two = run(2);
     ASSERT_EQ(one.learners.size(), two.learners.size());
     for (std::size_t l = 0; l < one.learners.size(); ++l) {
       for (std::size_t g = 0; g < 2; ++g) {
-        const PointResult& a = one.learners[l].points[g];
-        const PointResult& b = two.learners[l].points[g];
+        const PrefixResult& a = one.learners[l].grid[g];
+        const PrefixResult& b = two.learners[l].grid[g];
         EXPECT_EQ(a.scores, b.scores) << context << " " << one.learners[l].name;
         EXPECT_EQ(a.err.summary.mean_ci.lo, b.err.summary.mean_ci.lo);
         EXPECT_EQ(a.err.summary.quantile_ci.hi, b.err.summary.quantile_ci.hi);
       }
     }
     // Noisy labels give a second error, and retrieval has no probe.
-    EXPECT_TRUE(one.learners[0].points.back().err_noisy.has_value());
-    EXPECT_EQ(one.learners[0].points.back().linear.has_value(), std::string(context) != "retrieve:9");
-    EXPECT_FALSE(one.learners[1].points.back().linear.value_or(false));  // the kernel is not linear
+    EXPECT_TRUE(one.learners[0].grid.back().err_noisy.has_value());
+    EXPECT_EQ(one.learners[0].grid.back().linear.has_value(), std::string(context) != "retrieve:9");
+    EXPECT_FALSE(one.learners[1].grid.back().linear.value_or(false));  // the kernel is not linear
   }
 }
 
 TEST(Evaluate, DivergingLearnersAreReportedNotAveraged) {
   const data::Dataset dataset = make_dataset("diverge", 6, 50, 20, 8);
   EvalConfig config;
-  config.models = {"gd-ls:L=400,eta=50", "gd-ls:L=1"};  // eta lambda_max >> 2: overflows
   config.heads = heads::parse_heads("avg");
   config.bootstrap = 50;
-  const EvalResult result = evaluate(dataset, config);
-  const PointResult& diverged = result.learners[0].points.back();
+  // eta lambda_max >> 2: the first overflows
+  const EvalResult result = evaluate(dataset, models({"gd-ls:L=400,eta=50", "gd-ls:L=1"}, dataset.dim()), config);
+  const PrefixResult& diverged = result.learners[0].grid.back();
   EXPECT_EQ(diverged.nonfinite_tasks, 8);
   EXPECT_EQ(diverged.err.summary.mean, 1.0);  // no finite prediction: every query wrong
-  EXPECT_EQ(result.learners[1].points.back().nonfinite_tasks, 0);
+  EXPECT_EQ(result.learners[1].grid.back().nonfinite_tasks, 0);
   EXPECT_NE(to_table(result).find("non-finite scores in 8 of 8 tasks"), std::string::npos);
   EXPECT_EQ(to_json(result)["learners"]["gd-ls:L=400,eta=50"]["nonfinite_tasks"], 8);
 }
 
-TEST(Evaluate, RejectsBadGridsAndModels) {
+TEST(Evaluate, RejectsBadGridsModelsAndSummaryParameters) {
   const data::Dataset dataset = make_dataset("bad", 4, 10, 5, 2);
   EvalConfig config;
   config.heads = heads::parse_heads("avg");
+  auto rejects = [&](const EvalConfig& bad, const std::string& parameter) {
+    try {
+      evaluate(dataset, {}, bad);
+      ADD_FAILURE() << "accepted a bad " << parameter;
+    } catch (const util::ParameterError& error) {
+      EXPECT_EQ(error.parameter(), parameter) << error.what();
+    }
+  };
+  EXPECT_NO_THROW(validate(config, dataset.spec(), {}));
   config.n_grid = {0};
-  EXPECT_THROW(evaluate(dataset, config), std::invalid_argument);
+  rejects(config, "n_grid");
   config.n_grid = {11};
-  EXPECT_THROW(evaluate(dataset, config), std::invalid_argument);
-  config.n_grid = {};
-  config.models = {"encoder:D=8,H=2,F=8,layers=1"};
-  EXPECT_THROW(evaluate(dataset, config), std::invalid_argument);
+  rejects(config, "n_grid");
+  config.n_grid = {10};
+  EXPECT_NO_THROW(validate(config, dataset.spec(), {}));
+  for (double delta : {0.0, 1.0, std::nan("")}) {
+    EvalConfig bad = config;
+    bad.delta = delta;
+    rejects(bad, "delta");
+  }
+  // The one range of bootstrap resamples, for eval and the bounds sweep alike.
+  for (int resamples : {kMinResamples - 1, kMaxResamples + 1}) {
+    EvalConfig bad = config;
+    bad.bootstrap = resamples;
+    rejects(bad, "bootstrap");
+  }
+  for (int resamples : {kMinResamples, kMaxResamples}) {
+    EvalConfig good = config;
+    good.bootstrap = resamples;
+    EXPECT_NO_THROW(validate(good, dataset.spec(), {}));
+  }
+  EXPECT_THROW(evaluate(dataset, models({"encoder:D=8,H=2,F=8,layers=1"}, 4), config), std::invalid_argument);
+  EXPECT_THROW(evaluate(dataset, {}, EvalConfig{}), std::invalid_argument);  // nothing to evaluate
 }
 
 // The memory check: refuses above the budget with the estimate and the remedy in the message,
@@ -256,7 +293,7 @@ TEST(Memory, CheckRefusesAboveTheBudgetAndReportsLargeRuns) {
     ADD_FAILURE() << "6 GB passed a 5 GB budget";
   } catch (const std::invalid_argument& error) {
     const std::string message = error.what();
-    EXPECT_NE(message.find("eval needs an estimated 6 GB of memory, but 5 GB is allowed by --max-memory"),
+    EXPECT_NE(message.find("eval needs an estimated 6 GB of memory, but 5 GB is allowed by the memory limit"),
               std::string::npos) << message;
     EXPECT_NE(message.find("lower --tasks"), std::string::npos) << message;
   }
@@ -283,17 +320,16 @@ TEST(Memory, EvalEstimateFollowsTheRunsShape) {
   spec.n_examples = 20000;
   spec.n_queries = 16;
   spec.n_tasks = 4;
-  EvalConfig linear, softmax;
-  linear.models = {"gd-ls:L=1"};
-  softmax.models = {"kernel:beta=1"};
-  const auto base = estimate_memory_bytes(spec, softmax, 1);
-  EXPECT_GT(base, estimate_memory_bytes(spec, linear, 1));
+  const EvalConfig config;
+  const auto linear = models({"gd-ls:L=1"}, spec.dim), softmax = models({"kernel:beta=1"}, spec.dim);
+  const auto base = estimate_memory_bytes(spec, softmax, config, 1);
+  EXPECT_GT(base, estimate_memory_bytes(spec, linear, config, 1));
   // Two threads: one more [256, 20000] f32 score tile (20.5 MB), give or take the other scratch.
-  const double per_thread = static_cast<double>(estimate_memory_bytes(spec, softmax, 2) - base);
+  const double per_thread = static_cast<double>(estimate_memory_bytes(spec, softmax, config, 2) - base);
   EXPECT_NEAR(per_thread, 256.0 * 20000 * 4, 1e6);
   data::TaskSpec more_tasks = spec;
   more_tasks.n_tasks = 400;
-  EXPECT_GT(estimate_memory_bytes(more_tasks, softmax, 1), base);
+  EXPECT_GT(estimate_memory_bytes(more_tasks, softmax, config, 1), base);
 }
 
 }  // namespace

@@ -5,8 +5,8 @@
 #include <Eigen/Dense>
 #include <cmath>
 
-#include "data_gen/philox.hpp"
 #include "heads/heads.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::heads {
 namespace {
@@ -33,7 +33,7 @@ struct Problem {
 // closer than margin to the hyperplane are dropped (separable with a margin).
 Problem make_problem(int d, int n, double noise, double margin, std::uint64_t seed) {
   Problem p{d, {}, {}, std::vector<float>(static_cast<std::size_t>(d))};
-  data::DrawSequence draws(seed, 0, 0, data::Stream::kContextInput);
+  util::DrawSequence draws(seed, 0, 0, util::Stream::kContextInput);
   double norm = 0;
   for (float& w : p.w_star) {
     w = static_cast<float>(draws.normal());

@@ -7,11 +7,13 @@
 #include <filesystem>
 #include <fstream>
 
-#include "data_gen/philox.hpp"
 #include "io/safetensors.hpp"
 #include "model/constructions.hpp"
 #include "model/reference.hpp"
+#include "model/resolve.hpp"
 #include "model/weights.hpp"
+#include "util/errors.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::model {
 namespace {
@@ -25,7 +27,7 @@ struct Task {
 };
 Task make_task(int d, int n, int m, std::uint64_t seed) {
   Task task{MatrixD(n, d), MatrixD(m, d), Eigen::VectorXd(n)};
-  data::DrawSequence draws(seed, 0, 0, data::Stream::kContextInput);
+  util::DrawSequence draws(seed, 0, 0, util::Stream::kContextInput);
   Eigen::VectorXd w_star(d);
   for (int j = 0; j < d; ++j) w_star[j] = draws.normal();
   // Inputs are rounded to float, as the engine will see them.
@@ -284,6 +286,39 @@ TEST(ModelFiles, RejectsMalformedModelFiles) {
   auto renamed = good;
   renamed[1].name = "nan";
   expect_rejected(meta, renamed, "missing tensor");
+}
+
+// A model is sized before it is built: the config a recipe or a file's header gives must be the
+// built model's own, and build() must give what construct() and load_model() give.
+TEST(ModelSources, ConfigWithoutWeightsIsTheBuiltModelsConfig) {
+  for (const char* text : {"gd-ls:L=3,eta=0.5", "gd++:gamma=0.1", "gd-hinge:L=7", "gd-logistic:K=8",
+                           "kernel:beta=2", "encoder:D=16,H=2,F=32,layers=2"}) {
+    const ConstructionSpec spec = parse_construction(text);
+    const Model built = construct(spec, 5, 9);
+    EXPECT_EQ(construction_config(spec, 5), built.config) << text;
+    const ModelSource source = ModelSource::resolve(text, 5, 9);
+    EXPECT_EQ(source.config(), built.config) << text;
+    const Model rebuilt = source.build();
+    Weights a = built.weights, b = rebuilt.weights;
+    const auto expected = weight_tensors(built.config, a), found = weight_tensors(built.config, b);
+    ASSERT_EQ(expected.size(), found.size()) << text;
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      EXPECT_EQ(*expected[i].values, *found[i].values) << text << " " << expected[i].name;
+    }
+  }
+  EXPECT_THROW(construction_config(parse_construction("gd-ls"), 0), util::ParameterError);
+
+  const fs::path dir = fs::path(ICLBENCH_TEST_TMPDIR) / "model_sources";
+  fs::create_directories(dir);
+  const Model hinge = construct(parse_construction("gd-hinge:L=4"), 6);
+  const fs::path file = dir / "hinge.safetensors";
+  save_model(file, hinge.config, hinge.weights, io::Overwrite::kAllow);
+  EXPECT_EQ(read_model_config(io::SafetensorsReader(file)), hinge.config);
+  const ModelSource from_file = ModelSource::resolve(file.string(), 6, 0);
+  EXPECT_EQ(from_file.config(), hinge.config);
+  EXPECT_EQ(from_file.text(), file.string());
+  EXPECT_EQ(from_file.build().weights.layers[1].wq, hinge.weights.layers[1].wq);
+  EXPECT_THROW(ModelSource::resolve(file.string(), 7, 0), SpecError);  // built for d = 6
 }
 
 TEST(ModelConfigs, FlopsCountTheIclAssociation) {

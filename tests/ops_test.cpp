@@ -7,13 +7,20 @@
 #include <gtest/gtest.h>
 #include <xmmintrin.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
+#include <numbers>
+#include <string>
 #include <vector>
 
-#include "data_gen/philox.hpp"
+#include "ops/attention.hpp"
 #include "ops/dnnl_ops.hpp"
 #include "ops/eigen_ops.hpp"
+#include "ops/gelu.hpp"
 #include "ops/row_softmax.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::ops {
 namespace {
@@ -22,7 +29,7 @@ constexpr double kEps = 0x1p-24;
 
 std::vector<float> random_values(std::size_t count, std::uint64_t seed) {
   std::vector<float> values(count);
-  data::DrawSequence draws(seed, 0, 0, data::Stream::kContextInput);
+  util::DrawSequence draws(seed, 0, 0, util::Stream::kContextInput);
   for (float& value : values) value = static_cast<float>(draws.normal());
   return values;
 }
@@ -48,6 +55,7 @@ TEST(Ops, LinearMatchesEigenOnStridedRows) {
   for (const LinearCase& c : {LinearCase{1, 1, 1, PostActivation::kNone, false},
                               {7, 13, 5, PostActivation::kRelu, false},
                               {33, 17, 29, PostActivation::kGelu, true},
+                              {9, 20, 31, PostActivation::kGeluTanh, false},
                               {256, 64, 192, PostActivation::kNone, true}}) {
     for (DType dtype : {DType::kF32, DType::kBF16}) {
       const std::int64_t src_stride = c.k + 3, dst_stride = c.n + 2;
@@ -255,6 +263,351 @@ TEST(Ops, RowSoftmaxPropagatesNaN) {
   op.execute(src.data(), src.data());
   for (int k = 0; k < 37; ++k) EXPECT_TRUE(std::isfinite(src[static_cast<std::size_t>(k)])) << k;
   for (int k = 37; k < 74; ++k) EXPECT_TRUE(std::isnan(src[static_cast<std::size_t>(k)])) << k;
+}
+
+// ---- FusedAttention against its double-precision twin. ----
+//
+// Operands in the engine's layout: query rows [R, H dk + 3], keys and values in the same rows
+// [n, H (dk + dv) + 5] (K of head h at column h dk, V at H dk + h dv), output rows [R, H dv + 2];
+// the padding columns of the output hold a sentinel that the op must leave alone.
+struct AttentionCase {
+  std::int64_t heads, rows, keys, dk, dv;
+  AttentionMask mask;
+  std::int64_t first_row;  // causal: token index of query row 0
+};
+
+struct AttentionOperands {
+  AttentionShape shape;
+  std::vector<float> q, kv;                   // the values the op sees (bf16-rounded for bf16)
+  std::vector<std::uint16_t> q_bits, kv_bits;  // bf16 only
+  const float* values() const { return kv.data() + shape.heads * shape.qk_dim; }
+};
+
+constexpr float kSentinel = 12288.0f;  // exact in bf16
+
+AttentionOperands attention_operands(const AttentionCase& c, AttentionWeights weights, DType dtype, float scale,
+                                     bool mean, std::uint64_t seed) {
+  AttentionOperands o;
+  AttentionShape& s = o.shape;
+  s.heads = c.heads;
+  s.rows = c.rows;
+  s.keys = c.keys;
+  s.qk_dim = c.dk;
+  s.v_dim = c.dv;
+  s.query_stride = c.heads * c.dk + 3;
+  s.key_stride = s.value_stride = c.heads * (c.dk + c.dv) + 5;
+  s.out_stride = c.heads * c.dv + 2;
+  s.dtype = dtype;
+  s.weights = weights;
+  s.mask = c.mask;
+  s.scale = scale;
+  s.mean_over_keys = mean;
+  o.q = random_values(static_cast<std::size_t>(c.rows * s.query_stride), seed);
+  o.kv = random_values(static_cast<std::size_t>(c.keys * s.key_stride), seed + 1);
+  if (dtype == DType::kBF16) {
+    o.q = rounded(o.q);
+    o.kv = rounded(o.kv);
+    o.q_bits = to_bf16(o.q);
+    o.kv_bits = to_bf16(o.kv);
+  }
+  return o;
+}
+
+// Runs the op; returns the output rows as f32.
+std::vector<float> run_attention(const AttentionOperands& o, std::int64_t first_row) {
+  const AttentionShape& s = o.shape;
+  const FusedAttention op(s);
+  // Exactly the size the op asks for, so that AddressSanitizer sees any write past it.
+  std::vector<std::byte> scratch(op.scratchpad_bytes());
+  EXPECT_EQ(op.scratchpad_bytes(), FusedAttention::scratchpad_bytes_for(s));
+  const auto size = static_cast<std::size_t>(s.rows * s.out_stride);
+  if (s.dtype == DType::kBF16) {
+    std::vector<std::uint16_t> out(size, reference::bf16_bits(kSentinel));
+    op.execute(o.q_bits.data(), o.kv_bits.data(), o.kv_bits.data() + s.heads * s.qk_dim, out.data(), first_row,
+               scratch.data());
+    std::vector<float> found(size);
+    for (std::size_t i = 0; i < size; ++i) found[i] = std::bit_cast<float>(static_cast<std::uint32_t>(out[i]) << 16);
+    return found;
+  }
+  std::vector<float> out(size, kSentinel);
+  op.execute(o.q.data(), o.kv.data(), o.values(), out.data(), first_row, scratch.data());
+  return out;
+}
+
+// The error bound of each output element, in units of u = 2^-24 unless said otherwise. For one
+// head and query row, with the visible keys k = 1..n, scores s_k = scale q.k_k, magnitudes
+// A_k = |scale| sum_d |q_d k_kd| and spread W = max s - min s:
+// - a score is an f32 sum of dk products (the f32 path first rounds scale log2(e) q_d: one more
+//   rounding per term, and log2(e) itself one more): |error| <= (dk + 3) A_k u;
+// - softmax: each weight 2^(x_k) with x_k = s_k log2(e) - max has a relative error rho_k: the
+//   score's error (a natural-log error d is a relative error d of e^s), the rounding of x_k
+//   (|x_k| u, i.e. |s_k - max| ln 2 u <= W u relative), exp2's 1.08 u, and, each time the running
+//   max is raised, the rescaling factor's exp2 (1.08 u), its argument (the raises add up to at
+//   most W) and the product (1 u): rho <= (dk + 3) max A_k + 2 W + 4 + 3 (blocks of 128 keys).
+//   Normalising adds the sum's rounding (n u) and the reciprocal's and the product's (2 u),
+//   and the mix sums n products (n u), so with M_j = sum_k a_k |v_kj|:
+//     |o_j - exact| <= M_j (2 rho + 2 n + 6) u;
+//   plus weights below 2^-126 flushed to 0 (max weight >= 2^-8): n 2^-118 max |v| at most;
+// - linear and relu, weights a_k = c s_k (or c max(s_k, 0), c = 1/n with mean_over_keys):
+//     |o_j - exact| <= c sum_k ((n + 4) |s_k| + (dk + 3) A_k) |v_kj| u;
+// - bf16 (the reference gets the same bf16 inputs): the weights are rounded to bf16 for the
+//   mix and the output too. bf16 keeps 8 significant bits, so rounding to nearest errs by at
+//   most 2^-8 relative: 2^-8 sum_k |a_k v_kj| for the weights, 2^-8 (|o| + the f32 error) for
+//   the output.
+std::vector<double> attention_bounds(const AttentionOperands& o, const std::vector<float>& expected,
+                                     std::int64_t first_row) {
+  const AttentionShape& s = o.shape;
+  std::vector<double> bounds(expected.size(), 0.0);
+  const double u = 0x1p-24, bf16_unit = 0x1p-8;
+  for (std::int64_t h = 0; h < s.heads; ++h) {
+    for (std::int64_t r = 0; r < s.rows; ++r) {
+      const std::int64_t n = s.mask == AttentionMask::kIcl ? s.keys : std::min(s.keys, first_row + r + 1);
+      std::vector<double> score(static_cast<std::size_t>(n)), magnitude(static_cast<std::size_t>(n));
+      for (std::int64_t k = 0; k < n; ++k) {
+        double dot = 0, absolute = 0;
+        for (std::int64_t d = 0; d < s.qk_dim; ++d) {
+          const double product = static_cast<double>(o.q[static_cast<std::size_t>(r * s.query_stride + h * s.qk_dim + d)]) *
+                                 o.kv[static_cast<std::size_t>(k * s.key_stride + h * s.qk_dim + d)];
+          dot += product;
+          absolute += std::abs(product);
+        }
+        score[static_cast<std::size_t>(k)] = s.scale * dot;
+        magnitude[static_cast<std::size_t>(k)] = std::abs(s.scale) * absolute;
+      }
+      const double top = *std::max_element(score.begin(), score.end());
+      const double spread = top - *std::min_element(score.begin(), score.end());
+      const double max_magnitude = *std::max_element(magnitude.begin(), magnitude.end());
+      const double c = s.mean_over_keys ? 1.0 / static_cast<double>(n) : 1.0;
+      double sum = 0;
+      for (const double value : score) sum += std::exp(value - top);
+      const double rho = (static_cast<double>(s.qk_dim) + 3) * max_magnitude + 2 * spread + 4 +
+                         3 * static_cast<double>(n / 128 + 1);
+      for (std::int64_t j = 0; j < s.v_dim; ++j) {
+        double weighted = 0, linear_terms = 0, max_value = 0;
+        for (std::int64_t k = 0; k < n; ++k) {
+          const double v = std::abs(o.values()[k * s.value_stride + h * s.v_dim + j]);
+          const auto kk = static_cast<std::size_t>(k);
+          const double weight = s.weights == AttentionWeights::kSoftmax ? std::exp(score[kk] - top) / sum
+                                : s.weights == AttentionWeights::kRelu  ? c * std::max(score[kk], 0.0)
+                                                                        : c * std::abs(score[kk]);
+          weighted += weight * v;
+          linear_terms += c * ((static_cast<double>(n) + 4) * std::abs(score[kk]) + (s.qk_dim + 3) * magnitude[kk]) * v;
+          max_value = std::max(max_value, v);
+        }
+        const auto index = static_cast<std::size_t>(r * s.out_stride + h * s.v_dim + j);
+        double bound = s.weights == AttentionWeights::kSoftmax
+                           ? weighted * (2 * rho + 2 * static_cast<double>(n) + 6) * u + static_cast<double>(n) * 0x1p-118 * max_value
+                           : linear_terms * u;
+        if (s.dtype == DType::kBF16) bound += bf16_unit * weighted + bf16_unit * (std::abs(expected[index]) + bound);
+        bounds[index] = bound + 1e-37;
+      }
+    }
+  }
+  return bounds;
+}
+
+std::string describe(const AttentionShape& s, std::int64_t first_row) {
+  const char* kinds[] = {"softmax", "linear", "relu"};
+  return std::string(kinds[static_cast<int>(s.weights)]) + (s.mask == AttentionMask::kIcl ? " icl" : " causal") +
+         (s.dtype == DType::kBF16 ? " bf16" : " f32") + (s.mean_over_keys ? " mean" : "") + " H=" +
+         std::to_string(s.heads) + " R=" + std::to_string(s.rows) + " n=" + std::to_string(s.keys) +
+         " dk=" + std::to_string(s.qk_dim) + " dv=" + std::to_string(s.v_dim) + " first_row=" + std::to_string(first_row);
+}
+
+// Checks every output element against the twin within its bound, and that the padding columns
+// kept their sentinel.
+void expect_attention_matches(const AttentionOperands& o, std::int64_t first_row) {
+  const AttentionShape& s = o.shape;
+  const std::vector<float> found = run_attention(o, first_row);
+  std::vector<float> expected(found.size(), kSentinel);
+  reference::attention(o.q.data(), o.kv.data(), o.values(), expected.data(), s, first_row);
+  const std::vector<double> bounds = attention_bounds(o, expected, first_row);
+  for (std::int64_t r = 0; r < s.rows; ++r) {
+    for (std::int64_t j = 0; j < s.out_stride; ++j) {
+      const auto i = static_cast<std::size_t>(r * s.out_stride + j);
+      if (j >= s.heads * s.v_dim) {
+        ASSERT_EQ(found[i], kSentinel) << describe(s, first_row) << ": padding column written at (" << r << "," << j << ")";
+        continue;
+      }
+      ASSERT_NEAR(found[i], expected[i], bounds[i]) << describe(s, first_row) << " at row " << r << " column " << j;
+    }
+  }
+}
+
+TEST(Ops, FusedAttentionMatchesTheReferenceWithinItsDerivedBound) {
+  // Rows are processed in blocks of 32 and 16 query rows (lanes), and a last block of <= 4 rows
+  // with keys in the lanes instead: the row counts below reach each (1, 3, 129 = 4 x 32 + 1,
+  // 33, 34, 36: a few-row block after full ones; 7, 40: a 16-row block; 17, 129: 32-row blocks).
+  const AttentionCase cases[] = {
+      {1, 1, 1, 1, 1, AttentionMask::kIcl, 0},          // one query, one key
+      {2, 1, 17, 7, 3, AttentionMask::kIcl, 0},         // one query, odd dk and dv
+      {4, 129, 129, 16, 16, AttentionMask::kIcl, 0},    // the encoder's tile
+      {3, 33, 300, 20, 17, AttentionMask::kIcl, 0},     // dk, dv not multiples of 16; 2 key blocks
+      {1, 3, 1037, 5, 1, AttentionMask::kIcl, 0},       // dv = 1 (the kernel learner), few rows
+      {1, 40, 1037, 5, 1, AttentionMask::kIcl, 0},      // the same, 7 key blocks of 32 rows
+      {2, 7, 129, 64, 64, AttentionMask::kIcl, 0},      // BERT-base's head width
+      {4, 129, 129, 16, 16, AttentionMask::kCausal, 0},
+      {2, 40, 300, 9, 33, AttentionMask::kCausal, 0},   // rows see 1..40 of 300 keys
+      {2, 36, 300, 9, 5, AttentionMask::kCausal, 250},  // a later row tile: rows past n see all keys
+      {3, 34, 20, 33, 18, AttentionMask::kCausal, 0},   // 2 rows of a few-row block; dk = 33
+      {1, 17, 17, 1, 1, AttentionMask::kCausal, 0},
+  };
+  std::uint64_t seed = 100;
+  for (const AttentionCase& c : cases) {
+    for (DType dtype : {DType::kF32, DType::kBF16}) {
+      for (AttentionWeights weights : {AttentionWeights::kSoftmax, AttentionWeights::kLinear, AttentionWeights::kRelu}) {
+        for (bool mean : {false, true}) {
+          if (mean && weights == AttentionWeights::kSoftmax) continue;
+          const float scale = weights == AttentionWeights::kSoftmax ? 1.0f / std::sqrt(static_cast<float>(c.dk)) : -0.3f;
+          expect_attention_matches(attention_operands(c, weights, dtype, scale, mean, seed++), c.first_row);
+        }
+      }
+    }
+  }
+}
+
+// Scores that grow along the keys (key k scaled by 1 + k / 50, so the maximum rises by far more
+// than 2^8 several times over the keys): the online rescaling of earlier blocks must be exact.
+TEST(Ops, FusedAttentionRescalesEarlierKeyBlocksWhenTheMaximumRises) {
+  // 21 rows: blocks of 32 rows, 160 keys per key block; 2 rows: keys in the lanes, 1280 per block.
+  for (const auto& [rows, keys] : {std::pair<std::int64_t, std::int64_t>{21, 1000}, {2, 3000}}) {
+  for (DType dtype : {DType::kF32, DType::kBF16}) {
+    AttentionOperands o = attention_operands({2, rows, keys, 6, 3, AttentionMask::kIcl, 0}, AttentionWeights::kSoftmax,
+                                             dtype, 1.0f, false, 300);
+    for (std::int64_t k = 0; k < keys; ++k) {
+      for (std::int64_t d = 0; d < o.shape.key_stride; ++d) o.kv[static_cast<std::size_t>(k * o.shape.key_stride + d)] *= 1.0f + k / 50.0f;
+    }
+    if (dtype == DType::kBF16) {
+      o.kv = rounded(o.kv);
+      o.kv_bits = to_bf16(o.kv);
+    }
+    expect_attention_matches(o, 0);
+  }
+  }
+}
+
+// Scores of +-inf from finite inputs (q.k overflows f32): a -inf score gets a weight of exactly
+// 0; a row whose scores are all -inf, or that has a +inf or NaN score, is NaN, as RowSoftmax.
+TEST(Ops, FusedAttentionHandlesInfiniteAndNaNScoresLikeRowSoftmax) {
+  // 4 rows: the few-row path; 20: a block of 32 rows (rows 4.. are ordinary).
+  for (const std::int64_t rows : {4, 20}) {
+  for (DType dtype : {DType::kF32, DType::kBF16}) {
+    AttentionOperands o = attention_operands({1, rows, 20, 2, 2, AttentionMask::kIcl, 0}, AttentionWeights::kSoftmax,
+                                             dtype, 1.0f, false, 400);
+    const std::int64_t qs = o.shape.query_stride, ks = o.shape.key_stride;
+    auto q = [&](std::int64_t r, std::int64_t d) -> float& { return o.q[static_cast<std::size_t>(r * qs + d)]; };
+    auto key = [&](std::int64_t k, std::int64_t d) -> float& { return o.kv[static_cast<std::size_t>(k * ks + d)]; };
+    // Key 19 is huge in column 0, every other key in column 1. Row 0's score for key 19
+    // overflows to -inf (its others are finite, ~1e30); row 1's to +inf; row 2's scores are all
+    // -inf; row 3 has a NaN query.
+    key(19, 0) = 1e30f;
+    for (std::int64_t k = 0; k < 20; ++k) key(k, 1) = k == 19 ? 0.0f : 1e30f;
+    q(0, 0) = -1e10f;
+    q(1, 0) = 1e10f;
+    q(2, 0) = -1e10f;
+    q(2, 1) = -1e10f;
+    q(3, 1) = NAN;
+    if (dtype == DType::kBF16) {
+      o.q = rounded(o.q);
+      o.kv = rounded(o.kv);
+      o.q_bits = to_bf16(o.q);
+      o.kv_bits = to_bf16(o.kv);
+    }
+    const std::vector<float> found = run_attention(o, 0);
+    const std::int64_t os = o.shape.out_stride;
+    // Row 0: the twin in double sees a finite -1e40 for key 19, whose weight is 0 there too; the
+    // other scores are 1e30 apart, so one key takes all the weight and the bound is loose.
+    std::vector<float> expected(found.size(), kSentinel);
+    reference::attention(o.q.data(), o.kv.data(), o.values(), expected.data(), o.shape, 0);
+    for (std::int64_t j = 0; j < 2; ++j) {
+      const auto i = static_cast<std::size_t>(j);
+      const double relative = dtype == DType::kBF16 ? 0x1p-8 : 1e-6;  // the output's rounding
+      EXPECT_NEAR(found[i], expected[i], relative * std::abs(expected[i]) + 1e-30) << "row 0 column " << j;
+    }
+    for (std::int64_t r = 1; r < 4; ++r) {
+      for (std::int64_t j = 0; j < 2; ++j) {
+        EXPECT_TRUE(std::isnan(found[static_cast<std::size_t>(r * os + j)]))
+            << (dtype == DType::kBF16 ? "bf16" : "f32") << " rows " << rows << ": row " << r << " column " << j;
+      }
+    }
+  }
+  }
+}
+
+// Like RowSoftmax, the op flushes denormals only while it runs.
+TEST(Ops, FusedAttentionRestoresTheFloatingPointMode) {
+  const AttentionOperands o = attention_operands({2, 5, 40, 3, 2, AttentionMask::kIcl, 0}, AttentionWeights::kSoftmax,
+                                                 DType::kF32, 30.0f, false, 500);  // wide scores: tiny weights
+  constexpr unsigned kControlBits = ~0x3Fu;  // the low six bits are sticky exception flags
+  const unsigned before = _mm_getcsr() & kControlBits;
+  const std::vector<float> found = run_attention(o, 0);
+  EXPECT_EQ(_mm_getcsr() & kControlBits, before);
+  EXPECT_TRUE(std::isfinite(found[0]));
+  volatile float tiny = 1e-30f;
+  EXPECT_GT(tiny * 1e-10f, 0.0f);  // 1e-40: representable only as a denormal
+}
+
+// ---- GELU against its double twin. ----
+// Bounds (u = 2^-24), derived in ops/gelu.hpp: erf form |x| (2^-26 + 16 u) / 2 + 2 u |GELU|;
+// tanh form |GELU| ((1 - s) (4 ln2 |p| + 1.1) + 4) u + |x| 2^-126 below -9.7. A bf16 output is the
+// f32 result rounded to nearest even: 2^-8 relative more, and 0 below 2^-126 (vcvtneps2bf16
+// flushes denormals).
+double gelu_bound(double x, double exact, GeluForm form) {
+  const double u = 0x1p-24;
+  if (form == GeluForm::kErf) return std::abs(x) * (0x1p-26 + 16 * u) / 2 + 2 * u * std::abs(exact) + 1e-45;
+  const double power = -2 * std::sqrt(2 / std::numbers::pi) * (x + 0.044715 * x * x * x) * std::numbers::log2e;
+  const double s = 1 / (1 + std::exp2(std::min(power, 1000.0)));
+  return std::abs(exact) * ((1 - s) * (4 * std::numbers::ln2 * std::abs(power) + 1.1) + 4) * u +
+         (x < -9.7 ? std::abs(x) * 0x1p-126 : 0.0) + 1e-45;
+}
+
+TEST(Ops, GeluMatchesTheReferenceWithinItsDerivedBound) {
+  std::vector<float> x;
+  for (int i = -300000; i <= 300000; i += 7) x.push_back(static_cast<float>(i * 1e-4));  // [-30, 30]
+  for (float value : {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-40f, 3e38f, -3e38f}) x.push_back(value);
+  x.push_back(static_cast<float>(x.size()));  // a count that is not a multiple of 16 either way
+  for (const GeluForm form : {GeluForm::kErf, GeluForm::kTanh}) {
+    const char* name = form == GeluForm::kErf ? "erf" : "tanh";
+    const auto count = static_cast<std::int64_t>(x.size());
+    std::vector<float> found(x.size());
+    std::vector<std::uint16_t> bits(x.size());
+    const Gelu op(Layout::dense({count}, DType::kF32), Layout::dense({count}, DType::kF32), form);
+    op.execute(x.data(), found.data());
+    const Gelu to_bf16_op(Layout::dense({count}, DType::kF32), Layout::dense({count}, DType::kBF16), form);
+    to_bf16_op.execute(x.data(), bits.data());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const double exact = reference::gelu(x[i], form);
+      const double bound = gelu_bound(x[i], exact, form);
+      if (std::isinf(exact)) {
+        ASSERT_EQ(found[i], exact) << name << " at x = " << x[i];
+      } else {
+        ASSERT_NEAR(found[i], exact, bound) << name << " at x = " << x[i];
+      }
+      const float rounded_value = std::bit_cast<float>(static_cast<std::uint32_t>(bits[i]) << 16);
+      if (std::isfinite(exact) && std::abs(exact) < 3e38) {
+        ASSERT_NEAR(rounded_value, exact, bound + 0x1p-8 * (std::abs(exact) + bound) + 0x1p-126) << name << " bf16 at x = " << x[i];
+      }
+    }
+    // In place, as the engine would run it on its hidden tile.
+    std::vector<float> in_place = x;
+    gelu(in_place.data(), in_place.data(), count, form);
+    EXPECT_EQ(0, std::memcmp(in_place.data(), found.data(), found.size() * sizeof(float))) << name;
+  }
+}
+
+TEST(Ops, GeluHandlesInfinityAndNaN) {
+  std::vector<float> x = {INFINITY, -INFINITY, NAN, -NAN};
+  std::vector<float> erf_form(4), tanh_form(4);
+  gelu(x.data(), erf_form.data(), 4, GeluForm::kErf);
+  gelu(x.data(), tanh_form.data(), 4, GeluForm::kTanh);
+  EXPECT_EQ(erf_form[0], INFINITY);
+  EXPECT_EQ(erf_form[1], 0.0f);
+  EXPECT_EQ(tanh_form[0], INFINITY);
+  EXPECT_LE(std::abs(tanh_form[1]), 3e-37f);
+  for (int i : {2, 3}) {
+    EXPECT_TRUE(std::isnan(erf_form[static_cast<std::size_t>(i)]));
+    EXPECT_TRUE(std::isnan(tanh_form[static_cast<std::size_t>(i)]));
+  }
 }
 
 TEST(Ops, ConvertRoundsToNearestEvenLikeTheReference) {

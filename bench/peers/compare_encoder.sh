@@ -2,13 +2,11 @@
 # Side by side on the encoder shape (D = 64, H = 4, FFN 256, 4 layers, T = 129, 64 prompts):
 # iclbench f32 and bf16, PyTorch (Debian's python3-torch on OpenBLAS), the Eigen reference; in
 # prompts/s and as a ratio to PyTorch, for 1 and 2 threads.
-# Installs python3-torch and OpenBLAS if missing (not part of the main set-up: ~300 MB).
+# Installs python3-torch and OpenBLAS if missing (`setup.sh peers`, not in the default set-up:
+# ~300 MB).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-for package in python3-torch libopenblas0-pthread; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null
-done
+bash scripts/setup.sh default peers
 iclbench=build/release/bin/iclbench
 [ -x "$iclbench" ] || bash scripts/build.sh release >/dev/null
 speed() {  # threads, extra flags -> prompts/s

@@ -1,9 +1,13 @@
+#include "bounds/config.hpp"
+
 #include <algorithm>
 #include <string>
 
-#include "bounds/bounds.hpp"
 #include "data_gen/task_generator.hpp"
+#include "eval/metrics.hpp"
 #include "heads/heads.hpp"
+#include "util/errors.hpp"
+#include "util/text.hpp"
 
 // The sweep's configuration: JSON round trip, validation and presets. Separate from the sweep
 // so that the parser can be fuzzed on its own.
@@ -13,8 +17,8 @@ namespace {
 
 template <typename T>
 std::vector<T> read_list(const nlohmann::json& json, const char* key) {
-  if (!json.contains(key)) throw std::invalid_argument(std::string("bounds config: missing '") + key + "'");
-  if (!json.at(key).is_array()) throw std::invalid_argument(std::string("bounds config: '") + key + "' must be a list");
+  util::require(json.contains(key), key, "is missing");
+  util::require(json.at(key).is_array(), key, "must be a list");
   return json.at(key).get<std::vector<T>>();
 }
 
@@ -55,23 +59,35 @@ BoundsConfig BoundsConfig::from_json(const nlohmann::json& json) {
 }
 
 void BoundsConfig::validate() const {
-  auto require = [](bool ok, const std::string& message) {
-    if (!ok) throw std::invalid_argument("bounds config: " + message);
-  };
-  require(!d_grid.empty() && !n_grid.empty() && !eps_grid.empty(), "d_grid, n_grid and eps_grid must not be empty");
+  using util::require;
+  require(!d_grid.empty(), "d_grid", "must not be empty");
+  require(!n_grid.empty(), "n_grid", "must not be empty");
+  require(!eps_grid.empty(), "eps_grid", "must not be empty");
   require(std::is_sorted(n_grid.begin(), n_grid.end()) && std::adjacent_find(n_grid.begin(), n_grid.end()) == n_grid.end(),
-          "n_grid must be strictly increasing");
-  for (int d : d_grid) require(d >= 2 && d <= 4096, "every d must be in [2, 4096]");
-  for (auto n : n_grid) require(n >= 1 && n <= 1'000'000, "every N must be in [1, 10^6]");
-  for (double eps : eps_grid) require(eps > 0 && eps < 0.5, "every eps must be in (0, 0.5)");
-  for (auto k : k_grid) require(k >= 1 && k <= n_grid.back(), "every k must be in [1, max N]");
-  require(regime_b_context == "random" || regime_b_context == "retrieve", "regime_b_context must be random or retrieve");
-  require(!heads.empty(), "heads must name at least the reference head (first)");
-  require(tasks >= 10 && tasks <= 100000, "tasks must be in [10, 10^5]");
-  require(queries >= 1 && queries <= 1'000'000, "queries must be in [1, 10^6]");
-  require(delta > 0 && delta < 1, "delta must be in (0, 1)");
-  require(bootstrap >= 50 && bootstrap <= 100000, "bootstrap must be in [50, 10^5]");
-  require(data::parse_family(family).has_value(), "unknown family '" + family + "'");
+          "n_grid", "must be strictly increasing");
+  for (int d : d_grid) {
+    require(d >= 2 && d <= 4096, "d_grid", "entries must be in [2, 4096], got " + std::to_string(d));
+  }
+  for (auto n : n_grid) {
+    require(n >= 1 && n <= 1'000'000, "n_grid", "entries must be in [1, 10^6], got " + std::to_string(n));
+  }
+  for (double eps : eps_grid) {
+    require(eps > 0 && eps < 0.5, "eps_grid", "entries must be in (0, 0.5), got " + util::format_number(eps));
+  }
+  for (auto k : k_grid) {
+    require(k >= 1 && k <= n_grid.back(), "k_grid",
+            "entries must be in [1, the largest N], got " + std::to_string(k));
+  }
+  require(regime_b_context == "random" || regime_b_context == "retrieve", "regime_b_context",
+          "must be random or retrieve, got '" + regime_b_context + "'");
+  require(!heads.empty(), "heads", "must name at least the reference head (the first)");
+  require(tasks >= 10 && tasks <= 100000, "tasks", "must be in [10, 10^5], got " + std::to_string(tasks));
+  require(queries >= 1 && queries <= 1'000'000, "queries",
+          "must be in [1, 10^6], got " + std::to_string(queries));
+  eval::check_delta(delta);
+  eval::check_resamples(bootstrap);
+  require(data::parse_family(family).has_value(), "family",
+          "'" + family + "' is unknown; choose one of " + data::family_names());
   heads::parse_heads([&] {
     std::string joined;
     for (const auto& head : heads) joined += (joined.empty() ? "" : ",") + head;
@@ -105,7 +121,7 @@ BoundsConfig preset_config(const std::string& name) {
     config.queries = 1024;
     config.bootstrap = 1000;
   } else {
-    throw std::invalid_argument("unknown --preset '" + name + "' (quick or full)");
+    throw util::ParameterError("preset", "'" + name + "' is unknown (quick or full)");
   }
   return config;
 }

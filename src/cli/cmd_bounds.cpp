@@ -31,6 +31,66 @@ struct BoundsOptions {
   bool no_plots = false;
 };
 
+bounds::BoundsConfig read_config_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw UsageError("cannot read --config " + path);
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& error) {
+    throw UsageError(path + ": not valid JSON: " + error.what());
+  }
+  try {
+    return bounds::BoundsConfig::from_json(json);
+  } catch (const std::invalid_argument& error) {
+    throw UsageError(path + ": " + error.what());
+  }
+}
+
+// The preset or --config file, then every flag given on top of it, validated.
+bounds::BoundsConfig sweep_config(const BoundsOptions& o, const CLI::App& app, const GlobalOptions& globals) {
+  if (!o.config_file.empty() && !o.preset.empty()) throw UsageError("give --preset or --config, not both");
+  bounds::BoundsConfig config = o.config_file.empty()
+                                    ? bounds::preset_config(o.preset.empty() ? "quick" : o.preset)
+                                    : read_config_file(o.config_file);
+  auto given = [&app](const char* flag) { return app.get_option(flag)->count() > 0; };
+  if (given("--d-grid")) config.d_grid = o.d_grid;
+  if (given("--n-grid")) config.n_grid = o.n_grid;
+  if (given("--eps-grid")) config.eps_grid = o.eps_grid;
+  if (given("--k-grid")) config.k_grid = o.k_grid;
+  if (given("--context")) config.regime_b_context = o.context;
+  if (given("--models")) config.models = o.models;
+  if (given("--heads")) {
+    config.heads.clear();
+    std::string rest = o.heads;
+    for (std::size_t comma; (comma = rest.find(',')) != std::string::npos; rest.erase(0, comma + 1)) {
+      config.heads.push_back(rest.substr(0, comma));
+    }
+    if (!rest.empty()) config.heads.push_back(rest);
+  }
+  if (given("--tasks")) config.tasks = o.tasks;
+  if (given("--queries")) config.queries = o.queries;
+  if (given("--delta")) config.delta = o.delta;
+  if (given("--bootstrap")) config.bootstrap = o.bootstrap;
+  if (given("--family")) config.family = o.family;
+  // --seed sets the sweep's seed; a --config file keeps its own unless --seed is given.
+  if (o.config_file.empty() || app.get_parent()->get_option("--seed")->count() > 0) {
+    config.seed = globals.seed;
+  }
+  if (given("--d-grid") || given("--n-grid") || given("--eps-grid") || given("--k-grid") ||
+      given("--models") || given("--heads") || given("--tasks") || given("--queries")) {
+    if (config.preset != "custom") config.preset += "+overrides";
+  }
+  try {
+    config.validate();
+  } catch (const util::ParameterError& error) {
+    // A flag's value under its flag, the rest (from a --config file or the preset) as named there.
+    throw UsageError(under_flag(error, app).value_or((o.config_file.empty() ? "" : o.config_file + ": ") +
+                                                      error.what()));
+  }
+  return config;
+}
+
 }  // namespace
 
 Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
@@ -56,58 +116,13 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
   app->add_flag("--no-plots", o->no_plots, "skip the PNG plots");
 
   auto run = [o, &globals, app] {
-    bounds::BoundsConfig config;
-    if (!o->config_file.empty()) {
-      if (!o->preset.empty()) throw UsageError("give --preset or --config, not both");
-      std::ifstream in(o->config_file);
-      if (!in) throw UsageError("cannot read --config " + o->config_file);
-      nlohmann::json json;
-      try {
-        json = nlohmann::json::parse(in);
-      } catch (const nlohmann::json::exception& error) {
-        throw UsageError(o->config_file + ": not valid JSON: " + error.what());
-      }
-      config = bounds::BoundsConfig::from_json(json);
-    } else {
-      config = bounds::preset_config(o->preset.empty() ? "quick" : o->preset);
-    }
-    auto given = [app](const char* flag) { return app->get_option(flag)->count() > 0; };
-    if (given("--d-grid")) config.d_grid = o->d_grid;
-    if (given("--n-grid")) config.n_grid = o->n_grid;
-    if (given("--eps-grid")) config.eps_grid = o->eps_grid;
-    if (given("--k-grid")) config.k_grid = o->k_grid;
-    if (given("--context")) config.regime_b_context = o->context;
-    if (given("--models")) config.models = o->models;
-    if (given("--heads")) {
-      config.heads.clear();
-      std::string rest = o->heads;
-      for (std::size_t comma; (comma = rest.find(',')) != std::string::npos; rest.erase(0, comma + 1)) {
-        config.heads.push_back(rest.substr(0, comma));
-      }
-      if (!rest.empty()) config.heads.push_back(rest);
-    }
-    if (given("--tasks")) config.tasks = o->tasks;
-    if (given("--queries")) config.queries = o->queries;
-    if (given("--delta")) config.delta = o->delta;
-    if (given("--bootstrap")) config.bootstrap = o->bootstrap;
-    if (given("--family")) config.family = o->family;
-    // --seed sets the sweep's seed; a --config file keeps its own unless --seed is given.
-    if (o->config_file.empty() || app->get_parent()->get_option("--seed")->count() > 0) {
-      config.seed = globals.seed;
-    }
-    if (given("--d-grid") || given("--n-grid") || given("--eps-grid") || given("--k-grid") ||
-        given("--models") || given("--heads") || given("--tasks") || given("--queries")) {
-      if (config.preset != "custom") config.preset += "+overrides";
-    }
-    config.validate();
-
+    const bounds::BoundsConfig config = sweep_config(*o, *app, globals);
     runtime::check_memory(bounds::estimate_memory_bytes(config, runtime::active_threads()), "bounds",
                           "lower the tasks, queries, the largest n or --threads", globals.memory_budget());
     const auto points = bounds::sweep_points(config);
     runtime::Progress progress("bounds", "points", static_cast<std::int64_t>(points.size()), !globals.quiet);
     const auto start = std::chrono::steady_clock::now();
-    const std::string verdicts = bounds::run_bounds(
-        config, o->out, [&](std::int64_t done, std::int64_t) { progress.update(done); }, !o->no_plots);
+    const std::string verdicts = bounds::run_bounds(config, o->out, progress.callback(), !o->no_plots);
     progress.finish();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("%s\nwrote %s/{points.csv,fits.json,report.md%s} in %.1f s\n", verdicts.c_str(), o->out.c_str(),

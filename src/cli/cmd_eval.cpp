@@ -10,7 +10,9 @@
 #include "cli/task_flags.hpp"
 #include "data_gen/dataset.hpp"
 #include "eval/evaluate.hpp"
+#include "eval/report.hpp"
 #include "model/constructions.hpp"
+#include "model/resolve.hpp"
 #include "runtime/memory.hpp"
 #include "runtime/progress.hpp"
 #include "runtime/threading.hpp"
@@ -59,19 +61,25 @@ std::optional<data::TaskSpec> spec_from_flags(const EvalOptions& options, std::u
   std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
   try {
     parser.parse(args);
+    return resolve_task_flags(flags, seed);
   } catch (const CLI::ParseError& error) {
     throw UsageError(std::string("--generate: ") + error.what());
+  } catch (const util::ParameterError& error) {
+    throw UsageError("--generate: " + under_flag(error, parser).value_or(error.what()));
   }
-  return resolve_task_flags(flags, seed);
 }
 
 data::Dataset generate(const data::TaskSpec& spec, bool quiet) {
   runtime::Progress progress("generate", "tasks", spec.n_tasks, !quiet);
   data::WriteOptions write_options;
-  write_options.progress = [&progress](std::int64_t done, std::int64_t) { progress.update(done); };
-  data::Dataset dataset = data::Dataset::generate_unnamed(spec, write_options);
-  progress.finish();
-  return dataset;
+  write_options.progress = progress.callback();
+  try {
+    data::Dataset dataset = data::Dataset::generate_unnamed(spec, write_options);
+    progress.finish();
+    return dataset;
+  } catch (const data::NoSpaceError& error) {
+    throw no_space_error(error);
+  }
 }
 
 }  // namespace
@@ -107,7 +115,6 @@ Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
     const EvalOptions& o = *options;
     const io::Overwrite overwrite = o.force ? io::Overwrite::kAllow : io::Overwrite::kRefuse;
     eval::EvalConfig config;
-    config.models = o.models;
     config.heads = o.heads.empty() ? std::vector<heads::HeadSpec>{} : heads::parse_heads(o.heads);
     config.context = eval::parse_context(o.context);
     config.n_grid = o.n_grid;
@@ -115,38 +122,38 @@ Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
     config.bf16 = o.bf16;
     config.seed = globals.seed;
     config.bootstrap = o.bootstrap;
-    if (o.bootstrap < 10 || o.bootstrap > 1'000'000) throw UsageError("--bootstrap must be in [10, 10^6]");
-    if (!(o.delta > 0 && o.delta < 1)) throw UsageError("--delta must be in (0, 1)");
     // Every output must be writable before any work starts.
     for (const std::string& path : {o.out, o.csv, o.predictions}) {
       if (!path.empty()) io::check_can_write(path, overwrite);
     }
-    // The memory check comes before any generation or evaluation: a run that cannot fit is
-    // refused with its estimate instead of being killed halfway.
+    // The checks and the memory estimate come before any generation or evaluation: a run that
+    // cannot fit is refused with its estimate instead of being killed halfway.
     const std::optional<data::TaskSpec> spec = spec_from_flags(o, globals.seed);
     std::optional<data::Dataset> opened;
     if (!spec) opened.emplace(data::Dataset::open(o.data));
     const data::TaskSpec& shape = spec ? *spec : opened->spec();
+    std::vector<model::ModelSource> models;
+    for (const std::string& text : o.models) {
+      models.push_back(model::ModelSource::resolve(text, static_cast<int>(shape.dim), globals.seed));
+    }
+    eval::validate(config, shape, models);
     runtime::check_memory((spec ? spec->dataset_bytes() : 0) +
-                              eval::estimate_memory_bytes(shape, config, runtime::active_threads()),
+                              eval::estimate_memory_bytes(shape, models, config, runtime::active_threads()),
                           "eval", "lower --tasks, --queries, --n (or the context's k) or --threads",
                           globals.memory_budget());
     const data::Dataset dataset = spec ? generate(*spec, globals.quiet) : std::move(*opened);
 
     const std::int64_t steps = static_cast<std::int64_t>(
-        (o.n_grid.empty() ? 1 : o.n_grid.size()) * (config.models.size() + config.heads.size()));
+        (o.n_grid.empty() ? 1 : o.n_grid.size()) * (models.size() + config.heads.size()));
     runtime::Progress progress("eval", "learner x n' steps", steps, !globals.quiet);
-    const eval::EvalResult result = eval::evaluate(dataset, config, [&](std::int64_t done, std::int64_t) {
-      progress.update(done);
-    });
+    eval::EvalResult result = eval::evaluate(dataset, models, config, progress.callback());
     progress.finish();
-    eval::EvalResult labelled = result;
-    labelled.data_source = o.data.empty() ? "generated" : o.data;
+    result.data_source = o.data.empty() ? "generated" : o.data;
 
-    io::write_file_atomically(o.out, eval::to_json(labelled).dump(2) + "\n", overwrite);
-    if (!o.csv.empty()) io::write_file_atomically(o.csv, eval::to_csv(labelled), overwrite);
-    if (!o.predictions.empty()) eval::write_predictions(labelled, o.predictions, overwrite);
-    std::fputs(eval::to_table(labelled).c_str(), stdout);
+    io::write_file_atomically(o.out, eval::to_json(result).dump(2) + "\n", overwrite);
+    if (!o.csv.empty()) io::write_file_atomically(o.csv, eval::to_csv(result), overwrite);
+    if (!o.predictions.empty()) eval::write_predictions(result, o.predictions, overwrite);
+    std::fputs(eval::to_table(result).c_str(), stdout);
   };
   return {app, run};
 }

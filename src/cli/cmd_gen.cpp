@@ -10,6 +10,7 @@
 #include "cli/task_flags.hpp"
 #include "data_gen/dataset.hpp"
 #include "runtime/progress.hpp"
+#include "util/text.hpp"
 
 namespace iclbench::cli {
 namespace {
@@ -41,10 +42,14 @@ Command add_gen_command(CLI::App& parent, const GlobalOptions& globals) {
     runtime::Progress progress("gen", "tasks", spec.n_tasks, !globals.quiet);
     data::WriteOptions write_options;
     write_options.overwrite = options->force ? io::Overwrite::kAllow : io::Overwrite::kRefuse;
-    write_options.progress = [&progress](std::int64_t done, std::int64_t) { progress.update(done); };
+    write_options.progress = progress.callback();
 
     const auto start = std::chrono::steady_clock::now();
-    data::write_dataset(spec, out, write_options);
+    try {
+      data::write_dataset(spec, out, write_options);
+    } catch (const data::NoSpaceError& error) {
+      throw no_space_error(error);
+    }
     progress.finish();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -65,7 +70,7 @@ Command add_gen_command(CLI::App& parent, const GlobalOptions& globals) {
                 out.c_str(), std::string(data::family_name(spec.family)).c_str(), static_cast<long long>(spec.n_tasks),
                 static_cast<long long>(spec.n_examples), static_cast<long long>(spec.n_queries),
                 static_cast<long long>(spec.dim), static_cast<unsigned long long>(spec.seed));
-    std::printf("%s in %.2f s (%.0f tasks/s)\n", data::human_bytes(static_cast<double>(bytes)).c_str(),
+    std::printf("%s in %.2f s (%.0f tasks/s)\n", util::human_bytes(static_cast<double>(bytes)).c_str(),
                 seconds, static_cast<double>(spec.n_tasks) / seconds);
   };
   return {app, run};

@@ -7,7 +7,6 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
-#include "data_gen/philox.hpp"
 #include "data_gen/task_generator.hpp"
 #include "model/constructions.hpp"
 #include "model/engine.hpp"
@@ -15,8 +14,9 @@
 #include "model/resolve.hpp"
 #include "runtime/memory.hpp"
 #include "runtime/progress.hpp"
-#include "runtime/threading.hpp"
 #include "runtime/system_info.hpp"
+#include "runtime/threading.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::cli {
 namespace {
@@ -58,7 +58,7 @@ std::vector<float> make_prompts(const model::ModelConfig& config, const SpeedOpt
       tokens.insert(tokens.end(), prompt.begin(), prompt.end());
     }
   } else {
-    data::DrawSequence draws(seed, 0, 0, data::Stream::kContextInput);
+    util::DrawSequence draws(seed, 0, 0, util::Stream::kContextInput);
     tokens.resize(static_cast<std::size_t>(options.batch * tokens_per_prompt * config.width));
     for (float& value : tokens) value = static_cast<float>(draws.normal());
   }
@@ -100,21 +100,23 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     if (o.n < 1 || o.queries < 0 || o.batch < 1 || o.repeats < 1) {
       throw UsageError("--n, --batch and --repeats must be >= 1 and --queries >= 0");
     }
-    const model::Model built = model::resolve_model(o.model, o.d, globals.seed);
+    const model::ModelSource source = model::ModelSource::resolve(o.model, o.d, globals.seed);
+    const model::ModelConfig& config = source.config();
     const std::int64_t tokens_per_prompt = o.n + o.queries;
     // Encoders see every token; in-context learners see the n context tokens.
-    const std::int64_t context = built.config.input_dim > 0 ? o.n : tokens_per_prompt;
+    const std::int64_t context = config.input_dim > 0 ? o.n : tokens_per_prompt;
     model::EngineOptions engine_options;
     engine_options.bf16 = o.bf16;
     engine_options.explicit_linear_attention = o.explicit_linear;
     // The prompts and their output stream, plus the engine's buffers.
     const double prompt_bytes =
-        static_cast<double>(o.batch) * static_cast<double>(tokens_per_prompt) * built.config.width * 4 * 2;
+        static_cast<double>(o.batch) * static_cast<double>(tokens_per_prompt) * config.width * 4 * 2;
     if (prompt_bytes > 1e15) throw UsageError("--batch x (--n + --queries) is far too large");
     runtime::check_memory(static_cast<std::uint64_t>(prompt_bytes) +
-                              model::Engine::working_bytes(built.config, engine_options, tokens_per_prompt,
+                              model::Engine::working_bytes(config, engine_options, tokens_per_prompt,
                                                            context, o.batch, runtime::active_threads()),
                           "speed", "lower --batch, --n, --queries or --threads", globals.memory_budget());
+    const model::Model built = source.build();
     const model::Engine engine(built.config, built.weights, engine_options);
     const std::vector<float> tokens = make_prompts(built.config, o, globals.seed);
     std::vector<float> stream(tokens.size());

@@ -5,9 +5,12 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <stdexcept>
+#include <string>
 
 #include "runtime/memory.hpp"
+#include "util/errors.hpp"
 
 namespace iclbench::cli {
 
@@ -20,6 +23,7 @@ struct GlobalOptions {
   runtime::MemoryBudget memory_budget() const {
     runtime::MemoryBudget budget;
     if (max_memory_gb > 0) budget.limit = static_cast<std::uint64_t>(max_memory_gb * 1e9);
+    budget.limit_name = "--max-memory";
     budget.quiet = quiet;
     return budget;
   }
@@ -30,6 +34,12 @@ class UsageError : public std::invalid_argument {
  public:
   using std::invalid_argument::invalid_argument;
 };
+
+// The library names a bad parameter as its files do ("d", "n_grid"); the user typed a flag. The
+// error under the flag that sets the parameter ("--d must be in ..."), if `app` has that flag and
+// the user gave it; nothing otherwise (the value came from a default, a config file or a data
+// set, and the library's name is the one to read).
+std::optional<std::string> under_flag(const util::ParameterError& error, const CLI::App& app);
 
 struct Command {
   CLI::App* app;

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "io/atomic_file.hpp"
 #include "io/safetensors.hpp"
 #include "runtime/threading.hpp"
+#include "util/errors.hpp"
 
 namespace {
 
@@ -76,20 +78,30 @@ int main(int argc, char** argv) {
     return fail(command_name, std::string(error.what()) + " (see --help)", 2);
   }
 
+  const cli::Command* running = nullptr;
   try {
     const runtime::ThreadLimit thread_limit(globals.threads);
     for (const cli::Command& command : commands) {
       if (command.app->parsed()) {
         command_name = command.app->get_name();
+        running = &command;
         command.run();
       }
     }
+  } catch (const util::ParameterError& error) {
+    // Under the flag the user typed, the command's own or a global one (--threads).
+    std::optional<std::string> message = running ? cli::under_flag(error, *running->app) : std::nullopt;
+    if (!message) message = cli::under_flag(error, app);
+    return fail(command_name, message.value_or(error.what()), 2);
   } catch (const std::invalid_argument& error) {
     // Every bad-input error of the suite (usage, task spec, model spec or config, head, context)
     // derives from std::invalid_argument.
     return fail(command_name, error.what(), 2);
   } catch (const io::FormatError& error) {
     return fail(command_name, error.what(), 2);
+  } catch (const io::OutputExistsError& error) {
+    const bool can_force = running && running->app->get_option_no_throw("--force") != nullptr;
+    return fail(command_name, error.what() + std::string(can_force ? " (pass --force to replace it)" : ""), 2);
   } catch (const io::IoError& error) {
     return fail(command_name, error.what(), 2);
   } catch (const std::bad_alloc&) {

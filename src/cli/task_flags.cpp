@@ -2,8 +2,6 @@
 
 #include <cstdio>
 
-#include "cli/commands.hpp"
-
 namespace iclbench::cli {
 
 void add_task_flags(CLI::App& app, TaskFlags& flags) {
@@ -46,6 +44,10 @@ data::TaskSpec resolve_task_flags(const TaskFlags& flags, std::uint64_t seed) {
   if (flags.scale->count() == 0) spec.scale = data::default_scale(spec.family);
   data::validate(spec);
   return spec;
+}
+
+UsageError no_space_error(const data::NoSpaceError& error) {
+  return UsageError(error.message("lower --tasks, --n or --queries"));
 }
 
 std::string family_help() {

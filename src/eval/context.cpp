@@ -6,7 +6,7 @@
 #include <cmath>
 #include <numeric>
 
-#include "data_gen/philox.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::eval {
 
@@ -21,12 +21,12 @@ ContextSpec parse_context(std::string_view text) {
   } else if (name == "retrieve") {
     spec.policy = ContextPolicy::kRetrieve;
   } else {
-    throw ContextError("unknown --context '" + std::string(text) + "'; use full, random:K or retrieve:K");
+    throw ContextError("context", "'" + std::string(text) + "' is unknown; use full, random:K or retrieve:K");
   }
   const std::string_view value = colon == std::string_view::npos ? "" : text.substr(colon + 1);
   const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), spec.k);
   if (value.empty() || error != std::errc() || end != value.data() + value.size() || spec.k < 1) {
-    throw ContextError("--context " + std::string(text) + ": K must be a positive integer");
+    throw ContextError("context", std::string(text) + ": K must be a positive integer");
   }
   return spec;
 }
@@ -36,7 +36,7 @@ std::vector<std::int64_t> random_subset(std::uint64_t seed, std::uint32_t task, 
   // Partial Fisher-Yates over [0, n): the first k positions are a uniform k-subset.
   std::vector<std::int64_t> order(static_cast<std::size_t>(n));
   std::iota(order.begin(), order.end(), 0);
-  data::DrawSequence draws(seed, task, 0, data::Stream::kContextSubset);
+  util::DrawSequence draws(seed, task, 0, util::Stream::kContextSubset);
   const std::int64_t take = std::min(k, n);
   for (std::int64_t i = 0; i < take; ++i) {
     const auto j = i + static_cast<std::int64_t>(draws.below(static_cast<std::uint32_t>(n - i)));

@@ -9,10 +9,11 @@
 
 #include <cstdint>
 #include <span>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "util/errors.hpp"
 
 namespace iclbench::eval {
 
@@ -24,9 +25,10 @@ struct ContextSpec {
   std::string text = "full";
 };
 
-class ContextError : public std::invalid_argument {
+// A context text that names no policy, or a bad K (parameter "context").
+class ContextError : public util::ParameterError {
  public:
-  using std::invalid_argument::invalid_argument;
+  using util::ParameterError::ParameterError;
 };
 ContextSpec parse_context(std::string_view text);
 

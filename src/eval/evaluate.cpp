@@ -3,70 +3,33 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
-#include <Eigen/Dense>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <sstream>
+#include <memory>
 
-#include "data_gen/philox.hpp"
-#include "io/safetensors.hpp"
-#include "iclbench/version.hpp"
-#include "model/constructions.hpp"
+#include "eval/prompts.hpp"
 #include "model/engine.hpp"
-#include "model/resolve.hpp"
 #include "runtime/threading.hpp"
+#include "util/errors.hpp"
 
 namespace iclbench::eval {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr double kLinearResidual = 1e-3;  // f32 scores of a linear map fit to ~1e-5 or better
-constexpr std::size_t kChunkBytes = 64u << 20;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
 bool rotation_invariant(const data::TaskSpec& spec) {
-  return spec.bias == 0.0 && (spec.family == data::Family::kGaussian ||
-                              spec.family == data::Family::kSphere ||
-                              spec.family == data::Family::kScaled);
+  return spec.bias == 0.0 &&
+         (spec.family == data::Family::kGaussian || spec.family == data::Family::kSphere ||
+          spec.family == data::Family::kScaled);
 }
 
-// A non-finite score predicts nothing: it gets label 0, which matches no true label (+-1), so it
-// counts as an error (and as a disagreement with every finite head).
-float label_of(float score) { return std::isfinite(score) ? (score >= 0.0f ? 1.0f : -1.0f) : 0.0f; }
-
-// The probe queries of one task: [P, d], standard normal.
-std::vector<float> probe_queries(std::uint64_t seed, std::uint32_t task, int d, int count) {
-  std::vector<float> probes(static_cast<std::size_t>(count * d));
-  data::DrawSequence draws(seed, task, 0, data::Stream::kProbe);
-  for (float& value : probes) value = static_cast<float>(draws.normal());
-  return probes;
-}
-
-// Least-squares fit score = w.z + b over the probes; returns w, the relative residual and |b|.
-struct ProbeFit {
-  std::vector<double> w;
-  double residual = 0;
-};
-ProbeFit fit_linear(std::span<const float> probes, std::span<const float> scores, int d) {
-  const auto count = static_cast<Eigen::Index>(scores.size());
-  Eigen::MatrixXd design(count, d + 1);
-  Eigen::VectorXd target(count);
-  for (Eigen::Index i = 0; i < count; ++i) {
-    for (int j = 0; j < d; ++j) design(i, j) = probes[static_cast<std::size_t>(i * d + j)];
-    design(i, d) = 1.0;
-    target[i] = scores[static_cast<std::size_t>(i)];
-  }
-  const Eigen::VectorXd theta = design.colPivHouseholderQr().solve(target);
-  ProbeFit fit;
-  fit.w.assign(theta.data(), theta.data() + d);
-  const double scale = std::max(target.norm(), 1e-30);
-  // A homogeneous linear score has no intercept: count it as residual.
-  fit.residual = std::max((design * theta - target).norm(), std::abs(theta[d]) * std::sqrt(count)) / scale;
-  return fit;
+std::vector<std::int64_t> prefix_grid(const EvalConfig& config, const data::TaskSpec& data) {
+  return config.n_grid.empty() ? std::vector<std::int64_t>{data.n_examples} : config.n_grid;
 }
 
 Metric summarize_metric(std::vector<double> per_task, const EvalConfig& config) {
@@ -76,511 +39,212 @@ Metric summarize_metric(std::vector<double> per_task, const EvalConfig& config) 
   return metric;
 }
 
-// How run_model() cuts one grid point into prompts: retrieve:k makes one prompt per query (its k
-// nearest examples, then the query); full and random:k one per task (its context, the queries,
-// then the probes). Prompts go to the engine in chunks of about kChunkBytes of tokens.
-struct PromptPlan {
-  std::int64_t context = 0;        // k: examples in each prompt
-  std::int64_t tokens = 0;         // T of each prompt
-  std::int64_t prompts = 0;        // over all tasks
-  std::int64_t scores = 0;         // query scores per prompt (with the probes)
-  std::int64_t per_chunk = 0;      // prompts per engine call
-};
-
-PromptPlan prompt_plan(const ContextSpec& context, std::int64_t n_prefix, std::int64_t tasks,
-                       std::int64_t m, int d, std::int64_t width) {
-  PromptPlan plan;
-  if (context.policy == ContextPolicy::kRetrieve) {
-    plan.context = std::min(context.k, n_prefix);
-    plan.tokens = plan.context + 1;
-    plan.prompts = tasks * m;
-    plan.scores = 1;
-  } else {
-    plan.context = context.policy == ContextPolicy::kRandom ? std::min(context.k, n_prefix) : n_prefix;
-    plan.scores = m + 2 * (d + 1);
-    plan.tokens = plan.context + plan.scores;
-    plan.prompts = tasks;
-  }
-  plan.per_chunk = std::max<std::int64_t>(
-      1, static_cast<std::int64_t>(kChunkBytes / static_cast<std::size_t>(plan.tokens * width * 4)));
-  return plan;
-}
-
-// Runs one transformer over every task at prefix size n' and fills scores (and probe fits).
-void run_model(const model::Engine& engine, const data::Dataset& dataset, const EvalConfig& config,
-               std::int64_t n_prefix, PointResult& point, LearnerResult& learner,
-               std::vector<std::vector<double>>& probe_weights) {
+// One head trained on the first n' examples of every task (in parallel over tasks): its query
+// scores, and its weight vector per task ([T][d], empty for knn).
+void run_head(const heads::HeadSpec& spec, const data::Dataset& dataset, std::int64_t n_prefix,
+              PrefixResult& point, std::vector<std::vector<double>>& weights) {
   const int d = static_cast<int>(dataset.dim());
   const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries();
-  const std::int64_t width = engine.config().width;
+  point.context = n_prefix;
   point.scores.assign(static_cast<std::size_t>(tasks * m), 0.0f);
-  const auto start = Clock::now();
-  const PromptPlan plan = prompt_plan(config.context, n_prefix, tasks, m, d, width);
-
-  if (config.context.policy == ContextPolicy::kRetrieve) {
-    // Every query gets its own prompt: its k nearest examples, then itself.
-    const std::int64_t k = plan.context, prompt_tokens = plan.tokens, per_chunk = plan.per_chunk;
-    point.context = k;
-    std::vector<float> tokens, scores;
-    std::vector<float> cx(static_cast<std::size_t>(k * d)), cy(static_cast<std::size_t>(k));
-    for (std::int64_t first = 0; first < tasks * m; first += per_chunk) {
-      const std::int64_t count = std::min(per_chunk, tasks * m - first);
-      tokens.clear();
-      std::int64_t cached_task = -1;
-      std::vector<std::int64_t> nearest;
-      for (std::int64_t prompt = first; prompt < first + count; ++prompt) {
-        const std::int64_t task = prompt / m, q = prompt % m;
-        const auto x = dataset.x(task), y = dataset.y(task), queries = dataset.x_query(task);
-        if (task != cached_task) {
-          nearest = nearest_by_cosine(x, n_prefix, queries, m, d, k);
-          cached_task = task;
+  weights.assign(static_cast<std::size_t>(tasks), {});
+  tbb::parallel_for(
+      tbb::blocked_range<std::int64_t>(0, tasks, 1),
+      [&](const tbb::blocked_range<std::int64_t>& range) {
+        for (std::int64_t task = range.begin(); task < range.end(); ++task) {
+          const heads::TaskData data{dataset.x(task).first(static_cast<std::size_t>(n_prefix * d)),
+                                     dataset.y(task).first(static_cast<std::size_t>(n_prefix)),
+                                     dataset.w_star(task), d};
+          heads::TrainedHead trained = heads::train(spec, data);
+          heads::predict(
+              spec, trained, data, dataset.x_query(task),
+              std::span(point.scores)
+                  .subspan(static_cast<std::size_t>(task * m), static_cast<std::size_t>(m)));
+          weights[static_cast<std::size_t>(task)] = std::move(trained.w);
         }
-        for (std::int64_t i = 0; i < k; ++i) {
-          const std::int64_t source = nearest[static_cast<std::size_t>(q * k + i)];
-          std::copy_n(x.begin() + source * d, d, cx.begin() + i * d);
-          cy[static_cast<std::size_t>(i)] = y[static_cast<std::size_t>(source)];
-        }
-        const std::vector<float> prompt_tokens_values =
-            model::icl_tokens(cx, cy, queries.subspan(static_cast<std::size_t>(q * d), static_cast<std::size_t>(d)), d);
-        tokens.insert(tokens.end(), prompt_tokens_values.begin(), prompt_tokens_values.end());
-      }
-      scores.resize(static_cast<std::size_t>(count));
-      engine.query_scores(tokens, count, prompt_tokens, k, scores);
-      std::copy(scores.begin(), scores.end(), point.scores.begin() + first);
-    }
-    learner.prompts += static_cast<double>(tasks * m);
-    learner.tokens += static_cast<double>(tasks * m * prompt_tokens);
-    learner.flops += engine.config().forward_flops(prompt_tokens, k) * static_cast<double>(tasks * m);
-    learner.seconds += seconds_since(start);
-    return;
-  }
+      });
+}
 
-  // full / random:k: one prompt per task, its context then the queries then the probes.
-  const std::int64_t k = plan.context, prompt_tokens = plan.tokens, per_chunk = plan.per_chunk;
-  point.context = k;
-  const int probes = 2 * (d + 1);
-  std::vector<float> tokens, scores;
-  std::vector<float> cx(static_cast<std::size_t>(k * d)), cy(static_cast<std::size_t>(k));
-  std::vector<float> all_queries(static_cast<std::size_t>((m + probes) * d));
-  double worst_residual = 0;
-  bool linear = true;
-  probe_weights.assign(static_cast<std::size_t>(tasks), {});
-  for (std::int64_t first = 0; first < tasks; first += per_chunk) {
-    const std::int64_t count = std::min(per_chunk, tasks - first);
-    tokens.clear();
-    for (std::int64_t task = first; task < first + count; ++task) {
-      const auto x = dataset.x(task), y = dataset.y(task), queries = dataset.x_query(task);
-      const std::vector<std::int64_t> chosen =
-          config.context.policy == ContextPolicy::kRandom
-              ? random_subset(config.seed, static_cast<std::uint32_t>(task), n_prefix, k)
-              : std::vector<std::int64_t>();
-      for (std::int64_t i = 0; i < k; ++i) {
-        const std::int64_t source = chosen.empty() ? i : chosen[static_cast<std::size_t>(i)];
-        std::copy_n(x.begin() + source * d, d, cx.begin() + i * d);
-        cy[static_cast<std::size_t>(i)] = y[static_cast<std::size_t>(source)];
-      }
-      std::copy(queries.begin(), queries.end(), all_queries.begin());
-      const std::vector<float> probe = probe_queries(config.seed, static_cast<std::uint32_t>(task), d, probes);
-      std::copy(probe.begin(), probe.end(), all_queries.begin() + m * d);
-      const std::vector<float> prompt = model::icl_tokens(cx, cy, all_queries, d);
-      tokens.insert(tokens.end(), prompt.begin(), prompt.end());
-    }
-    scores.resize(static_cast<std::size_t>(count * (m + probes)));
-    engine.query_scores(tokens, count, prompt_tokens, k, scores);
-    for (std::int64_t b = 0; b < count; ++b) {
-      const std::int64_t task = first + b;
-      const float* row = scores.data() + b * (m + probes);
-      std::copy_n(row, m, point.scores.begin() + task * m);
-      const std::vector<float> probe = probe_queries(config.seed, static_cast<std::uint32_t>(task), d, probes);
-      ProbeFit fit = fit_linear(probe, std::span(row + m, static_cast<std::size_t>(probes)), d);
-      worst_residual = std::max(worst_residual, fit.residual);
-      linear = linear && fit.residual <= kLinearResidual;
-      probe_weights[static_cast<std::size_t>(task)] = std::move(fit.w);
-    }
+// The metrics of one learner at one n' from its scores (and weight vectors, where it has them):
+// per-task error, noisy error, exact error and disagreement with every head, then their summaries.
+void add_metrics(PrefixResult& point, const std::vector<std::vector<double>>& weights,
+                 std::span<const PrefixResult> head_points, const data::Dataset& dataset,
+                 const EvalConfig& config, bool exact_applies) {
+  const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries();
+  const auto task_scores = [m](const PrefixResult& p, std::int64_t task) {
+    return std::span(p.scores).subspan(static_cast<std::size_t>(task * m),
+                                       static_cast<std::size_t>(m));
+  };
+  const bool has_noisy = !dataset.y_query_noisy(0).empty();
+  const bool linear_weights =
+      !weights.empty() && !weights[0].empty() && point.linear.value_or(true);
+  const bool exact_here = exact_applies && linear_weights;
+  std::vector<double> err(static_cast<std::size_t>(tasks)), noisy, exact;
+  if (has_noisy) noisy.resize(static_cast<std::size_t>(tasks));
+  if (exact_here) exact.resize(static_cast<std::size_t>(tasks));
+  for (std::int64_t task = 0; task < tasks; ++task) {
+    const auto scores = task_scores(point, task);
+    point.nonfinite_tasks +=
+        std::any_of(scores.begin(), scores.end(), [](float s) { return !std::isfinite(s); });
+    const auto t = static_cast<std::size_t>(task);
+    err[t] = error_rate(scores, dataset.y_query(task));
+    if (has_noisy) noisy[t] = error_rate(scores, dataset.y_query_noisy(task));
+    if (exact_here) exact[t] = angle_error(weights[t], dataset.w_star(task));
   }
-  point.linear = linear;
-  point.probe_residual = worst_residual;
-  learner.prompts += static_cast<double>(tasks);
-  learner.tokens += static_cast<double>(tasks * prompt_tokens);
-  learner.flops += engine.config().forward_flops(prompt_tokens, k) * static_cast<double>(tasks);
-  learner.seconds += seconds_since(start);
+  point.err = summarize_metric(std::move(err), config);
+  if (has_noisy) point.err_noisy = summarize_metric(std::move(noisy), config);
+  if (exact_here) point.exact_err = summarize_metric(std::move(exact), config);
+  for (std::size_t h = 0; h < head_points.size(); ++h) {
+    std::vector<double> dis(static_cast<std::size_t>(tasks));
+    for (std::int64_t task = 0; task < tasks; ++task) {
+      dis[static_cast<std::size_t>(task)] =
+          disagreement_rate(task_scores(point, task), task_scores(head_points[h], task));
+    }
+    point.dis.emplace_back(config.heads[h].name, summarize_metric(std::move(dis), config));
+  }
 }
 
 }  // namespace
 
-std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, const EvalConfig& config, int threads) {
+void validate(const EvalConfig& config, const data::TaskSpec& data,
+              std::span<const model::ModelSource> models) {
+  if (models.empty() && config.heads.empty()) {
+    throw std::invalid_argument("nothing to evaluate: no models and no heads");
+  }
+  for (std::int64_t n : config.n_grid) {
+    util::require(n >= 1 && n <= data.n_examples, "n_grid",
+                  "entry " + std::to_string(n) +
+                      " is outside [1, N = " + std::to_string(data.n_examples) + "]");
+  }
+  check_delta(config.delta);
+  check_resamples(config.bootstrap);
+  for (const model::ModelSource& source : models) {
+    const model::ModelConfig& model_config = source.config();
+    if (model_config.readout < 0 || model_config.input_dim != data.dim) {
+      throw std::invalid_argument("model '" + source.text() + "' has no readout slot for d = " +
+                                  std::to_string(data.dim) + " (eval needs an in-context learner)");
+    }
+  }
+}
+
+std::uint64_t estimate_memory_bytes(const data::TaskSpec& data,
+                                    std::span<const model::ModelSource> models,
+                                    const EvalConfig& config, int threads) {
   const std::int64_t tasks = data.n_tasks, m = data.n_queries, n_total = data.n_examples;
   const int d = static_cast<int>(data.dim);
-  const std::vector<std::int64_t> grid = config.n_grid.empty() ? std::vector<std::int64_t>{n_total} : config.n_grid;
-  const auto learners = static_cast<std::uint64_t>(config.models.size() + config.heads.size());
-  const auto bytes = [](std::int64_t count, std::size_t size) { return static_cast<std::uint64_t>(count) * size; };
+  const std::vector<std::int64_t> grid = prefix_grid(config, data);
+  const auto learners = static_cast<std::uint64_t>(models.size() + config.heads.size());
+  const auto bytes = [](std::int64_t count, std::size_t size) {
+    return static_cast<std::uint64_t>(count) * size;
+  };
   // Kept to the end: every learner's scores and per-task metrics (error, noisy and exact error,
   // one disagreement per head) at every grid point.
-  std::uint64_t total = grid.size() * learners *
-                        (bytes(tasks * m, 4) + bytes(tasks, 8) * (3 + config.heads.size()));
+  std::uint64_t total =
+      grid.size() * learners * (bytes(tasks * m, 4) + bytes(tasks, 8) * (3 + config.heads.size()));
   // Every head's and learner's weight vectors of one grid point.
   total += learners * bytes(tasks * d, 8);
   // Engines live side by side; each keeps the buffers of its largest grid point (plans are
   // replaced, not accumulated) plus its weights. Token chunks are transient: one at a time.
   std::uint64_t transient = 0;
-  for (const std::string& spec : config.models) {
-    const model::Model built = model::resolve_model(spec, d, config.seed);
+  for (const model::ModelSource& source : models) {
+    const model::ModelConfig& model_config = source.config();
     model::EngineOptions options;
     options.bf16 = config.bf16;
     std::uint64_t engine_peak = 0;
     for (std::int64_t n_prefix : grid) {
-      const PromptPlan plan = prompt_plan(config.context, std::clamp<std::int64_t>(n_prefix, 1, n_total),
-                                          tasks, m, d, built.config.width);
+      const PromptPlan plan =
+          prompt_plan(config.context, std::clamp<std::int64_t>(n_prefix, 1, n_total), tasks, m, d,
+                      model_config.width);
       const std::int64_t chunk = std::min(plan.per_chunk, plan.prompts);
-      engine_peak = std::max(engine_peak, model::Engine::working_bytes(built.config, options, plan.tokens,
-                                                                       plan.context, chunk, threads));
+      engine_peak =
+          std::max(engine_peak, model::Engine::working_bytes(model_config, options, plan.tokens,
+                                                             plan.context, chunk, threads));
       // The chunk's tokens, one prompt being assembled, and the chunk's scores.
-      transient = std::max(transient, bytes(chunk * plan.tokens * built.config.width, 4) +
-                                          bytes(plan.tokens * built.config.width, 4) +
+      transient = std::max(transient, bytes(chunk * plan.tokens * model_config.width, 4) +
+                                          bytes(plan.tokens * model_config.width, 4) +
                                           bytes(chunk * plan.scores, 4));
     }
-    total += engine_peak + bytes(built.config.parameter_count(), 4 + (config.bf16 ? 2 : 4));
+    total += engine_peak + bytes(model_config.parameter_count(), 4 + (config.bf16 ? 2 : 4));
   }
   // Heads train per task on up to `threads` tasks at once; LIBLINEAR's copy of the examples
   // (16 bytes per value and per row end) and its solver vectors, or an Eigen matrix and its
   // decomposition, stay under 32 bytes per value.
   if (!config.heads.empty()) {
     const std::int64_t n_max = *std::max_element(grid.begin(), grid.end());
-    transient = std::max(transient, static_cast<std::uint64_t>(std::max(threads, 1)) * bytes(n_max * (d + 1), 32));
+    transient = std::max(
+        transient, static_cast<std::uint64_t>(std::max(threads, 1)) * bytes(n_max * (d + 1), 32));
   }
   return total + transient;
 }
 
-EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
-                    const ProgressCallback& progress) {
+EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSource> models,
+                    const EvalConfig& config, const util::ProgressCallback& progress) {
   const auto start = Clock::now();
+  validate(config, dataset.spec(), models);
   EvalResult result;
   result.data = dataset.spec();
   result.config = config;
   result.exact_applies = rotation_invariant(dataset.spec());
   result.threads = runtime::active_threads();
-  const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries(), n_total = dataset.n_examples();
-  const int d = static_cast<int>(dataset.dim());
-  result.grid = config.n_grid.empty() ? std::vector<std::int64_t>{n_total} : config.n_grid;
-  for (std::int64_t n : result.grid) {
-    if (n < 1 || n > n_total) {
-      throw std::invalid_argument("--n-grid entry " + std::to_string(n) +
-                                  " is outside [1, N = " + std::to_string(n_total) + "]");
-    }
-  }
-  if (config.models.empty() && config.heads.empty()) {
-    throw std::invalid_argument("nothing to evaluate: give --model and/or --heads");
-  }
-  if (!(config.delta > 0 && config.delta < 1)) {
-    throw std::invalid_argument("--delta must be in (0, 1)");
-  }
+  result.grid = prefix_grid(config, dataset.spec());
 
-  // Build every transformer first, so that a bad spec fails before any work.
+  // Build every transformer first, so that a bad model file fails before any work.
   std::vector<std::unique_ptr<model::Engine>> engines;
-  for (const std::string& spec : config.models) {
-    model::Model built = model::resolve_model(spec, d, config.seed);
-    if (built.config.readout < 0 || built.config.input_dim != d) {
-      throw std::invalid_argument("model '" + spec + "' has no readout slot for d = " +
-                                  std::to_string(d) + " (eval needs an in-context learner)");
-    }
+  for (const model::ModelSource& source : models) {
+    model::Model built = source.build();
     model::EngineOptions options;
     options.bf16 = config.bf16;
-    std::string name = built.config.name.empty() ? spec : built.config.name;
-    engines.push_back(std::make_unique<model::Engine>(std::move(built.config), std::move(built.weights), options));
+    std::string name = built.config.name.empty() ? source.text() : built.config.name;
+    engines.push_back(std::make_unique<model::Engine>(std::move(built.config),
+                                                      std::move(built.weights), options));
+    result.models.push_back(source.text());
     result.learners.push_back({name, true, {}, 0, 0, 0, 0});
   }
-  for (const heads::HeadSpec& head : config.heads) result.learners.push_back({head.name, false, {}, 0, 0, 0, 0});
+  for (const heads::HeadSpec& head : config.heads)
+    result.learners.push_back({head.name, false, {}, 0, 0, 0, 0});
 
-  const std::int64_t total_steps = static_cast<std::int64_t>(result.grid.size() * result.learners.size());
+  const std::int64_t total_steps =
+      static_cast<std::int64_t>(result.grid.size() * result.learners.size());
   std::int64_t steps = 0;
+  const std::size_t first_head = engines.size();
   for (std::int64_t n_prefix : result.grid) {
     // Heads first: every learner's disagreement is measured against them.
     std::vector<std::vector<std::vector<double>>> weights(result.learners.size());
-    std::vector<PointResult> points(result.learners.size());
+    std::vector<PrefixResult> points(result.learners.size());
     for (std::size_t h = 0; h < config.heads.size(); ++h) {
-      const heads::HeadSpec& spec = config.heads[h];
-      const std::size_t index = engines.size() + h;
-      PointResult& point = points[index];
-      point.n = point.context = n_prefix;
-      point.scores.assign(static_cast<std::size_t>(tasks * m), 0.0f);
-      weights[index].assign(static_cast<std::size_t>(tasks), {});
       const auto head_start = Clock::now();
-      tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, tasks, 1),
-                        [&](const tbb::blocked_range<std::int64_t>& range) {
-                          for (std::int64_t task = range.begin(); task < range.end(); ++task) {
-                            const heads::TaskData data{
-                                dataset.x(task).first(static_cast<std::size_t>(n_prefix * d)),
-                                dataset.y(task).first(static_cast<std::size_t>(n_prefix)),
-                                dataset.w_star(task), d};
-                            heads::TrainedHead trained = heads::train(spec, data);
-                            heads::predict(spec, trained, data, dataset.x_query(task),
-                                           std::span(point.scores).subspan(static_cast<std::size_t>(task * m),
-                                                                           static_cast<std::size_t>(m)));
-                            weights[index][static_cast<std::size_t>(task)] = std::move(trained.w);
-                          }
-                        });
-      result.learners[index].seconds += seconds_since(head_start);
+      run_head(config.heads[h], dataset, n_prefix, points[first_head + h], weights[first_head + h]);
+      result.learners[first_head + h].seconds += seconds_since(head_start);
       if (progress) progress(++steps, total_steps);
     }
     for (std::size_t e = 0; e < engines.size(); ++e) {
-      run_model(*engines[e], dataset, config, n_prefix, points[e], result.learners[e], weights[e]);
+      const auto model_start = Clock::now();
+      TransformerRun run =
+          run_transformer(*engines[e], dataset, config.context, config.seed, n_prefix);
+      LearnerResult& learner = result.learners[e];
+      learner.seconds += seconds_since(model_start);
+      learner.prompts += run.prompts;
+      learner.tokens += run.tokens;
+      learner.flops += run.flops;
+      points[e].context = run.context;
+      points[e].scores = std::move(run.scores);
+      points[e].linear = run.linear;
+      points[e].probe_residual = run.probe_residual;
+      weights[e] = std::move(run.probe_weights);
       if (progress) progress(++steps, total_steps);
     }
-
-    // Metrics: per task, then summaries.
+    const std::span<const PrefixResult> head_points = std::span(points).subspan(first_head);
     for (std::size_t l = 0; l < result.learners.size(); ++l) {
-      PointResult& point = points[l];
-      point.n = n_prefix;
-      std::vector<double> err(static_cast<std::size_t>(tasks)), noisy, exact;
-      const bool has_noisy = !dataset.y_query_noisy(0).empty();
-      if (has_noisy) noisy.resize(static_cast<std::size_t>(tasks));
-      const bool linear_weights = !weights[l].empty() && !weights[l][0].empty() &&
-                                  (!point.linear.has_value() || *point.linear);
-      const bool exact_here = result.exact_applies && linear_weights;
-      if (exact_here) exact.resize(static_cast<std::size_t>(tasks));
-      for (std::int64_t task = 0; task < tasks; ++task) {
-        const auto truth = dataset.y_query(task);
-        const float* scores = point.scores.data() + task * m;
-        std::int64_t wrong = 0, wrong_noisy = 0;
-        bool nonfinite = false;
-        for (std::int64_t q = 0; q < m; ++q) {
-          nonfinite = nonfinite || !std::isfinite(scores[q]);
-          wrong += label_of(scores[q]) != truth[static_cast<std::size_t>(q)];
-          if (has_noisy) wrong_noisy += label_of(scores[q]) != dataset.y_query_noisy(task)[static_cast<std::size_t>(q)];
-        }
-        point.nonfinite_tasks += nonfinite;
-        err[static_cast<std::size_t>(task)] = static_cast<double>(wrong) / static_cast<double>(m);
-        if (has_noisy) noisy[static_cast<std::size_t>(task)] = static_cast<double>(wrong_noisy) / static_cast<double>(m);
-        if (exact_here) {
-          exact[static_cast<std::size_t>(task)] = angle_error(weights[l][static_cast<std::size_t>(task)], dataset.w_star(task));
-        }
-      }
-      point.err = summarize_metric(std::move(err), config);
-      if (has_noisy) point.err_noisy = summarize_metric(std::move(noisy), config);
-      if (exact_here) point.exact_err = summarize_metric(std::move(exact), config);
-      for (std::size_t h = 0; h < config.heads.size(); ++h) {
-        const PointResult& head = points[engines.size() + h];
-        std::vector<double> dis(static_cast<std::size_t>(tasks));
-        for (std::int64_t task = 0; task < tasks; ++task) {
-          std::int64_t differ = 0;
-          for (std::int64_t q = 0; q < m; ++q) {
-            const std::size_t at = static_cast<std::size_t>(task * m + q);
-            differ += label_of(point.scores[at]) != label_of(head.scores[at]);
-          }
-          dis[static_cast<std::size_t>(task)] = static_cast<double>(differ) / static_cast<double>(m);
-        }
-        point.dis.emplace_back(config.heads[h].name, summarize_metric(std::move(dis), config));
-      }
+      points[l].n = n_prefix;
+      add_metrics(points[l], weights[l], head_points, dataset, config, result.exact_applies);
     }
     // Only now: the disagreement of every learner above reads the heads' scores.
     for (std::size_t l = 0; l < result.learners.size(); ++l) {
-      result.learners[l].points.push_back(std::move(points[l]));
+      result.learners[l].grid.push_back(std::move(points[l]));
     }
   }
   result.seconds = seconds_since(start);
   return result;
-}
-
-namespace {
-
-nlohmann::ordered_json summary_json(const Summary& s) {
-  return {{"mean", s.mean}, {"ci", {s.mean_ci.lo, s.mean_ci.hi}}, {"quantile", s.quantile},
-          {"quantile_ci", {s.quantile_ci.lo, s.quantile_ci.hi}}};
-}
-
-nlohmann::ordered_json point_json(const PointResult& point) {
-  nlohmann::ordered_json json;
-  json["n"] = point.n;
-  json["context"] = point.context;
-  const Summary& err = point.err.summary;
-  json["err_mean"] = err.mean;
-  json["err_ci"] = {err.mean_ci.lo, err.mean_ci.hi};
-  json["err_quantile"] = err.quantile;
-  json["err_quantile_ci"] = {err.quantile_ci.lo, err.quantile_ci.hi};
-  if (point.err_noisy) json["err_noisy"] = summary_json(point.err_noisy->summary);
-  if (point.exact_err) json["err_exact"] = summary_json(point.exact_err->summary);
-  nlohmann::ordered_json dis = nlohmann::ordered_json::object();
-  for (const auto& [head, metric] : point.dis) dis[head] = summary_json(metric.summary);
-  json["dis"] = dis;
-  json["nonfinite_tasks"] = point.nonfinite_tasks;
-  if (point.linear) {
-    json["probe"] = {{"linear_in_query", *point.linear}, {"max_relative_residual", point.probe_residual}};
-  }
-  return json;
-}
-
-}  // namespace
-
-nlohmann::ordered_json to_json(const EvalResult& result) {
-  nlohmann::ordered_json json;
-  json["format"] = "iclbench-eval";
-  json["format_version"] = 1;
-  json["iclbench_version"] = kVersion;
-  json["git_revision"] = kGitRevision;
-  json["data"] = nlohmann::json::parse(data::spec_to_json(result.data));
-  json["data"]["seed"] = result.data.seed;
-  json["data"]["source"] = result.data_source;
-  std::vector<std::string> heads;
-  for (const auto& head : result.config.heads) heads.push_back(head.name);
-  json["params"] = {{"models", result.config.models}, {"heads", heads},
-                    {"context", result.config.context.text}, {"n_grid", result.grid},
-                    {"delta", result.config.delta}, {"bf16", result.config.bf16},
-                    {"seed", result.config.seed}, {"bootstrap", result.config.bootstrap},
-                    {"threads", result.threads}, {"confidence", 0.95}};
-  json["exact_error_applies"] = result.exact_applies;
-  nlohmann::ordered_json learners = nlohmann::ordered_json::object();
-  for (const LearnerResult& learner : result.learners) {
-    const PointResult& last = learner.points.back();
-    nlohmann::ordered_json entry = point_json(last);  // the largest n' at the top level
-    entry["kind"] = learner.is_model ? "transformer" : "head";
-    std::vector<double> per_task = last.err.per_task;
-    nlohmann::ordered_json wilson = nlohmann::ordered_json::array();
-    const auto queries = result.data.n_queries;
-    for (double e : per_task) {
-      const Interval interval = wilson_interval(std::llround(e * static_cast<double>(queries)), queries);
-      wilson.push_back({interval.lo, interval.hi});
-    }
-    entry["per_task"] = {{"err", per_task}, {"err_wilson", wilson}};
-    if (result.grid.size() > 1) {
-      nlohmann::ordered_json grid = nlohmann::ordered_json::array();
-      for (const PointResult& point : learner.points) grid.push_back(point_json(point));
-      entry["grid"] = grid;
-    }
-    nlohmann::ordered_json speed = {{"seconds", learner.seconds}};
-    if (learner.is_model && learner.seconds > 0) {
-      speed["prompts_per_second"] = learner.prompts / learner.seconds;
-      speed["tokens_per_second"] = learner.tokens / learner.seconds;
-      speed["gflops_per_second"] = learner.flops / learner.seconds / 1e9;
-    }
-    entry["throughput"] = speed;
-    learners[learner.name] = entry;
-  }
-  json["learners"] = learners;
-  json["seconds"] = result.seconds;
-  return json;
-}
-
-std::string to_csv(const EvalResult& result) {
-  std::ostringstream csv;
-  csv.precision(8);
-  csv << "learner,kind,n,context,metric,reference,mean,ci_lo,ci_hi,quantile,quantile_lo,quantile_hi\n";
-  auto quote = [](const std::string& text) { return "\"" + text + "\""; };
-  for (const LearnerResult& learner : result.learners) {
-    for (const PointResult& point : learner.points) {
-      auto row = [&](const char* metric, const std::string& reference, const Summary& s) {
-        csv << quote(learner.name) << ',' << (learner.is_model ? "transformer" : "head") << ','
-            << point.n << ',' << point.context << ',' << metric << ',' << quote(reference) << ','
-            << s.mean << ',' << s.mean_ci.lo << ',' << s.mean_ci.hi << ',' << s.quantile << ','
-            << s.quantile_ci.lo << ',' << s.quantile_ci.hi << '\n';
-      };
-      row("err", "truth", point.err.summary);
-      if (point.err_noisy) row("err_noisy", "noisy_labels", point.err_noisy->summary);
-      if (point.exact_err) row("err_exact", "truth", point.exact_err->summary);
-      for (const auto& [head, metric] : point.dis) row("dis", head, metric.summary);
-    }
-  }
-  return csv.str();
-}
-
-std::string to_table(const EvalResult& result) {
-  std::ostringstream out;
-  char line[512];
-  const data::TaskSpec& data = result.data;
-  std::snprintf(line, sizeof line,
-                "eval: %s d=%lld, %lld tasks, N=%lld, %lld queries; context %s; delta %.3g; seed %llu; "
-                "%d thread%s\n",
-                std::string(data::family_name(data.family)).c_str(), static_cast<long long>(data.dim),
-                static_cast<long long>(data.n_tasks), static_cast<long long>(data.n_examples),
-                static_cast<long long>(data.n_queries), result.config.context.text.c_str(),
-                result.config.delta, static_cast<unsigned long long>(result.config.seed),
-                result.threads, result.threads == 1 ? "" : "s");
-  out << line;
-  for (std::size_t g = 0; g < result.grid.size(); ++g) {
-    if (result.grid.size() > 1) out << "\nn' = " << result.grid[g] << "\n";
-    std::snprintf(line, sizeof line, "%-34s %-24s %-8s %-8s", "learner", "err mean [95% CI]",
-                  ("q" + std::to_string(static_cast<int>(std::round(100 * (1 - result.config.delta))))).c_str(),
-                  "exact");
-    out << line;
-    for (const auto& head : result.config.heads) {
-      std::snprintf(line, sizeof line, " %-9s", ("dis " + head.name).substr(0, 9).c_str());
-      out << line;
-    }
-    out << "\n";
-    for (const LearnerResult& learner : result.learners) {
-      const PointResult& point = learner.points[g];
-      const Summary& err = point.err.summary;
-      char ci[64], exact[32];
-      std::snprintf(ci, sizeof ci, "%.4f [%.4f, %.4f]", err.mean, err.mean_ci.lo, err.mean_ci.hi);
-      if (point.exact_err) {
-        std::snprintf(exact, sizeof exact, "%.4f", point.exact_err->summary.mean);
-      } else {
-        std::snprintf(exact, sizeof exact, "%s", point.linear && !*point.linear ? "nonlin" : "-");
-      }
-      std::snprintf(line, sizeof line, "%-34s %-24s %-8.4f %-8s", learner.name.substr(0, 34).c_str(), ci,
-                    err.quantile, exact);
-      out << line;
-      for (const auto& [head, metric] : point.dis) {
-        std::snprintf(line, sizeof line, " %-9.4f", metric.summary.mean);
-        out << line;
-      }
-      out << "\n";
-    }
-  }
-  for (const LearnerResult& learner : result.learners) {
-    for (const PointResult& point : learner.points) {
-      if (point.nonfinite_tasks == 0) continue;
-      std::snprintf(line, sizeof line, "warning: %s gave non-finite scores in %lld of %lld tasks at n' = %lld "
-                    "(diverging? they count as errors)\n", learner.name.c_str(),
-                    static_cast<long long>(point.nonfinite_tasks), static_cast<long long>(data.n_tasks),
-                    static_cast<long long>(point.n));
-      out << line;
-    }
-  }
-  out << "\nthroughput\n";
-  for (const LearnerResult& learner : result.learners) {
-    if (learner.is_model) {
-      std::snprintf(line, sizeof line, "  %-34s %8.2f s  %10.1f prompts/s  %12.0f tokens/s  %7.1f GFLOP/s\n",
-                    learner.name.substr(0, 34).c_str(), learner.seconds, learner.prompts / learner.seconds,
-                    learner.tokens / learner.seconds, learner.flops / learner.seconds / 1e9);
-    } else {
-      std::snprintf(line, sizeof line, "  %-34s %8.2f s  (training and prediction, all tasks)\n",
-                    learner.name.substr(0, 34).c_str(), learner.seconds);
-    }
-    out << line;
-  }
-  std::snprintf(line, sizeof line, "total %.2f s\n", result.seconds);
-  out << line;
-  return out.str();
-}
-
-void write_predictions(const EvalResult& result, const std::filesystem::path& path,
-                       io::Overwrite overwrite) {
-  const std::int64_t tasks = result.data.n_tasks, m = result.data.n_queries;
-  std::vector<io::TensorToWrite> tensors;
-  std::vector<const std::vector<float>*> values;
-  for (const LearnerResult& learner : result.learners) {
-    for (const PointResult& point : learner.points) {
-      // The largest n' is "<name>/scores"; other grid points carry their n'.
-      const bool last = &point == &learner.points.back();
-      tensors.push_back({learner.name + (last ? "/scores" : "/scores@n=" + std::to_string(point.n)),
-                         io::DType::kF32, {tasks, m}});
-      values.push_back(&point.scores);
-    }
-  }
-  std::vector<std::string> heads;
-  for (const auto& head : result.config.heads) heads.push_back(head.name);
-  const std::map<std::string, std::string> metadata = {
-      {"format", "iclbench-predictions"},
-      {"format_version", "1"},
-      {"data", data::spec_to_json(result.data)},
-      {"data_seed", std::to_string(result.data.seed)},
-      {"context", result.config.context.text},
-      {"seed", std::to_string(result.config.seed)},
-      {"note", "sign(score) is the predicted label; score 0 counts as +1"},
-  };
-  io::SafetensorsWriter writer(path, metadata, tensors, overwrite);
-  for (std::size_t i = 0; i < tensors.size(); ++i) writer.write_f32(tensors[i].name, 0, *values[i]);
-  writer.commit();
 }
 
 }  // namespace iclbench::eval

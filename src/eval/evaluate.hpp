@@ -5,34 +5,32 @@
 // error against the noiseless truth sign(w*.x) (and against the noisy labels when the data has
 // label noise), the disagreement with every head, and for rotation-invariant inputs the exact
 // error angle(w, w*)/pi of linear learners; across tasks the mean and the (1 - delta)-quantile
-// with bootstrap intervals.
+// with bootstrap intervals (metrics.hpp).
 //
 // A transformer's query score is tested for linearity in x_q with 2(d + 1) extra probe queries
-// per prompt (free under the icl mask: queries never influence each other); when it is linear on
-// every task, its weight vector gives the exact error too.
+// per prompt (prompts.hpp); when it is linear on every task, its weight vector gives the exact
+// error too. Heads always train on all n' examples; the context policy decides what a
+// transformer sees. Results become files and tables in report.hpp.
 
 #include <cstdint>
-#include <filesystem>
-#include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "data_gen/dataset.hpp"
 #include "eval/context.hpp"
 #include "eval/metrics.hpp"
 #include "heads/heads.hpp"
-#include "io/atomic_file.hpp"
+#include "model/resolve.hpp"
+#include "util/progress_callback.hpp"
 
 namespace iclbench::eval {
 
 struct EvalConfig {
-  std::vector<std::string> models;  // model specs or files
   std::vector<heads::HeadSpec> heads;
   ContextSpec context;
-  std::vector<std::int64_t> n_grid;  // prefix sizes; empty means {N}
+  std::vector<std::int64_t> n_grid;  // prefix sizes n'; empty means {N}
   double delta = 0.05;
   bool bf16 = false;
   std::uint64_t seed = 0;
@@ -44,14 +42,15 @@ struct Metric {
   Summary summary;
 };
 
-struct PointResult {
+// One learner at one prefix size n' of the grid.
+struct PrefixResult {
   std::int64_t n = 0;         // examples available (the prefix size n')
   std::int64_t context = 0;   // examples in the learner's context (n' or k)
   std::vector<float> scores;  // [T, M]
   Metric err;
   std::optional<Metric> err_noisy;
   std::optional<Metric> exact_err;
-  std::vector<std::pair<std::string, Metric>> dis;  // against each head, in --heads order
+  std::vector<std::pair<std::string, Metric>> dis;  // against each head, in the config's order
   // Tasks with at least one non-finite score (a diverging learner): such a score counts as a
   // wrong prediction, and the tasks are reported rather than silently averaged in.
   std::int64_t nonfinite_tasks = 0;
@@ -63,8 +62,8 @@ struct PointResult {
 struct LearnerResult {
   std::string name;
   bool is_model = false;
-  std::vector<PointResult> points;  // one per grid entry
-  double seconds = 0;               // forward passes or training + prediction
+  std::vector<PrefixResult> grid;             // one per entry of EvalResult::grid
+  double seconds = 0;                         // forward passes or training + prediction
   double prompts = 0, tokens = 0, flops = 0;  // transformers only
 };
 
@@ -72,28 +71,31 @@ struct EvalResult {
   data::TaskSpec data;
   std::string data_source;
   EvalConfig config;
-  std::vector<std::int64_t> grid;
-  bool exact_applies = false;  // rotation-invariant inputs, no bias
-  std::vector<LearnerResult> learners;
+  std::vector<std::string> models;      // the transformers as they were named (recipes or files)
+  std::vector<std::int64_t> grid;       // the prefix sizes n'
+  bool exact_applies = false;           // rotation-invariant inputs, no bias
+  std::vector<LearnerResult> learners;  // transformers, then heads
   double seconds = 0;
   int threads = 0;
 };
 
-using ProgressCallback = std::function<void(std::int64_t done, std::int64_t total)>;
+// Checks a run before any work: something to evaluate; every n' of the grid in [1, N]
+// (util::ParameterError "n_grid"); delta and the bootstrap resamples (check_delta,
+// check_resamples); every model an in-context learner for the data's d (std::invalid_argument).
+// evaluate() calls it too.
+void validate(const EvalConfig& config, const data::TaskSpec& data,
+              std::span<const model::ModelSource> models);
 
 // Peak bytes evaluate() allocates for a task set of this shape with `threads` TBB threads,
-// beyond the task set itself: results, engine buffers (Engine::working_bytes), token chunks and
-// head training copies. For refusing runs that cannot fit before they start.
-std::uint64_t estimate_memory_bytes(const data::TaskSpec& data, const EvalConfig& config, int threads);
+// beyond the task set itself: results, engine buffers (Engine::working_bytes), token chunks,
+// the models' weights and head training copies. From the models' configs alone, so that a run
+// that cannot fit is refused before anything is built.
+std::uint64_t estimate_memory_bytes(const data::TaskSpec& data,
+                                    std::span<const model::ModelSource> models,
+                                    const EvalConfig& config, int threads);
 
-// Throws std::invalid_argument (via the model, head and context errors) on bad configs.
-EvalResult evaluate(const data::Dataset& dataset, const EvalConfig& config,
-                    const ProgressCallback& progress = {});
-
-nlohmann::ordered_json to_json(const EvalResult& result);
-std::string to_csv(const EvalResult& result);
-std::string to_table(const EvalResult& result);
-void write_predictions(const EvalResult& result, const std::filesystem::path& path,
-                       io::Overwrite overwrite);
+// Builds every model, then evaluates. `progress` hears of each (learner, n') step.
+EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSource> models,
+                    const EvalConfig& config, const util::ProgressCallback& progress = {});
 
 }  // namespace iclbench::eval

@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <string>
 
-#include "data_gen/philox.hpp"
+#include "util/errors.hpp"
+#include "util/philox.hpp"
+#include "util/text.hpp"
 
 namespace iclbench::eval {
 
@@ -70,7 +73,7 @@ Summary summarize(std::span<const double> per_task, double delta, std::uint64_t 
   std::vector<double> means(static_cast<std::size_t>(resamples)), quantiles(means.size());
   std::vector<double> sample(count);
   for (int r = 0; r < resamples; ++r) {
-    data::DrawSequence draws(seed, static_cast<std::uint32_t>(r), 0, data::Stream::kBootstrap);
+    util::DrawSequence draws(seed, static_cast<std::uint32_t>(r), 0, util::Stream::kBootstrap);
     double sum = 0;
     for (std::size_t i = 0; i < count; ++i) {
       sample[i] = per_task[draws.below(static_cast<std::uint32_t>(count))];
@@ -84,6 +87,16 @@ Summary summarize(std::span<const double> per_task, double delta, std::uint64_t 
   return summary;
 }
 
+void check_delta(double delta) {
+  util::require(delta > 0 && delta < 1, "delta", "must be in (0, 1), got " + util::format_number(delta));
+}
+
+void check_resamples(int resamples) {
+  util::require(resamples >= kMinResamples && resamples <= kMaxResamples, "bootstrap",
+                "must be in [" + std::to_string(kMinResamples) + ", 10^5] resamples, got " +
+                    std::to_string(resamples));
+}
+
 Interval percentile_interval(std::vector<double> values, double confidence) {
   if (values.empty()) return {NAN, NAN};
   std::sort(values.begin(), values.end());
@@ -95,6 +108,18 @@ Interval percentile_interval(std::vector<double> values, double confidence) {
   };
   const double tail = (1 - confidence) / 2;
   return {at(tail), at(1 - tail)};
+}
+
+double error_rate(std::span<const float> scores, std::span<const float> labels) {
+  std::int64_t wrong = 0;
+  for (std::size_t q = 0; q < scores.size(); ++q) wrong += predicted_label(scores[q]) != labels[q];
+  return static_cast<double>(wrong) / static_cast<double>(scores.size());
+}
+
+double disagreement_rate(std::span<const float> a, std::span<const float> b) {
+  std::int64_t differ = 0;
+  for (std::size_t q = 0; q < a.size(); ++q) differ += predicted_label(a[q]) != predicted_label(b[q]);
+  return static_cast<double>(differ) / static_cast<double>(a.size());
 }
 
 double angle_error(std::span<const double> w, std::span<const float> w_star) {

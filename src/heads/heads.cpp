@@ -8,7 +8,8 @@
 #include <cmath>
 #include <map>
 #include <numeric>
-#include <sstream>
+
+#include "util/text.hpp"
 
 namespace iclbench::heads {
 namespace {
@@ -26,12 +27,6 @@ constexpr Entry kEntries[] = {
     {HeadKind::kPerceptron, "perceptron", "epochs"}, {HeadKind::kAveraging, "avg", ""},
     {HeadKind::kKnn, "knn", "k"},           {HeadKind::kBayes, "bayes", ""},
 };
-
-std::string format(double value) {
-  std::ostringstream text;
-  text << value;
-  return text.str();
-}
 
 RowMatrix as_matrix(std::span<const float> values, std::int64_t rows, std::int64_t cols) {
   RowMatrix matrix(rows, cols);
@@ -142,9 +137,9 @@ HeadSpec parse_head(std::string_view text) {
   spec.name = std::string(name);
   // Non-default parameters are part of the name, so two variants can be compared in one run.
   if (spec.kind == HeadKind::kLogistic || spec.kind == HeadKind::kSvm) {
-    if (spec.c != 1.0) spec.name += ":C=" + format(spec.c);
+    if (spec.c != 1.0) spec.name += ":C=" + util::format_number(spec.c);
   } else if (spec.kind == HeadKind::kRidge && spec.lambda != 1.0) {
-    spec.name += ":lambda=" + format(spec.lambda);
+    spec.name += ":lambda=" + util::format_number(spec.lambda);
   } else if (spec.kind == HeadKind::kPerceptron && spec.epochs != 100) {
     spec.name += ":epochs=" + std::to_string(spec.epochs);
   } else if (spec.kind == HeadKind::kKnn && spec.k != 5) {

@@ -62,8 +62,7 @@ AtomicFile::AtomicFile(std::filesystem::path final_path, Overwrite overwrite)
       throw IoError("cannot write " + final_path_.string() + ": it is a directory");
     }
     if (overwrite_ == Overwrite::kRefuse) {
-      throw IoError("refusing to overwrite existing file " + final_path_.string() +
-                    " (pass --force to replace it)");
+      throw OutputExistsError("refusing to overwrite existing file " + final_path_.string());
     }
   }
   const std::filesystem::path dir =
@@ -140,8 +139,7 @@ void AtomicFile::commit() {
     release_temp_file(signal_slot_);
     signal_slot_ = -1;
     if (err == EEXIST) {
-      throw IoError("refusing to overwrite existing file " + final_path_.string() +
-                    " (pass --force to replace it)");
+      throw OutputExistsError("refusing to overwrite existing file " + final_path_.string());
     }
     throw IoError(os_error("cannot rename the finished file to", final_path_, err));
   }

@@ -22,6 +22,12 @@ class IoError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The final path exists and overwriting was not allowed (Overwrite::kRefuse).
+class OutputExistsError : public IoError {
+ public:
+  using IoError::IoError;
+};
+
 enum class Overwrite { kRefuse, kAllow };
 
 class AtomicFile {

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "util/errors.hpp"
+
 namespace iclbench::model {
 namespace {
 
@@ -88,39 +90,37 @@ double ModelConfig::forward_flops(std::int64_t tokens, std::int64_t context,
 }
 
 void validate(const ModelConfig& config) {
-  auto require = [](bool ok, const std::string& message) {
-    if (!ok) throw ConfigError(message);
-  };
-  require(config.width >= 1 && config.width <= 65536,
+  using util::require;
+  require<ConfigError>(config.width >= 1 && config.width <= 65536,
           "width must be in [1, 65536], got " + std::to_string(config.width));
-  require(!config.layers.empty(), "a model needs at least one layer");
-  require(config.readout < config.width,
+  require<ConfigError>(!config.layers.empty(), "a model needs at least one layer");
+  require<ConfigError>(config.readout < config.width,
           "readout slot " + std::to_string(config.readout) + " is outside the width " +
               std::to_string(config.width));
-  require(config.input_dim >= 0 && config.input_dim <= config.width, "input_dim out of range");
+  require<ConfigError>(config.input_dim >= 0 && config.input_dim <= config.width, "input_dim out of range");
   bool mask_seen = false;
   Mask mask = Mask::kIcl;
   for (std::size_t i = 0; i < config.layers.size(); ++i) {
     const LayerConfig& layer = config.layers[i];
     const std::string where = "layer " + std::to_string(i) + ": ";
     if (layer.has_attention()) {
-      require(layer.heads >= 1 && layer.heads <= 1024, where + "heads must be in [1, 1024]");
-      require(layer.qk_dim >= 1 && layer.qk_dim <= 65536, where + "qk_dim must be >= 1");
-      require(layer.v_dim >= 1 && layer.v_dim <= 65536, where + "v_dim must be >= 1");
-      require(std::isfinite(layer.scale), where + "scale must be finite");
-      require(!layer.mean_over_keys || layer.attention != AttentionKind::kSoftmax,
+      require<ConfigError>(layer.heads >= 1 && layer.heads <= 1024, where + "heads must be in [1, 1024]");
+      require<ConfigError>(layer.qk_dim >= 1 && layer.qk_dim <= 65536, where + "qk_dim must be >= 1");
+      require<ConfigError>(layer.v_dim >= 1 && layer.v_dim <= 65536, where + "v_dim must be >= 1");
+      require<ConfigError>(std::isfinite(layer.scale), where + "scale must be finite");
+      require<ConfigError>(!layer.mean_over_keys || layer.attention != AttentionKind::kSoftmax,
               where + "mean_over_keys does not apply to softmax attention (it normalises)");
-      require(!mask_seen || layer.mask == mask,
+      require<ConfigError>(!mask_seen || layer.mask == mask,
               where + "mask differs from an earlier layer's; a prompt has one layout");
       mask_seen = true;
       mask = layer.mask;
     }
-    require(layer.mlp_hidden >= 0 && layer.mlp_hidden <= (1 << 20),
+    require<ConfigError>(layer.mlp_hidden >= 0 && layer.mlp_hidden <= (1 << 20),
             where + "mlp_hidden must be in [0, 2^20]");
-    require(layer.has_mlp() || layer.activation == Activation::kNone,
+    require<ConfigError>(layer.has_mlp() || layer.activation == Activation::kNone,
             where + "an activation needs an MLP (mlp_hidden > 0)");
-    require(layer.loop >= 1 && layer.loop <= 1'000'000, where + "loop must be in [1, 10^6]");
-    require(std::isfinite(layer.norm_epsilon) && layer.norm_epsilon > 0,
+    require<ConfigError>(layer.loop >= 1 && layer.loop <= 1'000'000, where + "loop must be in [1, 10^6]");
+    require<ConfigError>(std::isfinite(layer.norm_epsilon) && layer.norm_epsilon > 0,
             where + "norm_epsilon must be > 0");
   }
 }

@@ -4,7 +4,9 @@
 #include <charconv>
 #include <cmath>
 #include <map>
-#include <sstream>
+
+#include "util/errors.hpp"
+#include "util/text.hpp"
 
 namespace iclbench::model {
 namespace {
@@ -26,12 +28,6 @@ const std::vector<Entry>& entries() {
   return table;
 }
 
-std::string format(double value) {
-  std::ostringstream text;
-  text << value;
-  return text.str();
-}
-
 double parse_number(std::string_view key, std::string_view text, std::string_view spec) {
   double value = 0;
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -47,7 +43,7 @@ int parse_count(std::string_view key, double value, std::string_view spec, int l
   if (value != std::floor(value) || value < lowest || value > highest) {
     throw SpecError("model spec '" + std::string(spec) + "': " + std::string(key) +
                     " must be an integer in [" + std::to_string(lowest) + ", " +
-                    std::to_string(highest) + "], got " + format(value));
+                    std::to_string(highest) + "], got " + util::format_number(value));
   }
   return static_cast<int>(value);
 }
@@ -219,7 +215,7 @@ ConstructionSpec parse_construction(std::string_view text) {
   auto positive = [&](const char* key, double value) {
     if (!(value > 0)) {
       throw SpecError("model spec '" + std::string(text) + "': " + key + " must be > 0, got " +
-                      format(value));
+                      util::format_number(value));
     }
   };
   positive("eta", spec.eta);
@@ -227,7 +223,7 @@ ConstructionSpec parse_construction(std::string_view text) {
   positive("R", spec.range);
   if (spec.gamma < 0) {
     throw SpecError("model spec '" + std::string(text) + "': gamma must be >= 0, got " +
-                    format(spec.gamma));
+                    util::format_number(spec.gamma));
   }
   // The weights are f32 and hold eta, gamma, beta, 1/tau and the knots -R..R: keep every one of
   // them, and the scores they make, far inside f32's range (found by fuzzing: eta = 2e98
@@ -235,7 +231,8 @@ ConstructionSpec parse_construction(std::string_view text) {
   auto bounded = [&](const char* key, double value, double lowest, double highest) {
     if (value != 0 && (std::abs(value) < lowest || std::abs(value) > highest)) {
       throw SpecError("model spec '" + std::string(text) + "': " + key + " must have magnitude in [" +
-                      format(lowest) + ", " + format(highest) + "], got " + format(value));
+                      util::format_number(lowest) + ", " + util::format_number(highest) + "], got " +
+                      util::format_number(value));
     }
   };
   bounded("eta", spec.eta, 1e-6, 1e6);
@@ -251,7 +248,7 @@ ConstructionSpec parse_construction(std::string_view text) {
   spec.text = std::string(name) + ":";
   for (std::size_t i = 0; i < entry->parameters.size(); ++i) {
     const std::string_view key = entry->parameters[i];
-    spec.text += (i ? "," : "") + std::string(key) + "=" + format(resolved.at(key));
+    spec.text += (i ? "," : "") + std::string(key) + "=" + util::format_number(resolved.at(key));
   }
   return spec;
 }
@@ -270,10 +267,10 @@ bool is_constructed_learner(const ConstructionSpec& spec) {
   return spec.kind != ConstructionKind::kEncoder;
 }
 
-Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed) {
+ModelConfig construction_config(const ConstructionSpec& spec, int input_dim) {
+  ModelConfig config;
+  config.name = spec.text;
   if (spec.kind == ConstructionKind::kEncoder) {
-    ModelConfig config;
-    config.name = spec.text;
     config.width = spec.width;
     LayerConfig layer;
     layer.attention_norm = layer.mlp_norm = true;
@@ -285,16 +282,14 @@ Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed)
     layer.mlp_hidden = spec.ffn;
     layer.activation = Activation::kGelu;
     config.layers.assign(static_cast<std::size_t>(spec.layers), layer);
-    return {config, random_weights(config, seed)};
+    return config;
   }
   if (input_dim < 1 || input_dim > 65536) {
-    throw SpecError("--d must be in [1, 65536] for a constructed model, got " +
-                    std::to_string(input_dim));
+    throw util::ParameterError("d", "must be in [1, 65536] for a constructed model, got " +
+                                        std::to_string(input_dim));
   }
   const Slots s{input_dim};
   const int d = input_dim;
-  ModelConfig config;
-  config.name = spec.text;
   config.width = s.width();
   config.input_dim = d;
   config.readout = s.p();
@@ -305,13 +300,7 @@ Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed)
       LayerConfig layer = icl_linear_attention(d, 1, 1, static_cast<float>(spec.eta));
       layer.loop = spec.steps;
       config.layers = {layer};
-      Model model{config, zero_weights(config)};
-      LayerWeights& w = model.weights.layers[0];
-      identity_queries_and_keys(w, s, 1, 0);
-      set(w.wv, 1, s.y(), 0, 1.0);
-      set(w.wv, 1, s.p(), 0, -1.0);
-      set(w.wo, s.width(), 0, s.p(), 1.0);
-      return model;
+      break;
     }
     case ConstructionKind::kGdPlusPlus: {
       // Two heads reading the same tokens, both divided by n: head 0 as gd-ls (eta in W_o),
@@ -319,25 +308,13 @@ Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed)
       LayerConfig layer = icl_linear_attention(d, 2, d, 1.0f);
       layer.loop = spec.steps;
       config.layers = {layer};
-      Model model{config, zero_weights(config)};
-      LayerWeights& w = model.weights.layers[0];
-      identity_queries_and_keys(w, s, 2, 0);
-      identity_queries_and_keys(w, s, 2, 1);
-      set(w.wv, 2 * d, s.y(), 0, 1.0);
-      set(w.wv, 2 * d, s.p(), 0, -1.0);
-      set(w.wo, s.width(), 0, s.p(), spec.eta);
-      for (int j = 0; j < d; ++j) {
-        set(w.wv, 2 * d, j, d + j, 1.0);
-        set(w.wo, s.width(), d + j, j, -spec.gamma);
-      }
-      return model;
+      break;
     }
     case ConstructionKind::kGdHinge:
     case ConstructionKind::kGdLogistic: {
       // Layer 0 sets g from p = 0; layer 1, looped L times, takes one GD step
       // p_j += (eta/n) sum_i g_i (x_i . x_j) and then recomputes g at the new scores.
-      const bool hinge = spec.kind == ConstructionKind::kGdHinge;
-      const int hidden = hinge ? 6 : spec.segments + 1 + 4;
+      const int hidden = spec.kind == ConstructionKind::kGdHinge ? 6 : spec.segments + 1 + 4;
       LayerConfig first = gradient_mlp_layer(hidden);
       LayerConfig step = gradient_mlp_layer(hidden);
       const LayerConfig attention = icl_linear_attention(d, 1, 1, static_cast<float>(spec.eta));
@@ -349,19 +326,7 @@ Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed)
       step.mean_over_keys = attention.mean_over_keys;
       step.loop = spec.steps;
       config.layers = {first, step};
-      Model model{config, zero_weights(config)};
-      for (LayerWeights& w : model.weights.layers) {
-        if (hinge) {
-          hinge_units(w, s, spec.tau);
-        } else {
-          logistic_units(w, s, spec.segments, spec.range);
-        }
-      }
-      LayerWeights& w = model.weights.layers[1];
-      identity_queries_and_keys(w, s, 1, 0);
-      set(w.wv, 1, s.g(), 0, 1.0);
-      set(w.wo, s.width(), 0, s.p(), 1.0);
-      return model;
+      break;
     }
     case ConstructionKind::kKernel: {
       // p_j = sum_i softmax_i(beta x_i . x_j) y_i.
@@ -373,17 +338,71 @@ Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed)
       layer.scale = static_cast<float>(spec.beta);
       layer.mask = Mask::kIcl;
       config.layers = {layer};
-      Model model{config, zero_weights(config)};
-      LayerWeights& w = model.weights.layers[0];
-      identity_queries_and_keys(w, s, 1, 0);
-      set(w.wv, 1, s.y(), 0, 1.0);
-      set(w.wo, s.width(), 0, s.p(), 1.0);
-      return model;
+      break;
     }
     case ConstructionKind::kEncoder:
       break;  // handled above
   }
-  throw SpecError("unhandled construction");
+  return config;
+}
+
+Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed) {
+  Model model{construction_config(spec, input_dim), {}};
+  if (spec.kind == ConstructionKind::kEncoder) {
+    model.weights = random_weights(model.config, seed);
+    return model;
+  }
+  model.weights = zero_weights(model.config);
+  const Slots s{input_dim};
+  const int d = input_dim;
+  switch (spec.kind) {
+    case ConstructionKind::kGdLeastSquares: {
+      LayerWeights& w = model.weights.layers[0];
+      identity_queries_and_keys(w, s, 1, 0);
+      set(w.wv, 1, s.y(), 0, 1.0);
+      set(w.wv, 1, s.p(), 0, -1.0);
+      set(w.wo, s.width(), 0, s.p(), 1.0);
+      break;
+    }
+    case ConstructionKind::kGdPlusPlus: {
+      LayerWeights& w = model.weights.layers[0];
+      identity_queries_and_keys(w, s, 2, 0);
+      identity_queries_and_keys(w, s, 2, 1);
+      set(w.wv, 2 * d, s.y(), 0, 1.0);
+      set(w.wv, 2 * d, s.p(), 0, -1.0);
+      set(w.wo, s.width(), 0, s.p(), spec.eta);
+      for (int j = 0; j < d; ++j) {
+        set(w.wv, 2 * d, j, d + j, 1.0);
+        set(w.wo, s.width(), d + j, j, -spec.gamma);
+      }
+      break;
+    }
+    case ConstructionKind::kGdHinge:
+    case ConstructionKind::kGdLogistic: {
+      for (LayerWeights& w : model.weights.layers) {
+        if (spec.kind == ConstructionKind::kGdHinge) {
+          hinge_units(w, s, spec.tau);
+        } else {
+          logistic_units(w, s, spec.segments, spec.range);
+        }
+      }
+      LayerWeights& w = model.weights.layers[1];
+      identity_queries_and_keys(w, s, 1, 0);
+      set(w.wv, 1, s.g(), 0, 1.0);
+      set(w.wo, s.width(), 0, s.p(), 1.0);
+      break;
+    }
+    case ConstructionKind::kKernel: {
+      LayerWeights& w = model.weights.layers[0];
+      identity_queries_and_keys(w, s, 1, 0);
+      set(w.wv, 1, s.y(), 0, 1.0);
+      set(w.wo, s.width(), 0, s.p(), 1.0);
+      break;
+    }
+    case ConstructionKind::kEncoder:
+      break;  // handled above
+  }
+  return model;
 }
 
 std::vector<float> icl_tokens(std::span<const float> x, std::span<const float> y,

@@ -62,6 +62,9 @@ class SpecError : public std::invalid_argument {
 ConstructionSpec parse_construction(std::string_view text);
 std::string construction_names();
 
+// The config of the model for inputs of dimension d (ignored by `encoder`), without its weights:
+// enough to size a run. Throws util::ParameterError ("d") for d outside [1, 65536].
+ModelConfig construction_config(const ConstructionSpec& spec, int input_dim);
 // The model for inputs of dimension d (ignored by `encoder`, whose weights come from `seed`).
 Model construct(const ConstructionSpec& spec, int input_dim, std::uint64_t seed = 0);
 bool is_constructed_learner(const ConstructionSpec& spec);  // false for `encoder`

@@ -1,5 +1,8 @@
 #pragma once
-// The transformer forward pass on oneDNN primitives, parallelised with TBB.
+// The transformer forward pass on oneDNN primitives, parallelised with TBB. The parts, each in
+// its own file: the plan for one prompt shape, with every primitive built once
+// (engine_plan.hpp); the forward pass read top to bottom, a layer at a time (engine_forward.hpp);
+// which thread runs which piece (engine_schedule.hpp).
 //
 // Shapes: B prompts of T tokens (the first n are context, the rest queries), D width, H heads,
 // dk / dv per-head widths, F MLP width, R rows per tile.
@@ -21,6 +24,8 @@
 #include "model/weights.hpp"
 
 namespace iclbench::model {
+
+struct EnginePlan;  // primitives and buffers for one (T, n): model/engine_plan.hpp
 
 struct EngineOptions {
   bool bf16 = false;  // bf16 matmuls (f32 accumulation); the residual stream stays f32
@@ -59,10 +64,8 @@ class Engine {
   std::map<std::string, std::string> implementations(std::int64_t tokens_per_prompt,
                                                      std::int64_t n_context) const;
 
-  struct Plan;  // primitives and buffers for one (T, n)
-
  private:
-  Plan& plan(std::int64_t tokens_per_prompt, std::int64_t n_context) const;
+  EnginePlan& plan(std::int64_t tokens_per_prompt, std::int64_t n_context) const;
   // Runs every prompt and hands each finished prompt's stream [T_pad, D] to `sink`.
   template <typename Sink>
   void run(std::span<const float> tokens, std::int64_t prompts, std::int64_t tokens_per_prompt,
@@ -72,7 +75,7 @@ class Engine {
   Weights weights_;
   EngineOptions options_;
   mutable std::mutex mutex_;  // forward calls share the cached plans and their buffers
-  mutable std::map<std::pair<std::int64_t, std::int64_t>, std::unique_ptr<Plan>> plans_;
+  mutable std::map<std::pair<std::int64_t, std::int64_t>, std::unique_ptr<EnginePlan>> plans_;
 };
 
 }  // namespace iclbench::model

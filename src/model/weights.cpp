@@ -2,8 +2,8 @@
 
 #include <cmath>
 
-#include "data_gen/philox.hpp"
 #include "io/safetensors.hpp"
+#include "util/philox.hpp"
 
 namespace iclbench::model {
 
@@ -76,7 +76,7 @@ Weights random_weights(const ModelConfig& config, std::uint64_t seed) {
     // Biases use the fan-in of their matrix, as torch.nn.Linear does.
     const std::int64_t fan_in = tensor.shape.size() == 2 ? tensor.shape[0] : -1;
     const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in > 0 ? fan_in : config.width));
-    data::DrawSequence draws(seed, tensor_index, 0, data::Stream::kModelWeights);
+    util::DrawSequence draws(seed, tensor_index, 0, util::Stream::kModelWeights);
     for (float& value : *tensor.values) {
       value = static_cast<float>(bound * (2.0 * draws.uniform() - 1.0));
     }
@@ -108,8 +108,11 @@ void save_model(const std::filesystem::path& path, const ModelConfig& config,
 
 Model load_model(const std::filesystem::path& path) { return load_model(io::SafetensorsReader(path)); }
 
-Model load_model(const io::SafetensorsReader& file) {
-  constexpr std::uint64_t kHeaderStart = 8;
+namespace {
+constexpr std::uint64_t kHeaderStart = 8;  // the JSON header follows its 8-byte length
+}  // namespace
+
+ModelConfig read_model_config(const io::SafetensorsReader& file) {
   auto meta = [&](const std::string& key) -> const std::string& {
     return file.required_metadata(key, "iclbench model", "write models with `iclbench model --construct`");
   };
@@ -117,14 +120,18 @@ Model load_model(const io::SafetensorsReader& file) {
     throw file.error_at(kHeaderStart, "not an iclbench model: __metadata__ format is '" +
                                           meta("format") + "'");
   }
-  Model model;
   try {
-    model.config = config_from_json(nlohmann::json::parse(meta("config")));
+    return config_from_json(nlohmann::json::parse(meta("config")));
   } catch (const nlohmann::json::exception& error) {
     throw file.error_at(kHeaderStart, std::string("model config is not valid JSON: ") + error.what());
   } catch (const ConfigError& error) {
     throw file.error_at(kHeaderStart, std::string("model config: ") + error.what());
   }
+}
+
+Model load_model(const io::SafetensorsReader& file) {
+  Model model;
+  model.config = read_model_config(file);
   model.weights = zero_weights(model.config);
   const std::vector<WeightTensor> expected = weight_tensors(model.config, model.weights);
   if (file.tensors().size() != expected.size()) {

@@ -58,5 +58,7 @@ struct Model {
 // io::FormatError naming the file and byte offset.
 Model load_model(const std::filesystem::path& path);
 Model load_model(const io::SafetensorsReader& file);  // an already parsed (or in-memory) file
+// Only the file's format and config, checked as load_model() checks them; no tensor is read.
+ModelConfig read_model_config(const io::SafetensorsReader& file);
 
 }  // namespace iclbench::model

@@ -17,8 +17,13 @@ dnnl::primitive_attr user_scratchpad() {
 }
 
 dnnl::algorithm eltwise_algorithm(PostActivation activation) {
-  return activation == PostActivation::kRelu ? dnnl::algorithm::eltwise_relu
-                                             : dnnl::algorithm::eltwise_gelu_erf;
+  switch (activation) {
+    case PostActivation::kRelu: return dnnl::algorithm::eltwise_relu;
+    case PostActivation::kGeluTanh: return dnnl::algorithm::eltwise_gelu_tanh;
+    case PostActivation::kNone:
+    case PostActivation::kGelu: break;
+  }
+  return dnnl::algorithm::eltwise_gelu_erf;
 }
 
 }  // namespace

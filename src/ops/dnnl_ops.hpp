@@ -23,7 +23,8 @@ enum class DType { kF32, kBF16 };
 std::size_t size_of(DType dtype);
 dnnl::memory::data_type to_dnnl(DType dtype);
 
-enum class PostActivation { kNone, kRelu, kGelu };
+// kGelu is the exact (erf) form, x Phi(x); kGeluTanh its tanh approximation (GPT-2's).
+enum class PostActivation { kNone, kRelu, kGelu, kGeluTanh };
 
 dnnl::engine& cpu_engine();
 dnnl::stream& thread_stream();  // one CPU stream per thread

@@ -1,8 +1,10 @@
 #include "ops/eigen_ops.hpp"
 
 #include <Eigen/Dense>
+#include <algorithm>
 #include <bit>
 #include <cmath>
+#include <numbers>
 
 namespace iclbench::ops::reference {
 namespace {
@@ -14,13 +16,25 @@ float activate(PostActivation activation, float value) {
   switch (activation) {
     case PostActivation::kNone: return value;
     case PostActivation::kRelu: return value > 0 ? value : 0.0f;
-    case PostActivation::kGelu:
-      return static_cast<float>(0.5 * value * (1.0 + std::erf(value / std::sqrt(2.0))));
+    case PostActivation::kGelu: return static_cast<float>(gelu(value, GeluForm::kErf));
+    case PostActivation::kGeluTanh: return static_cast<float>(gelu(value, GeluForm::kTanh));
   }
   return value;
 }
 
 }  // namespace
+
+double gelu(double x, GeluForm form) {
+  if (form == GeluForm::kTanh) {
+    // 0.5 x (1 + tanh y) = x / (1 + e^(-2 y)), without the cancellation of 1 + tanh y for
+    // negative y.
+    const double inner = std::sqrt(2.0 / std::numbers::pi) * (x + 0.044715 * x * x * x);
+    return x / (1.0 + std::exp(-2.0 * inner));
+  }
+  // x Phi(x) with Phi(x) = erfc(-x / sqrt 2) / 2: no cancellation for negative x, where
+  // 1 + erf(x / sqrt 2) would lose the small result.
+  return 0.5 * x * std::erfc(-x / std::numbers::sqrt2);
+}
 
 std::uint16_t bf16_bits(float value) {
   const auto bits = std::bit_cast<std::uint32_t>(value);
@@ -87,6 +101,36 @@ void softmax(const float* src, float* dst, std::int64_t rows, std::int64_t width
     const Eigen::Map<const Eigen::ArrayXf> x(src + r * width, width);
     const Eigen::ArrayXd e = (x.cast<double>() - x.maxCoeff()).exp();
     Eigen::Map<Eigen::ArrayXf>(dst + r * width, width) = (e / e.sum()).cast<float>();
+  }
+}
+
+void attention(const float* queries, const float* keys, const float* values, float* out,
+               const AttentionShape& shape, std::int64_t first_row) {
+  const AttentionShape& s = shape;
+  using RowMatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  for (std::int64_t h = 0; h < s.heads; ++h) {
+    const RowMatrixD k = Eigen::Map<const RowMatrix, 0, Stride>(keys + h * s.qk_dim, s.keys, s.qk_dim, Stride(s.key_stride)).cast<double>();
+    const RowMatrixD v = Eigen::Map<const RowMatrix, 0, Stride>(values + h * s.v_dim, s.keys, s.v_dim, Stride(s.value_stride)).cast<double>();
+    for (std::int64_t r = 0; r < s.rows; ++r) {
+      const std::int64_t visible =
+          s.mask == AttentionMask::kIcl ? s.keys : std::min(s.keys, first_row + r + 1);
+      const Eigen::VectorXd q =
+          Eigen::Map<const Eigen::VectorXf>(queries + r * s.query_stride + h * s.qk_dim, s.qk_dim).cast<double>();
+      Eigen::VectorXd weights = static_cast<double>(s.scale) * (k.topRows(visible) * q);
+      if (s.mean_over_keys) weights /= static_cast<double>(visible);
+      switch (s.weights) {
+        case AttentionWeights::kSoftmax:
+          weights = (weights.array() - weights.maxCoeff()).exp();
+          weights /= weights.sum();
+          break;
+        case AttentionWeights::kRelu:
+          weights = weights.unaryExpr([](double x) { return x < 0 ? 0.0 : x; });
+          break;
+        case AttentionWeights::kLinear: break;
+      }
+      const Eigen::VectorXd mixed = v.topRows(visible).transpose() * weights;
+      Eigen::Map<Eigen::VectorXf>(out + r * s.out_stride + h * s.v_dim, s.v_dim) = mixed.cast<float>();
+    }
   }
 }
 

@@ -7,13 +7,19 @@
 #include <span>
 #include <vector>
 
+#include "ops/attention.hpp"
 #include "ops/dnnl_ops.hpp"
+#include "ops/gelu.hpp"
 
 namespace iclbench::ops::reference {
 
 // Round to nearest even at bf16 precision (8 significant bits), returned as f32.
 float round_to_bf16(float value);
 std::uint16_t bf16_bits(float value);
+
+// GELU in double, the slow twin of ops/gelu.hpp: the erf form as 0.5 x erfc(-x / sqrt 2), the
+// tanh form as x / (1 + e^(-2 y)) (both free of cancellation for negative x).
+double gelu(double x, GeluForm form);
 
 // dst[M, N] (+)= act(src[M, K] W[K, N] + bias[N]); strides in elements.
 void linear(const float* src, std::int64_t src_stride, std::span<const float> weights,
@@ -37,5 +43,12 @@ void layer_norm(const float* src, float* dst, std::int64_t rows, std::int64_t wi
                 std::span<const float> gamma, std::span<const float> beta, float epsilon);
 
 void softmax(const float* src, float* dst, std::int64_t rows, std::int64_t width);
+
+// The slow twin of FusedAttention: the definition in ops/attention.hpp computed in double, one
+// head and query row at a time over its visible keys only (scores, then the exact softmax, then
+// the weighted sum of values). Same strided rows as the op; f32 operands (bf16 ones passed as
+// their f32 values), f32 output; shape.dtype is not read.
+void attention(const float* queries, const float* keys, const float* values, float* out,
+               const AttentionShape& shape, std::int64_t first_row);
 
 }  // namespace iclbench::ops::reference

@@ -5,6 +5,8 @@
 #include <limits>
 #include <stdexcept>
 
+#include "ops/simd_math.hpp"
+
 #if defined(__SSE__)
 #include <xmmintrin.h>
 #endif
@@ -18,7 +20,7 @@
 namespace iclbench::ops {
 namespace {
 
-// f32 -> bf16, round to nearest even (the vector version below does the same).
+// f32 -> bf16, round to nearest even (simd::to_bf16 does the same for 16 values).
 std::uint16_t to_bf16(float value) {
   const auto bits = std::bit_cast<std::uint32_t>(value);
   return static_cast<std::uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
@@ -76,18 +78,6 @@ float exponentials(const float* x, float* y, std::int64_t width) {
   return 1.0f / _mm512_reduce_add_ps(sum);
 }
 
-// f32 -> bf16, round to nearest even (the probabilities here are finite). With avx512_bf16
-// one instruction (vcvtneps2bf16, ~20% faster for the whole bf16 softmax); otherwise integer
-// rounding, which the same test checks on CPUs that compile it.
-__m256i to_bf16(__m512 values) {
-#if defined(__AVX512BF16__)
-  return reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(values));
-#endif
-  const __m512i bits = _mm512_castps_si512(values);
-  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-  const __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd));
-  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16));
-}
 #else
 float exponentials(const float* x, float* y, std::int64_t width) {
   float row_max = -std::numeric_limits<float>::infinity();
@@ -136,7 +126,7 @@ void scale_to_bf16(const float* x, float scale, std::uint16_t* y, std::int64_t c
   const __m512 factor = _mm512_set1_ps(scale);
   const std::int64_t full = count / 16 * 16;
   for (std::int64_t k = 0; k < full; k += 16) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + k), to_bf16(_mm512_mul_ps(_mm512_loadu_ps(x + k), factor)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + k), simd::to_bf16(_mm512_mul_ps(_mm512_loadu_ps(x + k), factor)));
   }
   for (std::int64_t k = full; k < count; ++k) y[k] = to_bf16(x[k] * scale);  // see exponentials()
 #else

@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "data_gen/dataset.hpp"
+#include "util/text.hpp"
 
 namespace iclbench::runtime {
 namespace {
@@ -47,16 +47,15 @@ std::optional<std::uint64_t> available_memory_bytes() {
 void check_memory(std::uint64_t estimate, const std::string& what, const std::string& remedy,
                   const MemoryBudget& budget) {
   const std::optional<std::uint64_t> allowed = budget.limit ? budget.limit : available_memory_bytes();
-  const std::string estimate_text = data::human_bytes(static_cast<double>(estimate));
+  const std::string estimate_text = util::human_bytes(static_cast<double>(estimate));
   if (allowed && estimate > *allowed) {
+    const std::string who = budget.limit ? " is allowed by " + budget.limit_name : " is available";
     throw std::invalid_argument(what + " needs an estimated " + estimate_text + " of memory, but " +
-                                data::human_bytes(static_cast<double>(*allowed)) +
-                                (budget.limit ? " is allowed by --max-memory" : " is available") +
-                                "; " + remedy);
+                                util::human_bytes(static_cast<double>(*allowed)) + who + "; " + remedy);
   }
   if (estimate >= kLargeRunBytes && !budget.quiet) {
     std::fprintf(stderr, "%s: memory estimate %s (%s available)\n", what.c_str(), estimate_text.c_str(),
-                 allowed ? data::human_bytes(static_cast<double>(*allowed)).c_str() : "unknown");
+                 allowed ? util::human_bytes(static_cast<double>(*allowed)).c_str() : "unknown");
   }
 }
 

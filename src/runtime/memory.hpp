@@ -1,6 +1,6 @@
 #pragma once
-// Memory checks before large runs: a run whose estimated peak exceeds what the machine (or the
-// user's --max-memory) allows is refused before it allocates, with the estimate in the message,
+// Memory checks before large runs: a run whose estimated peak exceeds what the machine (or a
+// limit the user set) allows is refused before it allocates, with the estimate in the message,
 // rather than being killed by the OOM killer halfway through.
 
 #include <cstdint>
@@ -14,7 +14,8 @@ namespace iclbench::runtime {
 std::optional<std::uint64_t> available_memory_bytes();
 
 struct MemoryBudget {
-  std::optional<std::uint64_t> limit;  // --max-memory; otherwise what is available
+  std::optional<std::uint64_t> limit;  // otherwise what is available
+  std::string limit_name = "the memory limit";  // for the message: who set `limit`
   bool quiet = false;
 };
 

@@ -33,6 +33,10 @@ void Progress::update(std::int64_t done) {
   print(done, elapsed);
 }
 
+util::ProgressCallback Progress::callback() {
+  return [this](std::int64_t done, std::int64_t) { update(done); };
+}
+
 void Progress::print(std::int64_t done, double elapsed) {
   const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0;
   const double eta = rate > 0 ? static_cast<double>(total_ - done) / rate : 0.0;

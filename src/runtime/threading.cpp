@@ -4,12 +4,13 @@
 #include <string>
 #include <thread>
 
+#include "util/errors.hpp"
+
 namespace iclbench::runtime {
 namespace {
 int resolve_threads(int requested) {
   if (requested < 0) {
-    throw std::invalid_argument("--threads must be >= 0 (0 = all CPUs), got " +
-                                std::to_string(requested));
+    throw util::ParameterError("threads", "must be >= 0 (0 = all CPUs), got " + std::to_string(requested));
   }
   if (requested == 0) return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   return requested;

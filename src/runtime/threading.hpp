@@ -1,6 +1,6 @@
 #pragma once
-// TBB owns all parallelism in iclbench. One ThreadLimit, made by the command line from
-// --threads, caps TBB's concurrency for the whole process.
+// TBB owns all parallelism in iclbench. One ThreadLimit, made by the command line, caps TBB's
+// concurrency for the whole process.
 
 #include <tbb/global_control.h>
 
@@ -8,7 +8,8 @@ namespace iclbench::runtime {
 
 class ThreadLimit {
  public:
-  // threads == 0 means every logical CPU. Throws std::invalid_argument for negative counts.
+  // threads == 0 means every logical CPU. Throws util::ParameterError ("threads") for negative
+  // counts.
   explicit ThreadLimit(int threads);
   int threads() const { return threads_; }
 

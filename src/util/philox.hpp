@@ -1,8 +1,12 @@
 #pragma once
-// Counter-based randomness. Every random number the generator uses is a pure function of
-// (seed, task index, example index, stream, attempt, draw index): Philox4x32-10 (Random123)
-// keyed by the seed and fed that tuple as its counter. No state is carried between draws, so
-// results cannot depend on thread count, chunking, or the order in which tasks are generated.
+// Counter-based randomness. Every random number the suite draws (tasks, model weights, bootstrap
+// resamples, context subsets, probe queries) is a pure function of (seed, task index, example
+// index, stream, attempt, draw index): Philox4x32-10 (Random123) keyed by the seed and fed that
+// tuple as its counter. No state is carried between draws, so results cannot depend on thread
+// count, chunking, or the order in which tasks are generated.
+//
+// Header-only and free of SIMD-dependent code, so that the portable data generator and the
+// native-compiled layers above it draw identical numbers (see the top-level CMakeLists.txt).
 
 #include <Random123/philox.h>
 
@@ -10,7 +14,7 @@
 #include <cmath>
 #include <cstdint>
 
-namespace iclbench::data {
+namespace iclbench::util {
 
 // What a draw is used for. Distinct streams never share a counter, so adding draws to one stream
 // (say, more rejection attempts) never changes the numbers of another.
@@ -95,4 +99,4 @@ class DrawSequence {
   double spare_normal_ = 0.0;
 };
 
-}  // namespace iclbench::data
+}  // namespace iclbench::util

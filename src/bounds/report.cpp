@@ -1,0 +1,281 @@
+#include "bounds/report.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+
+#include "io/atomic_file.hpp"
+#include "util/text.hpp"
+
+namespace iclbench::bounds {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Reports show three significant digits.
+std::string g3(double value) { return util::format_number(value, 3); }
+
+nlohmann::json finite_or_null(double value) {
+  return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(nullptr);
+}
+
+nlohmann::ordered_json table_json(const NStarTable& table, const BoundsConfig& config) {
+  nlohmann::ordered_json n_stars = nlohmann::ordered_json::array();
+  for (const auto& e : table.entries) {
+    n_stars.push_back(
+        {{"d", e.d},
+         {"eps", e.eps},
+         {"n_star", e.estimate.value ? nlohmann::json(*e.estimate.value) : nlohmann::json(nullptr)},
+         {"below_grid", e.estimate.below_grid},
+         {"ci", {finite_or_null(e.ci.lo), finite_or_null(e.ci.hi)}},
+         {"pac_n", pac_sample_size(e.eps, config.delta, e.d)},
+         {"hoeffding_n", hoeffding_sample_size(e.eps, config.delta)}});
+  }
+  const PowerFit& fit = table.fit;
+  return {{"fit",
+           {{"valid", fit.valid},
+            {"a", fit.a},
+            {"b", fit.b},
+            {"b_ci", {fit.b_ci.lo, fit.b_ci.hi}},
+            {"c", fit.c},
+            {"c_ci", {fit.c_ci.lo, fit.c_ci.hi}},
+            {"observations", fit.observations}}},
+          {"n_star", n_stars}};
+}
+
+// One learner's regime A verdict for one metric (`what`), as a list item.
+std::string verdict_a(const std::string& learner, const std::string& what, const NStarTable& table,
+                      const BoundsConfig& config) {
+  std::ostringstream text;
+  const PowerFit& fit = table.fit;
+  text << "- **" << learner << "** (" << what << "): ";
+  if (!fit.valid) {
+    text << "too few n* inside the grid to fit (" << fit.observations
+         << " reached); widen the N grid or the eps grid.\n";
+    return text.str();
+  }
+  const RegimeAVerdict& verdict = table.verdict;
+  text << "n* ∝ d^" << g3(fit.b) << " [" << g3(fit.b_ci.lo) << ", " << g3(fit.b_ci.hi) << "] · ε^-"
+       << g3(fit.c) << " [" << g3(fit.c_ci.lo) << ", " << g3(fit.c_ci.hi) << "] ("
+       << fit.observations << " points). ";
+  if (verdict.holds_one && !verdict.holds_two) {
+    text << "Consistent with d/ε, not with d/ε². ";
+  } else if (verdict.holds_two && !verdict.holds_one) {
+    text << "Consistent with d/ε², not with O(d/ε). ";
+  } else if (verdict.holds_one && verdict.holds_two) {
+    text << "The interval holds both d/ε and d/ε²: not resolved on this grid. ";
+  } else {
+    text << "ε-slope matches neither 1 nor 2. ";
+  }
+  text << (verdict.linear_in_d ? "Linear in d. " : "d-slope differs from 1. ");
+  // The realizable PAC form (4/eps)(d log2(12/eps) + ...) has a local eps-slope above 1 because
+  // of its log factor: 1 + 1/ln(12/eps), 1.2-1.3 on usual grids.
+  const double eps_small = *std::min_element(config.eps_grid.begin(), config.eps_grid.end());
+  const double eps_large = *std::max_element(config.eps_grid.begin(), config.eps_grid.end());
+  text << "(The PAC form's local ε-slope here: " << g3(1 + 1 / std::log(12 / eps_small)) << "–"
+       << g3(1 + 1 / std::log(12 / eps_large)) << ".) ";
+  const std::string worst =
+      verdict.worst_d > 0 ? "d=" + std::to_string(verdict.worst_d) + ", ε=" + g3(verdict.worst_eps)
+                          : "";
+  text << "C = max n*/(d/ε) = " << g3(verdict.largest_constant) << ". ";
+  if (verdict.worst_pac_ratio <= 1) {
+    text << "Every measured n* is within the realizable PAC bound N_A (largest n*/N_A = "
+         << g3(verdict.worst_pac_ratio) << " at " << worst << ")";
+  } else {
+    text << "n* exceeds the realizable PAC bound N_A at " << worst
+         << " (n*/N_A = " << g3(verdict.worst_pac_ratio) << ")";
+  }
+  text << "; the O(d/ε) rate of the paper " << (verdict.o_d_over_eps_holds ? "holds" : "fails")
+       << " on this grid.\n";
+  return text.str();
+}
+
+// Regime B: the floors of one learner, as a list item.
+std::string verdict_b(const RegimeBFloors& floors, const BoundsConfig& config) {
+  const std::string& learner = floors.learner;
+  const bool transformer = learner.starts_with("gd-") || learner.starts_with("kernel");
+  std::string why;
+  if (!transformer) {
+    why = " (the reference head trains on all N examples, so it keeps improving).\n";
+  } else if (config.regime_b_context == "random") {
+    why =
+        "; the transformer sees k random examples whatever N, so its error stays at the level of N "
+        "= k: a "
+        "fixed context caps accuracy, and N*_B exists only for ε above the floor.\n";
+  } else {
+    why = "; retrieval lets a larger S supply closer examples.\n";
+  }
+  return "- **" + learner + "**: floors between " + g3(floors.lowest) + " and " +
+         g3(floors.highest) + " over d and k" + why;
+}
+
+// Regime A: one learner's n*(d, eps) table for the error.
+std::string n_star_markdown(const std::string& learner, const NStarTable& table,
+                            const BoundsConfig& config) {
+  std::ostringstream tables;
+  tables << "\n**" << learner
+         << "**: n*(d, ε) [95% CI] for the error; N_A = realizable PAC bound\n\n| d |";
+  for (double eps : config.eps_grid) tables << " ε=" << g3(eps) << " |";
+  tables << "\n|---|";
+  for (std::size_t i = 0; i < config.eps_grid.size(); ++i) tables << "---|";
+  for (int d : config.d_grid) {
+    tables << "\n| " << d << " |";
+    for (const auto& e : table.entries) {
+      if (e.d != d) continue;
+      if (!e.estimate.value) {
+        tables << " > " << config.n_grid.back() << " |";
+      } else {
+        tables << (e.estimate.below_grid ? " ≤ " : " ") << g3(*e.estimate.value) << " ["
+               << g3(e.ci.lo) << ", " << (std::isfinite(e.ci.hi) ? g3(e.ci.hi) : "∞") << "] (N_A "
+               << g3(pac_sample_size(e.eps, config.delta, d)) << ") |";
+      }
+    }
+  }
+  tables << "\n";
+  return tables.str();
+}
+
+std::string regime_b_markdown(const Analysis& analysis, const BoundsConfig& config) {
+  if (config.k_grid.empty()) return "";
+  std::ostringstream table;
+  table << "\n## Regime B\n\n| learner | d | k | floor (q" << g3(100 * (1 - config.delta)) << ") |";
+  for (double eps : config.eps_grid) table << " N*_B ε=" << g3(eps) << " |";
+  table << "\n|---|---|---|---|";
+  for (std::size_t i = 0; i < config.eps_grid.size(); ++i) table << "---|";
+  table << "\n";
+  for (const RegimeBRow& row : analysis.regime_b) {
+    table << "| " << row.learner << " | " << row.d << " | " << row.k << " | " << g3(row.floor)
+          << " |";
+    for (const NStar& value : row.n_star) {
+      table << " "
+            << (value.value ? (value.below_grid ? "≤ " : "") + g3(*value.value) : "not reached")
+            << " |";
+    }
+    table << "\n";
+  }
+  return table.str();
+}
+
+}  // namespace
+
+std::string points_csv(const BoundsConfig& config, const std::vector<PointResult>& points,
+                       const Analysis& analysis) {
+  std::ostringstream csv;
+  csv.precision(8);
+  csv << "regime,learner,kind,metric,d,k,n,mean,quantile,quantile_lo,quantile_hi,theory_averaging,"
+         "pac_n_at_mean\n";
+  for (std::size_t p = 0; p < points.size(); ++p) {
+    const PointResult& point = points[p];
+    for (std::size_t c = 0; c < point.curves.size(); ++c) {
+      const Curve& curve = point.curves[c];
+      for (const bool dis : {false, true}) {
+        const MetricStats& stats = dis ? analysis.points[p][c].dis : analysis.points[p][c].err;
+        for (std::size_t j = 0; j < point.n.size(); ++j) {
+          const double mean = stats.mean[j];
+          csv << point.key.regime << ",\"" << curve.learner << "\","
+              << (curve.transformer ? "transformer" : "head") << ','
+              << (dis ? "dis_" + config.heads.front() : curve.metric) << ',' << point.key.d << ','
+              << point.key.k << ',' << point.n[j] << ',' << mean << ',' << stats.quantile[j] << ','
+              << stats.quantile_ci[j].lo << ',' << stats.quantile_ci[j].hi << ','
+              << averaging_error(point.key.d, static_cast<double>(point.n[j])) << ','
+              << (mean > 0 && mean < 0.5 ? pac_sample_size(mean, config.delta, point.key.d) : NAN)
+              << '\n';
+        }
+      }
+    }
+  }
+  return csv.str();
+}
+
+nlohmann::ordered_json fits_json(const BoundsConfig& config, const Analysis& analysis) {
+  nlohmann::ordered_json fits = nlohmann::ordered_json::object();
+  for (const LearnerAnalysis& learner : analysis.learners) {
+    nlohmann::ordered_json entry;
+    entry["err"] = table_json(learner.err, config);
+    if (learner.dis) entry["dis"] = table_json(*learner.dis, config);
+    fits[learner.learner] = entry;
+  }
+  fits["theory"] = {{"pac", "N_A = (4/eps)(d log2(12/eps) + log2(2/delta))"},
+                    {"hoeffding", "N_B = ln(2/delta)/(2 eps^2)"},
+                    {"averaging", "err = sqrt((d-1)/(2 pi n)) for isotropic Gaussian inputs"}};
+  return fits;
+}
+
+std::string verdicts_markdown(const BoundsConfig& config, const Analysis& analysis) {
+  std::ostringstream verdicts;
+  verdicts
+      << "## Verdicts\n\nRegime A (full context): fits of log n* = a + b log d + c log(1/ε) on the "
+      << g3(1 - config.delta) << "-quantile over tasks, 95% bootstrap intervals.\n\n";
+  for (const LearnerAnalysis& learner : analysis.learners) {
+    verdicts << verdict_a(learner.learner, "error", learner.err, config);
+    if (learner.dis) {
+      verdicts << verdict_a(learner.learner, "disagreement with " + config.heads.front(),
+                            *learner.dis, config);
+    }
+  }
+  if (!config.k_grid.empty()) {
+    verdicts << "\nRegime B (context " << config.regime_b_context
+             << ":k, N grows): the floor is the quantile at the largest N; N*_B the N at which it "
+                "first reaches ε (Hoeffding N_B = ln(2/δ)/(2ε²) = "
+             << g3(hoeffding_sample_size(config.eps_grid.back(), config.delta))
+             << " at ε = " << g3(config.eps_grid.back()) << ").\n\n";
+    for (const RegimeBFloors& floors : analysis.floors) verdicts << verdict_b(floors, config);
+  }
+  return verdicts.str();
+}
+
+std::string report_markdown(const BoundsConfig& config, const Analysis& analysis) {
+  std::ostringstream report;
+  report << "# iclbench bounds report (preset: " << config.preset << ")\n\n"
+         << "Validating the sample-size bounds of arXiv 2506.08060 on " << config.family
+         << " tasks: d ∈ {";
+  for (std::size_t i = 0; i < config.d_grid.size(); ++i)
+    report << (i ? ", " : "") << config.d_grid[i];
+  report << "}, N from " << config.n_grid.front() << " to " << config.n_grid.back() << ", "
+         << config.tasks << " tasks per point, " << config.queries
+         << " queries per task, δ = " << config.delta << ", seed " << config.seed << ".\n\n"
+         << "Learners: transformers";
+  for (const auto& model : config.models) report << " `" << model << "`";
+  report << "; heads";
+  for (const auto& head : config.heads) report << " `" << head << "`";
+  report << " (disagreement against `" << config.heads.front()
+         << "`, the stand-in for the fine-tuned model).\n"
+         << "Errors are exact (angle(w, w*)/π) where the inputs are rotation-invariant and the "
+            "learner linear "
+            "(transformers: checked with probe queries), Monte Carlo otherwise.\n\n"
+         << verdicts_markdown(config, analysis) << "\n## Regime A: n*(d, ε)\n";
+  for (const LearnerAnalysis& learner : analysis.learners)
+    report << n_star_markdown(learner.learner, learner.err, config);
+  report << regime_b_markdown(analysis, config)
+         << "\n## Plots\n\n![err vs N](err_vs_n.png)\n![n* vs d](nstar_vs_d.png)\n![n* vs "
+            "1/eps](nstar_vs_eps.png)\n";
+  if (!config.k_grid.empty()) report << "![regime B](regime_b.png)\n";
+  report << "\n## Reproduce\n\n```sh\niclbench bounds --config config.json --out DIR\n```\n\n"
+         << "(`config.json` in this directory holds every parameter; points.csv and fits.json hold "
+            "every number.)\n";
+  return report.str();
+}
+
+std::string write_report(const BoundsConfig& config, const std::vector<PointResult>& points,
+                         const Analysis& analysis, const fs::path& dir, bool make_plots) {
+  io::write_file_atomically(dir / "points.csv", points_csv(config, points, analysis),
+                            io::Overwrite::kAllow);
+  io::write_file_atomically(dir / "fits.json", fits_json(config, analysis).dump(2) + "\n",
+                            io::Overwrite::kAllow);
+  io::write_file_atomically(dir / "report.md", report_markdown(config, analysis),
+                            io::Overwrite::kAllow);
+  if (make_plots) {
+    const fs::path script = fs::path(ICLBENCH_SOURCE_DIR) / "scripts" / "plot_bounds.py";
+    const std::string command =
+        "/usr/bin/python3 '" + script.string() + "' '" + dir.string() + "' >&2";
+    if (std::system(command.c_str()) != 0) {
+      std::fprintf(stderr,
+                   "bounds: plots were not drawn (needs /usr/bin/python3 with matplotlib)\n");
+    }
+  }
+  return verdicts_markdown(config, analysis);
+}
+
+}  // namespace iclbench::bounds

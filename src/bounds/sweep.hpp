@@ -1,0 +1,62 @@
+#pragma once
+// The sweep of a bounds run: its points, one evaluation each, saved so that a run resumes.
+//
+// A point is one (regime, d[, k]) with all N of the grid, evaluated on one task set whose seed is
+// a pure function of (seed, point): a point's result depends on nothing else, not on which other
+// points the sweep has, nor on where or in which order they run. Each result is written
+// atomically to DIR/points/, so that a killed run resumes where it stopped and ends with the
+// same bytes.
+
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "bounds/config.hpp"
+#include "util/progress_callback.hpp"
+
+namespace iclbench::bounds {
+
+struct PointKey {
+  char regime;  // 'A' or 'B'
+  int d;
+  std::int64_t k;          // 0 in regime A
+  std::string id() const;  // "A-d8", "B-d8-k16"
+};
+std::vector<PointKey> sweep_points(const BoundsConfig& config);
+
+// The seed of a point's task set and of its bootstrap resamples: splitmix64 of the run's seed
+// and the point.
+std::uint64_t point_seed(std::uint64_t seed, const PointKey& key);
+
+// Per learner, per N of the grid, per task: the error and the disagreement with the reference.
+struct Curve {
+  std::string learner;
+  bool transformer = false;
+  std::string metric;                    // "err_exact" or "err"
+  std::vector<std::vector<double>> err;  // [N grid][task]
+  std::vector<std::vector<double>> dis;  // [N grid][task]
+};
+struct PointResult {
+  PointKey key;
+  std::vector<std::int64_t> n;
+  std::vector<Curve> curves;
+  nlohmann::ordered_json to_json() const;
+  static PointResult from_json(const nlohmann::json& json);
+};
+
+// Generates the point's task set and evaluates every learner on it. Pure: the same config and
+// key give the same result.
+PointResult run_point(const BoundsConfig& config, const PointKey& key);
+// Peak bytes of the sweep (its largest point) with `threads` TBB threads, for refusing a sweep
+// that cannot fit before it starts. From the models' configs: nothing is built.
+std::uint64_t estimate_memory_bytes(const BoundsConfig& config, int threads);
+
+// Runs the sweep in `dir`, or resumes it: points already in DIR/points/ are read back, the others
+// run and are saved. Writes DIR/config.json on the first run and refuses (io::IoError) a
+// directory that holds a run of another configuration. `progress` hears of each point.
+std::vector<PointResult> run_sweep(const BoundsConfig& config, const std::filesystem::path& dir,
+                                   const util::ProgressCallback& progress);
+
+}  // namespace iclbench::bounds

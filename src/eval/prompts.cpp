@@ -1,0 +1,180 @@
+#include "eval/prompts.hpp"
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <span>
+
+#include "model/constructions.hpp"
+#include "util/philox.hpp"
+
+namespace iclbench::eval {
+namespace {
+
+constexpr double kLinearResidual = 1e-3;  // f32 scores of a linear map fit to ~1e-5 or better
+constexpr std::size_t kChunkBytes = 64u << 20;
+
+// The probe queries of one task: [P, d], standard normal.
+std::vector<float> probe_queries(std::uint64_t seed, std::uint32_t task, int d, int count) {
+  std::vector<float> probes(static_cast<std::size_t>(count * d));
+  util::DrawSequence draws(seed, task, 0, util::Stream::kProbe);
+  for (float& value : probes) value = static_cast<float>(draws.normal());
+  return probes;
+}
+
+// Least-squares fit score = w.z + b over the probes; returns w and the relative residual.
+struct ProbeFit {
+  std::vector<double> w;
+  double residual = 0;
+};
+ProbeFit fit_linear(std::span<const float> probes, std::span<const float> scores, int d) {
+  const auto count = static_cast<Eigen::Index>(scores.size());
+  Eigen::MatrixXd design(count, d + 1);
+  Eigen::VectorXd target(count);
+  for (Eigen::Index i = 0; i < count; ++i) {
+    for (int j = 0; j < d; ++j) design(i, j) = probes[static_cast<std::size_t>(i * d + j)];
+    design(i, d) = 1.0;
+    target[i] = scores[static_cast<std::size_t>(i)];
+  }
+  const Eigen::VectorXd theta = design.colPivHouseholderQr().solve(target);
+  ProbeFit fit;
+  fit.w.assign(theta.data(), theta.data() + d);
+  const double scale = std::max(target.norm(), 1e-30);
+  // A homogeneous linear score has no intercept: count it as residual.
+  fit.residual =
+      std::max((design * theta - target).norm(), std::abs(theta[d]) * std::sqrt(count)) / scale;
+  return fit;
+}
+
+// Every query its own prompt: its k nearest examples, then itself.
+void run_retrieval(const model::Engine& engine, const data::Dataset& dataset,
+                   const PromptPlan& plan, std::int64_t n_prefix, TransformerRun& run) {
+  const int d = static_cast<int>(dataset.dim());
+  const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries(), k = plan.context;
+  std::vector<float> tokens, scores;
+  std::vector<float> cx(static_cast<std::size_t>(k * d)), cy(static_cast<std::size_t>(k));
+  for (std::int64_t first = 0; first < tasks * m; first += plan.per_chunk) {
+    const std::int64_t count = std::min(plan.per_chunk, tasks * m - first);
+    tokens.clear();
+    std::int64_t cached_task = -1;
+    std::vector<std::int64_t> nearest;
+    for (std::int64_t prompt = first; prompt < first + count; ++prompt) {
+      const std::int64_t task = prompt / m, q = prompt % m;
+      const auto x = dataset.x(task), y = dataset.y(task), queries = dataset.x_query(task);
+      if (task != cached_task) {
+        nearest = nearest_by_cosine(x, n_prefix, queries, m, d, k);
+        cached_task = task;
+      }
+      for (std::int64_t i = 0; i < k; ++i) {
+        const std::int64_t source = nearest[static_cast<std::size_t>(q * k + i)];
+        std::copy_n(x.begin() + source * d, d, cx.begin() + i * d);
+        cy[static_cast<std::size_t>(i)] = y[static_cast<std::size_t>(source)];
+      }
+      const std::vector<float> prompt_tokens = model::icl_tokens(
+          cx, cy, queries.subspan(static_cast<std::size_t>(q * d), static_cast<std::size_t>(d)), d);
+      tokens.insert(tokens.end(), prompt_tokens.begin(), prompt_tokens.end());
+    }
+    scores.resize(static_cast<std::size_t>(count));
+    engine.query_scores(tokens, count, plan.tokens, k, scores);
+    std::copy(scores.begin(), scores.end(), run.scores.begin() + first);
+  }
+}
+
+// One prompt per task: its context (the first n' examples, or a random k of them), the queries,
+// then the probes; each task's probe scores are fitted by a linear map.
+void run_per_task(const model::Engine& engine, const data::Dataset& dataset,
+                  const ContextSpec& context, std::uint64_t seed, const PromptPlan& plan,
+                  std::int64_t n_prefix, TransformerRun& run) {
+  const int d = static_cast<int>(dataset.dim());
+  const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries(), k = plan.context;
+  const int probes = 2 * (d + 1);
+  std::vector<float> tokens, scores;
+  std::vector<float> cx(static_cast<std::size_t>(k * d)), cy(static_cast<std::size_t>(k));
+  std::vector<float> all_queries(static_cast<std::size_t>((m + probes) * d));
+  double worst_residual = 0;
+  bool linear = true;
+  run.probe_weights.assign(static_cast<std::size_t>(tasks), {});
+  for (std::int64_t first = 0; first < tasks; first += plan.per_chunk) {
+    const std::int64_t count = std::min(plan.per_chunk, tasks - first);
+    tokens.clear();
+    for (std::int64_t task = first; task < first + count; ++task) {
+      const auto x = dataset.x(task), y = dataset.y(task), queries = dataset.x_query(task);
+      const std::vector<std::int64_t> chosen =
+          context.policy == ContextPolicy::kRandom
+              ? random_subset(seed, static_cast<std::uint32_t>(task), n_prefix, k)
+              : std::vector<std::int64_t>();
+      for (std::int64_t i = 0; i < k; ++i) {
+        const std::int64_t source = chosen.empty() ? i : chosen[static_cast<std::size_t>(i)];
+        std::copy_n(x.begin() + source * d, d, cx.begin() + i * d);
+        cy[static_cast<std::size_t>(i)] = y[static_cast<std::size_t>(source)];
+      }
+      std::copy(queries.begin(), queries.end(), all_queries.begin());
+      const std::vector<float> probe =
+          probe_queries(seed, static_cast<std::uint32_t>(task), d, probes);
+      std::copy(probe.begin(), probe.end(), all_queries.begin() + m * d);
+      const std::vector<float> prompt = model::icl_tokens(cx, cy, all_queries, d);
+      tokens.insert(tokens.end(), prompt.begin(), prompt.end());
+    }
+    scores.resize(static_cast<std::size_t>(count * (m + probes)));
+    engine.query_scores(tokens, count, plan.tokens, k, scores);
+    for (std::int64_t b = 0; b < count; ++b) {
+      const std::int64_t task = first + b;
+      const float* row = scores.data() + b * (m + probes);
+      std::copy_n(row, m, run.scores.begin() + task * m);
+      const std::vector<float> probe =
+          probe_queries(seed, static_cast<std::uint32_t>(task), d, probes);
+      ProbeFit fit = fit_linear(probe, std::span(row + m, static_cast<std::size_t>(probes)), d);
+      worst_residual = std::max(worst_residual, fit.residual);
+      linear = linear && fit.residual <= kLinearResidual;
+      run.probe_weights[static_cast<std::size_t>(task)] = std::move(fit.w);
+    }
+  }
+  run.linear = linear;
+  run.probe_residual = worst_residual;
+}
+
+}  // namespace
+
+PromptPlan prompt_plan(const ContextSpec& context, std::int64_t n_prefix, std::int64_t tasks,
+                       std::int64_t queries, int d, std::int64_t width) {
+  PromptPlan plan;
+  if (context.policy == ContextPolicy::kRetrieve) {
+    plan.context = std::min(context.k, n_prefix);
+    plan.tokens = plan.context + 1;
+    plan.prompts = tasks * queries;
+    plan.scores = 1;
+  } else {
+    plan.context =
+        context.policy == ContextPolicy::kRandom ? std::min(context.k, n_prefix) : n_prefix;
+    plan.scores = queries + 2 * (d + 1);
+    plan.tokens = plan.context + plan.scores;
+    plan.prompts = tasks;
+  }
+  plan.per_chunk = std::max<std::int64_t>(
+      1,
+      static_cast<std::int64_t>(kChunkBytes / static_cast<std::size_t>(plan.tokens * width * 4)));
+  return plan;
+}
+
+TransformerRun run_transformer(const model::Engine& engine, const data::Dataset& dataset,
+                               const ContextSpec& context, std::uint64_t seed,
+                               std::int64_t n_prefix) {
+  const int d = static_cast<int>(dataset.dim());
+  const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries();
+  const PromptPlan plan = prompt_plan(context, n_prefix, tasks, m, d, engine.config().width);
+  TransformerRun run;
+  run.context = plan.context;
+  run.scores.assign(static_cast<std::size_t>(tasks * m), 0.0f);
+  if (context.policy == ContextPolicy::kRetrieve) {
+    run_retrieval(engine, dataset, plan, n_prefix, run);
+  } else {
+    run_per_task(engine, dataset, context, seed, plan, n_prefix, run);
+  }
+  run.prompts = static_cast<double>(plan.prompts);
+  run.tokens = static_cast<double>(plan.prompts * plan.tokens);
+  run.flops =
+      engine.config().forward_flops(plan.tokens, plan.context) * static_cast<double>(plan.prompts);
+  return run;
+}
+
+}  // namespace iclbench::eval

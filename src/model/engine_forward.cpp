@@ -1,0 +1,156 @@
+#include "model/engine_forward.hpp"
+
+#include <algorithm>
+
+namespace iclbench::model {
+namespace {
+
+// x = this tile's tokens. The padding rows past T are set to 0 so that they stay finite through
+// every layer; no real row reads them (they are never keys) and they are never returned.
+void load_tokens(const EnginePlan& plan, const float* tokens, const Rows& stream, RowTile tile) {
+  const std::int64_t width = plan.width, rows = plan.shape.tile_rows;
+  const std::int64_t token_rows = std::clamp<std::int64_t>(plan.tokens - tile.first_row, 0, rows);
+  float* x = reinterpret_cast<float*>(stream.at(tile));
+  std::copy_n(tokens + (tile.prompt * plan.tokens + tile.first_row) * width, token_rows * width, x);
+  std::fill(x + token_rows * width, x + rows * width, 0.0f);
+}
+
+// h = norm(x), converted to the matmuls' dtype; x itself when neither is needed. [R, D]
+const void* normed_input(const std::optional<ops::LayerNorm>& norm,
+                         const std::optional<ops::Convert>& to_bf16, const std::byte* x,
+                         const TileScratch& scratch) {
+  const void* h = x;
+  if (norm) {
+    norm->execute(h, scratch.normed, scratch.scratchpad);
+    h = scratch.normed;
+  }
+  if (to_bf16) {
+    to_bf16->execute(h, scratch.converted, scratch.scratchpad);
+    h = scratch.converted;
+  }
+  return h;
+}
+
+// Linear attention under the icl mask: M = scale K^T V [H, dk, dv] once per prompt (it needs
+// all of the prompt's keys), then O = Q M [H, R, dv] per row tile.
+void attend_keys_times_values(const AttentionPlan& attention, const Activations& activations,
+                              const Schedule& schedule) {
+  schedule.each_prompt([&](std::int64_t prompt, const TileScratch& scratch) {
+    const std::byte* keys = activations.keys_values.at(prompt, 0);
+    attention.keys_times_values->execute(keys, keys + attention.values_offset,
+                                         activations.products.at(prompt, 0), scratch.scratchpad);
+  });
+  schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
+    attention.queries_times_product->execute(activations.queries.at(tile),
+                                             activations.products.at(tile.prompt, 0),
+                                             activations.attended.at(tile), scratch.scratchpad);
+  });
+}
+
+// Per row tile: S = scale Q K^T [H, R, Tk], masked (causal) and ReLU'd (relu attention) by the
+// scores op's post-ops; A = softmax(S) for softmax attention, S itself otherwise; O = A V
+// [H, R, dv].
+void attend_explicit_scores(const AttentionPlan& attention, const Activations& activations,
+                            const Schedule& schedule) {
+  schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
+    const std::byte* queries = activations.queries.at(tile);
+    const std::byte* keys = activations.keys_values.at(tile.prompt, 0);
+    const std::byte* values = keys + attention.values_offset;
+    const float* mask =
+        attention.mask ? attention.mask->data() + tile.first_row * attention.keys : nullptr;
+    if (attention.scores_per_head) {
+      for (std::int64_t head = 0; head < attention.heads; ++head) {
+        attention.scores->execute(
+            queries + head * attention.head_qk_bytes, keys + head * attention.head_qk_bytes,
+            scratch.scores + head * attention.head_score_bytes, scratch.scratchpad, mask);
+      }
+    } else {
+      attention.scores->execute(queries, keys, scratch.scores, scratch.scratchpad, mask);
+    }
+    const std::byte* weights = scratch.scores;
+    if (attention.softmax) {
+      attention.softmax->execute(reinterpret_cast<float*>(scratch.scores), scratch.softmax_output);
+      weights = scratch.softmax_output;
+    }
+    attention.mix->execute(weights, values, activations.attended.at(tile), scratch.scratchpad);
+  });
+}
+
+}  // namespace
+
+Rows stream_rows(const EnginePlan& plan) {
+  return Rows{plan.stream.data(), static_cast<std::size_t>(plan.width) * sizeof(float),
+              plan.shape.padded_tokens};
+}
+
+Activations layer_activations(const EnginePlan& plan, const LayerPlan& layer) {
+  const std::int64_t rows = plan.shape.padded_tokens;
+  Activations activations;
+  activations.stream = stream_rows(plan);
+  if (layer.attention) {
+    const AttentionPlan& attention = *layer.attention;
+    const std::size_t act_size = ops::size_of(plan.act);
+    auto rows_of = [&](const Buffer& buffer, std::int64_t width, std::int64_t rows_per_prompt) {
+      return Rows{buffer.data(), static_cast<std::size_t>(width) * act_size, rows_per_prompt};
+    };
+    activations.queries = rows_of(plan.queries, attention.query_width, rows);
+    activations.keys_values = rows_of(plan.keys_values, attention.key_value_width, rows);
+    activations.attended = rows_of(plan.attended, attention.attended_width, rows);
+    activations.products = rows_of(plan.products, attention.product_size, 1);
+  }
+  return activations;
+}
+
+void layer_forward(const LayerPlan& layer, const Activations& activations,
+                   const Schedule& schedule) {
+  if (const std::optional<AttentionPlan>& attention = layer.attention) {
+    schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
+      // h = norm(x)
+      const void* h =
+          normed_input(attention->norm, attention->to_bf16, activations.stream.at(tile), scratch);
+      // Q = h W_q + b_q: [R, H dk]
+      attention->query->execute(h, activations.queries.at(tile), scratch.scratchpad);
+      // [K V] = h [W_k W_v] + [b_k b_v]: [R, H (dk + dv)], on the rows that are keys
+      if (tile.first_row < attention->keys) {
+        attention->key_value->execute(h, activations.keys_values.at(tile), scratch.scratchpad);
+      }
+    });
+    // O = Attention(Q, K, V): [R, H dv], all heads in each call, by the layer's path.
+    switch (attention->path) {
+      case AttentionPath::kKeysTimesValues:
+        attend_keys_times_values(*attention, activations, schedule);
+        break;
+      case AttentionPath::kExplicitScores:
+        attend_explicit_scores(*attention, activations, schedule);
+        break;
+    }
+  }
+  // The rest is row-local, so one sweep over the tiles does it.
+  schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
+    std::byte* x = activations.stream.at(tile);
+    // x += O W_o + b_o (the output projection accumulates into x)
+    if (layer.attention) {
+      layer.attention->output->execute(activations.attended.at(tile), x, scratch.scratchpad);
+    }
+    if (const std::optional<MlpPlan>& mlp = layer.mlp) {
+      // h = norm(x)
+      const void* h = normed_input(mlp->norm, mlp->to_bf16, x, scratch);
+      // hidden = act(h W_1 + b_1): [R, F]
+      mlp->up->execute(h, scratch.hidden, scratch.scratchpad);
+      // x += hidden W_2 + b_2
+      mlp->down->execute(scratch.hidden, x, scratch.scratchpad);
+    }
+  });
+}
+
+void model_forward(const EnginePlan& plan, const float* tokens, const Schedule& schedule) {
+  const Rows stream = stream_rows(plan);
+  schedule.each_tile(
+      [&](RowTile tile, const TileScratch&) { load_tokens(plan, tokens, stream, tile); });
+  for (const LayerPlan& layer : plan.layers) {
+    const Activations activations = layer_activations(plan, layer);
+    for (int pass = 0; pass < layer.passes; ++pass) layer_forward(layer, activations, schedule);
+  }
+}
+
+}  // namespace iclbench::model
