@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Regression gate for the kernel benchmarks.
 
-  gate.py record [--binary B]          run the gate set, store it as the baseline of this machine
-  gate.py check  [--binary B]          run it again and compare; exit 1 on a confirmed regression
+  gate.py record [--build DIR]             run the gate set, store it as this machine's baseline
+  gate.py check  [--build DIR]             run it again and compare; exit 1 on a confirmed regression
+  gate.py compare BASELINE.json NEW.json   compare two Google Benchmark JSON files (no re-run)
 
 The gate set is kernels_bench's single-threaded oneDNN kernels, the engine's own kernels (softmax,
 fused attention on the icl and causal masks, the GELU pass alone and after the MLP's up projection;
@@ -11,11 +12,20 @@ f32 and bf16 where they have both) and a calibration GEMM, with
 results/baselines/<machine fingerprint>/kernels.json (Google Benchmark JSON with every
 repetition) next to fingerprint.json.
 
-A benchmark counts as regressed only if, after dividing every time by the calibration kernel's
-median time in the same process (host drift cancels), Google Benchmark's compare.py U test
-(Mann-Whitney, two-sided) gives p < 0.01 AND the normalised median is at least 10% slower.
-Flagged benchmarks are run once more; only those that regress again fail the gate. Every check
-appends one JSON line to results/gate_history.jsonl.
+A benchmark counts as regressed only if, after dividing every time (CPU time: the gated
+kernels are single-threaded, and on a busy shared host wall-clock time mostly measures the
+wait for a CPU) by the calibration kernel's median time in the same process (host drift
+cancels), the two-sided Mann-Whitney U test (the one compare.py runs) gives p < 0.01 AND the
+normalised median is at least 10% slower. The set is then run once more; only flagged
+benchmarks that regress again fail the gate. Every check appends one JSON line to
+results/gate_history.jsonl. The statistics live in bench/benchstats.py, which bench/track.py
+shares.
+
+Benchmarks are matched by name, every time converted from its own time_unit first. A benchmark
+of the baseline that this run lacks (renamed, removed, filtered out) fails the check unless
+--allow-missing; new ones are listed. Exit codes: 0 no regression, 1 a confirmed regression
+or a missing benchmark, 2 unusable input (a baseline that is not Google Benchmark JSON with
+every repetition and the calibration kernel, a missing binary, a benchmark process that failed).
 
 For information only (never gated: two threads on a shared 2-vCPU host are too noisy to test),
 the gate also runs forward_bench's whole forwards with 1 and 2 threads, and the encoder with the
@@ -23,31 +33,24 @@ unfused attention ops at 1 thread (INFO_FILTER), stores them
 next to the baseline as forward.json, and reports each one's median change and the 2-thread
 speed-up in the table and the history line.
 
-Runs on /usr/bin/python3 with Debian's libbenchmark-tools (compare.py's gbench) and python3-scipy.
+Runs on /usr/bin/python3 with Debian's python3-scipy.
 """
 import argparse
-import copy
 import json
 import os
 import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-sys.path.insert(0, "/usr/share/benchmark")
-from gbench import report  # noqa: E402  (Debian's libbenchmark-tools)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchstats  # noqa: E402
+from benchstats import GATE_FILTER, MIN_EFFECT, P_VALUE, InputError, RunError  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GATE_FILTER = (r"^(calibration/|projection/.*/onednn_f32|attention/.*/onednn_f32|softmax/(onednn|iclbench)"
-               r"|layer_norm/onednn|attention/core(_causal)?/iclbench_|projection/mlp_up_gelu/iclbench_"
-               r"|gelu/iclbench_f32)")
 INFO_FILTER = r"^BM_(Encoder|EncoderUnfused|GdHinge)/"
 INFO_REPETITIONS = 3
-CALIBRATION = "calibration/gemm_f32_256"
-P_VALUE = 0.01
-MIN_SLOWDOWN = 0.10
 
 
 def fingerprint(iclbench):
@@ -60,67 +63,13 @@ def fingerprint(iclbench):
     return fp, re.sub(r"[^A-Za-z0-9.]+", "_", name).strip("_")
 
 
-def run(binary, repetitions, min_time, bench_filter):
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
-        path = out.name
-    try:
-        subprocess.run([binary, "--benchmark_filter=" + bench_filter,
-                        "--benchmark_repetitions=%d" % repetitions,
-                        "--benchmark_enable_random_interleaving=true",
-                        "--benchmark_min_time=%g" % min_time,
-                        "--benchmark_out=" + path, "--benchmark_out_format=json"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        with open(path) as f:
-            return json.load(f)
-    finally:
-        os.unlink(path)
-
-
-def iterations(result):
-    return [b for b in result["benchmarks"] if b.get("run_type") == "iteration"]
-
-
-def times(result, name):
-    return [b["real_time"] for b in iterations(result) if b["name"] == name]
-
-
-def normalised(result):
-    """A copy whose times are divided by the calibration kernel's median time (x 1e6)."""
-    calibration = statistics.median(times(result, CALIBRATION))
-    copy_ = copy.deepcopy(result)
-    copy_["benchmarks"] = [b for b in iterations(copy_) if b["name"] != CALIBRATION]
-    for b in copy_["benchmarks"]:
-        b["real_time"] = b["real_time"] / calibration * 1e6
-        b["cpu_time"] = b["cpu_time"] / calibration * 1e6
-    return copy_
-
-
-def compare(baseline, current):
-    rows = []
-    for entry in report.get_difference_report(normalised(baseline), normalised(current), utest=True):
-        if entry["name"] == "OVERALL_GEOMEAN" or entry["run_type"] == "aggregate":
-            continue
-        old = statistics.median(m["real_time"] for m in entry["measurements"])
-        new = statistics.median(m["real_time_other"] for m in entry["measurements"])
-        p = entry["utest"].get("time_pvalue", 1.0) if entry["utest"] else 1.0
-        change = new / old - 1
-        rows.append({"name": entry["name"], "change": change, "p": p,
-                     "regressed": p < P_VALUE and change >= MIN_SLOWDOWN})
-    return rows
-
-
-def medians(result):
-    names = sorted({b["name"] for b in iterations(result)})
-    return {n: statistics.median(times(result, n)) for n in names}
-
-
 def info_rows(baseline, current):
-    """Median change of every informational benchmark, and the 2-thread speed-ups."""
-    old = medians(baseline) if baseline else {}
-    new = medians(current)
+    """Median (ms) and change of every informational benchmark, and the 2-thread speed-ups."""
+    old = {n: statistics.median(t) for n, t in baseline.samples.items()} if baseline else {}
+    new = {n: statistics.median(t) for n, t in current.samples.items()}
     rows = []
     for name, value in new.items():
-        row = {"name": name, "ms": value, "change": (value / old[name] - 1) if name in old else None}
+        row = {"name": name, "ms": value * 1e3, "change": (value / old[name] - 1) if name in old else None}
         one_thread = name.replace("threads:2", "threads:1")
         if "threads:2" in name and one_thread in new:
             row["speedup_2_threads"] = new[one_thread] / value
@@ -137,25 +86,70 @@ def print_info(rows):
         print("  %-42s %9.2f %s  %s" % (r["name"], r["ms"], change, speedup))
 
 
-def print_table(rows, title):
+def print_report(report, title):
     print(title)
-    print("  %-42s %9s %9s  %s" % ("benchmark", "change", "p", "verdict"))
-    for r in rows:
-        print("  %-42s %+8.1f%% %9.2g  %s" % (r["name"], 100 * r["change"], r["p"],
-                                             "REGRESSED" if r["regressed"] else "ok"))
+    print("\n".join(benchstats.table(report.rows)))
+    for name in report.removed:
+        print("  %-42s %9s %9s  MISSING from this run (in the baseline)" % (name, "", ""))
+    for name in report.added:
+        print("  %-42s %9s %9s  new (not in the baseline, not compared)" % (name, "", ""))
+
+
+def missing_verdict(report, allow_missing):
+    """True if benchmarks of the baseline are missing and that fails the gate."""
+    if not report.removed:
+        return False
+    if allow_missing:
+        print("gate: %d benchmark(s) of the baseline missing, allowed by --allow-missing: %s"
+              % (len(report.removed), ", ".join(report.removed)))
+        return False
+    print("gate: MISSING %s from this run (renamed or removed? record a new baseline, or pass "
+          "--allow-missing)" % ", ".join(report.removed))
+    return True
+
+
+def title(baseline_source):
+    return "gate: against %s (p < %g and >= %d%% slower after calibration)" % (
+        baseline_source, P_VALUE, 100 * MIN_EFFECT)
+
+
+def compare_files(args):
+    """`gate.py compare`: the first step of the check on two stored files, without the re-run."""
+    baseline, current = benchstats.load_run(args.baseline), benchstats.load_run(args.current)
+    report = benchstats.compare(baseline, current)
+    print_report(report, title(benchstats.printable(args.baseline)))
+    missing = missing_verdict(report, args.allow_missing)
+    regressed = [r.name for r in report.rows if r.regressed]
+    if regressed:
+        print("gate: REGRESSION in %s (not confirmed by a re-run: compare has no binary)" % ", ".join(regressed))
+    elif not missing:
+        print("gate: no regression")
+    return 1 if regressed or missing else 0
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["record", "check"])
+    parser.add_argument("mode", choices=["record", "check", "compare"])
+    parser.add_argument("files", nargs="*", metavar="FILE", help="compare: BASELINE.json NEW.json")
     parser.add_argument("--build", default=os.path.join(ROOT, "build", "release"))
     parser.add_argument("--repetitions", type=int, default=9)
     parser.add_argument("--min-time", type=float, default=0.05, help="seconds per repetition")
     parser.add_argument("--baseline", help="baseline JSON (default: this machine's)")
     parser.add_argument("--history", default=os.path.join(ROOT, "results", "gate_history.jsonl"))
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="a benchmark of the baseline that this run lacks does not fail the check")
     args = parser.parse_args()
-    if args.repetitions < 9:
-        parser.error("--repetitions must be >= 9 for the U test to mean anything")
+    if args.mode == "compare":
+        if len(args.files) != 2:
+            parser.error("compare takes two files: BASELINE.json NEW.json")
+        args.baseline, args.current = args.files
+        return compare_files(args)
+    if args.files:
+        parser.error("%s takes no file arguments" % args.mode)
+    if args.repetitions < benchstats.MIN_REPETITIONS:
+        parser.error("--repetitions must be >= %d for the U test to mean anything" % benchstats.MIN_REPETITIONS)
+    if not (args.min_time > 0 and args.min_time < 1e3):
+        parser.error("--min-time must be a positive number of seconds")
     binary = os.path.join(args.build, "bin", "kernels_bench")
     forward_binary = os.path.join(args.build, "bin", "forward_bench")
     iclbench = os.path.join(args.build, "bin", "iclbench")
@@ -167,57 +161,72 @@ def main():
     directory = os.path.join(ROOT, "results", "baselines", fp_name)
     baseline_path = args.baseline or os.path.join(directory, "kernels.json")
 
-    current = run(binary, args.repetitions, args.min_time, GATE_FILTER)
-    info = run(forward_binary, INFO_REPETITIONS, 0.2, INFO_FILTER)
+    # Decide on the inputs before spending minutes on benchmarks.
+    baseline = info_baseline = None
+    if args.mode == "check":
+        if args.baseline is None and not os.path.exists(baseline_path):
+            print("gate: no baseline for this machine (%s); run `gate.py record` first" % baseline_path,
+                  file=sys.stderr)
+            return 2
+        baseline = benchstats.load_run(baseline_path)
+        benchstats.normalised(baseline)  # a baseline without the calibration kernel is unusable
+        info_baseline_path = os.path.join(os.path.dirname(baseline_path), "forward.json")
+        if os.path.exists(info_baseline_path):
+            try:
+                info_baseline = benchstats.load_run(info_baseline_path, time_field="real_time")
+            except InputError as error:
+                print("gate: ignoring the informational baseline: %s" % error)
+
+    current_json, current = benchstats.run_benchmarks(binary, GATE_FILTER, args.repetitions, args.min_time)
+    benchstats.normalised(current)
+    info_json, info = benchstats.run_benchmarks(forward_binary, INFO_FILTER, INFO_REPETITIONS, 0.2,
+                                                time_field="real_time")
     if args.mode == "record":
-        os.makedirs(directory, exist_ok=True)
         print_info(info_rows(None, info))
-        for name, content in (("kernels.json", current), ("forward.json", info), ("fingerprint.json", fp)):
-            temp = os.path.join(directory, "." + name + ".tmp")
-            with open(temp, "w") as f:
-                json.dump(content, f, indent=1)
-            os.replace(temp, os.path.join(directory, name))
+        benchstats.write_json_files(directory, {"kernels.json": current_json, "forward.json": info_json,
+                                                "fingerprint.json": fp})
         print("gate: baseline recorded in %s" % directory)
         return 0
 
-    if not os.path.exists(baseline_path):
-        print("gate: no baseline for this machine (%s); run `gate.py record` first" % baseline_path,
-              file=sys.stderr)
-        return 2
-    with open(baseline_path) as f:
-        baseline = json.load(f)
-    info_baseline_path = os.path.join(os.path.dirname(baseline_path), "forward.json")
-    info_baseline = None
-    if os.path.exists(info_baseline_path):
-        with open(info_baseline_path) as f:
-            info_baseline = json.load(f)
     information = info_rows(info_baseline, info)
     print_info(information)
-    rows = compare(baseline, current)
-    print_table(rows, "gate: against %s (p < %g and >= %d%% slower after calibration)"
-                % (os.path.relpath(baseline_path, ROOT), P_VALUE, 100 * MIN_SLOWDOWN))
-    flagged = [r["name"] for r in rows if r["regressed"]]
+    baseline_shown = os.path.relpath(os.path.abspath(baseline_path), ROOT)
+    report = benchstats.compare(baseline, current)
+    print_report(report, title(baseline_shown))
+    missing = missing_verdict(report, args.allow_missing)
+    flagged = [r.name for r in report.rows if r.regressed]
     confirmed = []
     if flagged:
-        rerun_filter = "^(" + "|".join(re.escape(n) for n in flagged + [CALIBRATION]) + ")$"
-        again = compare(baseline, run(binary, args.repetitions, args.min_time, rerun_filter))
-        print_table(again, "gate: re-run of the flagged benchmarks")
-        confirmed = [r["name"] for r in again if r["regressed"]]
+        # The whole set again, not just the flagged ones: a kernel's time can depend on what ran
+        # before it in the process (see track.py's fresh_pair), and the baseline ran them all.
+        _, again = benchstats.run_benchmarks(binary, GATE_FILTER, args.repetitions, args.min_time)
+        again_report = benchstats.compare(baseline, again, names=set(flagged))
+        print_report(again_report, "gate: re-run, compared on the flagged benchmarks")
+        confirmed = [r.name for r in again_report.rows if r.regressed]
+        # A flagged benchmark that the re-run lacks cannot be cleared by it.
+        confirmed += again_report.removed
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git_revision": fp["git_revision"],
-              "baseline": os.path.relpath(baseline_path, ROOT), "flagged": flagged, "confirmed": confirmed,
-              "changes": {r["name"]: round(r["change"], 4) for r in rows},
+              "baseline": baseline_shown, "flagged": flagged, "confirmed": confirmed,
+              "missing": report.removed, "added": report.added, "allow_missing": args.allow_missing,
+              "changes": {r.name: round(r.change, 4) for r in report.rows},
               "information": {r["name"]: {k: (round(v, 4) if isinstance(v, float) else v)
                                           for k, v in r.items() if k != "name"} for r in information},
               "slowdown_env": os.environ.get("ICLBENCH_BENCH_SLOWDOWN")}
-    os.makedirs(os.path.dirname(args.history), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(args.history)), exist_ok=True)
     with open(args.history, "a") as f:
         f.write(json.dumps(record) + "\n")
     if confirmed:
         print("gate: REGRESSION in %s" % ", ".join(confirmed))
-        return 1
-    print("gate: no regression")
-    return 0
+    elif not missing:
+        print("gate: no regression")
+    return 1 if confirmed or missing else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (InputError, RunError) as error:
+        print("gate: %s" % error, file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

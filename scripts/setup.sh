@@ -34,6 +34,7 @@ run=(
 test=(
   python3 python3-numpy   # tests/python/read_dataset_test.py: an independent reader, NumPy only
   python3-torch libopenblas0-pthread   # tests/python/train_test.py: the training scripts
+  chromium                # tests/python/track_browser_test.py renders bench/track.py's dashboard
 )
 # Training a model (scripts/train/, run through scripts/train/run.sh).
 train=(

@@ -396,7 +396,10 @@ def test_resume(work):
 
 def main():
     work = sys.argv[1]
-    os.makedirs(work, exist_ok=True)
+    # A fresh directory each run: the scripts refuse to replace their outputs without --force,
+    # so files left by an earlier run would fail the converter's test.
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
     torch.set_num_threads(1)
     for test in (test_forward_matches_reference, test_many_queries_are_independent, test_baselines):
         test()

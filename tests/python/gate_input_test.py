@@ -1,0 +1,160 @@
+#!/usr/bin/python3
+"""bench/gate.py on Google Benchmark JSON it did not write (issue 15, item 13).
+
+  gate_input_test.py BUILD_DIR WORKDIR
+
+Each case writes a baseline and a new run (tests/python/gb_json.py) and runs
+`gate.py compare BASELINE NEW`: the first step of `gate.py check` on two files. Cases:
+  renamed      a benchmark renamed and 30% slower: exit 1, the old name listed as missing, the
+               new one as new (before: the row was dropped and the gate passed);
+               with --allow-missing: exit 0, both still listed
+  added        (sibling) a new benchmark only: exit 0, listed as new
+  units        the new run in us (before: every row dropped) and one with the calibration kernel
+               in another unit than the rest (before: every benchmark "regressed"): exit 0
+  units+slow   a 30% slowdown in a run written in ms: exit 1, only that benchmark
+  unusable     exit 2 and exactly one line on stderr, for every way a file can be unusable,
+               including a FIFO (which must not block) and a name holding a newline
+  check        `gate.py check --baseline <unusable>` exits 2 on the baseline before it runs
+               any benchmark, and appends nothing to the history
+"""
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GATE = os.path.join(HERE, "..", "..", "bench", "gate.py")
+PYTHON = "/usr/bin/python3"
+sys.path.insert(0, HERE)
+from gb_json import GATED, run_json, write  # noqa: E402
+
+failures = []
+
+
+def gate(*args, timeout=60):
+    process = subprocess.run([PYTHON, GATE, *args], capture_output=True, text=True, timeout=timeout)
+    return process.returncode, process.stdout, process.stderr
+
+
+def expect(case, condition, detail):
+    print("%-28s %s" % (case, "ok" if condition else "FAILED: " + detail))
+    if not condition:
+        failures.append(case)
+
+
+def rows(stdout):
+    """{benchmark: verdict} of the table gate.py printed."""
+    table = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[-1] in ("ok", "REGRESSED", "improved"):
+            table[parts[0]] = parts[-1]
+    return table
+
+
+def main():
+    build, work = sys.argv[1], sys.argv[2]
+    os.makedirs(work, exist_ok=True)
+    base = write(os.path.join(work, "base.json"), run_json(GATED, seed=1))
+
+    # Renamed and 30% slower.
+    renamed = dict(GATED)
+    renamed["softmax/iclbench_f32_v2"] = renamed.pop("softmax/iclbench_f32") * 1.3
+    new = write(os.path.join(work, "renamed.json"), run_json(renamed, seed=2))
+    code, out, err = gate("compare", base, new)
+    expect("renamed", code == 1 and "MISSING softmax/iclbench_f32 " in out and
+           "softmax/iclbench_f32_v2" in out and "new (not in the baseline" in out,
+           "exit %d\n%s%s" % (code, out, err))
+    code, out, err = gate("compare", base, new, "--allow-missing")
+    expect("renamed --allow-missing", code == 0 and "softmax/iclbench_f32" in out and
+           "softmax/iclbench_f32_v2" in out and "allowed by --allow-missing" in out, "exit %d\n%s%s" % (code, out, err))
+
+    # Sibling: a benchmark added, none removed.
+    added = dict(GATED, **{"attention/av_mix/onednn_f32": 20e-6})
+    code, out, err = gate("compare", base, write(os.path.join(work, "added.json"), run_json(added, seed=3)))
+    expect("added", code == 0 and "attention/av_mix/onednn_f32" in out and "MISSING" not in out,
+           "exit %d\n%s%s" % (code, out, err))
+
+    # Units: the same times written in us, and a calibration kernel in another unit than the rest.
+    compared = set(GATED) - {"calibration/gemm_f32_256"}
+    for case, units in (("units: all us", {n: "us" for n in GATED}),
+                        ("units: calibration in us", {"calibration/gemm_f32_256": "us"}),
+                        ("units: kernels in s", {n: "s" for n in compared})):
+        path = write(os.path.join(work, case.replace(" ", "_").replace(":", "") + ".json"),
+                     run_json(GATED, seed=4, units=units))
+        code, out, err = gate("compare", base, path)
+        table = rows(out)
+        expect(case, code == 0 and set(table) == compared and set(table.values()) == {"ok"},
+               "exit %d, rows %s\n%s%s" % (code, table, out, err))
+
+    slower = dict(GATED, **{"softmax/iclbench_f32": GATED["softmax/iclbench_f32"] * 1.3})
+    path = write(os.path.join(work, "slow_ms.json"), run_json(slower, seed=5, units={n: "ms" for n in GATED}))
+    code, out, err = gate("compare", base, path)
+    table = rows(out)
+    expect("units+slow", code == 1 and table.get("softmax/iclbench_f32") == "REGRESSED" and
+           sum(v == "REGRESSED" for v in table.values()) == 1, "exit %d, rows %s\n%s" % (code, table, out))
+
+    # Unusable inputs: exit 2, one line.
+    good = run_json(GATED, seed=6)
+    unusable = {}
+
+    def variant(name, change):
+        data = run_json(GATED, seed=6)
+        change(data)
+        unusable[name] = write(os.path.join(work, "bad_" + name + ".json"), data)
+
+    for name, text in (("not_json", b"kernels.json\n"), ("truncated", open(base, "rb").read()[:500]),
+                       ("empty", b""), ("not_utf8", b'{"benchmarks": "\xff"}'), ("list", b"[1, 2]")):
+        unusable[name] = os.path.join(work, "bad_" + name + ".json")
+        with open(unusable[name], "wb") as f:
+            f.write(text)
+    variant("benchmarks_not_list", lambda d: d.update(benchmarks=3))
+    variant("aggregates_only", lambda d: d.update(benchmarks=[b for b in d["benchmarks"]
+                                                               if b["run_type"] == "aggregate"]))
+    variant("error_occurred", lambda d: d["benchmarks"][12].update(error_occurred=True, error_message="oom"))
+    variant("unknown_unit", lambda d: d["benchmarks"][12].update(time_unit="fortnights"))
+    variant("nan_time", lambda d: d["benchmarks"][12].update(cpu_time=float("nan")))
+    variant("negative_time", lambda d: d["benchmarks"][12].update(cpu_time=-1.0))
+    variant("string_time", lambda d: d["benchmarks"][12].update(cpu_time="12"))
+    variant("no_name", lambda d: d["benchmarks"][12].pop("name"))
+    variant("newline_name", lambda d: d["benchmarks"][12].update(name="soft\nmax", error_occurred=True))
+    variant("no_calibration", lambda d: d.update(benchmarks=[b for b in d["benchmarks"]
+                                                              if not b["name"].startswith("calibration/")]))
+    few = run_json(GATED, seed=6, repetitions=3)
+    unusable["three_repetitions"] = write(os.path.join(work, "bad_three_repetitions.json"), few)
+    unusable["directory"] = work
+    unusable["missing"] = os.path.join(work, "does-not-exist.json")
+    fifo = os.path.join(work, "fifo.json")
+    if os.path.exists(fifo):
+        os.unlink(fifo)
+    os.mkfifo(fifo)
+    unusable["fifo"] = fifo
+    good_path = write(os.path.join(work, "good.json"), good)
+    for name, path in unusable.items():
+        for order in ((path, good_path), (good_path, path)):
+            try:
+                code, out, err = gate("compare", *order, timeout=30)
+            except subprocess.TimeoutExpired:
+                expect("unusable " + name, False, "blocked")
+                continue
+            lines = err.strip().splitlines()
+            expect("unusable %s (%s)" % (name, "base" if order[0] == path else "new"),
+                   code == 2 and len(lines) == 1 and lines[0].startswith("gate: ") and "Traceback" not in err,
+                   "exit %d, stderr %r" % (code, err))
+
+    # check: an unusable baseline stops the gate before any benchmark runs.
+    history = os.path.join(work, "history.jsonl")
+    for path in (unusable["truncated"], unusable["no_calibration"]):
+        code, out, err = gate("check", "--build", build, "--baseline", path, "--history", history, timeout=120)
+        expect("check with " + os.path.basename(path),
+               code == 2 and err.startswith("gate: " + path) and len(err.strip().splitlines()) == 1 and
+               not os.path.exists(history), "exit %d, stderr %r" % (code, err))
+
+    if failures:
+        print("FAILED: %d case(s): %s" % (len(failures), ", ".join(failures)))
+        return 1
+    print("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
