@@ -15,60 +15,11 @@
 #include <thread>
 #include <vector>
 
+#include "cli_support.hpp"
+
 namespace {
 
-namespace fs = std::filesystem;
-
-struct Result {
-  int exit_code;
-  std::string out;
-  std::string err;
-  double peak_rss_bytes = 0;  // of the child process (getrusage's ru_maxrss)
-};
-
-std::string read_all(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::path(ICLBENCH_TEST_TMPDIR) / ("cli_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-// Runs iclbench with `args` (no shell: arguments are passed as they are).
-Result run(const std::vector<std::string>& args) {
-  static int counter = 0;
-  const fs::path dir = fs::path(ICLBENCH_TEST_TMPDIR);
-  const fs::path out = dir / ("stdout." + std::to_string(::getpid()) + "." + std::to_string(counter));
-  const fs::path err = dir / ("stderr." + std::to_string(::getpid()) + "." + std::to_string(counter++));
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    std::vector<char*> argv;
-    std::string binary = ICLBENCH_BINARY;
-    argv.push_back(binary.data());
-    std::vector<std::string> copies = args;
-    for (auto& arg : copies) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) _exit(127);
-    ::execv(binary.c_str(), argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  struct rusage usage {};
-  ::wait4(pid, &status, 0, &usage);
-  Result result{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_all(out),
-                read_all(err), static_cast<double>(usage.ru_maxrss) * 1024.0};
-  fs::remove(out);
-  fs::remove(err);
-  return result;
-}
-
-int count_lines(const std::string& text) {
-  return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
-}
+using namespace cli_support;
 
 TEST(Cli, InfoJsonNamesTheMachineAndLibraries) {
   const Result result = run({"info", "--json", "--threads", "1"});

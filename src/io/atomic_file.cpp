@@ -1,5 +1,7 @@
 #include "io/atomic_file.hpp"
 
+#include "io/process.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>  // renameat2, RENAME_NOREPLACE
@@ -44,6 +46,8 @@ void release_temp_file(int slot) {
 }
 
 extern "C" void remove_temp_files_and_reraise(int signal_number) {
+  // A helper (the plot script) gets the interrupt too, when it was sent to iclbench alone.
+  if (const int child = running_child_pid(); child > 0) ::kill(child, signal_number);
   for (auto& slot : g_pending_temp_files) {
     if (const char* path = slot.load()) unlink(path);
   }

@@ -1,0 +1,104 @@
+// End-to-end tests of the failures of issue 15 (no shell, non-regular inputs, user errors as
+// exit 2, strict numbers, the one-line rule, all-or-nothing outputs, owned output directories,
+// validated resume), each class with the case that was found and at least one sibling.
+
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli_support.hpp"
+
+namespace {
+
+using namespace cli_support;
+
+// A bounds sweep small enough for a test (a point in each regime, two N, ten tasks): about a second.
+std::vector<std::string> tiny_bounds(const std::string& out) {
+  return {"--quiet", "--threads", "1", "bounds", "--d-grid", "2", "--n-grid", "8,16", "--eps-grid", "0.2", "--k-grid", "8",
+          "--tasks", "10", "--queries", "8", "--models", "gd-ls", "--heads", "avg", "--bootstrap",
+          "50", "--out", out};
+}
+
+// A Python package directory whose `matplotlib` runs `body` when imported.
+fs::path fake_matplotlib(const std::string& name, const std::string& body) {
+  const fs::path dir = fresh_dir(name) / "site";
+  fs::create_directories(dir / "matplotlib");
+  std::ofstream(dir / "matplotlib" / "__init__.py") << body;
+  return dir;
+}
+
+void expect_bad(const std::vector<std::string>& args, const std::string& expected, const RunOptions& options = {}) {
+  std::string joined;
+  for (const auto& arg : args) joined += arg + " ";
+  const Result result = run(args, options);
+  EXPECT_EQ(result.exit_code, 2) << joined << "\n" << result.err;
+  EXPECT_EQ(count_lines(result.err), 1) << joined << "\n" << result.err;
+  EXPECT_NE(result.err.find(expected), std::string::npos) << joined << "\n" << result.err;
+}
+
+// --- 1. No shell ever sees user input -----------------------------------------------------
+
+// The directory reaches the plot script as one argument: quotes, $(...) and backquotes in it
+// run nothing (std::system ran "touch PWNED" for the first one).
+TEST(CliNoShell, OutputPathWithShellSyntaxRunsNothing) {
+  const fs::path dir = fresh_dir("noshell");
+  for (const std::string name : {"x'; touch PWNED; echo '", "$(touch PWNED2)`touch PWNED3`\"; touch PWNED4"}) {
+    const Result result = run(tiny_bounds((dir / name).string()), {{}, dir});
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    EXPECT_TRUE(fs::exists(dir / name / "err_vs_n.png")) << result.err;
+  }
+  for (const char* marker : {"PWNED", "PWNED2", "PWNED3", "PWNED4"}) {
+    EXPECT_FALSE(fs::exists(dir / marker)) << marker;
+    EXPECT_FALSE(fs::exists(marker)) << marker;
+  }
+}
+
+// Without matplotlib: exit 0, every other output, one warning line and no traceback.
+TEST(CliNoShell, MissingMatplotlibIsOneWarningLine) {
+  const fs::path site = fake_matplotlib("nomatplotlib", "raise ImportError('No module named matplotlib')\n");
+  const fs::path out = fresh_dir("nomatplotlib_run") / "run";
+  const Result result = run(tiny_bounds(out.string()), {{{"PYTHONPATH", site.string()}}, {}});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(count_lines(result.err), 1) << result.err;
+  EXPECT_NE(result.err.find("warning: plots were not drawn"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("matplotlib"), std::string::npos) << result.err;
+  EXPECT_TRUE(fs::exists(out / "report.md"));
+  EXPECT_FALSE(fs::exists(out / "err_vs_n.png"));
+}
+
+// Ctrl-C in a terminal reaches the plot script too: the script ending by SIGINT ends iclbench by
+// SIGINT (a shell's 130), not with exit 0.
+TEST(CliNoShell, InterruptedPlotScriptEndsTheRunBySigint) {
+  const fs::path site = fake_matplotlib("sigint_child", "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n");
+  const fs::path out = fresh_dir("sigint_child_run") / "run";
+  const Result result = run(tiny_bounds(out.string()), {{{"PYTHONPATH", site.string()}}, {}});
+  EXPECT_EQ(result.exit_code, 128 + SIGINT) << result.err;
+}
+
+// SIGINT sent to iclbench alone (kill -INT) is passed on to the plot script, which would
+// otherwise go on running after iclbench has gone.
+TEST(CliNoShell, InterruptOfIclbenchReachesThePlotScript) {
+  const fs::path dir = fresh_dir("sigint_parent");
+  const fs::path marker = dir / "still-running";
+  const fs::path site = fake_matplotlib(
+      "sigint_parent_site", "import os, signal, time\nos.kill(os.getppid(), signal.SIGINT)\ntime.sleep(2)\nopen('" +
+                                marker.string() + "', 'w').close()\n");
+  const Result result = run(tiny_bounds((dir / "run").string()), {{{"PYTHONPATH", site.string()}}, {}});
+  EXPECT_EQ(result.exit_code, 128 + SIGINT) << result.err;
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_FALSE(fs::exists(marker)) << "the plot script outlived an interrupted iclbench";
+}
+
+}  // namespace
