@@ -101,4 +101,32 @@ TEST(CliNoShell, InterruptOfIclbenchReachesThePlotScript) {
   EXPECT_FALSE(fs::exists(marker)) << "the plot script outlived an interrupted iclbench";
 }
 
+// --- 6. Non-regular inputs are refused, not waited on ------------------------------------
+
+TEST(CliInputs, FifoAndDirectoryInputsAreRefused) {
+  const fs::path dir = fresh_dir("fifo");
+  const fs::path fifo = dir / "fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string out = (dir / "out").string();
+  expect_bad({"eval", "--data", fifo.string(), "--out", out + ".json"}, fifo.string() + ": not a regular file");
+  expect_bad({"model", "--info", fifo.string()}, fifo.string() + ": not a regular file");
+  // Siblings: the other inputs, a FIFO or a directory.
+  expect_bad({"speed", "--model", fifo.string()}, fifo.string() + ": not a regular file");
+  expect_bad({"bounds", "--config", fifo.string(), "--out", out}, fifo.string() + ": not a regular file");
+  expect_bad({"eval", "--data", dir.string(), "--out", out + ".json"}, dir.string() + ": not a regular file");
+  expect_bad({"bounds", "--config", "/dev/zero", "--out", out}, "/dev/zero: not a regular file");
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(out + ".json"));
+}
+
+// --- 9. One line, decided before printing --------------------------------------------------
+
+TEST(CliOneLine, ControlCharactersInInputAreEscaped) {
+  const fs::path dir = fresh_dir("one_line");
+  expect_bad({"gen", "--family", "gauss\nian", "--out", (dir / "x").string()}, "gauss\\nian");
+  // Siblings: an escape sequence and a carriage return in a path.
+  expect_bad({"model", "--info", (dir / "a\x1b[31mred").string()}, "a\\x1b[31mred");
+  expect_bad({"eval", "--data", (dir / "cr\rhidden").string(), "--out", (dir / "r.json").string()}, "cr\\rhidden");
+}
+
 }  // namespace

@@ -133,7 +133,7 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"bounds", "--eps-grid", "0.7", "--out", out}, "--eps-grid entries must be in (0, 0.5), got 0.7"},
       {{"bounds", "--d-grid", "1", "--out", out}, "--d-grid entries must be in [2, 4096], got 1"},
       {{"bounds", "--heads", "logit", "--out", out}, "unknown head 'logit'"},
-      {{"bounds", "--config", (dir / "missing.json").string(), "--out", out}, "cannot read --config"},
+      {{"bounds", "--config", (dir / "missing.json").string(), "--out", out}, "cannot open " + (dir / "missing.json").string()},
       {{"bounds", "--config", bad_config, "--out", out}, bad_config + ": d_grid entries must be in [2, 4096], got 1"},
       {{"gen", "--family", "gmm", "--margin", "0.1", "--out", out}, "--margin does not apply to family gmm"},
       {{"eval", "--generate", "--d 0 --tasks 2", "--out", out}, "--generate: --d must be in [1,"},

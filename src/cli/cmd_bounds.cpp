@@ -2,11 +2,11 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 
 #include "bounds/bounds.hpp"
 #include "cli/commands.hpp"
+#include "io/input_file.hpp"
 #include "runtime/memory.hpp"
 #include "runtime/progress.hpp"
 #include "runtime/threading.hpp"
@@ -32,11 +32,10 @@ struct BoundsOptions {
 };
 
 bounds::BoundsConfig read_config_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw UsageError("cannot read --config " + path);
+  const std::string text = io::read_text_file(path);  // a directory or FIFO: one line naming it
   nlohmann::json json;
   try {
-    json = nlohmann::json::parse(in);
+    json = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& error) {
     throw UsageError(path + ": not valid JSON: " + error.what());
   }

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,12 +17,16 @@
 #include "io/safetensors.hpp"
 #include "runtime/threading.hpp"
 #include "util/errors.hpp"
+#include "util/text.hpp"
 
 namespace {
 
+// The one line of a failure. Messages echo user input (flag values, paths, names read from
+// files), so control characters are escaped: a newline in a value cannot make a second line.
 int fail(const std::string& command, const std::string& message, int code) {
-  std::fprintf(stderr, "iclbench%s%s: error: %s\n", command.empty() ? "" : " ", command.c_str(),
-               message.c_str());
+  std::fprintf(stderr, "iclbench%s%s: error: %s\n", command.empty() ? "" : " ",
+               iclbench::util::escape_control(command).c_str(),
+               iclbench::util::escape_control(message).c_str());
   return code;
 }
 
@@ -104,6 +109,12 @@ int main(int argc, char** argv) {
     return fail(command_name, error.what() + std::string(can_force ? " (pass --force to replace it)" : ""), 2);
   } catch (const io::IoError& error) {
     return fail(command_name, error.what(), 2);
+  } catch (const std::filesystem::filesystem_error& error) {
+    // A path in the user's file system that cannot be used (a file where a directory is
+    // needed, a read-only file system, no permission): the user's to fix, so exit 2.
+    std::string paths = error.path1().string();
+    if (!error.path2().empty()) paths += ", " + error.path2().string();
+    return fail(command_name, paths + ": " + error.code().message(), 2);
   } catch (const std::bad_alloc&) {
     return fail(command_name, "out of memory", 2);
   } catch (const std::exception& error) {
