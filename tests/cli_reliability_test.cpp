@@ -119,6 +119,23 @@ TEST(CliInputs, FifoAndDirectoryInputsAreRefused) {
   EXPECT_FALSE(fs::exists(out + ".json"));
 }
 
+// --- 5. User errors are exit 2 with one line naming the path -----------------------------
+
+TEST(CliUserErrors, UnusableOutputDirectoriesAreExitTwoNamingThePath) {
+  const fs::path dir = fresh_dir("user_errors");
+  const fs::path file = dir / "a-file";
+  std::ofstream(file) << "mine";
+  expect_bad(tiny_bounds(file.string()), file.string() + ": not a directory");
+  expect_bad(tiny_bounds("/dev/null"), "/dev/null: not a directory");
+  expect_bad({"bounds", "--config", dir.string(), "--out", (dir / "run").string()},
+             dir.string() + ": not a regular file");
+  // Siblings: a directory that cannot be made (sysfs refuses mkdir, even to root) and a path
+  // under a file.
+  expect_bad(tiny_bounds("/sys/iclbench-test-run"), "/sys/iclbench-test-run");
+  expect_bad(tiny_bounds((file / "run").string()), (file / "run").string());
+  EXPECT_EQ(read_all(file), "mine");
+}
+
 // --- 9. One line, decided before printing --------------------------------------------------
 
 TEST(CliOneLine, ControlCharactersInInputAreEscaped) {
@@ -127,6 +144,85 @@ TEST(CliOneLine, ControlCharactersInInputAreEscaped) {
   // Siblings: an escape sequence and a carriage return in a path.
   expect_bad({"model", "--info", (dir / "a\x1b[31mred").string()}, "a\\x1b[31mred");
   expect_bad({"eval", "--data", (dir / "cr\rhidden").string(), "--out", (dir / "r.json").string()}, "cr\\rhidden");
+}
+
+// --- 4. The output directory is owned by the run -----------------------------------------
+
+TEST(CliOutputDirectory, UsersFilesEmptyPathsAndConcurrentRunsAreRefused) {
+  const fs::path dir = fresh_dir("owned");
+  // A directory of the user's own files is not a run: nothing in it is replaced.
+  const fs::path mine = dir / "mine";
+  fs::create_directories(mine);
+  std::ofstream(mine / "report.md") << "my notes";
+  std::vector<std::string> args = tiny_bounds(mine.string());
+  args.push_back("--no-plots");
+  expect_bad(args, mine.string() + " is not empty and holds no bounds run");
+  EXPECT_EQ(read_all(mine / "report.md"), "my notes");
+  EXPECT_EQ(std::distance(fs::directory_iterator(mine), fs::directory_iterator()), 1);
+  // Empty paths, for a directory and (siblings) for files.
+  expect_bad(tiny_bounds(""), "output directory path is empty");
+  expect_bad({"gen", "--tasks", "2", "--out", ""}, "output path is empty");
+  expect_bad({"eval", "--d", "4", "--tasks", "2", "--out", ""}, "output path is empty");
+  // A run holding the directory: a second one is refused at once (the lock is the directory's
+  // flock, taken here as a running iclbench would).
+  const fs::path run_dir = dir / "run";
+  args = tiny_bounds(run_dir.string());
+  args.push_back("--no-plots");
+  ASSERT_EQ(run(args).exit_code, 0);
+  const int fd = ::open(run_dir.c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  expect_bad(args, run_dir.string() + " is in use by another iclbench run");
+  ::close(fd);
+  // Released: the same configuration resumes.
+  const Result resumed = run(args);
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.err;
+}
+
+// --- 3. Resume checks what it reads ------------------------------------------------------
+
+// Every damaged point file is computed again with one notice line, and the run ends with the same
+// bytes as the undamaged one.
+TEST(CliResume, DamagedPointFilesAreRecomputed) {
+  const fs::path dir = fresh_dir("resume") / "run";
+  std::vector<std::string> args = tiny_bounds(dir.string());
+  args.push_back("--no-plots");
+  ASSERT_EQ(run(args).exit_code, 0);
+  const std::string points_csv = read_all(dir / "points.csv"), fits = read_all(dir / "fits.json");
+  const fs::path a = dir / "points" / "A-d2.json", b = dir / "points" / "B-d2-k8.json";
+  const nlohmann::json good_a = nlohmann::json::parse(read_all(a)), good_b = nlohmann::json::parse(read_all(b));
+
+  using Damage = void (*)(nlohmann::json&);
+  const std::vector<std::pair<const char*, Damage>> damages = {
+      {"empty err and dis", [](nlohmann::json& p) { p["curves"][0]["err"] = nlohmann::json::array(); p["curves"][0]["dis"] = nlohmann::json::array(); }},
+      {"shortened n", [](nlohmann::json& p) { p["n"].erase(p["n"].size() - 1); }},
+      {"empty curves", [](nlohmann::json& p) { p["curves"] = nlohmann::json::array(); }},
+      // Siblings: another point's file, a rate outside [0, 1], one task fewer, a renamed head,
+      // a value of the wrong type, a file that is not JSON.
+      {"another point", [](nlohmann::json& p) { p["d"] = 3; }},
+      {"rate 1.5", [](nlohmann::json& p) { p["curves"][1]["err"][0][0] = 1.5; }},
+      {"a task fewer", [](nlohmann::json& p) { p["curves"][0]["dis"][1].erase(0); }},
+      {"renamed head", [](nlohmann::json& p) { p["curves"][1]["learner"] = "ls"; }},
+      {"string rate", [](nlohmann::json& p) { p["curves"][0]["err"][0][0] = "0.1"; }},
+  };
+  for (const auto& [what, damage] : damages) {
+    nlohmann::json damaged = good_a;
+    damage(damaged);
+    std::ofstream(a) << damaged.dump();
+    const Result result = run(args);
+    EXPECT_EQ(result.exit_code, 0) << what << "\n" << result.err;
+    EXPECT_EQ(count_lines(result.err), 1) << what << "\n" << result.err;
+    EXPECT_NE(result.err.find("notice: recomputing " + a.string()), std::string::npos) << what << "\n" << result.err;
+    EXPECT_EQ(nlohmann::json::parse(read_all(a)), good_a) << what;
+    EXPECT_EQ(read_all(dir / "points.csv"), points_csv) << what;
+    EXPECT_EQ(read_all(dir / "fits.json"), fits) << what;
+  }
+  std::ofstream(b) << "{\"format\": \"iclbench-bounds-point\", trunc";
+  const Result result = run(args);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.err.find("notice: recomputing " + b.string()), std::string::npos) << result.err;
+  EXPECT_EQ(nlohmann::json::parse(read_all(b)), good_b);
+  EXPECT_EQ(read_all(dir / "points.csv"), points_csv);
 }
 
 }  // namespace

@@ -116,8 +116,11 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
 
   auto run = [o, &globals, app] {
     const bounds::BoundsConfig config = sweep_config(*o, *app, globals);
+    // Every refusal comes before the memory line is printed, and none leaves a directory behind.
+    bounds::check_run_directory(config, o->out);
     runtime::check_memory(bounds::estimate_memory_bytes(config, runtime::active_threads()), "bounds",
                           "lower the tasks, queries, the largest n or --threads", globals.memory_budget());
+    const auto directory_lock = bounds::claim_directory(config, o->out);
     const auto points = bounds::sweep_points(config);
     runtime::Progress progress("bounds", "points", static_cast<std::int64_t>(points.size()), !globals.quiet);
     const auto start = std::chrono::steady_clock::now();
