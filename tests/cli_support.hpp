@@ -1,6 +1,7 @@
 #pragma once
 // Running the `iclbench` binary from end-to-end tests: exit code, stdout, stderr, peak memory.
 
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,6 +30,7 @@ struct Result {
 struct RunOptions {
   std::vector<std::pair<std::string, std::string>> environment;  // set in the child only
   fs::path working_directory;                                     // empty: the test's
+  long file_size_limit = 0;  // RLIMIT_FSIZE in bytes (writes past it fail with EFBIG); 0: none
 };
 
 inline std::string read_all(const fs::path& path) {
@@ -60,6 +62,12 @@ inline Result run(const std::vector<std::string>& args, const RunOptions& option
     if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) _exit(127);
     for (const auto& [name, value] : options.environment) ::setenv(name.c_str(), value.c_str(), 1);
     if (!options.working_directory.empty() && ::chdir(options.working_directory.c_str()) != 0) _exit(127);
+    if (options.file_size_limit > 0) {
+      // A full disk, as far as the writer can tell: write() fails with EFBIG (SIGXFSZ ignored).
+      ::signal(SIGXFSZ, SIG_IGN);
+      const struct rlimit limit {static_cast<rlim_t>(options.file_size_limit), static_cast<rlim_t>(options.file_size_limit)};
+      ::setrlimit(RLIMIT_FSIZE, &limit);
+    }
     ::execv(binary.c_str(), argv.data());
     _exit(127);
   }

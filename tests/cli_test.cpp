@@ -118,7 +118,8 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"eval", "--d", "4", "--tasks", "2", "--bootstrap", "49", "--out", out}, "--bootstrap must be in [50, 10^5] resamples, got 49"},
       {{"bounds", "--bootstrap", "100001", "--out", out}, "--bootstrap must be in [50, 10^5] resamples, got 100001"},
       {{"eval", "--d", "4", "--tasks", "2", "--context", "random:0", "--out", out}, "--context random:0: K must be a positive integer"},
-      {{"eval", "--d", "64", "--n", "1000000", "--tasks", "100000", "--out", out}, "TB of memory, but"},
+      // The task set is checked against TMPDIR's free space first, before the memory line.
+      {{"eval", "--d", "64", "--n", "1000000", "--tasks", "100000", "--out", out}, "the data set needs 26 TB but"},
       // Softmax attention over 8e7 context tokens: the score tiles alone need ~160 GB.
       {{"eval", "--d", "8", "--n", "80000000", "--tasks", "1", "--queries", "1", "--model", "kernel:beta=1",
         "--heads", "", "--out", out}, "GB of memory, but"},

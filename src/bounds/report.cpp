@@ -288,12 +288,14 @@ void draw_plots(const fs::path& dir) {
 
 std::string write_report(const BoundsConfig& config, const std::vector<PointResult>& points,
                          const Analysis& analysis, const fs::path& dir, bool make_plots) {
-  io::write_file_atomically(dir / "points.csv", points_csv(config, points, analysis),
-                            io::Overwrite::kAllow);
-  io::write_file_atomically(dir / "fits.json", fits_json(config, analysis).dump(2) + "\n",
-                            io::Overwrite::kAllow);
-  io::write_file_atomically(dir / "report.md", report_markdown(config, analysis),
-                            io::Overwrite::kAllow);
+  // All or nothing: the three files of one analysis appear together (a rerun replaces them).
+  io::AtomicFile points_file(dir / "points.csv", io::Overwrite::kAllow);
+  points_file.write_at(0, points_csv(config, points, analysis));
+  io::AtomicFile fits_file(dir / "fits.json", io::Overwrite::kAllow);
+  fits_file.write_at(0, fits_json(config, analysis).dump(2) + "\n");
+  io::AtomicFile report_file(dir / "report.md", io::Overwrite::kAllow);
+  report_file.write_at(0, report_markdown(config, analysis));
+  io::commit_together({&points_file, &fits_file, &report_file});
   if (make_plots) draw_plots(dir);
   return verdicts_markdown(config, analysis);
 }

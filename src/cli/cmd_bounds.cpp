@@ -7,6 +7,7 @@
 #include "bounds/bounds.hpp"
 #include "cli/commands.hpp"
 #include "io/input_file.hpp"
+#include "io/strict_json.hpp"
 #include "runtime/memory.hpp"
 #include "runtime/progress.hpp"
 #include "runtime/threading.hpp"
@@ -35,9 +36,9 @@ bounds::BoundsConfig read_config_file(const std::string& path) {
   const std::string text = io::read_text_file(path);  // a directory or FIFO: one line naming it
   nlohmann::json json;
   try {
-    json = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& error) {
-    throw UsageError(path + ": not valid JSON: " + error.what());
+    json = io::parse_json_strict(text);  // a repeated key is refused, not "last one wins"
+  } catch (const std::invalid_argument& error) {
+    throw UsageError(path + ": " + error.what());
   }
   try {
     return bounds::BoundsConfig::from_json(json);
@@ -127,7 +128,7 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
     const std::string verdicts = bounds::run_bounds(config, o->out, progress.callback(), !o->no_plots);
     progress.finish();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("%s\nwrote %s/{points.csv,fits.json,report.md%s} in %.1f s\n", verdicts.c_str(), o->out.c_str(),
+    std::fprintf(output(), "%s\nwrote %s/{points.csv,fits.json,report.md%s} in %.1f s\n", verdicts.c_str(), o->out.c_str(),
                 o->no_plots ? "" : ",*.png", seconds);
   };
   return {app, run};

@@ -164,20 +164,20 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
           {"kernels", engine.implementations(tokens_per_prompt, context)},
           {"system", info.to_json()},
       };
-      std::printf("%s\n", result.dump(2).c_str());
+      std::fprintf(output(), "%s\n", result.dump(2).c_str());
       return;
     }
-    std::printf("model    %s  (%s, %d thread%s, oneDNN %s)\n",
+    std::fprintf(output(), "model    %s  (%s, %d thread%s, oneDNN %s)\n",
                 built.config.name.empty() ? o.model.c_str() : built.config.name.c_str(),
                 o.reference ? "Eigen reference, f64" : (o.bf16 ? "bf16" : "f32"), info.tbb_threads, info.tbb_threads == 1 ? "" : "s",
                 info.onednn_isa.c_str());
-    std::printf("prompts  %lld x %lld tokens (%lld context), %.3g GFLOP per prompt\n",
+    std::fprintf(output(), "prompts  %lld x %lld tokens (%lld context), %.3g GFLOP per prompt\n",
                 static_cast<long long>(o.batch), static_cast<long long>(tokens_per_prompt),
                 static_cast<long long>(context), flops / static_cast<double>(o.batch) / 1e9);
-    std::printf("median   %.4f s per forward (%d runs: min %.4f, max %.4f)\n", best, o.repeats,
+    std::fprintf(output(), "median   %.4f s per forward (%d runs: min %.4f, max %.4f)\n", best, o.repeats,
                 *std::min_element(seconds.begin(), seconds.end()),
                 *std::max_element(seconds.begin(), seconds.end()));
-    std::printf("         %.1f prompts/s, %.0f tokens/s, %.1f GFLOP/s\n", prompts_per_second,
+    std::fprintf(output(), "         %.1f prompts/s, %.0f tokens/s, %.1f GFLOP/s\n", prompts_per_second,
                 tokens_per_second, gflops);
   };
   return {app, run};

@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
   app.add_flag("--quiet", globals.quiet, "no progress on stderr");
   app.add_option("--max-memory", globals.max_memory_gb,
                  "refuse runs whose estimated memory exceeds this many GB (default: what is available)")
-      ->check(CLI::PositiveNumber);
+      ->check(cli::positive_finite_number());
 
   std::vector<cli::Command> commands = {
       cli::add_info_command(app, globals),
@@ -62,6 +62,8 @@ int main(int argc, char** argv) {
       cli::add_eval_command(app, globals),
       cli::add_bounds_command(app, globals),
   };
+
+  cli::make_integers_strict(app);
 
   std::string command_name;
   try {
@@ -83,9 +85,14 @@ int main(int argc, char** argv) {
     return fail(command_name, std::string(error.what()) + " (see --help)", 2);
   }
 
+  cli::claim_stdout();
   const cli::Command* running = nullptr;
   try {
     const runtime::ThreadLimit thread_limit(globals.threads);
+    if (thread_limit.capped() && !globals.quiet) {
+      std::fprintf(stderr, "iclbench: note: --threads %d capped to %d, the logical CPUs this process may use\n",
+                   thread_limit.requested(), thread_limit.threads());
+    }
     for (const cli::Command& command : commands) {
       if (command.app->parsed()) {
         command_name = command.app->get_name();

@@ -218,6 +218,15 @@ void SafetensorsReader::parse() {
   }
   if (shape_error) throw error_at(kHeaderLengthBytes, *shape_error);
   if (!root.is_object()) throw error_at(kHeaderLengthBytes, "header is not a JSON object");
+  // The format pads the header JSON with spaces (0x20) only. nlohmann's parser stops at a NUL
+  // byte as at the end of its input, so "{...}\0garbage" would otherwise pass.
+  if (const std::size_t nul = header.find('\0'); nul != std::string_view::npos) {
+    throw error_at(kHeaderLengthBytes + nul, "header holds a NUL byte (its JSON may only be padded with spaces)");
+  }
+  if (const std::size_t last = header.find_last_not_of(' '); header[last] != '}') {
+    throw error_at(kHeaderLengthBytes + last,
+                   "header JSON must end with '}' and be padded with spaces only");
+  }
 
   for (const auto& [key, value] : root.items()) {
     if (key == "__metadata__") {
