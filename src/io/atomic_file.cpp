@@ -1,7 +1,5 @@
 #include "io/atomic_file.hpp"
 
-#include "io/process.hpp"
-
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>  // renameat2, RENAME_NOREPLACE
@@ -10,15 +8,17 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
-#include <charconv>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <mutex>
-#include <utility>
 #include <optional>
 #include <string_view>
+#include <utility>
+
+#include "io/process.hpp"
 
 namespace iclbench::io {
 namespace {
