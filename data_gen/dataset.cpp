@@ -78,6 +78,7 @@ std::map<std::string, std::string> dataset_metadata(const TaskSpec& spec) {
 }
 
 namespace {
+void check_free_space(const TaskSpec& spec, const std::filesystem::path& dir, const std::string& where);
 std::string no_space_message(std::uint64_t needed, std::uint64_t available,
                              const std::filesystem::path& directory, std::string_view remedy) {
   return "the data set needs " + util::human_bytes(static_cast<double>(needed)) + " but " +
@@ -101,13 +102,7 @@ void write_dataset(const TaskSpec& spec, const std::filesystem::path& path,
   validate(spec);
   {
     const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
-    struct statvfs fs {};
-    if (::statvfs(dir.c_str(), &fs) == 0) {  // a missing directory is reported by the writer
-      const std::uint64_t available = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
-      if (spec.dataset_bytes() > available) {
-        throw NoSpaceError(spec.dataset_bytes(), available, dir);
-      }
-    }
+    check_free_space(spec, dir, options.directory_label.empty() ? dir.string() : options.directory_label);
   }
   const TaskExtents per_task(spec);
   const auto n_tasks = spec.n_tasks;
@@ -152,6 +147,13 @@ void write_dataset(const TaskSpec& spec, const std::filesystem::path& path,
                                          slice(y_query_noisy, per_task.y_query_noisy)});
                         }
                       });
+    // The reader refuses non-finite inputs; so does the writer, before the chunk is written (the
+    // uncommitted file is then removed). validate() keeps this from happening; this is the net.
+    for (const std::vector<float>* inputs : {&x, &x_query}) {
+      if (!std::all_of(inputs->begin(), inputs->end(), [](float v) { return std::isfinite(v); })) {
+        throw SpecError("scale", "gives non-finite f32 inputs (tasks from " + std::to_string(first) + ")");
+      }
+    }
     auto write = [&](const char* name, const std::vector<float>& buffer, std::size_t extent) {
       if (extent == 0) return;
       writer.write_f32(name, static_cast<std::uint64_t>(first) * extent,
@@ -168,15 +170,57 @@ void write_dataset(const TaskSpec& spec, const std::filesystem::path& path,
   writer.commit();
 }
 
+std::filesystem::path unnamed_directory() {
+  const char* tmp = std::getenv("TMPDIR");
+  return tmp && *tmp ? tmp : "/tmp";
+}
+
+std::string unnamed_directory_label() {
+  const char* tmp = std::getenv("TMPDIR");
+  return tmp && *tmp ? "TMPDIR=" + std::string(tmp) : "/tmp (TMPDIR is unset)";
+}
+
+namespace {
+
+// Space on the file system of `dir` for `spec`'s file, named `where` in the error.
+void check_free_space(const TaskSpec& spec, const std::filesystem::path& dir, const std::string& where) {
+  struct statvfs fs {};
+  if (::statvfs(dir.c_str(), &fs) == 0) {  // a missing directory is reported by the writer
+    const std::uint64_t available = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+    if (spec.dataset_bytes() > available) throw NoSpaceError(spec.dataset_bytes(), available, where);
+  }
+}
+
+// An IoError about the generation directory, saying that it is TMPDIR's.
+io::IoError about_tmpdir(const io::IoError& error) {
+  return io::IoError(std::string(error.what()) + " (" + unnamed_directory_label() +
+                     ": where the task set is generated; set TMPDIR to a writable directory)");
+}
+
+}  // namespace
+
+void check_can_generate_unnamed(const TaskSpec& spec) {
+  check_free_space(spec, unnamed_directory(), unnamed_directory_label());
+  try {
+    io::check_can_write(unnamed_directory() / "iclbench-probe.safetensors", io::Overwrite::kRefuse);
+  } catch (const io::IoError& error) {
+    throw about_tmpdir(error);
+  }
+}
+
 Dataset Dataset::generate_unnamed(const TaskSpec& spec, const WriteOptions& options) {
   static std::atomic<std::uint64_t> counter{0};  // unique within the process
-  const char* tmp = std::getenv("TMPDIR");
   const std::filesystem::path path =
-      std::filesystem::path(tmp && *tmp ? tmp : "/tmp") /
+      unnamed_directory() /
       ("iclbench-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".safetensors");
   WriteOptions unique = options;
   unique.overwrite = io::Overwrite::kRefuse;
-  write_dataset(spec, path, unique);
+  unique.directory_label = unnamed_directory_label();
+  try {
+    write_dataset(spec, path, unique);
+  } catch (const io::IoError& error) {
+    throw about_tmpdir(error);
+  }
   Dataset dataset = open(path);
   std::filesystem::remove(path);
   return dataset;

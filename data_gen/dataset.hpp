@@ -27,6 +27,8 @@ struct WriteOptions {
   util::ProgressCallback progress;
   // Tasks are generated in chunks of about this many bytes, in parallel within a chunk.
   std::uint64_t chunk_bytes = 64u << 20;
+  // How errors name the file's directory, if not by its path ("TMPDIR=/scratch").
+  std::string directory_label;
 };
 
 // The file system of a data set's file has too little free space for it. A bad size rather than an
@@ -51,6 +53,15 @@ std::string spec_to_json(const TaskSpec& spec);
 // refuses a data set larger than the free space of the target file system (NoSpaceError).
 void write_dataset(const TaskSpec& spec, const std::filesystem::path& path,
                    const WriteOptions& options = {});
+
+// Where Dataset::generate_unnamed() writes: $TMPDIR, else /tmp; and how messages name it
+// ("TMPDIR=/scratch", "/tmp (TMPDIR is unset)").
+std::filesystem::path unnamed_directory();
+std::string unnamed_directory_label();
+// Throws now what generate_unnamed(spec) would throw for lack of space (NoSpaceError) or an
+// unwritable directory (io::IoError), both naming TMPDIR: lets a command refuse before it prints
+// anything or starts work.
+void check_can_generate_unnamed(const TaskSpec& spec);
 
 // A validated, memory-mapped task set.
 class Dataset {

@@ -353,8 +353,11 @@ void validate(const TaskSpec& spec) {
   require<SpecError>(std::isfinite(spec.kappa) && spec.kappa >= 1.0, "kappa",
                      "must be a finite number >= 1, got " + format_number(spec.kappa));
   require<SpecError>(std::isfinite(spec.bias), "bias", "must be finite, got " + format_number(spec.bias));
-  require<SpecError>(std::isfinite(spec.scale) && spec.scale > 0.0, "scale",
-                     "must be a finite number > 0, got " + format_number(spec.scale));
+  // Inputs are stored as f32 and must be finite and not flushed to zero: |x| <= scale * 9.5
+  // (the polar method's normals from 32-bit uniforms have r^2 >= 2^-63, so |z| < sqrt(2 ln 2^63) = 9.4) plus
+  // |mu| = scale for gmm, far inside [1.2e-38, 3.4e38] for any scale in [1e-30, 1e30].
+  require<SpecError>(std::isfinite(spec.scale) && spec.scale >= 1e-30 && spec.scale <= 1e30, "scale",
+                     "must be in [1e-30, 1e30], got " + format_number(spec.scale));
   if (spec.family != Family::kSkewed) {
     require<SpecError>(spec.kappa == 1.0, "kappa", "applies only to family skewed");
   }

@@ -2,6 +2,10 @@
 """Plots of an `iclbench bounds` run: reads DIR/points.csv and DIR/fits.json, writes PNGs in DIR.
 
 usage: plot_bounds.py DIR      (Debian's python3-matplotlib; no project code)
+
+Every PNG is drawn into a hidden temporary file of iclbench's naming (.NAME.tmp.PID.py) and the
+set is renamed into place only once all are drawn: an interrupted run leaves the earlier PNGs
+or none, never a truncated one. Without matplotlib it says so in one line and exits with 3.
 """
 import csv
 import json
@@ -9,10 +13,17 @@ import math
 import os
 import sys
 
-import matplotlib
+NO_MATPLOTLIB = 3  # known to src/bounds/report.cpp
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+try:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: E402
+except ImportError as error:
+    sys.stderr.write("bounds: warning: plots were not drawn: %s has no matplotlib (%s; Debian: "
+                     "apt-get install python3-matplotlib)\n" % (sys.executable, error))
+    sys.exit(NO_MATPLOTLIB)
 
 
 def is_averaging(learner):
@@ -21,6 +32,26 @@ def is_averaging(learner):
 
 def main():
     out = sys.argv[1]
+    staged = []  # (temporary path, final path)
+
+    def save(fig, name):
+        final = os.path.join(out, name)
+        temp = os.path.join(out, ".%s.tmp.%d.py" % (name, os.getpid()))
+        staged.append((temp, final))
+        fig.savefig(temp, dpi=110, format="png")
+        plt.close(fig)
+
+    try:
+        draw(out, save)
+        for temp, final in staged:
+            os.replace(temp, final)
+    finally:
+        for temp, _ in staged:
+            if os.path.exists(temp):
+                os.remove(temp)
+
+
+def draw(out, save):
     rows = list(csv.DictReader(open(os.path.join(out, "points.csv"))))
     fits = json.load(open(os.path.join(out, "fits.json")))
     config = json.load(open(os.path.join(out, "config.json")))
@@ -53,7 +84,7 @@ def main():
     fig.suptitle("Regime A: error vs N, 95%% bootstrap intervals (dotted: averaging closed form, "
                  "chi2 quantile)", fontsize=8)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "err_vs_n.png"), dpi=110)
+    save(fig, "err_vs_n.png")
 
     # n* vs d and vs 1/tan(pi eps) (the fits' link), with intervals; on the eps plot the fitted
     # slope and the learner's theory slope drawn through the data's centre.
@@ -96,7 +127,7 @@ def main():
             ax.set_ylabel("n*")
             ax.legend(fontsize=6)
         fig.tight_layout()
-        fig.savefig(os.path.join(out, name), dpi=110)
+        save(fig, name)
 
     # Regime B: err vs N per k (transformers and heads), first d of the grid and the largest.
     if config["k_grid"]:
@@ -115,7 +146,7 @@ def main():
             ax.set_ylabel("err (%s)" % q_label, fontsize=7)
             ax.legend(fontsize=5)
         fig.tight_layout()
-        fig.savefig(os.path.join(out, "regime_b.png"), dpi=110)
+        save(fig, "regime_b.png")
 
 
 if __name__ == "__main__":

@@ -16,60 +16,11 @@
 #include <thread>
 #include <vector>
 
+#include "cli_support.hpp"
+
 namespace {
 
-namespace fs = std::filesystem;
-
-struct Result {
-  int exit_code;
-  std::string out;
-  std::string err;
-  double peak_rss_bytes = 0;  // of the child process (getrusage's ru_maxrss)
-};
-
-std::string read_all(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::path(ICLBENCH_TEST_TMPDIR) / ("cli_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-// Runs iclbench with `args` (no shell: arguments are passed as they are).
-Result run(const std::vector<std::string>& args) {
-  static int counter = 0;
-  const fs::path dir = fs::path(ICLBENCH_TEST_TMPDIR);
-  const fs::path out = dir / ("stdout." + std::to_string(::getpid()) + "." + std::to_string(counter));
-  const fs::path err = dir / ("stderr." + std::to_string(::getpid()) + "." + std::to_string(counter++));
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    std::vector<char*> argv;
-    std::string binary = ICLBENCH_BINARY;
-    argv.push_back(binary.data());
-    std::vector<std::string> copies = args;
-    for (auto& arg : copies) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) _exit(127);
-    ::execv(binary.c_str(), argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  struct rusage usage {};
-  ::wait4(pid, &status, 0, &usage);
-  Result result{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_all(out),
-                read_all(err), static_cast<double>(usage.ru_maxrss) * 1024.0};
-  fs::remove(out);
-  fs::remove(err);
-  return result;
-}
-
-int count_lines(const std::string& text) {
-  return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
-}
+using namespace cli_support;
 
 TEST(Cli, InfoJsonNamesTheMachineAndLibraries) {
   const Result result = run({"info", "--json", "--threads", "1"});
@@ -171,9 +122,11 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"eval", "--d", "4", "--tasks", "2", "--bootstrap", "49", "--out", out}, "--bootstrap must be in [50, 10^5] resamples, got 49"},
       {{"bounds", "--bootstrap", "100001", "--out", out}, "--bootstrap must be in [50, 10^5] resamples, got 100001"},
       {{"eval", "--d", "4", "--tasks", "2", "--context", "random:0", "--out", out}, "--context random:0: K must be a positive integer"},
-      {{"eval", "--d", "64", "--n", "1000000", "--tasks", "100000", "--out", out}, "TB of memory, but"},
-      // Softmax attention over 8e8 context tokens: the task set and one prompt's activations need
-      // ~200 GB (the fused attention keeps no score tiles, so memory grows only linearly in n).
+      // The task set is checked against TMPDIR's free space first, before the memory line.
+      {{"eval", "--d", "64", "--n", "1000000", "--tasks", "100000", "--out", out}, "the data set needs 26 TB but"},
+      // Softmax attention over 8e8 context tokens: the task set (26 GB, within TMPDIR's space on
+      // the CI machine) and one prompt's activations need ~200 GB (the fused attention keeps no
+      // score tiles, so memory grows only linearly in n).
       {{"eval", "--d", "8", "--n", "800000000", "--tasks", "1", "--queries", "1", "--model", "kernel:beta=1",
         "--heads", "", "--out", out}, "GB of memory, but"},
       {{"--max-memory", "0.000001", "eval", "--d", "4", "--tasks", "2", "--out", out}, "allowed by --max-memory"},
@@ -195,7 +148,7 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"bounds", "--eps-grid", "0.7", "--out", out}, "--eps-grid entries must be in (0, 0.5), got 0.7"},
       {{"bounds", "--d-grid", "1", "--out", out}, "--d-grid entries must be in [2, 4096], got 1"},
       {{"bounds", "--heads", "logit", "--out", out}, "unknown head 'logit'"},
-      {{"bounds", "--config", (dir / "missing.json").string(), "--out", out}, "cannot read --config"},
+      {{"bounds", "--config", (dir / "missing.json").string(), "--out", out}, "cannot open " + (dir / "missing.json").string()},
       {{"bounds", "--config", bad_config, "--out", out}, bad_config + ": d_grid entries must be in [2, 4096], got 1"},
       {{"gen", "--family", "gmm", "--margin", "0.1", "--out", out}, "--margin does not apply to family gmm"},
       {{"eval", "--generate", "--d 0 --tasks 2", "--out", out}, "--generate: --d must be in [1,"},

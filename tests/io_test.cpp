@@ -178,6 +178,13 @@ TEST(Safetensors, RejectsMalformedFilesWithTheFirstViolation) {
   expect_rejected(image(R"({"__metadata__":{"a":"b"},"x":1e873275})"), "number overflow", 8);
   // 26: a tensor entry that is not an object.
   expect_rejected(image(R"({"a":[1,2]})"), "entry is not an object", 9);
+  // 27: the header JSON followed by a NUL byte and garbage (nlohmann stops at the NUL);
+  // 28-29 (siblings): padding with a newline or a tab, where the format allows spaces only.
+  const std::string entry = "{" + ok_entry + "}";
+  expect_rejected(image(entry + std::string(1, '\0') + "garbage", kFloat2), "header holds a NUL byte",
+                  8 + entry.size());
+  expect_rejected(image(entry + "   \n", kFloat2), "padded with spaces only", 8 + entry.size() + 3);
+  expect_rejected(image(entry + "\t  ", kFloat2), "padded with spaces only", 8 + entry.size());
 }
 
 TEST(Safetensors, TruncatedRealFileIsRejectedAtEveryLength) {

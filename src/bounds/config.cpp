@@ -8,6 +8,7 @@
 #include "data_gen/task_generator.hpp"
 #include "eval/metrics.hpp"
 #include "heads/heads.hpp"
+#include "io/strict_json.hpp"
 #include "util/errors.hpp"
 #include "util/text.hpp"
 
@@ -63,23 +64,28 @@ nlohmann::ordered_json BoundsConfig::to_json() const {
 
 BoundsConfig BoundsConfig::from_json(const nlohmann::json& json) {
   if (!json.is_object()) throw std::invalid_argument("bounds config is not a JSON object");
+  // Every key is known and every count an integer: a typo or "tasks": 10.9 is refused, not run
+  // as the default or as 10.
+  io::require_known_keys(json, {"format", "format_version", "preset", "family", "d_grid", "n_grid",
+                                "eps_grid", "k_grid", "regime_b_context", "models", "heads", "tasks",
+                                "queries", "delta", "bootstrap", "seed"});
   BoundsConfig config;
   try {
     config.preset = json.value("preset", std::string("custom"));
     config.family = json.value("family", std::string("gaussian"));
-    config.d_grid = read_list<int>(json, "d_grid");
-    config.n_grid = read_list<std::int64_t>(json, "n_grid");
+    config.d_grid = io::integer_list<int>(json, "d_grid");
+    config.n_grid = io::integer_list<std::int64_t>(json, "n_grid");
     config.eps_grid = read_list<double>(json, "eps_grid");
-    config.k_grid = json.contains("k_grid") ? read_list<std::int64_t>(json, "k_grid") : std::vector<std::int64_t>{};
+    config.k_grid = json.contains("k_grid") ? io::integer_list<std::int64_t>(json, "k_grid") : std::vector<std::int64_t>{};
     config.regime_b_context = json.value("regime_b_context", std::string("random"));
     config.models = read_list<std::string>(json, "models");
     config.heads = read_list<std::string>(json, "heads");
     config.reference = json.value("reference", std::string(heads::kErmHead));
-    config.tasks = json.value("tasks", std::int64_t{100});
-    config.queries = json.value("queries", std::int64_t{256});
+    config.tasks = io::integer_at<std::int64_t>(json, "tasks", 100);
+    config.queries = io::integer_at<std::int64_t>(json, "queries", 256);
     config.delta = json.value("delta", 0.05);
-    config.bootstrap = json.value("bootstrap", 500);
-    config.seed = json.value("seed", std::uint64_t{0});
+    config.bootstrap = io::integer_at<int>(json, "bootstrap", 500);
+    config.seed = io::integer_at<std::uint64_t>(json, "seed", 0);
     config.dense = json.value("dense", false);
   } catch (const nlohmann::json::exception& error) {
     throw std::invalid_argument(std::string("bounds config: ") + error.what());

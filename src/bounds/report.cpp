@@ -4,9 +4,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <sstream>
 
 #include "io/atomic_file.hpp"
+#include "io/process.hpp"
 #include "util/text.hpp"
 
 namespace iclbench::bounds {
@@ -301,23 +303,43 @@ std::string report_markdown(const BoundsConfig& config, const Analysis& analysis
   return report.str();
 }
 
+namespace {
+
+// Exit code of scripts/plot_bounds.py when /usr/bin/python3 has no matplotlib; it has then said
+// so in one line.
+constexpr int kPlotScriptNoMatplotlib = 3;
+
+// The PNGs, drawn by scripts/plot_bounds.py from the files just written. Started without a shell
+// (the directory is one argument, whatever characters it holds); a plot that cannot be drawn is
+// a warning of one line, never a failure of the run.
+void draw_plots(const fs::path& dir) {
+  const fs::path script = fs::path(ICLBENCH_SOURCE_DIR) / "scripts" / "plot_bounds.py";
+  const io::ChildStatus status = io::run_child({"/usr/bin/python3", script.string(), dir.string()});
+  if (!status.started) {
+    std::fprintf(stderr, "bounds: warning: plots were not drawn: cannot start /usr/bin/python3: %s\n",
+                 std::strerror(status.start_error));
+  } else if (status.exited && status.exit_code == kPlotScriptNoMatplotlib) {
+    // plot_bounds.py printed its one line.
+  } else if (!status.exited || status.exit_code != 0) {
+    std::fprintf(stderr, "bounds: warning: plots were not drawn: %s %s %d\n", script.c_str(),
+                 status.exited ? "exited with" : "was killed by signal",
+                 status.exited ? status.exit_code : status.signal);
+  }
+}
+
+}  // namespace
+
 std::string write_report(const BoundsConfig& config, const std::vector<PointResult>& points,
                          const Analysis& analysis, const fs::path& dir, bool make_plots) {
-  io::write_file_atomically(dir / "points.csv", points_csv(config, points, analysis),
-                            io::Overwrite::kAllow);
-  io::write_file_atomically(dir / "fits.json", fits_json(config, analysis).dump(2) + "\n",
-                            io::Overwrite::kAllow);
-  io::write_file_atomically(dir / "report.md", report_markdown(config, analysis),
-                            io::Overwrite::kAllow);
-  if (make_plots) {
-    const fs::path script = fs::path(ICLBENCH_SOURCE_DIR) / "scripts" / "plot_bounds.py";
-    const std::string command =
-        "/usr/bin/python3 '" + script.string() + "' '" + dir.string() + "' >&2";
-    if (std::system(command.c_str()) != 0) {
-      std::fprintf(stderr,
-                   "bounds: plots were not drawn (needs /usr/bin/python3 with matplotlib)\n");
-    }
-  }
+  // All or nothing: the three files of one analysis appear together (a rerun replaces them).
+  io::AtomicFile points_file(dir / "points.csv", io::Overwrite::kAllow);
+  points_file.write_at(0, points_csv(config, points, analysis));
+  io::AtomicFile fits_file(dir / "fits.json", io::Overwrite::kAllow);
+  fits_file.write_at(0, fits_json(config, analysis).dump(2) + "\n");
+  io::AtomicFile report_file(dir / "report.md", io::Overwrite::kAllow);
+  report_file.write_at(0, report_markdown(config, analysis));
+  io::commit_together({&points_file, &fits_file, &report_file});
+  if (make_plots) draw_plots(dir);
   return verdicts_markdown(config, analysis);
 }
 

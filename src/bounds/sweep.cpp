@@ -1,14 +1,17 @@
 #include "bounds/sweep.hpp"
 
 #include <algorithm>
-#include <fstream>
+#include <cstdio>
 #include <optional>
 
 #include "data_gen/dataset.hpp"
 #include "eval/evaluate.hpp"
 #include "heads/heads.hpp"
 #include "io/atomic_file.hpp"
+#include "io/input_file.hpp"
+#include "io/output_directory.hpp"
 #include "model/resolve.hpp"
+#include "util/text.hpp"
 
 namespace iclbench::bounds {
 namespace {
@@ -67,37 +70,76 @@ PointInputs point_inputs(const BoundsConfig& config, const PointKey& key) {
   return inputs;
 }
 
-// A directory holds one configuration: resuming another would mix runs.
+// Writes DIR/config.json into a directory that check_run_directory() accepted, and removes the
+// temporary files of a killed run.
 void prepare_directory(const BoundsConfig& config, const fs::path& dir) {
-  fs::create_directories(dir / "points");
+  check_run_directory(config, dir);
+  io::create_output_directory(dir);
   const fs::path config_path = dir / "config.json";
-  const std::string config_text = config.to_json().dump(2) + "\n";
-  if (fs::exists(config_path)) {
-    std::ifstream in(config_path);
-    const std::string existing((std::istreambuf_iterator<char>(in)), {});
-    if (existing != config_text) {
-      throw io::IoError(dir.string() +
-                        " holds a bounds run with another configuration (see its config.json); "
-                        "use another directory or delete it");
-    }
-  } else {
-    io::write_file_atomically(config_path, config_text, io::Overwrite::kRefuse);
+  if (!fs::exists(config_path)) {
+    io::write_file_atomically(config_path, config.to_json().dump(2) + "\n", io::Overwrite::kRefuse);
   }
-  // Temporary files of a killed run.
+  io::create_output_directory(dir / "points");
   for (const auto& entry : fs::directory_iterator(dir / "points")) {
     if (entry.path().filename().string().starts_with(".")) fs::remove(entry.path());
   }
 }
 
-// A point saved by an earlier run, if it is there and readable (else it is computed again).
-std::optional<PointResult> read_saved_point(const fs::path& path) {
-  if (!fs::exists(path)) return std::nullopt;
-  try {
-    std::ifstream in(path);
-    return PointResult::from_json(nlohmann::json::parse(in));
-  } catch (const std::exception&) {
-    return std::nullopt;
+// Why a saved point is not the one `config` asks for at `key`, or nothing if it is: every field
+// is checked against what run_point() would write (the point, the N grid, one curve per learner
+// in order, [N grid][task] arrays of rates in [0, 1]), so that a damaged or foreign file is
+// recomputed rather than crashing or skewing the analysis.
+std::optional<std::string> point_mismatch(const PointResult& point, const BoundsConfig& config,
+                                          const PointKey& key) {
+  const PointInputs inputs = point_inputs(config, key);
+  if (point.key.regime != key.regime || point.key.d != key.d || point.key.k != key.k) {
+    return "it holds point " + point.key.id();
   }
+  if (point.n != inputs.eval_config.n_grid) return "its n grid differs from the config's";
+  const std::size_t learners = inputs.models.size() + inputs.eval_config.heads.size();
+  if (point.curves.size() != learners) {
+    return "it has " + std::to_string(point.curves.size()) + " curves, not " + std::to_string(learners);
+  }
+  const auto tasks = static_cast<std::size_t>(config.tasks);
+  for (std::size_t l = 0; l < learners; ++l) {
+    const Curve& curve = point.curves[l];
+    const bool transformer = l < inputs.models.size();
+    if (curve.transformer != transformer ||
+        (!transformer && curve.learner != inputs.eval_config.heads[l - inputs.models.size()].name)) {
+      return "curve " + std::to_string(l) + " is not the config's learner";
+    }
+    if (curve.metric != "err" && curve.metric != "err_exact") return "curve " + std::to_string(l) + " has an unknown metric";
+    for (const auto* table : {&curve.err, &curve.dis}) {
+      if (table->size() != point.n.size()) return "curve " + std::to_string(l) + " has arrays of the wrong length";
+      for (const std::vector<double>& per_task : *table) {
+        if (per_task.size() != tasks) return "curve " + std::to_string(l) + " has arrays of the wrong length";
+        for (const double rate : per_task) {
+          if (!(rate >= 0.0 && rate <= 1.0)) return "curve " + std::to_string(l) + " has a value outside [0, 1]";
+        }
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// A point saved by an earlier run, if it is there and is the point `config` asks for; otherwise
+// nothing, and a file that was there but did not match gets one notice line on stderr (it is
+// computed again and replaced).
+std::optional<PointResult> read_saved_point(const fs::path& path, const BoundsConfig& config,
+                                            const PointKey& key) {
+  if (!fs::exists(path)) return std::nullopt;
+  std::string problem;
+  try {
+    PointResult point = PointResult::from_json(nlohmann::json::parse(io::read_text_file(path)));
+    const std::optional<std::string> mismatch = point_mismatch(point, config, key);
+    if (!mismatch) return point;
+    problem = *mismatch;
+  } catch (const std::exception& error) {
+    problem = error.what();
+  }
+  std::fprintf(stderr, "bounds: notice: recomputing %s: %s\n", util::escape_control(path.string()).c_str(),
+               util::escape_control(problem).c_str());
+  return std::nullopt;
 }
 
 }  // namespace
@@ -235,6 +277,34 @@ PointResult run_point(const BoundsConfig& config, const PointKey& key) {
   return result;
 }
 
+// A directory holds one configuration: resuming another would mix runs, and a directory that
+// holds no run at all holds the user's own files, which a run would overwrite.
+void check_run_directory(const BoundsConfig& config, const fs::path& dir) {
+  if (dir.empty()) throw io::IoError("output directory path is empty");
+  std::error_code error;
+  const fs::file_status status = fs::status(dir, error);
+  if (!fs::exists(status)) return;  // created by the run
+  if (!fs::is_directory(status)) throw io::IoError("cannot write into " + dir.string() + ": not a directory");
+  const fs::path config_path = dir / "config.json";
+  if (fs::exists(config_path)) {
+    if (io::read_text_file(config_path) != config.to_json().dump(2) + "\n") {
+      throw io::IoError(dir.string() +
+                        " holds a bounds run with another configuration (see its config.json); "
+                        "use another directory or delete it");
+    }
+  } else if (!fs::is_empty(dir)) {
+    throw io::IoError(dir.string() + " is not empty and holds no bounds run (no config.json); "
+                                     "give a new or empty directory");
+  }
+}
+
+std::unique_ptr<io::DirectoryLock> claim_directory(const BoundsConfig& config, const fs::path& dir) {
+  io::create_output_directory(dir);
+  auto lock = std::make_unique<io::DirectoryLock>(dir);
+  prepare_directory(config, dir);
+  return lock;
+}
+
 std::vector<PointResult> run_sweep(const BoundsConfig& config, const fs::path& dir,
                                    const util::ProgressCallback& progress) {
   const std::vector<PointKey> keys = sweep_points(config);
@@ -249,7 +319,7 @@ std::vector<PointResult> run_sweep(const BoundsConfig& config, const fs::path& d
   std::int64_t done = 0;
   for (const PointKey& key : keys) {
     const fs::path path = dir / "points" / (key.id() + ".json");
-    std::optional<PointResult> result = read_saved_point(path);
+    std::optional<PointResult> result = read_saved_point(path, config, key);
     if (!result) {
       result = run_point(config, key);
       io::write_file_atomically(path, result->to_json().dump() + "\n", io::Overwrite::kAllow);

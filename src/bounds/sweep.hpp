@@ -9,11 +9,13 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "bounds/config.hpp"
+#include "io/output_directory.hpp"
 #include "util/progress_callback.hpp"
 
 namespace iclbench::bounds {
@@ -58,9 +60,21 @@ std::uint64_t estimate_memory_bytes(const BoundsConfig& config, int threads);
 // guide (within a factor of 2 when the machine is quiet), not a promise.
 double estimate_seconds(const BoundsConfig& config, int threads);
 
+// Throws io::IoError naming `dir` unless a run of `config` may write it: it is missing, empty,
+// or holds a run of the same configuration (its config.json). Changes nothing on disk.
+void check_run_directory(const BoundsConfig& config, const std::filesystem::path& dir);
+
+// Makes `dir` the run directory of `config` and locks it against other runs for the lock's
+// lifetime: creates it, or checks that it holds a run of the same configuration, or is empty (a
+// directory of other files is refused), all as io::IoError naming the path. Call before any work.
+std::unique_ptr<io::DirectoryLock> claim_directory(const BoundsConfig& config,
+                                                   const std::filesystem::path& dir);
+
 // Runs the sweep in `dir`, or resumes it: points already in DIR/points/ are read back, the others
 // run and are saved. Writes DIR/config.json on the first run and refuses (io::IoError) a
-// directory that holds a run of another configuration. `progress` hears of each point.
+// directory that holds a run of another configuration. A saved point that does not match the
+// config in every field is computed again (one notice line on stderr). `progress` hears of each
+// point.
 std::vector<PointResult> run_sweep(const BoundsConfig& config, const std::filesystem::path& dir,
                                    const util::ProgressCallback& progress);
 

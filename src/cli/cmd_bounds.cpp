@@ -2,11 +2,12 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 
 #include "bounds/bounds.hpp"
 #include "cli/commands.hpp"
+#include "io/input_file.hpp"
+#include "io/strict_json.hpp"
 #include "runtime/memory.hpp"
 #include "runtime/progress.hpp"
 #include "runtime/threading.hpp"
@@ -34,13 +35,12 @@ struct BoundsOptions {
 };
 
 bounds::BoundsConfig read_config_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw UsageError("cannot read --config " + path);
+  const std::string text = io::read_text_file(path);  // a directory or FIFO: one line naming it
   nlohmann::json json;
   try {
-    json = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& error) {
-    throw UsageError(path + ": not valid JSON: " + error.what());
+    json = io::parse_json_strict(text);  // a repeated key is refused, not "last one wins"
+  } catch (const std::invalid_argument& error) {
+    throw UsageError(path + ": " + error.what());
   }
   try {
     return bounds::BoundsConfig::from_json(json);
@@ -125,8 +125,11 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
 
   auto run = [o, &globals, app] {
     const bounds::BoundsConfig config = sweep_config(*o, *app, globals);
+    // Every refusal comes before the memory line is printed, and none leaves a directory behind.
+    bounds::check_run_directory(config, o->out);
     runtime::check_memory(bounds::estimate_memory_bytes(config, runtime::active_threads()), "bounds",
                           "lower the tasks, queries, the largest n or --threads", globals.memory_budget());
+    const auto directory_lock = bounds::claim_directory(config, o->out);
     const auto points = bounds::sweep_points(config);
     if (!globals.quiet) {
       std::fprintf(stderr, "bounds: %zu points, estimated wall time %.0f s on %d threads (points already saved under --out are reused)\n",
@@ -138,7 +141,7 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
     const std::string verdicts = bounds::run_bounds(config, o->out, progress.callback(), !o->no_plots);
     progress.finish();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("%s\nwrote %s/{points.csv,fits.json,report.md%s} in %.1f s\n", verdicts.c_str(), o->out.c_str(),
+    std::fprintf(output(), "%s\nwrote %s/{points.csv,fits.json,report.md%s} in %.1f s\n", verdicts.c_str(), o->out.c_str(),
                 o->no_plots ? "" : ",*.png", seconds);
   };
   return {app, run};

@@ -58,6 +58,7 @@ std::optional<data::TaskSpec> spec_from_flags(const EvalOptions& options, std::u
   CLI::App parser("--generate");
   TaskFlags flags;
   add_task_flags(parser, flags);
+  make_integers_strict(parser);
   std::vector<std::string> args = words(options.generate);
   std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
   try {
@@ -126,7 +127,9 @@ Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
     config.dense = o.dense;
     config.seed = globals.seed;
     config.bootstrap = o.bootstrap;
-    // Every output must be writable before any work starts.
+    // Every output must be writable, and distinct from the others and from the data set, before
+    // any work starts (--force replaces an earlier output, never this command's input).
+    io::check_outputs({o.out, o.csv, o.predictions}, {o.data});
     for (const std::string& path : {o.out, o.csv, o.predictions}) {
       if (!path.empty()) io::check_can_write(path, overwrite);
     }
@@ -141,6 +144,13 @@ Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
       models.push_back(model::ModelSource::resolve(text, static_cast<int>(shape.dim), globals.seed));
     }
     eval::validate(config, shape, models);
+    if (spec) {
+      try {
+        data::check_can_generate_unnamed(*spec);  // before the memory line: one line either way
+      } catch (const data::NoSpaceError& error) {
+        throw no_space_error(error);
+      }
+    }
     runtime::check_memory((spec ? spec->dataset_bytes() : 0) +
                               eval::estimate_memory_bytes(shape, models, config, runtime::active_threads()),
                           "eval", "lower --tasks, --queries, --n (or the context's k) or --threads",
@@ -154,10 +164,15 @@ Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
     progress.finish();
     result.data_source = o.data.empty() ? "generated" : o.data;
 
-    io::write_file_atomically(o.out, eval::to_json(result).dump(2) + "\n", overwrite);
-    if (!o.csv.empty()) io::write_file_atomically(o.csv, eval::to_csv(result), overwrite);
-    if (!o.predictions.empty()) eval::write_predictions(result, o.predictions, overwrite);
-    std::fputs(eval::to_table(result).c_str(), stdout);
+    // All or nothing: every output is written in full before any of them appears.
+    io::AtomicFile json(o.out, overwrite);
+    json.write_at(0, eval::to_json(result).dump(2) + "\n");
+    std::optional<io::AtomicFile> csv;
+    if (!o.csv.empty()) csv.emplace(o.csv, overwrite).write_at(0, eval::to_csv(result));
+    std::unique_ptr<io::SafetensorsWriter> predictions;
+    if (!o.predictions.empty()) predictions = eval::stage_predictions(result, o.predictions, overwrite);
+    io::commit_together({&json, csv ? &*csv : nullptr, predictions ? &predictions->file() : nullptr});
+    std::fputs(eval::to_table(result).c_str(), output());
   };
   return {app, run};
 }

@@ -63,14 +63,14 @@ Command add_gen_command(CLI::App& parent, const GlobalOptions& globals) {
           {"seed", spec.seed},
           {"params", nlohmann::json::parse(data::spec_to_json(spec))},
       };
-      std::printf("%s\n", summary.dump().c_str());
+      std::fprintf(output(), "%s\n", summary.dump().c_str());
       return;
     }
-    std::printf("wrote %s: %s, %lld tasks x (%lld context + %lld queries), d = %lld, seed %llu\n",
+    std::fprintf(output(), "wrote %s: %s, %lld tasks x (%lld context + %lld queries), d = %lld, seed %llu\n",
                 out.c_str(), std::string(data::family_name(spec.family)).c_str(), static_cast<long long>(spec.n_tasks),
                 static_cast<long long>(spec.n_examples), static_cast<long long>(spec.n_queries),
                 static_cast<long long>(spec.dim), static_cast<unsigned long long>(spec.seed));
-    std::printf("%s in %.2f s (%.0f tasks/s)\n", util::human_bytes(static_cast<double>(bytes)).c_str(),
+    std::fprintf(output(), "%s in %.2f s (%.0f tasks/s)\n", util::human_bytes(static_cast<double>(bytes)).c_str(),
                 seconds, static_cast<double>(spec.n_tasks) / seconds);
   };
   return {app, run};

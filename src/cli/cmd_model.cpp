@@ -24,36 +24,36 @@ void describe(const model::ModelConfig& config, bool as_json) {
   if (as_json) {
     nlohmann::ordered_json summary = model::to_json(config);
     summary["parameters"] = config.parameter_count();
-    std::printf("%s\n", summary.dump(2).c_str());
+    std::fprintf(output(), "%s\n", summary.dump(2).c_str());
     return;
   }
-  std::printf("model      %s\n", config.name.empty() ? "(unnamed)" : config.name.c_str());
-  std::printf("width D    %d", config.width);
+  std::fprintf(output(), "model      %s\n", config.name.empty() ? "(unnamed)" : config.name.c_str());
+  std::fprintf(output(), "width D    %d", config.width);
   if (config.read_in) {
-    std::printf("  (read-in from d = %d, %d learned positions%s)", config.input_dim,
+    std::fprintf(output(), "  (read-in from d = %d, %d learned positions%s)", config.input_dim,
                 config.positions, config.read_out ? ", read-out LayerNorm + linear" : "");
   } else if (config.input_dim > 0) {
-    std::printf("  (input d = %d, readout slot %d)", config.input_dim, config.readout);
+    std::fprintf(output(), "  (input d = %d, readout slot %d)", config.input_dim, config.readout);
   }
-  std::printf("\nparameters %lld\nmask       %s\n", static_cast<long long>(config.parameter_count()),
+  std::fprintf(output(), "\nparameters %lld\nmask       %s\n", static_cast<long long>(config.parameter_count()),
               std::string(model::to_string(config.mask())).c_str());
-  std::printf("layers     %zu\n", config.layers.size());
+  std::fprintf(output(), "layers     %zu\n", config.layers.size());
   for (std::size_t i = 0; i < config.layers.size(); ++i) {
     const model::LayerConfig& layer = config.layers[i];
-    std::printf("  %2zu: ", i);
+    std::fprintf(output(), "  %2zu: ", i);
     if (layer.has_attention()) {
-      std::printf("%s%s attention, %d head(s), dk %d, dv %d, scale %g%s", layer.attention_norm ? "LN, " : "",
+      std::fprintf(output(), "%s%s attention, %d head(s), dk %d, dv %d, scale %g%s", layer.attention_norm ? "LN, " : "",
                   std::string(model::to_string(layer.attention)).c_str(), layer.heads, layer.qk_dim,
                   layer.v_dim, static_cast<double>(layer.scale), layer.mean_over_keys ? " / keys" : "");
     } else {
-      std::printf("no attention");
+      std::fprintf(output(), "no attention");
     }
     if (layer.has_mlp()) {
-      std::printf("; %sMLP %d %s", layer.mlp_norm ? "LN, " : "", layer.mlp_hidden,
+      std::fprintf(output(), "; %sMLP %d %s", layer.mlp_norm ? "LN, " : "", layer.mlp_hidden,
                   std::string(model::to_string(layer.activation)).c_str());
     }
-    if (layer.loop > 1) std::printf("; looped x%d", layer.loop);
-    std::printf("\n");
+    if (layer.loop > 1) std::fprintf(output(), "; looped x%d", layer.loop);
+    std::fprintf(output(), "\n");
   }
 }
 
@@ -90,7 +90,7 @@ Command add_model_command(CLI::App& parent, const GlobalOptions& globals) {
     if (options->json) {
       describe(built.config, true);
     } else {
-      std::printf("wrote %s\n", options->out.c_str());
+      std::fprintf(output(), "wrote %s\n", options->out.c_str());
       describe(built.config, false);
     }
   };

@@ -270,36 +270,36 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
         }
         result["op_groups"] = by_group;
       }
-      std::printf("%s\n", result.dump(2).c_str());
+      std::fprintf(output(), "%s\n", result.dump(2).c_str());
       return;
     }
-    std::printf("model    %s  (%s%s, %d thread%s, oneDNN %s)\n",
+    std::fprintf(output(), "model    %s  (%s%s, %d thread%s, oneDNN %s)\n",
                 built.config.name.empty() ? o.model.c_str() : built.config.name.c_str(),
                 o.reference ? "Eigen reference, f64" : (o.bf16 ? "bf16" : "f32"),
                 o.reference || o.bf16 ? "" : (o.dense ? ", dense" : ", structured"), info.tbb_threads, info.tbb_threads == 1 ? "" : "s",
                 info.onednn_isa.c_str());
-    std::printf("prompts  %lld x %lld tokens (%lld context), %.3g GFLOP per prompt\n",
+    std::fprintf(output(), "prompts  %lld x %lld tokens (%lld context), %.3g GFLOP per prompt\n",
                 static_cast<long long>(o.batch), static_cast<long long>(tokens_per_prompt),
                 static_cast<long long>(context), flops / static_cast<double>(o.batch) / 1e9);
-    std::printf("median   %.4f s per forward (%d runs: min %.4f, max %.4f)\n", best, o.repeats,
+    std::fprintf(output(), "median   %.4f s per forward (%d runs: min %.4f, max %.4f)\n", best, o.repeats,
                 *std::min_element(seconds.begin(), seconds.end()),
                 *std::max_element(seconds.begin(), seconds.end()));
-    std::printf("         %.1f prompts/s, %.0f tokens/s, %.1f GFLOP/s\n", prompts_per_second,
+    std::fprintf(output(), "         %.1f prompts/s, %.0f tokens/s, %.1f GFLOP/s\n", prompts_per_second,
                 tokens_per_second, gflops);
-    std::printf("kernels ");
+    std::fprintf(output(), "kernels ");
     for (const auto& [op, implementation] : engine.implementations(tokens_per_prompt, context)) {
-      std::printf(" %s=%s", op.c_str(), implementation.c_str());
+      std::fprintf(output(), " %s=%s", op.c_str(), implementation.c_str());
     }
-    std::printf("\n");
+    std::fprintf(output(), "\n");
     if (o.op_groups) {
-      std::printf("peak     %.1f GFLOP/s per thread (in-process %s GEMM): this forward reaches %.2f of %d x peak\n",
+      std::fprintf(output(), "peak     %.1f GFLOP/s per thread (in-process %s GEMM): this forward reaches %.2f of %d x peak\n",
                   peak_gflops, o.bf16 ? "bf16" : "f32", gflops / (peak_gflops * info.tbb_threads), info.tbb_threads);
-      std::printf("op group     time share  GFLOP/s per thread  of peak\n");
+      std::fprintf(output(), "op group     time share  GFLOP/s per thread  of peak\n");
       for (const GroupRow& row : groups) {
         if (row.has_flops) {
-          std::printf("%-12s %9.1f%%  %18.1f  %7.2f\n", row.name.c_str(), 100 * row.share, row.gflops, row.peak_fraction);
+          std::fprintf(output(), "%-12s %9.1f%%  %18.1f  %7.2f\n", row.name.c_str(), 100 * row.share, row.gflops, row.peak_fraction);
         } else {
-          std::printf("%-12s %9.1f%%  %18s  %7s\n", row.name.c_str(), 100 * row.share, "-", "-");
+          std::fprintf(output(), "%-12s %9.1f%%  %18s  %7s\n", row.name.c_str(), 100 * row.share, "-", "-");
         }
       }
     }

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <optional>
 #include <stdexcept>
@@ -40,6 +41,22 @@ class UsageError : public std::invalid_argument {
 // the user gave it; nothing otherwise (the value came from a default, a config file or a data
 // set, and the library's name is the one to read).
 std::optional<std::string> under_flag(const util::ParameterError& error, const CLI::App& app);
+
+// Every integer option of `app` and its subcommands (CLI11 type INT or UINT, also lists) takes
+// decimal digits only and must fit its type: no "1e3", "4.7", "-1" for an unsigned, "0x10",
+// and no silent wrap at 2^64. Call once every option is registered.
+void make_integers_strict(CLI::App& app);
+// A check for a real-valued option that must be > 0 and finite (CLI11's PositiveNumber lets nan
+// through).
+CLI::Validator positive_finite_number();
+
+// iclbench's standard output belongs to the command's own results (JSON with --json, tables):
+// claim_stdout() keeps a private descriptor of it and points descriptor 1 at standard error, so
+// that whatever a library prints there (DNNL_VERBOSE=1 lines, a helper's chatter) lands on stderr
+// and cannot break the JSON. Called once the command line has parsed (help and version still go
+// to stdout); commands print to output().
+void claim_stdout();
+std::FILE* output();
 
 struct Command {
   CLI::App* app;

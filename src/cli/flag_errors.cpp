@@ -1,7 +1,10 @@
 #include <algorithm>
+#include <cmath>
 #include <map>
+#include <string>
 
 #include "cli/commands.hpp"
+#include "util/numbers.hpp"
 
 namespace iclbench::cli {
 
@@ -17,6 +20,52 @@ std::optional<std::string> under_flag(const util::ParameterError& error, const C
   const CLI::Option* option = app.get_option_no_throw(flag);
   if (option == nullptr || option->count() == 0) return std::nullopt;
   return flag + " " + error.problem();
+}
+
+namespace {
+
+// Rewrites an integer flag's value to its canonical decimal form, or refuses it, before CLI11's
+// own conversion (strtoull: "-1" and 2^64 wrap to 2^64 - 1, "1e23" came out as 2^64 - 1 too,
+// "010" is octal). The command's range check then sees the number that was typed.
+CLI::Validator strict_integer(bool is_unsigned) {
+  return CLI::Validator(
+      [is_unsigned](std::string& text) -> std::string {
+        if (is_unsigned) {
+          if (const auto value = util::parse_uint64(text)) {
+            text = std::to_string(*value);
+            return {};
+          }
+          return "'" + text + "' is not an integer in [0, 2^64 - 1] written in decimal digits";
+        }
+        if (const auto value = util::parse_int64(text)) {
+          text = std::to_string(*value);
+          return {};
+        }
+        return "'" + text + "' is not an integer written in decimal digits";
+      },
+      "", "strict integer");
+}
+
+}  // namespace
+
+void make_integers_strict(CLI::App& app) {
+  for (CLI::Option* option : app.get_options()) {
+    const std::string type = option->get_type_name();
+    if (type == "INT" || type == "UINT") option->transform(strict_integer(type == "UINT"));
+  }
+  for (CLI::App* subcommand : app.get_subcommands([](CLI::App*) { return true; })) make_integers_strict(*subcommand);
+}
+
+CLI::Validator positive_finite_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(text, value) || !std::isfinite(value) || value <= 0) {
+          return "'" + text + "' is not a positive finite number";
+        }
+        return {};
+      },
+      "POSITIVE", "positive finite number");
 }
 
 }  // namespace iclbench::cli

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,12 +17,16 @@
 #include "io/safetensors.hpp"
 #include "runtime/threading.hpp"
 #include "util/errors.hpp"
+#include "util/text.hpp"
 
 namespace {
 
+// The one line of a failure. Messages echo user input (flag values, paths, names read from
+// files), so control characters are escaped: a newline in a value cannot make a second line.
 int fail(const std::string& command, const std::string& message, int code) {
-  std::fprintf(stderr, "iclbench%s%s: error: %s\n", command.empty() ? "" : " ", command.c_str(),
-               message.c_str());
+  std::fprintf(stderr, "iclbench%s%s: error: %s\n", command.empty() ? "" : " ",
+               iclbench::util::escape_control(command).c_str(),
+               iclbench::util::escape_control(message).c_str());
   return code;
 }
 
@@ -47,7 +52,7 @@ int main(int argc, char** argv) {
   app.add_flag("--quiet", globals.quiet, "no progress on stderr");
   app.add_option("--max-memory", globals.max_memory_gb,
                  "refuse runs whose estimated memory exceeds this many GB (default: what is available)")
-      ->check(CLI::PositiveNumber);
+      ->check(cli::positive_finite_number());
 
   std::vector<cli::Command> commands = {
       cli::add_info_command(app, globals),
@@ -57,6 +62,8 @@ int main(int argc, char** argv) {
       cli::add_eval_command(app, globals),
       cli::add_bounds_command(app, globals),
   };
+
+  cli::make_integers_strict(app);
 
   std::string command_name;
   try {
@@ -78,9 +85,14 @@ int main(int argc, char** argv) {
     return fail(command_name, std::string(error.what()) + " (see --help)", 2);
   }
 
+  cli::claim_stdout();
   const cli::Command* running = nullptr;
   try {
     const runtime::ThreadLimit thread_limit(globals.threads);
+    if (thread_limit.capped() && !globals.quiet) {
+      std::fprintf(stderr, "iclbench: note: --threads %d capped to %d, the logical CPUs this process may use\n",
+                   thread_limit.requested(), thread_limit.threads());
+    }
     for (const cli::Command& command : commands) {
       if (command.app->parsed()) {
         command_name = command.app->get_name();
@@ -104,6 +116,12 @@ int main(int argc, char** argv) {
     return fail(command_name, error.what() + std::string(can_force ? " (pass --force to replace it)" : ""), 2);
   } catch (const io::IoError& error) {
     return fail(command_name, error.what(), 2);
+  } catch (const std::filesystem::filesystem_error& error) {
+    // A path in the user's file system that cannot be used (a file where a directory is
+    // needed, a read-only file system, no permission): the user's to fix, so exit 2.
+    std::string paths = error.path1().string();
+    if (!error.path2().empty()) paths += ", " + error.path2().string();
+    return fail(command_name, paths + ": " + error.code().message(), 2);
   } catch (const std::bad_alloc&) {
     return fail(command_name, "out of memory", 2);
   } catch (const std::exception& error) {

@@ -6,7 +6,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <memory>
+#include <set>
+#include <string>
 
 #include "eval/prompts.hpp"
 #include "model/engine.hpp"
@@ -124,8 +127,31 @@ void validate(const EvalConfig& config, const data::TaskSpec& data,
                   "entry " + std::to_string(n) +
                       " is outside [1, N = " + std::to_string(data.n_examples) + "]");
   }
+  // Results are labelled by their position in the grid: an unsorted or repeated grid would
+  // label one n' with another's scores.
+  util::require(std::adjacent_find(config.n_grid.begin(), config.n_grid.end(),
+                                   std::greater_equal<>()) == config.n_grid.end(),
+                "n_grid", "must be strictly increasing");
+  // A context of K examples out of fewer would be silently smaller than asked.
+  if (config.context.policy != ContextPolicy::kFull) {
+    const std::int64_t smallest = config.n_grid.empty() ? data.n_examples : config.n_grid.front();
+    util::require(config.context.k <= smallest, "context",
+                  config.context.text + ": K = " + std::to_string(config.context.k) +
+                      " is larger than the smallest n' = " + std::to_string(smallest) +
+                      " it would be drawn from");
+  }
   check_delta(config.delta);
   check_resamples(config.bootstrap);
+  // Learners are keyed by name in the JSON and the predictions file: two of one name would lose
+  // one learner and leave a hole in the file.
+  std::set<std::string> names;
+  for (const model::ModelSource& source : models) {
+    const std::string name = source.config().name.empty() ? source.text() : source.config().name;
+    if (!names.insert(name).second) throw std::invalid_argument("learner '" + name + "' is given twice");
+  }
+  for (const heads::HeadSpec& head : config.heads) {
+    if (!names.insert(head.name).second) throw std::invalid_argument("learner '" + head.name + "' is given twice");
+  }
   for (const model::ModelSource& source : models) {
     const model::ModelConfig& model_config = source.config();
     if ((model_config.readout < 0 && !model_config.read_out) ||

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <sstream>
 
 #include "iclbench/version.hpp"
@@ -205,8 +206,9 @@ std::string to_table(const EvalResult& result) {
   return out.str();
 }
 
-void write_predictions(const EvalResult& result, const std::filesystem::path& path,
-                       io::Overwrite overwrite) {
+std::unique_ptr<io::SafetensorsWriter> stage_predictions(const EvalResult& result,
+                                                        const std::filesystem::path& path,
+                                                        io::Overwrite overwrite) {
   const std::int64_t tasks = result.data.n_tasks, m = result.data.n_queries;
   std::vector<io::TensorToWrite> tensors;
   std::vector<const std::vector<float>*> values;
@@ -231,9 +233,14 @@ void write_predictions(const EvalResult& result, const std::filesystem::path& pa
       {"seed", std::to_string(result.config.seed)},
       {"note", "sign(score) is the predicted label; score 0 counts as +1"},
   };
-  io::SafetensorsWriter writer(path, metadata, tensors, overwrite);
-  for (std::size_t i = 0; i < tensors.size(); ++i) writer.write_f32(tensors[i].name, 0, *values[i]);
-  writer.commit();
+  auto writer = std::make_unique<io::SafetensorsWriter>(path, metadata, tensors, overwrite);
+  for (std::size_t i = 0; i < tensors.size(); ++i) writer->write_f32(tensors[i].name, 0, *values[i]);
+  return writer;
+}
+
+void write_predictions(const EvalResult& result, const std::filesystem::path& path,
+                       io::Overwrite overwrite) {
+  stage_predictions(result, path, overwrite)->commit();
 }
 
 }  // namespace iclbench::eval

@@ -9,17 +9,25 @@
 //                 be recomputed without this code
 
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "eval/evaluate.hpp"
 #include "io/atomic_file.hpp"
+#include "io/safetensors.hpp"
 
 namespace iclbench::eval {
 
 nlohmann::ordered_json to_json(const EvalResult& result);
 std::string to_csv(const EvalResult& result);
 std::string to_table(const EvalResult& result);
+// Every learner's query scores as safetensors ("<name>/scores" [T, M] at the largest n',
+// "<name>/scores@n=<n'>" at the others). stage_predictions() writes the file but leaves it
+// uncommitted (for io::commit_together() with the command's other outputs).
+std::unique_ptr<io::SafetensorsWriter> stage_predictions(const EvalResult& result,
+                                                        const std::filesystem::path& path,
+                                                        io::Overwrite overwrite);
 void write_predictions(const EvalResult& result, const std::filesystem::path& path,
                        io::Overwrite overwrite);
 

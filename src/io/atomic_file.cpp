@@ -6,11 +6,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <mutex>
+#include <optional>
+#include <string_view>
+#include <utility>
+
+#include "io/process.hpp"
 
 namespace iclbench::io {
 namespace {
@@ -44,6 +52,8 @@ void release_temp_file(int slot) {
 }
 
 extern "C" void remove_temp_files_and_reraise(int signal_number) {
+  // A helper (the plot script) gets the interrupt too, when it was sent to iclbench alone.
+  if (const int child = running_child_pid(); child > 0) ::kill(child, signal_number);
   for (auto& slot : g_pending_temp_files) {
     if (const char* path = slot.load()) unlink(path);
   }
@@ -57,9 +67,18 @@ AtomicFile::AtomicFile(std::filesystem::path final_path, Overwrite overwrite)
     : final_path_(std::move(final_path)), overwrite_(overwrite) {
   if (final_path_.empty()) throw IoError("output path is empty");
   struct stat existing {};
+  // A symbolic link that points nowhere is still a name in the directory: renaming over it
+  // without RENAME_NOREPLACE would replace it, with it would fail only at commit().
+  if (::lstat(final_path_.c_str(), &existing) == 0 && ::stat(final_path_.c_str(), &existing) != 0 &&
+      overwrite_ == Overwrite::kRefuse) {
+    throw OutputExistsError("refusing to overwrite existing file " + final_path_.string());
+  }
   if (::stat(final_path_.c_str(), &existing) == 0) {
     if (S_ISDIR(existing.st_mode)) {
       throw IoError("cannot write " + final_path_.string() + ": it is a directory");
+    }
+    if (!S_ISREG(existing.st_mode)) {
+      throw IoError("cannot replace " + final_path_.string() + ": not a regular file");
     }
     if (overwrite_ == Overwrite::kRefuse) {
       throw OutputExistsError("refusing to overwrite existing file " + final_path_.string());
@@ -67,9 +86,11 @@ AtomicFile::AtomicFile(std::filesystem::path final_path, Overwrite overwrite)
   }
   const std::filesystem::path dir =
       final_path_.has_parent_path() ? final_path_.parent_path() : std::filesystem::path(".");
+  remove_stale_temp_files(dir);
+  // ".NAME.tmp.PID.XXXXXX": the pid lets a later run tell a killed writer's file from a live one.
   std::string temp_name = ".";
   temp_name += final_path_.filename().string();
-  temp_name += ".tmp.XXXXXX";
+  temp_name += ".tmp." + std::to_string(::getpid()) + ".XXXXXX";
   std::string pattern = (dir / temp_name).string();
   fd_ = ::mkstemp(pattern.data());
   if (fd_ < 0) throw IoError(os_error("cannot create a file in", dir, errno));
@@ -84,8 +105,8 @@ void AtomicFile::discard() noexcept {
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;
-    ::unlink(temp_path_.c_str());
   }
+  if (!published_ && !temp_path_.empty()) ::unlink(temp_path_.c_str());
   release_temp_file(signal_slot_);
   signal_slot_ = -1;
 }
@@ -117,7 +138,7 @@ void AtomicFile::reserve(std::uint64_t size) {
   }
 }
 
-void AtomicFile::commit() {
+void AtomicFile::finish() {
   if (::fsync(fd_) != 0) throw IoError(os_error("cannot flush", final_path_, errno));
   if (::close(fd_) != 0) {
     fd_ = -1;
@@ -125,6 +146,10 @@ void AtomicFile::commit() {
     throw IoError(os_error("cannot close", final_path_, errno));
   }
   fd_ = -1;
+}
+
+void AtomicFile::publish() {
+  published_ = true;  // from here on the temporary file is renamed or removed below
   int renamed;
   if (overwrite_ == Overwrite::kRefuse) {
     // The check in the constructor can race with another writer; this one cannot.
@@ -147,6 +172,61 @@ void AtomicFile::commit() {
   signal_slot_ = -1;
 }
 
+void commit_together(std::initializer_list<AtomicFile*> files) {
+  for (AtomicFile* file : files)
+    if (file != nullptr) file->finish();
+  for (AtomicFile* file : files)
+    if (file != nullptr) file->publish();
+}
+
+namespace {
+
+// The file `path` names, if it exists: (device, inode).
+std::optional<std::pair<dev_t, ino_t>> file_identity(const std::filesystem::path& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) return std::nullopt;
+  return std::pair{info.st_dev, info.st_ino};
+}
+
+// Where writing `path` would land: symbolic links followed even when they point at nothing yet
+// (weakly_canonical stops at a dangling link), then made absolute and normal.
+std::filesystem::path landing_path(std::filesystem::path path) {
+  std::error_code error;
+  for (int hops = 0; hops < 40 && std::filesystem::is_symlink(path, error); ++hops) {
+    const std::filesystem::path target = std::filesystem::read_symlink(path, error);
+    if (error) break;
+    path = target.is_absolute() ? target : path.parent_path() / target;
+  }
+  const std::filesystem::path canonical = std::filesystem::weakly_canonical(path, error);
+  return error ? std::filesystem::absolute(path, error).lexically_normal() : canonical;
+}
+
+bool same_file(const std::filesystem::path& a, const std::filesystem::path& b) {
+  const auto id_a = file_identity(a), id_b = file_identity(b);
+  if (id_a && id_b) return *id_a == *id_b;
+  return landing_path(a) == landing_path(b);  // not (both) there yet
+}
+
+}  // namespace
+
+void check_outputs(const std::vector<std::filesystem::path>& outputs,
+                   const std::vector<std::filesystem::path>& inputs) {
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    if (outputs[i].empty()) continue;
+    for (std::size_t j = 0; j < i; ++j) {
+      if (!outputs[j].empty() && same_file(outputs[i], outputs[j])) {
+        throw IoError("two outputs are one file: " + outputs[j].string() + " and " + outputs[i].string());
+      }
+    }
+    for (const std::filesystem::path& input : inputs) {
+      if (!input.empty() && same_file(outputs[i], input)) {
+        throw IoError("output " + outputs[i].string() + " is an input of the same command (" + input.string() +
+                      "); it is never replaced");
+      }
+    }
+  }
+}
+
 void write_file_atomically(const std::filesystem::path& path, std::string_view contents,
                            Overwrite overwrite) {
   AtomicFile file(path, overwrite);
@@ -156,6 +236,42 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view c
 
 void check_can_write(const std::filesystem::path& path, Overwrite overwrite) {
   AtomicFile probe(path, overwrite);  // creates (and, destroyed uncommitted, removes) a temp file
+}
+
+std::optional<long> temp_file_owner(std::string_view name) {
+  // .NAME.tmp.PID.XXXXXX (AtomicFile) or .NAME.tmp.PID.py (scripts/plot_bounds.py)
+  if (name.size() < 2 || name.front() != '.') return std::nullopt;
+  const std::size_t dot = name.rfind('.');
+  if (dot == std::string_view::npos) return std::nullopt;
+  const std::string_view tail = name.substr(dot + 1);
+  if (tail != "py" && (tail.size() != 6 || !std::all_of(tail.begin(), tail.end(), [](char c) {
+                         return std::isalnum(static_cast<unsigned char>(c)) != 0;
+                       }))) {
+    return std::nullopt;
+  }
+  const std::string_view head = name.substr(0, dot);
+  const std::size_t pid_dot = head.rfind('.');
+  if (pid_dot == std::string_view::npos || !head.substr(0, pid_dot).ends_with(".tmp") ||
+      pid_dot <= std::string_view(".tmp").size()) {
+    return std::nullopt;
+  }
+  const std::string_view pid_text = head.substr(pid_dot + 1);
+  long pid = 0;
+  const auto [end, error] = std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), pid);
+  if (error != std::errc() || end != pid_text.data() + pid_text.size() || pid <= 0) return std::nullopt;
+  return pid;
+}
+
+void remove_stale_temp_files(const std::filesystem::path& dir) noexcept {
+  std::error_code error;
+  for (std::filesystem::directory_iterator it(dir, error), end; !error && it != end; it.increment(error)) {
+    const std::optional<long> owner = temp_file_owner(it->path().filename().string());
+    if (!owner) continue;
+    struct stat info {};
+    if (::lstat(it->path().c_str(), &info) != 0 || !S_ISREG(info.st_mode) || info.st_uid != ::getuid()) continue;
+    // Gone (ESRCH), not merely another user's (EPERM): only then is nobody writing the file.
+    if (::kill(static_cast<pid_t>(*owner), 0) != 0 && errno == ESRCH) ::unlink(it->path().c_str());
+  }
 }
 
 void install_signal_cleanup() {

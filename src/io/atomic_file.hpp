@@ -2,17 +2,21 @@
 // Files that appear whole or not at all.
 //
 // Every file the suite writes goes through AtomicFile: the bytes go to a temporary file in the
-// destination directory, which is fsync'ed and renamed over the final path only on commit(). An
+// destination directory (hidden, named after the final file and the writer's pid), which is
+// fsync'ed and renamed over the final path only on commit(). An
 // exception, an early return or SIGINT/SIGTERM before commit() leaves no file behind, and a file
 // that already sits at the final path is never touched unless overwriting was asked for.
 
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <initializer_list>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace iclbench::io {
 
@@ -33,7 +37,9 @@ enum class Overwrite { kRefuse, kAllow };
 class AtomicFile {
  public:
   // Creates the temporary file at once, so that an unwritable directory or an existing final
-  // file (with Overwrite::kRefuse) is reported before any expensive work starts.
+  // file (with Overwrite::kRefuse) is reported before any expensive work starts. An existing
+  // final path that is not a regular file (a directory, a device such as /dev/null, a FIFO) is
+  // refused even with Overwrite::kAllow: renaming over it would replace it.
   AtomicFile(std::filesystem::path final_path, Overwrite overwrite);
   ~AtomicFile();
   AtomicFile(const AtomicFile&) = delete;
@@ -46,7 +52,14 @@ class AtomicFile {
   void reserve(std::uint64_t size);
 
   // fsync, then rename to the final path. After commit() the object owns nothing.
-  void commit();
+  void commit() {
+    finish();
+    publish();
+  }
+  // The two halves of commit(), for commit_together(): finish() flushes and closes the
+  // temporary file (a full disk or an I/O error shows here), publish() renames it into place.
+  void finish();
+  void publish();
 
   const std::filesystem::path& final_path() const { return final_path_; }
   const std::filesystem::path& temp_path() const { return temp_path_; }
@@ -59,7 +72,20 @@ class AtomicFile {
   Overwrite overwrite_;
   int fd_ = -1;
   int signal_slot_ = -1;
+  bool published_ = false;
 };
+
+// Commits the outputs of one command together: every file is finished (flushed) before any is
+// renamed, so a failure while writing any of them (a full disk) leaves none of them behind.
+// Null entries (an output not asked for) are skipped.
+void commit_together(std::initializer_list<AtomicFile*> files);
+
+// Throws IoError before any work unless `outputs` (empty paths skipped) can be the outputs of one
+// command with `inputs` (its input files): no two outputs are the same file (also through a
+// symbolic link or a "./" prefix), and no output is one of the inputs, whatever `overwrite` says
+// (--force must not let `eval --data f --out f` destroy the data set).
+void check_outputs(const std::vector<std::filesystem::path>& outputs,
+                   const std::vector<std::filesystem::path>& inputs);
 
 // Writes a whole small file (JSON, CSV, Markdown) atomically.
 void write_file_atomically(const std::filesystem::path& path, std::string_view contents,
@@ -69,6 +95,16 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view c
 // writable, it is a directory, or it exists and overwriting was not allowed. Lets long runs fail
 // before their work rather than after it.
 void check_can_write(const std::filesystem::path& path, Overwrite overwrite);
+
+// Temporary files are named ".NAME.tmp.PID.XXXXXX" (and ".NAME.tmp.PID.py" by the plot script).
+// The pid of such a name, or nothing for any other name.
+std::optional<long> temp_file_owner(std::string_view name);
+
+// Deletes the temporary files in `dir` of iclbench's naming whose process is gone (a SIGKILL
+// leaves them: no handler runs). Only regular files of this user; errors are ignored. Every
+// AtomicFile calls it on its directory first, so a killed run's temporary file is removed by
+// the next run that writes there.
+void remove_stale_temp_files(const std::filesystem::path& dir) noexcept;
 
 // Installs SIGINT/SIGTERM/SIGHUP handlers that delete every uncommitted temporary file and then
 // let the signal terminate the process as it would have. Call once at program start.

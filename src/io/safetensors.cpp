@@ -14,6 +14,8 @@
 #include <sstream>
 #include <utility>
 
+#include "io/input_file.hpp"
+
 namespace iclbench::io {
 
 static_assert(std::endian::native == std::endian::little,
@@ -86,12 +88,12 @@ std::string TensorInfo::shape_string() const {
 }
 
 SafetensorsReader::SafetensorsReader(const std::filesystem::path& path) : name_(path.string()) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw IoError("cannot open " + name_ + ": " + std::strerror(errno));
+  const int fd = open_regular_file(path);  // a FIFO is refused, not waited on
   struct stat info {};
-  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+  if (::fstat(fd, &info) != 0) {
+    const int err = errno;
     ::close(fd);
-    throw IoError("cannot read " + name_ + ": not a regular file");
+    throw IoError("cannot read " + name_ + ": " + std::strerror(err));
   }
   const auto size = static_cast<std::size_t>(info.st_size);
   if (size > 0) {
@@ -216,6 +218,15 @@ void SafetensorsReader::parse() {
   }
   if (shape_error) throw error_at(kHeaderLengthBytes, *shape_error);
   if (!root.is_object()) throw error_at(kHeaderLengthBytes, "header is not a JSON object");
+  // The format pads the header JSON with spaces (0x20) only. nlohmann's parser stops at a NUL
+  // byte as at the end of its input, so "{...}\0garbage" would otherwise pass.
+  if (const std::size_t nul = header.find('\0'); nul != std::string_view::npos) {
+    throw error_at(kHeaderLengthBytes + nul, "header holds a NUL byte (its JSON may only be padded with spaces)");
+  }
+  if (const std::size_t last = header.find_last_not_of(' '); header[last] != '}') {
+    throw error_at(kHeaderLengthBytes + last,
+                   "header JSON must end with '}' and be padded with spaces only");
+  }
 
   for (const auto& [key, value] : root.items()) {
     if (key == "__metadata__") {

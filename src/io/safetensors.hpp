@@ -114,6 +114,7 @@ class SafetensorsWriter {
   void write_f32(std::string_view tensor_name, std::uint64_t element_offset,
                  std::span<const float> values);
   void commit() { file_.commit(); }
+  AtomicFile& file() { return file_; }  // for io::commit_together()
 
  private:
   struct Slot {

@@ -8,12 +8,17 @@ namespace iclbench::runtime {
 
 class ThreadLimit {
  public:
-  // threads == 0 means every logical CPU. Throws util::ParameterError ("threads") for negative
-  // counts.
+  // threads == 0 means every logical CPU this process may run on (its affinity mask); more
+  // than that is capped to it, since TBB would never run more at once and a memory estimate
+  // for the requested count would refuse runs that fit. Throws util::ParameterError ("threads")
+  // for negative counts.
   explicit ThreadLimit(int threads);
-  int threads() const { return threads_; }
+  int threads() const { return threads_; }      // the effective concurrency
+  int requested() const { return requested_; }  // as given (0 = all)
+  bool capped() const { return requested_ > threads_; }
 
  private:
+  int requested_;
   int threads_;
   tbb::global_control control_;
 };

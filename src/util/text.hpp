@@ -2,6 +2,7 @@
 // Numbers as text, written the same way in every message, name and report.
 
 #include <string>
+#include <string_view>
 
 namespace iclbench::util {
 
@@ -12,5 +13,10 @@ std::string format_number(double value, int digits = 6);
 
 // Decimal units with three significant digits: "1.44 GB", "512 B".
 std::string human_bytes(double bytes);
+
+// `text` (user input echoed in a message: a flag's value, a path, a name read from a file) with
+// every control character written as an escape ("\\n", "\\t", "\\x1b"), so that a message stays
+// one line and a terminal runs no escape sequence of the input's.
+std::string escape_control(std::string_view text);
 
 }  // namespace iclbench::util

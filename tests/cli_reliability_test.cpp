@@ -1,0 +1,513 @@
+// End-to-end tests of the failures of issue 15 (no shell, non-regular inputs, user errors as
+// exit 2, strict numbers, the one-line rule, all-or-nothing outputs, owned output directories,
+// validated resume), each class with the case that was found and at least one sibling.
+
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sched.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli_support.hpp"
+
+namespace {
+
+using namespace cli_support;
+
+// A bounds sweep small enough for a test (a point in each regime, two N, ten tasks): about a second.
+std::vector<std::string> tiny_bounds(const std::string& out) {
+  return {"--quiet", "--threads", "1", "bounds", "--d-grid", "2", "--n-grid", "8,16", "--eps-grid", "0.2", "--k-grid", "8",
+          "--tasks", "10", "--queries", "8", "--models", "gd-ls", "--heads", "avg", "--bootstrap",
+          "50", "--out", out};
+}
+
+// A Python package directory whose `matplotlib` runs `body` when imported.
+fs::path fake_matplotlib(const std::string& name, const std::string& body) {
+  const fs::path dir = fresh_dir(name) / "site";
+  fs::create_directories(dir / "matplotlib");
+  std::ofstream(dir / "matplotlib" / "__init__.py") << body;
+  return dir;
+}
+
+void expect_bad(const std::vector<std::string>& args, const std::string& expected, const RunOptions& options = {}) {
+  std::string joined;
+  for (const auto& arg : args) joined += arg + " ";
+  const Result result = run(args, options);
+  EXPECT_EQ(result.exit_code, 2) << joined << "\n" << result.err;
+  EXPECT_EQ(count_lines(result.err), 1) << joined << "\n" << result.err;
+  EXPECT_NE(result.err.find(expected), std::string::npos) << joined << "\n" << result.err;
+}
+
+// --- 1. No shell ever sees user input -----------------------------------------------------
+
+// The directory reaches the plot script as one argument: quotes, $(...) and backquotes in it
+// run nothing (std::system ran "touch PWNED" for the first one).
+TEST(CliNoShell, OutputPathWithShellSyntaxRunsNothing) {
+  const fs::path dir = fresh_dir("noshell");
+  for (const std::string name : {"x'; touch PWNED; echo '", "$(touch PWNED2)`touch PWNED3`\"; touch PWNED4"}) {
+    const Result result = run(tiny_bounds((dir / name).string()), {{}, dir});
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    EXPECT_TRUE(fs::exists(dir / name / "err_vs_n.png")) << result.err;
+  }
+  for (const char* marker : {"PWNED", "PWNED2", "PWNED3", "PWNED4"}) {
+    EXPECT_FALSE(fs::exists(dir / marker)) << marker;
+    EXPECT_FALSE(fs::exists(marker)) << marker;
+  }
+}
+
+// Without matplotlib: exit 0, every other output, one warning line and no traceback.
+TEST(CliNoShell, MissingMatplotlibIsOneWarningLine) {
+  const fs::path site = fake_matplotlib("nomatplotlib", "raise ImportError('No module named matplotlib')\n");
+  const fs::path out = fresh_dir("nomatplotlib_run") / "run";
+  const Result result = run(tiny_bounds(out.string()), {{{"PYTHONPATH", site.string()}}, {}});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(count_lines(result.err), 1) << result.err;
+  EXPECT_NE(result.err.find("warning: plots were not drawn"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("matplotlib"), std::string::npos) << result.err;
+  EXPECT_TRUE(fs::exists(out / "report.md"));
+  EXPECT_FALSE(fs::exists(out / "err_vs_n.png"));
+}
+
+// Ctrl-C in a terminal reaches the plot script too: the script ending by SIGINT ends iclbench by
+// SIGINT (a shell's 130), not with exit 0.
+TEST(CliNoShell, InterruptedPlotScriptEndsTheRunBySigint) {
+  const fs::path site = fake_matplotlib("sigint_child", "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n");
+  const fs::path out = fresh_dir("sigint_child_run") / "run";
+  const Result result = run(tiny_bounds(out.string()), {{{"PYTHONPATH", site.string()}}, {}});
+  EXPECT_EQ(result.exit_code, 128 + SIGINT) << result.err;
+}
+
+// SIGINT sent to iclbench alone (kill -INT) is passed on to the plot script, which would
+// otherwise go on running after iclbench has gone.
+TEST(CliNoShell, InterruptOfIclbenchReachesThePlotScript) {
+  const fs::path dir = fresh_dir("sigint_parent");
+  const fs::path marker = dir / "still-running";
+  const fs::path site = fake_matplotlib(
+      "sigint_parent_site", "import os, signal, time\nos.kill(os.getppid(), signal.SIGINT)\ntime.sleep(2)\nopen('" +
+                                marker.string() + "', 'w').close()\n");
+  const Result result = run(tiny_bounds((dir / "run").string()), {{{"PYTHONPATH", site.string()}}, {}});
+  EXPECT_EQ(result.exit_code, 128 + SIGINT) << result.err;
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_FALSE(fs::exists(marker)) << "the plot script outlived an interrupted iclbench";
+}
+
+// --- 6. Non-regular inputs are refused, not waited on ------------------------------------
+
+TEST(CliInputs, FifoAndDirectoryInputsAreRefused) {
+  const fs::path dir = fresh_dir("fifo");
+  const fs::path fifo = dir / "fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string out = (dir / "out").string();
+  expect_bad({"eval", "--data", fifo.string(), "--out", out + ".json"}, fifo.string() + ": not a regular file");
+  expect_bad({"model", "--info", fifo.string()}, fifo.string() + ": not a regular file");
+  // Siblings: the other inputs, a FIFO or a directory.
+  expect_bad({"speed", "--model", fifo.string()}, fifo.string() + ": not a regular file");
+  expect_bad({"bounds", "--config", fifo.string(), "--out", out}, fifo.string() + ": not a regular file");
+  expect_bad({"eval", "--data", dir.string(), "--out", out + ".json"}, dir.string() + ": not a regular file");
+  expect_bad({"bounds", "--config", "/dev/zero", "--out", out}, "/dev/zero: not a regular file");
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(out + ".json"));
+}
+
+// --- 5. User errors are exit 2 with one line naming the path -----------------------------
+
+TEST(CliUserErrors, UnusableOutputDirectoriesAreExitTwoNamingThePath) {
+  const fs::path dir = fresh_dir("user_errors");
+  const fs::path file = dir / "a-file";
+  std::ofstream(file) << "mine";
+  expect_bad(tiny_bounds(file.string()), file.string() + ": not a directory");
+  expect_bad(tiny_bounds("/dev/null"), "/dev/null: not a directory");
+  expect_bad({"bounds", "--config", dir.string(), "--out", (dir / "run").string()},
+             dir.string() + ": not a regular file");
+  // Siblings: a directory that cannot be made (sysfs refuses mkdir, even to root) and a path
+  // under a file.
+  expect_bad(tiny_bounds("/sys/iclbench-test-run"), "/sys/iclbench-test-run");
+  expect_bad(tiny_bounds((file / "run").string()), (file / "run").string());
+  EXPECT_EQ(read_all(file), "mine");
+}
+
+// --- 9. One line, decided before printing --------------------------------------------------
+
+TEST(CliOneLine, ControlCharactersInInputAreEscaped) {
+  const fs::path dir = fresh_dir("one_line");
+  expect_bad({"gen", "--family", "gauss\nian", "--out", (dir / "x").string()}, "gauss\\nian");
+  // Siblings: an escape sequence and a carriage return in a path.
+  expect_bad({"model", "--info", (dir / "a\x1b[31mred").string()}, "a\\x1b[31mred");
+  expect_bad({"eval", "--data", (dir / "cr\rhidden").string(), "--out", (dir / "r.json").string()}, "cr\\rhidden");
+}
+
+// --- 4. The output directory is owned by the run -----------------------------------------
+
+TEST(CliOutputDirectory, UsersFilesEmptyPathsAndConcurrentRunsAreRefused) {
+  const fs::path dir = fresh_dir("owned");
+  // A directory of the user's own files is not a run: nothing in it is replaced.
+  const fs::path mine = dir / "mine";
+  fs::create_directories(mine);
+  std::ofstream(mine / "report.md") << "my notes";
+  std::vector<std::string> args = tiny_bounds(mine.string());
+  args.push_back("--no-plots");
+  expect_bad(args, mine.string() + " is not empty and holds no bounds run");
+  EXPECT_EQ(read_all(mine / "report.md"), "my notes");
+  EXPECT_EQ(std::distance(fs::directory_iterator(mine), fs::directory_iterator()), 1);
+  // Empty paths, for a directory and (siblings) for files.
+  expect_bad(tiny_bounds(""), "output directory path is empty");
+  expect_bad({"gen", "--tasks", "2", "--out", ""}, "output path is empty");
+  expect_bad({"eval", "--d", "4", "--tasks", "2", "--out", ""}, "output path is empty");
+  // A run holding the directory: a second one is refused at once (the lock is the directory's
+  // flock, taken here as a running iclbench would).
+  const fs::path run_dir = dir / "run";
+  args = tiny_bounds(run_dir.string());
+  args.push_back("--no-plots");
+  ASSERT_EQ(run(args).exit_code, 0);
+  const int fd = ::open(run_dir.c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  expect_bad(args, run_dir.string() + " is in use by another iclbench run");
+  ::close(fd);
+  // Released: the same configuration resumes.
+  const Result resumed = run(args);
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.err;
+}
+
+// --- 3. Resume checks what it reads ------------------------------------------------------
+
+// Every damaged point file is computed again with one notice line, and the run ends with the same
+// bytes as the undamaged one.
+TEST(CliResume, DamagedPointFilesAreRecomputed) {
+  const fs::path dir = fresh_dir("resume") / "run";
+  std::vector<std::string> args = tiny_bounds(dir.string());
+  args.push_back("--no-plots");
+  ASSERT_EQ(run(args).exit_code, 0);
+  const std::string points_csv = read_all(dir / "points.csv"), fits = read_all(dir / "fits.json");
+  const fs::path a = dir / "points" / "A-d2.json", b = dir / "points" / "B-d2-k8.json";
+  const nlohmann::json good_a = nlohmann::json::parse(read_all(a)), good_b = nlohmann::json::parse(read_all(b));
+
+  using Damage = void (*)(nlohmann::json&);
+  const std::vector<std::pair<const char*, Damage>> damages = {
+      {"empty err and dis", [](nlohmann::json& p) { p["curves"][0]["err"] = nlohmann::json::array(); p["curves"][0]["dis"] = nlohmann::json::array(); }},
+      {"shortened n", [](nlohmann::json& p) { p["n"].erase(p["n"].size() - 1); }},
+      {"empty curves", [](nlohmann::json& p) { p["curves"] = nlohmann::json::array(); }},
+      // Siblings: another point's file, a rate outside [0, 1], one task fewer, a renamed head,
+      // a value of the wrong type, a file that is not JSON.
+      {"another point", [](nlohmann::json& p) { p["d"] = 3; }},
+      {"rate 1.5", [](nlohmann::json& p) { p["curves"][1]["err"][0][0] = 1.5; }},
+      {"a task fewer", [](nlohmann::json& p) { p["curves"][0]["dis"][1].erase(0); }},
+      {"renamed head", [](nlohmann::json& p) { p["curves"][1]["learner"] = "ls"; }},
+      {"string rate", [](nlohmann::json& p) { p["curves"][0]["err"][0][0] = "0.1"; }},
+  };
+  for (const auto& [what, damage] : damages) {
+    nlohmann::json damaged = good_a;
+    damage(damaged);
+    std::ofstream(a) << damaged.dump();
+    const Result result = run(args);
+    EXPECT_EQ(result.exit_code, 0) << what << "\n" << result.err;
+    EXPECT_EQ(count_lines(result.err), 1) << what << "\n" << result.err;
+    EXPECT_NE(result.err.find("notice: recomputing " + a.string()), std::string::npos) << what << "\n" << result.err;
+    EXPECT_EQ(nlohmann::json::parse(read_all(a)), good_a) << what;
+    EXPECT_EQ(read_all(dir / "points.csv"), points_csv) << what;
+    EXPECT_EQ(read_all(dir / "fits.json"), fits) << what;
+  }
+  std::ofstream(b) << "{\"format\": \"iclbench-bounds-point\", trunc";
+  const Result result = run(args);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.err.find("notice: recomputing " + b.string()), std::string::npos) << result.err;
+  EXPECT_EQ(nlohmann::json::parse(read_all(b)), good_b);
+  EXPECT_EQ(read_all(dir / "points.csv"), points_csv);
+}
+
+// --- 8. Numbers are parsed strictly: refused, never rounded, wrapped or clamped -----------
+
+TEST(CliStrictNumbers, FlagsTakeIntegersInDecimalDigitsWithinRange) {
+  const fs::path dir = fresh_dir("strict_flags");
+  const std::string out = (dir / "x.safetensors").string();
+  for (const char* seed : {"-1", "18446744073709551616", "1e23"}) {
+    expect_bad({"gen", "--tasks", "2", "--seed", seed, "--out", out}, std::string("--seed: '") + seed + "' is not an integer");
+  }
+  // Siblings: a fraction, hexadecimal, a blank, an exponent in a list, an int overflow.
+  expect_bad({"gen", "--d", "4.7", "--out", out}, "--d: '4.7' is not an integer");
+  expect_bad({"--threads", "0x10", "gen", "--out", out}, "--threads: '0x10' is not an integer");
+  expect_bad({"gen", "--tasks", " 5", "--out", out}, "--tasks");
+  expect_bad({"bounds", "--n-grid", "8,1e3", "--out", (dir / "run").string()}, "--n-grid: '1e3' is not an integer");
+  expect_bad({"gen", "--d", "99999999999", "--out", out}, "--d");
+  expect_bad({"eval", "--generate", "--d 4.5 --tasks 2", "--out", out}, "--generate: --d: '4.5' is not an integer");
+  // nan and inf where a positive number is needed.
+  expect_bad({"--max-memory", "nan", "info"}, "--max-memory: 'nan' is not a positive finite number");
+  expect_bad({"--max-memory", "inf", "info"}, "--max-memory: 'inf' is not a positive finite number");
+  EXPECT_TRUE(fs::is_empty(dir));
+}
+
+TEST(CliStrictNumbers, EvalRefusesUnsortedGridsAndContextsLargerThanTheirPool) {
+  const fs::path dir = fresh_dir("strict_eval");
+  const std::string out = (dir / "r.json").string();
+  const std::vector<std::string> task = {"eval", "--d", "4", "--n", "16", "--tasks", "2", "--heads", "avg"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = task;
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.end(), {"--out", out});
+    return args;
+  };
+  expect_bad(with({"--n-grid", "8,4"}), "--n-grid must be strictly increasing");
+  expect_bad(with({"--n-grid", "4,4,8"}), "--n-grid must be strictly increasing");
+  expect_bad(with({"--model", "gd-ls", "--context", "random:17"}), "K = 17 is larger than the smallest n' = 16");
+  expect_bad(with({"--model", "gd-ls", "--context", "retrieve:17"}), "K = 17 is larger than the smallest n' = 16");
+  expect_bad(with({"--model", "gd-ls", "--context", "random:5", "--n-grid", "4,16"}), "K = 5 is larger than the smallest n' = 4");
+  EXPECT_TRUE(fs::is_empty(dir));
+}
+
+TEST(CliStrictNumbers, ConfigFilesTakeIntegersAndKnownKeysOnce) {
+  const fs::path dir = fresh_dir("strict_config");
+  const std::string base = R"("n_grid": [8, 16], "eps_grid": [0.2], "models": [], "heads": ["avg"])";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"d_grid": [4.7], )" + base + "}", "d_grid must be an integer, got 4.7"},
+      {R"({"d_grid": [4], "tasks": 10.9, )" + base + "}", "tasks must be an integer, got 10.9"},
+      {R"({"d_grid": [4], "task": 10, )" + base + "}", "task is not a known key"},
+      {R"({"d_grid": [4], "tasks": 10, "tasks": 20, )" + base + "}", "duplicate key 'tasks'"},
+      // Siblings: a negative seed, 16.0 for an integer, a count past its type, a nested repeat.
+      {R"({"d_grid": [4], "seed": -1, )" + base + "}", "seed is out of range, got -1"},
+      {R"({"d_grid": [4], "n_grid": [8, 16.0], "eps_grid": [0.2], "models": [], "heads": ["avg"]})", "n_grid must be an integer, got 16.0"},
+      {R"({"d_grid": [4], "bootstrap": 4294967296, )" + base + "}", "bootstrap is out of range"},
+      {R"({"d_grid": [4], "seed": 18446744073709551616, )" + base + "}", "seed must be an integer"},
+  };
+  int index = 0;
+  for (const auto& [text, expected] : cases) {
+    const fs::path config = dir / ("config" + std::to_string(index++) + ".json");
+    std::ofstream(config) << text;
+    expect_bad({"bounds", "--config", config.string(), "--out", (dir / "run").string()}, config.string() + ": " + expected);
+  }
+  EXPECT_FALSE(fs::exists(dir / "run"));
+}
+
+// --- 7. What iclbench writes, its reader accepts; what it would not accept, it does not write
+
+TEST(CliWriterReader, ParametersThatWouldWriteUnreadableFilesAreRefused) {
+  const fs::path dir = fresh_dir("writer_reader");
+  const std::string out = (dir / "x.safetensors").string();
+  expect_bad({"gen", "--family", "scaled", "--scale", "1e300", "--out", out}, "--scale must be in [1e-30, 1e30], got 1e+300");
+  // Siblings: an underflow to zero inputs, and gmm's mean past f32.
+  expect_bad({"gen", "--family", "scaled", "--scale", "1e-300", "--out", out}, "--scale must be in [1e-30, 1e30]");
+  expect_bad({"gen", "--family", "gmm", "--scale", "1e39", "--out", out}, "--scale must be in [1e-30, 1e30]");
+  // At the edges of the range, the file is written and read back by eval.
+  for (const char* scale : {"1e30", "1e-30"}) {
+    const Result made = run({"gen", "--family", "scaled", "--scale", scale, "--d", "4", "--n", "8", "--tasks", "2",
+                             "--out", out, "--force"});
+    ASSERT_EQ(made.exit_code, 0) << made.err;
+    const Result read = run({"eval", "--data", out, "--heads", "avg", "--out", (dir / "r.json").string(), "--force"});
+    EXPECT_EQ(read.exit_code, 0) << scale << "\n" << read.err;
+  }
+}
+
+TEST(CliWriterReader, LearnersWithOneNameAreRefusedBeforeWork) {
+  const fs::path dir = fresh_dir("duplicate_learners");
+  const std::vector<std::string> task = {"eval", "--d", "4", "--n", "16", "--tasks", "2"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = task;
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.end(), {"--out", (dir / "r.json").string(), "--dump-predictions", (dir / "p.safetensors").string()});
+    return args;
+  };
+  expect_bad(with({"--model", "gd-ls", "--model", "gd-ls", "--heads", "avg"}), "learner 'gd-ls:L=1,eta=1' is given twice");
+  expect_bad(with({"--heads", "ls", "--n-grid", "4,4,8"}), "--n-grid must be strictly increasing");
+  // Siblings: two spellings of one model, a head twice.
+  expect_bad(with({"--model", "gd-ls", "--model", "gd-ls:L=1,eta=1", "--heads", "avg"}), "learner 'gd-ls:L=1,eta=1' is given twice");
+  expect_bad(with({"--heads", "avg,ls,avg"}), "'avg' given twice");
+  EXPECT_TRUE(fs::is_empty(dir));
+}
+
+// --- 15. Machine-readable output alone on stdout ---------------------------------------------
+
+TEST(CliMachineOutput, OneDnnVerboseLinesGoToStderr) {
+  const RunOptions verbose{{{"DNNL_VERBOSE", "1"}}, {}};
+  const Result speed = run({"speed", "--model", "gd-ls:L=3", "--d", "4", "--n", "50", "--queries", "10", "--batch", "3",
+                            "--repeats", "2", "--json", "--threads", "1"},
+                           verbose);
+  ASSERT_EQ(speed.exit_code, 0) << speed.err;
+  EXPECT_NO_THROW(nlohmann::json::parse(speed.out)) << speed.out;
+  EXPECT_NE(speed.err.find("verbose"), std::string::npos) << "oneDNN printed nothing: the test proves nothing";
+  // Siblings: info --json, and the most verbose level with primitive creation too.
+  const Result info = run({"info", "--json"}, {{{"DNNL_VERBOSE", "2"}}, {}});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NO_THROW(nlohmann::json::parse(info.out)) << info.out;
+  const Result speed2 = run({"speed", "--model", "encoder:D=16,H=2,F=32,layers=1", "--n", "20", "--queries", "4",
+                             "--batch", "2", "--repeats", "1", "--json", "--threads", "1"},
+                            {{{"DNNL_VERBOSE", "2"}}, {}});
+  ASSERT_EQ(speed2.exit_code, 0) << speed2.err;
+  EXPECT_NO_THROW(nlohmann::json::parse(speed2.out)) << speed2.out;
+}
+
+// --- 10. Effective threads, not requested ones ----------------------------------------------
+
+int usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  return ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+}
+
+TEST(CliThreads, RequestsAboveTheCpusAreCappedOnceAndReportedAsRun) {
+  const fs::path dir = fresh_dir("threads_cap");
+  const std::string cpus = std::to_string(usable_cpus());
+  // The issue's run: refused for 78.8 GB at --threads 1000, though it fits at the real count.
+  const Result eval = run({"--threads", "1000", "eval", "--d", "8", "--n", "2000", "--tasks", "40", "--queries", "40",
+                           "--model", "gd-ls:L=1", "--heads", "avg", "--n-grid", "250,2000", "--bootstrap", "50",
+                           "--out", (dir / "r.json").string()});
+  EXPECT_EQ(eval.exit_code, 0) << eval.err;
+  EXPECT_EQ(count_lines(eval.err), 1) << eval.err;  // the note (no progress lines: stderr is no terminal)
+  EXPECT_NE(eval.err.find("--threads 1000 capped to " + cpus), std::string::npos) << eval.err;
+  // speed and info report the threads that ran (siblings: --threads 200, and --quiet says nothing).
+  const Result speed = run({"--threads", "200", "speed", "--model", "gd-ls:L=3", "--d", "4", "--n", "50", "--queries",
+                            "10", "--batch", "3", "--repeats", "1", "--json"});
+  ASSERT_EQ(speed.exit_code, 0) << speed.err;
+  EXPECT_EQ(nlohmann::json::parse(speed.out)["threads"], usable_cpus());
+  const Result info = run({"--quiet", "--threads", "200", "info", "--json"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_EQ(nlohmann::json::parse(info.out)["tbb_threads"], usable_cpus());
+  EXPECT_EQ(info.err, "");
+}
+
+// --- 2. Outputs are all or nothing ------------------------------------------------------------
+
+int count_entries(const fs::path& dir) {
+  return static_cast<int>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
+}
+
+TEST(CliOutputs, OutputsOnOnePathOrOnAnInputAreRefusedBeforeWork) {
+  const fs::path dir = fresh_dir("outputs_one_path");
+  const std::string x = (dir / "x").string();
+  const std::vector<std::string> eval = {"eval", "--d", "4", "--n", "16", "--tasks", "2", "--heads", "avg"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = eval;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  expect_bad(with({"--out", x, "--csv", x}), "two outputs are one file");
+  expect_bad(with({"--out", x, "--csv", x, "--force"}), "two outputs are one file");
+  // Siblings: one file under two spellings, and through a symbolic link.
+  expect_bad(with({"--out", x, "--dump-predictions", (dir / "." / "x").string()}), "two outputs are one file");
+  fs::create_symlink(dir / "target", dir / "link");
+  expect_bad(with({"--out", (dir / "target").string(), "--csv", (dir / "link").string()}), "two outputs are one file");
+  EXPECT_EQ(count_entries(dir), 1);  // the link alone
+
+  // --force never replaces the command's own input.
+  const fs::path data = dir / "data.safetensors";
+  ASSERT_EQ(run({"gen", "--d", "4", "--n", "16", "--tasks", "2", "--out", data.string()}).exit_code, 0);
+  const std::string bytes = read_all(data);
+  expect_bad({"eval", "--data", data.string(), "--heads", "avg", "--out", data.string(), "--force"},
+             "is an input of the same command");
+  expect_bad({"eval", "--data", data.string(), "--heads", "avg", "--out", x, "--csv", data.string(), "--force"},
+             "is an input of the same command");
+  EXPECT_EQ(read_all(data), bytes);
+}
+
+TEST(CliOutputs, ForceNeverReplacesANonRegularFile) {
+  const fs::path dir = fresh_dir("outputs_nonregular");
+  const fs::path fifo = dir / "fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  expect_bad({"gen", "--tasks", "2", "--out", fifo.string(), "--force"}, fifo.string() + ": not a regular file");
+  EXPECT_TRUE(fs::is_fifo(fifo));
+  // Siblings: a device node (as root, rename(2) would replace /dev/null), and eval's outputs.
+  expect_bad({"gen", "--tasks", "2", "--out", "/dev/null", "--force"}, "/dev/null: not a regular file");
+  expect_bad({"eval", "--d", "4", "--tasks", "2", "--heads", "avg", "--out", (dir / "r.json").string(), "--csv",
+              "/dev/null", "--force"},
+             "/dev/null: not a regular file");
+  EXPECT_TRUE(fs::is_character_file("/dev/null"));
+  EXPECT_EQ(count_entries(dir), 1);
+}
+
+// A write that fails late (a full disk, here a file size limit) leaves none of the outputs, not
+// the JSON and CSV written before the predictions.
+TEST(CliOutputs, AFailedOutputLeavesNoneOfTheOthers) {
+  const fs::path dir = fresh_dir("outputs_all_or_nothing");
+  const fs::path data = fresh_dir("outputs_all_or_nothing_data") / "data.safetensors";
+  ASSERT_EQ(run({"gen", "--d", "4", "--n", "16", "--tasks", "2", "--queries", "40000", "--out", data.string()}).exit_code, 0);
+  RunOptions limited;
+  limited.file_size_limit = 256 << 10;  // above the JSON and CSV, below the 640 KB of predictions
+  const Result result = run({"eval", "--data", data.string(), "--heads", "avg,ls",
+                             "--bootstrap", "50", "--out", (dir / "r.json").string(), "--csv",
+                             (dir / "r.csv").string(), "--dump-predictions", (dir / "p.safetensors").string()},
+                            limited);
+  EXPECT_EQ(result.exit_code, 2) << result.err;
+  EXPECT_EQ(count_lines(result.err), 1) << result.err;
+  EXPECT_NE(result.err.find("p.safetensors"), std::string::npos) << result.err;
+  EXPECT_EQ(count_entries(dir), 0) << "an output or a temporary file was left behind";
+  // Sibling: the same run with room writes all three.
+  const Result ok = run({"eval", "--data", data.string(), "--heads", "avg,ls",
+                         "--bootstrap", "50", "--out", (dir / "r.json").string(), "--csv", (dir / "r.csv").string(),
+                         "--dump-predictions", (dir / "p.safetensors").string()});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_EQ(count_entries(dir), 3);
+}
+
+// --- 14. Temporary files of killed runs ------------------------------------------------------
+
+pid_t dead_pid() {
+  const pid_t pid = ::fork();
+  if (pid == 0) _exit(0);
+  ::waitpid(pid, nullptr, 0);
+  return pid;  // reaped: no process has it (until the kernel reuses it, far later)
+}
+
+TEST(CliTempFiles, StaleTemporariesOfDeadRunsAreRemoved) {
+  const fs::path dir = fresh_dir("stale_temps");
+  const std::string dead = std::to_string(dead_pid()), alive = std::to_string(::getpid());
+  const std::vector<std::string> stale = {".tasks.safetensors.tmp." + dead + ".AbC123", ".err_vs_n.png.tmp." + dead + ".py"};
+  const std::vector<std::string> kept = {".tasks.safetensors.tmp." + alive + ".AbC123", ".notes.tmp", "x.tmp." + dead + ".AbC123",
+                                         ".x.tmp." + dead + ".toolong7"};
+  for (const auto& name : stale) std::ofstream(dir / name) << "stale";
+  for (const auto& name : kept) std::ofstream(dir / name) << "keep";
+  ASSERT_EQ(run({"gen", "--tasks", "2", "--out", (dir / "new.safetensors").string()}).exit_code, 0);
+  for (const auto& name : stale) EXPECT_FALSE(fs::exists(dir / name)) << name;
+  for (const auto& name : kept) EXPECT_TRUE(fs::exists(dir / name)) << name;
+}
+
+// The issue's case: gen killed by SIGKILL (no handler runs) leaves its hidden temporary file; the
+// next run writing into that directory removes it.
+TEST(CliTempFiles, SigkilledGenLeavesATempThatTheNextRunRemoves) {
+  const fs::path dir = fresh_dir("sigkill_temp");
+  const fs::path out = dir / "big.safetensors";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    std::freopen("/dev/null", "w", stdout);
+    std::freopen("/dev/null", "w", stderr);
+    ::execl(ICLBENCH_BINARY, ICLBENCH_BINARY, "gen", "--d", "64", "--n", "1000", "--tasks", "1000", "--margin", "0.3",
+            "--out", out.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (fs::is_empty(dir) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  ASSERT_EQ(count_entries(dir), 1) << "gen left no temporary file: the test proves nothing";
+  ASSERT_EQ(run({"gen", "--tasks", "2", "--out", (dir / "small.safetensors").string()}).exit_code, 0);
+  EXPECT_EQ(count_entries(dir), 1);
+  EXPECT_TRUE(fs::exists(dir / "small.safetensors"));
+}
+
+TEST(CliTempFiles, ErrorsAboutTheGenerationDirectoryNameTmpdir) {
+  const fs::path dir = fresh_dir("tmpdir_errors");
+  const std::vector<std::string> args = {"eval", "--d", "4", "--tasks", "2", "--heads", "avg", "--out", (dir / "r.json").string()};
+  expect_bad(args, "TMPDIR=/nonexistent-iclbench-dir", {{{"TMPDIR", "/nonexistent-iclbench-dir"}}, {}});
+  // Sibling: TMPDIR naming a file.
+  std::ofstream(dir / "file") << "x";
+  expect_bad(args, "TMPDIR=" + (dir / "file").string(), {{{"TMPDIR", (dir / "file").string()}}, {}});
+  // Item 9, decide before printing: a run estimated above 1 GB (which prints its estimate when it
+  // starts) whose task set cannot be generated prints the error line only, not the estimate first.
+  // (--max-memory: the run must pass the memory check whatever this machine has free.)
+  expect_bad({"--max-memory", "1000", "eval", "--d", "64", "--n", "200000", "--tasks", "20", "--queries", "1", "--heads", "avg", "--out",
+              (dir / "r.json").string()},
+             "TMPDIR=/nonexistent-iclbench-dir", {{{"TMPDIR", "/nonexistent-iclbench-dir"}}, {}});
+  EXPECT_EQ(count_entries(dir), 1);
+}
+
+}  // namespace

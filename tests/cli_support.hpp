@@ -1,0 +1,88 @@
+#pragma once
+// Running the `iclbench` binary from end-to-end tests: exit code, stdout, stderr, peak memory.
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace cli_support {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int exit_code;  // the exit status, or 128 + the signal that ended the process (as a shell)
+  std::string out;
+  std::string err;
+  double peak_rss_bytes = 0;  // of the child process (getrusage's ru_maxrss)
+};
+
+// What the child runs with besides its arguments.
+struct RunOptions {
+  std::vector<std::pair<std::string, std::string>> environment;  // set in the child only
+  fs::path working_directory;                                     // empty: the test's
+  long file_size_limit = 0;  // RLIMIT_FSIZE in bytes (writes past it fail with EFBIG); 0: none
+};
+
+inline std::string read_all(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+inline fs::path fresh_dir(const std::string& name) {
+  const fs::path dir = fs::path(ICLBENCH_TEST_TMPDIR) / ("cli_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// Runs iclbench with `args` (no shell: arguments are passed as they are).
+inline Result run(const std::vector<std::string>& args, const RunOptions& options = {}) {
+  static int counter = 0;
+  const fs::path dir = fs::path(ICLBENCH_TEST_TMPDIR);
+  const fs::path out = dir / ("stdout." + std::to_string(::getpid()) + "." + std::to_string(counter));
+  const fs::path err = dir / ("stderr." + std::to_string(::getpid()) + "." + std::to_string(counter++));
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    std::vector<char*> argv;
+    std::string binary = ICLBENCH_BINARY;
+    argv.push_back(binary.data());
+    std::vector<std::string> copies = args;
+    for (auto& arg : copies) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) _exit(127);
+    for (const auto& [name, value] : options.environment) ::setenv(name.c_str(), value.c_str(), 1);
+    if (!options.working_directory.empty() && ::chdir(options.working_directory.c_str()) != 0) _exit(127);
+    if (options.file_size_limit > 0) {
+      // A full disk, as far as the writer can tell: write() fails with EFBIG (SIGXFSZ ignored).
+      ::signal(SIGXFSZ, SIG_IGN);
+      const struct rlimit limit {static_cast<rlim_t>(options.file_size_limit), static_cast<rlim_t>(options.file_size_limit)};
+      ::setrlimit(RLIMIT_FSIZE, &limit);
+    }
+    ::execv(binary.c_str(), argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  struct rusage usage {};
+  ::wait4(pid, &status, 0, &usage);
+  Result result{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_all(out),
+                read_all(err), static_cast<double>(usage.ru_maxrss) * 1024.0};
+  fs::remove(out);
+  fs::remove(err);
+  return result;
+}
+
+inline int count_lines(const std::string& text) {
+  return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+}
+
+}  // namespace cli_support
