@@ -1,6 +1,7 @@
 #include "bounds/distribute.hpp"
 
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 namespace iclbench::bounds {
 namespace {
@@ -25,7 +26,12 @@ PointRunner cluster_runner(runtime::Cluster& cluster) {
         [&](std::size_t unit, const std::string& bytes) {
           // The same text run_sweep would write: the JSON of doubles round-trips exactly (as a
           // resumed run's points do).
-          done(unit, PointResult::from_json(nlohmann::json::parse(bytes)));
+          PointResult result = PointResult::from_json(nlohmann::json::parse(bytes));
+          const PointKey& key = pending.at(unit);
+          if (result.key.regime != key.regime || result.key.d != key.d || result.key.k != key.k) {
+            throw std::runtime_error("a rank sent point " + result.key.id() + " for " + key.id());
+          }
+          done(unit, std::move(result));
         });
   };
 }
