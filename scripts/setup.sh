@@ -25,6 +25,7 @@ build=(
   ocl-icd-opencl-dev   # oneDNN's CMake package looks for OpenCL; libdnnl-dev only recommends it
   libtbb-dev libeigen3-dev librandom123-dev liblinear-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libbenchmark-dev
+  libopenmpi-dev openmpi-bin   # MPI for `mpirun -n K iclbench bounds` (CMake's FindMPI runs its mpicxx wrapper)
 )
 # The main job (scripts/main.sh) beyond the binary: `bounds` draws its plots with matplotlib.
 run=(
@@ -35,6 +36,7 @@ test=(
   python3 python3-numpy   # tests/python/read_dataset_test.py: an independent reader, NumPy only
   python3-torch libopenblas0-pthread   # tests/python/train_test.py: the training scripts
   chromium                # tests/python/track_browser_test.py renders bench/track.py's dashboard
+  openmpi-bin             # tests/python/mpi_bounds_test.py: mpirun, a 2-rank sweep against one process
 )
 # Training a model (scripts/train/, run through scripts/train/run.sh).
 train=(

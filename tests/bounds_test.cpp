@@ -281,6 +281,19 @@ int run_cli(const std::vector<std::string>& args, bool wait_and_kill_after_first
   return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
 
+// What to_json() writes, from_json() reads back to the same config: a run's config.json works
+// as --config, and MPI ranks receive their sweep this way (bounds/distribute.cpp).
+TEST(Config, JsonRoundTripsEveryField) {
+  BoundsConfig config = preset_config("full");
+  config.reference = "logistic:C=1";
+  config.dense = true;
+  config.seed = 12345;
+  const BoundsConfig back = BoundsConfig::from_json(nlohmann::json::parse(config.to_json().dump()));
+  EXPECT_EQ(back.to_json().dump(), config.to_json().dump());
+  EXPECT_EQ(back.reference, "logistic:C=1");
+  EXPECT_TRUE(back.dense);
+}
+
 TEST(Resume, KilledAndResumedRunEqualsAnUninterruptedOne) {
   const fs::path base = fs::path(ICLBENCH_TEST_TMPDIR) / "bounds_resume";
   fs::remove_all(base);

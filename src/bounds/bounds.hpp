@@ -27,8 +27,8 @@ namespace iclbench::bounds {
 
 // Runs (or resumes) the sweep in `dir`, analyses it and writes points.csv, fits.json, report.md
 // and the plots. Refuses a dir that holds a run with another config. Returns the report's
-// verdict section.
+// verdict section. `runner` computes the points not saved (run_sweep()).
 std::string run_bounds(const BoundsConfig& config, const std::filesystem::path& dir,
-                       const util::ProgressCallback& progress, bool make_plots);
+                       const util::ProgressCallback& progress, bool make_plots, const PointRunner& runner = {});
 
 }  // namespace iclbench::bounds

@@ -68,7 +68,7 @@ BoundsConfig BoundsConfig::from_json(const nlohmann::json& json) {
   // as the default or as 10.
   io::require_known_keys(json, {"format", "format_version", "preset", "family", "d_grid", "n_grid",
                                 "eps_grid", "k_grid", "regime_b_context", "models", "heads", "tasks",
-                                "queries", "delta", "bootstrap", "seed"});
+                                "queries", "delta", "bootstrap", "seed", "reference", "dense"});
   BoundsConfig config;
   try {
     config.preset = json.value("preset", std::string("custom"));

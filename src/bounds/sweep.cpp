@@ -215,15 +215,23 @@ std::uint64_t estimate_memory_bytes(const BoundsConfig& config, int threads) {
 }
 
 double estimate_seconds(const BoundsConfig& config, int threads) {
-  // Calibrated on this project's reference machine (2 vCPU AMD EPYC, quiet) from the quick
-  // preset's own run (docs/DESIGN.md, "Bounds: cost model"): per task and prefix N,
+  // estimate_point_seconds(): calibrated on this project's reference machine (2 vCPU AMD EPYC,
+  // quiet) from the quick preset's own run (docs/DESIGN.md, "Bounds: cost model"): per task and
+  // prefix N,
   //   transformers: forward FLOPs / kFlopsPerSecond (the engine on constructed models),
   //   svm-hard: kErmSeconds (working-set solves, nearly independent of N) + N d kScanSeconds,
   //   other LIBLINEAR heads: N d kLiblinearSeconds, the rest: N d kScanSeconds.
+  // The sum of estimate_point_seconds() over the points.
+  double seconds = 0;
+  for (const PointKey& key : sweep_points(config)) seconds += estimate_point_seconds(config, key, 1);
+  return seconds / std::max(1, threads);
+}
+
+double estimate_point_seconds(const BoundsConfig& config, const PointKey& key, int threads) {
   constexpr double kFlopsPerSecond = 2e9, kErmSeconds = 4e-3, kLiblinearSeconds = 5e-8,
                    kScanSeconds = 2e-9;
   double seconds = 0;
-  for (const PointKey& key : sweep_points(config)) {
+  {
     const PointInputs inputs = point_inputs(config, key);
     const auto tasks = static_cast<double>(config.tasks);
     for (const std::int64_t n : inputs.eval_config.n_grid) {
@@ -306,7 +314,7 @@ std::unique_ptr<io::DirectoryLock> claim_directory(const BoundsConfig& config, c
 }
 
 std::vector<PointResult> run_sweep(const BoundsConfig& config, const fs::path& dir,
-                                   const util::ProgressCallback& progress) {
+                                   const util::ProgressCallback& progress, const PointRunner& runner) {
   const std::vector<PointKey> keys = sweep_points(config);
   // Every point's learners must be able to read its task set (a model file's d, a learned
   // model's positions against the n grid) before a directory or a point is written.
@@ -315,17 +323,37 @@ std::vector<PointResult> run_sweep(const BoundsConfig& config, const fs::path& d
     eval::validate(inputs.eval_config, inputs.spec, inputs.models);
   }
   prepare_directory(config, dir);
-  std::vector<PointResult> points;
+  std::vector<std::optional<PointResult>> found(keys.size());
+  std::vector<PointKey> pending;
+  std::vector<std::size_t> pending_index;  // where each pending point goes in `found`
   std::int64_t done = 0;
-  for (const PointKey& key : keys) {
-    const fs::path path = dir / "points" / (key.id() + ".json");
-    std::optional<PointResult> result = read_saved_point(path, config, key);
-    if (!result) {
-      result = run_point(config, key);
-      io::write_file_atomically(path, result->to_json().dump() + "\n", io::Overwrite::kAllow);
+  auto save = [&](std::size_t index, PointResult result, bool write) {
+    if (write) {
+      const fs::path path = dir / "points" / (keys[index].id() + ".json");
+      io::write_file_atomically(path, result.to_json().dump() + "\n", io::Overwrite::kAllow);
     }
-    points.push_back(std::move(*result));
+    found[index] = std::move(result);
     if (progress) progress(++done, static_cast<std::int64_t>(keys.size()));
+  };
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const fs::path path = dir / "points" / (keys[i].id() + ".json");
+    if (std::optional<PointResult> saved = read_saved_point(path, config, keys[i])) {
+      save(i, std::move(*saved), false);
+    } else {
+      pending.push_back(keys[i]);
+      pending_index.push_back(i);
+    }
+  }
+  auto done_pending = [&](std::size_t i, PointResult result) { save(pending_index.at(i), std::move(result), true); };
+  if (runner) {
+    runner(config, pending, done_pending);
+  } else {
+    for (std::size_t i = 0; i < pending.size(); ++i) done_pending(i, run_point(config, pending[i]));
+  }
+  std::vector<PointResult> points;
+  for (std::optional<PointResult>& point : found) {
+    if (!point) throw std::logic_error("bounds: the point runner left a point out");
+    points.push_back(std::move(*point));
   }
   return points;
 }

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -59,6 +60,9 @@ std::uint64_t estimate_memory_bytes(const BoundsConfig& config, int threads);
 // a cost model (transformer FLOPs, head solves) calibrated on the reference machine; a rough
 // guide (within a factor of 2 when the machine is quiet), not a promise.
 double estimate_seconds(const BoundsConfig& config, int threads);
+// The same cost model for one point (its share of estimate_seconds), in seconds on `threads`
+// threads: the weight by which bounds/distribute.hpp balances points over MPI ranks.
+double estimate_point_seconds(const BoundsConfig& config, const PointKey& key, int threads);
 
 // Throws io::IoError naming `dir` unless a run of `config` may write it: it is missing, empty,
 // or holds a run of the same configuration (its config.json). Changes nothing on disk.
@@ -74,8 +78,15 @@ std::unique_ptr<io::DirectoryLock> claim_directory(const BoundsConfig& config,
 // run and are saved. Writes DIR/config.json on the first run and refuses (io::IoError) a
 // directory that holds a run of another configuration. A saved point that does not match the
 // config in every field is computed again (one notice line on stderr). `progress` hears of each
-// point.
+// point. `runner` computes the points not saved (default: run_point() on each, in order, here);
+// each is saved as soon as the runner hands it back.
+//
+// A PointRunner computes `pending` and calls `done(index into pending, result)` once per point,
+// on the calling thread, in any order. bounds/distribute.hpp has one that spreads them over MPI
+// ranks.
+using PointRunner = std::function<void(const BoundsConfig& config, const std::vector<PointKey>& pending,
+                                       const std::function<void(std::size_t, PointResult)>& done)>;
 std::vector<PointResult> run_sweep(const BoundsConfig& config, const std::filesystem::path& dir,
-                                   const util::ProgressCallback& progress);
+                                   const util::ProgressCallback& progress, const PointRunner& runner = {});
 
 }  // namespace iclbench::bounds

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "bounds/bounds.hpp"
+#include "bounds/distribute.hpp"
 #include "cli/commands.hpp"
 #include "io/input_file.hpp"
 #include "io/strict_json.hpp"
@@ -32,6 +33,7 @@ struct BoundsOptions {
   std::string out;
   bool no_plots = false;
   bool dense = false;
+  bool plan = false;
 };
 
 bounds::BoundsConfig read_config_file(const std::string& path) {
@@ -120,11 +122,30 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
   app->add_option("--family", o->family, "task family");
   app->add_option("--out", o->out, "output directory (created; a rerun resumes it)")->required();
   app->add_flag("--no-plots", o->no_plots, "skip the PNG plots");
+  app->add_flag("--plan", o->plan,
+                "print each point's estimated seconds on one thread as JSON (the weights MPI ranks "
+                "are balanced by) and exit; nothing is written");
   app->add_flag("--dense", o->dense,
                 "no plan-time weight structure in the transformers (every projection a dense GEMM)");
 
   auto run = [o, &globals, app] {
+    // Under mpirun: every rank gets here (same argv); the workers compute what rank 0 sends them
+    // and end as rank 0 ends. Rank 0 alone reads the flags' files and claims --out.
+    runtime::Cluster& cluster = *globals.cluster;
+    cluster.enlist();
+    if (!cluster.coordinator()) {
+      bounds::serve_points(cluster);
+      return;
+    }
     const bounds::BoundsConfig config = sweep_config(*o, *app, globals);
+    if (o->plan) {
+      nlohmann::ordered_json plan = nlohmann::ordered_json::object();
+      for (const bounds::PointKey& key : bounds::sweep_points(config)) {
+        plan[key.id()] = bounds::estimate_point_seconds(config, key, 1);
+      }
+      std::fprintf(output(), "%s\n", plan.dump(1).c_str());
+      return;
+    }
     // Every refusal comes before the memory line is printed, and none leaves a directory behind.
     bounds::check_run_directory(config, o->out);
     runtime::check_memory(bounds::estimate_memory_bytes(config, runtime::active_threads()), "bounds",
@@ -135,10 +156,15 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
       std::fprintf(stderr, "bounds: %zu points, estimated wall time %.0f s on %d threads (points already saved under --out are reused)\n",
                    points.size(), bounds::estimate_seconds(config, runtime::active_threads()),
                    runtime::active_threads());
+      if (cluster.size() > 1) {
+        std::fprintf(stderr, "bounds: spread over %d MPI ranks (%d threads on rank 0)\n", cluster.size(),
+                     runtime::active_threads());
+      }
     }
     runtime::Progress progress("bounds", "points", static_cast<std::int64_t>(points.size()), !globals.quiet);
     const auto start = std::chrono::steady_clock::now();
-    const std::string verdicts = bounds::run_bounds(config, o->out, progress.callback(), !o->no_plots);
+    const std::string verdicts = bounds::run_bounds(config, o->out, progress.callback(), !o->no_plots,
+                                                     bounds::cluster_runner(cluster));
     progress.finish();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::fprintf(output(), "%s\nwrote %s/{points.csv,fits.json,report.md%s} in %.1f s\n", verdicts.c_str(), o->out.c_str(),

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "runtime/cluster.hpp"
 #include "runtime/memory.hpp"
 #include "util/errors.hpp"
 
@@ -20,6 +21,7 @@ struct GlobalOptions {
   std::uint64_t seed = 0;
   bool quiet = false;
   double max_memory_gb = 0;  // 0 = what the machine has available
+  runtime::Cluster* cluster = nullptr;  // the MPI job (one process without a launcher); set by main
 
   runtime::MemoryBudget memory_budget() const {
     runtime::MemoryBudget budget;

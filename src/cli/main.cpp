@@ -21,20 +21,46 @@
 
 namespace {
 
+const iclbench::runtime::Cluster* mpi_job = nullptr;
+
 // The one line of a failure. Messages echo user input (flag values, paths, names read from
 // files), so control characters are escaped: a newline in a value cannot make a second line.
+// Under mpirun every rank parses the same argv and meets the same usage errors, so only rank 0
+// says them; a worker says only what is its own (after it enlisted), naming its rank.
 int fail(const std::string& command, const std::string& message, int code) {
-  std::fprintf(stderr, "iclbench%s%s: error: %s\n", command.empty() ? "" : " ",
-               iclbench::util::escape_control(command).c_str(),
+  const bool worker = mpi_job != nullptr && !mpi_job->coordinator();
+  if (worker && !mpi_job->enlisted()) return code;
+  const std::string rank = worker ? "rank " + std::to_string(mpi_job->rank()) + ": " : "";
+  std::fprintf(stderr, "iclbench%s%s: error: %s%s\n", command.empty() ? "" : " ",
+               iclbench::util::escape_control(command).c_str(), rank.c_str(),
                iclbench::util::escape_control(message).c_str());
   return code;
 }
+
+int run(int argc, char** argv, iclbench::runtime::Cluster& cluster);
 
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace iclbench;
   io::install_signal_cleanup();
+  std::optional<runtime::Cluster> cluster;
+  try {
+    cluster.emplace(argc, argv);  // MPI only under a launcher (mpirun)
+  } catch (const std::exception& error) {
+    return fail("", error.what(), 1);
+  }
+  mpi_job = &*cluster;
+  const int code = run(argc, argv, *cluster);
+  // Rank 0 tells the workers how the job ended; they end the same way.
+  if (cluster->coordinator()) cluster->finish(code);
+  return cluster->coordinator() ? code : cluster->exit_code().value_or(code);
+}
+
+namespace {
+
+int run(int argc, char** argv, iclbench::runtime::Cluster& cluster) {
+  using namespace iclbench;
 
   CLI::App app{"iclbench: how well a transformer doing in-context learning matches trained linear "
                "heads on d-dimensional linear classification, and how fast it runs on a CPU.",
@@ -45,6 +71,7 @@ int main(int argc, char** argv) {
   app.fallthrough();
 
   cli::GlobalOptions globals;
+  globals.cluster = &cluster;
   app.add_option("--threads", globals.threads, "TBB threads (0 = all logical CPUs)")
       ->default_val(0);
   app.add_option("--seed", globals.seed, "seed of every random draw (results depend on nothing else)")
@@ -88,8 +115,16 @@ int main(int argc, char** argv) {
   cli::claim_stdout();
   const cli::Command* running = nullptr;
   try {
-    const runtime::ThreadLimit thread_limit(globals.threads);
-    if (thread_limit.capped() && !globals.quiet) {
+    // Only `bounds` spreads its work over MPI ranks; K copies of another command would race.
+    for (const cli::Command& command : commands) {
+      if (cluster.size() > 1 && command.app->parsed() && command.app->get_name() != "bounds") {
+        command_name = command.app->get_name();
+        throw cli::UsageError("only `bounds` runs under mpirun with more than one process");
+      }
+    }
+    // Under mpirun, "all CPUs" is this rank's share of its host.
+    const runtime::ThreadLimit thread_limit(globals.threads == 0 ? cluster.thread_share() : globals.threads);
+    if (thread_limit.capped() && !globals.quiet && cluster.coordinator()) {
       std::fprintf(stderr, "iclbench: note: --threads %d capped to %d, the logical CPUs this process may use\n",
                    thread_limit.requested(), thread_limit.threads());
     }
@@ -129,3 +164,5 @@ int main(int argc, char** argv) {
   }
   return 0;
 }
+
+}  // namespace

@@ -1,0 +1,51 @@
+#include "bounds/distribute.hpp"
+
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+namespace iclbench::bounds {
+namespace {
+
+// What a worker needs: the config (as its config.json) and the pending points, in order.
+std::string sweep_payload(const BoundsConfig& config, const std::vector<PointKey>& pending) {
+  nlohmann::ordered_json keys = nlohmann::ordered_json::array();
+  for (const PointKey& key : pending) keys.push_back({std::string(1, key.regime), key.d, key.k});
+  return nlohmann::ordered_json{{"config", config.to_json()}, {"pending", keys}}.dump();
+}
+
+}  // namespace
+
+PointRunner cluster_runner(runtime::Cluster& cluster) {
+  return [&cluster](const BoundsConfig& config, const std::vector<PointKey>& pending,
+                    const std::function<void(std::size_t, PointResult)>& done) {
+    std::vector<double> costs;
+    for (const PointKey& key : pending) costs.push_back(estimate_point_seconds(config, key, 1));
+    cluster.run_units(
+        sweep_payload(config, pending), costs,
+        [&](std::size_t unit) { return run_point(config, pending[unit]).to_json().dump(); },
+        [&](std::size_t unit, const std::string& bytes) {
+          // The same text run_sweep would write: the JSON of doubles round-trips exactly (as a
+          // resumed run's points do).
+          PointResult result = PointResult::from_json(nlohmann::json::parse(bytes));
+          const PointKey& key = pending.at(unit);
+          if (result.key.regime != key.regime || result.key.d != key.d || result.key.k != key.k) {
+            throw std::runtime_error("a rank sent point " + result.key.id() + " for " + key.id());
+          }
+          done(unit, std::move(result));
+        });
+  };
+}
+
+int serve_points(runtime::Cluster& cluster) {
+  const std::optional<std::string> payload = cluster.wait_start();
+  if (!payload) return *cluster.exit_code();
+  const nlohmann::json sweep = nlohmann::json::parse(*payload);
+  const BoundsConfig config = BoundsConfig::from_json(sweep.at("config"));
+  std::vector<PointKey> pending;
+  for (const auto& key : sweep.at("pending")) {
+    pending.push_back({key.at(0).get<std::string>().at(0), key.at(1).get<int>(), key.at(2).get<std::int64_t>()});
+  }
+  return cluster.serve([&](std::size_t unit) { return run_point(config, pending.at(unit)).to_json().dump(); });
+}
+
+}  // namespace iclbench::bounds
