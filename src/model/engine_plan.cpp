@@ -420,7 +420,7 @@ void count_flops(const EnginePlan& plan, const LayerConfig& layer, LayerPlan& la
                t * attention->output->flops_per_row(pass);
       flops += attention->path == AttentionPath::kKeysTimesValues
                    ? 2 * h * key_rows * dk * dv + 2 * h * t * dk * dv
-                   : 2 * h * t * key_rows * (dk + dv);
+                   : 2 * h * attended_pairs(layer.mask, plan.tokens, attention->keys) * (dk + dv);
     }
     if (const auto& mlp = layer_plan.mlp) {
       flops += t * (mlp->up->flops_per_row(pass) + mlp->down->flops_per_row(pass));
