@@ -91,6 +91,10 @@ def main(argv):
                         str(args.batch), "--out", data], check=True, stdout=subprocess.DEVNULL)
         selection = peer(args, data, THREADS)
         best = {r["threads"]: r for r in selection["results"]}
+        for r in selection["results"]:  # at once: the rounds take minutes on a loaded machine
+            print("selection at %d thread(s): %s" % (r["threads"], ", ".join(
+                "%s/%s %.1f" % (t["variant"], t["mode"], t["prompts_per_second"]) for t in r["tried"])),
+                  file=sys.stderr, flush=True)
         rounds = []
         for _ in range(args.rounds):
             row = {"load_before": os.getloadavg()[0]}
