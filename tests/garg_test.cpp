@@ -254,10 +254,10 @@ TEST(GargModel, FlopsCountTheCausalPairs) {
   const Model model = load_model(write_garg("plain", GargFile{}));
   const double t = 11, d = 3, width = 12, heads = 2, head_dim = 6, hidden = 48;
   const double pairs = t * (t + 1) / 2;
-  const double attention = 2 * heads * pairs * (head_dim + head_dim);  // Q K^T and the mix
-  const double per_layer = 2 * t * width * 3 * width  // c_attn: q, k, v
-                           + attention + 2 * t * width * width  // c_proj
-                           + 2 * t * width * hidden * 2;        // c_fc and mlp.c_proj
+  const double attention = 2 * heads * pairs * (head_dim + head_dim);         // Q K^T and the mix
+  const double per_layer = 2 * t * width * 3 * width                          // c_attn: q, k, v
+                           + attention + 2 * t * width * width                // c_proj
+                           + 2 * t * width * hidden * 2;                      // c_fc and mlp.c_proj
   const double expected = 2 * per_layer + 2 * t * d * width + 2 * t * width;  // read-in, read-out
   const auto tokens = static_cast<std::int64_t>(t);
   EXPECT_DOUBLE_EQ(model.config.forward_flops(tokens, tokens - 1), expected);
