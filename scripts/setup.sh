@@ -7,7 +7,7 @@
 #                                       and the benchmark gate need
 #   bash scripts/setup.sh PURPOSE...    those purposes only; `default` names the four above. The
 #                                       scripts that need more ask for it (sanitize.sh: sanitize,
-#                                       bench/peers/compare_encoder.sh: peers, scripts/train/run.sh:
+#                                       bench/peers/compare_*: peers, scripts/train/run.sh:
 #                                       train, fresh_machine_check.sh)
 #
 # Packages are installed with --no-install-recommends, so every package used must be listed here,
@@ -53,9 +53,10 @@ sanitize=(
   clang libclang-rt-14-dev   # the fuzz preset: clang with its libFuzzer runtime
   dpkg-dev                   # scripts/build_tsan_tbb.sh unpacks Debian's oneTBB source package
 )
-# The PyTorch peer (bench/peers/compare_encoder.sh).
+# The PyTorch peers (bench/peers/compare_encoder.sh, compare_garg.py).
 peers=(
   python3 python3-torch
+  python3-numpy          # compare_garg.py reads the model and the prompts (scripts/train/safetensors_np.py)
   libopenblas0-pthread   # the BLAS the peer runs PyTorch on (Debian's default is the slow reference BLAS)
 )
 # CI's fresh-machine stage (scripts/fresh_machine_check.sh).

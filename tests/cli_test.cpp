@@ -319,7 +319,22 @@ TEST(Cli, TrainedModelEvaluatesAndRefusesWhatItCannotRead) {
       run({"speed", "--model", model, "--d", std::to_string(d), "--n", std::to_string(k_max),
            "--batch", "2", "--repeats", "1", "--json", "--threads", "1"});
   ASSERT_EQ(speed.exit_code, 0) << speed.err;
-  EXPECT_EQ(nlohmann::json::parse(speed.out)["tokens_per_prompt"], 2 * k_max + 1);
+  const auto speed_json = nlohmann::json::parse(speed.out);
+  EXPECT_EQ(speed_json["tokens_per_prompt"], 2 * k_max + 1);
+  EXPECT_NE(speed_json["attention_flops"].get<std::string>().find("T(T+1)/2"), std::string::npos)
+      << speed.out;
+  // One query per prompt: --queries 1 is what it does; any other count is refused, not ignored.
+  const Result one_query =
+      run({"speed", "--model", model, "--d", std::to_string(d), "--n", "4", "--queries", "1",
+           "--batch", "2", "--repeats", "1", "--json", "--threads", "1"});
+  EXPECT_EQ(one_query.exit_code, 0) << one_query.err;
+  for (const char* queries : {"0", "8"}) {
+    const Result many = run({"speed", "--model", model, "--d", std::to_string(d), "--n", "4",
+                             "--queries", queries, "--repeats", "1"});
+    EXPECT_EQ(many.exit_code, 2) << queries;
+    EXPECT_EQ(count_lines(many.err), 1) << many.err;
+    EXPECT_NE(many.err.find("one query per prompt"), std::string::npos) << many.err;
+  }
   const Result speed_too_long =
       run({"speed", "--model", model, "--d", std::to_string(d), "--n", std::to_string(k_max + 1)});
   EXPECT_EQ(speed_too_long.exit_code, 2);

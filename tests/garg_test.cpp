@@ -247,6 +247,28 @@ TEST(GargModel, EngineMatchesReference) {
   }
 }
 
+// FLOPs of a causal forward: attention is credited with the T (T + 1) / 2 (query, key) pairs
+// the mask lets it see, not T^2, in the config's count, the engine plan's and the op groups'.
+// The plain file: d = 3, D = 12, 2 layers of 2 heads (dk = dv = 6), MLP 48.
+TEST(GargModel, FlopsCountTheCausalPairs) {
+  const Model model = load_model(write_garg("plain", GargFile{}));
+  const double t = 11, d = 3, width = 12, heads = 2, head_dim = 6, hidden = 48;
+  const double pairs = t * (t + 1) / 2;
+  const double attention = 2 * heads * pairs * (head_dim + head_dim);         // Q K^T and the mix
+  const double per_layer = 2 * t * width * 3 * width                          // c_attn: q, k, v
+                           + attention + 2 * t * width * width                // c_proj
+                           + 2 * t * width * hidden * 2;                      // c_fc and mlp.c_proj
+  const double expected = 2 * per_layer + 2 * t * d * width + 2 * t * width;  // read-in, read-out
+  const auto tokens = static_cast<std::int64_t>(t);
+  EXPECT_DOUBLE_EQ(model.config.forward_flops(tokens, tokens - 1), expected);
+  EngineOptions options;
+  options.dense = true;  // every projection executed as the dense GEMM counted above
+  const Engine engine(model.config, model.weights, options);
+  EXPECT_DOUBLE_EQ(engine.forward_flops(tokens, tokens - 1), expected);
+  const auto groups = Engine::op_group_flops(model.config, tokens, tokens - 1, false);
+  EXPECT_DOUBLE_EQ(groups[static_cast<std::size_t>(OpGroup::kAttention)], 2 * attention);
+}
+
 // Same scores, to the bit, on one thread and two, batched or one prompt at a time.
 TEST(GargModel, BitIdenticalAcrossThreadsAndBatchings) {
   const Model model = load_model(write_garg("plain", GargFile{}));

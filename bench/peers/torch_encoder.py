@@ -16,12 +16,14 @@ pool on top of PyTorch's oversubscribes the 2 vCPUs. The configuration it ran un
 """
 import argparse
 import json
-import multiprocessing
 import os
 import statistics
-import time
+import sys
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peer_common  # noqa: E402
 
 PROMPTS, TOKENS, WIDTH = 64, 129, 64
 
@@ -33,67 +35,22 @@ def build_model():
     return torch.nn.TransformerEncoder(layer, num_layers=4, enable_nested_tensor=False).eval()
 
 
-def time_forwards(model, x, repeats, before=None, after=None):
-    """Seconds of each of `repeats` forwards after one warm-up; before/after run around each."""
-    seconds = []
-    with torch.inference_mode():
-        model(x)  # warm-up
-        for _ in range(repeats):
-            if before:
-                before()
-            start = time.perf_counter()
-            model(x)
-            if after:
-                after()
-            seconds.append(time.perf_counter() - start)
-    return seconds
+def make_forward(share=(1, 0)):
+    """-> forward() on this process's share of the prompts (module-level: spawned processes call it)."""
+    model = build_model()
+    first, end = peer_common.batch_share(PROMPTS, *share)
+    torch.manual_seed(1 + share[1])
+    x = torch.randn(end - first, TOKENS, WIDTH)
+    return lambda: model(x)
 
 
 def intra_op(threads, repeats):
     torch.set_num_threads(threads)
-    return time_forwards(build_model(), torch.randn(PROMPTS, TOKENS, WIDTH), repeats)
-
-
-def process_worker(rank, count, repeats, barrier, out):
-    torch.set_num_threads(1)
-    share = PROMPTS // count + (1 if rank < PROMPTS % count else 0)
-    torch.manual_seed(1 + rank)
-    x = torch.randn(share, TOKENS, WIDTH)
-    # Both barriers: a repeat starts when every process is ready and ends when the last is done.
-    seconds = time_forwards(build_model(), x, repeats, barrier.wait, barrier.wait)
-    if rank == 0:
-        out.put(seconds)
+    return peer_common.time_forwards(make_forward(), repeats)
 
 
 def processes(count, repeats):
-    context = multiprocessing.get_context("spawn")  # no torch thread pool inherited
-    barrier = context.Barrier(count)
-    out = context.Queue()
-    workers = [context.Process(target=process_worker, args=(rank, count, repeats, barrier, out))
-               for rank in range(count)]
-    for worker in workers:
-        worker.start()
-    seconds = out.get()
-    for worker in workers:
-        worker.join()
-        if worker.exitcode != 0:
-            raise RuntimeError("a worker process failed")
-    return seconds
-
-
-def blas_info():
-    config = torch.__config__.show()
-    return config.split("BLAS_INFO=")[1].split(",")[0] if "BLAS_INFO=" in config else "unknown"
-
-
-def loaded_blas():
-    """The BLAS library this process really loaded (what LD_LIBRARY_PATH picked)."""
-    try:
-        with open("/proc/self/maps") as maps:
-            names = {line.split()[-1] for line in maps if "blas" in line.split()[-1]}
-        return sorted(names)
-    except OSError:
-        return []
+    return peer_common.processes(make_forward, (), count, repeats)
 
 
 def main():
@@ -114,9 +71,7 @@ def main():
         best = max(tried, key=lambda r: r["prompts_per_second"])
         results.append({"threads": threads, "mode": best["mode"], "seconds_median": best["seconds_median"],
                         "prompts_per_second": best["prompts_per_second"], "tried": tried})
-    info = {"torch": torch.__version__, "blas": blas_info(), "blas_loaded": loaded_blas(),
-            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
-            "interop_threads": torch.get_num_interop_threads(), "results": results}
+    info = dict(peer_common.configuration(), results=results)
     if args.json:
         print(json.dumps(info))
         return

@@ -74,6 +74,9 @@ def main(argv):
         return 2
     try:
         state = torch.load(args.checkpoint, map_location="cpu")
+        if isinstance(state, dict) and {"run", "model", "optimizer"} <= set(state):
+            raise ConvertError("this is a checkpoint of iclbench's own train.py, not of Garg et al.'s code; "
+                               "export it with export.py --run-dir (its directory)")
         state_dict = state["model_state_dict"] if "model_state_dict" in state else state
         model, dropped = convert(state_dict, args.n_head)
     except (OSError, RuntimeError, KeyError, TypeError, ConvertError) as error:

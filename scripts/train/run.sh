@@ -7,6 +7,11 @@
 # LIBLINEAR and oneDNN also link -- stays as it is. One BLAS thread: PyTorch's own threads
 # (train.py --threads) do the parallel work, and two pools on 2 vCPUs fight each other.
 set -euo pipefail
+if [ $# -lt 1 ] || [ ! -f "$(dirname "$0")/$1" ]; then
+  echo "usage: bash scripts/train/run.sh SCRIPT.py [ARGS...], SCRIPT.py one of:" \
+       "$(cd "$(dirname "$0")" && ls ./*.py | sed 's|^\./||' | tr '\n' ' ')" >&2
+  exit 2
+fi
 openblas=/usr/lib/x86_64-linux-gnu/openblas-pthread
 if [ -e "$openblas/libblas.so.3" ]; then
   export LD_LIBRARY_PATH="$openblas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-"""Training steps/s (and forward prompts/s) of the garg-gpt2 model under BLAS and thread settings.
+"""Training steps/s of the garg-gpt2 model under BLAS and thread settings.
 
 usage: speed.py [--rounds 3] [--seconds 10] [--n-points 65] [--n-embd 64] [--n-layer 4] [--n-head 2]
-                [--batch 64] [--forward] [--json]
+                [--batch 64] [--json]
 
 Each setting runs in its own process (the BLAS is chosen when the process starts): a few warm-up
 steps, then training steps at the full prompt length for --seconds (at least 2 steps). The
@@ -10,9 +10,9 @@ settings run in turn, --rounds times, so that a change in the machine's load hit
 alike; the table gives each one's median steps/s, its median CPU seconds per step (the work,
 whatever the load), and the 1-minute load average before and after.
 
---forward measures inference instead: prompts/s of the exact evaluation (N = n_points - 1 context
-pairs and one query, 2N + 1 tokens, f32, torch.inference_mode), the figure to set beside the
-C++ engine's on the same weights.
+Inference speed against the C++ engine is not measured here: bench/peers/compare_garg.py times
+both on the same weights and prompts, with PyTorch in its best configuration
+(bench/peers/torch_garg.py). The training scripts' cost over a whole schedule: stage_cost.py.
 """
 import argparse
 import json
@@ -51,19 +51,10 @@ def child(args):
     torch.manual_seed(0)
     model = garg_model.GargTransformer(8, args.n_points, args.n_embd, args.n_layer, args.n_head)
     x, y = train.sample_batch(0, 0, args.batch, args.n_points, 8, 8)
-    if args.forward:
-        model.eval()
-        n = args.n_points - 1
-        context_x, context_y, query = x[:, :n], y[:, :n], x[:, n:n + 1]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
-        def work():
-            with torch.inference_mode():
-                model.score_queries(context_x, context_y, query)
-    else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-        def work():
-            train.train_step(model, optimizer, x, y, args.bf16)
+    def work():
+        train.train_step(model, optimizer, x, y, args.bf16)
     for _ in range(2):
         work()
     count, wall, cpu = 0, time.perf_counter(), time.process_time()
@@ -71,8 +62,7 @@ def child(args):
         work()
         count += 1
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    items = count * (args.batch if args.forward else 1)  # prompts, or training steps
-    print(json.dumps({"per_second": items / wall, "cpu_seconds_per_item": cpu / items}))
+    print(json.dumps({"per_second": count / wall, "cpu_seconds_per_item": cpu / count}))
 
 
 def main(argv):
@@ -84,7 +74,6 @@ def main(argv):
     p.add_argument("--n-layer", type=int, default=4)
     p.add_argument("--n-head", type=int, default=2)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--forward", action="store_true")
     p.add_argument("--json", action="store_true")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -96,7 +85,7 @@ def main(argv):
     if not os.path.exists(os.path.join(OPENBLAS, "libblas.so.3")):
         print("speed.py: %s not found (apt-get install libopenblas0-pthread)" % OPENBLAS, file=sys.stderr)
         return 2
-    settings = [s for s in SETTINGS if not (args.forward and s[3])]
+    settings = SETTINGS
     shape = ["--n-points", str(args.n_points), "--n-embd", str(args.n_embd), "--n-layer", str(args.n_layer),
              "--n-head", str(args.n_head), "--batch", str(args.batch), "--seconds", str(args.seconds)]
     results = {name: [] for name, *_ in settings}
@@ -113,22 +102,21 @@ def main(argv):
                 env.pop("OPENBLAS_CORETYPE", None)
                 env.pop("OPENBLAS_L2_SIZE", None)
             command = [sys.executable, os.path.abspath(__file__), "--child", "--threads", str(threads)] + shape
-            command += (["--bf16"] if bf16 else []) + (["--forward"] if args.forward else [])
+            command += ["--bf16"] if bf16 else []
             out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
             results[name].append(json.loads(out.splitlines()[-1]))
     load_after = os.getloadavg()[0]
-    unit = "prompts/s" if args.forward else "steps/s"
+    unit = "steps/s"
     rows = [{"setting": name, unit: statistics.median(r["per_second"] for r in runs),
              "cpu_seconds": statistics.median(r["cpu_seconds_per_item"] for r in runs),
              "all": [round(r["per_second"], 4) for r in runs]} for name, runs in results.items()]
     if args.json:
-        print(json.dumps({"shape": shape, "forward": args.forward, "load_before": load_before,
+        print(json.dumps({"shape": shape, "load_before": load_before,
                           "load_after": load_after, "rows": rows}))
         return 0
-    print("%s, n_points %d, D %d, %d layers, %d heads, batch %d; median of %d rounds; load %.1f -> %.1f"
-          % ("forward (one query after N = n_points - 1 pairs)" if args.forward else "training step",
-             args.n_points, args.n_embd, args.n_layer, args.n_head, args.batch, args.rounds, load_before, load_after))
-    print("| setting | %s | CPU s per %s | every round |" % (unit, "prompt" if args.forward else "step"))
+    print("training step, n_points %d, D %d, %d layers, %d heads, batch %d; median of %d rounds; load %.1f -> %.1f"
+          % (args.n_points, args.n_embd, args.n_layer, args.n_head, args.batch, args.rounds, load_before, load_after))
+    print("| setting | %s | CPU s per step | every round |" % unit)
     print("|---|---|---|---|")
     for row in rows:
         print("| %s | %.3f | %.4f | %s |" % (row["setting"], row[unit], row["cpu_seconds"], row["all"]))

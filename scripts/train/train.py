@@ -183,7 +183,7 @@ def main(argv):
                                           "threads": args.threads, "torch": torch.__version__})
 
     started, cpu_started = time.perf_counter(), time.process_time()
-    window_start, window_steps = started, 0
+    window_start, window_cpu, window_steps = started, cpu_started, 0
     last_step = args.steps if not args.stop_after else min(args.steps, step + args.stop_after)
     model.train()
     while step < last_step:
@@ -197,17 +197,21 @@ def main(argv):
         step += 1
         window_steps += 1
         if step % args.progress_every == 0 or step == last_step:
-            now = time.perf_counter()
+            now, cpu_now = time.perf_counter(), time.process_time()
             rate = window_steps / (now - window_start)
+            cpu_per_step = (cpu_now - window_cpu) / window_steps
             recent = [h[2] for h in history[-args.progress_every:]]
             load = os.getloadavg()[0]
             loads.append((step, rate, load))
-            print("step %d/%d  loss %.4f (mean of last %d)  pairs %d  dims %d  lr %.2e  %.2f steps/s  load %.1f  "
-                  "elapsed %s  ETA %s"
-                  % (step, args.steps, sum(recent) / len(recent), len(recent), n, dims, lr_at(args, step - 1), rate, load,
-                     format_seconds(seconds_before + now - started), format_seconds((args.steps - step) / rate)),
+            # CPU time (this process, all its threads) is the work itself; wall time and steps/s
+            # also carry the machine's load.
+            print("step %d/%d  loss %.4f (mean of last %d)  pairs %d  dims %d  lr %.2e  %.2f steps/s  %.3f CPU s/step  "
+                  "load %.1f  elapsed %s  CPU %s  ETA %s"
+                  % (step, args.steps, sum(recent) / len(recent), len(recent), n, dims, lr_at(args, step - 1), rate,
+                     cpu_per_step, load, format_seconds(seconds_before + now - started),
+                     format_seconds(cpu_before + cpu_now - cpu_started), format_seconds((args.steps - step) / rate)),
                   file=sys.stderr, flush=True)
-            window_start, window_steps = now, 0
+            window_start, window_cpu, window_steps = now, cpu_now, 0
         if step % args.checkpoint_every == 0 or step == last_step:
             checkpoint()
     write_loss_log(args.run_dir, history)

@@ -145,7 +145,10 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
   app->add_option("--n", options->n,
                   "context tokens n per prompt (an encoder attends all n + queries tokens)")
       ->capture_default_str();
-  app->add_option("--queries", options->queries, "query tokens per prompt")->capture_default_str();
+  app->add_option("--queries", options->queries,
+                  "query tokens per prompt (a garg-gpt2 model: one query per prompt, --queries "
+                  "refused unless 1)")
+      ->capture_default_str();
   app->add_option("--batch", options->batch, "prompts per forward call")->capture_default_str();
   app->add_option("--repeats", options->repeats, "timed runs")->capture_default_str();
   app->add_flag("--bf16", options->bf16, "bf16 matmuls (f32 accumulation, f32 residual stream)");
@@ -163,7 +166,7 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
                 "time the plain Eigen reference forward (double, one thread) instead of the engine");
   app->add_flag("--json", options->json, "print one JSON object");
 
-  auto run = [options, &globals] {
+  auto run = [options, &globals, app] {
     const SpeedOptions& o = *options;
     if (o.n < 1 || o.queries < 0 || o.batch < 1 || o.repeats < 1) {
       throw UsageError("--n, --batch and --repeats must be >= 1 and --queries >= 0");
@@ -171,7 +174,15 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     if (o.reference && o.op_groups) throw UsageError("--op-groups times the engine, not --reference");
     const model::ModelSource source = model::ModelSource::resolve(o.model, o.d, globals.seed);
     const model::ModelConfig& config = source.config();
-    // A learned GPT-2-layout model reads n pairs and one query (2n + 1 tokens, --queries unused).
+    // A learned GPT-2-layout model reads n pairs and one query (2n + 1 tokens), as eval scores
+    // it. Many queries in one causal pass would need a mask that keeps them from seeing each
+    // other (and the same position for each), which the engine does not build, so a --queries
+    // other than 1 is refused rather than silently ignored.
+    if (config.read_in && app->count("--queries") > 0 && o.queries != 1) {
+      throw UsageError("--queries " + std::to_string(o.queries) +
+                       ": a garg-gpt2 model scores one query per prompt (x_1, y_1, ..., x_n, y_n, "
+                       "x_q: 2n + 1 tokens); leave --queries out or give 1");
+    }
     const std::int64_t tokens_per_prompt =
         config.read_in ? model::interleaved_prompt_tokens(o.n) : o.n + o.queries;
     // Encoders see every token; in-context learners see the n context tokens (under the causal
@@ -201,6 +212,9 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     const model::Engine engine(built.config, built.weights, engine_options);
     const std::vector<float> tokens = make_prompts(built.config, o, globals.seed);
     std::vector<float> stream(static_cast<std::size_t>(o.batch * tokens_per_prompt * config.width));
+    // A model with a read-out is timed to its scores (the read-out included), as a peer that
+    // returns the query's score is; others to the residual stream.
+    std::vector<float> scores(static_cast<std::size_t>(o.batch * (tokens_per_prompt - context)));
 
     runtime::Progress progress("speed", "runs", o.repeats + 1, !globals.quiet);
     std::vector<double> seconds;
@@ -216,6 +230,8 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
           const model::MatrixD out = model::reference_forward(built.config, built.weights, prompt, context);
           stream[static_cast<std::size_t>(b * tokens_per_prompt * width)] = static_cast<float>(out(0, 0));
         }
+      } else if (built.config.read_out) {
+        engine.query_scores(tokens, o.batch, tokens_per_prompt, context, scores);
       } else {
         engine.forward(tokens, o.batch, tokens_per_prompt, context, stream);
       }
@@ -233,6 +249,12 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     const double prompts_per_second = static_cast<double>(o.batch) / best;
     const double tokens_per_second = static_cast<double>(o.batch * tokens_per_prompt) / best;
     const double gflops = flops / best / 1e9;
+    // How attention's products are counted (model::attended_pairs): causal attention is credited
+    // with the T (T + 1) / 2 (query, key) pairs it needs, not T^2.
+    const std::string attention_counting =
+        built.config.mask() == model::Mask::kCausal
+            ? "causal: visible (query, key) pairs, T(T+1)/2 per head"
+            : "all (query, key) pairs the icl mask shows: T x n per head";
     const runtime::SystemInfo info = runtime::collect_system_info();
     double peak_gflops = 0;
     std::vector<GroupRow> groups;
@@ -255,6 +277,7 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
           {"tokens_per_second", tokens_per_second},
           {"gflops_per_second", gflops},
           {"gflop_per_prompt", flops_per_prompt / 1e9},
+          {"attention_flops", attention_counting},
           {"structure", o.dense || o.bf16 ? "dense" : "structured"},
           {"kernels", engine.implementations(tokens_per_prompt, context)},
           {"system", info.to_json()},
@@ -278,9 +301,10 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
                 o.reference ? "Eigen reference, f64" : (o.bf16 ? "bf16" : "f32"),
                 o.reference || o.bf16 ? "" : (o.dense ? ", dense" : ", structured"), info.tbb_threads, info.tbb_threads == 1 ? "" : "s",
                 info.onednn_isa.c_str());
-    std::fprintf(output(), "prompts  %lld x %lld tokens (%lld context), %.3g GFLOP per prompt\n",
+    std::fprintf(output(), "prompts  %lld x %lld tokens (%lld context), %.3g GFLOP per prompt (attention %s)\n",
                 static_cast<long long>(o.batch), static_cast<long long>(tokens_per_prompt),
-                static_cast<long long>(context), flops / static_cast<double>(o.batch) / 1e9);
+                static_cast<long long>(context), flops / static_cast<double>(o.batch) / 1e9,
+                attention_counting.c_str());
     std::fprintf(output(), "median   %.4f s per forward (%d runs: min %.4f, max %.4f)\n", best, o.repeats,
                 *std::min_element(seconds.begin(), seconds.end()),
                 *std::max_element(seconds.begin(), seconds.end()));

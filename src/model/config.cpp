@@ -71,6 +71,11 @@ std::int64_t ModelConfig::parameter_count() const {
   return count;
 }
 
+double attended_pairs(Mask mask, std::int64_t tokens, std::int64_t context) {
+  const double t = static_cast<double>(tokens);
+  return mask == Mask::kCausal ? t * (t + 1) / 2 : t * static_cast<double>(context);
+}
+
 double ModelConfig::forward_flops(std::int64_t tokens, std::int64_t context,
                                   bool explicit_linear) const {
   const double t = static_cast<double>(tokens), d = width;
@@ -85,7 +90,7 @@ double ModelConfig::forward_flops(std::int64_t tokens, std::int64_t context,
       if (layer.attention == AttentionKind::kLinear && layer.mask == Mask::kIcl && !explicit_linear) {
         per_pass += 2 * h * key_rows * dk * dv + 2 * h * t * dk * dv;  // Q (K^T V)
       } else {
-        per_pass += 2 * h * t * key_rows * (dk + dv);  // (Q K^T) V
+        per_pass += 2 * h * attended_pairs(layer.mask, tokens, context) * (dk + dv);  // (Q K^T) V
       }
       per_pass += 2 * t * h * dv * d;
     }

@@ -39,6 +39,14 @@ std::string_view to_string(AttentionKind kind);
 std::string_view to_string(Mask mask);
 std::string_view to_string(Activation activation);
 
+// (query, key) pairs one attention head scores in a forward over T tokens with n context
+// tokens: T n under the icl mask (every row sees the n context keys; an encoder passes n = T),
+// T (T + 1) / 2 under the causal mask (row t sees keys 0..t). FLOP counts use it: attention is
+// credited with what its mask needs, not the T^2 a dense score matrix would hold (the fused
+// kernel computes the visible pairs up to its block edges; the unfused path computes all T^2
+// and masks them, and is credited with the same useful count).
+double attended_pairs(Mask mask, std::int64_t tokens, std::int64_t context);
+
 struct LayerConfig {
   bool attention_norm = false;
   AttentionKind attention = AttentionKind::kNone;
@@ -81,7 +89,7 @@ struct ModelConfig {
   std::int64_t parameter_count() const;
   // Multiply-adds of one forward pass over T tokens with n context tokens, counted as 2 FLOPs
   // each, for the association the engine uses (Q (K^T V) for linear icl attention unless
-  // `explicit_linear`).
+  // `explicit_linear`); (Q K^T) V over attended_pairs(mask, T, n) (query, key) pairs per head.
   double forward_flops(std::int64_t tokens, std::int64_t context, bool explicit_linear = false) const;
   bool operator==(const ModelConfig&) const = default;
 };

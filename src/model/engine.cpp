@@ -79,7 +79,8 @@ std::array<double, kOpGroupCount> Engine::op_group_flops(const ModelConfig& conf
       if (layer.attention == AttentionKind::kLinear && layer.mask == Mask::kIcl && !explicit_linear) {
         add(OpGroup::kAttention, passes * (2 * h * key_rows * dk * dv + 2 * h * t * dk * dv));
       } else {
-        add(OpGroup::kAttention, passes * 2 * h * t * key_rows * (dk + dv));
+        add(OpGroup::kAttention,
+            passes * 2 * h * attended_pairs(layer.mask, tokens_per_prompt, n_context) * (dk + dv));
       }
     }
     if (layer.has_mlp()) add(OpGroup::kMlp, passes * 4 * t * d * layer.mlp_hidden);

@@ -420,7 +420,7 @@ void count_flops(const EnginePlan& plan, const LayerConfig& layer, LayerPlan& la
                t * attention->output->flops_per_row(pass);
       flops += attention->path == AttentionPath::kKeysTimesValues
                    ? 2 * h * key_rows * dk * dv + 2 * h * t * dk * dv
-                   : 2 * h * t * key_rows * (dk + dv);
+                   : 2 * h * attended_pairs(layer.mask, plan.tokens, attention->keys) * (dk + dv);
     }
     if (const auto& mlp = layer_plan.mlp) {
       flops += t * (mlp->up->flops_per_row(pass) + mlp->down->flops_per_row(pass));
@@ -585,6 +585,8 @@ std::unique_ptr<EnginePlan> build_plan(const ModelConfig& config, const Weights&
                           weights.read_in_w, weights.read_in_b, stream_rows,
                           ops::PostActivation::kNone, true);
     scratchpad.note(plan->read_in);
+    // The entry and exit run over every token row, as ModelConfig::forward_flops counts them.
+    plan->flops += 2.0 * static_cast<double>(plan->tokens) * config.input_dim * width;
   }
   if (config.positions > 0) plan->positions = &weights.positions;
   if (config.read_out) {
@@ -596,6 +598,7 @@ std::unique_ptr<EnginePlan> build_plan(const ModelConfig& config, const Weights&
                              Layout::rows(rows, 1, 1, DType::kF32), ops::PostActivation::kNone,
                              false);
     scratchpad.note(read_out.norm, read_out.to_bf16, read_out.project);
+    plan->flops += 2.0 * static_cast<double>(plan->tokens) * width;
   }
 
   plan->scratch = scratch_layout(plan->shape, width, scratchpad.bytes());

@@ -1,0 +1,149 @@
+#!/usr/bin/python3
+"""The engine against PyTorch on the same garg-gpt2 model, the same prompts and the same query
+semantics (bench/peers/torch_garg.py says exactly what is timed), in prompts/s at 1 and 2
+threads: iclbench f32 and bf16, and PyTorch f32 in its best configuration here.
+
+usage: compare_garg.py [--model results/models/garg-gaussian-d8.safetensors] [--n 64] [--batch 64]
+                       [--rounds 5] [--repeats 5] [--seed 1] [--json]
+
+1. The prompts: `iclbench --seed S gen --family gaussian --d n_dims --n N --queries 1 --tasks B`
+   into a temporary directory, the very tasks `iclbench --seed S speed --model FILE --n N
+   --batch B` draws (both call data::generate_task with that spec), read by the peer.
+2. Selection: torch_garg.py times every variant (eager, functional, jit) in every mode (intra-op;
+   at 2 threads also two single-thread processes on half the batch each) and keeps the best per
+   thread count.
+3. Rounds: --rounds times, alternately, for 1 then 2 threads: engine f32, engine bf16, PyTorch's
+   best; each a median of --repeats timed forwards after a warm-up. The 1-minute load average is
+   read before and after every round. The table gives each cell's median over rounds and the
+   median over rounds of the same-round ratio engine / PyTorch (the machine is shared: a ratio
+   within one round is what the load leaves comparable).
+PyTorch runs on OpenBLAS (LD_LIBRARY_PATH, for its process only) with OPENBLAS_NUM_THREADS=1 and
+no OPENBLAS_CORETYPE/L2_SIZE overrides. Needs `bash scripts/setup.sh peers` and a release build
+(or ICLBENCH=path/to/iclbench in the environment).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+ICLBENCH = os.environ.get("ICLBENCH", os.path.join(ROOT, "build", "release", "bin", "iclbench"))
+OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread"
+PEER = os.path.join(ROOT, "bench", "peers", "torch_garg.py")
+THREADS = (1, 2)
+
+
+def run_json(command, env=None):
+    out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def torch_env():
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    env["LD_LIBRARY_PATH"] = OPENBLAS + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+    return env
+
+
+def engine(args, threads, bf16):
+    command = [ICLBENCH, "--threads", str(threads), "--seed", str(args.seed), "--quiet", "speed", "--model",
+               args.model, "--d", str(model_dims(args.model)), "--n", str(args.n), "--batch", str(args.batch), "--repeats", str(args.repeats), "--json"]
+    return run_json(command + (["--bf16"] if bf16 else []))
+
+
+def peer(args, data, threads, variants=None, modes=None):
+    command = [sys.executable, PEER, "--model", args.model, "--data", data, "--n", str(args.n), "--threads",
+               ",".join(str(t) for t in threads), "--repeats", str(args.repeats), "--json"]
+    if variants:
+        command += ["--variants", variants, "--modes", modes]
+    return run_json(command, torch_env())
+
+
+def model_dims(path):
+    sys.path.insert(0, os.path.join(ROOT, "scripts", "train"))
+    import safetensors_np
+    metadata, _ = safetensors_np.read(path)
+    return int(metadata["n_dims"])
+
+
+def main(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=os.path.join(ROOT, "results", "models", "garg-gaussian-d8.safetensors"))
+    p.add_argument("--n", type=int, default=64, help="context pairs per prompt (2n + 1 tokens)")
+    p.add_argument("--batch", type=int, default=64, help="prompts per forward, both sides")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    for path, why in ((ICLBENCH, "bash scripts/build.sh release"), (os.path.join(OPENBLAS, "libblas.so.3"),
+                                                                     "bash scripts/setup.sh peers")):
+        if not os.path.exists(path):
+            print("compare_garg.py: %s not found (%s)" % (path, why), file=sys.stderr)
+            return 2
+    with tempfile.TemporaryDirectory() as directory:
+        data = os.path.join(directory, "prompts.safetensors")
+        subprocess.run([ICLBENCH, "--seed", str(args.seed), "--quiet", "gen", "--family", "gaussian", "--d",
+                        str(model_dims(args.model)), "--n", str(args.n), "--queries", "1", "--tasks",
+                        str(args.batch), "--out", data], check=True, stdout=subprocess.DEVNULL)
+        selection = peer(args, data, THREADS)
+        best = {r["threads"]: r for r in selection["results"]}
+        for r in selection["results"]:  # at once: the rounds take minutes on a loaded machine
+            print("selection at %d thread(s): %s" % (r["threads"], ", ".join(
+                "%s/%s %.1f" % (t["variant"], t["mode"], t["prompts_per_second"]) for t in r["tried"])),
+                  file=sys.stderr, flush=True)
+        rounds = []
+        for _ in range(args.rounds):
+            row = {"load_before": os.getloadavg()[0]}
+            for threads in THREADS:
+                row[threads] = {
+                    "engine f32": engine(args, threads, False)["prompts_per_second"],
+                    "engine bf16": engine(args, threads, True)["prompts_per_second"],
+                    "pytorch": peer(args, data, [threads], best[threads]["variant"],
+                                    best[threads]["mode"])["results"][0]["prompts_per_second"],
+                }
+            row["load_after"] = os.getloadavg()[0]
+            rounds.append(row)
+            print("round %d: load %.1f -> %.1f  %s" % (len(rounds), row["load_before"], row["load_after"], "  ".join(
+                "%dt: %s" % (t, ", ".join("%s %.1f" % kv for kv in row[t].items())) for t in THREADS)),
+                  file=sys.stderr, flush=True)
+    summary = []
+    for threads in THREADS:
+        for name in ("engine f32", "engine bf16", "pytorch"):
+            values = [r[threads][name] for r in rounds]
+            ratios = [r[threads][name] / r[threads]["pytorch"] for r in rounds]
+            summary.append({"threads": threads, "name": name, "prompts_per_second": statistics.median(values),
+                            "all": values, "ratio_to_pytorch": statistics.median(ratios), "ratios": ratios})
+    report = {"model": args.model, "n": args.n, "tokens_per_prompt": 2 * args.n + 1, "batch": args.batch,
+              "rounds": args.rounds, "repeats": args.repeats,
+              "pytorch": {k: v for k, v in selection.items() if k != "results"},
+              "pytorch_selection": selection["results"], "summary": summary,
+              "load": [(r["load_before"], r["load_after"]) for r in rounds]}
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    info = report["pytorch"]
+    print("pytorch %s, BLAS %s loaded from %s, OPENBLAS_NUM_THREADS=%s, %d inter-op thread(s)" % (
+        info["torch"], info["blas"], ", ".join(info["blas_loaded"]) or "?", info["OPENBLAS_NUM_THREADS"],
+        info["interop_threads"]))
+    for r in selection["results"]:
+        print("  selection at %d thread(s): %s" % (r["threads"], ", ".join(
+            "%s/%s %.1f" % (t["variant"], t["mode"], t["prompts_per_second"]) for t in r["tried"])))
+    print("%d prompts x %d tokens (%d pairs and one query); %d rounds, each cell a median of %d forwards; "
+          "1-min load %.1f..%.1f" % (args.batch, 2 * args.n + 1, args.n, args.rounds, args.repeats,
+                                     min(min(l) for l in report["load"]), max(max(l) for l in report["load"])))
+    print("| threads | | prompts/s (median) | every round | vs PyTorch (median of same-round ratios) |")
+    print("|---|---|---|---|---|")
+    for s in summary:
+        name = s["name"] if s["name"] != "pytorch" else "pytorch %s/%s" % (best[s["threads"]]["variant"],
+                                                                          best[s["threads"]]["mode"])
+        print("| %d | %s | %.1f | %s | %.2f× |" % (s["threads"], name, s["prompts_per_second"],
+                                                  ", ".join("%.1f" % v for v in s["all"]), s["ratio_to_pytorch"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,189 @@
+#!/usr/bin/python3
+"""PyTorch peer of `iclbench speed --model FILE --n N` for a garg-gpt2 model (Garg et al.'s GPT-2
+layout, scripts/train/garg_model.py): the same weights (read from FILE), the same prompts (read
+from an `iclbench gen` data set with the seed `speed` draws its prompts with) and the same query
+semantics: each prompt is x_1, y_1, ..., x_N, y_N, x_q (2N + 1 tokens, the first query of each
+task), causal attention, and the result is the read-out score at x_q. Timed, as in the engine's
+`speed`: tokens [B, 2N + 1, d] already interleaved -> the B scores (read-in, positions, every
+block over all 2N + 1 tokens, final LayerNorm, read-out).
+
+usage: torch_garg.py --model FILE --data DATASET [--threads 1,2] [--repeats 7]
+                     [--variants eager,functional,jit] [--modes intra-op,processes] [--json]
+
+For each thread count it times every variant in every mode that uses that many cores and reports
+the best (the fair peer is PyTorch at its best on this machine). Variants, all f32 and in eval
+mode under torch.inference_mode, each checked against `eager` before it is timed (max |score
+difference| <= 1e-4 times the largest |score|, f32 rounding of a different association):
+  eager       garg_model.py's modules as trained (GELU-tanh as 5 element-wise ops, a fresh mask)
+  functional  the same maths in fewer kernels: F.gelu(approximate="tanh") (one fused op),
+              F.layer_norm, the causal mask bias built once, q/k/v split by views
+  jit         `functional` traced with torch.jit.trace, frozen (torch.jit.freeze) and passed
+              through torch.jit.optimize_for_inference (constant folding, oneDNN fusions)
+Modes: intra-op (one process, torch.set_num_threads(threads), the whole batch) and, at 2 or more
+threads, processes (`threads` processes of one torch thread each on its share of the batch,
+started together, timed until the last finishes).
+Run it through bench/peers/compare_garg.sh, which selects OpenBLAS with OPENBLAS_NUM_THREADS=1.
+"""
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "train"))
+import garg_model  # noqa: E402
+import peer_common  # noqa: E402
+import safetensors_np  # noqa: E402
+
+VARIANTS = ("eager", "functional", "jit")
+MODES = ("intra-op", "processes")
+# f32 scores of two association orders differ by rounding only: ~1e-6 of the score scale at these
+# widths (the model card's |PyTorch f32 - f64| is 5e-6 on scores up to 9.2); 1e-4 leaves room and
+# still catches a wrong mask or activation (the erf GELU moves scores by ~4e-3).
+AGREEMENT = 1e-4
+
+
+def prompt_tokens(data_path, n):
+    """-> tokens [B, 2n + 1, d]: each task's first n pairs interleaved, then its first query."""
+    metadata, tensors = safetensors_np.read(data_path)
+    if metadata.get("format") != "iclbench-dataset":
+        raise SystemExit("torch_garg.py: %s is not an iclbench data set" % data_path)
+    x, y, x_query = (torch.from_numpy(np.array(tensors[k])) for k in ("x", "y", "x_query"))
+    if x.shape[1] < n:
+        raise SystemExit("torch_garg.py: %s has %d context pairs, fewer than --n %d" % (data_path, x.shape[1], n))
+    pairs = torch.stack((x[:, :n], F.pad(y[:, :n].unsqueeze(-1), (0, x.shape[2] - 1))), dim=2)
+    return torch.cat((pairs.reshape(x.shape[0], 2 * n, x.shape[2]), x_query[:, :1]), dim=1).contiguous()
+
+
+def eager_forward(model, tokens):
+    """garg_model.py's modules: the query is the last token, at position 2n."""
+    T = tokens.shape[1]
+    out = model._backbone(model._read_in(tokens), torch.arange(T), torch.ones(T, T, dtype=torch.bool).tril())
+    return model._read_out(out[:, -1]).squeeze(-1)
+
+
+class Functional(torch.nn.Module):
+    """The forward of garg_model.py (its docstring has the maths) in fewer, larger kernels."""
+
+    def __init__(self, model, tokens_per_prompt):
+        super().__init__()
+        self.model = model
+        self.heads = model.config["n_head"]
+        self.width = model.config["n_embd"]
+        self.scale = 1.0 / math.sqrt(self.width // self.heads)  # Python numbers: constants to the tracer
+        T = tokens_per_prompt
+        self.register_buffer("positions", model._backbone.wpe.weight[:T].clone())
+        self.register_buffer("mask_bias", torch.full((T, T), float("-inf")).triu(1))
+
+    def forward(self, tokens):  # [B, T, d] -> [B]
+        m = self.model
+        B, T, _ = tokens.shape
+        D, H = self.width, self.heads
+        dh = D // H
+        h = F.linear(tokens, m._read_in.weight, m._read_in.bias) + self.positions
+        for block in m._backbone.h:
+            a = F.layer_norm(h, (D,), block.ln_1.weight, block.ln_1.bias, garg_model.LAYER_NORM_EPSILON)
+            qkv = torch.addmm(block.attn.c_attn.bias, a.reshape(B * T, D), block.attn.c_attn.weight)
+            q, k, v = qkv.view(B, T, 3, H, dh).permute(2, 0, 3, 1, 4).reshape(3, B * H, T, dh).unbind(0)
+            scores = torch.baddbmm(self.mask_bias, q, k.transpose(1, 2), alpha=self.scale)
+            o = torch.bmm(torch.softmax(scores, dim=-1), v).view(B, H, T, dh).transpose(1, 2).reshape(B * T, D)
+            h = h + torch.addmm(block.attn.c_proj.bias, o, block.attn.c_proj.weight).view(B, T, D)
+            a = F.layer_norm(h, (D,), block.ln_2.weight, block.ln_2.bias, garg_model.LAYER_NORM_EPSILON)
+            up = F.gelu(torch.addmm(block.mlp.c_fc.bias, a.reshape(B * T, D), block.mlp.c_fc.weight),
+                        approximate="tanh")
+            h = h + torch.addmm(block.mlp.c_proj.bias, up, block.mlp.c_proj.weight).view(B, T, D)
+        last = F.layer_norm(h[:, -1], (D,), m._backbone.ln_f.weight, m._backbone.ln_f.bias,
+                            garg_model.LAYER_NORM_EPSILON)
+        return F.linear(last, m._read_out.weight, m._read_out.bias).squeeze(-1)
+
+
+def make_forward(model_path, data_path, n, variant, share=(1, 0)):
+    """-> forward() of `variant` on this process's share of the prompts, checked against eager.
+    Module-level so that spawned processes can build their own (peer_common.processes)."""
+    model, _ = garg_model.load(model_path)
+    tokens = prompt_tokens(data_path, n)
+    first, end = peer_common.batch_share(tokens.shape[0], *share)
+    tokens = tokens[first:end].contiguous()
+    with torch.inference_mode():
+        expected = eager_forward(model, tokens)
+    if variant == "eager":
+        return lambda: eager_forward(model, tokens)
+    functional = Functional(model, tokens.shape[1]).eval()
+    if variant == "functional":
+        forward = lambda: functional(tokens)  # noqa: E731
+    else:
+        with torch.no_grad():  # a graph traced under inference_mode cannot be frozen
+            traced = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(functional, tokens)))
+            for _ in range(3):  # the profiling executor specialises on the first runs
+                traced(tokens)
+        forward = lambda: traced(tokens)  # noqa: E731
+    with torch.inference_mode():
+        got = forward()
+    error = (got - expected).abs().max().item()
+    if not error <= AGREEMENT * expected.abs().max().item():
+        raise SystemExit("torch_garg.py: variant %s differs from eager by %.3g (scores up to %.3g)"
+                         % (variant, error, expected.abs().max().item()))
+    return forward
+
+
+def measure(model_path, data_path, n, variant, mode, threads, repeats):
+    args = (model_path, data_path, n, variant)
+    if mode == "processes":
+        return peer_common.processes(make_forward, args, threads, repeats)
+    torch.set_num_threads(threads)
+    return peer_common.time_forwards(make_forward(*args), repeats)
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="garg-gpt2 safetensors file")
+    parser.add_argument("--data", required=True, help="iclbench data set (iclbench gen) with >= --n pairs per task")
+    parser.add_argument("--n", type=int, default=64, help="context pairs per prompt")
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    variants, modes = args.variants.split(","), args.modes.split(",")
+    if not set(variants) <= set(VARIANTS) or not set(modes) <= set(MODES) or args.repeats < 1 or args.n < 1:
+        parser.error("--variants from %s, --modes from %s, --repeats and --n >= 1" % (VARIANTS, MODES))
+    prompts = prompt_tokens(args.data, args.n).shape[0]
+    results = []
+    for threads in [int(t) for t in args.threads.split(",")]:
+        tried = []
+        for mode in modes:
+            if mode == "processes" and threads == 1:
+                continue
+            for variant in variants:
+                seconds = measure(args.model, args.data, args.n, variant, mode, threads, args.repeats)
+                median = statistics.median(seconds)
+                tried.append({"variant": variant, "mode": mode, "seconds_median": median,
+                              "prompts_per_second": prompts / median})
+        if not tried:
+            continue
+        best = max(tried, key=lambda r: r["prompts_per_second"])
+        results.append(dict(best, threads=threads, tried=tried))
+    info = dict(peer_common.configuration(), prompts=prompts, tokens_per_prompt=2 * args.n + 1,
+                model=args.model, results=results)
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print("pytorch %s, BLAS %s (loaded: %s), OPENBLAS_NUM_THREADS=%s; %d prompts x %d tokens" % (
+        info["torch"], info["blas"], ", ".join(info["blas_loaded"]) or "none", info["OPENBLAS_NUM_THREADS"],
+        prompts, 2 * args.n + 1))
+    for r in results:
+        tried = ", ".join("%s/%s %.1f" % (t["variant"], t["mode"], t["prompts_per_second"]) for t in r["tried"])
+        print("threads=%d: best %s/%s %.1f prompts/s (tried: %s)" % (
+            r["threads"], r["variant"], r["mode"], r["prompts_per_second"], tried))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
