@@ -126,14 +126,19 @@ void LinearAttention::queries_times_product(const float* queries, std::int64_t r
           queries + r0 * q_stride + s.queries.head_column[static_cast<std::size_t>(h)];
       for (std::int64_t b = 0; b < dv; ++b) {
         const float* m = product + (h * dv + b) * dk;
+        // Fixed trip counts keep the 16 accumulators in registers; rows past `count` load
+        // nothing (mask 0) and sum to 0.
         __m512 acc[16];
-        for (std::int64_t r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
         for (std::int64_t a0 = 0; a0 < dk; a0 += 16) {
           const __mmask16 lanes =
               static_cast<__mmask16>(dk - a0 >= 16 ? 0xFFFF : (1u << (dk - a0)) - 1);
           const __m512 m_chunk = _mm512_maskz_loadu_ps(lanes, m + a0);
-          for (std::int64_t r = 0; r < count; ++r) {
-            acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes, q_head + r * q_stride + a0),
+#pragma GCC unroll 16
+          for (int r = 0; r < 16; ++r) {
+            const __mmask16 valid = r < count ? lanes : static_cast<__mmask16>(0);
+            acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(valid, q_head + r * q_stride + a0),
                                      m_chunk, acc[r]);
           }
         }
