@@ -54,8 +54,7 @@ void LinearAttention::keys_times_values(const float* keys, const float* values,
     const float* v_head = values + s.values.head_column[static_cast<std::size_t>(h)];
     float* m_head = product + h * dv * dk;
     for (std::int64_t a0 = 0; a0 < dk; a0 += 16) {
-      const __mmask16 lanes =
-          static_cast<__mmask16>(dk - a0 >= 16 ? 0xFFFF : (1u << (dk - a0)) - 1);
+      const __mmask16 lanes = simd::first_lanes(dk - a0);
       for (std::int64_t b0 = 0; b0 < dv; b0 += kMaxValueWidth) {
         const std::int64_t width = std::min(kMaxValueWidth, dv - b0);
         __m512 acc[kRowLanes][kMaxValueWidth];
@@ -132,8 +131,7 @@ void LinearAttention::queries_times_product(const float* queries, std::int64_t r
 #pragma GCC unroll 16
         for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
         for (std::int64_t a0 = 0; a0 < dk; a0 += 16) {
-          const __mmask16 lanes =
-              static_cast<__mmask16>(dk - a0 >= 16 ? 0xFFFF : (1u << (dk - a0)) - 1);
+          const __mmask16 lanes = simd::first_lanes(dk - a0);
           const __m512 m_chunk = _mm512_maskz_loadu_ps(lanes, m + a0);
 #pragma GCC unroll 16
           for (int r = 0; r < 16; ++r) {

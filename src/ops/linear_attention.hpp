@@ -16,12 +16,14 @@
 // Summation order (fixed, so that a result does not depend on who runs it): M's sum over rows
 // runs in kRowLanes interleaved partial sums (row i goes to sum i mod kRowLanes), added in order
 // at the end, then scaled; O's dot products run over a in order of 16-lane chunks, each lane a
-// partial sum, then reduced by a fixed tree (16 rows at once; 4 additions per lane). Error (Higham, Accuracy and Stability, 3.1, with
-// u = 2^-24): every computed sum of m products errs by at most gamma_m sum |products|, and the
-// rounding of each product adds u per term; so M[h, b, a] is within
-// (Tk / kRowLanes + kRowLanes + 2) u * scale * sum_i |K V| and O within gamma_(ceil(dk / 16) + 4) sum_a |Q M|
-// plus what M's error carries through (ops_test derives its tolerance from these).
-// The slow twin is reference::linear_attention (double, ops/eigen_ops.hpp).
+// partial sum, then reduced by a fixed tree (16 rows at once; 4 additions per lane).
+// Error (Higham, Accuracy and Stability, 3.1; u = 2^-24, gamma_m = m u / (1 - m u)): a value that
+// passes m roundings errs by at most gamma_m times the sum of its terms' magnitudes, so M[h, b, a]
+// is within gamma_(ceil(Tk / kRowLanes) + kRowLanes) scale sum_i |K V| (the lane's fused
+// multiply-adds, kRowLanes - 1 lane additions, the scale), and O within
+// gamma_(ceil(dk / 16) + 4) sum_a |Q M| plus sum_a |Q| |M's error| (one more u when accumulating).
+// ops_test checks both against the slow twins reference::linear_attention_product and
+// reference::linear_attention_out (double, ops/eigen_ops.hpp).
 
 #include <cstdint>
 #include <vector>

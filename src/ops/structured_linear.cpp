@@ -21,12 +21,9 @@ void check(bool condition, const std::string& what) {
 void gather_column(const float* src, std::int64_t stride, std::int64_t count, float* column) {
 #if defined(ICLBENCH_SIMD_AVX512)
   if (stride != 1) {
-    const __m512i rows = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(static_cast<int>(stride)));
+    const __m512i rows = simd::row_offsets(stride);
     for (std::int64_t r = 0; r < count; r += 16) {
-      const __mmask16 lanes =
-          static_cast<__mmask16>(count - r >= 16 ? 0xFFFF : (1u << (count - r)) - 1);
+      const __mmask16 lanes = simd::first_lanes(count - r);
       _mm512_mask_storeu_ps(column + r, lanes,
                             _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, rows,
                                                      src + r * stride, 4));
@@ -43,12 +40,9 @@ void scatter_column(const float* values, float* dst, std::int64_t stride, std::i
                     bool accumulate) {
 #if defined(ICLBENCH_SIMD_AVX512)
   if (stride != 1) {
-    const __m512i rows = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(static_cast<int>(stride)));
+    const __m512i rows = simd::row_offsets(stride);
     for (std::int64_t r = 0; r < count; r += 16) {
-      const __mmask16 lanes =
-          static_cast<__mmask16>(count - r >= 16 ? 0xFFFF : (1u << (count - r)) - 1);
+      const __mmask16 lanes = simd::first_lanes(count - r);
       float* base = dst + r * stride;
       __m512 value = _mm512_maskz_loadu_ps(lanes, values + r);
       if (accumulate) {
