@@ -225,7 +225,8 @@ std::map<std::string, std::string> Engine::implementations(std::int64_t tokens_p
       // The layer's first projection that runs; "structured:view" when Q, K, V and O are all
       // views of x (AttentionPlan::small) and none runs.
       found["projection"] = "structured:view";
-      for (const auto* projection : {&attention->output, &attention->key_value, &attention->query}) {
+      for (const auto* projection :
+           {&attention->output, &attention->key_value, &attention->query}) {
         if (*projection) found["projection"] = (*projection)->implementation();
       }
       if (attention->small) found["keys_times_values"] = "iclbench:linear_attention";

@@ -78,7 +78,8 @@ void attend_keys_times_values(const AttentionPlan& attention, const Activations&
     const Rows& out_rows = attention.output_view ? activations.stream : activations.attended;
     schedule.each_prompt([&](std::int64_t prompt, const TileScratch& scratch) {
       const float* keys = floats(key_rows.at(prompt, 0));
-      small->keys_times_values(keys, keys, attention.keys, floats(activations.products.at(prompt, 0)));
+      small->keys_times_values(keys, keys, attention.keys,
+                               floats(activations.products.at(prompt, 0)));
       scratch.lap(OpGroup::kAttention);
     });
     schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {

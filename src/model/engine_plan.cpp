@@ -378,8 +378,9 @@ AttentionPlan build_attention(const BuildContext& build, const LayerConfig& laye
         shape.scale = icl_scale;
         shape.queries = query_view ? *query_view : ops::HeadColumns::packed(query_width, heads, dk);
         shape.keys = key_view ? *key_view : ops::HeadColumns::packed(key_value_width, heads, dk);
-        shape.values = value_view ? *value_view
-                                  : ops::HeadColumns::packed(key_value_width, heads, dv, query_width);
+        shape.values = value_view
+                           ? *value_view
+                           : ops::HeadColumns::packed(key_value_width, heads, dv, query_width);
         if (output_slots) {
           shape.out_stride = plan.width;
           shape.out_column = *output_slots;

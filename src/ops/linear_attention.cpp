@@ -73,10 +73,10 @@ void LinearAttention::keys_times_values(const float* keys, const float* values,
         }
         for (std::int64_t lane = 0; i < key_rows; ++i, ++lane) add_row(i, lane);
         for (std::int64_t b = 0; b < width; ++b) {
-          __m512 partial[kRowLanes];
-          for (std::int64_t lane = 0; lane < kRowLanes; ++lane) partial[lane] = acc[lane][b];
-          __m512 sum = partial[0];
-          for (std::int64_t lane = 1; lane < kRowLanes; ++lane) sum = _mm512_add_ps(sum, partial[lane]);
+          __m512 sum = acc[0][b];
+          for (std::int64_t lane = 1; lane < kRowLanes; ++lane) {
+            sum = _mm512_add_ps(sum, acc[lane][b]);
+          }
           _mm512_mask_storeu_ps(m_head + (b0 + b) * dk + a0, lanes, _mm512_mul_ps(sum, scale));
         }
       }
