@@ -3,7 +3,8 @@
 // where the op has both, on two shapes:
 //   the standard encoder (T = 129 tokens, D = 64, H = 4, dk = 16, F = 256): names without prefix,
 //     which the regression gate tracks;
-//   a BERT-base layer (T = 128, D = 768, H = 12, dk = 64, F = 3072): names under bert_base/.
+//   a BERT-base layer (T = 128, D = 768, H = 12, dk = 64, F = 3072): names under bert_base/;
+// and one pass of gd-hinge's looped linear attention (icl_linear_attention/, issue 14's shape).
 
 #include <benchmark/benchmark.h>
 
@@ -20,6 +21,7 @@
 #include "ops/dnnl_ops.hpp"
 #include "ops/eigen_ops.hpp"
 #include "ops/gelu.hpp"
+#include "ops/linear_attention.hpp"
 #include "ops/row_softmax.hpp"
 #include "util/philox.hpp"
 
@@ -547,6 +549,72 @@ void BM_LayerNorm(benchmark::State& state, std::string name, LayerShape shape, b
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * 2 * 4 * tokens * width);
 }
 
+// One pass of gd-hinge's looped linear attention (issue 14's shape: d = 16, N = 4096 context
+// rows, T = N + 64 rows, a residual stream of width d + 4): M = (eta / N) K^T V over the context
+// rows, then p += Q M on every row, with Q = K = x[:, 0:d] and V = x[:, g]. Paths:
+//   iclbench  ops::LinearAttention on views of the stream (what the structured engine runs);
+//   onednn    the two oneDNN matmuls the engine ran before, on packed Q and [K V] buffers (K^T V
+//             once, Q M per row tile of 256 rows, as the plan tiles it), the copies not timed;
+//   eigen     the op's slow twin (double).
+enum class LinearAttentionPath { kIclbench, kOneDnn, kEigen };
+void BM_IclLinearAttention(benchmark::State& state, std::string name, LinearAttentionPath path) {
+  constexpr std::int64_t d = 16, n = 4096, t = n + 64, width = d + 4, tile = 256, g = d + 3, p = d + 2;
+  Buffer<float> stream = values(static_cast<std::size_t>(t * width), 91);
+  ops::LinearAttentionShape shape;
+  shape.qk_dim = d;
+  shape.scale = 2.0f / n;
+  shape.queries = shape.keys = ops::HeadColumns{width, {0}};
+  shape.values = ops::HeadColumns{width, {g}};
+  shape.out_stride = width;
+  shape.out_column = {p};
+  shape.accumulate = true;
+  const ops::LinearAttention op(shape);
+  Buffer<float> product(d);
+  // The packed buffers of the oneDNN path: Q [T, d], [K V] [N, d + 1], O [T, 1].
+  Buffer<float> queries(static_cast<std::size_t>(t * d)), keys_values(static_cast<std::size_t>(n * (d + 1))), attended(t);
+  for (std::int64_t r = 0; r < t; ++r) {
+    std::copy_n(stream.data() + r * width, d, queries.data() + r * d);
+    if (r < n) {
+      std::copy_n(stream.data() + r * width, d, keys_values.data() + r * (d + 1));
+      keys_values[static_cast<std::size_t>(r * (d + 1) + d)] = stream[static_cast<std::size_t>(r * width + g)];
+    }
+  }
+  using ops::DType;
+  using ops::Layout;
+  const ops::MatMul keys_times_values(Layout{{1, d, n}, {d, 1, d + 1}, DType::kF32},
+                                      Layout{{1, n, 1}, {1, d + 1, 1}, DType::kF32},
+                                      Layout::dense({1, d, 1}, DType::kF32), shape.scale, false);
+  const ops::MatMul queries_times_product(Layout{{1, tile, d}, {d, d, 1}, DType::kF32},
+                                          Layout::dense({1, d, 1}, DType::kF32),
+                                          Layout{{1, tile, 1}, {1, 1, 1}, DType::kF32}, 1.0f, false);
+  Buffer<std::byte> scratch(std::max(keys_times_values.scratchpad_bytes(), queries_times_product.scratchpad_bytes()) + 64);
+  const std::int64_t padded = (t + tile - 1) / tile * tile;
+  queries.resize(static_cast<std::size_t>(padded * d), 0.0f);
+  attended.resize(static_cast<std::size_t>(padded), 0.0f);
+  time_op(state, name, [&] {
+    switch (path) {
+      case LinearAttentionPath::kIclbench:
+        op.keys_times_values(stream.data(), stream.data(), n, product.data());
+        op.queries_times_product(stream.data(), t, product.data(), stream.data());
+        break;
+      case LinearAttentionPath::kOneDnn:
+        keys_times_values.execute(keys_values.data(), keys_values.data() + d, product.data(), scratch.data());
+        for (std::int64_t r = 0; r < t; r += tile) {
+          queries_times_product.execute(queries.data() + r * d, product.data(), attended.data() + r, scratch.data());
+        }
+        break;
+      case LinearAttentionPath::kEigen: {
+        const std::vector<double> exact = ops::reference::linear_attention_product(stream.data(), stream.data(), n, shape);
+        const std::vector<double> out = ops::reference::linear_attention_out(stream.data(), t, exact, shape);
+        benchmark::DoNotOptimize(out.data());
+        break;
+      }
+    }
+  });
+  // p grows by a tiny Q M per iteration (scale 2 / N): it stays finite for any run length.
+  set_counters(state, 2.0 * d * (n + t), static_cast<double>(t), 0, false);
+}
+
 // Registers `function` under `name`, passing the name on (for the gate's slowdown switch).
 template <typename Function, typename... Args>
 void add(const std::string& name, Function function, Args... args) {
@@ -603,6 +671,9 @@ void register_benchmarks() {
     add(prefix + "layer_norm/onednn_f32", BM_LayerNorm, layer, false);
     add(prefix + "layer_norm/eigen_f32", BM_LayerNorm, layer, true);
   }
+  add("icl_linear_attention/gd_step/iclbench_f32", BM_IclLinearAttention, LinearAttentionPath::kIclbench);
+  add("icl_linear_attention/gd_step/onednn_f32", BM_IclLinearAttention, LinearAttentionPath::kOneDnn);
+  add("icl_linear_attention/gd_step/eigen_f32", BM_IclLinearAttention, LinearAttentionPath::kEigen);
 }
 
 }  // namespace

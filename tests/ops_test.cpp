@@ -19,6 +19,7 @@
 #include "ops/dnnl_ops.hpp"
 #include "ops/eigen_ops.hpp"
 #include "ops/gelu.hpp"
+#include "ops/linear_attention.hpp"
 #include "ops/row_softmax.hpp"
 #include "util/philox.hpp"
 
@@ -597,6 +598,120 @@ TEST(Ops, GeluMatchesTheReferenceWithinItsDerivedBound) {
     gelu_to_bf16(narrowed.data(), reinterpret_cast<std::uint16_t*>(narrowed.data()), count, form);
     EXPECT_EQ(0, std::memcmp(narrowed.data(), bits.data(), bits.size() * sizeof(std::uint16_t))) << name;
   }
+}
+
+// ---- LinearAttention against its double twin. ----
+// Bounds (Higham 3.1, u = 2^-24, gamma_m = m u / (1 - m u)): M[h, b, a] sums ceil(Tk / 4)
+// fused products per lane, then 3 lane additions and the scale: within
+// gamma_(ceil(Tk/4) + 4) * scale * sum_i |K V|. O[r, h, b] sums ceil(dk / 16) fused products per
+// lane and a 4-level lane reduction of the computed M: within gamma_(ceil(dk/16) + 4) sum_a |Q M|
+// plus sum_a |Q| |M's error|; accumulating adds u |result|.
+struct LinearAttentionCase {
+  std::int64_t heads, dk, dv, key_rows, rows;
+  bool accumulate;
+};
+
+double gamma_of(double m) { return m * kEps / (1 - m * kEps); }
+
+TEST(Ops, LinearAttentionMatchesTheReferenceWithinItsDerivedBound) {
+  const LinearAttentionCase cases[] = {{1, 16, 1, 4096, 65, true},   // gd-hinge's step
+                                       {1, 16, 1, 1, 1, false},      // one key, one query
+                                       {2, 17, 3, 4097, 37, false},  // dk not a multiple of 16
+                                       {3, 33, 5, 7, 19, true},      // dv over one block
+                                       {1, 5, 1, 3, 2, false}};
+  std::uint64_t seed = 100;
+  for (const LinearAttentionCase& c : cases) {
+    SCOPED_TRACE("H " + std::to_string(c.heads) + " dk " + std::to_string(c.dk) + " dv " +
+                 std::to_string(c.dv) + " Tk " + std::to_string(c.key_rows) + " R " +
+                 std::to_string(c.rows));
+    // Q, K and V as column ranges of one wide row (as in the residual stream), heads in reverse
+    // order with a gap, so that nothing assumes packed heads.
+    const std::int64_t width = c.heads * (2 * c.dk + c.dv) + 7;
+    LinearAttentionShape shape;
+    shape.heads = c.heads;
+    shape.qk_dim = c.dk;
+    shape.v_dim = c.dv;
+    shape.scale = 0.37f;
+    shape.queries.row_stride = shape.keys.row_stride = shape.values.row_stride = width;
+    for (std::int64_t h = 0; h < c.heads; ++h) {
+      const std::int64_t g = c.heads - 1 - h;
+      shape.queries.head_column.push_back(1 + g * c.dk);
+      shape.keys.head_column.push_back(1 + c.heads * c.dk + g * c.dk);
+      shape.values.head_column.push_back(1 + 2 * c.heads * c.dk + g * c.dv);
+    }
+    const std::int64_t out_width = c.heads * c.dv + 3;
+    shape.out_stride = out_width;
+    for (std::int64_t j = 0; j < c.heads * c.dv; ++j) shape.out_column.push_back(out_width - 1 - j);
+    shape.accumulate = c.accumulate;
+    const std::int64_t rows = std::max(c.key_rows, c.rows);
+    const std::vector<float> x = random_values(static_cast<std::size_t>(rows * width), seed++);
+    const std::vector<float> initial = random_values(static_cast<std::size_t>(c.rows * out_width), seed++);
+    const LinearAttention op(shape);
+    std::vector<float> product(static_cast<std::size_t>(op.product_size()));
+    op.keys_times_values(x.data(), x.data(), c.key_rows, product.data());
+    std::vector<float> out = initial;
+    op.queries_times_product(x.data(), c.rows, product.data(), out.data());
+
+    const std::vector<double> exact_product =
+        reference::linear_attention_product(x.data(), x.data(), c.key_rows, shape);
+    std::vector<double> product_bound(product.size());
+    for (std::int64_t h = 0; h < c.heads; ++h) {
+      for (std::int64_t b = 0; b < c.dv; ++b) {
+        for (std::int64_t a = 0; a < c.dk; ++a) {
+          double magnitude = 0;
+          for (std::int64_t i = 0; i < c.key_rows; ++i) {
+            magnitude += std::abs(static_cast<double>(x[i * width + shape.keys.head_column[h] + a]) *
+                                  x[i * width + shape.values.head_column[h] + b]);
+          }
+          const std::size_t index = static_cast<std::size_t>((h * c.dv + b) * c.dk + a);
+          product_bound[index] =
+              gamma_of(static_cast<double>((c.key_rows + 3) / 4 + 4)) * shape.scale * magnitude;
+          ASSERT_NEAR(product[index], exact_product[index], product_bound[index])
+              << "M at head " << h << " b " << b << " a " << a;
+        }
+      }
+    }
+    const std::vector<double> exact_out =
+        reference::linear_attention_out(x.data(), c.rows, exact_product, shape);
+    for (std::int64_t r = 0; r < c.rows; ++r) {
+      for (std::int64_t h = 0; h < c.heads; ++h) {
+        for (std::int64_t b = 0; b < c.dv; ++b) {
+          double magnitude = 0, carried = 0;
+          for (std::int64_t a = 0; a < c.dk; ++a) {
+            const std::size_t index = static_cast<std::size_t>((h * c.dv + b) * c.dk + a);
+            const double q = x[r * width + shape.queries.head_column[h] + a];
+            magnitude += std::abs(q * product[index]);
+            carried += std::abs(q) * product_bound[index];
+          }
+          const std::int64_t column = shape.out_column[static_cast<std::size_t>(h * c.dv + b)];
+          double expected = exact_out[static_cast<std::size_t>((r * c.heads + h) * c.dv + b)];
+          double bound = gamma_of(static_cast<double>((c.dk + 15) / 16 + 4)) * magnitude + carried;
+          if (c.accumulate) {
+            expected += initial[r * out_width + column];
+            bound += kEps * (std::abs(expected) + bound);
+          }
+          ASSERT_NEAR(out[r * out_width + column], expected, bound)
+              << "O at row " << r << " head " << h << " b " << b;
+        }
+      }
+      // Columns O does not map to are left alone.
+      for (std::int64_t column = 0; column < out_width - c.heads * c.dv; ++column) {
+        ASSERT_EQ(out[r * out_width + column], initial[r * out_width + column]) << "column " << column;
+      }
+    }
+  }
+}
+
+TEST(Ops, LinearAttentionRejectsInconsistentShapes) {
+  LinearAttentionShape shape;
+  shape.heads = 2;
+  shape.queries = shape.keys = shape.values = HeadColumns::packed(8, 2, 1);
+  shape.out_column = {0};  // [H dv] needs two
+  EXPECT_THROW(LinearAttention{shape}, std::invalid_argument);
+  shape.out_column = {0, 1};
+  EXPECT_NO_THROW(LinearAttention{shape});
+  shape.keys.head_column.pop_back();
+  EXPECT_THROW(LinearAttention{shape}, std::invalid_argument);
 }
 
 TEST(Ops, GeluHandlesInfinityAndNaN) {

@@ -103,11 +103,12 @@ TEST(WeightStructure, ConstructionsMatchTheDensePath) {
     if (c.structured) {
       EXPECT_LE(relative_difference(out.structured, out.dense), construction_bound(spec, d, n))
           << c.spec;
-      EXPECT_EQ(projection, "structured:columns") << c.spec;
+      // Selections read as views of x (AttentionPlan::small) or run as structured columns.
+      EXPECT_EQ(projection.rfind("structured:", 0), 0u) << c.spec << ": " << projection;
       EXPECT_LT(structured.forward_flops(t, n), dense.forward_flops(t, n)) << c.spec;
     } else {
       EXPECT_EQ(out.structured, out.dense) << c.spec;
-      EXPECT_NE(projection, "structured:columns") << c.spec;
+      EXPECT_EQ(projection.rfind("structured:", 0), std::string::npos) << c.spec;
       EXPECT_EQ(structured.forward_flops(t, n), dense.forward_flops(t, n)) << c.spec;
     }
     for (float value : out.structured) ASSERT_TRUE(std::isfinite(value)) << c.spec;
@@ -268,6 +269,52 @@ TEST_P(PlantedStructure, MatchesDenseAndReference) {
   EXPECT_EQ(structured.implementations(t, n).at("projection"), "structured:columns");
   EXPECT_EQ(structured.implementations(t, n).at("mlp"), "structured:columns");
   EXPECT_LT(structured.forward_flops(t, n), dense.forward_flops(t, n));
+}
+
+// Q, K and V that only select slots, and W_o that only selects: the plan reads Q, K and V
+// straight from x and adds O straight into it (AttentionPlan::small), heads at scattered,
+// unordered slots. Width 16, 2 heads of dk 3 and dv 2, loop 3, a random MLP on slots 10..15.
+TEST(WeightStructure, ViewsOfTheStreamMatchDenseAndReference) {
+  ModelConfig config = planted_config(false, Activation::kRelu, AttentionKind::kLinear, Mask::kIcl);
+  Weights weights = planted_weights(config, 23);
+  const int width = config.width, q = 6, v = 4;
+  const int query_slots[2] = {4, 0}, key_slots[2] = {0, 7}, value_slots[2] = {12, 10};
+  const int output_slots[4] = {14, 15, 10, 11};
+  for (LayerWeights& w : weights.layers) {
+    for (int head = 0; head < 2; ++head) {
+      for (int a = 0; a < 3; ++a) {
+        select_column(w.wq, w.bq, width, q, head * 3 + a, query_slots[head] + a, 1.0f);
+        select_column(w.wk, w.bk, width, q, head * 3 + a, key_slots[head] + a, 1.0f);
+      }
+      for (int b = 0; b < 2; ++b) {
+        select_column(w.wv, w.bv, width, v, head * 2 + b, value_slots[head] + b, 1.0f);
+      }
+    }
+    std::fill(w.wo.begin(), w.wo.end(), 0.0f);
+    std::fill(w.bo.begin(), w.bo.end(), 0.0f);
+    for (int column = 0; column < v; ++column) {
+      w.wo[static_cast<std::size_t>(column * width + output_slots[column])] = 1.0f;
+    }
+  }
+  const int prompts = 2, t = 300, n = 211;
+  const std::vector<float> tokens = random_values(prompts * t * width, 43);
+  const Outputs out = both_outputs(config, weights, tokens, prompts, t, n);
+  const double bound = f32_bound(std::max(t, width));
+  EXPECT_LE(relative_difference(out.structured, out.dense), 2 * bound);
+  EXPECT_LE(reference_difference(config, weights, tokens, out.structured, prompts, t, n), bound);
+  const Engine structured(config, weights);
+  EXPECT_EQ(structured.implementations(t, n).at("projection"), "structured:view");
+  EXPECT_EQ(structured.implementations(t, n).at("keys_times_values"), "iclbench:linear_attention");
+  // An output slot that a query view reads: O must then go through W_o (the kernel would read
+  // a row's queries after adding its first head's output).
+  for (LayerWeights& w : weights.layers) {
+    w.wo[static_cast<std::size_t>(0 * width + output_slots[0])] = 0.0f;
+    w.wo[static_cast<std::size_t>(0 * width + 5)] = 1.0f;
+  }
+  const Engine overlapping(config, weights);
+  EXPECT_NE(overlapping.implementations(t, n).at("projection"), "structured:view");
+  const Outputs overlap_out = both_outputs(config, weights, tokens, prompts, t, n);
+  EXPECT_LE(relative_difference(overlap_out.structured, overlap_out.dense), 2 * bound);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -223,7 +223,14 @@ std::map<std::string, std::string> Engine::implementations(std::int64_t tokens_p
   std::map<std::string, std::string> found;
   for (const LayerPlan& layer : shape_plan.layers) {
     if (const auto& attention = layer.attention) {
-      found["projection"] = attention->query->implementation();
+      // The layer's first projection that runs; "structured:view" when Q, K, V and O are all
+      // views of x (AttentionPlan::small) and none runs.
+      found["projection"] = "structured:view";
+      for (const auto* projection :
+           {&attention->output, &attention->key_value, &attention->query}) {
+        if (*projection) found["projection"] = (*projection)->implementation();
+      }
+      if (attention->small) found["keys_times_values"] = "iclbench:linear_attention";
       if (attention->scores) found["scores"] = attention->scores->implementation();
       if (attention->mix) found["mix"] = attention->mix->implementation();
       if (attention->keys_times_values) {

@@ -69,6 +69,27 @@ const void* normed_input(const std::optional<ops::LayerNorm>& norm,
 // all of the prompt's keys), then O = Q M [H, R, dv] per row tile.
 void attend_keys_times_values(const AttentionPlan& attention, const Activations& activations,
                               const Schedule& schedule) {
+  if (const std::optional<ops::LinearAttention>& small = attention.small) {
+    // The same two steps by ops::LinearAttention, on the views of x the plan chose; with the
+    // output view O is added to x here (x += O W_o + b_o, W_o a selection).
+    auto floats = [](std::byte* bytes) { return reinterpret_cast<float*>(bytes); };
+    const Rows& key_rows = attention.key_value_view ? activations.stream : activations.keys_values;
+    const Rows& query_rows = attention.query_view ? activations.stream : activations.queries;
+    const Rows& out_rows = attention.output_view ? activations.stream : activations.attended;
+    schedule.each_prompt([&](std::int64_t prompt, const TileScratch& scratch) {
+      const float* keys = floats(key_rows.at(prompt, 0));
+      small->keys_times_values(keys, keys, attention.keys,
+                               floats(activations.products.at(prompt, 0)));
+      scratch.lap(OpGroup::kAttention);
+    });
+    schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
+      small->queries_times_product(floats(query_rows.at(tile)), attention.tile_rows,
+                                   floats(activations.products.at(tile.prompt, 0)),
+                                   floats(out_rows.at(tile)));
+      scratch.lap(OpGroup::kAttention);
+    });
+    return;
+  }
   schedule.each_prompt([&](std::int64_t prompt, const TileScratch& scratch) {
     const std::byte* keys = activations.keys_values.at(prompt, 0);
     attention.keys_times_values->execute(keys, keys + attention.values_offset,
@@ -156,20 +177,25 @@ Activations layer_activations(const EnginePlan& plan, const LayerPlan& layer) {
 void layer_forward(const LayerPlan& layer, const Activations& activations,
                    const Schedule& schedule, int pass) {
   if (const std::optional<AttentionPlan>& attention = layer.attention) {
-    schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
-      // h = norm(x)
-      const void* h =
-          normed_input(attention->norm, attention->to_bf16, activations.stream.at(tile), scratch);
-      // Q = h W_q + b_q: [R, H dk]
-      attention->query->execute(h, activations.queries.at(tile), scratch.scratchpad, pass);
-      scratch.lap(OpGroup::kProjections);
-      // [K V] = h [W_k W_v] + [b_k b_v]: [R, H (dk + dv)], on the rows that are keys
-      if (tile.first_row < attention->keys) {
-        attention->key_value->execute(h, activations.keys_values.at(tile), scratch.scratchpad,
-                                      pass);
-        scratch.lap(OpGroup::kProjections);
-      }
-    });
+    // (Skipped when the plan reads Q, K and V straight from x: no sweep to run.)
+    if (attention->query || attention->key_value) {
+      schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
+        // h = norm(x)
+        const void* h =
+            normed_input(attention->norm, attention->to_bf16, activations.stream.at(tile), scratch);
+        // Q = h W_q + b_q: [R, H dk]
+        if (attention->query) {
+          attention->query->execute(h, activations.queries.at(tile), scratch.scratchpad, pass);
+          scratch.lap(OpGroup::kProjections);
+        }
+        // [K V] = h [W_k W_v] + [b_k b_v]: [R, H (dk + dv)], on the rows that are keys
+        if (attention->key_value && tile.first_row < attention->keys) {
+          attention->key_value->execute(h, activations.keys_values.at(tile), scratch.scratchpad,
+                                        pass);
+          scratch.lap(OpGroup::kProjections);
+        }
+      });
+    }
     // O = Attention(Q, K, V): [R, H dv], all heads in each call, by the layer's path.
     switch (attention->path) {
       case AttentionPath::kKeysTimesValues:
@@ -187,7 +213,7 @@ void layer_forward(const LayerPlan& layer, const Activations& activations,
   schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
     std::byte* x = activations.stream.at(tile);
     // x += O W_o + b_o (the output projection accumulates into x)
-    if (layer.attention) {
+    if (layer.attention && layer.attention->output) {
       layer.attention->output->execute(activations.attended.at(tile), x, scratch.scratchpad);
       scratch.lap(OpGroup::kProjections);
     }

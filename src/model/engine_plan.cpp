@@ -238,6 +238,58 @@ void plan_explicit_scores(const BuildContext& build, const LayerConfig& layer,
   attention.mix.emplace(weights_layout, views.values, views.attended, 1.0f, false);
 }
 
+// A view of x for a projection that only selects slots: every output column of each head's
+// block of `width` has one weight, exactly 1, no bias, and the block's sources are consecutive
+// slots (then h W + b = x[:, first .. first + width) exactly, as the dense map adds only exact
+// zeros). Empty otherwise.
+std::optional<ops::HeadColumns> selected_heads(const ProjectionWeights& weights,
+                                               std::int64_t heads, std::int64_t width) {
+  ops::HeadColumns view;
+  view.row_stride = weights.in;
+  for (std::int64_t h = 0; h < heads; ++h) {
+    std::int64_t first = -1;
+    for (std::int64_t a = 0; a < width; ++a) {
+      const std::int64_t column = h * width + a;
+      if (weights.bias[static_cast<std::size_t>(column)] != 0.0f) return std::nullopt;
+      std::int64_t source = -1;
+      for (std::int64_t i = 0; i < weights.in; ++i) {
+        const float weight = weights.at(i, column);
+        if (weight == 0.0f) continue;
+        if (weight != 1.0f || source >= 0) return std::nullopt;
+        source = i;
+      }
+      if (source < 0) return std::nullopt;
+      if (a == 0) first = source;
+      if (source != first + a) return std::nullopt;
+    }
+    view.head_column.push_back(first);
+  }
+  return view;
+}
+
+// The slots of x that O's columns are added to when W_o only selects: each of O's columns has
+// one weight, exactly 1, into a slot no other column writes, and there is no bias (then
+// x += O W_o + b_o is x[:, slot] += O exactly). Empty otherwise.
+std::optional<std::vector<std::int64_t>> selected_slots(const ProjectionWeights& weights) {
+  for (float bias : weights.bias)
+    if (bias != 0.0f) return std::nullopt;
+  std::vector<std::int64_t> slots;
+  std::vector<bool> taken(static_cast<std::size_t>(weights.out), false);
+  for (std::int64_t i = 0; i < weights.in; ++i) {
+    std::int64_t slot = -1;
+    for (std::int64_t j = 0; j < weights.out; ++j) {
+      const float weight = weights.at(i, j);
+      if (weight == 0.0f) continue;
+      if (weight != 1.0f || slot >= 0 || taken[static_cast<std::size_t>(j)]) return std::nullopt;
+      slot = j;
+    }
+    if (slot < 0) return std::nullopt;
+    taken[static_cast<std::size_t>(slot)] = true;
+    slots.push_back(slot);
+  }
+  return slots;
+}
+
 AttentionPlan build_attention(const BuildContext& build, const LayerConfig& layer,
                               const LayerWeights& weights) {
   const EnginePlan& plan = build.plan;
@@ -254,6 +306,7 @@ AttentionPlan build_attention(const BuildContext& build, const LayerConfig& laye
   attention.attended_width = attended_width;
   attention.product_size = heads * dk * dv;
   attention.keys = keys;
+  attention.tile_rows = rows;
   attention.head_qk_bytes = static_cast<std::size_t>(dk) * ops::size_of(act);
   attention.values_offset = static_cast<std::size_t>(query_width) * ops::size_of(act);
 
@@ -262,44 +315,99 @@ AttentionPlan build_attention(const BuildContext& build, const LayerConfig& laye
                            weights.attention_norm_beta, layer.norm_epsilon);
   }
   if (build.options.bf16) attention.to_bf16.emplace(build.stream_rows, build.converted_rows);
-  const std::vector<bool> changing = changing_slots(build, layer, weights);
-  attention.query.emplace(plan_projection(
-      build, projection_weights(weights.wq, weights.bq, plan.width), build.input_rows,
-      Layout::rows(rows, query_width, query_width, act), ops::PostActivation::kNone, false,
-      changing));
-  const std::vector<float> kv_weights =
-      concat_columns(weights.wk, query_width, weights.wv, attended_width, plan.width);
-  std::vector<float> kv_bias(weights.bk);
-  kv_bias.insert(kv_bias.end(), weights.bv.begin(), weights.bv.end());
-  attention.key_value.emplace(plan_projection(
-      build, projection_weights(kv_weights, kv_bias, plan.width), build.input_rows,
-      Layout::rows(rows, key_value_width, key_value_width, act), ops::PostActivation::kNone, false,
-      changing));
+  attention.path = attention_path(layer, build.causal, build.options);
+  // ops::LinearAttention, and the views of x it can read and write (see AttentionPlan::small).
+  const bool small = attention.path == AttentionPath::kKeysTimesValues && act == DType::kF32 &&
+                     dv <= ops::LinearAttention::kMaxValueWidth;
+  const bool views = small && build.structured && !layer.attention_norm;
+  std::optional<ops::HeadColumns> query_view, key_view, value_view;
+  std::optional<std::vector<std::int64_t>> output_slots;
+  if (views) {
+    query_view = selected_heads(projection_weights(weights.wq, weights.bq, plan.width), heads, dk);
+    key_view = selected_heads(projection_weights(weights.wk, weights.bk, plan.width), heads, dk);
+    value_view = selected_heads(projection_weights(weights.wv, weights.bv, plan.width), heads, dv);
+    if (!key_view || !value_view) key_view = value_view = std::nullopt;
+    output_slots = selected_slots(projection_weights(weights.wo, weights.bo, attended_width));
+    // The kernel adds row r's O before it reads row r's next head: the slots it writes must not
+    // be ones its query view reads.
+    if (output_slots && query_view) {
+      for (std::int64_t slot : *output_slots) {
+        for (std::int64_t first : query_view->head_column) {
+          if (slot >= first && slot < first + dk) output_slots.reset();
+        }
+        if (!output_slots) break;
+      }
+    }
+  }
+  attention.query_view = query_view.has_value();
+  attention.key_value_view = key_view.has_value();
+  attention.output_view = output_slots.has_value();
 
-  const HeadViews views{Layout{{heads, rows, dk}, {dk, query_width, 1}, act},
+  const std::vector<bool> changing = changing_slots(build, layer, weights);
+  if (!query_view) {
+    attention.query.emplace(plan_projection(
+        build, projection_weights(weights.wq, weights.bq, plan.width), build.input_rows,
+        Layout::rows(rows, query_width, query_width, act), ops::PostActivation::kNone, false,
+        changing));
+  }
+  if (!key_view) {
+    const std::vector<float> kv_weights =
+        concat_columns(weights.wk, query_width, weights.wv, attended_width, plan.width);
+    std::vector<float> kv_bias(weights.bk);
+    kv_bias.insert(kv_bias.end(), weights.bv.begin(), weights.bv.end());
+    attention.key_value.emplace(plan_projection(
+        build, projection_weights(kv_weights, kv_bias, plan.width), build.input_rows,
+        Layout::rows(rows, key_value_width, key_value_width, act), ops::PostActivation::kNone,
+        false, changing));
+  }
+
+  const HeadViews head_views{Layout{{heads, rows, dk}, {dk, query_width, 1}, act},
                         Layout{{heads, dk, keys}, {dk, 1, key_value_width}, act},
                         Layout{{heads, keys, dv}, {dv, key_value_width, 1}, act},
                         Layout{{heads, rows, dv}, {dv, attended_width, 1}, act}};
   // Under the icl mask every row sees all n keys, so the mean over keys folds into the scale.
   const float icl_scale =
       layer.scale / (layer.mean_over_keys ? static_cast<float>(plan.context) : 1.0f);
-  attention.path = attention_path(layer, build.causal, build.options);
   switch (attention.path) {
     case AttentionPath::kKeysTimesValues:
-      plan_keys_times_values(attention, views, icl_scale, dv, act);
+      if (small) {
+        ops::LinearAttentionShape shape;
+        shape.heads = heads;
+        shape.qk_dim = dk;
+        shape.v_dim = dv;
+        shape.scale = icl_scale;
+        shape.queries = query_view ? *query_view : ops::HeadColumns::packed(query_width, heads, dk);
+        shape.keys = key_view ? *key_view : ops::HeadColumns::packed(key_value_width, heads, dk);
+        shape.values = value_view
+                           ? *value_view
+                           : ops::HeadColumns::packed(key_value_width, heads, dv, query_width);
+        if (output_slots) {
+          shape.out_stride = plan.width;
+          shape.out_column = *output_slots;
+          shape.accumulate = true;
+        } else {
+          shape.out_stride = attended_width;
+          for (std::int64_t j = 0; j < attended_width; ++j) shape.out_column.push_back(j);
+        }
+        attention.small.emplace(std::move(shape));
+      } else {
+        plan_keys_times_values(attention, head_views, icl_scale, dv, act);
+      }
       break;
     case AttentionPath::kExplicitScores:
-      plan_explicit_scores(build, layer, views, icl_scale, attention);
+      plan_explicit_scores(build, layer, head_views, icl_scale, attention);
       break;
     case AttentionPath::kFused:
       attention.fused.emplace(fused_shape(layer, build.causal, act, rows, keys, plan.context));
       build.scratchpad.note(attention.fused);
       break;
   }
-  attention.output.emplace(plan_projection(
-      build, projection_weights(weights.wo, weights.bo, attended_width),
-      Layout::rows(rows, attended_width, attended_width, act), build.stream_rows,
-      ops::PostActivation::kNone, true));
+  if (!output_slots) {
+    attention.output.emplace(plan_projection(
+        build, projection_weights(weights.wo, weights.bo, attended_width),
+        Layout::rows(rows, attended_width, attended_width, act), build.stream_rows,
+        ops::PostActivation::kNone, true));
+  }
 
   build.scratchpad.note(attention.norm, attention.to_bf16, attention.query, attention.key_value,
                         attention.keys_times_values, attention.queries_times_product,
@@ -415,9 +523,12 @@ void count_flops(const EnginePlan& plan, const LayerConfig& layer, LayerPlan& la
     if (const auto& attention = layer_plan.attention) {
       const double key_rows = static_cast<double>(attention->keys);
       const double h = layer.heads, dk = layer.qk_dim, dv = layer.v_dim;
-      flops += t * attention->query->flops_per_row(pass) +
-               key_rows * attention->key_value->flops_per_row(pass) +
-               t * attention->output->flops_per_row(pass);
+      // An absent projection is a view of x (AttentionPlan::small): no FLOPs.
+      const auto per_row = [pass](const std::optional<Projection>& projection) {
+        return projection ? projection->flops_per_row(pass) : 0.0;
+      };
+      flops += t * per_row(attention->query) + key_rows * per_row(attention->key_value) +
+               t * per_row(attention->output);
       flops += attention->path == AttentionPath::kKeysTimesValues
                    ? 2 * h * key_rows * dk * dv + 2 * h * t * dk * dv
                    : 2 * h * attended_pairs(layer.mask, plan.tokens, attention->keys) * (dk + dv);

@@ -26,6 +26,7 @@
 #include "ops/attention.hpp"
 #include "ops/dnnl_ops.hpp"
 #include "ops/gelu.hpp"
+#include "ops/linear_attention.hpp"
 #include "ops/row_softmax.hpp"
 
 namespace iclbench::model {
@@ -135,11 +136,13 @@ struct AttentionPlan {
   std::int64_t attended_width = 0;     // H dv
   std::int64_t product_size = 0;       // H dk dv
   std::int64_t keys = 0;               // Tk: only the first Tk rows need K and V
+  std::int64_t tile_rows = 0;          // R
   std::size_t head_qk_bytes = 0;       // bytes from one head's q (or k) to the next's: dk elements
   std::size_t values_offset = 0;       // bytes from a [K V] row to its V part: H dk elements
 
   std::optional<ops::LayerNorm> norm;    // h = LayerNorm(x) [R, D]
   std::optional<ops::Convert> to_bf16;   // h in bf16, for bf16 matmuls
+  // Absent when the plan reads Q, or K and V, straight from x (see `small`).
   std::optional<Projection> query;      // Q = h W_q + b_q: [R, H dk]
   std::optional<Projection> key_value;  // [K V] = h [W_k W_v] + [b_k b_v]: [R, H (dk + dv)]
 
@@ -147,6 +150,14 @@ struct AttentionPlan {
   // kKeysTimesValues
   std::optional<ops::MatMul> keys_times_values;      // M = scale K^T V: [H, dk, dv] per prompt
   std::optional<ops::MatMul> queries_times_product;  // O = Q M: [H, R, dv]
+  // kKeysTimesValues in an f32 plan with dv <= ops::LinearAttention::kMaxValueWidth: both
+  // products by ops::LinearAttention instead of the two matmuls. With weight structure and no
+  // attention norm, projections that only select slots of x (one weight 1 per column, no bias,
+  // a head's columns consecutive) are not run: the kernel reads Q, or K and V, straight from
+  // the residual stream, and adds O straight into it when W_o only selects (then `query`,
+  // `key_value` or `output` is absent).
+  std::optional<ops::LinearAttention> small;
+  bool query_view = false, key_value_view = false, output_view = false;
   // kExplicitScores
   std::optional<ops::MatMul> scores;  // S = scale Q K^T (masked, ReLU for relu): [H, R, Tk]
   // Causal: one [R, Tk] call per head, `head_score_bytes` apart, with the 2-D mask tile.
@@ -158,7 +169,7 @@ struct AttentionPlan {
   // kFused
   std::optional<ops::FusedAttention> fused;  // O = A(scale Q K^T) V: [R, H dv]
 
-  std::optional<Projection> output;  // x += O W_o + b_o: [R, D]
+  std::optional<Projection> output;  // x += O W_o + b_o: [R, D] (absent with output_view)
 };
 
 // The ops of one layer's MLP block: x += act(norm(x) W_1 + b_1) W_2 + b_2.

@@ -134,4 +134,47 @@ void attention(const float* queries, const float* keys, const float* values, flo
   }
 }
 
+std::vector<double> linear_attention_product(const float* keys, const float* values,
+                                             std::int64_t key_rows,
+                                             const LinearAttentionShape& shape) {
+  const std::int64_t dk = shape.qk_dim, dv = shape.v_dim;
+  std::vector<double> product(static_cast<std::size_t>(shape.heads * dv * dk), 0.0);
+  for (std::int64_t h = 0; h < shape.heads; ++h) {
+    const float* k = keys + shape.keys.head_column[static_cast<std::size_t>(h)];
+    const float* v = values + shape.values.head_column[static_cast<std::size_t>(h)];
+    for (std::int64_t b = 0; b < dv; ++b) {
+      for (std::int64_t a = 0; a < dk; ++a) {
+        double sum = 0;
+        for (std::int64_t i = 0; i < key_rows; ++i) {
+          sum += static_cast<double>(k[i * shape.keys.row_stride + a]) *
+                 static_cast<double>(v[i * shape.values.row_stride + b]);
+        }
+        product[static_cast<std::size_t>((h * dv + b) * dk + a)] = sum * shape.scale;
+      }
+    }
+  }
+  return product;
+}
+
+std::vector<double> linear_attention_out(const float* queries, std::int64_t rows,
+                                         const std::vector<double>& product,
+                                         const LinearAttentionShape& shape) {
+  const std::int64_t dk = shape.qk_dim, dv = shape.v_dim;
+  std::vector<double> out(static_cast<std::size_t>(rows * shape.heads * dv), 0.0);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t h = 0; h < shape.heads; ++h) {
+      const float* q =
+          queries + r * shape.queries.row_stride + shape.queries.head_column[static_cast<std::size_t>(h)];
+      for (std::int64_t b = 0; b < dv; ++b) {
+        double sum = 0;
+        for (std::int64_t a = 0; a < dk; ++a) {
+          sum += static_cast<double>(q[a]) * product[static_cast<std::size_t>((h * dv + b) * dk + a)];
+        }
+        out[static_cast<std::size_t>((r * shape.heads + h) * dv + b)] = sum;
+      }
+    }
+  }
+  return out;
+}
+
 }  // namespace iclbench::ops::reference

@@ -10,6 +10,7 @@
 #include "ops/attention.hpp"
 #include "ops/dnnl_ops.hpp"
 #include "ops/gelu.hpp"
+#include "ops/linear_attention.hpp"
 
 namespace iclbench::ops::reference {
 
@@ -50,5 +51,14 @@ void softmax(const float* src, float* dst, std::int64_t rows, std::int64_t width
 // their f32 values), f32 output; shape.dtype is not read.
 void attention(const float* queries, const float* keys, const float* values, float* out,
                const AttentionShape& shape, std::int64_t first_row);
+
+// The slow twins of LinearAttention, in double, from the definitions in ops/linear_attention.hpp:
+// M = scale K^T V as [H, dv, dk], and O = Q M as [R, H dv] (dense, out_column not applied).
+std::vector<double> linear_attention_product(const float* keys, const float* values,
+                                             std::int64_t key_rows,
+                                             const LinearAttentionShape& shape);
+std::vector<double> linear_attention_out(const float* queries, std::int64_t rows,
+                                         const std::vector<double>& product,
+                                         const LinearAttentionShape& shape);
 
 }  // namespace iclbench::ops::reference

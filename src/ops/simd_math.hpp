@@ -25,6 +25,18 @@ inline constexpr float kExp2Poly[7] = {1.0f,          0x1.62e42ap-1f, 0x1.ebfd9e
                                        0x1.3d28p-7f,  0x1.461954p-10f, 0x1.c72118p-13f};
 
 #if defined(ICLBENCH_SIMD_AVX512)
+// The first min(count, 16) lanes (count >= 0): the mask of a row or column tail.
+inline __mmask16 first_lanes(std::int64_t count) {
+  return static_cast<__mmask16>(count >= 16 ? 0xFFFF : (1u << count) - 1);
+}
+
+// Lane r holds r * stride: 32-bit element offsets of 16 rows `stride` elements apart, for
+// gathers and scatters (|stride| < 2^27).
+inline __m512i row_offsets(std::int64_t stride) {
+  return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                            _mm512_set1_epi32(static_cast<int>(stride)));
+}
+
 // 2^x, lane-wise, for any x: f = x - floor(x) (vreduceps, exact), 2^f by the polynomial, then
 // vscalefps multiplies by 2^floor(x). -inf gives exactly 0 (vreduceps returns 0 for infinities
 // and vscalefps scales by 2^-inf), +inf gives +inf, NaN stays NaN; results below 2^-126 are

@@ -1,0 +1,200 @@
+#include "ops/linear_attention.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "ops/simd_math.hpp"
+
+namespace iclbench::ops {
+namespace {
+
+void check(bool condition, const std::string& what) {
+  if (!condition) throw std::invalid_argument("LinearAttention: " + what);
+}
+
+// The key rows' interleaved partial sums, combined in order: ((s0 + s1) + s2) + s3.
+template <typename T>
+T combine_lanes(const T (&partial)[LinearAttention::kRowLanes]) {
+  T sum = partial[0];
+  for (std::int64_t lane = 1; lane < LinearAttention::kRowLanes; ++lane) sum = sum + partial[lane];
+  return sum;
+}
+
+}  // namespace
+
+HeadColumns HeadColumns::packed(std::int64_t row_stride, std::int64_t heads, std::int64_t width,
+                                std::int64_t first) {
+  HeadColumns columns;
+  columns.row_stride = row_stride;
+  for (std::int64_t h = 0; h < heads; ++h) columns.head_column.push_back(first + h * width);
+  return columns;
+}
+
+LinearAttention::LinearAttention(LinearAttentionShape shape) : shape_(std::move(shape)) {
+  const LinearAttentionShape& s = shape_;
+  check(s.heads > 0 && s.qk_dim > 0 && s.v_dim > 0, "nonpositive H, dk or dv");
+  for (const HeadColumns* view : {&s.queries, &s.keys, &s.values}) {
+    check(static_cast<std::int64_t>(view->head_column.size()) == s.heads, "head list is not [H]");
+  }
+  check(static_cast<std::int64_t>(s.out_column.size()) == s.heads * s.v_dim,
+        "output columns are not [H dv]");
+}
+
+#if defined(ICLBENCH_SIMD_AVX512)
+
+void LinearAttention::keys_times_values(const float* keys, const float* values,
+                                        std::int64_t key_rows, float* product) const {
+  const LinearAttentionShape& s = shape_;
+  const std::int64_t dk = s.qk_dim, dv = s.v_dim;
+  const std::int64_t k_stride = s.keys.row_stride, v_stride = s.values.row_stride;
+  const __m512 scale = _mm512_set1_ps(s.scale);
+  for (std::int64_t h = 0; h < s.heads; ++h) {
+    const float* k_head = keys + s.keys.head_column[static_cast<std::size_t>(h)];
+    const float* v_head = values + s.values.head_column[static_cast<std::size_t>(h)];
+    float* m_head = product + h * dv * dk;
+    for (std::int64_t a0 = 0; a0 < dk; a0 += 16) {
+      const __mmask16 lanes = simd::first_lanes(dk - a0);
+      for (std::int64_t b0 = 0; b0 < dv; b0 += kMaxValueWidth) {
+        const std::int64_t width = std::min(kMaxValueWidth, dv - b0);
+        __m512 acc[kRowLanes][kMaxValueWidth];
+        for (auto& lane : acc)
+          for (__m512& value : lane) value = _mm512_setzero_ps();
+        auto add_row = [&](std::int64_t i, std::int64_t lane) {
+          const __m512 k = _mm512_maskz_loadu_ps(lanes, k_head + i * k_stride + a0);
+          const float* v = v_head + i * v_stride + b0;
+          for (std::int64_t b = 0; b < width; ++b) {
+            acc[lane][b] = _mm512_fmadd_ps(k, _mm512_set1_ps(v[b]), acc[lane][b]);
+          }
+        };
+        std::int64_t i = 0;
+        for (; i + kRowLanes <= key_rows; i += kRowLanes) {
+          for (std::int64_t lane = 0; lane < kRowLanes; ++lane) add_row(i + lane, lane);
+        }
+        for (std::int64_t lane = 0; i < key_rows; ++i, ++lane) add_row(i, lane);
+        for (std::int64_t b = 0; b < width; ++b) {
+          __m512 sum = acc[0][b];
+          for (std::int64_t lane = 1; lane < kRowLanes; ++lane) {
+            sum = _mm512_add_ps(sum, acc[lane][b]);
+          }
+          _mm512_mask_storeu_ps(m_head + (b0 + b) * dk + a0, lanes, _mm512_mul_ps(sum, scale));
+        }
+      }
+    }
+  }
+}
+
+namespace {
+
+// Lane sums of 16 vectors at once: out lane r = sum of the 16 lanes of v[r], by a fixed tree
+// (pairs of lanes, then pairs of those, then across the 128-bit quarters): 45 shuffles and adds
+// for 16 rows where 16 horizontal reductions take about twice that. Every lane passes 4
+// additions.
+__m512 sum_lanes16(const __m512 v[16]) {
+  __m512 pairs[8];  // per 128-bit quarter q: [r_2i(0+2), r_2i+1(0+2), r_2i(1+3), r_2i+1(1+3)]
+  for (int i = 0; i < 8; ++i) {
+    pairs[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
+                             _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  }
+  __m512 quads[4];  // per quarter: the quarter's sum of rows 4i .. 4i + 3
+  for (int i = 0; i < 4; ++i) {
+    quads[i] = _mm512_add_ps(_mm512_shuffle_ps(pairs[2 * i], pairs[2 * i + 1], 0x44),
+                             _mm512_shuffle_ps(pairs[2 * i], pairs[2 * i + 1], 0xEE));
+  }
+  __m512 halves[2];  // rows 8i..8i+7: quarters 0+1 and 2+3 of rows 8i..8i+3, then of 8i+4..8i+7
+  for (int i = 0; i < 2; ++i) {
+    halves[i] = _mm512_add_ps(_mm512_shuffle_f32x4(quads[2 * i], quads[2 * i + 1], 0x88),
+                              _mm512_shuffle_f32x4(quads[2 * i], quads[2 * i + 1], 0xDD));
+  }
+  return _mm512_add_ps(_mm512_shuffle_f32x4(halves[0], halves[1], 0x88),
+                       _mm512_shuffle_f32x4(halves[0], halves[1], 0xDD));
+}
+
+}  // namespace
+
+void LinearAttention::queries_times_product(const float* queries, std::int64_t rows,
+                                            const float* product, float* out) const {
+  const LinearAttentionShape& s = shape_;
+  const std::int64_t dk = s.qk_dim, dv = s.v_dim;
+  const std::int64_t q_stride = s.queries.row_stride;
+  alignas(64) float sums[16];
+  for (std::int64_t r0 = 0; r0 < rows; r0 += 16) {
+    const std::int64_t count = std::min<std::int64_t>(16, rows - r0);
+    for (std::int64_t h = 0; h < s.heads; ++h) {
+      const float* q_head =
+          queries + r0 * q_stride + s.queries.head_column[static_cast<std::size_t>(h)];
+      for (std::int64_t b = 0; b < dv; ++b) {
+        const float* m = product + (h * dv + b) * dk;
+        // Fixed trip counts keep the 16 accumulators in registers; rows past `count` load
+        // nothing (mask 0) and sum to 0.
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
+        for (std::int64_t a0 = 0; a0 < dk; a0 += 16) {
+          const __mmask16 lanes = simd::first_lanes(dk - a0);
+          const __m512 m_chunk = _mm512_maskz_loadu_ps(lanes, m + a0);
+#pragma GCC unroll 16
+          for (int r = 0; r < 16; ++r) {
+            const __mmask16 valid = r < count ? lanes : static_cast<__mmask16>(0);
+            acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(valid, q_head + r * q_stride + a0),
+                                     m_chunk, acc[r]);
+          }
+        }
+        _mm512_store_ps(sums, sum_lanes16(acc));
+        const std::int64_t column = s.out_column[static_cast<std::size_t>(h * dv + b)];
+        float* o = out + r0 * s.out_stride + column;
+        if (s.accumulate) {
+          for (std::int64_t r = 0; r < count; ++r) o[r * s.out_stride] += sums[r];
+        } else {
+          for (std::int64_t r = 0; r < count; ++r) o[r * s.out_stride] = sums[r];
+        }
+      }
+    }
+  }
+}
+
+#else
+
+// Portable twin of the kernels above: the same partial sums in the same order (without fused
+// multiply-adds, so the last bits may differ).
+void LinearAttention::keys_times_values(const float* keys, const float* values,
+                                        std::int64_t key_rows, float* product) const {
+  const LinearAttentionShape& s = shape_;
+  const std::int64_t dk = s.qk_dim, dv = s.v_dim;
+  for (std::int64_t h = 0; h < s.heads; ++h) {
+    const float* k_head = keys + s.keys.head_column[static_cast<std::size_t>(h)];
+    const float* v_head = values + s.values.head_column[static_cast<std::size_t>(h)];
+    for (std::int64_t b = 0; b < dv; ++b) {
+      for (std::int64_t a = 0; a < dk; ++a) {
+        float partial[kRowLanes] = {};
+        for (std::int64_t i = 0; i < key_rows; ++i) {
+          partial[i % kRowLanes] +=
+              k_head[i * s.keys.row_stride + a] * v_head[i * s.values.row_stride + b];
+        }
+        product[(h * dv + b) * dk + a] = combine_lanes(partial) * s.scale;
+      }
+    }
+  }
+}
+
+void LinearAttention::queries_times_product(const float* queries, std::int64_t rows,
+                                            const float* product, float* out) const {
+  const LinearAttentionShape& s = shape_;
+  const std::int64_t dk = s.qk_dim, dv = s.v_dim;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t h = 0; h < s.heads; ++h) {
+      const float* q =
+          queries + r * s.queries.row_stride + s.queries.head_column[static_cast<std::size_t>(h)];
+      for (std::int64_t b = 0; b < dv; ++b) {
+        float value = 0.0f;
+        for (std::int64_t a = 0; a < dk; ++a) value += q[a] * product[(h * dv + b) * dk + a];
+        float& target = out[r * s.out_stride + s.out_column[static_cast<std::size_t>(h * dv + b)]];
+        target = s.accumulate ? target + value : value;
+      }
+    }
+  }
+}
+
+#endif
+
+}  // namespace iclbench::ops
