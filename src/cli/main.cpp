@@ -15,6 +15,7 @@
 #include "iclbench/version.hpp"
 #include "io/atomic_file.hpp"
 #include "io/safetensors.hpp"
+#include "runtime/memory.hpp"
 #include "runtime/threading.hpp"
 #include "util/errors.hpp"
 #include "util/text.hpp"
@@ -35,6 +36,7 @@ int fail(const std::string& command, const std::string& message, int code) {
 int main(int argc, char** argv) {
   using namespace iclbench;
   io::install_signal_cleanup();
+  runtime::return_large_blocks_to_the_system();  // so that the peak is what the estimates count
 
   CLI::App app{"iclbench: how well a transformer doing in-context learning matches trained linear "
                "heads on d-dimensional linear classification, and how fast it runs on a CPU.",
