@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -208,11 +209,17 @@ void check_can_generate_unnamed(const TaskSpec& spec) {
   }
 }
 
+std::filesystem::path unnamed_path(std::uint64_t serial) {
+  // Six characters, as io's temporary names end: a serial past 10^6 wraps onto a name whose file
+  // was removed long ago (and Overwrite::kRefuse would refuse a clash).
+  char suffix[8];
+  std::snprintf(suffix, sizeof suffix, "%06llu", static_cast<unsigned long long>(serial % 1000000));
+  return unnamed_directory() / (".iclbench-tasks.tmp." + std::to_string(::getpid()) + "." + suffix);
+}
+
 Dataset Dataset::generate_unnamed(const TaskSpec& spec, const WriteOptions& options) {
   static std::atomic<std::uint64_t> counter{0};  // unique within the process
-  const std::filesystem::path path =
-      unnamed_directory() /
-      ("iclbench-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".safetensors");
+  const std::filesystem::path path = unnamed_path(counter++);
   WriteOptions unique = options;
   unique.overwrite = io::Overwrite::kRefuse;
   unique.directory_label = unnamed_directory_label();

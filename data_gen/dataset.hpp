@@ -58,6 +58,11 @@ void write_dataset(const TaskSpec& spec, const std::filesystem::path& path,
 // ("TMPDIR=/scratch", "/tmp (TMPDIR is unset)").
 std::filesystem::path unnamed_directory();
 std::string unnamed_directory_label();
+// The file generate_unnamed() writes its `serial`-th task set to, between writing and unlinking
+// it: ".iclbench-tasks.tmp.PID.NNNNNN" under unnamed_directory(), a temporary name of io's
+// naming (io::temp_file_owner), so that a file left by a SIGKILL in that window is removed by the
+// next run that writes there (io::remove_stale_temp_files).
+std::filesystem::path unnamed_path(std::uint64_t serial);
 // Throws now what generate_unnamed(spec) would throw for lack of space (NoSpaceError) or an
 // unwritable directory (io::IoError), both naming TMPDIR: lets a command refuse before it prints
 // anything or starts work.
@@ -70,9 +75,9 @@ class Dataset {
   static Dataset open(const std::filesystem::path& path);
   // Validates an already parsed file (also an in-memory one: the fuzzer's entry point).
   static Dataset from_reader(io::SafetensorsReader file);
-  // Generates `spec` into a file under $TMPDIR (or /tmp) that is unlinked as soon as it is
-  // mapped: the data lives in the page cache, and nothing is left behind even on a crash
-  // after this returns.
+  // Generates `spec` into a file under $TMPDIR (or /tmp), unnamed_path(), that is unlinked as
+  // soon as it is mapped: the data lives in the page cache, and nothing is left behind on a
+  // crash after this returns (a kill before it leaves a temporary that the next run removes).
   static Dataset generate_unnamed(const TaskSpec& spec, const WriteOptions& options = {});
 
   const TaskSpec& spec() const { return spec_; }

@@ -198,12 +198,14 @@ TEST(CliResume, DamagedPointFilesAreRecomputed) {
       {"empty err and dis", [](nlohmann::json& p) { p["curves"][0]["err"] = nlohmann::json::array(); p["curves"][0]["dis"] = nlohmann::json::array(); }},
       {"shortened n", [](nlohmann::json& p) { p["n"].erase(p["n"].size() - 1); }},
       {"empty curves", [](nlohmann::json& p) { p["curves"] = nlohmann::json::array(); }},
-      // Siblings: another point's file, a rate outside [0, 1], one task fewer, a renamed head,
-      // a value of the wrong type, a file that is not JSON.
+      // Siblings: another point's file, a rate outside [0, 1], one task fewer, a renamed head or
+      // transformer, a value of the wrong type, a file that is not JSON.
       {"another point", [](nlohmann::json& p) { p["d"] = 3; }},
       {"rate 1.5", [](nlohmann::json& p) { p["curves"][1]["err"][0][0] = 1.5; }},
       {"a task fewer", [](nlohmann::json& p) { p["curves"][0]["dis"][1].erase(0); }},
       {"renamed head", [](nlohmann::json& p) { p["curves"][1]["learner"] = "ls"; }},
+      // The transformer's curve carries the config's model name too (a point of another model).
+      {"renamed transformer", [](nlohmann::json& p) { p["curves"][0]["learner"] = "gd-ls:L=9"; }},
       {"string rate", [](nlohmann::json& p) { p["curves"][0]["err"][0][0] = "0.1"; }},
   };
   for (const auto& [what, damage] : damages) {
@@ -469,6 +471,15 @@ TEST(CliTempFiles, StaleTemporariesOfDeadRunsAreRemoved) {
   ASSERT_EQ(run({"gen", "--tasks", "2", "--out", (dir / "new.safetensors").string()}).exit_code, 0);
   for (const auto& name : stale) EXPECT_FALSE(fs::exists(dir / name)) << name;
   for (const auto& name : kept) EXPECT_TRUE(fs::exists(dir / name)) << name;
+  // Sibling: eval's generated task set, left under TMPDIR by a kill between its writing and its
+  // unlinking (data::unnamed_path), is removed by the next run that generates there.
+  const std::string tasks = ".iclbench-tasks.tmp." + dead + ".000000";
+  std::ofstream(dir / tasks) << "stale";
+  ASSERT_EQ(run({"eval", "--d", "4", "--tasks", "2", "--heads", "avg", "--out", (dir / "r.json").string()},
+                {{{"TMPDIR", dir.string()}}, {}})
+                .exit_code,
+            0);
+  EXPECT_FALSE(fs::exists(dir / tasks));
 }
 
 // The case: gen killed by SIGKILL (no handler runs) leaves its hidden temporary file; the

@@ -7,6 +7,7 @@
 // flip) move the mean by tens or hundreds of standard errors.
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <tbb/global_control.h>
 
 #include <Eigen/Dense>
@@ -19,6 +20,7 @@
 
 #include "data_gen/dataset.hpp"
 #include "data_gen/task_generator.hpp"
+#include "io/atomic_file.hpp"
 #include "util/philox.hpp"
 
 namespace iclbench::data {
@@ -524,6 +526,18 @@ void write_broken(const fs::path& path, std::map<std::string, std::string> metad
   io::SafetensorsWriter writer(path, metadata, tensors, io::Overwrite::kAllow);
   for (std::size_t i = 0; i < tensors.size(); ++i) writer.write_f32(tensors[i].name, 0, values[i]);
   writer.commit();
+}
+
+// A task set generated for eval or bounds sits under TMPDIR between being written and being
+// unlinked; a SIGKILL in that window leaves it. Its name is one of io's temporary names, owned
+// by this process, so that the next run's stale-temp sweep removes it once the process is gone.
+TEST(DatasetFile, UnnamedTaskSetsHaveTemporaryNamesOfThisProcess) {
+  for (std::uint64_t serial : {std::uint64_t{0}, std::uint64_t{41}, std::uint64_t{1234567}}) {
+    const std::filesystem::path path = data::unnamed_path(serial);
+    EXPECT_EQ(path.parent_path(), data::unnamed_directory());
+    EXPECT_EQ(io::temp_file_owner(path.filename().string()), std::optional<long>(::getpid())) << path;
+  }
+  EXPECT_NE(data::unnamed_path(0), data::unnamed_path(1));
 }
 
 TEST(DatasetFile, RejectsFilesThatAreNotValidDataSets) {

@@ -1,6 +1,8 @@
 // safetensors reader/writer and atomic files.
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -245,6 +247,61 @@ TEST(AtomicFile, ExistingFileIsNeverLostWithoutPermission) {
   write_file_atomically(path, "second", Overwrite::kAllow);
   EXPECT_EQ(read_all(path), "second");
   EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
+}
+
+// commit_together's renames are separate calls. When one fails (here: another writer takes the
+// second name after the check, which RENAME_NOREPLACE catches), the first output, already renamed
+// into place and new, is taken back: neither appears. A file that the first replaced (--force)
+// cannot be brought back and stays replaced.
+TEST(AtomicFile, AFailedRenameTakesBackTheNewOutputsAlreadyInPlace) {
+  const fs::path dir = fresh_dir("together");
+  const fs::path first = dir / "r.json", second = dir / "r.csv";
+  for (const Overwrite overwrite : {Overwrite::kRefuse, Overwrite::kAllow}) {
+    {
+      AtomicFile a(first, overwrite), b(second, Overwrite::kRefuse);
+      a.write_at(0, std::string_view("json"));
+      b.write_at(0, std::string_view("csv"));
+      std::ofstream(second) << "the other writer's";
+      EXPECT_THROW(commit_together({&a, &b}), OutputExistsError);
+    }
+    EXPECT_FALSE(fs::exists(first));
+    EXPECT_EQ(read_all(second), "the other writer's");
+    EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
+    fs::remove(second);
+  }
+  std::ofstream(first) << "old";
+  {
+    AtomicFile a(first, Overwrite::kAllow), b(second, Overwrite::kRefuse);
+    a.write_at(0, std::string_view("new"));
+    std::ofstream(second) << "the other writer's";
+    EXPECT_THROW(commit_together({&a, &b}), OutputExistsError);
+  }
+  EXPECT_EQ(read_all(first), "new");
+}
+
+// A SIGINT during the renames (here: raised inside a SignalHold, where commit_together holds it)
+// waits until they are done, then ends the process by SIGINT as it would have.
+TEST(AtomicFile, AnInterruptDuringTheRenamesWaitsForThem) {
+  const fs::path dir = fresh_dir("hold");
+  const fs::path out = dir / "out.txt", marker = dir / "after-raise";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    install_signal_cleanup();
+    AtomicFile file(out, Overwrite::kRefuse);
+    file.write_at(0, std::string_view("whole"));
+    {
+      const SignalHold hold;
+      ::raise(SIGINT);
+      std::ofstream(marker) << "still running";  // not reached if the signal was not held
+      commit_together({&file});
+    }
+    _exit(0);  // not reached: the held signal ends the process when the hold does
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << "status " << status;
+  EXPECT_TRUE(fs::exists(marker));
+  EXPECT_EQ(read_all(out), "whole");
 }
 
 TEST(AtomicFile, UnwritableDirectoryIsReportedAtOnce) {

@@ -104,8 +104,9 @@ std::optional<std::string> point_mismatch(const PointResult& point, const Bounds
   for (std::size_t l = 0; l < learners; ++l) {
     const Curve& curve = point.curves[l];
     const bool transformer = l < inputs.models.size();
-    if (curve.transformer != transformer ||
-        (!transformer && curve.learner != inputs.eval_config.heads[l - inputs.models.size()].name)) {
+    const std::string expected = transformer ? eval::learner_name(inputs.models[l])
+                                              : inputs.eval_config.heads[l - inputs.models.size()].name;
+    if (curve.transformer != transformer || curve.learner != expected) {
       return "curve " + std::to_string(l) + " is not the config's learner";
     }
     if (curve.metric != "err" && curve.metric != "err_exact") return "curve " + std::to_string(l) + " has an unknown metric";

@@ -65,12 +65,19 @@ bounds::BoundsConfig sweep_config(const BoundsOptions& o, const CLI::App& app, c
   if (given("--context")) config.regime_b_context = o.context;
   if (given("--models")) config.models = o.models;
   if (given("--heads")) {
+    // Split only, not heads::parse_heads: config.heads holds the texts as given, like a config
+    // file's "heads" list, and config.json records them so. Canonical names there would change
+    // the bytes of config.json for spellings such as "svm:C=1.0", and check_run_directory, which
+    // compares those bytes, would then refuse to resume run directories written before.
+    // BoundsConfig::validate parses the joined list with parse_heads, so the rules are eval's:
+    // the last piece is kept even when empty, so that a trailing ',' is refused as there (an
+    // empty --heads stays an empty list).
     config.heads.clear();
     std::string rest = o.heads;
     for (std::size_t comma; (comma = rest.find(',')) != std::string::npos; rest.erase(0, comma + 1)) {
       config.heads.push_back(rest.substr(0, comma));
     }
-    if (!rest.empty()) config.heads.push_back(rest);
+    if (!o.heads.empty()) config.heads.push_back(rest);
   }
   if (given("--reference")) config.reference = o.reference;
   if (given("--tasks")) config.tasks = o.tasks;

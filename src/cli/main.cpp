@@ -15,6 +15,7 @@
 #include "iclbench/version.hpp"
 #include "io/atomic_file.hpp"
 #include "io/safetensors.hpp"
+#include "runtime/memory.hpp"
 #include "runtime/threading.hpp"
 #include "util/errors.hpp"
 #include "util/text.hpp"
@@ -44,6 +45,7 @@ int run(int argc, char** argv, iclbench::runtime::Cluster& cluster);
 int main(int argc, char** argv) {
   using namespace iclbench;
   io::install_signal_cleanup();
+  runtime::return_large_blocks_to_the_system();  // so that the peak is what the estimates count
   std::optional<runtime::Cluster> cluster;
   try {
     cluster.emplace(argc, argv);  // MPI only under a launcher (mpirun)

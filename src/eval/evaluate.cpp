@@ -177,6 +177,10 @@ void validate(const EvalConfig& config, const data::TaskSpec& data,
   }
 }
 
+std::string learner_name(const model::ModelSource& source) {
+  return source.config().name.empty() ? source.text() : source.config().name;
+}
+
 std::uint64_t estimate_memory_bytes(const data::TaskSpec& data,
                                     std::span<const model::ModelSource> models,
                                     const EvalConfig& config, int threads) {
@@ -245,7 +249,7 @@ EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSo
     model::EngineOptions options;
     options.bf16 = config.bf16;
     options.dense = config.dense;
-    std::string name = built.config.name.empty() ? source.text() : built.config.name;
+    std::string name = learner_name(source);
     engines.push_back(std::make_unique<model::Engine>(std::move(built.config),
                                                       std::move(built.weights), options));
     result.models.push_back(source.text());

@@ -90,6 +90,10 @@ struct EvalResult {
 void validate(const EvalConfig& config, const data::TaskSpec& data,
               std::span<const model::ModelSource> models);
 
+// The name a model's results carry (LearnerResult::name): its config's name, or the text it was
+// given as when the config has none.
+std::string learner_name(const model::ModelSource& source);
+
 // Peak bytes evaluate() allocates for a task set of this shape with `threads` TBB threads,
 // beyond the task set itself: results, engine buffers (Engine::working_bytes), token chunks,
 // the models' weights and head training copies. From the models' configs alone, so that a run

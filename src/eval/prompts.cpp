@@ -63,7 +63,11 @@ void run_per_query(const model::Engine& engine, const data::Dataset& dataset,
   std::vector<float> cx(static_cast<std::size_t>(k * d)), cy(static_cast<std::size_t>(k));
   for (std::int64_t first = 0; first < tasks * m; first += plan.per_chunk) {
     const std::int64_t count = std::min(plan.per_chunk, tasks * m - first);
+    // Reserved whole: grown by insert, the vector would briefly hold up to three times a chunk
+    // while it reallocates (the old block and one twice its size); estimate_memory_bytes counts
+    // one chunk.
     tokens.clear();
+    tokens.reserve(static_cast<std::size_t>(count * plan.tokens * (interleaved ? d : engine.config().width)));
     std::int64_t cached_task = -1;
     std::vector<std::int64_t> chosen;  // [k] per task, or [m, k] per query under retrieval
     for (std::int64_t prompt = first; prompt < first + count; ++prompt) {
@@ -115,7 +119,8 @@ void run_per_task(const model::Engine& engine, const data::Dataset& dataset,
   run.probe_weights.assign(static_cast<std::size_t>(tasks), {});
   for (std::int64_t first = 0; first < tasks; first += plan.per_chunk) {
     const std::int64_t count = std::min(plan.per_chunk, tasks - first);
-    tokens.clear();
+    tokens.clear();  // reserved whole, as in run_per_query
+    tokens.reserve(static_cast<std::size_t>(count * plan.tokens * engine.config().width));
     for (std::int64_t task = first; task < first + count; ++task) {
       const auto x = dataset.x(task), y = dataset.y(task), queries = dataset.x_query(task);
       const std::vector<std::int64_t> chosen =

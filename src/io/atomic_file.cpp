@@ -51,7 +51,16 @@ void release_temp_file(int slot) {
   free(const_cast<char*>(path));
 }
 
+// While a SignalHold lives, a cleanup signal is recorded here instead of ending the process;
+// the last hold to end delivers it.
+std::atomic<int> g_holds{0};
+std::atomic<int> g_held_signal{0};
+
 extern "C" void remove_temp_files_and_reraise(int signal_number) {
+  if (g_holds.load() > 0) {
+    g_held_signal.store(signal_number);
+    return;
+  }
   // A helper (the plot script) gets the interrupt too, when it was sent to iclbench alone.
   if (const int child = running_child_pid(); child > 0) ::kill(child, signal_number);
   for (auto& slot : g_pending_temp_files) {
@@ -62,6 +71,16 @@ extern "C" void remove_temp_files_and_reraise(int signal_number) {
 }
 
 }  // namespace
+
+SignalHold::SignalHold() { g_holds.fetch_add(1); }
+
+SignalHold::~SignalHold() {
+  // A signal that lands between the decrement and the exchange is handled at once (no hold is
+  // left), and the exchange then finds nothing or the same signal: either way it ends the process.
+  if (g_holds.fetch_sub(1) == 1) {
+    if (const int held = g_held_signal.exchange(0); held != 0) remove_temp_files_and_reraise(held);
+  }
+}
 
 AtomicFile::AtomicFile(std::filesystem::path final_path, Overwrite overwrite)
     : final_path_(std::move(final_path)), overwrite_(overwrite) {
@@ -150,12 +169,14 @@ void AtomicFile::finish() {
 
 void AtomicFile::publish() {
   published_ = true;  // from here on the temporary file is renamed or removed below
-  int renamed;
-  if (overwrite_ == Overwrite::kRefuse) {
-    // The check in the constructor can race with another writer; this one cannot.
-    renamed = ::renameat2(AT_FDCWD, temp_path_.c_str(), AT_FDCWD, final_path_.c_str(),
-                          RENAME_NOREPLACE);
-  } else {
+  // The check in the constructor can race with another writer; RENAME_NOREPLACE cannot. Tried
+  // first with overwriting allowed too, so that unpublish() knows whether the file is new.
+  int renamed = ::renameat2(AT_FDCWD, temp_path_.c_str(), AT_FDCWD, final_path_.c_str(),
+                            RENAME_NOREPLACE);
+  // EINVAL: a file system without RENAME_NOREPLACE; whether the file is new is then unknown, so
+  // unpublish() keeps it.
+  if (renamed != 0 && (errno == EEXIST || errno == EINVAL) && overwrite_ == Overwrite::kAllow) {
+    replaced_ = true;
     renamed = ::rename(temp_path_.c_str(), final_path_.c_str());
   }
   if (renamed != 0) {
@@ -172,11 +193,27 @@ void AtomicFile::publish() {
   signal_slot_ = -1;
 }
 
+void AtomicFile::unpublish() noexcept {
+  if (published_ && !replaced_) ::unlink(final_path_.c_str());
+}
+
 void commit_together(std::initializer_list<AtomicFile*> files) {
   for (AtomicFile* file : files)
     if (file != nullptr) file->finish();
-  for (AtomicFile* file : files)
-    if (file != nullptr) file->publish();
+  // The renames are separate system calls: hold the cleanup signals until they are all done, and
+  // take back the new files already in place when one of them fails.
+  const SignalHold hold;
+  std::vector<AtomicFile*> published;
+  try {
+    for (AtomicFile* file : files) {
+      if (file == nullptr) continue;
+      file->publish();
+      published.push_back(file);
+    }
+  } catch (...) {
+    for (AtomicFile* file : published) file->unpublish();
+    throw;
+  }
 }
 
 namespace {

@@ -60,6 +60,9 @@ class AtomicFile {
   // temporary file (a full disk or an I/O error shows here), publish() renames it into place.
   void finish();
   void publish();
+  // After publish(): removes the final file again if publish() created it (it replaced nothing).
+  // A file that replaced an older one stays: the older contents are gone.
+  void unpublish() noexcept;
 
   const std::filesystem::path& final_path() const { return final_path_; }
   const std::filesystem::path& temp_path() const { return temp_path_; }
@@ -73,12 +76,32 @@ class AtomicFile {
   int fd_ = -1;
   int signal_slot_ = -1;
   bool published_ = false;
+  bool replaced_ = false;  // publish() renamed over an existing file
 };
 
 // Commits the outputs of one command together: every file is finished (flushed) before any is
 // renamed, so a failure while writing any of them (a full disk) leaves none of them behind.
 // Null entries (an output not asked for) are skipped.
+//
+// The renames that follow are one system call per file, not one atomic step, so the set is
+// all-or-nothing only against what this process can see: a rename that fails (another writer
+// took a name first under Overwrite::kRefuse) removes the files this call had already renamed
+// into place when they were new (one that replaced an older file with --force stays), and
+// SIGINT/SIGTERM/SIGHUP during the renames are held until they are done (SignalHold). A SIGKILL
+// or a power loss between two renames (microseconds) leaves the first outputs, each whole, and
+// not the rest; the next run sees complete files or none, never a half-written one.
 void commit_together(std::initializer_list<AtomicFile*> files);
+
+// While one lives, SIGINT/SIGTERM/SIGHUP (with install_signal_cleanup's handlers) are recorded
+// rather than acted on; when the last one ends, a recorded signal runs its cleanup and ends the
+// process as it would have. For steps that must not be cut in two, such as commit_together().
+class SignalHold {
+ public:
+  SignalHold();
+  ~SignalHold();
+  SignalHold(const SignalHold&) = delete;
+  SignalHold& operator=(const SignalHold&) = delete;
+};
 
 // Throws IoError before any work unless `outputs` (empty paths skipped) can be the outputs of one
 // command with `inputs` (its input files): no two outputs are the same file (also through a

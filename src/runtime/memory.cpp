@@ -1,5 +1,9 @@
 #include "runtime/memory.hpp"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -42,6 +46,13 @@ std::optional<std::uint64_t> available_memory_bytes() {
     if (!available || cgroup_left < *available) available = cgroup_left;
   }
   return available;
+}
+
+void return_large_blocks_to_the_system() {
+#if defined(__GLIBC__)
+  // Setting M_MMAP_THRESHOLD also turns off its dynamic adjustment (mallopt(3)).
+  mallopt(M_MMAP_THRESHOLD, kLargeBlockBytes);
+#endif
 }
 
 void check_memory(std::uint64_t estimate, const std::string& what, const std::string& remedy,

@@ -19,6 +19,16 @@ struct MemoryBudget {
   bool quiet = false;
 };
 
+// Makes the allocator hand every block of kLargeBlockBytes or more straight to the system (mmap)
+// and back when it is freed. glibc's default raises that threshold to the largest block freed so
+// far (up to 32 MB), after which large blocks come from the heap and stay resident after free: a
+// run over an n-grid then holds the freed buffers of earlier shapes beside the live ones, which
+// no estimate of live memory counts (the issue-15 eval run peaked 70 MB above its live memory).
+// With a fixed threshold the peak is what is live, which is what the estimates count. Call once
+// at program start; a no-op where the allocator is not glibc's.
+inline constexpr int kLargeBlockBytes = 1 << 20;
+void return_large_blocks_to_the_system();
+
 // Throws std::invalid_argument (a bad-input error, exit 2) naming `what`, the estimate, the
 // budget and `remedy` (which flags to lower) when `estimate` exceeds the budget. Prints the
 // estimate to stderr for large runs (>= 1 GB) unless quiet.
