@@ -405,6 +405,32 @@ TEST(Hinge, ConvergenceFiguresMatchTheDirectAlgorithm) {
   }
 }
 
+// A run directory from before config format_version 2 (no "reference", regime B as floors) is
+// refused with a line that says it was made by an older iclbench, not that the user changed
+// the configuration.
+TEST(RunDirectory, AnOlderVersionsRunIsNamedAsSuch) {
+  const fs::path dir = fs::path(ICLBENCH_TEST_TMPDIR) / "bounds_old_run";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ofstream(dir / "config.json") << R"({"format": "iclbench-bounds-config", "format_version": 1, "d_grid": [4]})" << "\n";
+  try {
+    check_run_directory(small_config(), dir);
+    ADD_FAILURE() << "an older run was accepted";
+  } catch (const io::IoError& error) {
+    EXPECT_NE(std::string(error.what()).find("made by an older version of iclbench"), std::string::npos) << error.what();
+  }
+  // Another configuration of this version keeps the other message.
+  BoundsConfig other = small_config();
+  std::ofstream(dir / "config.json", std::ios::trunc) << other.to_json().dump(2) << "\n";
+  other.tasks = 61;
+  try {
+    check_run_directory(other, dir);
+    ADD_FAILURE() << "another configuration was accepted";
+  } catch (const io::IoError& error) {
+    EXPECT_NE(std::string(error.what()).find("another configuration"), std::string::npos) << error.what();
+  }
+}
+
 // The CLI, killed mid-sweep and resumed, ends with the same bytes as an uninterrupted run.
 int run_cli(const std::vector<std::string>& args, bool wait_and_kill_after_first_point,
             const fs::path& points_dir) {

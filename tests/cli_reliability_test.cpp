@@ -190,7 +190,7 @@ TEST(CliResume, DamagedPointFilesAreRecomputed) {
   args.push_back("--no-plots");
   ASSERT_EQ(run(args).exit_code, 0);
   const std::string points_csv = read_all(dir / "points.csv"), fits = read_all(dir / "fits.json");
-  const fs::path a = dir / "points" / "A-d2.json", b = dir / "points" / "B-d2-k8.json";
+  const fs::path a = dir / "points" / "A-d2.json", b = dir / "points" / "B-d2.json";
   const nlohmann::json good_a = nlohmann::json::parse(read_all(a)), good_b = nlohmann::json::parse(read_all(b));
 
   using Damage = void (*)(nlohmann::json&);

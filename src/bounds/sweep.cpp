@@ -277,14 +277,20 @@ std::uint64_t estimate_memory_bytes(const BoundsConfig& config, int threads) {
 
 namespace {
 
-// The cost model of estimate_seconds(), per task (docs/DESIGN.md, "Bounds: cost model"):
-//   a transformer prompt: layers x tokens x (kTokenLayerSeconds + kAttentionSeconds x context),
-//   svm-hard: kErmSeconds + N d kScanSeconds, other LIBLINEAR heads N d kLiblinearSeconds, the
-//   rest N d kScanSeconds.
-// Calibrated from the quick preset's own points (per-point wall times, 2 threads) on the
-// reference machine; see the docs for the run and its load.
-constexpr double kTokenLayerSeconds = 2.0e-7, kAttentionSeconds = 4.0e-9, kErmSeconds = 4e-3,
-                 kLiblinearSeconds = 5e-8, kScanSeconds = 2e-9;
+// The cost model of estimate_seconds(), in CPU seconds per task (docs/DESIGN.md, "Bounds: cost
+// model"):
+//   a transformer prompt of T tokens and L layers: T (kTokenSeconds + L kTokenLayerSeconds)
+//   (kTokenSeconds: building the tokens, the probe fit and the metrics; the constructed
+//   models' attention is linear in T under plan-time weight structure),
+//   svm-hard: kErmSeconds (working-set solves, nearly independent of N) + N d kScanSeconds,
+//   other LIBLINEAR heads N d kLiblinearSeconds, the rest N d kScanSeconds,
+//   generating a task set: N d kGenerateSeconds per task.
+// Measured as user CPU time of `iclbench --threads 1 eval` runs on the reference machine
+// (2 vCPU AMD EPYC; CPU time, so that the machine's load does not enter): gd-ls:L=1 at
+// N = 1024 and 4096 (d = 16, 100 tasks), gd-hinge:L=192 and L=320 at N = 64 and 1024 (d = 8,
+// 50 tasks), svm-hard at N = 256, 1024, 4096 (d = 16, 100 tasks), avg at N = 4096.
+constexpr double kTokenSeconds = 1.4e-6, kTokenLayerSeconds = 1.25e-8, kErmSeconds = 1.0e-2,
+                 kLiblinearSeconds = 5e-8, kScanSeconds = 2e-9, kGenerateSeconds = 3e-8;
 
 double transformer_seconds(const model::ModelSource& model, const eval::ContextSpec& context,
                            std::int64_t n, const data::TaskSpec& spec) {
@@ -299,8 +305,8 @@ double transformer_seconds(const model::ModelSource& model, const eval::ContextS
   }
   const eval::PromptPlan plan = eval::prompt_plan(one, n, spec.n_tasks, spec.n_queries,
                                                   static_cast<int>(spec.dim), config);
-  return static_cast<double>(windows * plan.prompts) * layers * static_cast<double>(plan.tokens) *
-         (kTokenLayerSeconds + kAttentionSeconds * static_cast<double>(plan.context));
+  return static_cast<double>(windows * plan.prompts) * static_cast<double>(plan.tokens) *
+         (kTokenSeconds + layers * kTokenLayerSeconds);
 }
 
 double head_seconds(const heads::HeadSpec& head, std::int64_t n, const data::TaskSpec& spec) {
@@ -318,6 +324,7 @@ double estimate_seconds(const BoundsConfig& config, int threads) {
   for (const PointKey& key : sweep_points(config)) {
     const PointInputs inputs = point_inputs(config, key);
     const data::TaskSpec& spec = inputs.spec;
+    seconds += static_cast<double>(spec.n_tasks * spec.n_examples * spec.dim) * kGenerateSeconds;
     if (key.regime == 'B') {
       seconds += head_seconds(inputs.eval_config.heads.front(), config.regime_b_s, spec);
       for (const model::ModelSource& model : inputs.models)
@@ -337,6 +344,7 @@ double estimate_seconds(const BoundsConfig& config, int threads) {
       for (const heads::HeadSpec& head : inputs.eval_config.heads) seconds += head_seconds(head, n, spec);
     }
   }
+  // CPU seconds over the threads: the wall time of a quiet machine (tasks run in parallel).
   return seconds / std::max(1, threads);
 }
 

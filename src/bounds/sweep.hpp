@@ -65,9 +65,10 @@ PointResult run_point(const BoundsConfig& config, const PointKey& key);
 // that cannot fit before it starts. From the models' configs: nothing is built.
 std::uint64_t estimate_memory_bytes(const BoundsConfig& config, int threads);
 
-// Estimated wall seconds of the whole sweep with `threads` threads, printed before it starts:
-// a cost model (transformer FLOPs, head solves) calibrated on the reference machine; a rough
-// guide (within a factor of 2 when the machine is quiet), not a promise.
+// Estimated wall seconds of the whole sweep with `threads` threads on a quiet machine, printed
+// before it starts: a cost model in CPU seconds (tokens and layers of the transformers' prompts,
+// head solves, task generation) calibrated on the reference machine, over the threads. A
+// machine busy with other work takes longer in proportion.
 double estimate_seconds(const BoundsConfig& config, int threads);
 
 // Throws io::IoError naming `dir` unless a run of `config` may write it: it is missing, empty,
