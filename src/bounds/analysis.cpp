@@ -259,6 +259,23 @@ std::vector<HingeColumn> hinge_columns(const BoundsConfig& config, const std::ve
   return columns;
 }
 
+// The eps-slope c of bootstrap replicate r of a table's fit (over the entries its point
+// estimate used), or NAN when one of them is not reached in that replicate.
+double replicate_eps_slope(const std::vector<NStarEntry>& entries, int r) {
+  std::vector<double> d, eps, values;
+  for (const NStarEntry& entry : entries) {
+    if (!entry.estimate.value || entry.estimate.below_grid) continue;
+    const auto index = static_cast<std::size_t>(r);
+    const double value = index < entry.replicates.size() ? entry.replicates[index] : NAN;
+    if (!std::isfinite(value)) return NAN;
+    d.push_back(entry.d);
+    eps.push_back(entry.eps);
+    values.push_back(value);
+  }
+  const PowerFit fit = fit_power_law(d, eps, values);
+  return fit.valid ? fit.c : NAN;
+}
+
 std::optional<HingeAnalysis> hinge_analysis(const BoundsConfig& config, const std::vector<PointResult>& points,
                                             const std::vector<std::vector<CurveStats>>& stats) {
   if (config.hinge.empty()) return std::nullopt;
@@ -310,8 +327,19 @@ std::optional<HingeAnalysis> hinge_analysis(const BoundsConfig& config, const st
     }
     analysis.mean_ratio_ci = eval::percentile_interval(means);
   }
+  // Paired: replicate r resamples the same tasks for both learners.
+  std::vector<double> differences;
+  for (int r = 0; r < config.bootstrap; ++r) {
+    const double difference = replicate_eps_slope(analysis.hinge.entries, r) - replicate_eps_slope(analysis.erm.entries, r);
+    if (std::isfinite(difference)) differences.push_back(difference);
+  }
+  if (analysis.hinge.fit.valid && analysis.erm.fit.valid) {
+    analysis.slope_difference = analysis.hinge.fit.c - analysis.erm.fit.c;
+    analysis.slope_difference_ci = eval::percentile_interval(differences);
+  }
   analysis.agrees = analysis.hinge.fit.valid && analysis.erm.fit.valid &&
-                    contains(analysis.hinge.fit.c_ci, analysis.erm.fit.c) && contains(analysis.mean_ratio_ci, 1.0);
+                    contains(analysis.slope_difference_ci, 0.0);
+  analysis.same_constant = analysis.agrees && contains(analysis.mean_ratio_ci, 1.0);
   return analysis;
 }
 

@@ -173,12 +173,18 @@ struct HingeAnalysis {
   NStarTable hinge;       // its theory: the ERM head's eps-slope on these tasks
   NStarTable erm;
   std::vector<HingeAgreement> agreement;
-  // The geometric mean of the ratios reached by both, with its paired bootstrap interval; the
-  // verdict "agrees with ERM" iff gd-hinge's eps-slope interval holds the ERM's slope on the
-  // same tasks and the ratio's interval holds 1 (same rate and same constant).
+  // The geometric mean of the ratios reached by both, with its paired bootstrap interval.
+  // "agrees with ERM" (in rate) iff the paired bootstrap interval of the eps-slope difference
+  // (gd-hinge minus ERM, the same tasks resampled for both) holds 0; same_constant iff,
+  // besides, the mean ratio's interval holds 1. (GD on the hinge
+  // stops at a separator with margins >= 1, not the maximum-margin one: a constant factor is
+  // expected, a different rate would not be.)
   double mean_ratio = NAN;
   eval::Interval mean_ratio_ci{NAN, NAN};
+  double slope_difference = NAN;
+  eval::Interval slope_difference_ci{NAN, NAN};
   bool agrees = false;
+  bool same_constant = false;
 };
 
 // Regime B: k*(eps, delta, d) = the smallest k with the (1 - delta)-quantile over tasks of the

@@ -285,11 +285,13 @@ namespace {
 //   svm-hard: kErmSeconds (working-set solves, nearly independent of N) + N d kScanSeconds,
 //   other LIBLINEAR heads N d kLiblinearSeconds, the rest N d kScanSeconds,
 //   generating a task set: N d kGenerateSeconds per task.
-// Measured as user CPU time of `iclbench --threads 1 eval` runs on the reference machine
-// (2 vCPU AMD EPYC; CPU time, so that the machine's load does not enter): gd-ls:L=1 at
-// N = 1024 and 4096 (d = 16, 100 tasks), gd-hinge:L=192 and L=320 at N = 64 and 1024 (d = 8,
-// 50 tasks), svm-hard at N = 256, 1024, 4096 (d = 16, 100 tasks), avg at N = 4096.
-constexpr double kTokenSeconds = 1.4e-6, kTokenLayerSeconds = 1.25e-8, kErmSeconds = 1.0e-2,
+// Calibrated in CPU time (user + sys), so that the machine's load does not enter, on the
+// reference machine (2 vCPU AMD EPYC): kTokenLayerSeconds from gd-hinge:L=320 at N = 1024
+// (d = 8, 50 tasks, `iclbench --threads 1 eval`), kTokenSeconds and kErmSeconds from the quick
+// preset's own run (33.6 CPU s, shared among its regimes by their points' times: regime A
+// ~20 s, nearly all svm-hard's 5100 solves; regime B ~10 s, nearly all the ~9e7 tokens of
+// ensemble:k's windows).
+constexpr double kTokenSeconds = 1.0e-7, kTokenLayerSeconds = 1.25e-8, kErmSeconds = 3.5e-3,
                  kLiblinearSeconds = 5e-8, kScanSeconds = 2e-9, kGenerateSeconds = 3e-8;
 
 double transformer_seconds(const model::ModelSource& model, const eval::ContextSpec& context,
