@@ -60,6 +60,23 @@ bool contains(const eval::Interval& interval, double value) {
   return interval.lo <= value && value <= interval.hi;
 }
 
+// n* of one quantile curve at eps, and per bootstrap replicate (NAN where not reached) with
+// their percentile interval, whose upper end is unbounded when more than 1/40 of the
+// replicates never reach eps. Shared by n* (regime A, H) and k* (regime B).
+NStar n_star_with_replicates(const std::vector<std::int64_t>& n, const std::vector<double>& quantile,
+                             const std::vector<std::vector<double>>& replicate_curves, double eps,
+                             std::vector<double>& replicates, eval::Interval& ci) {
+  std::vector<double> reached;
+  for (const auto& curve : replicate_curves) {
+    const NStar value = n_star(n, curve, eps);
+    replicates.push_back(value.value.value_or(NAN));
+    if (value.value) reached.push_back(*value.value);
+  }
+  ci = eval::percentile_interval(reached);
+  if (reached.size() < replicates.size() * 39 / 40) ci.hi = INFINITY;
+  return n_star(n, quantile, eps);
+}
+
 // The entries of one learner's table: the points of `regime`, then eps. `usable` (regime H)
 // gives per point the length of the N grid's usable prefix; n* is sought there only.
 std::vector<NStarEntry> n_star_entries(const std::vector<double>& eps_grid,
@@ -83,18 +100,11 @@ std::vector<NStarEntry> n_star_entries(const std::vector<double>& eps_grid,
     const auto cut = [length](const std::vector<double>& curve) {
       return std::vector<double>(curve.begin(), curve.begin() + static_cast<std::ptrdiff_t>(length));
     };
+    std::vector<std::vector<double>> replicate_curves;
+    for (const auto& replicate : metric->replicates) replicate_curves.push_back(cut(replicate));
     for (double eps : eps_grid) {
-      NStarEntry entry{point.key.d, eps, length > 0 ? n_star(n, cut(metric->quantile), eps) : NStar{},
-                       {NAN, NAN}, {}};
-      std::vector<double> reached;
-      for (const auto& replicate : metric->replicates) {
-        const NStar value = length > 0 ? n_star(n, cut(replicate), eps) : NStar{};
-        entry.replicates.push_back(value.value.value_or(NAN));
-        if (value.value) reached.push_back(*value.value);
-      }
-      entry.ci = eval::percentile_interval(reached);
-      // Replicates that never reach eps make the upper end unbounded.
-      if (reached.size() < entry.replicates.size() * 39 / 40) entry.ci.hi = INFINITY;
+      NStarEntry entry{point.key.d, eps, {}, {NAN, NAN}, {}};
+      entry.estimate = n_star_with_replicates(n, cut(metric->quantile), replicate_curves, eps, entry.replicates, entry.ci);
       entries.push_back(std::move(entry));
     }
   }
@@ -205,15 +215,8 @@ std::vector<KStarTable> regime_b_tables(const BoundsConfig& config, const std::v
       for (double delta : config.regime_b_deltas) {
         const MetricStats stats = metric_stats(curve.dis, config.bootstrap, delta, seed);
         for (double eps : config.eps_grid) {
-          KStarEntry entry{point.key.d, eps, delta, n_star(point.n, stats.quantile, eps), {NAN, NAN}, {}};
-          std::vector<double> reached;
-          for (const auto& replicate : stats.replicates) {
-            const NStar value = n_star(point.n, replicate, eps);
-            entry.replicates.push_back(value.value.value_or(NAN));
-            if (value.value) reached.push_back(*value.value);
-          }
-          entry.ci = eval::percentile_interval(reached);
-          if (reached.size() < entry.replicates.size() * 39 / 40) entry.ci.hi = INFINITY;
+          KStarEntry entry{point.key.d, eps, delta, {}, {NAN, NAN}, {}};
+          entry.estimate = n_star_with_replicates(point.n, stats.quantile, stats.replicates, eps, entry.replicates, entry.ci);
           table->entries.push_back(std::move(entry));
         }
       }
