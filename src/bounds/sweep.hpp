@@ -1,7 +1,7 @@
 #pragma once
 // The sweep of a bounds run: its points, one evaluation each, saved so that a run resumes.
 //
-// A point is one (regime, d[, k]) with all N of the grid, evaluated on one task set whose seed is
+// A point is one (regime, d) with its whole grid, evaluated on one task set whose seed is
 // a pure function of (seed, point): a point's result depends on nothing else, not on which other
 // points the sweep has, nor on where or in which order they run. Each result is written
 // atomically to DIR/points/, so that a killed run resumes where it stopped and ends with the
