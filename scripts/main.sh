@@ -36,7 +36,8 @@ $iclbench eval --generate "--family gaussian --d 8 --n 64 --queries 32 --tasks 1
   --heads avg,svm:C=1000,logistic,knn:k=3 --n-grid 4,8,16,32,64 \
   --out "$out/eval-trained-d8.json" --csv "$out/eval-trained-d8.csv" --force
 echo
-# The headline job: the bounds sweep's quick preset (about 1 minute on 2 vCPUs; resumes if rerun).
+# The headline job: the bounds sweep's quick preset (its estimate, printed first, is about 20 s on 2
+# quiet vCPUs, about 42 CPU s; 65 s wall at load 14; longer on a busier machine; resumes if rerun).
 # ICLBENCH_MAIN_BOUNDS_TASKS=N runs it with N tasks per point instead of 100 (20: about a
 # quarter of the time). CI's fresh-machine stage uses it, to check that the job runs, not for
 # its numbers.

@@ -129,22 +129,21 @@ def draw(out, save):
         fig.tight_layout()
         save(fig, name)
 
-    # Regime B: err vs N per k (transformers and heads), first d of the grid and the largest.
+    # Regime B: the disagreement's quantile against k, per learner and context policy, per d.
     if config["k_grid"]:
-        ds = sorted({config["d_grid"][0], config["d_grid"][-1]})
-        fig, axes = plt.subplots(1, len(ds), figsize=(5 * len(ds), 3.6), squeeze=False)
-        for ax, d in zip(axes[0], ds):
-            for learner in learners:
-                for k in config["k_grid"]:
-                    pts = [r for r in rows if r["regime"] == "B" and r["learner"] == learner
-                           and not r["metric"].startswith("dis") and int(r["d"]) == d and int(r["k"]) == k]
-                    if pts:
-                        ax.loglog([int(r["n"]) for r in pts], [max(float(r["quantile"]), 1e-4) for r in pts],
-                                  "o-", ms=3, label="%s k=%d" % (learner[:18], k))
-            ax.set_title("Regime B (%s:k), d=%d" % (config["regime_b_context"], d), fontsize=8)
-            ax.set_xlabel("N")
-            ax.set_ylabel("err (%s)" % q_label, fontsize=7)
-            ax.legend(fontsize=5)
+        policies = sorted({(r["learner"], r["context"]) for r in rows if r["regime"] == "B"})
+        fig, axes = plt.subplots(1, max(1, len(policies)), figsize=(5 * max(1, len(policies)), 3.6), squeeze=False)
+        for ax, (learner, context) in zip(axes[0], policies):
+            for d in config["d_grid"]:
+                pts = [r for r in rows if r["regime"] == "B" and r["learner"] == learner and r["context"] == context
+                       and r["metric"].startswith("dis") and int(r["d"]) == d]
+                if pts:
+                    ax.loglog([int(r["k"]) for r in pts], [max(float(r["quantile"]), 1e-4) for r in pts],
+                              "o-", ms=3, label="d=%d" % d)
+            ax.set_title("Regime B: %s, %s:k, S=%d" % (learner[:24], context, config["regime_b_s"]), fontsize=8)
+            ax.set_xlabel("k")
+            ax.set_ylabel("dis (%s)" % q_label, fontsize=7)
+            ax.legend(fontsize=6)
         fig.tight_layout()
         save(fig, "regime_b.png")
 

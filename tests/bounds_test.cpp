@@ -18,6 +18,10 @@
 #include <Eigen/Dense>
 
 #include "bounds/bounds.hpp"
+#include "data_gen/dataset.hpp"
+#include "model/constructions.hpp"
+#include "model/reference.hpp"
+#include <numbers>
 
 namespace iclbench::bounds {
 namespace {
@@ -246,6 +250,187 @@ TEST(SmallSweep, AveragingTracksItsClosedFormAndSlopesDiffer) {
   EXPECT_TRUE(averaging["theory_in_ci"].get<bool>()) << averaging["eps_slope"] << " theory " << averaging["theory_eps_slope"];
 }
 
+// k* fit on synthetic tables with known exponents: k* = 3 d^e log(2/delta) / tan^2(pi eps)
+// exactly (b = 2, c = 1), replicates scattered by +-2% so that the intervals are narrow but not
+// empty. Hoeffding's form (e = 0) must come out d-independent; the averaging-like form (e = 1)
+// not.
+TEST(KStar, FitRecoversKnownExponentsAndJudgesDIndependence) {
+  for (const double e : {0.0, 1.0}) {
+    std::vector<KStarEntry> entries;
+    std::mt19937_64 random(7);
+    std::uniform_real_distribution<double> jitter(0.98, 1.02);
+    for (int d : {4, 8, 16}) {
+      for (double delta : {0.2, 0.1, 0.05, 0.01}) {
+        for (double eps : {0.1, 0.05, 0.03}) {
+          const double k = 3 * std::pow(d, e) * std::log(2 / delta) / std::pow(std::tan(std::numbers::pi * eps), 2);
+          KStarEntry entry{d, eps, delta, {k, false}, {k * 0.9, k * 1.1}, {}};
+          for (int r = 0; r < 200; ++r) entry.replicates.push_back(k * jitter(random));
+          entries.push_back(entry);
+        }
+      }
+    }
+    const KStarTable table = judge_k_star("avg", "random", entries, 200);
+    ASSERT_TRUE(table.fit.valid);
+    EXPECT_NEAR(table.fit.b, 2.0, 1e-9);
+    EXPECT_NEAR(table.fit.c, 1.0, 1e-9);
+    EXPECT_NEAR(table.fit.e, e, 1e-9);
+    ASSERT_TRUE(table.d_independent.has_value());
+    EXPECT_EQ(*table.d_independent, e == 0.0);
+    EXPECT_TRUE(table.hoeffding_b && table.hoeffding_c);
+    EXPECT_EQ(table.hoeffding_e, e == 0.0);
+  }
+  // One d only: e cannot be fitted, and nothing is claimed about d.
+  std::vector<KStarEntry> one_d;
+  for (double delta : {0.2, 0.1})
+    for (double eps : {0.1, 0.05, 0.03}) one_d.push_back({4, eps, delta, {100 / eps, false}, {}, {}});
+  const KStarTable table = judge_k_star("avg", "random", one_d, 0);
+  EXPECT_FALSE(table.fit.valid);
+  EXPECT_FALSE(table.d_independent.has_value());
+}
+
+BoundsConfig regime_b_config() {
+  BoundsConfig config;
+  config.d_grid = {4, 8};
+  config.n_grid = {16, 32};
+  config.eps_grid = {0.2, 0.15, 0.1};
+  config.models = {"gd-ls:L=1"};
+  config.heads = {};
+  config.k_grid = {8, 11, 16, 23, 32, 45, 64, 91, 128, 181, 256};
+  config.regime_b_s = 1024;
+  config.regime_b_tasks = 100;
+  config.regime_b_deltas = {0.2, 0.1};
+  config.regime_b_contexts = {"random", "ensemble"};
+  config.queries = 64;
+  config.bootstrap = 200;
+  config.seed = 3;
+  return config;
+}
+
+// Regime B on a small sweep against a known answer. Averaging on k random examples is
+// gd-ls:L=1 under random:k; its error's quantile law is averaging_quantile_curve(). The
+// disagreement with the reference on S differs from that error per task by at most the
+// reference's own error m (the triangle inequality for angles: |angle(w, w_S) - angle(w, w*)| <=
+// angle(w_S, w*)), so every quantile of dis lies within m of the same quantile of err, and k*(eps)
+// of dis lies between the theory's k*(eps + m) and k*(eps - m), up to sampling: its bootstrap
+// interval must meet that range. ensemble:k uses all of S (its w is the mean of the windows' w,
+// i.e. averaging on S up to scale): its disagreement stays far below random:k's at small k.
+TEST(RegimeB, KStarOfAveragingMatchesItsLawAndEnsembleUsesAllOfS) {
+  const BoundsConfig config = regime_b_config();
+  std::vector<PointResult> points;
+  for (const PointKey& key : sweep_points(config)) points.push_back(run_point(config, key));
+  const Analysis analysis = analyse(config, points);
+  for (const PointResult& point : points) {
+    if (point.key.regime != 'B') continue;
+    ASSERT_EQ(point.n, config.k_grid);
+    ASSERT_EQ(point.curves.size(), 2u);
+    const Curve& random = point.curves[0];
+    ASSERT_EQ(random.context, "random");
+    ASSERT_EQ(random.metric, "err_exact");
+    double m = 0;  // the reference's largest error over tasks, from the triangle inequality
+    for (std::size_t j = 0; j < point.n.size(); ++j) {
+      for (std::size_t t = 0; t < random.err[j].size(); ++t) {
+        m = std::max(m, std::abs(random.dis[j][t] - random.err[j][t]));
+      }
+    }
+    EXPECT_LT(m, 0.02) << "the reference on S = 1024 errs by ~0.5 d/S";
+    const std::vector<double> theory =
+        averaging_quantile_curve(point.key.d, point.n, 0.1, kTheorySamples, 11);
+    const KStarTable& table = analysis.regime_b[0];
+    ASSERT_EQ(table.context, "random");
+    for (const KStarEntry& entry : table.entries) {
+      if (entry.d != point.key.d || entry.delta != 0.1 || !entry.estimate.value) continue;
+      const NStar high = n_star(point.n, theory, entry.eps - m), low = n_star(point.n, theory, entry.eps + m);
+      const double upper = high.value.value_or(INFINITY), lower = low.value.value_or(0);
+      EXPECT_TRUE(entry.ci.hi >= lower && entry.ci.lo <= upper)
+          << "d=" << entry.d << " eps=" << entry.eps << " k* " << *entry.estimate.value << " ["
+          << entry.ci.lo << ", " << entry.ci.hi << "], theory in [" << lower << ", " << upper << "]";
+    }
+    const Curve& ensemble = point.curves[1];
+    double random_mean = 0, ensemble_mean = 0;
+    for (std::size_t t = 0; t < random.dis[0].size(); ++t) {
+      random_mean += random.dis[0][t];
+      ensemble_mean += ensemble.dis[0][t];
+    }
+    EXPECT_LT(ensemble_mean, random_mean / 3) << "at k = 8";
+  }
+  ASSERT_EQ(analysis.regime_b.size(), 2u);
+  EXPECT_TRUE(analysis.regime_b[0].fit.valid);
+}
+
+// gd-hinge's convergence figures against the slow twin: the direct GD algorithm in double
+// precision (model::gd_hinge_scores with the identity as queries gives its w). The fraction of
+// examples at margin >= 1 must agree up to examples within f32 rounding of margin 1 (at most one
+// per task here), and a converged run has a next step of 0.
+TEST(Hinge, ConvergenceFiguresMatchTheDirectAlgorithm) {
+  BoundsConfig config = regime_b_config();
+  config.k_grid = {};
+  config.hinge.d_grid = {4};
+  config.hinge.n_grid = {16, 64, 256};
+  config.hinge.eps_grid = {0.2, 0.1};
+  config.hinge.tasks = 10;
+  const PointKey key{'H', 4, 0};
+  const PointResult point = run_point(config, key);
+  ASSERT_EQ(point.curves.size(), 2u);
+  const Curve& hinge = point.curves[0];
+  ASSERT_EQ(hinge.learner, config.hinge.learner_name());
+  ASSERT_EQ(point.curves[1].learner, "svm-hard");
+  data::TaskSpec spec;
+  spec.dim = 4;
+  spec.n_examples = 256;
+  spec.n_queries = config.queries;
+  spec.n_tasks = 10;
+  spec.seed = point_seed(config.seed, key);
+  const data::Dataset dataset = data::Dataset::generate_unnamed(spec);
+  for (std::size_t j = 0; j < point.n.size(); ++j) {
+    const std::int64_t n = point.n[j];
+    const model::ConstructionSpec construction = model::parse_construction(config.hinge.model_at(n));
+    for (std::int64_t t = 0; t < 10; ++t) {
+      model::MatrixD x(n, 4);
+      Eigen::VectorXd y(n);
+      for (std::int64_t i = 0; i < n; ++i) {
+        for (int c = 0; c < 4; ++c) x(i, c) = dataset.x(t)[static_cast<std::size_t>(i * 4 + c)];
+        y[i] = dataset.y(t)[static_cast<std::size_t>(i)];
+      }
+      const Eigen::VectorXd w = model::gd_hinge_scores(x, y, model::MatrixD::Identity(4, 4), construction.steps,
+                                                       construction.eta, construction.tau);
+      const Eigen::VectorXd margins = y.cwiseProduct(x * w);
+      const double fraction = (margins.array() >= 1.0).cast<double>().mean();
+      const auto s = static_cast<std::size_t>(t);
+      EXPECT_NEAR(hinge.margin_fraction[j][s], fraction, 1.0 / static_cast<double>(n) + 1e-12)
+          << "n=" << n << " task " << t;
+      if (margins.minCoeff() >= 1 + construction.tau + 1e-3) {
+        EXPECT_LT(hinge.step_change[j][s], 1e-5);
+      }
+    }
+  }
+}
+
+// A run directory from before config format_version 2 (no "reference", regime B as floors) is
+// refused with a line that says it was made by an older iclbench, not that the user changed
+// the configuration.
+TEST(RunDirectory, AnOlderVersionsRunIsNamedAsSuch) {
+  const fs::path dir = fs::path(ICLBENCH_TEST_TMPDIR) / "bounds_old_run";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ofstream(dir / "config.json") << R"({"format": "iclbench-bounds-config", "format_version": 1, "d_grid": [4]})" << "\n";
+  try {
+    check_run_directory(small_config(), dir);
+    ADD_FAILURE() << "an older run was accepted";
+  } catch (const io::IoError& error) {
+    EXPECT_NE(std::string(error.what()).find("made by an older version of iclbench"), std::string::npos) << error.what();
+  }
+  // Another configuration of this version keeps the other message.
+  BoundsConfig other = small_config();
+  std::ofstream(dir / "config.json", std::ios::trunc) << other.to_json().dump(2) << "\n";
+  other.tasks = 61;
+  try {
+    check_run_directory(other, dir);
+    ADD_FAILURE() << "another configuration was accepted";
+  } catch (const io::IoError& error) {
+    EXPECT_NE(std::string(error.what()).find("another configuration"), std::string::npos) << error.what();
+  }
+}
+
 // The CLI, killed mid-sweep and resumed, ends with the same bytes as an uninterrupted run.
 int run_cli(const std::vector<std::string>& args, bool wait_and_kill_after_first_point,
             const fs::path& points_dir) {
@@ -299,7 +484,8 @@ TEST(Resume, KilledAndResumedRunEqualsAnUninterruptedOne) {
   fs::remove_all(base);
   const std::vector<std::string> flags = {
       "bounds", "--d-grid", "3,5,7", "--n-grid", "8,16,32,64,128", "--eps-grid", "0.3,0.2",
-      "--k-grid", "8", "--models", "gd-ls:L=1;gd-hinge:L=60,eta=1", "--heads", "logistic,avg",
+      "--k-grid", "8,16", "--s-size", "64", "--b-tasks", "20", "--b-deltas", "0.2,0.1", "--no-hinge",
+      "--models", "gd-ls:L=1;gd-hinge:L=60,eta=1", "--heads", "logistic,avg",
       "--tasks", "20", "--queries", "32", "--bootstrap", "60", "--no-plots", "--quiet", "--seed", "5"};
   auto with_out = [&](const fs::path& dir) {
     std::vector<std::string> args = flags;

@@ -28,7 +28,7 @@ using namespace cli_support;
 // A bounds sweep small enough for a test (a point in each regime, two N, ten tasks): about a second.
 std::vector<std::string> tiny_bounds(const std::string& out) {
   return {"--quiet", "--threads", "1", "bounds", "--d-grid", "2", "--n-grid", "8,16", "--eps-grid", "0.2", "--k-grid", "8",
-          "--tasks", "10", "--queries", "8", "--models", "gd-ls", "--heads", "avg", "--bootstrap",
+          "--s-size", "16", "--b-tasks", "10", "--context", "random,ensemble", "--no-hinge", "--tasks", "10", "--queries", "8", "--models", "gd-ls", "--heads", "avg", "--bootstrap",
           "50", "--out", out};
 }
 
@@ -190,7 +190,7 @@ TEST(CliResume, DamagedPointFilesAreRecomputed) {
   args.push_back("--no-plots");
   ASSERT_EQ(run(args).exit_code, 0);
   const std::string points_csv = read_all(dir / "points.csv"), fits = read_all(dir / "fits.json");
-  const fs::path a = dir / "points" / "A-d2.json", b = dir / "points" / "B-d2-k8.json";
+  const fs::path a = dir / "points" / "A-d2.json", b = dir / "points" / "B-d2.json";
   const nlohmann::json good_a = nlohmann::json::parse(read_all(a)), good_b = nlohmann::json::parse(read_all(b));
 
   using Damage = void (*)(nlohmann::json&);

@@ -109,7 +109,7 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"speed", "--model", "gd-ls", "--batch", "0"}, "must be >= 1"},
       {{"speed", "--model", (dir / "nope.safetensors").string()}, "cannot open"},
       {{"eval", "--d", "4", "--tasks", "2", "--heads", "logit", "--out", out}, "unknown head 'logit'"},
-      {{"eval", "--d", "4", "--tasks", "2", "--context", "near:3", "--out", out}, "--context 'near:3' is unknown; use full, random:K or retrieve:K"},
+      {{"eval", "--d", "4", "--tasks", "2", "--context", "near:3", "--out", out}, "--context 'near:3' is unknown; use full, random:K, retrieve:K or ensemble:K"},
       {{"eval", "--d", "4", "--n", "10", "--tasks", "2", "--n-grid", "5,11", "--out", out},
        "--n-grid entry 11 is outside [1, N = 10]"},
       {{"eval", "--d", "4", "--tasks", "2", "--model", "gd-ls:L=-1", "--out", out}, "L must be"},

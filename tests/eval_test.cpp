@@ -12,6 +12,7 @@
 #include "eval/evaluate.hpp"
 #include "eval/metrics.hpp"
 #include "eval/report.hpp"
+#include "model/reference.hpp"
 #include "model/resolve.hpp"
 #include "runtime/memory.hpp"
 #include "util/errors.hpp"
@@ -200,7 +201,7 @@ TEST(Evaluate, ExactAngleErrorMatchesMonteCarlo) {
 
 TEST(Evaluate, IdenticalAcrossThreadCountsAndPolicies) {
   const data::Dataset dataset = make_dataset("threads", 5, 60, 30, 12, 0.1);
-  for (const char* context : {"full", "random:20", "retrieve:9"}) {
+  for (const char* context : {"full", "random:20", "retrieve:9", "ensemble:8"}) {
     EvalConfig config;
     config.heads = heads::parse_heads("logistic,svm,knn");
     config.context = parse_context(context);
@@ -227,6 +228,49 @@ TEST(Evaluate, IdenticalAcrossThreadCountsAndPolicies) {
     EXPECT_EQ(one.learners[0].grid.back().linear.has_value(), std::string(context) != "retrieve:9");
     EXPECT_FALSE(one.learners[1].grid.back().linear.value_or(false));  // the kernel is not linear
   }
+}
+
+// ensemble:k is the mean of the transformer's runs on the windows of k, held against the slow
+// twin (the direct GD algorithm in double precision) on each window: 50 examples in windows of
+// 16 are 16, 16, 16 and a short last window of 2. gd-hinge is not linear in the labels, so a
+// run on the whole of S, or windows weighted by their size, would differ.
+TEST(Evaluate, EnsembleIsTheMeanOfPerWindowRuns) {
+  const data::Dataset dataset = make_dataset("ensemble", 6, 50, 40, 5);
+  EvalConfig config;
+  config.context = parse_context("ensemble:16");
+  config.bootstrap = 100;
+  const std::string text = "gd-hinge:L=20,eta=2,tau=0.5";
+  const EvalResult result = evaluate(dataset, models({text}, dataset.dim()), config);
+  const PrefixResult& point = learner(result, text).grid.back();
+  EXPECT_EQ(point.context, 16);
+  EXPECT_TRUE(point.linear.value());
+  const model::ConstructionSpec spec = model::parse_construction(text);
+  const int d = 6;
+  const std::int64_t m = 40;
+  double worst = 0;
+  for (std::int64_t task = 0; task < 5; ++task) {
+    const auto x = dataset.x(task), y = dataset.y(task), q = dataset.x_query(task);
+    model::MatrixD queries(m, d);
+    for (std::int64_t i = 0; i < m * d; ++i) queries(i / d, i % d) = q[static_cast<std::size_t>(i)];
+    Eigen::VectorXd mean = Eigen::VectorXd::Zero(m);
+    for (std::int64_t offset = 0; offset < 50; offset += 16) {
+      const std::int64_t size = std::min<std::int64_t>(16, 50 - offset);
+      model::MatrixD cx(size, d);
+      Eigen::VectorXd cy(size);
+      for (std::int64_t i = 0; i < size; ++i) {
+        for (int c = 0; c < d; ++c) cx(i, c) = x[static_cast<std::size_t>((offset + i) * d + c)];
+        cy[i] = y[static_cast<std::size_t>(offset + i)];
+      }
+      mean += model::construction_scores(spec, cx, cy, queries) / 4.0;
+    }
+    for (std::int64_t j = 0; j < m; ++j) {
+      // f32 engine against f64 twin: 20 steps of sums over <= 16 terms of O(1) products keep the
+      // relative rounding below ~1e-5; 1e-4 of the score's scale leaves a margin of 10.
+      const double tolerance = 1e-4 * (1 + std::abs(mean[j]));
+      worst = std::max(worst, std::abs(point.scores[static_cast<std::size_t>(task * m + j)] - mean[j]) / tolerance);
+    }
+  }
+  EXPECT_LE(worst, 1.0);
 }
 
 TEST(Evaluate, DivergingLearnersAreReportedNotAveraged) {

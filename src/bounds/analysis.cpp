@@ -37,14 +37,14 @@ std::vector<std::uint32_t> bootstrap_indices(std::uint64_t seed, int replicate, 
 }
 
 // per_n: [N][task]. Replicate r resamples the tasks with the same indices at every N.
-MetricStats metric_stats(const std::vector<std::vector<double>>& per_n, const BoundsConfig& config,
+MetricStats metric_stats(const std::vector<std::vector<double>>& per_n, int bootstrap, double delta,
                          std::uint64_t seed) {
   MetricStats stats;
-  for (int r = 0; r < config.bootstrap; ++r) {
+  for (int r = 0; r < bootstrap; ++r) {
     stats.replicates.push_back(
-        quantile_curve(per_n, config.delta, bootstrap_indices(seed, r, per_n.front().size())));
+        quantile_curve(per_n, delta, bootstrap_indices(seed, r, per_n.front().size())));
   }
-  stats.quantile = quantile_curve(per_n, config.delta, {});
+  stats.quantile = quantile_curve(per_n, delta, {});
   for (std::size_t j = 0; j < per_n.size(); ++j) {
     double mean = 0;
     for (double value : per_n[j]) mean += value;
@@ -60,32 +60,51 @@ bool contains(const eval::Interval& interval, double value) {
   return interval.lo <= value && value <= interval.hi;
 }
 
-// The entries of one learner's table: regime A points, then eps.
-std::vector<NStarEntry> n_star_entries(const BoundsConfig& config,
+// n* of one quantile curve at eps, and per bootstrap replicate (NAN where not reached) with
+// their percentile interval, whose upper end is unbounded when more than 1/40 of the
+// replicates never reach eps. Shared by n* (regime A, H) and k* (regime B).
+NStar n_star_with_replicates(const std::vector<std::int64_t>& n, const std::vector<double>& quantile,
+                             const std::vector<std::vector<double>>& replicate_curves, double eps,
+                             std::vector<double>& replicates, eval::Interval& ci) {
+  std::vector<double> reached;
+  for (const auto& curve : replicate_curves) {
+    const NStar value = n_star(n, curve, eps);
+    replicates.push_back(value.value.value_or(NAN));
+    if (value.value) reached.push_back(*value.value);
+  }
+  ci = eval::percentile_interval(reached);
+  if (reached.size() < replicates.size() * 39 / 40) ci.hi = INFINITY;
+  return n_star(n, quantile, eps);
+}
+
+// The entries of one learner's table: the points of `regime`, then eps. `usable` (regime H)
+// gives per point the length of the N grid's usable prefix; n* is sought there only.
+std::vector<NStarEntry> n_star_entries(const std::vector<double>& eps_grid,
                                        const std::vector<PointResult>& points,
                                        const std::vector<std::vector<CurveStats>>& stats,
-                                       const std::string& learner, bool disagreement) {
+                                       const std::string& learner, bool disagreement,
+                                       char regime = 'A',
+                                       const std::vector<std::size_t>& usable = {}) {
   std::vector<NStarEntry> entries;
   for (std::size_t p = 0; p < points.size(); ++p) {
     const PointResult& point = points[p];
-    if (point.key.regime != 'A') continue;
+    if (point.key.regime != regime) continue;
     const MetricStats* metric = nullptr;
     for (std::size_t c = 0; c < point.curves.size(); ++c) {
       if (point.curves[c].learner == learner)
         metric = disagreement ? &stats[p][c].dis : &stats[p][c].err;
     }
     if (!metric) continue;
-    for (double eps : config.eps_grid) {
-      NStarEntry entry{point.key.d, eps, n_star(point.n, metric->quantile, eps), {NAN, NAN}, {}};
-      std::vector<double> reached;
-      for (const auto& replicate : metric->replicates) {
-        const NStar value = n_star(point.n, replicate, eps);
-        entry.replicates.push_back(value.value.value_or(NAN));
-        if (value.value) reached.push_back(*value.value);
-      }
-      entry.ci = eval::percentile_interval(reached);
-      // Replicates that never reach eps make the upper end unbounded.
-      if (reached.size() < entry.replicates.size() * 39 / 40) entry.ci.hi = INFINITY;
+    const std::size_t length = usable.empty() ? point.n.size() : usable[p];
+    const std::vector<std::int64_t> n(point.n.begin(), point.n.begin() + static_cast<std::ptrdiff_t>(length));
+    const auto cut = [length](const std::vector<double>& curve) {
+      return std::vector<double>(curve.begin(), curve.begin() + static_cast<std::ptrdiff_t>(length));
+    };
+    std::vector<std::vector<double>> replicate_curves;
+    for (const auto& replicate : metric->replicates) replicate_curves.push_back(cut(replicate));
+    for (double eps : eps_grid) {
+      NStarEntry entry{point.key.d, eps, {}, {NAN, NAN}, {}};
+      entry.estimate = n_star_with_replicates(n, cut(metric->quantile), replicate_curves, eps, entry.replicates, entry.ci);
       entries.push_back(std::move(entry));
     }
   }
@@ -177,7 +196,236 @@ bool is_averaging(const std::string& learner) {
 }
 bool is_erm_like(const std::string& learner) { return learner.starts_with("gd-hinge"); }
 
+
+// Regime B's k* tables: per learner and policy (curves of the B points), per d, delta and eps.
+std::vector<KStarTable> regime_b_tables(const BoundsConfig& config, const std::vector<PointResult>& points) {
+  std::vector<KStarTable> tables;
+  for (std::size_t p = 0; p < points.size(); ++p) {
+    const PointResult& point = points[p];
+    if (point.key.regime != 'B') continue;
+    const std::uint64_t seed = point_seed(config.seed, point.key);
+    for (const Curve& curve : point.curves) {
+      auto table = std::find_if(tables.begin(), tables.end(), [&](const KStarTable& t) {
+        return t.learner == curve.learner && t.context == curve.context;
+      });
+      if (table == tables.end()) {
+        tables.push_back({curve.learner, curve.context, {}, {}, std::nullopt});
+        table = tables.end() - 1;
+      }
+      for (double delta : config.regime_b_deltas) {
+        const MetricStats stats = metric_stats(curve.dis, config.bootstrap, delta, seed);
+        for (double eps : config.eps_grid) {
+          KStarEntry entry{point.key.d, eps, delta, {}, {NAN, NAN}, {}};
+          entry.estimate = n_star_with_replicates(point.n, stats.quantile, stats.replicates, eps, entry.replicates, entry.ci);
+          table->entries.push_back(std::move(entry));
+        }
+      }
+    }
+  }
+  for (KStarTable& table : tables)
+    table = judge_k_star(table.learner, table.context, std::move(table.entries), config.bootstrap);
+  return tables;
+}
+
+// The usable prefix of each H point's N grid (HingeColumn), and the columns themselves.
+std::vector<HingeColumn> hinge_columns(const BoundsConfig& config, const std::vector<PointResult>& points,
+                                       std::vector<std::size_t>& usable) {
+  std::vector<HingeColumn> columns;
+  usable.assign(points.size(), 0);
+  for (std::size_t p = 0; p < points.size(); ++p) {
+    const PointResult& point = points[p];
+    if (point.key.regime != 'H') continue;
+    const Curve& hinge = point.curves.front();
+    bool prefix = true;
+    for (std::size_t j = 0; j < point.n.size(); ++j) {
+      const std::vector<double>& fractions = hinge.margin_fraction[j];
+      const std::vector<double>& changes = hinge.step_change[j];
+      std::vector<double> low = hinge.err[j], high = hinge.err[j];
+      std::size_t converged = 0;
+      for (std::size_t t = 0; t < fractions.size(); ++t) {
+        if (fractions[t] >= 1.0) {
+          ++converged;
+        } else {
+          low[t] = 0.0;
+          high[t] = 0.5;
+        }
+      }
+      const bool usable_here = eval::upper_quantile(low, config.delta) == eval::upper_quantile(high, config.delta);
+      prefix = prefix && usable_here;
+      if (prefix) usable[p] = j + 1;
+      columns.push_back({point.key.d, point.n[j],
+                         static_cast<double>(converged) / static_cast<double>(fractions.size()),
+                         *std::min_element(fractions.begin(), fractions.end()),
+                         *std::max_element(changes.begin(), changes.end()), usable_here});
+    }
+  }
+  return columns;
+}
+
+// The eps-slope c of bootstrap replicate r of a table's fit (over the entries its point
+// estimate used), or NAN when one of them is not reached in that replicate.
+double replicate_eps_slope(const std::vector<NStarEntry>& entries, int r) {
+  std::vector<double> d, eps, values;
+  for (const NStarEntry& entry : entries) {
+    if (!entry.estimate.value || entry.estimate.below_grid) continue;
+    const auto index = static_cast<std::size_t>(r);
+    const double value = index < entry.replicates.size() ? entry.replicates[index] : NAN;
+    if (!std::isfinite(value)) return NAN;
+    d.push_back(entry.d);
+    eps.push_back(entry.eps);
+    values.push_back(value);
+  }
+  const PowerFit fit = fit_power_law(d, eps, values);
+  return fit.valid ? fit.c : NAN;
+}
+
+std::optional<HingeAnalysis> hinge_analysis(const BoundsConfig& config, const std::vector<PointResult>& points,
+                                            const std::vector<std::vector<CurveStats>>& stats) {
+  if (config.hinge.empty()) return std::nullopt;
+  HingeAnalysis analysis;
+  analysis.learner = config.hinge.learner_name();
+  analysis.reference = config.evaluated_heads().front();
+  std::vector<std::size_t> usable;
+  analysis.columns = hinge_columns(config, points, usable);
+  analysis.erm = judge_table(
+      n_star_entries(config.hinge.eps_grid, points, stats, analysis.reference, false, 'H'),
+      config.bootstrap, config.delta, {});
+  Theory theory;
+  if (analysis.erm.fit.valid) {
+    theory = {analysis.reference + " on the same tasks and grid", analysis.erm.fit.c, analysis.erm.fit.b};
+  }
+  analysis.hinge = judge_table(
+      n_star_entries(config.hinge.eps_grid, points, stats, analysis.learner, false, 'H', usable),
+      config.bootstrap, config.delta, theory);
+  // Paired ratios: entry i of both tables is the same (d, eps), replicate r the same tasks.
+  std::vector<double> log_ratios;
+  std::vector<std::vector<double>> replicate_logs(static_cast<std::size_t>(config.bootstrap));
+  for (std::size_t i = 0; i < analysis.hinge.entries.size(); ++i) {
+    const NStarEntry& h = analysis.hinge.entries[i];
+    const NStarEntry& e = analysis.erm.entries[i];
+    HingeAgreement agreement{h.d, h.eps};
+    if (h.estimate.value && e.estimate.value && !h.estimate.below_grid && !e.estimate.below_grid) {
+      agreement.ratio = *h.estimate.value / *e.estimate.value;
+      std::vector<double> ratios;
+      for (std::size_t r = 0; r < h.replicates.size(); ++r) {
+        const double ratio = h.replicates[r] / e.replicates[r];
+        if (std::isfinite(ratio)) ratios.push_back(ratio);
+        replicate_logs[r].push_back(std::log(ratio));  // NAN when either is not reached
+      }
+      agreement.ci = eval::percentile_interval(ratios);
+      log_ratios.push_back(std::log(agreement.ratio));
+    }
+    analysis.agreement.push_back(agreement);
+  }
+  if (!log_ratios.empty()) {
+    double sum = 0;
+    for (double value : log_ratios) sum += value;
+    analysis.mean_ratio = std::exp(sum / static_cast<double>(log_ratios.size()));
+    std::vector<double> means;
+    for (const auto& logs : replicate_logs) {
+      double total = 0;
+      bool complete = logs.size() == log_ratios.size();
+      for (double value : logs) complete = complete && std::isfinite(value), total += value;
+      if (complete) means.push_back(std::exp(total / static_cast<double>(logs.size())));
+    }
+    analysis.mean_ratio_ci = eval::percentile_interval(means);
+  }
+  // Paired: replicate r resamples the same tasks for both learners.
+  std::vector<double> differences;
+  for (int r = 0; r < config.bootstrap; ++r) {
+    const double difference = replicate_eps_slope(analysis.hinge.entries, r) - replicate_eps_slope(analysis.erm.entries, r);
+    if (std::isfinite(difference)) differences.push_back(difference);
+  }
+  if (analysis.hinge.fit.valid && analysis.erm.fit.valid) {
+    analysis.slope_difference = analysis.hinge.fit.c - analysis.erm.fit.c;
+    analysis.slope_difference_ci = eval::percentile_interval(differences);
+  }
+  analysis.agrees = analysis.hinge.fit.valid && analysis.erm.fit.valid &&
+                    contains(analysis.slope_difference_ci, 0.0);
+  analysis.same_constant = analysis.agrees && contains(analysis.mean_ratio_ci, 1.0);
+  return analysis;
+}
+
 }  // namespace
+
+KStarFit fit_k_star(const std::vector<double>& d, const std::vector<double>& eps,
+                    const std::vector<double>& delta, const std::vector<double>& k_star) {
+  KStarFit fit;
+  const auto count = static_cast<Eigen::Index>(k_star.size());
+  fit.observations = static_cast<int>(count);
+  auto distinct = [](std::vector<double> values) {
+    std::sort(values.begin(), values.end());
+    return std::unique(values.begin(), values.end()) - values.begin();
+  };
+  if (count < 5 || distinct(d) < 2 || distinct(eps) < 2 || distinct(delta) < 2) return fit;
+  Eigen::MatrixXd design(count, 4);
+  Eigen::VectorXd target(count);
+  for (Eigen::Index i = 0; i < count; ++i) {
+    const auto s = static_cast<std::size_t>(i);
+    design(i, 0) = 1.0;
+    design(i, 1) = eps_link(eps[s]);
+    design(i, 2) = std::log(std::log(2.0 / delta[s]));
+    design(i, 3) = std::log(d[s]);
+    target[i] = std::log(k_star[s]);
+  }
+  const Eigen::Vector4d theta = design.colPivHouseholderQr().solve(target);
+  fit.a = theta[0];
+  fit.b = theta[1];
+  fit.c = theta[2];
+  fit.e = theta[3];
+  fit.valid = true;
+  return fit;
+}
+
+KStarTable judge_k_star(std::string learner, std::string context, std::vector<KStarEntry> entries,
+                        int replicates) {
+  KStarTable table{std::move(learner), std::move(context), std::move(entries), {}, std::nullopt};
+  std::vector<const KStarEntry*> used;
+  for (const KStarEntry& entry : table.entries) {
+    if (entry.estimate.value && !entry.estimate.below_grid) {
+      used.push_back(&entry);
+    } else if (!entry.estimate.value) {
+      ++table.not_reached;
+    }
+  }
+  std::vector<double> d, eps, delta, values;
+  for (const KStarEntry* entry : used) {
+    d.push_back(entry->d);
+    eps.push_back(entry->eps);
+    delta.push_back(entry->delta);
+    values.push_back(*entry->estimate.value);
+  }
+  table.fit = fit_k_star(d, eps, delta, values);
+  if (!table.fit.valid) return table;
+  std::vector<double> bs, cs, es;
+  for (int r = 0; r < replicates; ++r) {
+    std::vector<double> sample;
+    bool complete = true;
+    for (const KStarEntry* entry : used) {
+      const auto index = static_cast<std::size_t>(r);
+      const double value = index < entry->replicates.size() ? entry->replicates[index] : NAN;
+      complete = complete && std::isfinite(value);
+      sample.push_back(value);
+    }
+    if (!complete) continue;
+    const KStarFit replicate = fit_k_star(d, eps, delta, sample);
+    bs.push_back(replicate.b);
+    cs.push_back(replicate.c);
+    es.push_back(replicate.e);
+  }
+  table.fit.b_ci = eval::percentile_interval(bs);
+  table.fit.c_ci = eval::percentile_interval(cs);
+  table.fit.e_ci = eval::percentile_interval(es);
+  table.hoeffding_b = contains(table.fit.b_ci, 2.0);
+  table.hoeffding_c = contains(table.fit.c_ci, 1.0);
+  table.hoeffding_e = contains(table.fit.e_ci, 0.0);
+  const bool zero = contains(table.fit.e_ci, 0.0), one = contains(table.fit.e_ci, 1.0);
+  if (std::isfinite(table.fit.e_ci.lo) && std::isfinite(table.fit.e_ci.hi)) {
+    if (zero && !one) table.d_independent = true;
+    if (!zero) table.d_independent = false;
+  }
+  return table;
+}
 
 NStarTable judge_table(std::vector<NStarEntry> entries, int replicates, double delta,
                        const Theory& theory) {
@@ -335,8 +583,8 @@ Analysis analyse(const BoundsConfig& config, const std::vector<PointResult>& poi
     const std::uint64_t seed = point_seed(config.seed, point.key);
     std::vector<CurveStats>& curves = analysis.points.emplace_back();
     for (const Curve& curve : point.curves) {
-      curves.push_back(
-          {metric_stats(curve.err, config, seed), metric_stats(curve.dis, config, seed)});
+      curves.push_back({metric_stats(curve.err, config.bootstrap, config.delta, seed),
+                        metric_stats(curve.dis, config.bootstrap, config.delta, seed)});
     }
   }
   // Theories: averaging's closed form on the grid; for the ERM head its asymptote; for hinge GD
@@ -351,7 +599,7 @@ Analysis analyse(const BoundsConfig& config, const std::vector<PointResult>& poi
   for (const Curve& curve : points.front().curves) {
     if (curve.learner != heads::kErmHead) continue;
     const NStarTable table =
-        judge_table(n_star_entries(config, points, analysis.points, curve.learner, false),
+        judge_table(n_star_entries(config.eps_grid, points, analysis.points, curve.learner, false),
                     config.bootstrap, config.delta, {});
     if (table.fit.valid) {
       erm_measured = Theory{std::string(heads::kErmHead) + " on the same tasks (hard-margin Monte Carlo)",
@@ -365,33 +613,18 @@ Analysis analyse(const BoundsConfig& config, const std::vector<PointResult>& poi
     if (is_erm_like(curve.learner) && erm_measured) theory = *erm_measured;
     LearnerAnalysis learner{
         curve.learner,
-        judge_table(n_star_entries(config, points, analysis.points, curve.learner, false),
+        judge_table(n_star_entries(config.eps_grid, points, analysis.points, curve.learner, false),
                     config.bootstrap, config.delta, theory),
         {}};
     if (curve.learner != reference) {
       learner.dis =
-          judge_table(n_star_entries(config, points, analysis.points, curve.learner, true),
+          judge_table(n_star_entries(config.eps_grid, points, analysis.points, curve.learner, true),
                       config.bootstrap, config.delta, {});
     }
     analysis.learners.push_back(std::move(learner));
   }
-  for (const LearnerAnalysis& learner : analysis.learners) {
-    std::optional<RegimeBFloors> floors;
-    for (std::size_t p = 0; p < points.size(); ++p) {
-      if (points[p].key.regime != 'B') continue;
-      for (std::size_t c = 0; c < points[p].curves.size(); ++c) {
-        if (points[p].curves[c].learner != learner.learner) continue;
-        const std::vector<double>& q = analysis.points[p][c].err.quantile;
-        RegimeBRow row{learner.learner, points[p].key.d, points[p].key.k, q.back(), {}};
-        for (double eps : config.eps_grid) row.n_star.push_back(n_star(points[p].n, q, eps));
-        if (!floors) floors = RegimeBFloors{learner.learner};
-        floors->lowest = std::min(floors->lowest, row.floor);
-        floors->highest = std::max(floors->highest, row.floor);
-        analysis.regime_b.push_back(std::move(row));
-      }
-    }
-    if (floors) analysis.floors.push_back(*floors);
-  }
+  analysis.regime_b = regime_b_tables(config, points);
+  analysis.hinge = hinge_analysis(config, points, analysis.points);
   return analysis;
 }
 

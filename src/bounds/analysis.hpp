@@ -10,8 +10,8 @@
 // log n* = a + b log d + c log(1/tan(pi eps)) with bootstrap intervals for b and c (eps_link
 // below says why this link); verdicts on the upper bound O(d/eps), on the rate (d/eps or
 // d/eps^2, beside the learner's own theory on the same grid) and, apart, the realizable PAC
-// sample size. Regime B: the floor of each curve (its
-// quantile at the largest N) and N*_B, where it first reaches eps.
+// sample size. Regime B: k*(eps, delta, d) per context policy and its fit. gd-hinge: its own
+// grid, convergence per point, and its agreement with the ERM head.
 
 #include <cstdint>
 #include <optional>
@@ -145,24 +145,87 @@ struct LearnerAnalysis {
   std::optional<NStarTable> dis;  // not for the reference head itself
 };
 
-// Regime B: one curve's floor and N*_B per eps of the grid.
-struct RegimeBRow {
-  std::string learner;
+// gd-hinge on its own grid (regime H), against the ERM head on the same tasks.
+// Convergence: a task is converged at N when every one of its N context examples is at margin
+// y_i w.x_i >= 1 under the transformer's own w (zero training error and zero hinge loss at
+// margin 1: it is an ERM solution). A grid N is usable when its unconverged tasks cannot move
+// the (1 - delta)-quantile: the quantile is the same with their errors set to 0 and to 1/2.
+// n* of gd-hinge uses the usable prefix of the N grid only (the first unusable N ends it); an
+// n* beyond it is "not reached" and left out of the fit, as an n* beyond the grid is.
+struct HingeColumn {
   int d;
-  std::int64_t k;
-  double floor;               // the quantile at the largest N
-  std::vector<NStar> n_star;  // per eps of the grid
+  std::int64_t n;
+  double converged_tasks;      // fraction of tasks converged
+  double min_margin_fraction;  // over tasks
+  double max_step_change;      // over tasks: |dw|/|w| of the next GD step
+  bool usable;
 };
-struct RegimeBFloors {
-  std::string learner;
-  double lowest = 1, highest = 0;  // over d and k
+struct HingeAgreement {
+  int d;
+  double eps;
+  double ratio = NAN;              // n*(gd-hinge) / n*(ERM), both reached; NAN otherwise
+  eval::Interval ci{NAN, NAN};     // paired bootstrap (the same resampled tasks)
 };
+struct HingeAnalysis {
+  std::string learner;    // the rule's name
+  std::string reference;  // the ERM head
+  std::vector<HingeColumn> columns;
+  NStarTable hinge;       // its theory: the ERM head's eps-slope on these tasks
+  NStarTable erm;
+  std::vector<HingeAgreement> agreement;
+  // The geometric mean of the ratios reached by both, with its paired bootstrap interval.
+  // "agrees with ERM" (in rate) iff the paired bootstrap interval of the eps-slope difference
+  // (gd-hinge minus ERM, the same tasks resampled for both) holds 0; same_constant iff,
+  // besides, the mean ratio's interval holds 1. (GD on the hinge
+  // stops at a separator with margins >= 1, not the maximum-margin one: a constant factor is
+  // expected, a different rate would not be.)
+  double mean_ratio = NAN;
+  eval::Interval mean_ratio_ci{NAN, NAN};
+  double slope_difference = NAN;
+  eval::Interval slope_difference_ci{NAN, NAN};
+  bool agrees = false;
+  bool same_constant = false;
+};
+
+// Regime B: k*(eps, delta, d) = the smallest k with the (1 - delta)-quantile over tasks of the
+// disagreement with the reference (trained on all of S) <= eps, interpolated as n*; per learner
+// and context policy. The fit log k* = a + b eps_link(eps) + c log log(2/delta) + e log d, with
+// bootstrap intervals, against Hoeffding's (b, c, e) = (2, 1, 0).
+// d_independent: true if e's interval holds 0 and excludes 1 (the d/eps^2 alternative of a
+// linear learner), false if it excludes 0, null (unset) if it holds both or there is no fit.
+struct KStarEntry {
+  int d;
+  double eps, delta;
+  NStar estimate;
+  eval::Interval ci;
+  std::vector<double> replicates;  // NAN where not reached
+};
+struct KStarFit {
+  double a = 0, b = 0, c = 0, e = 0;
+  eval::Interval b_ci{NAN, NAN}, c_ci{NAN, NAN}, e_ci{NAN, NAN};
+  int observations = 0;
+  bool valid = false;
+};
+// Least squares on (d, eps, delta, k*); needs >= 5 points and >= 2 distinct values of each.
+KStarFit fit_k_star(const std::vector<double>& d, const std::vector<double>& eps,
+                    const std::vector<double>& delta, const std::vector<double>& k_star);
+struct KStarTable {
+  std::string learner, context;
+  std::vector<KStarEntry> entries;  // per d (sweep order), delta, eps
+  KStarFit fit;
+  std::optional<bool> d_independent;
+  bool hoeffding_b = false, hoeffding_c = false, hoeffding_e = false;  // 2, 1, 0 in the intervals
+  int not_reached = 0;
+};
+// k* entries of one curve's per-d points to fit and verdict. Pure: tests feed it tables.
+KStarTable judge_k_star(std::string learner, std::string context, std::vector<KStarEntry> entries,
+                        int replicates);
 
 struct Analysis {
   std::vector<std::vector<CurveStats>> points;  // [point][curve], as the sweep's points
-  std::vector<LearnerAnalysis> learners;        // in the order of the first point's curves
-  std::vector<RegimeBRow> regime_b;             // per learner, then point, in sweep order
-  std::vector<RegimeBFloors> floors;            // learners that run in regime B
+  std::vector<LearnerAnalysis> learners;        // regime A, in the order of the first point's curves
+  std::vector<KStarTable> regime_b;             // per learner and context policy
+  std::optional<HingeAnalysis> hinge;
 };
 Analysis analyse(const BoundsConfig& config, const std::vector<PointResult>& points);
 

@@ -6,9 +6,13 @@
 // the error (the exact angle error where it applies, else Monte Carlo) and the disagreement with
 // the reference head; n*(d, eps, delta) = the smallest N at which the (1 - delta)-quantile over
 // tasks is <= eps, interpolated on the log grid, with a bootstrap interval; a fit
-// log n* = a + b log d + c log(1/eps).
-// Regime B (fixed context k, N grows; the k examples a random subset of S or the k nearest to the
-// query): the same curves per k, their floor, and N*_B where it is reached.
+// log n* = a + b log d + c log(1/tan(pi eps)).
+// Regime B (the context-constrained claim): a set S of examples per task, a context of k of
+// them chosen by a policy (random, retrieve, ensemble); k*(eps, delta, d) = the smallest k at
+// which the (1 - delta)-quantile of the disagreement with the reference trained on all of S is
+// <= eps, and a fit log k* = a + b log(1/tan(pi eps)) + c log log(2/delta) + e log d.
+// gd-hinge runs on its own regime A grid with a step rule that converges, its convergence
+// reported per point.
 //
 // A run has three parts, each its own header: the sweep (sweep.hpp: one evaluation per point,
 // saved so that a run resumes), the analysis (analysis.hpp: a pure function of the points) and

@@ -74,7 +74,7 @@ std::string interval_text(double estimate, const eval::Interval& ci) {
 // One learner's regime A verdict for one metric (`what`), as a list item: the fit and rate beside
 // the learner's theory; the upper bound; and, on a line of its own, the PAC comparison.
 std::string verdict_a(const std::string& learner, const std::string& what, const NStarTable& table,
-                      const BoundsConfig& config) {
+                      const BoundsConfig& config, std::int64_t largest_n = 0) {
   std::ostringstream text;
   const PowerFit& fit = table.fit;
   text << "- **" << learner << "** (" << what << "): ";
@@ -90,7 +90,9 @@ std::string verdict_a(const std::string& learner, const std::string& what, const
          << (v.theory_in_ci ? "inside" : "outside") << " the interval)";
   }
   text << ", d-slope " << interval_text(fit.b, fit.b_ci) << ", " << fit.observations << " n*";
-  if (v.not_reached > 0) text << " (" << v.not_reached << " not reached by N = " << config.n_grid.back() << ", left out)";
+  if (v.not_reached > 0)
+    text << " (" << v.not_reached << " not reached by N = " << (largest_n > 0 ? largest_n : config.n_grid.back())
+         << (largest_n > 0 ? " or beyond the converged N" : "") << ", left out)";
   text << ". Rate: `" << v.rate << "`";
   if (v.rate == "unresolved") text << " (the interval holds both 1 and 2)";
   if (v.rate == "neither") text << " (the interval holds neither 1 nor 2)";
@@ -116,24 +118,63 @@ std::string verdict_a(const std::string& learner, const std::string& what, const
   return text.str();
 }
 
-// Regime B: the floors of one learner, as a list item.
-std::string verdict_b(const RegimeBFloors& floors, const BoundsConfig& config) {
-  const std::string& learner = floors.learner;
-  const bool transformer = learner.starts_with("gd-") || learner.starts_with("kernel") ||
-                           learner.starts_with("garg-gpt2");
-  std::string why;
-  if (!transformer) {
-    why = " (the reference head trains on all N examples, so it keeps improving).\n";
-  } else if (config.regime_b_context == "random") {
-    why =
-        "; the transformer sees k random examples whatever N, so its error stays at the level of N "
-        "= k: a "
-        "fixed context caps accuracy, and N*_B exists only for ε above the floor.\n";
-  } else {
-    why = "; retrieval lets a larger S supply closer examples.\n";
+// Regime B: one learner and policy's k* fit, as a list item.
+std::string verdict_k_star(const KStarTable& table) {
+  std::ostringstream text;
+  text << "- **" << table.learner << "**, context `" << table.context << ":k`: ";
+  const KStarFit& fit = table.fit;
+  if (!fit.valid) {
+    std::size_t below = 0;
+    for (const KStarEntry& e : table.entries) below += e.estimate.below_grid;
+    text << "too few k* inside the k grid to fit (" << fit.observations << " inside, " << below
+         << " already reached at the smallest k, " << table.not_reached
+         << " not reached by k = S).\n";
+    return text.str();
   }
-  return "- **" + learner + "**: floors between " + g3(floors.lowest) + " and " +
-         g3(floors.highest) + " over d and k" + why;
+  text << "b (ε) " << interval_text(fit.b, fit.b_ci) << ", c (log log(2/δ)) " << interval_text(fit.c, fit.c_ci)
+       << ", e (d) " << interval_text(fit.e, fit.e_ci) << "; " << fit.observations << " k*";
+  if (table.not_reached > 0) text << " (" << table.not_reached << " not reached by k = S, left out)";
+  text << ". Hoeffding's (2, 1, 0): b " << (table.hoeffding_b ? "holds 2" : "excludes 2") << ", c "
+       << (table.hoeffding_c ? "holds 1" : "excludes 1") << ", e " << (table.hoeffding_e ? "holds 0" : "excludes 0")
+       << ". d_independent: "
+       << (table.d_independent ? (*table.d_independent ? "true (e's interval holds 0 and excludes 1)"
+                                                        : "false (e's interval excludes 0: k* grows with d)")
+                               : "null (e's interval holds both 0 and 1, or has no bounds)")
+       << ".\n";
+  return text.str();
+}
+
+nlohmann::ordered_json k_star_json(const KStarTable& table, const BoundsConfig& config) {
+  nlohmann::ordered_json entries = nlohmann::ordered_json::array();
+  for (const KStarEntry& e : table.entries) {
+    entries.push_back(
+        {{"d", e.d},
+         {"eps", e.eps},
+         {"delta", e.delta},
+         {"k_star", e.estimate.value ? nlohmann::json(*e.estimate.value) : nlohmann::json(nullptr)},
+         {"below_grid", e.estimate.below_grid},
+         {"ci", {finite_or_null(e.ci.lo), finite_or_null(e.ci.hi)}},
+         {"hoeffding_n", hoeffding_sample_size(e.eps, e.delta)}});
+  }
+  const KStarFit& fit = table.fit;
+  nlohmann::ordered_json json = {{"learner", table.learner},
+                                 {"context", table.context},
+                                 {"s", config.regime_b_s},
+                                 {"fit_valid", fit.valid},
+                                 {"observations", fit.observations},
+                                 {"not_reached", table.not_reached}};
+  if (fit.valid) {
+    json["intercept"] = fit.a;
+    json["eps_slope"] = estimate_json(fit.b, fit.b_ci);
+    json["log_delta_slope"] = estimate_json(fit.c, fit.c_ci);
+    json["d_slope"] = estimate_json(fit.e, fit.e_ci);
+    json["hoeffding"] = {{"eps_slope", 2}, {"log_delta_slope", 1}, {"d_slope", 0},
+                         {"eps_slope_in_ci", table.hoeffding_b}, {"log_delta_slope_in_ci", table.hoeffding_c},
+                         {"d_slope_in_ci", table.hoeffding_e}};
+  }
+  json["d_independent"] = table.d_independent ? nlohmann::json(*table.d_independent) : nlohmann::json(nullptr);
+  json["k_star"] = entries;
+  return json;
 }
 
 // Regime A: one learner's n*(d, eps) table for the error.
@@ -164,23 +205,62 @@ std::string n_star_markdown(const std::string& learner, const NStarTable& table,
 
 std::string regime_b_markdown(const Analysis& analysis, const BoundsConfig& config) {
   if (config.k_grid.empty()) return "";
-  std::ostringstream table;
-  table << "\n## Regime B\n\n| learner | d | k | floor (q" << g3(100 * (1 - config.delta)) << ") |";
-  for (double eps : config.eps_grid) table << " N*_B ε=" << g3(eps) << " |";
-  table << "\n|---|---|---|---|";
-  for (std::size_t i = 0; i < config.eps_grid.size(); ++i) table << "---|";
-  table << "\n";
-  for (const RegimeBRow& row : analysis.regime_b) {
-    table << "| " << row.learner << " | " << row.d << " | " << row.k << " | " << g3(row.floor)
-          << " |";
-    for (const NStar& value : row.n_star) {
-      table << " "
-            << (value.value ? (value.below_grid ? "≤ " : "") + g3(*value.value) : "not reached")
-            << " |";
+  std::ostringstream text;
+  text << "\n## Regime B: k*(ε, δ, d)\n\nS = " << config.regime_b_s << " examples per task, "
+       << config.regime_b_tasks << " tasks per d; k from " << config.k_grid.front() << " to "
+       << config.k_grid.back() << ". k* [95% CI] per δ (rows) and ε (columns); Hoeffding's N_B in "
+       << "parentheses.\n";
+  for (const KStarTable& table : analysis.regime_b) {
+    text << "\n**" << table.learner << "**, `" << table.context << ":k`\n\n| d | δ |";
+    for (double eps : config.eps_grid) text << " ε=" << g3(eps) << " |";
+    text << "\n|---|---|";
+    for (std::size_t i = 0; i < config.eps_grid.size(); ++i) text << "---|";
+    for (std::size_t i = 0; i < table.entries.size(); ++i) {
+      const KStarEntry& e = table.entries[i];
+      if (i % config.eps_grid.size() == 0) text << "\n| " << e.d << " | " << g3(e.delta) << " |";
+      if (!e.estimate.value) {
+        text << " > " << config.k_grid.back() << " |";
+      } else {
+        text << (e.estimate.below_grid ? " ≤ " : " ") << g3(*e.estimate.value) << " [" << g3(e.ci.lo) << ", "
+             << (std::isfinite(e.ci.hi) ? g3(e.ci.hi) : "∞") << "] (" << g3(hoeffding_sample_size(e.eps, e.delta))
+             << ") |";
+      }
     }
-    table << "\n";
+    text << "\n";
   }
-  return table.str();
+  return text.str();
+}
+
+std::string hinge_markdown(const HingeAnalysis& hinge, const BoundsConfig& config) {
+  std::ostringstream text;
+  text << "\n## gd-hinge on its own grid\n\n`" << hinge.learner << "`: at context size N the construction `"
+       << config.hinge.model_at(config.hinge.n_grid.back()) << "` (N = " << config.hinge.n_grid.back()
+       << "), i.e. η = " << g3(config.hinge.eta_per_n) << "·N and L = " << config.hinge.steps_per_log2_n
+       << "·⌈log2 N⌉; " << config.hinge.tasks << " tasks per point, d ∈ {";
+  for (std::size_t i = 0; i < config.hinge.d_grid.size(); ++i) text << (i ? ", " : "") << config.hinge.d_grid[i];
+  text << "}, N from " << config.hinge.n_grid.front() << " to " << config.hinge.n_grid.back()
+       << ". Convergence per point: the fraction of tasks whose N context examples are all at margin ≥ 1 "
+          "under the transformer's own w, the smallest fraction of examples at margin ≥ 1, and the "
+          "largest relative size |Δw|/|w| of the next GD step; a point is usable when its unconverged "
+          "tasks cannot move the "
+       << g3(1 - config.delta) << "-quantile (the same with their errors set to 0 and ½).\n\n"
+       << "| d | N | tasks converged | min fraction at margin ≥ 1 | max next-step |Δw|/|w| | usable |\n"
+       << "|---|---|---|---|---|---|\n";
+  for (const HingeColumn& c : hinge.columns) {
+    text << "| " << c.d << " | " << c.n << " | " << g3(c.converged_tasks) << " | " << g3(c.min_margin_fraction)
+         << " | " << g3(c.max_step_change) << " | " << (c.usable ? "yes" : "**no**") << " |\n";
+  }
+  text << "\nn*(gd-hinge)/n*(" << hinge.reference << ") on the same tasks [95% paired bootstrap CI]:\n\n| d |";
+  for (double eps : config.hinge.eps_grid) text << " ε=" << g3(eps) << " |";
+  text << "\n|---|";
+  for (std::size_t i = 0; i < config.hinge.eps_grid.size(); ++i) text << "---|";
+  for (std::size_t i = 0; i < hinge.agreement.size(); ++i) {
+    const HingeAgreement& a = hinge.agreement[i];
+    if (i % config.hinge.eps_grid.size() == 0) text << "\n| " << a.d << " |";
+    text << " " << (std::isfinite(a.ratio) ? interval_text(a.ratio, a.ci) : std::string("—")) << " |";
+  }
+  text << "\n";
+  return text.str();
 }
 
 }  // namespace
@@ -189,23 +269,27 @@ std::string points_csv(const BoundsConfig& config, const std::vector<PointResult
                        const Analysis& analysis) {
   std::ostringstream csv;
   csv.precision(8);
-  csv << "regime,learner,kind,metric,d,k,n,mean,quantile,quantile_lo,quantile_hi,theory_averaging,"
+  csv << "regime,learner,context,kind,metric,d,k,n,mean,quantile,quantile_lo,quantile_hi,theory_averaging,"
          "theory_averaging_quantile,pac_n_at_mean\n";
   for (std::size_t p = 0; p < points.size(); ++p) {
     const PointResult& point = points[p];
+    const bool regime_b = point.key.regime == 'B';
     for (std::size_t c = 0; c < point.curves.size(); ++c) {
       const Curve& curve = point.curves[c];
       for (const bool dis : {false, true}) {
         const MetricStats& stats = dis ? analysis.points[p][c].dis : analysis.points[p][c].err;
         for (std::size_t j = 0; j < point.n.size(); ++j) {
           const double mean = stats.mean[j];
-          csv << point.key.regime << ",\"" << curve.learner << "\","
+          // Regime B runs along k with N = S; the averaging theory is that of k examples.
+          const std::int64_t k = regime_b ? point.n[j] : 0, n = regime_b ? config.regime_b_s : point.n[j];
+          const double examples = static_cast<double>(regime_b ? k : n);
+          csv << point.key.regime << ",\"" << curve.learner << "\"," << curve.context << ','
               << (curve.transformer ? "transformer" : "head") << ','
               << (dis ? "dis_" + config.evaluated_heads().front() : curve.metric) << ',' << point.key.d << ','
-              << point.key.k << ',' << point.n[j] << ',' << mean << ',' << stats.quantile[j] << ','
+              << k << ',' << n << ',' << mean << ',' << stats.quantile[j] << ','
               << stats.quantile_ci[j].lo << ',' << stats.quantile_ci[j].hi << ','
-              << averaging_error(point.key.d, static_cast<double>(point.n[j])) << ','
-              << averaging_error_quantile(point.key.d, static_cast<double>(point.n[j]), config.delta) << ','
+              << averaging_error(point.key.d, examples) << ','
+              << averaging_error_quantile(point.key.d, examples, config.delta) << ','
               << (mean > 0 && mean < 0.5 ? pac_sample_size(mean, config.delta, point.key.d) : NAN)
               << '\n';
         }
@@ -229,10 +313,40 @@ nlohmann::ordered_json fits_json(const BoundsConfig& config, const Analysis& ana
     regime_a[learner.learner] = entry;
   }
   fits["regime_a"] = regime_a;
-  nlohmann::ordered_json floors = nlohmann::ordered_json::object();
-  for (const RegimeBFloors& floor : analysis.floors)
-    floors[floor.learner] = {{"lowest", floor.lowest}, {"highest", floor.highest}};
-  fits["regime_b_floors"] = floors;
+  nlohmann::ordered_json regime_b = nlohmann::ordered_json::array();
+  for (const KStarTable& table : analysis.regime_b) regime_b.push_back(k_star_json(table, config));
+  fits["regime_b_fit"] = "log k* = intercept + eps_slope log(1/tan(pi eps)) + log_delta_slope log log(2/delta) + d_slope log d";
+  fits["regime_b_quantity"] =
+      "k*: the smallest context size k at which the (1-delta)-quantile over tasks of the disagreement between the "
+      "in-context learner (k examples chosen from S by the policy) and the reference trained on all of S is <= eps";
+  fits["regime_b"] = regime_b;
+  if (analysis.hinge) {
+    const HingeAnalysis& hinge = *analysis.hinge;
+    nlohmann::ordered_json columns = nlohmann::ordered_json::array();
+    for (const HingeColumn& c : hinge.columns) {
+      columns.push_back({{"d", c.d}, {"n", c.n}, {"converged_tasks", c.converged_tasks},
+                         {"min_margin_fraction", c.min_margin_fraction}, {"max_step_change", c.max_step_change},
+                         {"usable", c.usable}});
+    }
+    nlohmann::ordered_json agreement = nlohmann::ordered_json::array();
+    for (const HingeAgreement& a : hinge.agreement) {
+      agreement.push_back({{"d", a.d}, {"eps", a.eps}, {"ratio", finite_or_null(a.ratio)},
+                           {"ci", {finite_or_null(a.ci.lo), finite_or_null(a.ci.hi)}}});
+    }
+    fits["hinge"] = {{"learner", hinge.learner},
+                     {"rule", {{"eta_per_n", config.hinge.eta_per_n},
+                               {"steps_per_log2_n", config.hinge.steps_per_log2_n},
+                               {"tau", config.hinge.tau}}},
+                     {"reference", hinge.reference},
+                     {"err", table_json(hinge.hinge, config)},
+                     {"reference_err", table_json(hinge.erm, config)},
+                     {"convergence", columns},
+                     {"n_star_ratio", agreement},
+                     {"mean_ratio", estimate_json(hinge.mean_ratio, hinge.mean_ratio_ci)},
+                     {"eps_slope_difference", estimate_json(hinge.slope_difference, hinge.slope_difference_ci)},
+                     {"agrees_with_reference", hinge.agrees},
+                     {"same_constant", hinge.same_constant}};
+  }
   fits["theory"] = {
       {"pac", "N_A = (4/eps)(d log2(12/eps) + log2(2/delta))"},
       {"hoeffding", "N_B = ln(2/delta)/(2 eps^2)"},
@@ -260,13 +374,35 @@ std::string verdicts_markdown(const BoundsConfig& config, const Analysis& analys
                             *learner.dis, config);
     }
   }
+  if (analysis.hinge) {
+    const HingeAnalysis& hinge = *analysis.hinge;
+    verdicts << "\ngd-hinge on its own grid (d ∈ {";
+    for (std::size_t i = 0; i < config.hinge.d_grid.size(); ++i) verdicts << (i ? ", " : "") << config.hinge.d_grid[i];
+    verdicts << "}, N ≤ " << config.hinge.n_grid.back() << ", " << config.hinge.tasks
+             << " tasks; n* only where the run converged, see below), against " << hinge.reference
+             << " on the same tasks:\n\n"
+             << verdict_a(hinge.learner, "error", hinge.hinge, config, config.hinge.n_grid.back())
+             << verdict_a(hinge.reference + " (hinge grid)", "error", hinge.erm, config, config.hinge.n_grid.back());
+    std::size_t unusable = 0;
+    for (const HingeColumn& c : hinge.columns) unusable += !c.usable;
+    verdicts << "- Agreement: n*(gd-hinge)/n*(" << hinge.reference << ") geometric mean "
+             << (std::isfinite(hinge.mean_ratio) ? interval_text(hinge.mean_ratio, hinge.mean_ratio_ci) : "—")
+             << "; gd-hinge " << (hinge.agrees ? "**agrees with ERM in rate**" : "**does not agree with ERM in rate**")
+             << " (ε-slope difference gd-hinge − " << hinge.reference << " on the same tasks "
+             << interval_text(hinge.slope_difference, hinge.slope_difference_ci) << ", paired bootstrap; "
+             << (hinge.agrees ? "holds" : "excludes") << " 0), " << (hinge.same_constant ? "with" : "without")
+             << " the same constant (the ratio's interval " << (hinge.same_constant ? "holds" : "does not hold")
+             << " 1; GD on the hinge stops at some separator with margins ≥ 1, not the maximum-margin one). "
+             << unusable << " of " << hinge.columns.size() << " (d, N) points unconverged beyond use.\n";
+  }
   if (!config.k_grid.empty()) {
-    verdicts << "\nRegime B (context " << config.regime_b_context
-             << ":k, N grows): the floor is the quantile at the largest N; N*_B the N at which it "
-                "first reaches ε (Hoeffding N_B = ln(2/δ)/(2ε²) = "
-             << g3(hoeffding_sample_size(config.eps_grid.back(), config.delta))
-             << " at ε = " << g3(config.eps_grid.back()) << ").\n\n";
-    for (const RegimeBFloors& floors : analysis.floors) verdicts << verdict_b(floors, config);
+    verdicts << "\nRegime B (context-constrained): the O((1/ε²)·log(1/δ)) bound is tested on k*(ε, δ, d), the "
+                "smallest context size k at which the (1−δ)-quantile over tasks of the disagreement between "
+                "the in-context learner (k examples chosen from S, |S| = "
+             << config.regime_b_s << ", by the policy) and " << config.evaluated_heads().front()
+             << " trained on all of S is ≤ ε. Fit log k* = a + b log(1/tan(πε)) + c log log(2/δ) + e log d "
+                "(95% bootstrap intervals) against Hoeffding's (b, c, e) = (2, 1, 0).\n\n";
+    for (const KStarTable& table : analysis.regime_b) verdicts << verdict_k_star(table);
   }
   return verdicts.str();
 }
@@ -293,6 +429,7 @@ std::string report_markdown(const BoundsConfig& config, const Analysis& analysis
          << verdicts_markdown(config, analysis) << "\n## Regime A: n*(d, ε)\n";
   for (const LearnerAnalysis& learner : analysis.learners)
     report << n_star_markdown(learner.learner, learner.err, config);
+  if (analysis.hinge) report << hinge_markdown(*analysis.hinge, config);
   report << regime_b_markdown(analysis, config)
          << "\n## Plots\n\n![err vs N](err_vs_n.png)\n![n* vs d](nstar_vs_d.png)\n![n* vs "
             "1/eps](nstar_vs_eps.png)\n";

@@ -1,11 +1,16 @@
 #include "bounds/sweep.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <numbers>
+#include <span>
 #include <optional>
 
 #include "data_gen/dataset.hpp"
 #include "eval/evaluate.hpp"
+#include "eval/metrics.hpp"
+#include "eval/prompts.hpp"
 #include "heads/heads.hpp"
 #include "io/atomic_file.hpp"
 #include "io/input_file.hpp"
@@ -32,35 +37,52 @@ struct PointInputs {
   eval::EvalConfig eval_config;
 };
 
+// The learners of one point in the order of its curves (what run_point() writes).
+struct ExpectedCurve {
+  std::string learner;
+  bool transformer;
+  std::string context;
+};
+
+std::string model_name(const model::ModelSource& source) {
+  return source.config().name.empty() ? source.text() : source.config().name;
+}
+
 PointInputs point_inputs(const BoundsConfig& config, const PointKey& key) {
   PointInputs inputs;
   data::TaskSpec& spec = inputs.spec;
   spec.family = *data::parse_family(config.family);
   spec.dim = key.d;
-  spec.n_examples = config.n_grid.back();
+  spec.n_examples = key.regime == 'A' ? config.n_grid.back()
+                    : key.regime == 'B' ? config.regime_b_s
+                                        : config.hinge.n_grid.back();
   spec.n_queries = config.queries;
-  spec.n_tasks = config.tasks;
+  spec.n_tasks = key.regime == 'A' ? config.tasks
+                 : key.regime == 'B' ? config.regime_b_tasks
+                                     : config.hinge.tasks;
   spec.seed = point_seed(config.seed, key);
   spec.scale = data::default_scale(spec.family);
   if (spec.family == data::Family::kSkewed) spec.kappa = 10.0;
-  for (const std::string& text : config.models) {
-    inputs.models.push_back(model::ModelSource::resolve(text, key.d, spec.seed));
+  if (key.regime == 'H') {
+    // The largest N's construction: validation and the memory estimate see the costliest run.
+    inputs.models.push_back(model::ModelSource::resolve(config.hinge.model_at(spec.n_examples), key.d, spec.seed));
+  } else {
+    for (const std::string& text : config.models) {
+      inputs.models.push_back(model::ModelSource::resolve(text, key.d, spec.seed));
+    }
   }
   eval::EvalConfig& eval_config = inputs.eval_config;
   std::string joined;
   for (const auto& head : config.evaluated_heads()) joined += (joined.empty() ? "" : ",") + head;
   eval_config.heads = heads::parse_heads(joined);
-  eval_config.n_grid = config.n_grid;
+  eval_config.n_grid = key.regime == 'H' ? config.hinge.n_grid : config.n_grid;
+  if (key.regime != 'A') eval_config.heads.resize(1);  // the reference only
   if (key.regime == 'B') {
-    // Heads train on all N whatever k: regime A already has their curves, so only the
-    // reference (for the disagreement) runs here.
-    eval_config.heads.resize(1);
-    // Only N >= k: below it the context cannot hold k examples.
-    eval_config.n_grid.erase(std::remove_if(eval_config.n_grid.begin(), eval_config.n_grid.end(),
-                                            [&](std::int64_t n) { return n < key.k; }),
-                             eval_config.n_grid.end());
-    eval_config.context =
-        eval::parse_context(config.regime_b_context + ":" + std::to_string(key.k));
+    // The reference trains on all of S; the learners see k of it (the largest k here, for
+    // validation and the memory estimate; run_point() runs every k and policy).
+    eval_config.n_grid = {config.regime_b_s};
+    eval_config.context = eval::parse_context(config.regime_b_contexts.front() + ":" +
+                                              std::to_string(config.k_grid.back()));
   }
   eval_config.delta = config.delta;
   eval_config.dense = config.dense;
@@ -68,6 +90,30 @@ PointInputs point_inputs(const BoundsConfig& config, const PointKey& key) {
   // The fewest resamples eval takes: its summaries are not used, the analysis bootstraps itself.
   eval_config.bootstrap = eval::kMinResamples;
   return inputs;
+}
+
+std::vector<ExpectedCurve> expected_curves(const BoundsConfig& config, const PointKey& key,
+                                           const PointInputs& inputs) {
+  std::vector<ExpectedCurve> curves;
+  if (key.regime == 'B') {
+    for (const model::ModelSource& source : inputs.models)
+      for (const std::string& context : config.regime_b_contexts) curves.push_back({model_name(source), true, context});
+    return curves;
+  }
+  if (key.regime == 'H') {
+    curves.push_back({config.hinge.learner_name(), true, ""});
+  } else {
+    for (const model::ModelSource& source : inputs.models) curves.push_back({model_name(source), true, ""});
+  }
+  for (const heads::HeadSpec& head : inputs.eval_config.heads) curves.push_back({head.name, false, ""});
+  return curves;
+}
+
+// The grid a point's curves run along: N (regime A, H) or k (regime B).
+std::vector<std::int64_t> point_grid(const BoundsConfig& config, const PointKey& key) {
+  if (key.regime == 'A') return config.n_grid;
+  if (key.regime == 'B') return config.k_grid;
+  return config.hinge.n_grid;
 }
 
 // Writes DIR/config.json into a directory that check_run_directory() accepted, and removes the
@@ -95,27 +141,32 @@ std::optional<std::string> point_mismatch(const PointResult& point, const Bounds
   if (point.key.regime != key.regime || point.key.d != key.d || point.key.k != key.k) {
     return "it holds point " + point.key.id();
   }
-  if (point.n != inputs.eval_config.n_grid) return "its n grid differs from the config's";
-  const std::size_t learners = inputs.models.size() + inputs.eval_config.heads.size();
-  if (point.curves.size() != learners) {
-    return "it has " + std::to_string(point.curves.size()) + " curves, not " + std::to_string(learners);
+  if (point.n != point_grid(config, key)) return "its n grid differs from the config's";
+  const std::vector<ExpectedCurve> expected = expected_curves(config, key, inputs);
+  if (point.curves.size() != expected.size()) {
+    return "it has " + std::to_string(point.curves.size()) + " curves, not " + std::to_string(expected.size());
   }
-  const auto tasks = static_cast<std::size_t>(config.tasks);
-  for (std::size_t l = 0; l < learners; ++l) {
+  const auto tasks = static_cast<std::size_t>(inputs.spec.n_tasks);
+  for (std::size_t l = 0; l < expected.size(); ++l) {
     const Curve& curve = point.curves[l];
-    const bool transformer = l < inputs.models.size();
-    const std::string expected = transformer ? eval::learner_name(inputs.models[l])
-                                              : inputs.eval_config.heads[l - inputs.models.size()].name;
-    if (curve.transformer != transformer || curve.learner != expected) {
+    if (curve.transformer != expected[l].transformer || curve.learner != expected[l].learner ||
+        curve.context != expected[l].context) {
       return "curve " + std::to_string(l) + " is not the config's learner";
     }
     if (curve.metric != "err" && curve.metric != "err_exact") return "curve " + std::to_string(l) + " has an unknown metric";
-    for (const auto* table : {&curve.err, &curve.dis}) {
+    const bool hinge = key.regime == 'H' && l == 0;
+    for (const auto* table : {&curve.err, &curve.dis, &curve.margin_fraction, &curve.step_change}) {
+      if (!hinge && (table == &curve.margin_fraction || table == &curve.step_change)) {
+        if (!table->empty()) return "curve " + std::to_string(l) + " has convergence data it should not have";
+        continue;
+      }
       if (table->size() != point.n.size()) return "curve " + std::to_string(l) + " has arrays of the wrong length";
       for (const std::vector<double>& per_task : *table) {
         if (per_task.size() != tasks) return "curve " + std::to_string(l) + " has arrays of the wrong length";
         for (const double rate : per_task) {
-          if (!(rate >= 0.0 && rate <= 1.0)) return "curve " + std::to_string(l) + " has a value outside [0, 1]";
+          // step_change is a ratio >= 0 (not a rate); the others are rates in [0, 1].
+          const bool ok = table == &curve.step_change ? rate >= 0.0 : (rate >= 0.0 && rate <= 1.0);
+          if (!ok) return "curve " + std::to_string(l) + " has a value outside its range";
         }
       }
     }
@@ -145,16 +196,14 @@ std::optional<PointResult> read_saved_point(const fs::path& path, const BoundsCo
 
 }  // namespace
 
-std::string PointKey::id() const {
-  return std::string(1, regime) + "-d" + std::to_string(d) +
-         (regime == 'B' ? "-k" + std::to_string(k) : "");
-}
+std::string PointKey::id() const { return std::string(1, regime) + "-d" + std::to_string(d); }
 
 std::vector<PointKey> sweep_points(const BoundsConfig& config) {
   std::vector<PointKey> keys;
   for (int d : config.d_grid) keys.push_back({'A', d, 0});
-  for (int d : config.d_grid)
-    for (auto k : config.k_grid) keys.push_back({'B', d, k});
+  if (!config.k_grid.empty())
+    for (int d : config.d_grid) keys.push_back({'B', d, 0});
+  for (int d : config.hinge.d_grid) keys.push_back({'H', d, 0});
   return keys;
 }
 
@@ -167,14 +216,20 @@ std::uint64_t point_seed(std::uint64_t seed, const PointKey& key) {
 nlohmann::ordered_json PointResult::to_json() const {
   nlohmann::ordered_json curves_json = nlohmann::ordered_json::array();
   for (const Curve& curve : curves) {
-    curves_json.push_back({{"learner", curve.learner},
-                           {"transformer", curve.transformer},
-                           {"metric", curve.metric},
-                           {"err", curve.err},
-                           {"dis", curve.dis}});
+    nlohmann::ordered_json entry = {{"learner", curve.learner},
+                                    {"transformer", curve.transformer},
+                                    {"context", curve.context},
+                                    {"metric", curve.metric},
+                                    {"err", curve.err},
+                                    {"dis", curve.dis}};
+    if (!curve.margin_fraction.empty()) {
+      entry["margin_fraction"] = curve.margin_fraction;
+      entry["step_change"] = curve.step_change;
+    }
+    curves_json.push_back(std::move(entry));
   }
   return {{"format", "iclbench-bounds-point"},
-          {"format_version", 1},
+          {"format_version", 2},
           {"regime", std::string(1, key.regime)},
           {"d", key.d},
           {"k", key.k},
@@ -183,7 +238,7 @@ nlohmann::ordered_json PointResult::to_json() const {
 }
 
 PointResult PointResult::from_json(const nlohmann::json& json) {
-  if (json.value("format", "") != "iclbench-bounds-point" || json.value("format_version", 0) != 1) {
+  if (json.value("format", "") != "iclbench-bounds-point" || json.value("format_version", 0) != 2) {
     throw std::invalid_argument("not an iclbench bounds point (or another format version)");
   }
   PointResult result;
@@ -194,9 +249,14 @@ PointResult PointResult::from_json(const nlohmann::json& json) {
     Curve curve;
     curve.learner = entry.at("learner").get<std::string>();
     curve.transformer = entry.at("transformer").get<bool>();
+    curve.context = entry.at("context").get<std::string>();
     curve.metric = entry.at("metric").get<std::string>();
     curve.err = entry.at("err").get<std::vector<std::vector<double>>>();
     curve.dis = entry.at("dis").get<std::vector<std::vector<double>>>();
+    if (entry.contains("margin_fraction")) {
+      curve.margin_fraction = entry.at("margin_fraction").get<std::vector<std::vector<double>>>();
+      curve.step_change = entry.at("step_change").get<std::vector<std::vector<double>>>();
+    }
     result.curves.push_back(std::move(curve));
   }
   return result;
@@ -215,75 +275,259 @@ std::uint64_t estimate_memory_bytes(const BoundsConfig& config, int threads) {
   return peak;
 }
 
+namespace {
+
+// The cost model of estimate_seconds(), in CPU seconds per task (docs/DESIGN.md, "Bounds: cost
+// model"):
+//   a transformer prompt of T tokens and L layers: T (kTokenSeconds + L kTokenLayerSeconds)
+//   (kTokenSeconds: building the tokens, the probe fit and the metrics; the constructed
+//   models' attention is linear in T under plan-time weight structure),
+//   svm-hard: kErmSeconds (working-set solves, nearly independent of N) + N d kScanSeconds,
+//   other LIBLINEAR heads N d kLiblinearSeconds, the rest N d kScanSeconds,
+//   generating a task set: N d kGenerateSeconds per task.
+// Calibrated in CPU time (user + sys), so that the machine's load does not enter, on the
+// reference machine (2 vCPU AMD EPYC): kTokenLayerSeconds from gd-hinge:L=320 at N = 1024
+// (d = 8, 50 tasks, `iclbench --threads 1 eval`), kTokenSeconds and kErmSeconds from the quick
+// preset's own run (33.6 CPU s, shared among its regimes by their points' times: regime A
+// ~20 s, nearly all svm-hard's 5100 solves; regime B ~10 s, nearly all the ~9e7 tokens of
+// ensemble:k's windows).
+constexpr double kTokenSeconds = 1.0e-7, kTokenLayerSeconds = 1.25e-8, kErmSeconds = 3.5e-3,
+                 kLiblinearSeconds = 5e-8, kScanSeconds = 2e-9, kGenerateSeconds = 3e-8;
+
+double transformer_seconds(const model::ModelSource& model, const eval::ContextSpec& context,
+                           std::int64_t n, const data::TaskSpec& spec) {
+  const model::ModelConfig& config = model.config();
+  const auto layers = static_cast<double>(config.layers.size());
+  std::int64_t windows = 1;
+  eval::ContextSpec one = context;
+  if (context.policy == eval::ContextPolicy::kEnsemble) {
+    windows = (n + context.k - 1) / context.k;
+    one = {};
+    n = std::min(n, context.k);
+  }
+  const eval::PromptPlan plan = eval::prompt_plan(one, n, spec.n_tasks, spec.n_queries,
+                                                  static_cast<int>(spec.dim), config);
+  return static_cast<double>(windows * plan.prompts) * static_cast<double>(plan.tokens) *
+         (kTokenSeconds + layers * kTokenLayerSeconds);
+}
+
+double head_seconds(const heads::HeadSpec& head, std::int64_t n, const data::TaskSpec& spec) {
+  const double tasks = static_cast<double>(spec.n_tasks), nd = static_cast<double>(n * spec.dim);
+  if (head.kind == heads::HeadKind::kSvmHard) return tasks * (kErmSeconds + nd * kScanSeconds);
+  if (head.kind == heads::HeadKind::kLogistic || head.kind == heads::HeadKind::kSvm)
+    return tasks * nd * kLiblinearSeconds;
+  return tasks * nd * kScanSeconds;
+}
+
+}  // namespace
+
 double estimate_seconds(const BoundsConfig& config, int threads) {
-  // estimate_point_seconds(): calibrated on this project's reference machine (2 vCPU AMD EPYC,
-  // quiet) from the quick preset's own run (docs/DESIGN.md, "Bounds: cost model"): per task and
-  // prefix N,
-  //   transformers: forward FLOPs / kFlopsPerSecond (the engine on constructed models),
-  //   svm-hard: kErmSeconds (working-set solves, nearly independent of N) + N d kScanSeconds,
-  //   other LIBLINEAR heads: N d kLiblinearSeconds, the rest: N d kScanSeconds.
-  // The sum of estimate_point_seconds() over the points.
+  // The sum of estimate_point_seconds() over the points (the cost model above).
   double seconds = 0;
   for (const PointKey& key : sweep_points(config)) seconds += estimate_point_seconds(config, key, 1);
   return seconds / std::max(1, threads);
 }
 
 double estimate_point_seconds(const BoundsConfig& config, const PointKey& key, int threads) {
-  constexpr double kFlopsPerSecond = 2e9, kErmSeconds = 4e-3, kLiblinearSeconds = 5e-8,
-                   kScanSeconds = 2e-9;
-  double seconds = 0;
-  {
-    const PointInputs inputs = point_inputs(config, key);
-    const auto tasks = static_cast<double>(config.tasks);
+  const PointInputs inputs = point_inputs(config, key);
+  const data::TaskSpec& spec = inputs.spec;
+  double seconds = static_cast<double>(spec.n_tasks * spec.n_examples * spec.dim) * kGenerateSeconds;
+  if (key.regime == 'B') {
+    seconds += head_seconds(inputs.eval_config.heads.front(), config.regime_b_s, spec);
+    for (const model::ModelSource& model : inputs.models)
+      for (const std::string& policy : config.regime_b_contexts)
+        for (const std::int64_t k : config.k_grid)
+          seconds += transformer_seconds(model, eval::parse_context(policy + ":" + std::to_string(k)),
+                                         config.regime_b_s, spec);
+  } else {
     for (const std::int64_t n : inputs.eval_config.n_grid) {
-      const double context = key.regime == 'B' ? static_cast<double>(key.k) : static_cast<double>(n);
-      const double nd = static_cast<double>(n) * key.d;
-      for (const model::ModelSource& model : inputs.models) {
-        seconds += tasks *
-                   model.config().forward_flops(static_cast<std::int64_t>(context) + config.queries,
-                                                static_cast<std::int64_t>(context)) /
-                   kFlopsPerSecond;
+      if (key.regime == 'H') {
+        const model::ModelSource model = model::ModelSource::resolve(config.hinge.model_at(n), key.d, spec.seed);
+        seconds += transformer_seconds(model, {}, n, spec);
+      } else {
+        for (const model::ModelSource& model : inputs.models) seconds += transformer_seconds(model, {}, n, spec);
       }
-      for (const heads::HeadSpec& head : inputs.eval_config.heads) {
-        if (head.kind == heads::HeadKind::kSvmHard) {
-          seconds += tasks * (kErmSeconds + nd * kScanSeconds);
-        } else if (head.kind == heads::HeadKind::kLogistic || head.kind == heads::HeadKind::kSvm) {
-          seconds += tasks * nd * kLiblinearSeconds;
-        } else {
-          seconds += tasks * nd * kScanSeconds;
-        }
-      }
+      for (const heads::HeadSpec& head : inputs.eval_config.heads) seconds += head_seconds(head, n, spec);
     }
   }
+  // CPU seconds over the threads: the wall time of a quiet machine (tasks run in parallel).
   return seconds / std::max(1, threads);
 }
 
-PointResult run_point(const BoundsConfig& config, const PointKey& key) {
-  const PointInputs inputs = point_inputs(config, key);
+namespace {
+
+// The angle between two weight vectors over pi: the exact disagreement rate of their linear
+// predictors on rotation-invariant inputs. 2 atan2(|a - b|, |a + b|) of the unit vectors keeps
+// full relative precision at small angles, where acos of the cosine loses half the digits.
+double angle_over_pi(const std::vector<double>& a, const std::vector<double>& b) {
+  double na = 0, nb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
+  na = std::sqrt(na);
+  nb = std::sqrt(nb);
+  if (!(na > 0) || !(nb > 0)) return 0.5;  // a zero predictor agrees with nothing in particular
+  double minus = 0, plus = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double u = a[i] / na, v = b[i] / nb;
+    minus += (u - v) * (u - v);
+    plus += (u + v) * (u + v);
+  }
+  return 2 * std::atan2(std::sqrt(minus), std::sqrt(plus)) / std::numbers::pi;
+}
+
+// Per task, a learner's error and disagreement with the reference at one grid entry: exact
+// angles where the inputs are rotation-invariant and both are linear (weights known), else the
+// Monte Carlo rates over the queries. `exact` says which the caller uses for the whole curve.
+void append_rates(Curve& curve, const eval::PrefixResult& point, const eval::PrefixResult& reference,
+                  bool exact, std::int64_t queries) {
+  curve.err.push_back(exact ? point.exact_err->per_task : point.err.per_task);
+  std::vector<double> dis(curve.err.back().size());
+  for (std::size_t t = 0; t < dis.size(); ++t) {
+    if (exact) {
+      dis[t] = angle_over_pi(point.weights[t], reference.weights[t]);
+    } else {
+      const auto m = static_cast<std::size_t>(queries);
+      dis[t] = eval::disagreement_rate(std::span(point.scores).subspan(t * m, m),
+                                       std::span(reference.scores).subspan(t * m, m));
+    }
+  }
+  curve.dis.push_back(std::move(dis));
+}
+
+bool has_exact(const eval::PrefixResult& point) {
+  return point.exact_err.has_value() && !point.weights.empty();
+}
+
+// Regime A: every learner on the prefixes of one task set.
+PointResult run_regime_a(const BoundsConfig& config, const PointKey& key, const PointInputs& inputs) {
   const data::Dataset dataset = data::Dataset::generate_unnamed(inputs.spec);
   const eval::EvalResult evaluated = eval::evaluate(dataset, inputs.models, inputs.eval_config);
-
   PointResult result;
   result.key = key;
   result.n = evaluated.grid;
-  const std::string reference = inputs.eval_config.heads.front().name;
+  const eval::LearnerResult& reference = evaluated.learners[inputs.models.size()];
   for (const eval::LearnerResult& learner : evaluated.learners) {
     Curve curve;
     curve.learner = learner.name;
     curve.transformer = learner.is_model;
-    // The exact error where it applies at every N, else Monte Carlo.
-    const bool exact =
-        std::all_of(learner.grid.begin(), learner.grid.end(),
-                    [](const eval::PrefixResult& p) { return p.exact_err.has_value(); });
+    // Exact where it applies at every N (to the learner and the reference), else Monte Carlo.
+    bool exact = true;
+    for (std::size_t j = 0; j < learner.grid.size(); ++j)
+      exact = exact && has_exact(learner.grid[j]) && has_exact(reference.grid[j]);
     curve.metric = exact ? "err_exact" : "err";
-    for (const eval::PrefixResult& point : learner.grid) {
-      curve.err.push_back(exact ? point.exact_err->per_task : point.err.per_task);
-      for (const auto& [head, metric] : point.dis)
-        if (head == reference) curve.dis.push_back(metric.per_task);
-    }
+    for (std::size_t j = 0; j < learner.grid.size(); ++j)
+      append_rates(curve, learner.grid[j], reference.grid[j], exact, config.queries);
     result.curves.push_back(std::move(curve));
   }
   return result;
+}
+
+// Regime B: the reference trained once on all of S; every model under every policy and k.
+PointResult run_regime_b(const BoundsConfig& config, const PointKey& key, const PointInputs& inputs) {
+  const data::Dataset dataset = data::Dataset::generate_unnamed(inputs.spec);
+  eval::EvalConfig reference_config = inputs.eval_config;
+  reference_config.context = {};
+  const eval::EvalResult reference_run = eval::evaluate(dataset, {}, reference_config);
+  const eval::PrefixResult& reference = reference_run.learners.front().grid.front();
+  PointResult result;
+  result.key = key;
+  result.n = config.k_grid;
+  for (const model::ModelSource& source : inputs.models) {
+    for (const std::string& policy : config.regime_b_contexts) {
+      Curve curve;
+      curve.learner = model_name(source);
+      curve.transformer = true;
+      curve.context = policy;
+      std::vector<eval::PrefixResult> runs;
+      bool exact = has_exact(reference);
+      for (const std::int64_t k : config.k_grid) {
+        eval::EvalConfig learner_config = inputs.eval_config;
+        learner_config.heads.clear();
+        learner_config.context = eval::parse_context(policy + ":" + std::to_string(k));
+        eval::EvalResult run = eval::evaluate(dataset, std::span(&source, 1), learner_config);
+        runs.push_back(std::move(run.learners.front().grid.front()));
+        exact = exact && has_exact(runs.back());
+      }
+      curve.metric = exact ? "err_exact" : "err";
+      for (const eval::PrefixResult& run : runs)
+        append_rates(curve, run, reference, exact, config.queries);
+      result.curves.push_back(std::move(curve));
+    }
+  }
+  return result;
+}
+
+// Regime H: gd-hinge with the rule's eta(N) and L(N), one construction per N of its grid, and
+// the reference on the same prefixes; per task the convergence of the transformer's own w.
+PointResult run_regime_h(const BoundsConfig& config, const PointKey& key, const PointInputs& inputs) {
+  const data::Dataset dataset = data::Dataset::generate_unnamed(inputs.spec);
+  PointResult result;
+  result.key = key;
+  result.n = config.hinge.n_grid;
+  Curve hinge{config.hinge.learner_name(), true, "", "err_exact", {}, {}, {}, {}};
+  Curve reference_curve{inputs.eval_config.heads.front().name, false, "", "err_exact", {}, {}, {}, {}};
+  std::vector<eval::PrefixResult> hinge_runs, reference_runs;
+  bool exact = true;
+  for (const std::int64_t n : config.hinge.n_grid) {
+    eval::EvalConfig eval_config = inputs.eval_config;
+    eval_config.n_grid = {n};
+    const model::ModelSource source = model::ModelSource::resolve(config.hinge.model_at(n), key.d, inputs.spec.seed);
+    eval::EvalResult run = eval::evaluate(dataset, std::span(&source, 1), eval_config);
+    hinge_runs.push_back(std::move(run.learners[0].grid.front()));
+    reference_runs.push_back(std::move(run.learners[1].grid.front()));
+    exact = exact && has_exact(hinge_runs.back()) && has_exact(reference_runs.back());
+  }
+  hinge.metric = reference_curve.metric = exact ? "err_exact" : "err";
+  const int d = key.d;
+  for (std::size_t j = 0; j < hinge_runs.size(); ++j) {
+    append_rates(hinge, hinge_runs[j], reference_runs[j], exact, config.queries);
+    append_rates(reference_curve, reference_runs[j], reference_runs[j], exact, config.queries);
+    // Convergence, from the transformer's w (its probe fit; without it, nothing is known and
+    // the point counts as not converged): margins y_i w.x_i over the n context examples and the
+    // next GD step eta/n sum_i g_i x_i, g_i = y_i clamp((1 + tau - y_i w.x_i)/tau, 0, 1).
+    const std::int64_t n = config.hinge.n_grid[j];
+    const double eta = config.hinge.eta_per_n * static_cast<double>(n), tau = config.hinge.tau;
+    std::vector<double> fraction(static_cast<std::size_t>(inputs.spec.n_tasks), 0.0);
+    std::vector<double> change(fraction.size(), 1.0);
+    for (std::size_t t = 0; t < fraction.size() && !hinge_runs[j].weights.empty(); ++t) {
+      const std::vector<double>& w = hinge_runs[j].weights[t];
+      const auto x = dataset.x(static_cast<std::int64_t>(t));
+      const auto y = dataset.y(static_cast<std::int64_t>(t));
+      std::vector<double> step(static_cast<std::size_t>(d), 0.0);
+      std::int64_t at_margin = 0;
+      for (std::int64_t i = 0; i < n; ++i) {
+        double score = 0;
+        for (int c = 0; c < d; ++c) score += w[static_cast<std::size_t>(c)] * x[static_cast<std::size_t>(i * d + c)];
+        const double label = y[static_cast<std::size_t>(i)];
+        at_margin += label * score >= 1.0;
+        const double g = label * std::clamp((1 + tau - label * score) / tau, 0.0, 1.0);
+        for (int c = 0; c < d; ++c) step[static_cast<std::size_t>(c)] += g * x[static_cast<std::size_t>(i * d + c)];
+      }
+      double step_norm = 0, w_norm = 0;
+      for (int c = 0; c < d; ++c) {
+        step_norm += step[static_cast<std::size_t>(c)] * step[static_cast<std::size_t>(c)];
+        w_norm += w[static_cast<std::size_t>(c)] * w[static_cast<std::size_t>(c)];
+      }
+      fraction[t] = static_cast<double>(at_margin) / static_cast<double>(n);
+      change[t] = w_norm > 0 ? eta / static_cast<double>(n) * std::sqrt(step_norm / w_norm) : 1.0;
+    }
+    hinge.margin_fraction.push_back(std::move(fraction));
+    hinge.step_change.push_back(std::move(change));
+  }
+  result.curves.push_back(std::move(hinge));
+  result.curves.push_back(std::move(reference_curve));
+  return result;
+}
+
+}  // namespace
+
+PointResult run_point(const BoundsConfig& config, const PointKey& key) {
+  const PointInputs inputs = point_inputs(config, key);
+  if (key.regime == 'B') return run_regime_b(config, key, inputs);
+  if (key.regime == 'H') return run_regime_h(config, key, inputs);
+  return run_regime_a(config, key, inputs);
 }
 
 // A directory holds one configuration: resuming another would mix runs, and a directory that
@@ -296,7 +540,22 @@ void check_run_directory(const BoundsConfig& config, const fs::path& dir) {
   if (!fs::is_directory(status)) throw io::IoError("cannot write into " + dir.string() + ": not a directory");
   const fs::path config_path = dir / "config.json";
   if (fs::exists(config_path)) {
-    if (io::read_text_file(config_path) != config.to_json().dump(2) + "\n") {
+    const std::string saved = io::read_text_file(config_path);
+    if (saved != config.to_json().dump(2) + "\n") {
+      // A config.json of an older format (before "reference", regime B's k* and the hinge grid)
+      // is not a different choice of the user's but of the tool's: say so.
+      nlohmann::json json;
+      try {
+        json = nlohmann::json::parse(saved);
+      } catch (const nlohmann::json::exception&) {
+      }
+      if (json.is_object() && json.value("format", "") == "iclbench-bounds-config" &&
+          json.value("format_version", 0) != config.to_json()["format_version"].get<int>()) {
+        throw io::IoError(dir.string() + " holds a bounds run made by an older version of iclbench (config "
+                                         "format_version " + json.value("format_version", nlohmann::json(0)).dump() +
+                          "); its points cannot be reused: give another --out directory, or delete this one to "
+                          "rerun it");
+      }
       throw io::IoError(dir.string() +
                         " holds a bounds run with another configuration (see its config.json); "
                         "use another directory or delete it");

@@ -1,7 +1,7 @@
 #pragma once
 // The sweep of a bounds run: its points, one evaluation each, saved so that a run resumes.
 //
-// A point is one (regime, d[, k]) with all N of the grid, evaluated on one task set whose seed is
+// A point is one (regime, d) with its whole grid, evaluated on one task set whose seed is
 // a pure function of (seed, point): a point's result depends on nothing else, not on which other
 // points the sweep has, nor on where or in which order they run. Each result is written
 // atomically to DIR/points/, so that a killed run resumes where it stopped and ends with the
@@ -21,11 +21,14 @@
 
 namespace iclbench::bounds {
 
+// Regime A: one point per d, all N of the grid. Regime B: one point per d, every k of the k grid
+// (the "n" axis of its curves is k) and every context policy, on a set S of regime_b_s examples.
+// Regime H: gd-hinge's own regime A grid (config.hinge), one point per d of it.
 struct PointKey {
-  char regime;  // 'A' or 'B'
+  char regime;  // 'A', 'B' or 'H'
   int d;
-  std::int64_t k;          // 0 in regime A
-  std::string id() const;  // "A-d8", "B-d8-k16"
+  std::int64_t k;          // 0 (kept for the point files' format)
+  std::string id() const;  // "A-d8", "B-d8", "H-d4"
 };
 std::vector<PointKey> sweep_points(const BoundsConfig& config);
 
@@ -33,17 +36,24 @@ std::vector<PointKey> sweep_points(const BoundsConfig& config);
 // and the point.
 std::uint64_t point_seed(std::uint64_t seed, const PointKey& key);
 
-// Per learner, per N of the grid, per task: the error and the disagreement with the reference.
+// Per learner, per N of the grid (k in regime B), per task: the error and the disagreement
+// with the reference.
 struct Curve {
   std::string learner;
   bool transformer = false;
-  std::string metric;                    // "err_exact" or "err"
+  std::string context;                   // regime B: random | retrieve | ensemble; else empty
+  std::string metric;                    // "err_exact" (err and dis exact angles) or "err"
   std::vector<std::vector<double>> err;  // [N grid][task]
   std::vector<std::vector<double>> dis;  // [N grid][task]
+  // gd-hinge only (empty otherwise), [N grid][task]: the fraction of the N context examples at
+  // margin y_i w.x_i >= 1 under the transformer's own w, and the relative size |dw|/|w| of the
+  // GD step the construction would take next from that w (0 exactly at a fixed point: every
+  // example at margin >= 1 + tau).
+  std::vector<std::vector<double>> margin_fraction, step_change;
 };
 struct PointResult {
   PointKey key;
-  std::vector<std::int64_t> n;
+  std::vector<std::int64_t> n;  // the N grid (regime B: the k grid)
   std::vector<Curve> curves;
   nlohmann::ordered_json to_json() const;
   static PointResult from_json(const nlohmann::json& json);
@@ -56,9 +66,10 @@ PointResult run_point(const BoundsConfig& config, const PointKey& key);
 // that cannot fit before it starts. From the models' configs: nothing is built.
 std::uint64_t estimate_memory_bytes(const BoundsConfig& config, int threads);
 
-// Estimated wall seconds of the whole sweep with `threads` threads, printed before it starts:
-// a cost model (transformer FLOPs, head solves) calibrated on the reference machine; a rough
-// guide (within a factor of 2 when the machine is quiet), not a promise.
+// Estimated wall seconds of the whole sweep with `threads` threads on a quiet machine, printed
+// before it starts: a cost model in CPU seconds (tokens and layers of the transformers' prompts,
+// head solves, task generation) calibrated on the reference machine, over the threads. A
+// machine busy with other work takes longer in proportion.
 double estimate_seconds(const BoundsConfig& config, int threads);
 // The same cost model for one point (its share of estimate_seconds), in seconds on `threads`
 // threads: the weight by which bounds/distribute.hpp balances points over MPI ranks.

@@ -25,7 +25,9 @@ struct BoundsOptions {
   std::vector<std::string> models;
   std::string heads;
   std::string reference;
-  std::string context;
+  std::vector<std::string> contexts;
+  std::vector<double> b_deltas;
+  std::int64_t s_size = 0, b_tasks = 0;
   std::int64_t tasks = 0, queries = 0;
   double delta = 0;
   int bootstrap = 0;
@@ -34,6 +36,7 @@ struct BoundsOptions {
   bool no_plots = false;
   bool dense = false;
   bool plan = false;
+  bool no_hinge = false;
 };
 
 bounds::BoundsConfig read_config_file(const std::string& path) {
@@ -62,7 +65,10 @@ bounds::BoundsConfig sweep_config(const BoundsOptions& o, const CLI::App& app, c
   if (given("--n-grid")) config.n_grid = o.n_grid;
   if (given("--eps-grid")) config.eps_grid = o.eps_grid;
   if (given("--k-grid")) config.k_grid = o.k_grid;
-  if (given("--context")) config.regime_b_context = o.context;
+  if (given("--context")) config.regime_b_contexts = o.contexts;
+  if (given("--s-size")) config.regime_b_s = o.s_size;
+  if (given("--b-deltas")) config.regime_b_deltas = o.b_deltas;
+  if (given("--b-tasks")) config.regime_b_tasks = o.b_tasks;
   if (given("--models")) config.models = o.models;
   if (given("--heads")) {
     // Split only, not heads::parse_heads: config.heads holds the texts as given, like a config
@@ -86,12 +92,14 @@ bounds::BoundsConfig sweep_config(const BoundsOptions& o, const CLI::App& app, c
   if (given("--bootstrap")) config.bootstrap = o.bootstrap;
   if (given("--family")) config.family = o.family;
   if (given("--dense")) config.dense = true;
+  if (o.no_hinge) config.hinge = {};
   // --seed sets the sweep's seed; a --config file keeps its own unless --seed is given.
   if (o.config_file.empty() || app.get_parent()->get_option("--seed")->count() > 0) {
     config.seed = globals.seed;
   }
   if (given("--d-grid") || given("--n-grid") || given("--eps-grid") || given("--k-grid") ||
-      given("--models") || given("--heads") || given("--reference") || given("--tasks") || given("--queries")) {
+      given("--models") || given("--heads") || given("--reference") || given("--tasks") || given("--queries") ||
+      given("--context") || given("--s-size") || given("--b-deltas") || given("--b-tasks") || o.no_hinge) {
     if (config.preset != "custom") config.preset += "+overrides";
   }
   try {
@@ -111,13 +119,17 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
       "bounds", "sweeps over d, N, eps that measure the sample size n* an in-context learner needs and "
                 "hold it against O(d/eps) and O((1/eps^2) log(1/delta)); resumable");
   auto o = std::make_shared<BoundsOptions>();
-  app->add_option("--preset", o->preset, "quick (<= 90 s on 2 vCPUs, prints its estimate) or full (hours); flags below override it");
+  app->add_option("--preset", o->preset, "quick (<= 90 s on 2 vCPUs) or full; the estimated wall time is printed before the sweep; flags below override it");
   app->add_option("--config", o->config_file, "JSON file with the sweep (as DIR/config.json of a run)");
   app->add_option("--d-grid", o->d_grid, "input dimensions")->delimiter(',');
   app->add_option("--n-grid", o->n_grid, "dataset sizes N (increasing)")->delimiter(',');
   app->add_option("--eps-grid", o->eps_grid, "target errors eps")->delimiter(',');
   app->add_option("--k-grid", o->k_grid, "regime B context sizes k (none: regime A only)")->delimiter(',');
-  app->add_option("--context", o->context, "regime B context: random or retrieve");
+  app->add_option("--context", o->contexts, "regime B context policies, comma-separated: random, retrieve, ensemble")
+      ->delimiter(',');
+  app->add_option("--s-size", o->s_size, "regime B: examples in S (every k <= it)");
+  app->add_option("--b-deltas", o->b_deltas, "regime B: delta levels of k* (decreasing)")->delimiter(',');
+  app->add_option("--b-tasks", o->b_tasks, "regime B: tasks per d");
   app->add_option("--models", o->models, "transformers (recipes or files)")->delimiter(';');
   app->add_option("--heads", o->heads, "heads, comma-separated");
   app->add_option("--reference", o->reference,
@@ -132,6 +144,7 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
   app->add_flag("--plan", o->plan,
                 "print each point's estimated seconds on one thread as JSON (the weights MPI ranks "
                 "are balanced by) and exit; nothing is written");
+  app->add_flag("--no-hinge", o->no_hinge, "leave out the preset's gd-hinge grid (its \"hinge\" block)");
   app->add_flag("--dense", o->dense,
                 "no plan-time weight structure in the transformers (every projection a dense GEMM)");
 

@@ -99,7 +99,7 @@ Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
                   "transformer: recipe (" + model::construction_names() + ") or model file; repeatable");
   app->add_option("--heads", options->heads, "comma-separated heads: " + heads::head_names())
       ->capture_default_str();
-  app->add_option("--context", options->context, "full | random:K | retrieve:K")->capture_default_str();
+  app->add_option("--context", options->context, "full | random:K | retrieve:K | ensemble:K (S in windows of K, scores averaged)")->capture_default_str();
   app->add_option("--n-grid", options->n_grid, "prefix sizes n' (comma-separated); default N")
       ->delimiter(',');
   app->add_option("--delta", options->delta, "quantile level: report the (1 - delta)-quantile over tasks")

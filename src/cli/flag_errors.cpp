@@ -12,7 +12,8 @@ std::optional<std::string> under_flag(const util::ParameterError& error, const C
   // A parameter's flag is its name with dashes ("n_grid" -> --n-grid), except where the flag
   // drops a qualifier the command makes obvious.
   static const std::map<std::string, std::string, std::less<>> kFlags = {
-      {"regime_b_context", "--context"}};
+      {"regime_b_contexts", "--context"}, {"regime_b_s", "--s-size"},
+      {"regime_b_deltas", "--b-deltas"}, {"regime_b_tasks", "--b-tasks"}};
   std::string flag = "--" + error.parameter();
   std::replace(flag.begin(), flag.end(), '_', '-');
   if (const auto found = kFlags.find(error.parameter()); found != kFlags.end())

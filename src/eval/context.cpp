@@ -20,8 +20,11 @@ ContextSpec parse_context(std::string_view text) {
     spec.policy = ContextPolicy::kRandom;
   } else if (name == "retrieve") {
     spec.policy = ContextPolicy::kRetrieve;
+  } else if (name == "ensemble") {
+    spec.policy = ContextPolicy::kEnsemble;
   } else {
-    throw ContextError("context", "'" + std::string(text) + "' is unknown; use full, random:K or retrieve:K");
+    throw ContextError("context", "'" + std::string(text) +
+                                      "' is unknown; use full, random:K, retrieve:K or ensemble:K");
   }
   const std::string_view value = colon == std::string_view::npos ? "" : text.substr(colon + 1);
   const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), spec.k);

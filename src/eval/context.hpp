@@ -4,6 +4,10 @@
 //   random:K    a fixed random subset of K examples per task (Philox of seed and task)
 //   retrieve:K  per query, the K examples with the largest cosine similarity to it (found with
 //               one matmul and a partial sort); every query then has a context of its own
+//   ensemble:K  S cut into ceil(n/K) consecutive windows of K examples (the last one shorter
+//               when K does not divide n), the transformer run on each window, its query
+//               scores averaged with equal weights: a fixed context size that still uses every
+//               example. A linear learner's ensemble is linear (the mean of the windows' w).
 // The heads always train on all examples: they stand for a model fine-tuned on S, while the
 // in-context learner sees what fits in its context.
 
@@ -17,7 +21,7 @@
 
 namespace iclbench::eval {
 
-enum class ContextPolicy { kFull, kRandom, kRetrieve };
+enum class ContextPolicy { kFull, kRandom, kRetrieve, kEnsemble };
 
 struct ContextSpec {
   ContextPolicy policy = ContextPolicy::kFull;

@@ -159,6 +159,10 @@ void validate(const EvalConfig& config, const data::TaskSpec& data,
       throw std::invalid_argument("model '" + source.text() + "' has no readout slot for d = " +
                                   std::to_string(data.dim) + " (eval needs an in-context learner)");
     }
+    if (model_config.read_in && config.context.policy == ContextPolicy::kEnsemble) {
+      throw std::invalid_argument("model '" + source.text() +
+                                  "' reads interleaved prompts; ensemble:K needs a constructed-layout model");
+    }
     if (model_config.read_in && model_config.positions > 0) {
       // The longest prompt, 2k + 1 tokens for k context pairs, must fit the positional table.
       const std::int64_t k_max = model::interleaved_max_context(model_config.positions);
@@ -195,8 +199,8 @@ std::uint64_t estimate_memory_bytes(const data::TaskSpec& data,
   // one disagreement per head) at every grid point.
   std::uint64_t total =
       grid.size() * learners * (bytes(tasks * m, 4) + bytes(tasks, 8) * (3 + config.heads.size()));
-  // Every head's and learner's weight vectors of one grid point.
-  total += learners * bytes(tasks * d, 8);
+  // Every head's and learner's weight vectors at every grid point (PrefixResult::weights).
+  total += grid.size() * learners * bytes(tasks * d, 8);
   // Engines live side by side; each keeps the buffers of its largest grid point (plans are
   // replaced, not accumulated) plus its weights. Token chunks are transient: one at a time.
   std::uint64_t transient = 0;
@@ -295,6 +299,8 @@ EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSo
     }
     // Only now: the disagreement of every learner above reads the heads' scores.
     for (std::size_t l = 0; l < result.learners.size(); ++l) {
+      const bool linear = !weights[l].empty() && !weights[l][0].empty() && points[l].linear.value_or(true);
+      if (linear) points[l].weights = std::move(weights[l]);
       result.learners[l].grid.push_back(std::move(points[l]));
     }
   }

@@ -58,6 +58,9 @@ struct PrefixResult {
   // svm-hard only (empty otherwise), per task [T]: the fraction of the n' examples it
   // misclassifies (0 on separable data: it reached the ERM solution) and its geometric margin.
   std::vector<double> train_error, margin;
+  // Linear learners (heads with a weight vector, transformers whose score was linear in x_q on
+  // every task), per task [T][d]: w of the score w.x_q; empty otherwise.
+  std::vector<std::vector<double>> weights;
   // Transformers: whether the query score was linear in x_q on every task.
   std::optional<bool> linear;
   double probe_residual = 0;  // largest relative residual of the linear fit

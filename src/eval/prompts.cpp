@@ -103,11 +103,11 @@ void run_per_query(const model::Engine& engine, const data::Dataset& dataset,
   }
 }
 
-// One prompt per task: its context (the first n' examples, or a random k of them), the queries,
-// then the probes; each task's probe scores are fitted by a linear map.
+// One prompt per task: its context (the k examples from `offset` on, or a random k of the first
+// n'), the queries, then the probes; each task's probe scores are fitted by a linear map.
 void run_per_task(const model::Engine& engine, const data::Dataset& dataset,
                   const ContextSpec& context, std::uint64_t seed, const PromptPlan& plan,
-                  std::int64_t n_prefix, TransformerRun& run) {
+                  std::int64_t n_prefix, std::int64_t offset, TransformerRun& run) {
   const int d = static_cast<int>(dataset.dim());
   const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries(), k = plan.context;
   const int probes = 2 * (d + 1);
@@ -128,7 +128,7 @@ void run_per_task(const model::Engine& engine, const data::Dataset& dataset,
               ? random_subset(seed, static_cast<std::uint32_t>(task), n_prefix, k)
               : std::vector<std::int64_t>();
       for (std::int64_t i = 0; i < k; ++i) {
-        const std::int64_t source = chosen.empty() ? i : chosen[static_cast<std::size_t>(i)];
+        const std::int64_t source = chosen.empty() ? offset + i : chosen[static_cast<std::size_t>(i)];
         std::copy_n(x.begin() + source * d, d, cx.begin() + i * d);
         cy[static_cast<std::size_t>(i)] = y[static_cast<std::size_t>(source)];
       }
@@ -157,6 +157,43 @@ void run_per_task(const model::Engine& engine, const data::Dataset& dataset,
   run.probe_residual = worst_residual;
 }
 
+// ensemble:k: the windows [j k, min((j + 1) k, n')) run one after another as full contexts;
+// scores and probe fits are averaged with equal weights (the probe fit is linear in the scores,
+// so the mean of the windows' fits is the fit of the mean score).
+void run_ensemble(const model::Engine& engine, const data::Dataset& dataset,
+                  const ContextSpec& context, std::uint64_t seed, std::int64_t n_prefix,
+                  TransformerRun& run) {
+  const int d = static_cast<int>(dataset.dim());
+  const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries();
+  const std::int64_t windows = (n_prefix + context.k - 1) / context.k;
+  std::vector<double> sum(run.scores.size(), 0.0);
+  std::vector<std::vector<double>> weight_sum(static_cast<std::size_t>(tasks),
+                                              std::vector<double>(static_cast<std::size_t>(d), 0.0));
+  bool linear = true;
+  for (std::int64_t j = 0; j < windows; ++j) {
+    const std::int64_t offset = j * context.k, size = std::min(context.k, n_prefix - offset);
+    const PromptPlan plan = prompt_plan(ContextSpec{}, size, tasks, m, d, engine.config());
+    TransformerRun window;
+    window.scores.assign(run.scores.size(), 0.0f);
+    run_per_task(engine, dataset, ContextSpec{}, seed, plan, size, offset, window);
+    for (std::size_t i = 0; i < sum.size(); ++i) sum[i] += window.scores[i];
+    for (std::size_t t = 0; t < weight_sum.size(); ++t)
+      for (std::size_t c = 0; c < weight_sum[t].size(); ++c) weight_sum[t][c] += window.probe_weights[t][c];
+    linear = linear && window.linear.value_or(false);
+    run.probe_residual = std::max(run.probe_residual, window.probe_residual);
+    run.prompts += static_cast<double>(plan.prompts);
+    run.tokens += static_cast<double>(plan.prompts * plan.tokens);
+    run.flops += engine.forward_flops(plan.tokens, plan.context) * static_cast<double>(plan.prompts);
+  }
+  const double scale = 1.0 / static_cast<double>(windows);
+  for (std::size_t i = 0; i < sum.size(); ++i) run.scores[i] = static_cast<float>(sum[i] * scale);
+  for (auto& w : weight_sum)
+    for (double& value : w) value *= scale;
+  run.probe_weights = std::move(weight_sum);
+  run.linear = linear;
+  run.context = std::min(context.k, n_prefix);
+}
+
 }  // namespace
 
 PromptPlan prompt_plan(const ContextSpec& context, std::int64_t n_prefix, std::int64_t tasks,
@@ -176,8 +213,9 @@ PromptPlan prompt_plan(const ContextSpec& context, std::int64_t n_prefix, std::i
     plan.prompts = tasks * queries;
     plan.scores = 1;
   } else {
+    // ensemble:k: one window's plan (the engine's buffers are a window's).
     plan.context =
-        context.policy == ContextPolicy::kRandom ? std::min(context.k, n_prefix) : n_prefix;
+        context.policy == ContextPolicy::kFull ? n_prefix : std::min(context.k, n_prefix);
     plan.scores = queries + 2 * (d + 1);
     plan.tokens = plan.context + plan.scores;
     plan.prompts = tasks;
@@ -199,8 +237,11 @@ TransformerRun run_transformer(const model::Engine& engine, const data::Dataset&
   run.scores.assign(static_cast<std::size_t>(tasks * m), 0.0f);
   if (engine.config().read_in || context.policy == ContextPolicy::kRetrieve) {
     run_per_query(engine, dataset, context, seed, plan, n_prefix, run);
+  } else if (context.policy == ContextPolicy::kEnsemble) {
+    run_ensemble(engine, dataset, context, seed, n_prefix, run);
+    return run;
   } else {
-    run_per_task(engine, dataset, context, seed, plan, n_prefix, run);
+    run_per_task(engine, dataset, context, seed, plan, n_prefix, 0, run);
   }
   run.prompts = static_cast<double>(plan.prompts);
   run.tokens = static_cast<double>(plan.prompts * plan.tokens);
