@@ -359,8 +359,8 @@ TEST(RegimeB, KStarOfAveragingMatchesItsLawAndEnsembleUsesAllOfS) {
 
 // gd-hinge's convergence figures against the slow twin: the direct GD algorithm in double
 // precision (model::gd_hinge_scores with the identity as queries gives its w). The fraction of
-// examples at margin >= 1 must agree up to examples within f32 rounding of margin 1 (at most one
-// per task here), and a converged run has a next step of 0.
+// examples at margin >= 1 must agree up to the examples within f32 rounding of margin 1 (counted
+// per task from a forward-error bound), and a converged run has a next step of 0.
 TEST(Hinge, ConvergenceFiguresMatchTheDirectAlgorithm) {
   BoundsConfig config = regime_b_config();
   config.k_grid = {};
@@ -395,9 +395,19 @@ TEST(Hinge, ConvergenceFiguresMatchTheDirectAlgorithm) {
                                                        construction.eta, construction.tau);
       const Eigen::VectorXd margins = y.cwiseProduct(x * w);
       const double fraction = (margins.array() >= 1.0).cast<double>().mean();
+      // Examples the f32 engine may put on the other side of margin 1: |margin - 1| within the
+      // first-order forward error of L sequential GD steps, each a sum over n examples and d
+      // coordinates, i.e. L (n + d) u |x_i| |w| with u = 2^-24. A converged run has many
+      // examples at margin ~1 (the hinge's kink), so this count is what may differ, not one.
+      const double u = std::ldexp(1.0, -24);
+      std::int64_t ambiguous = 0;
+      for (std::int64_t i = 0; i < n; ++i) {
+        const double band = static_cast<double>(construction.steps * (n + 4)) * u * x.row(i).norm() * w.norm();
+        if (std::abs(margins[i] - 1.0) <= band) ++ambiguous;
+      }
       const auto s = static_cast<std::size_t>(t);
-      EXPECT_NEAR(hinge.margin_fraction[j][s], fraction, 1.0 / static_cast<double>(n) + 1e-12)
-          << "n=" << n << " task " << t;
+      EXPECT_NEAR(hinge.margin_fraction[j][s], fraction, static_cast<double>(ambiguous) / static_cast<double>(n) + 1e-12)
+          << "n=" << n << " task " << t << ", " << ambiguous << " examples within f32 rounding of margin 1";
       if (margins.minCoeff() >= 1 + construction.tau + 1e-3) {
         EXPECT_LT(hinge.step_change[j][s], 1e-5);
       }
