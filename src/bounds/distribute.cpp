@@ -1,7 +1,12 @@
 #include "bounds/distribute.hpp"
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
+
+#include "io/atomic_file.hpp"
+#include "io/safetensors.hpp"
 
 namespace iclbench::bounds {
 namespace {
@@ -31,6 +36,13 @@ PointRunner cluster_runner(runtime::Cluster& cluster) {
           if (result.key.regime != key.regime || result.key.d != key.d || result.key.k != key.k) {
             throw std::runtime_error("a rank sent point " + result.key.id() + " for " + key.id());
           }
+          // As strict as a point read back from DIR: a host whose model file at the same path
+          // holds other weights computes another learner, and must not pass silently.
+          if (const std::optional<std::string> mismatch = point_mismatch(result, config, key)) {
+            throw std::invalid_argument("the result for point " + key.id() + " from another rank does not match "
+                                        "this configuration (" + *mismatch +
+                                        "): are the model files the same on every host?");
+          }
           done(unit, std::move(result));
         });
   };
@@ -45,7 +57,19 @@ int serve_points(runtime::Cluster& cluster) {
   for (const auto& key : sweep.at("pending")) {
     pending.push_back({key.at(0).get<std::string>().at(0), key.at(1).get<int>(), key.at(2).get<std::int64_t>()});
   }
-  return cluster.serve([&](std::size_t unit) { return run_point(config, pending.at(unit)).to_json().dump(); });
+  return cluster.serve([&](std::size_t unit) {
+    // A worker's input errors (a model file missing or damaged on its host) end the job with
+    // exit 2, as they would in one process: Cluster::serve passes std::invalid_argument on as such.
+    try {
+      return run_point(config, pending.at(unit)).to_json().dump();
+    } catch (const io::IoError& error) {
+      throw std::invalid_argument(error.what());
+    } catch (const io::FormatError& error) {
+      throw std::invalid_argument(error.what());
+    } catch (const std::filesystem::filesystem_error& error) {
+      throw std::invalid_argument(error.what());
+    }
+  });
 }
 
 }  // namespace iclbench::bounds

@@ -131,6 +131,8 @@ void prepare_directory(const BoundsConfig& config, const fs::path& dir) {
   }
 }
 
+}  // namespace
+
 // Why a saved point is not the one `config` asks for at `key`, or nothing if it is: every field
 // is checked against what run_point() would write (the point, the N grid, one curve per learner
 // in order, [N grid][task] arrays of rates in [0, 1]), so that a damaged or foreign file is
@@ -173,6 +175,8 @@ std::optional<std::string> point_mismatch(const PointResult& point, const Bounds
   }
   return std::nullopt;
 }
+
+namespace {
 
 // A point saved by an earlier run, if it is there and is the point `config` asks for; otherwise
 // nothing, and a file that was there but did not match gets one notice line on stderr (it is
@@ -566,7 +570,22 @@ void check_run_directory(const BoundsConfig& config, const fs::path& dir) {
   }
 }
 
+namespace {
+
+// Every point's learners must be able to read its task set (a model file's d, a learned model's
+// positions against the n grid; no two learners of one name) before a directory or a point is
+// written: a refused run leaves nothing that would block the corrected command.
+void check_learners(const BoundsConfig& config) {
+  for (const PointKey& key : sweep_points(config)) {
+    const PointInputs inputs = point_inputs(config, key);
+    eval::validate(inputs.eval_config, inputs.spec, inputs.models);
+  }
+}
+
+}  // namespace
+
 std::unique_ptr<io::DirectoryLock> claim_directory(const BoundsConfig& config, const fs::path& dir) {
+  check_learners(config);
   io::create_output_directory(dir);
   auto lock = std::make_unique<io::DirectoryLock>(dir);
   prepare_directory(config, dir);
@@ -576,12 +595,7 @@ std::unique_ptr<io::DirectoryLock> claim_directory(const BoundsConfig& config, c
 std::vector<PointResult> run_sweep(const BoundsConfig& config, const fs::path& dir,
                                    const util::ProgressCallback& progress, const PointRunner& runner) {
   const std::vector<PointKey> keys = sweep_points(config);
-  // Every point's learners must be able to read its task set (a model file's d, a learned
-  // model's positions against the n grid) before a directory or a point is written.
-  for (const PointKey& key : keys) {
-    const PointInputs inputs = point_inputs(config, key);
-    eval::validate(inputs.eval_config, inputs.spec, inputs.models);
-  }
+  check_learners(config);
   prepare_directory(config, dir);
   std::vector<std::optional<PointResult>> found(keys.size());
   std::vector<PointKey> pending;

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,12 @@ PointResult run_point(const BoundsConfig& config, const PointKey& key);
 // Peak bytes of the sweep (its largest point) with `threads` TBB threads, for refusing a sweep
 // that cannot fit before it starts. From the models' configs: nothing is built.
 std::uint64_t estimate_memory_bytes(const BoundsConfig& config, int threads);
+
+// Why `point` is not the one `config` asks for at `key` (its key, N grid, curves, learners and
+// [N][task] arrays checked against what run_point() writes), or nothing if it is. Used on
+// points read back from DIR/points/ and on points a rank sends over MPI.
+std::optional<std::string> point_mismatch(const PointResult& point, const BoundsConfig& config,
+                                          const PointKey& key);
 
 // Estimated wall seconds of the whole sweep with `threads` threads on a quiet machine, printed
 // before it starts: a cost model in CPU seconds (tokens and layers of the transformers' prompts,

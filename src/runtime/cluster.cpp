@@ -145,8 +145,10 @@ int Cluster::serve(const std::function<std::string(std::size_t)>& compute) {
     std::string reply;
     try {
       reply = encode_unit(kResult, unit, compute(unit));
+    } catch (const std::invalid_argument& error) {  // the rank's input: exit 2, as in one process
+      reply = std::string(1, kFailed) + '2' + error.what();
     } catch (const std::exception& error) {
-      reply = std::string(1, kFailed) + error.what();
+      reply = std::string(1, kFailed) + '1' + error.what();
     }
     send(reply, 0, kToCoordinator);
     ++results;
@@ -212,7 +214,9 @@ void Cluster::run_units(const std::string& payload, const std::vector<double>& c
         const auto worker = static_cast<std::size_t>(from);
         if ((*message)[0] == kFailed) {
           busy_[worker] = false;
-          throw std::runtime_error("rank " + std::to_string(from) + " failed: " + message->substr(1));
+          const std::string what = "rank " + std::to_string(from) + ": " + message->substr(2);
+          if ((*message)[1] == '2') throw std::invalid_argument(what);
+          throw std::runtime_error(what);
         }
         if ((*message)[0] == kResult) {
           busy_[worker] = false;

@@ -24,7 +24,9 @@ import sys
 
 # Small but uneven: regime A and B points whose costs differ, so that the two ranks compute
 # different points and rank 0 receives results out of order.
-SWEEP = ["bounds", "--quiet", "--no-plots", "--d-grid", "4,6,8", "--n-grid", "16,32,64,128",
+# No gd-hinge grid: its points cost far more than the others, and while rank 0 computed them
+# alone rank 1 sometimes never got the second unit that the kill check below needs.
+SWEEP = ["bounds", "--quiet", "--no-plots", "--no-hinge", "--d-grid", "4,5,6,7,8,9", "--n-grid", "16,32,64,128",
          "--eps-grid", "0.2,0.1", "--k-grid", "8,16,32", "--models", "gd-ls:L=1",
          "--heads", "svm-hard,avg", "--tasks", "20", "--queries", "32", "--bootstrap", "50",
          "--seed", "5"]
@@ -77,7 +79,7 @@ def main():
     one = os.path.join(work, "one")
     reference = run([binary, *SWEEP, "--out", one])
     check(reference.returncode == 0, "1-process run", reference.stderr)
-    check(len(tree(os.path.join(one, "points"))) == 8, "1-process run: 8 points (A and B for d = 4, 6, 8; H for the hinge grid's d = 8, 16)")
+    check(len(tree(os.path.join(one, "points"))) == 12, "1-process run: 12 points (A and B for d = 4 to 9)")
 
     # 1. Two ranks, the same bytes.
     two = os.path.join(work, "two")
@@ -116,7 +118,7 @@ def main():
     saved = {name: os.stat(os.path.join(killed, "points", name))
              for name in os.listdir(os.path.join(killed, "points")) if not name.startswith(".")}
     # Rank 0 saved rank 1's first result before it assigned the second.
-    check(1 <= len(saved) < 8, "rank 1 killed: the points received before are saved", sorted(saved))
+    check(1 <= len(saved) < 12, "rank 1 killed: the points received before are saved", sorted(saved))
     result = run([*mpirun(2), binary, *SWEEP, "--out", killed])
     check(result.returncode == 0, "resume after the kill", result.stderr)
     for name, before in saved.items():
