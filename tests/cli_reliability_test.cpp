@@ -410,6 +410,27 @@ TEST(CliOutputs, OutputsOnOnePathOrOnAnInputAreRefusedBeforeWork) {
   expect_bad({"eval", "--data", data.string(), "--heads", "avg", "--out", x, "--csv", data.string(), "--force"},
              "is an input of the same command");
   EXPECT_EQ(read_all(data), bytes);
+  // A model file is an input too (a fresh user's trial: --dump-predictions over the model).
+  const fs::path model = dir / "model.safetensors";
+  ASSERT_EQ(run({"model", "--construct", "gd-ls:L=1", "--d", "4", "--out", model.string()}).exit_code, 0);
+  const std::string model_bytes = read_all(model);
+  expect_bad({"eval", "--data", data.string(), "--model", model.string(), "--heads", "avg", "--out", x,
+              "--dump-predictions", model.string(), "--force"},
+             "is an input of the same command");
+  EXPECT_EQ(read_all(model), model_bytes);
+}
+
+TEST(CliOutputs, ForceNeverReplacesASymbolicLink) {
+  // The rename would replace the link itself (a trial turned /dev/stdout into a regular file).
+  const fs::path dir = fresh_dir("outputs_symlink");
+  fs::create_symlink(dir / "kept.json", dir / "link.json");
+  fs::create_symlink(dir / "loop", dir / "loop");
+  for (const std::string name : {"link.json", "loop"}) {
+    const std::string path = (dir / name).string();
+    expect_bad({"eval", "--d", "4", "--n", "16", "--tasks", "2", "--heads", "avg", "--out", path, "--force"},
+               path + ": it is a symbolic link");
+    EXPECT_TRUE(fs::is_symlink(dir / name));
+  }
 }
 
 TEST(CliOutputs, ForceNeverReplacesANonRegularFile) {

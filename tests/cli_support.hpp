@@ -64,8 +64,8 @@ inline Result run(const std::vector<std::string>& args, const RunOptions& option
     for (const auto& [name, value] : options.environment) ::setenv(name.c_str(), value.c_str(), 1);
     if (!options.working_directory.empty() && ::chdir(options.working_directory.c_str()) != 0) _exit(127);
     if (options.file_size_limit > 0) {
-      // A full disk, as far as the writer can tell: write() fails with EFBIG (SIGXFSZ ignored).
-      ::signal(SIGXFSZ, SIG_IGN);
+      // A full disk, as far as the writer can tell: write() fails with EFBIG. SIGXFSZ keeps its
+      // default action (end the process) here: iclbench must ignore it itself, as under `ulimit -f`.
       const struct rlimit limit {static_cast<rlim_t>(options.file_size_limit), static_cast<rlim_t>(options.file_size_limit)};
       ::setrlimit(RLIMIT_FSIZE, &limit);
     }

@@ -129,7 +129,13 @@ Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
     config.bootstrap = o.bootstrap;
     // Every output must be writable, and distinct from the others and from the data set, before
     // any work starts (--force replaces an earlier output, never this command's input).
-    io::check_outputs({o.out, o.csv, o.predictions}, {o.data});
+    // Inputs: the data set and every --model that names a file (the others are recipes).
+    std::vector<std::filesystem::path> inputs = {o.data};
+    for (const std::string& text : o.models) {
+      std::error_code error;
+      if (std::filesystem::exists(text, error)) inputs.emplace_back(text);
+    }
+    io::check_outputs({o.out, o.csv, o.predictions}, inputs);
     for (const std::string& path : {o.out, o.csv, o.predictions}) {
       if (!path.empty()) io::check_can_write(path, overwrite);
     }

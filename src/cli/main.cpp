@@ -4,6 +4,7 @@
 // on stderr; 1 an internal error.
 
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -45,6 +46,9 @@ int run(int argc, char** argv, iclbench::runtime::Cluster& cluster);
 int main(int argc, char** argv) {
   using namespace iclbench;
   io::install_signal_cleanup();
+  // A file-size limit (ulimit -f) then makes a write fail with EFBIG, which is reported with its
+  // path and exit 2 and cleans up its temporaries, instead of SIGXFSZ killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
   runtime::return_large_blocks_to_the_system();  // so that the peak is what the estimates count
   std::optional<runtime::Cluster> cluster;
   try {
@@ -53,7 +57,12 @@ int main(int argc, char** argv) {
     return fail("", error.what(), 1);
   }
   mpi_job = &*cluster;
-  const int code = run(argc, argv, *cluster);
+  int code = run(argc, argv, *cluster);
+  // Results printed to standard output that did not reach it (/dev/full, a full disk, a closed
+  // pipe) are lost like an unwritten file: say so, exit 2.
+  if ((std::fflush(cli::output()) != 0 || std::ferror(cli::output()) != 0) && code == 0) {
+    code = fail("", "cannot write to standard output", 2);
+  }
   // Rank 0 tells the workers how the job ended; they end the same way.
   if (cluster->coordinator()) cluster->finish(code);
   return cluster->coordinator() ? code : cluster->exit_code().value_or(code);
@@ -97,12 +106,10 @@ int run(int argc, char** argv, iclbench::runtime::Cluster& cluster) {
   std::string command_name;
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& help) {
-    return app.exit(help);
-  } catch (const CLI::CallForAllHelp& help) {
-    return app.exit(help);
-  } catch (const CLI::CallForVersion& version) {
-    return app.exit(version);
+  } catch (const CLI::Success& help_or_version) {
+    // --help and --version: under mpirun every rank parses the same argv; rank 0 alone prints.
+    if (!cluster.coordinator()) return 0;
+    return app.exit(help_or_version);
   } catch (const CLI::ParseError& error) {
     for (const auto& parsed : app.get_subcommands()) command_name = parsed->get_name();
     const std::vector<std::string> unparsed = app.remaining();

@@ -86,11 +86,11 @@ AtomicFile::AtomicFile(std::filesystem::path final_path, Overwrite overwrite)
     : final_path_(std::move(final_path)), overwrite_(overwrite) {
   if (final_path_.empty()) throw IoError("output path is empty");
   struct stat existing {};
-  // A symbolic link that points nowhere is still a name in the directory: renaming over it
-  // without RENAME_NOREPLACE would replace it, with it would fail only at commit().
-  if (::lstat(final_path_.c_str(), &existing) == 0 && ::stat(final_path_.c_str(), &existing) != 0 &&
-      overwrite_ == Overwrite::kRefuse) {
-    throw OutputExistsError("refusing to overwrite existing file " + final_path_.string());
+  // The rename at commit() would replace a symbolic link itself, not its target (e.g. turning
+  // /dev/stdout into a regular file), dangling or not: like any non-regular file it is never
+  // replaced, --force or not.
+  if (::lstat(final_path_.c_str(), &existing) == 0 && S_ISLNK(existing.st_mode)) {
+    throw IoError("cannot replace " + final_path_.string() + ": it is a symbolic link (only regular files are replaced)");
   }
   if (::stat(final_path_.c_str(), &existing) == 0) {
     if (S_ISDIR(existing.st_mode)) {
