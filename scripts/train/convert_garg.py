@@ -13,6 +13,7 @@ token embedding; Garg et al. feed inputs_embeds) and the `_backbone.h.{i}.attn.b
 Any other tensor that the format does not know is an error.
 """
 import argparse
+import pickle
 import json
 import os
 import re
@@ -69,17 +70,37 @@ def main(argv):
     p.add_argument("--out", required=True)
     p.add_argument("--force", action="store_true")
     args = p.parse_args(argv)
-    if os.path.exists(args.out) and not args.force:
-        print("convert_garg.py: %s exists (use --force to replace)" % args.out, file=sys.stderr)
+    # --force replaces a regular file that is not the input, nothing else: the rename would turn
+    # a device (/dev/null), a FIFO or a symbolic link into a regular file.
+    if os.path.lexists(args.out):
+        if os.path.islink(args.out) or not os.path.isfile(args.out):
+            print("convert_garg.py: cannot replace %s: not a regular file" % args.out, file=sys.stderr)
+            return 2
+        if os.path.exists(args.checkpoint) and os.path.samefile(args.out, args.checkpoint):
+            print("convert_garg.py: %s is the input checkpoint; it is never replaced" % args.out, file=sys.stderr)
+            return 2
+        if not args.force:
+            print("convert_garg.py: %s exists (use --force to replace)" % args.out, file=sys.stderr)
+            return 2
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        print("convert_garg.py: cannot write %s: no such directory" % args.out, file=sys.stderr)
+        return 2
+    if os.path.exists(args.checkpoint) and not os.path.isfile(args.checkpoint):
+        print("convert_garg.py: cannot read %s: not a regular file" % args.checkpoint, file=sys.stderr)
         return 2
     try:
-        state = torch.load(args.checkpoint, map_location="cpu")
+        # weights_only: a checkpoint from elsewhere is a pickle, and a full unpickle runs any code
+        # it names; tensors, dicts and numbers are all a Garg checkpoint holds.
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise ConvertError("not a state_dict or a checkpoint dict (a %s)" % type(state).__name__)
         if isinstance(state, dict) and {"run", "model", "optimizer"} <= set(state):
             raise ConvertError("this is a checkpoint of iclbench's own train.py, not of Garg et al.'s code; "
                                "export it with export.py --run-dir (its directory)")
         state_dict = state["model_state_dict"] if "model_state_dict" in state else state
         model, dropped = convert(state_dict, args.n_head)
-    except (OSError, RuntimeError, KeyError, TypeError, ConvertError) as error:
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, AttributeError, pickle.UnpicklingError,
+            ConvertError) as error:
         print("convert_garg.py: %s: %s" % (args.checkpoint, error), file=sys.stderr)
         return 2
     training = {"converted_from": os.path.basename(args.checkpoint), "dropped": dropped}

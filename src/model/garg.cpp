@@ -119,6 +119,21 @@ ModelConfig garg_config(const io::SafetensorsReader& file) {
   const int n_embd = metadata_integer(file, "n_embd");
   const int n_layer = metadata_integer(file, "n_layer");
   const int n_head = metadata_integer(file, "n_head");
+  // The metadata is only a claim. Before anything is allocated for it, the file must hold what
+  // it implies: 12 tensors per block and at least the blocks' 12 n_embd^2 f32 weights. So a small
+  // file that claims a huge model is refused at once (a trial's 836 KB file claiming 10^8 layers
+  // grew to 5 GB before "missing tensor").
+  std::uint64_t held_bytes = 0;
+  for (const io::TensorInfo& info : file.tensors()) held_bytes += info.end - info.begin;
+  const double needed_bytes = 4.0 * 12.0 * static_cast<double>(n_layer) * static_cast<double>(n_embd) *
+                              static_cast<double>(n_embd);
+  if (12.0 * static_cast<double>(n_layer) > static_cast<double>(file.tensors().size()) ||
+      needed_bytes > static_cast<double>(held_bytes)) {
+    throw file.error_at(kHeaderStart, "n_layer " + std::to_string(n_layer) + " and n_embd " + std::to_string(n_embd) +
+                                          " need 12 tensors and 48 n_embd^2 bytes per block; the file holds " +
+                                          std::to_string(file.tensors().size()) + " tensors of " +
+                                          std::to_string(held_bytes) + " bytes");
+  }
   if (n_embd % n_head != 0) {
     throw file.error_at(kHeaderStart, "n_embd " + std::to_string(n_embd) +
                                           " is not a multiple of n_head " + std::to_string(n_head));
