@@ -341,6 +341,12 @@ TEST(GargModel, BadFilesNameTheTensorOrKey) {
   GargFile no_layers;
   no_layers.metadata_changes = {{"n_layer", ""}};
   expect_error(no_layers, "no_layers", "no 'n_layer'");
+  GargFile claims_layers;  // metadata claiming far more than the file holds: refused before allocating
+  claims_layers.metadata_changes = {{"n_layer", "100000000"}};
+  expect_error(claims_layers, "claims_layers", "n_layer 100000000 and n_embd 12 need 12 tensors");
+  GargFile claims_width;
+  claims_width.metadata_changes = {{"n_embd", "120000"}, {"n_head", "1"}};
+  expect_error(claims_width, "claims_width", "n_embd 120000 need 12 tensors and 48 n_embd^2 bytes per block");
   GargFile bad_integer;
   bad_integer.metadata_changes = {{"n_dims", "3.5"}};
   expect_error(bad_integer, "bad_integer", "n_dims must be a positive integer");
