@@ -147,6 +147,29 @@ TEST(CliOneLine, ControlCharactersInInputAreEscaped) {
   expect_bad({"eval", "--data", (dir / "cr\rhidden").string(), "--out", (dir / "r.json").string()}, "cr\\rhidden");
 }
 
+// Success lines echo user input too ("wrote PATH", a model's name): the same escaping, so that a
+// newline or an escape sequence in a path prints one line and runs nothing on the terminal.
+TEST(CliOneLine, SuccessLinesEscapeControlCharactersToo) {
+  const fs::path dir = fresh_dir("one_line_success");
+  const fs::path data = dir / "a\nb.safetensors";
+  const Result gen = run({"--quiet", "gen", "--d", "2", "--n", "4", "--queries", "2", "--tasks", "2", "--out", data.string()});
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  EXPECT_NE(gen.out.find("wrote " + (dir / "a\\nb.safetensors").string() + ":"), std::string::npos) << gen.out;
+  EXPECT_EQ(count_lines(gen.out), 2) << gen.out;  // "wrote ...", then the size and time
+  const fs::path model = dir / "m\x1b[31m.safetensors";
+  const Result built = run({"model", "--construct", "gd-ls", "--d", "2", "--out", model.string()});
+  ASSERT_EQ(built.exit_code, 0) << built.err;
+  EXPECT_NE(built.out.find("wrote " + (dir / "m\\x1b[31m.safetensors").string() + "\n"), std::string::npos) << built.out;
+  EXPECT_EQ(built.out.find('\x1b'), std::string::npos) << built.out;
+  const fs::path run_dir = dir / "run\r";
+  std::vector<std::string> args = tiny_bounds(run_dir.string());
+  args.push_back("--no-plots");
+  const Result bounds = run(args);
+  ASSERT_EQ(bounds.exit_code, 0) << bounds.err;
+  EXPECT_NE(bounds.out.find("wrote " + (dir / "run\\r").string() + "/{"), std::string::npos) << bounds.out;
+  EXPECT_EQ(bounds.out.find('\r'), std::string::npos) << bounds.out;
+}
+
 // --- 4. The output directory is owned by the run -----------------------------------------
 
 TEST(CliOutputDirectory, UsersFilesEmptyPathsAndConcurrentRunsAreRefused) {
@@ -161,9 +184,9 @@ TEST(CliOutputDirectory, UsersFilesEmptyPathsAndConcurrentRunsAreRefused) {
   EXPECT_EQ(read_all(mine / "report.md"), "my notes");
   EXPECT_EQ(std::distance(fs::directory_iterator(mine), fs::directory_iterator()), 1);
   // Empty paths, for a directory and (siblings) for files.
-  expect_bad(tiny_bounds(""), "output directory path is empty");
-  expect_bad({"gen", "--tasks", "2", "--out", ""}, "output path is empty");
-  expect_bad({"eval", "--d", "4", "--tasks", "2", "--out", ""}, "output path is empty");
+  expect_bad(tiny_bounds(""), "--out: empty path");
+  expect_bad({"gen", "--tasks", "2", "--out", ""}, "--out: empty path");
+  expect_bad({"eval", "--d", "4", "--tasks", "2", "--out", ""}, "--out: empty path");
   // A run holding the directory: a second one is refused at once (the lock is the directory's
   // flock, taken here as a running iclbench would).
   const fs::path run_dir = dir / "run";
@@ -249,6 +272,85 @@ TEST(CliStrictNumbers, FlagsTakeIntegersInDecimalDigitsWithinRange) {
   EXPECT_TRUE(fs::is_empty(dir));
 }
 
+// Counts in recipes and head options, reals in flags and list elements: strict like integer
+// flags. "1e3" ran 1000 steps, "3.0" ran 3, "0x1p-3" was 0.125, "4,,8" was 4,8.
+TEST(CliStrictNumbers, RecipesHeadsRealsAndListsAreStrict) {
+  const fs::path dir = fresh_dir("strict_more");
+  const std::string out = (dir / "r.json").string();
+  const std::vector<std::string> eval = {"eval", "--d", "4", "--n", "16", "--tasks", "2"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = eval;
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.end(), {"--out", out});
+    return args;
+  };
+  expect_bad({"model", "--construct", "gd-ls:L=1e3", "--out", (dir / "m").string()}, "L must be an integer in [1, 1000000] written in decimal digits, got '1e3'");
+  expect_bad({"model", "--construct", "gd-ls:L=3.0", "--out", (dir / "m").string()}, "got '3.0'");
+  expect_bad({"speed", "--model", "encoder:layers=2.0"}, "layers must be an integer");
+  expect_bad(with({"--heads", "knn:k=3.0"}), "k must be an integer in [1, 10^6] written in decimal digits, got '3.0'");
+  expect_bad(with({"--heads", "perceptron:epochs=1e2"}), "got '1e2'");
+  expect_bad(with({"--model", "gd-ls", "--context", "random:4.0"}), "K must be a positive integer");
+  // Hexadecimal floats and blanks, in real flags of every kind (global, task, eval, bounds lists).
+  expect_bad({"gen", "--noise", "0x1p-3", "--out", (dir / "g").string()}, "--noise: '0x1p-3' is not a number written in decimal notation");
+  expect_bad({"gen", "--margin", " 0.1", "--out", (dir / "g").string()}, "--margin: ' 0.1' is not a number");
+  expect_bad(with({"--delta", "0x1p-4"}), "--delta: '0x1p-4' is not a number written in decimal notation");
+  expect_bad({"--max-memory", "0x1p3", "info"}, "--max-memory: '0x1p3' is not a positive finite number");
+  expect_bad({"bounds", "--eps-grid", "0.2,0x1p-3", "--out", (dir / "run").string()}, "--eps-grid: '0x1p-3' is not a number");
+  expect_bad(with({"--heads", "svm:C=0x1p-3"}), "'0x1p-3' is not a finite number");
+  // Empty list elements, wherever they stand, in either form of the flag.
+  expect_bad(with({"--n-grid", "4,,8"}), "--n-grid: empty element in '4,,8'");
+  expect_bad(with({"--n-grid=4,8,"}), "--n-grid: empty element in '4,8,'");
+  expect_bad({"bounds", "--d-grid", ",4", "--out", (dir / "run").string()}, "--d-grid: empty element in ',4'");
+  expect_bad({"bounds", "--eps-grid", "0.2,,0.1", "--out", (dir / "run").string()}, "--eps-grid: empty element");
+  expect_bad({"bounds", "--context", "random,,ensemble", "--out", (dir / "run").string()}, "--context: empty element");
+  expect_bad({"bounds", "--models", "gd-ls;;gd-ls:L=2", "--out", (dir / "run").string()}, "--models: empty element in 'gd-ls;;gd-ls:L=2'");
+  EXPECT_TRUE(fs::is_empty(dir));
+}
+
+// Counts that feed arithmetic are bounded: --repeats 2^31 - 1 overflowed the progress counter
+// (repeats + 1 in an int), --n + --queries could overflow 64 bits.
+TEST(CliStrictNumbers, CountsThatFeedArithmeticAreBounded) {
+  expect_bad({"speed", "--model", "gd-ls", "--repeats", "2147483647"}, "--repeats must be in [1, 10^6], got 2147483647");
+  expect_bad({"speed", "--model", "gd-ls", "--repeats", "0"}, "--repeats must be in [1, 10^6], got 0");
+  expect_bad({"speed", "--model", "gd-ls", "--n", "9223372036854775807", "--queries", "9223372036854775807"}, "--n must be in [1, 10^9]");
+  expect_bad({"speed", "--model", "gd-ls", "--queries", "9223372036854775807"}, "--queries must be in [0, 10^9]");
+  expect_bad({"speed", "--model", "gd-ls", "--batch", "4611686018427387904"}, "--batch must be in [1, 10^9]");
+}
+
+// --- 2/4. A path given explicitly, even as "", is a path: never read as "not given" ---------
+
+// Every flag that names a file or directory, of every command ("" for --csv or
+// --dump-predictions skipped the output, for --data generated a task set, for --config ran a
+// preset, for --out wrote into the current directory).
+TEST(CliEmptyPaths, EveryPathFlagRefusesAnEmptyPath) {
+  const fs::path dir = fresh_dir("empty_paths");
+  const std::string out = (dir / "r.json").string();
+  const std::vector<std::string> eval = {"eval", "--d", "4", "--tasks", "2", "--heads", "avg"};
+  auto with = [&](std::vector<std::string> extra, bool add_out = true) {
+    std::vector<std::string> args = eval;
+    args.insert(args.end(), extra.begin(), extra.end());
+    if (add_out) args.insert(args.end(), {"--out", out});
+    return args;
+  };
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"eval", "--data", "", "--out", out}, "--data: empty path"},
+      {with({"--csv", ""}), "--csv: empty path"},
+      {with({"--dump-predictions", ""}), "--dump-predictions: empty path"},
+      {with({"--model", ""}), "--model: empty path"},
+      {with({"--out", ""}, false), "--out: empty path"},
+      // CLI11 reads "--out=" as the flag without its value, and says so.
+      {with({"--out="}, false), "--out: 1 required PATH missing"},
+      {{"bounds", "--config", "", "--out", (dir / "run").string()}, "--config: empty path"},
+      {{"bounds", "--out", ""}, "--out: empty path"},
+      {{"gen", "--out", ""}, "--out: empty path"},
+      {{"model", "--construct", "gd-ls", "--out", ""}, "--out: empty path"},
+      {{"model", "--info", ""}, "--info: empty path"},
+      {{"speed", "--model", ""}, "--model: empty path"},
+  };
+  for (const auto& [args, expected] : cases) expect_bad(args, expected);
+  EXPECT_TRUE(fs::is_empty(dir));
+}
+
 TEST(CliStrictNumbers, EvalRefusesUnsortedGridsAndContextsLargerThanTheirPool) {
   const fs::path dir = fresh_dir("strict_eval");
   const std::string out = (dir / "r.json").string();
@@ -280,6 +382,10 @@ TEST(CliStrictNumbers, ConfigFilesTakeIntegersAndKnownKeysOnce) {
       {R"({"d_grid": [4], "n_grid": [8, 16.0], "eps_grid": [0.2], "models": [], "heads": ["avg"]})", "n_grid must be an integer, got 16.0"},
       {R"({"d_grid": [4], "bootstrap": 4294967296, )" + base + "}", "bootstrap is out of range"},
       {R"({"d_grid": [4], "seed": 18446744073709551616, )" + base + "}", "seed must be an integer"},
+      // Round 2: the format version is the integer 2 (2.0 compared equal to it), and nothing
+      // follows the JSON (nlohmann's parser stopped at a NUL byte as at the end).
+      {R"({"format_version": 2.0, "d_grid": [4], )" + base + "}", "format_version must be an integer, got 2.0"},
+      {R"({"d_grid": [4], )" + base + "}" + std::string(1, '\0') + "garbage", "not valid JSON: a NUL byte at offset"},
   };
   int index = 0;
   for (const auto& [text, expected] : cases) {
@@ -361,7 +467,10 @@ TEST(CliThreads, RequestsAboveTheCpusAreCappedOnceAndReportedAsRun) {
   const fs::path dir = fresh_dir("threads_cap");
   const std::string cpus = std::to_string(usable_cpus());
   // The issue's run: refused for 78.8 GB at --threads 1000, though it fits at the real count.
-  const Result eval = run({"--threads", "1000", "eval", "--d", "8", "--n", "2000", "--tasks", "40", "--queries", "40",
+  // Under a limit of 100 MB, so that the check does not depend on this machine's free memory:
+  // the estimate is ~0.6 MB per thread here (608 MB at 1000 threads, 18 MB at 2), so an estimate
+  // at the requested count is refused and one at the capped count (up to ~150 CPUs) fits.
+  const Result eval = run({"--threads", "1000", "--max-memory", "0.1", "eval", "--d", "8", "--n", "2000", "--tasks", "40", "--queries", "40",
                            "--model", "gd-ls:L=1", "--heads", "avg", "--n-grid", "250,2000", "--bootstrap", "50",
                            "--out", (dir / "r.json").string()});
   EXPECT_EQ(eval.exit_code, 0) << eval.err;

@@ -106,7 +106,7 @@ TEST(Cli, BadInputGivesOneLineExitCodeTwoAndNoFile) {
       {{"model", "--info", (dir / "missing.safetensors").string()}, "cannot open"},
       {{"model"}, "give --construct SPEC --out FILE, or --info FILE"},
       {{"speed", "--model", "gd-hinge:tau=-1"}, "tau must be > 0"},
-      {{"speed", "--model", "gd-ls", "--batch", "0"}, "must be >= 1"},
+      {{"speed", "--model", "gd-ls", "--batch", "0"}, "--batch must be in [1, 10^9], got 0"},
       {{"speed", "--model", (dir / "nope.safetensors").string()}, "cannot open"},
       {{"eval", "--d", "4", "--tasks", "2", "--heads", "logit", "--out", out}, "unknown head 'logit'"},
       {{"eval", "--d", "4", "--tasks", "2", "--context", "near:3", "--out", out}, "--context 'near:3' is unknown; use full, random:K, retrieve:K or ensemble:K"},

@@ -257,6 +257,23 @@ TEST(Heads, ParsesAndRejectsHeadLists) {
                           "svm,svm:C=1"}) {
     EXPECT_THROW(parse_heads(bad), HeadError) << bad;
   }
+  // Issue 15: counts are integers in decimal digits, never rounded from a real ("3.0" and "1e2"
+  // were read as 3 and 100), and reals are decimal (no hexadecimal float).
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"knn:k=3.0", "k must be an integer in [1, 10^6] written in decimal digits, got '3.0'"},
+      {"perceptron:epochs=1e2", "epochs must be an integer in [1, 10^6] written in decimal digits, got '1e2'"},
+      {"knn:k=2000000", "got '2000000'"},
+      {"svm:C=0x1p-3", "'0x1p-3' is not a finite number"},
+      {"ridge:lambda=+1", "'+1' is not a finite number"},
+  };
+  for (const auto& [text, expected] : refused) {
+    try {
+      parse_head(text);
+      ADD_FAILURE() << "accepted " << text;
+    } catch (const HeadError& error) {
+      EXPECT_NE(std::string(error.what()).find(expected), std::string::npos) << error.what();
+    }
+  }
 }
 
 }  // namespace

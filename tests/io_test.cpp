@@ -187,6 +187,12 @@ TEST(Safetensors, RejectsMalformedFilesWithTheFirstViolation) {
                   8 + entry.size());
   expect_rejected(image(entry + "   \n", kFloat2), "padded with spaces only", 8 + entry.size() + 3);
   expect_rejected(image(entry + "\t  ", kFloat2), "padded with spaces only", 8 + entry.size());
+  // 30-31: a key repeated below the top level (nlohmann keeps the last): in __metadata__ (a
+  // second "config" would replace the model's) and in a tensor entry.
+  expect_rejected(image(R"({"__metadata__":{"config":"a","config":"b"},)" + ok_entry + "}", kFloat2),
+                  "duplicate entry 'config' in the header", 8);
+  expect_rejected(image(R"({"a":{"dtype":"F32","dtype":"F32","shape":[2],"data_offsets":[0,8]}})", kFloat2),
+                  "duplicate entry 'dtype' in the header", 8);
 }
 
 TEST(Safetensors, TruncatedRealFileIsRejectedAtEveryLength) {

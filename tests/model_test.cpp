@@ -165,8 +165,16 @@ TEST(ConstructionSpecs, RejectsMalformedSpecsClearly) {
       {"gd-foo:L=1", "unknown model 'gd-foo'"},
       {"gd-ls:L=0", "L must be an integer in [1,"},
       {"gd-ls:L=2.5", "L must be an integer"},
-      {"gd-ls:L=abc", "is not a finite number"},
-      {"gd-ls:L=nan", "is not a finite number"},
+      {"gd-ls:L=abc", "L must be an integer in [1, 1000000] written in decimal digits, got 'abc'"},
+      {"gd-ls:L=nan", "L must be an integer"},
+      // Issue 15: counts are integers in decimal digits, never rounded from a real ("1e3" ran
+      // 1000 steps, "3.0" ran 3); reals are decimal (no hexadecimal float).
+      {"gd-ls:L=1e3", "L must be an integer in [1, 1000000] written in decimal digits, got '1e3'"},
+      {"gd-ls:L=3.0", "got '3.0'"},
+      {"encoder:H=2.0", "H must be an integer in [1, 1024] written in decimal digits, got '2.0'"},
+      {"gd-logistic:K=+8", "K must be an integer"},
+      {"gd-ls:eta=0x1p-3", "eta='0x1p-3' is not a finite number"},
+      {"gd-ls:eta=nan", "is not a finite number"},
       {"gd-ls:eta=-1", "eta must be > 0"},
       {"gd-ls:tau=0.5", "has no parameter 'tau'"},
       {"gd-ls:L=1,L=2", "L given twice"},
@@ -277,6 +285,23 @@ TEST(ModelFiles, RejectsMalformedModelFiles) {
   zero_width["width"] = 0;
   expect_rejected({{"format", "iclbench-model"}, {"config", zero_width.dump()}}, good,
                   "width must be in [1, 65536]");
+  // Issue 15: the config JSON takes no unknown key (at the top or in a layer), no repeated key, no
+  // NUL with garbage after it; the file's __metadata__ holds only what save_model() writes.
+  auto unknown_key = to_json(model.config);
+  unknown_key["widht"] = 5;
+  expect_rejected({{"format", "iclbench-model"}, {"config", unknown_key.dump()}}, good,
+                  "model config: 'widht' is not a known key");
+  auto unknown_layer_key = to_json(model.config);
+  unknown_layer_key["layers"][0]["mlp_hiden"] = 4;
+  expect_rejected({{"format", "iclbench-model"}, {"config", unknown_layer_key.dump()}}, good,
+                  "model config: layer 0: 'mlp_hiden' is not a known key");
+  expect_rejected({{"format", "iclbench-model"}, {"config", "{\"width\":7," + config.substr(1)}}, good,
+                  "model config: duplicate key 'width'");
+  expect_rejected({{"format", "iclbench-model"}, {"config", config + std::string(1, '\0') + "garbage"}}, good,
+                  "model config: not valid JSON: a NUL byte at offset " + std::to_string(config.size()));
+  auto extra_meta = meta;
+  extra_meta["note"] = "x";
+  expect_rejected(extra_meta, good, "__metadata__ key 'note' is not one of an iclbench model's");
   auto wrong_shape = good;
   wrong_shape[0].shape = {3, 4};
   expect_rejected(meta, wrong_shape, "does not match the config");

@@ -91,7 +91,8 @@ BoundsConfig BoundsConfig::from_json(const nlohmann::json& json) {
                                 "eps_grid", "models", "heads", "reference", "tasks", "queries",
                                 "delta", "bootstrap", "seed", "k_grid", "regime_b_contexts",
                                 "regime_b_s", "regime_b_deltas", "regime_b_tasks", "hinge", "dense"});
-  if (json.contains("format_version") && json.at("format_version") != 2) {
+  // The integer 2: 2.0 compares equal to it in nlohmann::json but is not what this version writes.
+  if (json.contains("format_version") && io::integer_value<std::int64_t>(json.at("format_version"), "format_version") != 2) {
     throw std::invalid_argument(
         "bounds config: format_version " + json.at("format_version").dump() +
         " was written by an older iclbench (before regime B's k* and gd-hinge's grid); rerun the "

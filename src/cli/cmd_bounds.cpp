@@ -12,6 +12,7 @@
 #include "runtime/memory.hpp"
 #include "runtime/progress.hpp"
 #include "runtime/threading.hpp"
+#include "util/text.hpp"
 
 namespace iclbench::cli {
 namespace {
@@ -120,7 +121,8 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
                 "hold it against O(d/eps) and O((1/eps^2) log(1/delta)); resumable");
   auto o = std::make_shared<BoundsOptions>();
   app->add_option("--preset", o->preset, "quick (<= 90 s on 2 vCPUs) or full; the estimated wall time is printed before the sweep; flags below override it");
-  app->add_option("--config", o->config_file, "JSON file with the sweep (as DIR/config.json of a run)");
+  app->add_option("--config", o->config_file, "JSON file with the sweep (as DIR/config.json of a run)")
+      ->type_name(kPathType);
   app->add_option("--d-grid", o->d_grid, "input dimensions")->delimiter(',');
   app->add_option("--n-grid", o->n_grid, "dataset sizes N (increasing)")->delimiter(',');
   app->add_option("--eps-grid", o->eps_grid, "target errors eps")->delimiter(',');
@@ -139,7 +141,9 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
   app->add_option("--delta", o->delta, "quantile level: (1 - delta)-quantile over tasks");
   app->add_option("--bootstrap", o->bootstrap, "bootstrap replicates");
   app->add_option("--family", o->family, "task family");
-  app->add_option("--out", o->out, "output directory (created; a rerun resumes it)")->required();
+  app->add_option("--out", o->out, "output directory (created; a rerun resumes it)")
+      ->required()
+      ->type_name(kPathType);
   app->add_flag("--no-plots", o->no_plots, "skip the PNG plots");
   app->add_flag("--plan", o->plan,
                 "print each point's estimated seconds on one thread as JSON (the weights MPI ranks "
@@ -187,7 +191,7 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
                                                      bounds::cluster_runner(cluster));
     progress.finish();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::fprintf(output(), "%s\nwrote %s/{points.csv,fits.json,report.md%s} in %.1f s\n", verdicts.c_str(), o->out.c_str(),
+    std::fprintf(output(), "%s\nwrote %s/{points.csv,fits.json,report.md%s} in %.1f s\n", verdicts.c_str(), util::escape_control(o->out).c_str(),
                 o->no_plots ? "" : ",*.png", seconds);
   };
   return {app, run};

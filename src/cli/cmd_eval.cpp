@@ -58,7 +58,7 @@ std::optional<data::TaskSpec> spec_from_flags(const EvalOptions& options, std::u
   CLI::App parser("--generate");
   TaskFlags flags;
   add_task_flags(parser, flags);
-  make_integers_strict(parser);
+  make_flags_strict(parser);
   std::vector<std::string> args = words(options.generate);
   std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
   try {
@@ -91,12 +91,13 @@ Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
       "eval", "in-context learners (transformers) against trained heads: error, disagreement, "
               "confidence intervals, throughput");
   auto options = std::make_shared<EvalOptions>();
-  app->add_option("--data", options->data, "task set written by `iclbench gen`");
+  app->add_option("--data", options->data, "task set written by `iclbench gen`")->type_name(kPathType);
   app->add_option("--generate", options->generate,
                   "generate the task set in memory from gen flags, e.g. \"--d 16 --n 256\"");
   add_task_flags(*app, options->task);
   app->add_option("--model", options->models,
-                  "transformer: recipe (" + model::construction_names() + ") or model file; repeatable");
+                  "transformer: recipe (" + model::construction_names() + ") or model file; repeatable")
+      ->type_name(std::string("RECIPE|") + kPathType);
   app->add_option("--heads", options->heads, "comma-separated heads: " + heads::head_names())
       ->capture_default_str();
   app->add_option("--context", options->context, "full | random:K | retrieve:K | ensemble:K (S in windows of K, scores averaged)")->capture_default_str();
@@ -108,10 +109,11 @@ Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
   app->add_flag("--bf16", options->bf16, "bf16 matmuls in the transformers");
   app->add_flag("--dense", options->dense,
                 "no plan-time weight structure in the transformers (every projection a dense GEMM)");
-  app->add_option("--out", options->out, "result JSON")->required();
-  app->add_option("--csv", options->csv, "also write the summaries as CSV");
+  app->add_option("--out", options->out, "result JSON")->required()->type_name(kPathType);
+  app->add_option("--csv", options->csv, "also write the summaries as CSV")->type_name(kPathType);
   app->add_option("--dump-predictions", options->predictions,
-                  "also write every learner's query scores as safetensors (<name>/scores [T, M])");
+                  "also write every learner's query scores as safetensors (<name>/scores [T, M])")
+      ->type_name(kPathType);
   app->add_flag("--force", options->force, "replace existing output files");
   app->footer(family_help());
 

@@ -30,7 +30,7 @@ Command add_gen_command(CLI::App& parent, const GlobalOptions& globals) {
              "dimensions, written atomically as safetensors");
   auto options = std::make_shared<GenOptions>();
   add_task_flags(*app, options->task);
-  app->add_option("--out", options->out, "output file (.safetensors)")->required();
+  app->add_option("--out", options->out, "output file (.safetensors)")->required()->type_name(kPathType);
   app->add_flag("--force", options->force, "replace an existing output file");
   app->add_flag("--json", options->json, "print the summary as one JSON object");
   app->footer(family_help());
@@ -67,7 +67,7 @@ Command add_gen_command(CLI::App& parent, const GlobalOptions& globals) {
       return;
     }
     std::fprintf(output(), "wrote %s: %s, %lld tasks x (%lld context + %lld queries), d = %lld, seed %llu\n",
-                out.c_str(), std::string(data::family_name(spec.family)).c_str(), static_cast<long long>(spec.n_tasks),
+                util::escape_control(out.string()).c_str(), std::string(data::family_name(spec.family)).c_str(), static_cast<long long>(spec.n_tasks),
                 static_cast<long long>(spec.n_examples), static_cast<long long>(spec.n_queries),
                 static_cast<long long>(spec.dim), static_cast<unsigned long long>(spec.seed));
     std::fprintf(output(), "%s in %.2f s (%.0f tasks/s)\n", util::human_bytes(static_cast<double>(bytes)).c_str(),

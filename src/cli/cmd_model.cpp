@@ -7,6 +7,7 @@
 #include "cli/commands.hpp"
 #include "model/constructions.hpp"
 #include "model/weights.hpp"
+#include "util/text.hpp"
 
 namespace iclbench::cli {
 namespace {
@@ -27,7 +28,7 @@ void describe(const model::ModelConfig& config, bool as_json) {
     std::fprintf(output(), "%s\n", summary.dump(2).c_str());
     return;
   }
-  std::fprintf(output(), "model      %s\n", config.name.empty() ? "(unnamed)" : config.name.c_str());
+  std::fprintf(output(), "model      %s\n", config.name.empty() ? "(unnamed)" : util::escape_control(config.name).c_str());
   std::fprintf(output(), "width D    %d", config.width);
   if (config.read_in) {
     std::fprintf(output(), "  (read-in from d = %d, %d learned positions%s)", config.input_dim,
@@ -68,8 +69,8 @@ Command add_model_command(CLI::App& parent, const GlobalOptions& globals) {
       "--construct", options->construct,
       "recipe: " + model::construction_names() + " (e.g. gd-hinge:L=500,eta=1,tau=0.5)");
   app->add_option("--d", options->d, "input dimension d of the constructed model")->capture_default_str();
-  CLI::Option* out = app->add_option("--out", options->out, "model file to write (.safetensors)");
-  CLI::Option* info = app->add_option("--info", options->info, "model file to describe");
+  CLI::Option* out = app->add_option("--out", options->out, "model file to write (.safetensors)")->type_name(kPathType);
+  CLI::Option* info = app->add_option("--info", options->info, "model file to describe")->type_name(kPathType);
   app->add_flag("--force", options->force, "replace an existing output file");
   app->add_flag("--json", options->json, "describe as JSON");
   construct->excludes(info);
@@ -90,7 +91,7 @@ Command add_model_command(CLI::App& parent, const GlobalOptions& globals) {
     if (options->json) {
       describe(built.config, true);
     } else {
-      std::fprintf(output(), "wrote %s\n", options->out.c_str());
+      std::fprintf(output(), "wrote %s\n", util::escape_control(options->out).c_str());
       describe(built.config, false);
     }
   };

@@ -20,6 +20,7 @@
 #include "runtime/threading.hpp"
 #include "util/errors.hpp"
 #include "util/philox.hpp"
+#include "util/text.hpp"
 
 namespace iclbench::cli {
 namespace {
@@ -140,7 +141,8 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
   auto options = std::make_shared<SpeedOptions>();
   app->add_option("--model", options->model,
                   "recipe (" + model::construction_names() + ") or model file")
-      ->required();
+      ->required()
+      ->type_name(std::string("RECIPE|") + kPathType);
   app->add_option("--d", options->d, "input dimension d (constructed learners)")->capture_default_str();
   app->add_option("--n", options->n,
                   "context tokens n per prompt (an encoder attends all n + queries tokens)")
@@ -168,9 +170,18 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
 
   auto run = [options, &globals, app] {
     const SpeedOptions& o = *options;
-    if (o.n < 1 || o.queries < 0 || o.batch < 1 || o.repeats < 1) {
-      throw UsageError("--n, --batch and --repeats must be >= 1 and --queries >= 0");
-    }
+    // Counts that feed arithmetic (n + queries tokens, batch x tokens x width floats, repeats + 1
+    // progress steps in an int) are bounded so that none of it can overflow; the memory check
+    // below then refuses what is merely too large.
+    auto in_range = [](const char* parameter, std::int64_t value, std::int64_t lowest, std::int64_t highest,
+                       const char* highest_text) {
+      util::require(value >= lowest && value <= highest, parameter,
+                    "must be in [" + std::to_string(lowest) + ", " + highest_text + "], got " + std::to_string(value));
+    };
+    in_range("n", o.n, 1, 1'000'000'000, "10^9");
+    in_range("queries", o.queries, 0, 1'000'000'000, "10^9");
+    in_range("batch", o.batch, 1, 1'000'000'000, "10^9");
+    in_range("repeats", o.repeats, 1, 1'000'000, "10^6");
     if (o.reference && o.op_groups) throw UsageError("--op-groups times the engine, not --reference");
     const model::ModelSource source = model::ModelSource::resolve(o.model, o.d, globals.seed);
     const model::ModelConfig& config = source.config();
@@ -297,7 +308,7 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
       return;
     }
     std::fprintf(output(), "model    %s  (%s%s, %d thread%s, oneDNN %s)\n",
-                built.config.name.empty() ? o.model.c_str() : built.config.name.c_str(),
+                util::escape_control(built.config.name.empty() ? o.model : built.config.name).c_str(),
                 o.reference ? "Eigen reference, f64" : (o.bf16 ? "bf16" : "f32"),
                 o.reference || o.bf16 ? "" : (o.dense ? ", dense" : ", structured"), info.tbb_threads, info.tbb_threads == 1 ? "" : "s",
                 info.onednn_isa.c_str());

@@ -9,6 +9,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "runtime/cluster.hpp"
 #include "runtime/memory.hpp"
@@ -44,10 +45,23 @@ class UsageError : public std::invalid_argument {
 // set, and the library's name is the one to read).
 std::optional<std::string> under_flag(const util::ParameterError& error, const CLI::App& app);
 
-// Every integer option of `app` and its subcommands (CLI11 type INT or UINT, also lists) takes
-// decimal digits only and must fit its type: no "1e3", "4.7", "-1" for an unsigned, "0x10",
-// and no silent wrap at 2^64. Call once every option is registered.
-void make_integers_strict(CLI::App& app);
+// The type name (CLI11's type_name) of a flag that names a file or directory: such a flag given
+// as "" is refused ("empty path"), never taken as "not given".
+inline constexpr const char* kPathType = "PATH";
+
+// Makes every option of `app` and its subcommands strict, by its CLI11 type name, so that no
+// command can forget one:
+//   INT, UINT (also lists): decimal digits only, fitting the type: no "1e3", "4.7", "-1" for an
+//     unsigned, "0x10", and no silent wrap at 2^64;
+//   FLOAT: decimal notation (util::parse_real): no hexadecimal float ("0x1p-3"), no blanks;
+//   containing PATH (kPathType): not empty.
+// Call once every option is registered.
+void make_flags_strict(CLI::App& app);
+// CLI11 drops the empty elements of a delimited list ("--n-grid 4,,8" read as 4,8; "8," as 8).
+// Throws CLI::ValidationError ("--n-grid: empty element in '4,,8'") for the first delimited flag
+// of `app` or its parsed subcommand whose value in `args` (argv without the program name) has
+// one. Call after a successful parse.
+void refuse_empty_list_elements(const CLI::App& app, const std::vector<std::string>& args);
 // A check for a real-valued option that must be > 0 and finite (CLI11's PositiveNumber lets nan
 // through).
 CLI::Validator positive_finite_number();

@@ -47,21 +47,65 @@ CLI::Validator strict_integer(bool is_unsigned) {
       "", "strict integer");
 }
 
+// A real-valued flag in decimal notation (or inf/nan, which the parameter's own domain check then
+// refuses with its message): CLI11 reads with strtold, which also takes "0x1p-3" and " 5".
+CLI::Validator strict_real() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        if (util::parse_real(text)) return {};
+        return "'" + text + "' is not a number written in decimal notation";
+      },
+      "", "strict real");
+}
+
+// A path given explicitly must name something: "" is refused, never read as "not given" (which
+// wrote into the current directory or skipped an output the user asked for).
+CLI::Validator non_empty_path() {
+  return CLI::Validator([](std::string& text) -> std::string { return text.empty() ? "empty path" : ""; }, "",
+                        "non-empty path");
+}
+
 }  // namespace
 
-void make_integers_strict(CLI::App& app) {
+void make_flags_strict(CLI::App& app) {
   for (CLI::Option* option : app.get_options()) {
-    const std::string type = option->get_type_name();
+    // A validator with a description appends it ("FLOAT:POSITIVE"); the type is what precedes it.
+    const std::string full_type = option->get_type_name();
+    const std::string type = full_type.substr(0, full_type.find(':'));
     if (type == "INT" || type == "UINT") option->transform(strict_integer(type == "UINT"));
+    if (type == "FLOAT") option->check(strict_real());
+    if (full_type.find(kPathType) != std::string::npos) option->check(non_empty_path());
   }
-  for (CLI::App* subcommand : app.get_subcommands([](CLI::App*) { return true; })) make_integers_strict(*subcommand);
+  for (CLI::App* subcommand : app.get_subcommands([](CLI::App*) { return true; })) make_flags_strict(*subcommand);
+}
+
+void refuse_empty_list_elements(const CLI::App& app, const std::vector<std::string>& args) {
+  const CLI::App* command = nullptr;
+  for (const CLI::App* subcommand : app.get_subcommands()) command = subcommand;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "--") break;
+    if (!arg.starts_with("-")) continue;
+    const std::size_t equals = arg.find('=');
+    const std::string name = arg.substr(0, equals);
+    const CLI::Option* option = command != nullptr ? command->get_option_no_throw(name) : nullptr;
+    if (option == nullptr) option = app.get_option_no_throw(name);
+    if (option == nullptr || option->get_delimiter() == '\0') continue;
+    const std::string value = equals != std::string::npos ? arg.substr(equals + 1) : i + 1 < args.size() ? args[i + 1] : "";
+    const char delimiter = option->get_delimiter();
+    if (value.find(delimiter) == std::string::npos) continue;
+    const std::string doubled(2, delimiter);
+    if (value.front() == delimiter || value.back() == delimiter || value.find(doubled) != std::string::npos) {
+      throw CLI::ValidationError(name, "empty element in '" + value + "'");
+    }
+  }
 }
 
 CLI::Validator positive_finite_number() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
-        double value = 0;
-        if (!CLI::detail::lexical_cast(text, value) || !std::isfinite(value) || value <= 0) {
+        const std::optional<double> value = util::parse_real(text);
+        if (!value || !std::isfinite(*value) || *value <= 0) {
           return "'" + text + "' is not a positive finite number";
         }
         return {};

@@ -4,6 +4,7 @@
 // on stderr; 1 an internal error.
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -101,11 +102,12 @@ int run(int argc, char** argv, iclbench::runtime::Cluster& cluster) {
       cli::add_bounds_command(app, globals),
   };
 
-  cli::make_integers_strict(app);
+  cli::make_flags_strict(app);
 
   std::string command_name;
   try {
     app.parse(argc, argv);
+    cli::refuse_empty_list_elements(app, std::vector<std::string>(argv + std::min(argc, 1), argv + argc));
   } catch (const CLI::Success& help_or_version) {
     // --help and --version: under mpirun every rank parses the same argv; rank 0 alone prints.
     if (!cluster.coordinator()) return 0;

@@ -5,7 +5,9 @@
 #include <charconv>
 #include <cmath>
 #include <numeric>
+#include <optional>
 
+#include "util/numbers.hpp"
 #include "util/philox.hpp"
 
 namespace iclbench::eval {
@@ -27,10 +29,9 @@ ContextSpec parse_context(std::string_view text) {
                                       "' is unknown; use full, random:K, retrieve:K or ensemble:K");
   }
   const std::string_view value = colon == std::string_view::npos ? "" : text.substr(colon + 1);
-  const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), spec.k);
-  if (value.empty() || error != std::errc() || end != value.data() + value.size() || spec.k < 1) {
-    throw ContextError("context", std::string(text) + ": K must be a positive integer");
-  }
+  const std::optional<std::int64_t> k = util::parse_int64(value);
+  if (!k || *k < 1) throw ContextError("context", std::string(text) + ": K must be a positive integer");
+  spec.k = *k;
   return spec;
 }
 

@@ -9,6 +9,7 @@
 
 #include "iclbench/version.hpp"
 #include "io/safetensors.hpp"
+#include "util/text.hpp"
 
 namespace iclbench::eval {
 
@@ -153,7 +154,7 @@ std::string to_table(const EvalResult& result) {
         "exact");
     out << line;
     for (const auto& head : result.config.heads) {
-      std::snprintf(line, sizeof line, " %-9s", ("dis " + head.name).substr(0, 9).c_str());
+      std::snprintf(line, sizeof line, " %-9s", ("dis " + util::escape_control(head.name)).substr(0, 9).c_str());
       out << line;
     }
     out << "\n";
@@ -168,7 +169,7 @@ std::string to_table(const EvalResult& result) {
         std::snprintf(exact, sizeof exact, "%s", point.linear && !*point.linear ? "nonlin" : "-");
       }
       std::snprintf(line, sizeof line, "%-34s %-24s %-8.4f %-8s",
-                    learner.name.substr(0, 34).c_str(), ci, err.quantile, exact);
+                    util::escape_control(learner.name).substr(0, 34).c_str(), ci, err.quantile, exact);
       out << line;
       for (const auto& [head, metric] : point.dis) {
         std::snprintf(line, sizeof line, " %-9.4f", metric.summary.mean);
@@ -183,7 +184,7 @@ std::string to_table(const EvalResult& result) {
       std::snprintf(line, sizeof line,
                     "warning: %s gave non-finite scores in %lld of %lld tasks at n' = %lld "
                     "(diverging? they count as errors)\n",
-                    learner.name.c_str(), static_cast<long long>(point.nonfinite_tasks),
+                    util::escape_control(learner.name).c_str(), static_cast<long long>(point.nonfinite_tasks),
                     static_cast<long long>(data.n_tasks), static_cast<long long>(point.n));
       out << line;
     }
@@ -193,11 +194,11 @@ std::string to_table(const EvalResult& result) {
     if (learner.is_model) {
       std::snprintf(
           line, sizeof line, "  %-34s %8.2f s  %10.1f prompts/s  %12.0f tokens/s  %7.1f GFLOP/s\n",
-          learner.name.substr(0, 34).c_str(), learner.seconds, learner.prompts / learner.seconds,
+          util::escape_control(learner.name).substr(0, 34).c_str(), learner.seconds, learner.prompts / learner.seconds,
           learner.tokens / learner.seconds, learner.flops / learner.seconds / 1e9);
     } else {
       std::snprintf(line, sizeof line, "  %-34s %8.2f s  (training and prediction, all tasks)\n",
-                    learner.name.substr(0, 34).c_str(), learner.seconds);
+                    util::escape_control(learner.name).substr(0, 34).c_str(), learner.seconds);
     }
     out << line;
   }

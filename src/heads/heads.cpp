@@ -8,7 +8,9 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <optional>
 
+#include "util/numbers.hpp"
 #include "util/text.hpp"
 
 namespace iclbench::heads {
@@ -209,17 +211,24 @@ HeadSpec parse_head(std::string_view text) {
                            : "expected " + std::string(name) + ":" + std::string(entry->parameter) + "=VALUE"));
     }
     const std::string_view value_text = setting.substr(equals + 1);
-    double value = 0;
-    const auto [end, error] =
-        std::from_chars(value_text.data(), value_text.data() + value_text.size(), value);
-    if (error != std::errc() || end != value_text.data() + value_text.size() || !std::isfinite(value)) {
-      throw HeadError("head '" + std::string(text) + "': '" + std::string(value_text) +
-                      "' is not a finite number");
-    }
+    // epochs and k are counts, in decimal digits ("3.0" and "1e3" are refused, not rounded);
+    // C and lambda are decimal reals.
     const bool integer = entry->parameter == "epochs" || entry->parameter == "k";
-    if (value <= 0 || (integer && (value != std::floor(value) || value > 1e6))) {
-      throw HeadError("head '" + std::string(text) + "': " + std::string(entry->parameter) +
-                      " must be " + (integer ? "a positive integer" : "> 0"));
+    double value = 0;
+    if (integer) {
+      const std::optional<std::int64_t> count = util::parse_int64(value_text);
+      if (!count || *count < 1 || *count > 1'000'000) {
+        throw HeadError("head '" + std::string(text) + "': " + std::string(entry->parameter) +
+                        " must be an integer in [1, 10^6] written in decimal digits, got '" + std::string(value_text) + "'");
+      }
+      value = static_cast<double>(*count);
+    } else {
+      const std::optional<double> real = util::parse_real(value_text);
+      if (!real || !std::isfinite(*real)) {
+        throw HeadError("head '" + std::string(text) + "': '" + std::string(value_text) + "' is not a finite number");
+      }
+      if (*real <= 0) throw HeadError("head '" + std::string(text) + "': " + std::string(entry->parameter) + " must be > 0");
+      value = *real;
     }
     if (entry->parameter == "C") spec.c = value;
     if (entry->parameter == "lambda") spec.lambda = value;

@@ -182,7 +182,9 @@ void SafetensorsReader::parse() {
   };
 
   nlohmann::json root;
-  std::vector<std::string> top_level_keys;
+  // The keys of every open object: a key repeated at any depth (a second "config" inside
+  // __metadata__, a second "dtype" in a tensor entry) is refused, not "last one wins".
+  std::vector<std::vector<std::string>> open_objects;
   // nlohmann calls the callback from noexcept code for some events, so it must not throw:
   // it records the first problem and discards what it cannot accept (found by fuzzing).
   std::optional<std::string> shape_error;
@@ -194,13 +196,15 @@ void SafetensorsReader::parse() {
             if (!shape_error) shape_error = "header JSON is nested too deeply";
             return false;
           }
-          if (event == nlohmann::json::parse_event_t::key && depth == 1 && parsed.is_string()) {
+          if (event == nlohmann::json::parse_event_t::object_start) open_objects.emplace_back();
+          if (event == nlohmann::json::parse_event_t::object_end && !open_objects.empty()) open_objects.pop_back();
+          if (event == nlohmann::json::parse_event_t::key && !open_objects.empty() && parsed.is_string()) {
+            std::vector<std::string>& keys = open_objects.back();
             const std::string& key = parsed.get_ref<const std::string&>();
-            if (std::find(top_level_keys.begin(), top_level_keys.end(), key) !=
-                top_level_keys.end()) {
+            if (std::find(keys.begin(), keys.end(), key) != keys.end()) {
               if (!shape_error) shape_error = "duplicate entry '" + key + "' in the header";
             } else {
-              top_level_keys.push_back(key);
+              keys.push_back(key);
             }
           }
           return true;

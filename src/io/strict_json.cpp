@@ -6,6 +6,11 @@
 namespace iclbench::io {
 
 nlohmann::json parse_json_strict(std::string_view text) {
+  // nlohmann's parser stops at a NUL byte as at the end of its input, so "{...}\0garbage" would
+  // pass; JSON text has no place for one (inside a string it must be written \u0000).
+  if (const std::size_t nul = text.find('\0'); nul != std::string_view::npos) {
+    throw std::invalid_argument("not valid JSON: a NUL byte at offset " + std::to_string(nul));
+  }
   // One set of keys per open object; the parser's callback sees every key as it is read.
   std::vector<std::set<std::string>> keys;
   std::string duplicate;

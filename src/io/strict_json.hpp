@@ -18,8 +18,8 @@
 
 namespace iclbench::io {
 
-// Parses `text`; throws std::invalid_argument on a syntax error or a key repeated in one object
-// ("duplicate key 'tasks'").
+// Parses `text`; throws std::invalid_argument on a syntax error, a NUL byte anywhere (with
+// trailing garbage after it), or a key repeated in one object ("duplicate key 'tasks'").
 nlohmann::json parse_json_strict(std::string_view text);
 
 // Throws ParameterError(key, "is not a known key (known: ...)") for the first key of `object`

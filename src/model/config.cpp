@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "io/strict_json.hpp"
 #include "util/errors.hpp"
 
 namespace iclbench::model {
@@ -214,6 +215,19 @@ ModelConfig config_from_json(const nlohmann::json& json) {
   };
 
   if (!json.is_object()) throw ConfigError("model config is not a JSON object");
+  // Every key is one this version reads: a typo ("mlp_hiden") or a field of another version would
+  // otherwise be ignored and the model run with a default.
+  auto known_keys = [](const nlohmann::json& object, std::initializer_list<std::string_view> known,
+                       const std::string& where) {
+    try {
+      io::require_known_keys(object, known);
+    } catch (const util::ParameterError& error) {
+      throw ConfigError(where + "'" + error.parameter() + "' " + error.problem());
+    }
+  };
+  known_keys(json, {"format", "format_version", "name", "width", "input_dim", "readout", "layers", "read_in",
+                    "positions", "read_out", "read_out_norm_epsilon"},
+             "");
   if (text(json, "format", "") != kModelFormat) {
     throw ConfigError("not an iclbench model config (format is '" + text(json, "format", "") +
                       "')");
@@ -241,6 +255,10 @@ ModelConfig config_from_json(const nlohmann::json& json) {
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const std::string where = "layer " + std::to_string(i) + ": ";
     const auto& entry = layers[i];
+    if (!entry.is_object()) throw ConfigError(where + "not a JSON object");
+    known_keys(entry, {"attention_norm", "attention", "heads", "qk_dim", "v_dim", "scale", "mean_over_keys", "mask",
+                       "mlp_norm", "mlp_hidden", "activation", "loop", "norm_epsilon"},
+               where);
     LayerConfig layer;
     layer.attention_norm = boolean(entry, "attention_norm", where);
     layer.attention = parse_enum(kAttentionNames, text(entry, "attention", where), where + "attention");

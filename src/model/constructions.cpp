@@ -4,8 +4,10 @@
 #include <charconv>
 #include <cmath>
 #include <map>
+#include <optional>
 
 #include "util/errors.hpp"
+#include "util/numbers.hpp"
 #include "util/text.hpp"
 
 namespace iclbench::model {
@@ -29,23 +31,23 @@ const std::vector<Entry>& entries() {
 }
 
 double parse_number(std::string_view key, std::string_view text, std::string_view spec) {
-  double value = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc() || end != text.data() + text.size() || !std::isfinite(value)) {
+  const std::optional<double> value = util::parse_real(text);
+  if (!value || !std::isfinite(*value)) {
     throw SpecError("model spec '" + std::string(spec) + "': " + std::string(key) + "='" +
                     std::string(text) + "' is not a finite number");
   }
-  return value;
+  return *value;
 }
 
-int parse_count(std::string_view key, double value, std::string_view spec, int lowest,
-                int highest) {
-  if (value != std::floor(value) || value < lowest || value > highest) {
+// A count is an integer in decimal digits: "1e3" and "3.0" are refused, not read as 1000 and 3.
+int parse_count(std::string_view key, std::string_view text, std::string_view spec, int lowest, int highest) {
+  const std::optional<std::int64_t> value = util::parse_int64(text);
+  if (!value || *value < lowest || *value > highest) {
     throw SpecError("model spec '" + std::string(spec) + "': " + std::string(key) +
                     " must be an integer in [" + std::to_string(lowest) + ", " +
-                    std::to_string(highest) + "], got " + util::format_number(value));
+                    std::to_string(highest) + "] written in decimal digits, got '" + std::string(text) + "'");
   }
-  return static_cast<int>(value);
+  return static_cast<int>(*value);
 }
 
 // A linear attention layer with identity queries and keys on the x slots.
@@ -161,7 +163,7 @@ ConstructionSpec parse_construction(std::string_view text) {
     throw SpecError("unknown model '" + std::string(name) + "'; constructions are " +
                     construction_names());
   }
-  std::map<std::string, double, std::less<>> values;
+  std::map<std::string, std::string, std::less<>> values;  // key -> its text, parsed as a count or a number
   if (colon != std::string_view::npos) {
     std::string_view rest = text.substr(colon + 1);
     if (rest.empty()) throw SpecError("model spec '" + std::string(text) + "': nothing after ':'");
@@ -189,26 +191,30 @@ ConstructionSpec parse_construction(std::string_view text) {
         throw SpecError("model spec '" + std::string(text) + "': " + std::string(key) +
                         " given twice");
       }
-      values.emplace(std::string(key), parse_number(key, item.substr(equals + 1), text));
+      values.emplace(std::string(key), std::string(item.substr(equals + 1)));
     }
   }
   ConstructionSpec spec;
   spec.kind = entry->kind;
   auto get = [&](const char* key, double fallback) {
     const auto found = values.find(key);
-    return found == values.end() ? fallback : found->second;
+    return found == values.end() ? fallback : parse_number(key, found->second, text);
   };
-  spec.steps = parse_count("L", get("L", 1), text, 1, 1'000'000);
+  auto count = [&](const char* key, int fallback, int lowest, int highest) {
+    const auto found = values.find(key);
+    return found == values.end() ? fallback : parse_count(key, found->second, text, lowest, highest);
+  };
+  spec.steps = count("L", 1, 1, 1'000'000);
   spec.eta = get("eta", 1.0);
   spec.gamma = get("gamma", 0.0);
   spec.tau = get("tau", 0.5);
-  spec.segments = parse_count("K", get("K", 16), text, 1, 4096);
+  spec.segments = count("K", 16, 1, 4096);
   spec.range = get("R", 8.0);
   spec.beta = get("beta", 1.0);
-  spec.width = parse_count("D", get("D", 64), text, 1, 65536);
-  spec.heads = parse_count("H", get("H", 4), text, 1, 1024);
-  spec.ffn = parse_count("F", get("F", 256), text, 1, 1 << 20);
-  spec.layers = parse_count("layers", get("layers", 4), text, 1, 1024);
+  spec.width = count("D", 64, 1, 65536);
+  spec.heads = count("H", 4, 1, 1024);
+  spec.ffn = count("F", 256, 1, 1 << 20);
+  spec.layers = count("layers", 4, 1, 1024);
   if (spec.width % spec.heads != 0) {
     throw SpecError("model spec '" + std::string(text) + "': D must be a multiple of H");
   }

@@ -4,7 +4,11 @@
 #include <charconv>
 #include <cmath>
 #include <map>
+#include <limits>
+#include <optional>
 #include <string>
+
+#include "util/numbers.hpp"
 
 namespace iclbench::model {
 namespace {
@@ -15,13 +19,13 @@ int metadata_integer(const io::SafetensorsReader& file, const std::string& key) 
   const std::string& text =
       file.required_metadata(key, "iclbench-readable garg-gpt2 model",
                              "export it with scripts/train/export.py or convert_garg.py");
-  int value = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc() || end != text.data() + text.size() || value < 1) {
+  // Decimal digits only, and within int: "12.0", "1e3" and "0x10" are refused, not rounded.
+  const std::optional<std::int64_t> value = util::parse_int64(text);
+  if (!value || *value < 1 || *value > std::numeric_limits<int>::max()) {
     throw file.error_at(kHeaderStart,
                         "__metadata__ " + key + " must be a positive integer, got '" + text + "'");
   }
-  return value;
+  return static_cast<int>(*value);
 }
 
 // Where one file tensor goes: `rows` x `cols` of the file, copied (transposed when `transpose`)
@@ -145,12 +149,13 @@ ModelConfig garg_config(const io::SafetensorsReader& file) {
   float epsilon = 1e-5f;
   if (const auto found = file.metadata().find("layer_norm_epsilon");
       found != file.metadata().end()) {
-    try {
-      epsilon = std::stof(found->second);
-    } catch (const std::exception&) {
+    // The whole text, in decimal: std::stof read "1e-5garbage" as 1e-5.
+    const std::optional<double> value = util::parse_real(found->second);
+    if (!value || !std::isfinite(*value) || !(*value > 0)) {
       throw file.error_at(kHeaderStart,
-                          "layer_norm_epsilon '" + found->second + "' is not a number");
+                          "layer_norm_epsilon '" + found->second + "' is not a positive finite number");
     }
+    epsilon = static_cast<float>(*value);
   }
   if (const auto found = file.metadata().find("activation_function");
       found != file.metadata().end() && found->second != "gelu_new") {

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "io/safetensors.hpp"
+#include "io/strict_json.hpp"
 #include "model/garg.hpp"
 #include "util/philox.hpp"
 
@@ -145,11 +146,22 @@ ModelConfig read_model_config(const io::SafetensorsReader& file) {
     throw file.error_at(kHeaderStart, "not an iclbench model: __metadata__ format is '" +
                                           meta("format") + "'");
   }
+  // save_model() writes these three and nothing else; any other key is a file of another writer
+  // or version, whose meaning this build would ignore.
+  for (const auto& [key, value] : file.metadata()) {
+    if (key != "format" && key != "format_version" && key != "config") {
+      throw file.error_at(kHeaderStart, "__metadata__ key '" + key +
+                                            "' is not one of an iclbench model's (format, format_version, config)");
+    }
+  }
   try {
-    return config_from_json(nlohmann::json::parse(meta("config")));
-  } catch (const nlohmann::json::exception& error) {
-    throw file.error_at(kHeaderStart, std::string("model config is not valid JSON: ") + error.what());
+    // Strictly: a repeated key is refused, not "last one wins".
+    return config_from_json(io::parse_json_strict(meta("config")));
   } catch (const ConfigError& error) {
+    throw file.error_at(kHeaderStart, std::string("model config: ") + error.what());
+  } catch (const std::invalid_argument& error) {
+    throw file.error_at(kHeaderStart, std::string("model config: ") + error.what());
+  } catch (const nlohmann::json::exception& error) {
     throw file.error_at(kHeaderStart, std::string("model config: ") + error.what());
   }
 }

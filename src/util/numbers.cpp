@@ -31,4 +31,13 @@ std::optional<std::uint64_t> parse_uint64(std::string_view text) {
   return parse_decimal<std::uint64_t>(text);
 }
 
+std::optional<double> parse_real(std::string_view text) {
+  // from_chars in its general format reads decimal digits and the inf/nan words only, never a
+  // "0x" prefix, and reports overflow as an error.
+  double value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value, std::chars_format::general);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
 }  // namespace iclbench::util

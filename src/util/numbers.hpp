@@ -15,4 +15,10 @@ namespace iclbench::util {
 std::optional<std::int64_t> parse_int64(std::string_view text);
 std::optional<std::uint64_t> parse_uint64(std::string_view text);
 
+// A real number in decimal notation ("0.5", "-2", "1e-3", ".5") or one of the words inf and
+// nan (whose domain checks then refuse them with the parameter's own message), with nothing
+// before or after it: no hexadecimal float ("0x1p-3", which strtod and CLI11 accept), no '+',
+// no blanks. Out-of-range magnitudes ("1e400") are refused rather than turned into inf.
+std::optional<double> parse_real(std::string_view text);
+
 }  // namespace iclbench::util
