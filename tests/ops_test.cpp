@@ -601,14 +601,15 @@ TEST(Ops, GeluMatchesTheReferenceWithinItsDerivedBound) {
 }
 
 // ---- LinearAttention against its double twin. ----
-// Bounds (Higham 3.1, u = 2^-24, gamma_m = m u / (1 - m u)): M[h, b, a] sums ceil(Tk / 4)
-// fused products per lane, then 3 lane additions and the scale: within
-// gamma_(ceil(Tk/4) + 4) * scale * sum_i |K V|. O[r, h, b] sums ceil(dk / 16) fused products per
+// Bounds (Higham 3.1, u = 2^-24, gamma_m = m u / (1 - m u)): M[h, b, a] sums ceil(B / 4)
+// fused products per lane of a block of B key rows, then 3 lane additions, ceil(Tk / B) - 1
+// block additions and the scale: within gamma_(ceil(B/4) + 3 + ceil(Tk/B)) * scale * sum_i |K V|. O[r, h, b] sums ceil(dk / 16) fused products per
 // lane and a 4-level lane reduction of the computed M: within gamma_(ceil(dk/16) + 4) sum_a |Q M|
 // plus sum_a |Q| |M's error|; accumulating adds u |result|.
 struct LinearAttentionCase {
   std::int64_t heads, dk, dv, key_rows, rows;
   bool accumulate;
+  std::int64_t key_block_rows = 0;
 };
 
 double gamma_of(double m) { return m * kEps / (1 - m * kEps); }
@@ -618,7 +619,9 @@ TEST(Ops, LinearAttentionMatchesTheReferenceWithinItsDerivedBound) {
                                        {1, 16, 1, 1, 1, false},      // one key, one query
                                        {2, 17, 3, 4097, 37, false},  // dk not a multiple of 16
                                        {3, 33, 5, 7, 19, true},      // dv over one block
-                                       {1, 5, 1, 3, 2, false}};
+                                       {1, 5, 1, 3, 2, false},
+                                       {1, 16, 1, 4096, 65, true, 256},  // engine's row tiles
+                                       {2, 17, 3, 1000, 9, false, 7}};   // a short last block
   std::uint64_t seed = 100;
   for (const LinearAttentionCase& c : cases) {
     SCOPED_TRACE("H " + std::to_string(c.heads) + " dk " + std::to_string(c.dk) + " dv " +
@@ -643,6 +646,7 @@ TEST(Ops, LinearAttentionMatchesTheReferenceWithinItsDerivedBound) {
     shape.out_stride = out_width;
     for (std::int64_t j = 0; j < c.heads * c.dv; ++j) shape.out_column.push_back(out_width - 1 - j);
     shape.accumulate = c.accumulate;
+    shape.key_block_rows = c.key_block_rows;
     const std::int64_t rows = std::max(c.key_rows, c.rows);
     const std::vector<float> x = random_values(static_cast<std::size_t>(rows * width), seed++);
     const std::vector<float> initial = random_values(static_cast<std::size_t>(c.rows * out_width), seed++);
@@ -664,8 +668,10 @@ TEST(Ops, LinearAttentionMatchesTheReferenceWithinItsDerivedBound) {
                                   x[i * width + shape.values.head_column[h] + b]);
           }
           const std::size_t index = static_cast<std::size_t>((h * c.dv + b) * c.dk + a);
+          const std::int64_t block = op.key_block_rows(c.key_rows);
+          const std::int64_t roundings = (block + 3) / 4 + 3 + (c.key_rows + block - 1) / block;
           product_bound[index] =
-              gamma_of(static_cast<double>((c.key_rows + 3) / 4 + 4)) * shape.scale * magnitude;
+              gamma_of(static_cast<double>(roundings)) * shape.scale * magnitude;
           ASSERT_NEAR(product[index], exact_product[index], product_bound[index])
               << "M at head " << h << " b " << b << " a " << a;
         }
@@ -699,6 +705,39 @@ TEST(Ops, LinearAttentionMatchesTheReferenceWithinItsDerivedBound) {
         ASSERT_EQ(out[r * out_width + column], initial[r * out_width + column]) << "column " << column;
       }
     }
+  }
+}
+
+// The engine's one-sweep path builds M from per-tile block sums: the same bits as one call.
+TEST(Ops, LinearAttentionBlockSumsGiveTheSameBitsAsOneCall) {
+  for (const std::int64_t key_rows : {1, 255, 256, 257, 1000}) {
+    SCOPED_TRACE("Tk " + std::to_string(key_rows));
+    LinearAttentionShape shape;
+    shape.heads = 2;
+    shape.qk_dim = 17;
+    shape.v_dim = 3;
+    shape.scale = 0.37f;
+    shape.key_block_rows = 256;
+    const std::int64_t width = 2 * (17 + 3);
+    shape.keys = HeadColumns::packed(width, 2, 17);
+    shape.values = HeadColumns::packed(width, 2, 3, 34);
+    shape.queries = shape.keys;
+    shape.out_stride = 6;
+    shape.out_column = {0, 1, 2, 3, 4, 5};
+    const LinearAttention op(shape);
+    const std::vector<float> x = random_values(static_cast<std::size_t>(key_rows * width), 7);
+    const auto size = static_cast<std::size_t>(op.product_size());
+    std::vector<float> whole(size), pieces(size);
+    op.keys_times_values(x.data(), x.data(), key_rows, whole.data());
+    const std::int64_t blocks = (key_rows + 255) / 256;
+    std::vector<float> sums(static_cast<std::size_t>(blocks) * size);
+    for (std::int64_t b = 0; b < blocks; ++b) {
+      const float* first = x.data() + b * 256 * width;
+      op.key_block_sum(first, first, std::min<std::int64_t>(256, key_rows - b * 256),
+                       sums.data() + b * static_cast<std::int64_t>(size));
+    }
+    op.combine_key_blocks(sums.data(), blocks, pieces.data());
+    for (std::size_t e = 0; e < size; ++e) ASSERT_EQ(pieces[e], whole[e]) << "element " << e;
   }
 }
 

@@ -305,6 +305,9 @@ TEST(WeightStructure, ViewsOfTheStreamMatchDenseAndReference) {
   const Engine structured(config, weights);
   EXPECT_EQ(structured.implementations(t, n).at("projection"), "structured:view");
   EXPECT_EQ(structured.implementations(t, n).at("keys_times_values"), "iclbench:linear_attention");
+  // Q, K and V all views in a looped layer: one sweep per pass (with 2 row tiles per prompt, so
+  // M of later passes comes from two block sums).
+  EXPECT_EQ(structured.implementations(t, n).count("sweep"), 1u);
   // An output slot that a query view reads: O must then go through W_o (the kernel would read
   // a row's queries after adding its first head's output).
   for (LayerWeights& w : weights.layers) {

@@ -389,7 +389,11 @@ AttentionPlan build_attention(const BuildContext& build, const LayerConfig& laye
           shape.out_stride = attended_width;
           for (std::int64_t j = 0; j < attended_width; ++j) shape.out_column.push_back(j);
         }
+        // M's sum runs in blocks of one row tile, so the one-sweep path below can build it from
+        // per-tile block sums and get the same bits.
+        shape.key_block_rows = rows;
         attention.small.emplace(std::move(shape));
+        attention.one_sweep = query_view && key_view && layer.loop > 1;
       } else {
         plan_keys_times_values(attention, head_views, icl_scale, dv, act);
       }
@@ -579,6 +583,9 @@ PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, st
           std::max<std::int64_t>(shape.product_size, layer.heads * layer.qk_dim * layer.v_dim);
       switch (attention_path(layer, causal, options)) {
         case AttentionPath::kKeysTimesValues:
+          // A looped layer may take the one-sweep path (decided from the weights later): room
+          // for its per-tile block sums of K^T V.
+          if (layer.loop > 1 && !options.bf16 && !options.dense) shape.key_block_sums = true;
           break;
         case AttentionPath::kExplicitScores:
           shape.max_scores = std::max<std::size_t>(
@@ -610,6 +617,7 @@ PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, st
                                     shape.attended_width) *
                shape.act_size) +
       static_cast<std::size_t>(shape.product_size) * shape.act_size +
+      (shape.key_block_sums ? static_cast<std::size_t>(shape.tiles * shape.product_size) * 4 : 0) +
       (config.read_out ? static_cast<std::size_t>(shape.padded_tokens) * 4 : 0);
   shape.group =
       static_cast<std::int64_t>(std::max<std::size_t>(1, kGroupBytes / shape.per_prompt_bytes));
@@ -642,6 +650,10 @@ void EnginePlan::reserve_group(std::int64_t prompts) {
   keys_values = Buffer(rows * static_cast<std::size_t>(shape.key_value_width) * act_size);
   attended = Buffer(rows * static_cast<std::size_t>(shape.attended_width) * act_size);
   products = Buffer(static_cast<std::size_t>(prompts * shape.product_size) * act_size);
+  if (shape.key_block_sums) {
+    key_block_sums =
+        Buffer(static_cast<std::size_t>(prompts * shape.tiles * shape.product_size) * 4);
+  }
   if (read_out) read_out_scores = Buffer(rows * 4);
   allocated_group = prompts;
 }
