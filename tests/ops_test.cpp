@@ -21,6 +21,7 @@
 #include "ops/gelu.hpp"
 #include "ops/linear_attention.hpp"
 #include "ops/row_softmax.hpp"
+#include "ops/small_mlp.hpp"
 #include "util/philox.hpp"
 
 namespace iclbench::ops {
@@ -739,6 +740,88 @@ TEST(Ops, LinearAttentionBlockSumsGiveTheSameBitsAsOneCall) {
     op.combine_key_blocks(sums.data(), blocks, pieces.data());
     for (std::size_t e = 0; e < size; ++e) ASSERT_EQ(pieces[e], whole[e]) << "element " << e;
   }
+}
+
+// ---- SmallMlp against a double evaluation of its formula. ----
+// Bounds (Higham 3.1, u = 2^-24): a unit with k terms is within gamma_(k+1) (sum |w x| + |b|) of
+// exact, ReLU passes that on (1-Lipschitz); an output with m terms within
+// gamma_(m+1) (sum |w h| + |b|) + sum |w| |h's error|; adding it into x costs u |x + out| more.
+// An output that is also an input is read before any output is added (x[7] below).
+TEST(Ops, SmallMlpMatchesTheFormulaWithinItsDerivedBound) {
+  const std::int64_t width = 11, stride = 13;
+  for (const PostActivation activation : {PostActivation::kRelu, PostActivation::kNone}) {
+    for (const std::int64_t rows : {1, 16, 37}) {
+      SCOPED_TRACE("rows " + std::to_string(rows));
+      SmallMlp::Weights w;
+      w.inputs = {3, 7, 0};
+      w.units = {{0.5f, {{0, 1.5f}, {1, -2.0f}}},
+                 {-0.25f, {{2, 0.75f}}},
+                 {0.0f, {{1, 1.0f}}},
+                 {0.125f, {}},  // a unit of its bias alone: act(b)
+                 {0.0f, {{0, -1.0f}, {1, 0.3f}, {2, 2.0f}}}};
+      w.outputs = {{7, 0.5f, {{0, -1.0f}, {2, 1.0f}, {3, 2.0f}}},
+                   {2, 0.0f, {{1, 0.5f}, {4, -0.7f}}},
+                   {9, 1.25f, {}}};  // a bias alone
+      const SmallMlp op(rows, stride, width, w, activation);
+      EXPECT_DOUBLE_EQ(op.flops_per_row(), 2.0 * (7 + 5));  // the terms
+      const std::vector<float> initial =
+          random_values(static_cast<std::size_t>(rows * stride), 300 + static_cast<std::uint64_t>(rows));
+      std::vector<float> x = initial;
+      op.execute(x.data());
+      const bool relu = activation == PostActivation::kRelu;
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const float* before = initial.data() + r * stride;
+        std::vector<double> hidden, hidden_error;
+        for (const SmallMlp::Unit& unit : w.units) {
+          double sum = unit.bias, magnitude = std::abs(unit.bias);
+          for (const SmallMlp::Term& term : unit.terms) {
+            const double product = static_cast<double>(before[w.inputs[term.index]]) * term.weight;
+            sum += product;
+            magnitude += std::abs(product);
+          }
+          hidden.push_back(relu ? std::max(sum, 0.0) : sum);
+          hidden_error.push_back(gamma_of(static_cast<double>(unit.terms.size() + 1)) * magnitude);
+        }
+        std::vector<double> expected(initial.begin() + r * stride, initial.begin() + (r + 1) * stride);
+        std::vector<double> bound(static_cast<std::size_t>(stride), 0.0);
+        for (const SmallMlp::Output& output : w.outputs) {
+          double sum = output.bias, magnitude = std::abs(output.bias), carried = 0;
+          for (const SmallMlp::Term& term : output.terms) {
+            sum += hidden[term.index] * term.weight;
+            magnitude += std::abs(hidden[term.index] * term.weight);
+            carried += std::abs(term.weight) * hidden_error[term.index];
+          }
+          const auto column = static_cast<std::size_t>(output.column);
+          expected[column] += sum;
+          bound[column] = gamma_of(static_cast<double>(output.terms.size() + 1)) * magnitude +
+                          carried;
+          bound[column] += kEps * (std::abs(expected[column]) + bound[column]);
+        }
+        for (std::int64_t c = 0; c < stride; ++c) {
+          const auto column = static_cast<std::size_t>(c);
+          if (bound[column] == 0.0) {
+            // Columns no output writes are left alone (the padding past width too).
+            ASSERT_EQ(x[r * stride + c], initial[r * stride + c]) << "row " << r << " column " << c;
+          } else {
+            ASSERT_NEAR(x[r * stride + c], expected[column], bound[column])
+                << "row " << r << " column " << c;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Ops, SmallMlpRejectsWhatItCannotRun) {
+  SmallMlp::Weights w;
+  w.inputs = {0};
+  w.units = {{0.0f, {{0, 1.0f}}}};
+  w.outputs = {{1, 0.0f, {{0, 1.0f}}}};
+  EXPECT_NO_THROW(SmallMlp(4, 2, 2, w, PostActivation::kRelu));
+  EXPECT_THROW(SmallMlp(4, 2, 2, w, PostActivation::kGelu), std::invalid_argument);
+  EXPECT_THROW(SmallMlp(4, 2, 1, w, PostActivation::kRelu), std::invalid_argument);  // column 1
+  w.units[0].terms[0].index = 1;  // no input 1
+  EXPECT_THROW(SmallMlp(4, 2, 2, w, PostActivation::kRelu), std::invalid_argument);
 }
 
 TEST(Ops, LinearAttentionRejectsInconsistentShapes) {

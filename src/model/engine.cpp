@@ -251,7 +251,8 @@ std::map<std::string, std::string> Engine::implementations(std::int64_t tokens_p
       }
     }
     if (layer.mlp) {
-      found["mlp"] = layer.mlp->up->implementation();
+      found["mlp"] = layer.mlp->small ? layer.mlp->small->implementation()
+                                      : layer.mlp->up->implementation();
       if (layer.mlp->gelu) found["gelu"] = layer.mlp->gelu->implementation();
     }
   }

@@ -183,6 +183,12 @@ namespace {
 
 // x += MLP(x) on one row tile (the layer's row-local rest, after its attention output).
 void mlp_tile(const MlpPlan& mlp, std::byte* x, const TileScratch& scratch) {
+  if (mlp.small) {
+    // x += act(x W_1 + b_1) W_2 + b_2 in place, on the live part only
+    mlp.small->execute(reinterpret_cast<float*>(x));
+    scratch.lap(OpGroup::kMlp);
+    return;
+  }
   // h = norm(x)
   const void* h = normed_input(mlp.norm, mlp.to_bf16, x, scratch);
   // hidden = act(h W_1 + b_1): [R, F]

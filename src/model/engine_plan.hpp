@@ -28,6 +28,7 @@
 #include "ops/gelu.hpp"
 #include "ops/linear_attention.hpp"
 #include "ops/row_softmax.hpp"
+#include "ops/small_mlp.hpp"
 
 namespace iclbench::model {
 
@@ -195,6 +196,10 @@ struct MlpPlan {
   // bf16 matmuls.
   std::optional<ops::Gelu> gelu;
   std::optional<Projection> down;  // x += hidden W_2 + b_2: [R, D]
+  // Structured, no norm, few live inputs, units and outputs, ReLU or no activation: the whole
+  // block in place on x by ops::SmallMlp over its nonzero weights only (then up and down are
+  // absent).
+  std::optional<ops::SmallMlp> small;
 };
 
 // A learned model's exit (ModelConfig::read_out): score = LayerNorm(x) w_out + b_out.
