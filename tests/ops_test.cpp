@@ -746,22 +746,29 @@ TEST(Ops, LinearAttentionBlockSumsGiveTheSameBitsAsOneCall) {
 // Bounds (Higham 3.1, u = 2^-24): a unit with k terms is within gamma_(k+1) (sum |w x| + |b|) of
 // exact, ReLU passes that on (1-Lipschitz); an output with m terms within
 // gamma_(m+1) (sum |w h| + |b|) + sum |w| |h's error|; adding it into x costs u |x + out| more.
-// An output that is also an input is read before any output is added (x[7] below).
+// An output that is also an input is read before any output is added (x[7] below). Columns
+// spread out (gathered) and within 4 consecutive ones (loaded and transposed).
 TEST(Ops, SmallMlpMatchesTheFormulaWithinItsDerivedBound) {
   const std::int64_t width = 11, stride = 13;
+  struct Columns {
+    std::vector<std::int64_t> inputs, outputs;
+  };
+  const Columns layouts[] = {{{3, 7, 0}, {7, 2, 9}}, {{5, 7, 8}, {7, 8, 6}}};
   for (const PostActivation activation : {PostActivation::kRelu, PostActivation::kNone}) {
     for (const std::int64_t rows : {1, 16, 37}) {
-      SCOPED_TRACE("rows " + std::to_string(rows));
+     for (const Columns& columns : layouts) {
+      SCOPED_TRACE("rows " + std::to_string(rows) + " first input " +
+                   std::to_string(columns.inputs[0]));
       SmallMlp::Weights w;
-      w.inputs = {3, 7, 0};
+      w.inputs = columns.inputs;
       w.units = {{0.5f, {{0, 1.5f}, {1, -2.0f}}},
                  {-0.25f, {{2, 0.75f}}},
                  {0.0f, {{1, 1.0f}}},
                  {0.125f, {}},  // a unit of its bias alone: act(b)
                  {0.0f, {{0, -1.0f}, {1, 0.3f}, {2, 2.0f}}}};
-      w.outputs = {{7, 0.5f, {{0, -1.0f}, {2, 1.0f}, {3, 2.0f}}},
-                   {2, 0.0f, {{1, 0.5f}, {4, -0.7f}}},
-                   {9, 1.25f, {}}};  // a bias alone
+      w.outputs = {{columns.outputs[0], 0.5f, {{0, -1.0f}, {2, 1.0f}, {3, 2.0f}}},
+                   {columns.outputs[1], 0.0f, {{1, 0.5f}, {4, -0.7f}}},
+                   {columns.outputs[2], 1.25f, {}}};  // a bias alone
       const SmallMlp op(rows, stride, width, w, activation);
       EXPECT_DOUBLE_EQ(op.flops_per_row(), 2.0 * (7 + 5));  // the terms
       const std::vector<float> initial =
@@ -808,6 +815,7 @@ TEST(Ops, SmallMlpMatchesTheFormulaWithinItsDerivedBound) {
           }
         }
       }
+     }
     }
   }
 }

@@ -52,9 +52,39 @@ SmallMlp::SmallMlp(std::int64_t rows, std::int64_t row_stride, std::int64_t widt
     output_end_.push_back(static_cast<std::int64_t>(down_index_.size()));
   }
   terms_ = static_cast<std::int64_t>(up_index_.size() + down_index_.size());
+  // The columns the kernel touches: when they lie within 4 consecutive ones (that a row holds),
+  // it loads and stores them whole instead of gathering.
+  std::int64_t first = width, last = -1;
+  for (std::int64_t column : w.inputs) first = std::min(first, column), last = std::max(last, column);
+  for (const Output& output : w.outputs) {
+    first = std::min(first, output.column);
+    last = std::max(last, output.column);
+  }
+  narrow_ = last >= first && last - first < 4 && first + 4 <= row_stride;
+  first_column_ = narrow_ ? first : 0;
+  for (const Output& output : w.outputs) {
+    if (narrow_) output_lanes_ |= static_cast<std::uint8_t>(1u << (output.column - first));
+  }
 }
 
 #if defined(ICLBENCH_SIMD_AVX512)
+
+namespace {
+
+// In-lane 4 x 4 transpose: with v[i]'s 128-bit lane q holding 4 values of row 4i + q, after it
+// v[c]'s lane q holds value c of rows q, 4 + q, 8 + q, 12 + q (element i: row 4i + q). Its own
+// inverse.
+void transpose_quads(__m512 (&v)[4]) {
+  const __m512 t0 = _mm512_unpacklo_ps(v[0], v[1]), t1 = _mm512_unpackhi_ps(v[0], v[1]);
+  const __m512 t2 = _mm512_unpacklo_ps(v[2], v[3]), t3 = _mm512_unpackhi_ps(v[2], v[3]);
+  auto pd = [](__m512 x) { return _mm512_castps_pd(x); };
+  v[0] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t0), pd(t2)));
+  v[1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t0), pd(t2)));
+  v[2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t1), pd(t3)));
+  v[3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t1), pd(t3)));
+}
+
+}  // namespace
 
 void SmallMlp::execute(float* x) const {
   const Weights& w = weights_;
@@ -63,38 +93,99 @@ void SmallMlp::execute(float* x) const {
   const auto outputs = static_cast<std::int64_t>(w.outputs.size());
   const __m512i offsets = simd::row_offsets(row_stride_);
   const bool relu = activation_ == PostActivation::kRelu;
-  __m512 in[kMaxInputs], hidden[kMaxUnits], out[kMaxOutputs];
-  for (std::int64_t r0 = 0; r0 < rows_; r0 += 16) {
-    const __mmask16 lanes = simd::first_lanes(rows_ - r0);
-    float* base = x + r0 * row_stride_;
-    for (std::int64_t k = 0; k < inputs; ++k) {
-      in[k] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, offsets,
-                                       base + w.inputs[static_cast<std::size_t>(k)], 4);
+  // kGroups groups of 16 rows per trip through the terms: independent chains of fused
+  // multiply-adds, and the terms' indices read once per 64 rows.
+  constexpr std::int64_t kGroups = 4;
+  __m512 in[kMaxInputs][kGroups], hidden[kMaxUnits][kGroups], out[kMaxOutputs][kGroups];
+  __m512 span[kGroups][4];
+  for (std::int64_t r0 = 0; r0 < rows_; r0 += 16 * kGroups) {
+    for (std::int64_t g = 0; g < kGroups; ++g) {
+      const std::int64_t count = std::clamp<std::int64_t>(rows_ - r0 - 16 * g, 0, 16);
+      float* base = x + (r0 + 16 * g) * row_stride_;
+      // The live columns of 16 rows: within 4 consecutive columns, 16 loads of 4 values and an
+      // in-register transpose (rows in the order 0, 4, 8, 12, 1, 5, ...: the same for every
+      // column, and the maps are row-wise); otherwise a gather per column.
+      if (narrow_) {
+        auto row = [&](std::int64_t r) {
+          return r < count ? _mm_loadu_ps(base + r * row_stride_ + first_column_)
+                           : _mm_setzero_ps();
+        };
+        for (std::int64_t i = 0; i < 4; ++i) {
+          __m512 v = _mm512_castps128_ps512(row(4 * i));
+          v = _mm512_insertf32x4(v, row(4 * i + 1), 1);
+          v = _mm512_insertf32x4(v, row(4 * i + 2), 2);
+          span[g][i] = _mm512_insertf32x4(v, row(4 * i + 3), 3);
+        }
+        transpose_quads(span[g]);
+        for (std::int64_t k = 0; k < inputs; ++k) {
+          in[k][g] = span[g][w.inputs[static_cast<std::size_t>(k)] - first_column_];
+        }
+      } else {
+        for (std::int64_t k = 0; k < inputs; ++k) {
+          in[k][g] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), simd::first_lanes(count),
+                                              offsets,
+                                              base + w.inputs[static_cast<std::size_t>(k)], 4);
+        }
+      }
     }
     std::int64_t t = 0;
     for (std::int64_t j = 0; j < units; ++j) {
-      __m512 sum = _mm512_setzero_ps();
+      __m512 sum[kGroups];
+      for (__m512& value : sum) value = _mm512_setzero_ps();
       for (const std::int64_t end = unit_end_[static_cast<std::size_t>(j)]; t < end; ++t) {
-        sum = _mm512_fmadd_ps(in[up_index_[static_cast<std::size_t>(t)]],
-                              _mm512_set1_ps(up_weight_[static_cast<std::size_t>(t)]), sum);
+        const __m512* column = in[up_index_[static_cast<std::size_t>(t)]];
+        const __m512 weight = _mm512_set1_ps(up_weight_[static_cast<std::size_t>(t)]);
+        for (std::int64_t g = 0; g < kGroups; ++g) {
+          sum[g] = _mm512_fmadd_ps(column[g], weight, sum[g]);
+        }
       }
-      sum = _mm512_add_ps(sum, _mm512_set1_ps(w.units[static_cast<std::size_t>(j)].bias));
-      hidden[j] = relu ? _mm512_max_ps(sum, _mm512_setzero_ps()) : sum;
+      const __m512 bias = _mm512_set1_ps(w.units[static_cast<std::size_t>(j)].bias);
+      for (std::int64_t g = 0; g < kGroups; ++g) {
+        const __m512 value = _mm512_add_ps(sum[g], bias);
+        hidden[j][g] = relu ? _mm512_max_ps(value, _mm512_setzero_ps()) : value;
+      }
     }
     // Every output from the units before any is added to x (an output may be an input).
     t = 0;
     for (std::int64_t o = 0; o < outputs; ++o) {
-      __m512 sum = _mm512_setzero_ps();
+      __m512 sum[kGroups];
+      for (__m512& value : sum) value = _mm512_setzero_ps();
       for (const std::int64_t end = output_end_[static_cast<std::size_t>(o)]; t < end; ++t) {
-        sum = _mm512_fmadd_ps(hidden[down_index_[static_cast<std::size_t>(t)]],
-                              _mm512_set1_ps(down_weight_[static_cast<std::size_t>(t)]), sum);
+        const __m512* unit = hidden[down_index_[static_cast<std::size_t>(t)]];
+        const __m512 weight = _mm512_set1_ps(down_weight_[static_cast<std::size_t>(t)]);
+        for (std::int64_t g = 0; g < kGroups; ++g) sum[g] = _mm512_fmadd_ps(unit[g], weight, sum[g]);
       }
-      out[o] = _mm512_add_ps(sum, _mm512_set1_ps(w.outputs[static_cast<std::size_t>(o)].bias));
+      const __m512 bias = _mm512_set1_ps(w.outputs[static_cast<std::size_t>(o)].bias);
+      for (std::int64_t g = 0; g < kGroups; ++g) out[o][g] = _mm512_add_ps(sum[g], bias);
     }
-    for (std::int64_t o = 0; o < outputs; ++o) {
-      float* column = base + w.outputs[static_cast<std::size_t>(o)].column;
-      const __m512 old = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, offsets, column, 4);
-      _mm512_mask_i32scatter_ps(column, lanes, offsets, _mm512_add_ps(old, out[o]), 4);
+    for (std::int64_t g = 0; g < kGroups; ++g) {
+      const std::int64_t count = std::clamp<std::int64_t>(rows_ - r0 - 16 * g, 0, 16);
+      float* base = x + (r0 + 16 * g) * row_stride_;
+      if (narrow_) {
+        for (std::int64_t o = 0; o < outputs; ++o) {
+          __m512& column = span[g][w.outputs[static_cast<std::size_t>(o)].column - first_column_];
+          column = _mm512_add_ps(column, out[o][g]);
+        }
+        transpose_quads(span[g]);
+        // Back to the rows, the output columns only.
+        for (std::int64_t i = 0; i < 4; ++i) {
+          const __m128 quarters[4] = {
+              _mm512_castps512_ps128(span[g][i]), _mm512_extractf32x4_ps(span[g][i], 1),
+              _mm512_extractf32x4_ps(span[g][i], 2), _mm512_extractf32x4_ps(span[g][i], 3)};
+          for (std::int64_t q = 0; q < 4 && 4 * i + q < count; ++q) {
+            _mm_mask_storeu_ps(base + (4 * i + q) * row_stride_ + first_column_, output_lanes_,
+                               quarters[q]);
+          }
+        }
+      } else {
+        const __mmask16 lanes = simd::first_lanes(count);
+        for (std::int64_t o = 0; o < outputs; ++o) {
+          float* column = base + w.outputs[static_cast<std::size_t>(o)].column;
+          const __m512 old =
+              _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, offsets, column, 4);
+          _mm512_mask_i32scatter_ps(column, lanes, offsets, _mm512_add_ps(old, out[o][g]), 4);
+        }
+      }
     }
   }
 }

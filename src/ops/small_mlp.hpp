@@ -7,8 +7,9 @@
 //   x[r, column[o]] += output_bias[o] + sum_{t in down terms of o} h[t.index] t.weight
 // every h from the row as it was before any output is added (so an output may be an input).
 // Only nonzero weights are terms (the plan leaves the exact zeros out), and no hidden tile goes
-// through memory: 16 rows at a time are gathered into registers, run through both maps, and
-// their outputs added back.
+// through memory: 16 rows at a time are gathered into registers (or, when every column touched
+// lies within 4 consecutive ones, loaded 4 values per row and transposed), run through both
+// maps, and their outputs added back.
 // Summation order (fixed): a unit's terms in order, then its bias; an output's terms in order,
 // then its bias, then the addition into x. Error (Higham, Accuracy and Stability, 3.1,
 // u = 2^-24): a unit with k terms is within gamma_(k+1) (sum |w x| + |b|) of exact (ReLU is
@@ -68,6 +69,11 @@ class SmallMlp {
   std::vector<std::int32_t> up_index_, down_index_;
   std::vector<float> up_weight_, down_weight_;
   std::vector<std::int64_t> unit_end_, output_end_;
+  // Whether every column read or written lies in [first_column_, first_column_ + 4) (then rows
+  // are loaded 4 values at a time instead of gathered), and the lanes of those 4 it writes.
+  bool narrow_ = false;
+  std::int64_t first_column_ = 0;
+  std::uint8_t output_lanes_ = 0;
 };
 
 }  // namespace iclbench::ops
