@@ -88,23 +88,22 @@ void block_sum_vectors(const float* k_head, std::int64_t k_stride, const float* 
   }
 }
 
-}  // namespace
-
-void LinearAttention::keys_times_values(const float* keys, const float* values,
-                                        std::int64_t key_rows, float* product) const {
-  const LinearAttentionShape& s = shape_;
-  const std::int64_t dk = s.qk_dim, dv = s.v_dim, block = key_block_rows(key_rows);
+// out [H, dv, dk] = the sum over `key_rows` rows of K^T V in blocks of `block` rows, the block
+// sums added in order, then times s.scale when `scaled`.
+void blocked_sums(const LinearAttentionShape& s, const float* keys, const float* values,
+                  std::int64_t key_rows, std::int64_t block, bool scaled, float* out) {
+  const std::int64_t dk = s.qk_dim, dv = s.v_dim;
   const std::int64_t k_stride = s.keys.row_stride, v_stride = s.values.row_stride;
   const __m512 scale = _mm512_set1_ps(s.scale);
   for (std::int64_t h = 0; h < s.heads; ++h) {
     const float* k_head = keys + s.keys.head_column[static_cast<std::size_t>(h)];
     const float* v_head = values + s.values.head_column[static_cast<std::size_t>(h)];
-    float* m_head = product + h * dv * dk;
+    float* m_head = out + h * dv * dk;
     for (std::int64_t a0 = 0; a0 < dk; a0 += 16) {
       const __mmask16 lanes = simd::first_lanes(dk - a0);
-      for (std::int64_t b0 = 0; b0 < dv; b0 += kMaxValueWidth) {
-        const std::int64_t width = std::min(kMaxValueWidth, dv - b0);
-        __m512 total[kMaxValueWidth], sum[kMaxValueWidth];
+      for (std::int64_t b0 = 0; b0 < dv; b0 += LinearAttention::kMaxValueWidth) {
+        const std::int64_t width = std::min(LinearAttention::kMaxValueWidth, dv - b0);
+        __m512 total[LinearAttention::kMaxValueWidth], sum[LinearAttention::kMaxValueWidth];
         for (__m512& value : total) value = _mm512_setzero_ps();
         for (std::int64_t first = 0; first < key_rows; first += block) {
           block_sum_vectors(k_head + first * k_stride + a0, k_stride,
@@ -115,34 +114,24 @@ void LinearAttention::keys_times_values(const float* keys, const float* values,
           }
         }
         for (std::int64_t b = 0; b < width; ++b) {
-          _mm512_mask_storeu_ps(m_head + (b0 + b) * dk + a0, lanes, _mm512_mul_ps(total[b], scale));
+          _mm512_mask_storeu_ps(m_head + (b0 + b) * dk + a0, lanes,
+                                scaled ? _mm512_mul_ps(total[b], scale) : total[b]);
         }
       }
     }
   }
 }
 
+}  // namespace
+
+void LinearAttention::keys_times_values(const float* keys, const float* values,
+                                        std::int64_t key_rows, float* product) const {
+  blocked_sums(shape_, keys, values, key_rows, key_block_rows(key_rows), true, product);
+}
+
 void LinearAttention::key_block_sum(const float* keys, const float* values, std::int64_t rows,
                                     float* block_sum) const {
-  const LinearAttentionShape& s = shape_;
-  const std::int64_t dk = s.qk_dim, dv = s.v_dim;
-  for (std::int64_t h = 0; h < s.heads; ++h) {
-    const float* k_head = keys + s.keys.head_column[static_cast<std::size_t>(h)];
-    const float* v_head = values + s.values.head_column[static_cast<std::size_t>(h)];
-    float* m_head = block_sum + h * dv * dk;
-    for (std::int64_t a0 = 0; a0 < dk; a0 += 16) {
-      const __mmask16 lanes = simd::first_lanes(dk - a0);
-      for (std::int64_t b0 = 0; b0 < dv; b0 += kMaxValueWidth) {
-        const std::int64_t width = std::min(kMaxValueWidth, dv - b0);
-        __m512 sum[kMaxValueWidth];
-        block_sum_vectors(k_head + a0, s.keys.row_stride, v_head + b0, s.values.row_stride, lanes,
-                          width, rows, sum);
-        for (std::int64_t b = 0; b < width; ++b) {
-          _mm512_mask_storeu_ps(m_head + (b0 + b) * dk + a0, lanes, sum[b]);
-        }
-      }
-    }
-  }
+  blocked_sums(shape_, keys, values, rows, std::max<std::int64_t>(rows, 1), false, block_sum);
 }
 
 namespace {

@@ -84,6 +84,23 @@ void transpose_quads(__m512 (&v)[4]) {
   v[3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t1), pd(t3)));
 }
 
+// Groups of 16 rows per trip through the terms.
+constexpr std::int64_t kGroups = 4;
+
+// sum[g] = (sum over terms t in [begin, end) of sources[index[t]][g] weight[t]) + bias, the terms
+// in order, then the bias.
+void terms_plus_bias(const std::int32_t* index, const float* weight, std::int64_t begin,
+                     std::int64_t end, const __m512 (*sources)[kGroups], float bias,
+                     __m512 (&sum)[kGroups]) {
+  for (__m512& value : sum) value = _mm512_setzero_ps();
+  for (std::int64_t t = begin; t < end; ++t) {
+    const __m512* source = sources[index[t]];
+    const __m512 w = _mm512_set1_ps(weight[t]);
+    for (std::int64_t g = 0; g < kGroups; ++g) sum[g] = _mm512_fmadd_ps(source[g], w, sum[g]);
+  }
+  for (__m512& value : sum) value = _mm512_add_ps(value, _mm512_set1_ps(bias));
+}
+
 }  // namespace
 
 void SmallMlp::execute(float* x) const {
@@ -95,7 +112,6 @@ void SmallMlp::execute(float* x) const {
   const bool relu = activation_ == PostActivation::kRelu;
   // kGroups groups of 16 rows per trip through the terms: independent chains of fused
   // multiply-adds, and the terms' indices read once per 64 rows.
-  constexpr std::int64_t kGroups = 4;
   __m512 in[kMaxInputs][kGroups], hidden[kMaxUnits][kGroups], out[kMaxOutputs][kGroups];
   __m512 span[kGroups][4];
   for (std::int64_t r0 = 0; r0 < rows_; r0 += 16 * kGroups) {
@@ -128,35 +144,20 @@ void SmallMlp::execute(float* x) const {
         }
       }
     }
-    std::int64_t t = 0;
     for (std::int64_t j = 0; j < units; ++j) {
-      __m512 sum[kGroups];
-      for (__m512& value : sum) value = _mm512_setzero_ps();
-      for (const std::int64_t end = unit_end_[static_cast<std::size_t>(j)]; t < end; ++t) {
-        const __m512* column = in[up_index_[static_cast<std::size_t>(t)]];
-        const __m512 weight = _mm512_set1_ps(up_weight_[static_cast<std::size_t>(t)]);
-        for (std::int64_t g = 0; g < kGroups; ++g) {
-          sum[g] = _mm512_fmadd_ps(column[g], weight, sum[g]);
-        }
-      }
-      const __m512 bias = _mm512_set1_ps(w.units[static_cast<std::size_t>(j)].bias);
-      for (std::int64_t g = 0; g < kGroups; ++g) {
-        const __m512 value = _mm512_add_ps(sum[g], bias);
-        hidden[j][g] = relu ? _mm512_max_ps(value, _mm512_setzero_ps()) : value;
+      const auto unit = static_cast<std::size_t>(j);
+      terms_plus_bias(up_index_.data(), up_weight_.data(), j == 0 ? 0 : unit_end_[unit - 1],
+                      unit_end_[unit], in, w.units[unit].bias, hidden[j]);
+      if (relu) {
+        for (__m512& value : hidden[j]) value = _mm512_max_ps(value, _mm512_setzero_ps());
       }
     }
     // Every output from the units before any is added to x (an output may be an input).
-    t = 0;
     for (std::int64_t o = 0; o < outputs; ++o) {
-      __m512 sum[kGroups];
-      for (__m512& value : sum) value = _mm512_setzero_ps();
-      for (const std::int64_t end = output_end_[static_cast<std::size_t>(o)]; t < end; ++t) {
-        const __m512* unit = hidden[down_index_[static_cast<std::size_t>(t)]];
-        const __m512 weight = _mm512_set1_ps(down_weight_[static_cast<std::size_t>(t)]);
-        for (std::int64_t g = 0; g < kGroups; ++g) sum[g] = _mm512_fmadd_ps(unit[g], weight, sum[g]);
-      }
-      const __m512 bias = _mm512_set1_ps(w.outputs[static_cast<std::size_t>(o)].bias);
-      for (std::int64_t g = 0; g < kGroups; ++g) out[o][g] = _mm512_add_ps(sum[g], bias);
+      const auto output = static_cast<std::size_t>(o);
+      terms_plus_bias(down_index_.data(), down_weight_.data(),
+                      o == 0 ? 0 : output_end_[output - 1], output_end_[output], hidden,
+                      w.outputs[output].bias, out[o]);
     }
     for (std::int64_t g = 0; g < kGroups; ++g) {
       const std::int64_t count = std::clamp<std::int64_t>(rows_ - r0 - 16 * g, 0, 16);
