@@ -89,16 +89,21 @@ constexpr std::int64_t kGroups = 4;
 
 // sum[g] = (sum over terms t in [begin, end) of sources[index[t]][g] weight[t]) + bias, the terms
 // in order, then the bias.
-void terms_plus_bias(const std::int32_t* index, const float* weight, std::int64_t begin,
-                     std::int64_t end, const __m512 (*sources)[kGroups], float bias,
-                     __m512 (&sum)[kGroups]) {
-  for (__m512& value : sum) value = _mm512_setzero_ps();
+[[gnu::always_inline]] inline void terms_plus_bias(const std::int32_t* index, const float* weight,
+                                                   std::int64_t begin, std::int64_t end,
+                                                   const __m512 (*sources)[kGroups], float bias,
+                                                   __m512 (&sum)[kGroups]) {
+  // A local accumulator: `sum` might alias `sources` as far as the compiler knows, and would be
+  // stored and reloaded at every term.
+  __m512 local[kGroups];
+  for (__m512& value : local) value = _mm512_setzero_ps();
   for (std::int64_t t = begin; t < end; ++t) {
     const __m512* source = sources[index[t]];
     const __m512 w = _mm512_set1_ps(weight[t]);
-    for (std::int64_t g = 0; g < kGroups; ++g) sum[g] = _mm512_fmadd_ps(source[g], w, sum[g]);
+    for (std::int64_t g = 0; g < kGroups; ++g) local[g] = _mm512_fmadd_ps(source[g], w, local[g]);
   }
-  for (__m512& value : sum) value = _mm512_add_ps(value, _mm512_set1_ps(bias));
+  const __m512 b = _mm512_set1_ps(bias);
+  for (std::int64_t g = 0; g < kGroups; ++g) sum[g] = _mm512_add_ps(local[g], b);
 }
 
 }  // namespace
