@@ -22,6 +22,7 @@
 #include "ops/eigen_ops.hpp"
 #include "ops/gelu.hpp"
 #include "ops/linear_attention.hpp"
+#include "ops/small_mlp.hpp"
 #include "ops/row_softmax.hpp"
 #include "util/philox.hpp"
 
@@ -615,6 +616,26 @@ void BM_IclLinearAttention(benchmark::State& state, std::string name, LinearAtte
   set_counters(state, 2.0 * d * (n + t), static_cast<double>(t), 0, false);
 }
 
+// gd-hinge's gradient MLP (tau = 0.5) on one prompt of issue 14's shape (T = 4096 + 64 rows of
+// width d + 4 = 20), by ops::SmallMlp as the structured engine runs it: units relu(2p - 2.5y
+// +- 0.5), relu(+-g), relu(+-y) read slots y, p, g, and g += their weighted sum + 0.5, in place,
+// one row tile of 256 rows per call. g grows by a bounded amount per call (every unit is at most
+// linear in g with slope 1 and g's weights cancel), so it stays finite for any run length.
+void BM_IclMlp(benchmark::State& state, std::string name) {
+  constexpr std::int64_t d = 16, t = 4096 + 64, width = d + 4, tile = 256, y = d, p = d + 1, g = d + 2;
+  Buffer<float> stream = values(static_cast<std::size_t>((t + tile) / tile * tile * width), 92);
+  ops::SmallMlp::Weights w;
+  w.inputs = {p, y, g};
+  w.units = {{0.5f, {{0, 2.0f}, {1, -2.5f}}}, {-0.5f, {{0, 2.0f}, {1, -2.5f}}}, {0.0f, {{2, 1.0f}}},
+             {0.0f, {{2, -1.0f}}},           {0.0f, {{1, 1.0f}}},               {0.0f, {{1, -1.0f}}}};
+  w.outputs = {{g, 0.5f, {{0, -1.0f}, {1, 1.0f}, {2, -1.0f}, {3, 1.0f}, {4, 0.5f}, {5, -0.5f}}}};
+  const ops::SmallMlp op(tile, width, width, w, ops::PostActivation::kRelu);
+  time_op(state, name, [&] {
+    for (std::int64_t r = 0; r < t; r += tile) op.execute(stream.data() + r * width);
+  });
+  set_counters(state, op.flops_per_row() * static_cast<double>(t), static_cast<double>(t), 0, false);
+}
+
 // Registers `function` under `name`, passing the name on (for the gate's slowdown switch).
 template <typename Function, typename... Args>
 void add(const std::string& name, Function function, Args... args) {
@@ -674,6 +695,7 @@ void register_benchmarks() {
   add("icl_linear_attention/gd_step/iclbench_f32", BM_IclLinearAttention, LinearAttentionPath::kIclbench);
   add("icl_linear_attention/gd_step/onednn_f32", BM_IclLinearAttention, LinearAttentionPath::kOneDnn);
   add("icl_linear_attention/gd_step/eigen_f32", BM_IclLinearAttention, LinearAttentionPath::kEigen);
+  add("icl_mlp/gd_hinge/iclbench_f32", BM_IclMlp);
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "ops/gelu.hpp"
 #include "ops/linear_attention.hpp"
 #include "ops/row_softmax.hpp"
+#include "ops/small_mlp.hpp"
 #include "util/philox.hpp"
 
 namespace iclbench::ops {
@@ -601,14 +602,15 @@ TEST(Ops, GeluMatchesTheReferenceWithinItsDerivedBound) {
 }
 
 // ---- LinearAttention against its double twin. ----
-// Bounds (Higham 3.1, u = 2^-24, gamma_m = m u / (1 - m u)): M[h, b, a] sums ceil(Tk / 4)
-// fused products per lane, then 3 lane additions and the scale: within
-// gamma_(ceil(Tk/4) + 4) * scale * sum_i |K V|. O[r, h, b] sums ceil(dk / 16) fused products per
+// Bounds (Higham 3.1, u = 2^-24, gamma_m = m u / (1 - m u)): M[h, b, a] sums ceil(B / 4)
+// fused products per lane of a block of B key rows, then 3 lane additions, ceil(Tk / B) - 1
+// block additions and the scale: within gamma_(ceil(B/4) + 3 + ceil(Tk/B)) * scale * sum_i |K V|. O[r, h, b] sums ceil(dk / 16) fused products per
 // lane and a 4-level lane reduction of the computed M: within gamma_(ceil(dk/16) + 4) sum_a |Q M|
 // plus sum_a |Q| |M's error|; accumulating adds u |result|.
 struct LinearAttentionCase {
   std::int64_t heads, dk, dv, key_rows, rows;
   bool accumulate;
+  std::int64_t key_block_rows = 0;
 };
 
 double gamma_of(double m) { return m * kEps / (1 - m * kEps); }
@@ -618,7 +620,9 @@ TEST(Ops, LinearAttentionMatchesTheReferenceWithinItsDerivedBound) {
                                        {1, 16, 1, 1, 1, false},      // one key, one query
                                        {2, 17, 3, 4097, 37, false},  // dk not a multiple of 16
                                        {3, 33, 5, 7, 19, true},      // dv over one block
-                                       {1, 5, 1, 3, 2, false}};
+                                       {1, 5, 1, 3, 2, false},
+                                       {1, 16, 1, 4096, 65, true, 256},  // engine's row tiles
+                                       {2, 17, 3, 1000, 9, false, 7}};   // a short last block
   std::uint64_t seed = 100;
   for (const LinearAttentionCase& c : cases) {
     SCOPED_TRACE("H " + std::to_string(c.heads) + " dk " + std::to_string(c.dk) + " dv " +
@@ -643,6 +647,7 @@ TEST(Ops, LinearAttentionMatchesTheReferenceWithinItsDerivedBound) {
     shape.out_stride = out_width;
     for (std::int64_t j = 0; j < c.heads * c.dv; ++j) shape.out_column.push_back(out_width - 1 - j);
     shape.accumulate = c.accumulate;
+    shape.key_block_rows = c.key_block_rows;
     const std::int64_t rows = std::max(c.key_rows, c.rows);
     const std::vector<float> x = random_values(static_cast<std::size_t>(rows * width), seed++);
     const std::vector<float> initial = random_values(static_cast<std::size_t>(c.rows * out_width), seed++);
@@ -664,8 +669,10 @@ TEST(Ops, LinearAttentionMatchesTheReferenceWithinItsDerivedBound) {
                                   x[i * width + shape.values.head_column[h] + b]);
           }
           const std::size_t index = static_cast<std::size_t>((h * c.dv + b) * c.dk + a);
+          const std::int64_t block = op.key_block_rows(c.key_rows);
+          const std::int64_t roundings = (block + 3) / 4 + 3 + (c.key_rows + block - 1) / block;
           product_bound[index] =
-              gamma_of(static_cast<double>((c.key_rows + 3) / 4 + 4)) * shape.scale * magnitude;
+              gamma_of(static_cast<double>(roundings)) * shape.scale * magnitude;
           ASSERT_NEAR(product[index], exact_product[index], product_bound[index])
               << "M at head " << h << " b " << b << " a " << a;
         }
@@ -700,6 +707,129 @@ TEST(Ops, LinearAttentionMatchesTheReferenceWithinItsDerivedBound) {
       }
     }
   }
+}
+
+// The engine's one-sweep path builds M from per-tile block sums: the same bits as one call.
+TEST(Ops, LinearAttentionBlockSumsGiveTheSameBitsAsOneCall) {
+  for (const std::int64_t key_rows : {1, 255, 256, 257, 1000}) {
+    SCOPED_TRACE("Tk " + std::to_string(key_rows));
+    LinearAttentionShape shape;
+    shape.heads = 2;
+    shape.qk_dim = 17;
+    shape.v_dim = 3;
+    shape.scale = 0.37f;
+    shape.key_block_rows = 256;
+    const std::int64_t width = 2 * (17 + 3);
+    shape.keys = HeadColumns::packed(width, 2, 17);
+    shape.values = HeadColumns::packed(width, 2, 3, 34);
+    shape.queries = shape.keys;
+    shape.out_stride = 6;
+    shape.out_column = {0, 1, 2, 3, 4, 5};
+    const LinearAttention op(shape);
+    const std::vector<float> x = random_values(static_cast<std::size_t>(key_rows * width), 7);
+    const auto size = static_cast<std::size_t>(op.product_size());
+    std::vector<float> whole(size), pieces(size);
+    op.keys_times_values(x.data(), x.data(), key_rows, whole.data());
+    const std::int64_t blocks = (key_rows + 255) / 256;
+    std::vector<float> sums(static_cast<std::size_t>(blocks) * size);
+    for (std::int64_t b = 0; b < blocks; ++b) {
+      const float* first = x.data() + b * 256 * width;
+      op.key_block_sum(first, first, std::min<std::int64_t>(256, key_rows - b * 256),
+                       sums.data() + b * static_cast<std::int64_t>(size));
+    }
+    op.combine_key_blocks(sums.data(), blocks, pieces.data());
+    for (std::size_t e = 0; e < size; ++e) ASSERT_EQ(pieces[e], whole[e]) << "element " << e;
+  }
+}
+
+// ---- SmallMlp against a double evaluation of its formula. ----
+// Bounds (Higham 3.1, u = 2^-24): a unit with k terms is within gamma_(k+1) (sum |w x| + |b|) of
+// exact, ReLU passes that on (1-Lipschitz); an output with m terms within
+// gamma_(m+1) (sum |w h| + |b|) + sum |w| |h's error|; adding it into x costs u |x + out| more.
+// An output that is also an input is read before any output is added (x[7] below). Columns
+// spread out (gathered) and within 4 consecutive ones (loaded and transposed).
+TEST(Ops, SmallMlpMatchesTheFormulaWithinItsDerivedBound) {
+  const std::int64_t width = 11, stride = 13;
+  struct Columns {
+    std::vector<std::int64_t> inputs, outputs;
+  };
+  const Columns layouts[] = {{{3, 7, 0}, {7, 2, 9}}, {{5, 7, 8}, {7, 8, 6}}};
+  for (const PostActivation activation : {PostActivation::kRelu, PostActivation::kNone}) {
+    for (const std::int64_t rows : {1, 16, 37}) {
+     for (const Columns& columns : layouts) {
+      SCOPED_TRACE("rows " + std::to_string(rows) + " first input " +
+                   std::to_string(columns.inputs[0]));
+      SmallMlp::Weights w;
+      w.inputs = columns.inputs;
+      w.units = {{0.5f, {{0, 1.5f}, {1, -2.0f}}},
+                 {-0.25f, {{2, 0.75f}}},
+                 {0.0f, {{1, 1.0f}}},
+                 {0.125f, {}},  // a unit of its bias alone: act(b)
+                 {0.0f, {{0, -1.0f}, {1, 0.3f}, {2, 2.0f}}}};
+      w.outputs = {{columns.outputs[0], 0.5f, {{0, -1.0f}, {2, 1.0f}, {3, 2.0f}}},
+                   {columns.outputs[1], 0.0f, {{1, 0.5f}, {4, -0.7f}}},
+                   {columns.outputs[2], 1.25f, {}}};  // a bias alone
+      const SmallMlp op(rows, stride, width, w, activation);
+      EXPECT_DOUBLE_EQ(op.flops_per_row(), 2.0 * (7 + 5));  // the terms
+      const std::vector<float> initial =
+          random_values(static_cast<std::size_t>(rows * stride), 300 + static_cast<std::uint64_t>(rows));
+      std::vector<float> x = initial;
+      op.execute(x.data());
+      const bool relu = activation == PostActivation::kRelu;
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const float* before = initial.data() + r * stride;
+        std::vector<double> hidden, hidden_error;
+        for (const SmallMlp::Unit& unit : w.units) {
+          double sum = unit.bias, magnitude = std::abs(unit.bias);
+          for (const SmallMlp::Term& term : unit.terms) {
+            const double product = static_cast<double>(before[w.inputs[term.index]]) * term.weight;
+            sum += product;
+            magnitude += std::abs(product);
+          }
+          hidden.push_back(relu ? std::max(sum, 0.0) : sum);
+          hidden_error.push_back(gamma_of(static_cast<double>(unit.terms.size() + 1)) * magnitude);
+        }
+        std::vector<double> expected(initial.begin() + r * stride, initial.begin() + (r + 1) * stride);
+        std::vector<double> bound(static_cast<std::size_t>(stride), 0.0);
+        for (const SmallMlp::Output& output : w.outputs) {
+          double sum = output.bias, magnitude = std::abs(output.bias), carried = 0;
+          for (const SmallMlp::Term& term : output.terms) {
+            sum += hidden[term.index] * term.weight;
+            magnitude += std::abs(hidden[term.index] * term.weight);
+            carried += std::abs(term.weight) * hidden_error[term.index];
+          }
+          const auto column = static_cast<std::size_t>(output.column);
+          expected[column] += sum;
+          bound[column] = gamma_of(static_cast<double>(output.terms.size() + 1)) * magnitude +
+                          carried;
+          bound[column] += kEps * (std::abs(expected[column]) + bound[column]);
+        }
+        for (std::int64_t c = 0; c < stride; ++c) {
+          const auto column = static_cast<std::size_t>(c);
+          if (bound[column] == 0.0) {
+            // Columns no output writes are left alone (the padding past width too).
+            ASSERT_EQ(x[r * stride + c], initial[r * stride + c]) << "row " << r << " column " << c;
+          } else {
+            ASSERT_NEAR(x[r * stride + c], expected[column], bound[column])
+                << "row " << r << " column " << c;
+          }
+        }
+      }
+     }
+    }
+  }
+}
+
+TEST(Ops, SmallMlpRejectsWhatItCannotRun) {
+  SmallMlp::Weights w;
+  w.inputs = {0};
+  w.units = {{0.0f, {{0, 1.0f}}}};
+  w.outputs = {{1, 0.0f, {{0, 1.0f}}}};
+  EXPECT_NO_THROW(SmallMlp(4, 2, 2, w, PostActivation::kRelu));
+  EXPECT_THROW(SmallMlp(4, 2, 2, w, PostActivation::kGelu), std::invalid_argument);
+  EXPECT_THROW(SmallMlp(4, 2, 1, w, PostActivation::kRelu), std::invalid_argument);  // column 1
+  w.units[0].terms[0].index = 1;  // no input 1
+  EXPECT_THROW(SmallMlp(4, 2, 2, w, PostActivation::kRelu), std::invalid_argument);
 }
 
 TEST(Ops, LinearAttentionRejectsInconsistentShapes) {

@@ -115,11 +115,12 @@ TEST(WeightStructure, ConstructionsMatchTheDensePath) {
   }
 }
 
-// What gd-hinge executes, counted by hand from its weights (d x slots, width d + 4): the first
-// layer's MLP reads p, y, g into 6 hidden units and writes g (3 * 6 + 6 * 1 multiply-adds per
-// token); the looped layer's Q = x and K = x are copies made in its first pass, V = g a copy,
-// O goes to p as a copy, and only M = K^T V (d per context token), Q M (d per token) and the
-// MLP are multiply-adds. The dense plan executes ModelConfig::forward_flops.
+// What gd-hinge executes, counted by hand from its weights (d x slots, width d + 4): each MLP
+// (ops::SmallMlp, nonzero weights only) has units relu(p/tau + s y +- 1/2) (2 weights each),
+// relu(+-g) and relu(+-y) (1 each), and g += their sum with 6 weights: 14 multiply-adds per
+// token; the looped layer's Q = x and K = x are views of x, V = g a view, O goes to p as a
+// view, and only M = K^T V (d per context token), Q M (d per token) and the MLP are
+// multiply-adds. The dense plan executes ModelConfig::forward_flops.
 TEST(WeightStructure, FlopsCountWhatRuns) {
   const int d = 16, n = 4096, t = n + 64, steps = 7;
   const ConstructionSpec spec = parse_construction("gd-hinge:L=7,eta=2,tau=0.5");
@@ -128,7 +129,7 @@ TEST(WeightStructure, FlopsCountWhatRuns) {
   dense_options.dense = true;
   const Engine structured(model.config, model.weights);
   const Engine dense(model.config, model.weights, dense_options);
-  const double mlp = 2.0 * (3 * 6 + 6 * 1) * t;
+  const double mlp = 2.0 * (2 * 2 + 4 * 1 + 6) * t;
   const double expected = mlp + steps * (2.0 * d * n + 2.0 * d * t + mlp);
   EXPECT_DOUBLE_EQ(structured.forward_flops(t, n), expected);
   EXPECT_DOUBLE_EQ(dense.forward_flops(t, n), model.config.forward_flops(t, n));
@@ -267,7 +268,11 @@ TEST_P(PlantedStructure, MatchesDenseAndReference) {
   dense_options.dense = true;
   const Engine dense(config, weights, dense_options);
   EXPECT_EQ(structured.implementations(t, n).at("projection"), "structured:columns");
-  EXPECT_EQ(structured.implementations(t, n).at("mlp"), "structured:columns");
+  // Without a norm and with ReLU or no activation the live MLP is small enough for
+  // ops::SmallMlp; otherwise its two maps are structured columns.
+  EXPECT_EQ(structured.implementations(t, n).at("mlp"),
+            norms || activation == Activation::kGelu ? "structured:columns"
+                                                     : "structured:small_mlp");
   EXPECT_LT(structured.forward_flops(t, n), dense.forward_flops(t, n));
 }
 
@@ -305,6 +310,9 @@ TEST(WeightStructure, ViewsOfTheStreamMatchDenseAndReference) {
   const Engine structured(config, weights);
   EXPECT_EQ(structured.implementations(t, n).at("projection"), "structured:view");
   EXPECT_EQ(structured.implementations(t, n).at("keys_times_values"), "iclbench:linear_attention");
+  // Q, K and V all views in a looped layer: one sweep per pass (with 2 row tiles per prompt, so
+  // M of later passes comes from two block sums).
+  EXPECT_EQ(structured.implementations(t, n).count("sweep"), 1u);
   // An output slot that a query view reads: O must then go through W_o (the kernel would read
   // a row's queries after adding its first head's output).
   for (LayerWeights& w : weights.layers) {

@@ -231,6 +231,8 @@ std::map<std::string, std::string> Engine::implementations(std::int64_t tokens_p
         if (*projection) found["projection"] = (*projection)->implementation();
       }
       if (attention->small) found["keys_times_values"] = "iclbench:linear_attention";
+      // AttentionPlan::one_sweep: a looped layer reads the stream once per pass.
+      if (attention->one_sweep) found["sweep"] = "one_per_pass";
       if (attention->scores) found["scores"] = attention->scores->implementation();
       if (attention->mix) found["mix"] = attention->mix->implementation();
       if (attention->keys_times_values) {
@@ -249,7 +251,8 @@ std::map<std::string, std::string> Engine::implementations(std::int64_t tokens_p
       }
     }
     if (layer.mlp) {
-      found["mlp"] = layer.mlp->up->implementation();
+      found["mlp"] = layer.mlp->small ? layer.mlp->small->implementation()
+                                      : layer.mlp->up->implementation();
       if (layer.mlp->gelu) found["gelu"] = layer.mlp->gelu->implementation();
     }
   }

@@ -170,12 +170,88 @@ Activations layer_activations(const EnginePlan& plan, const LayerPlan& layer) {
     activations.keys_values = rows_of(plan.keys_values, attention.key_value_width, rows);
     activations.attended = rows_of(plan.attended, attention.attended_width, rows);
     activations.products = rows_of(plan.products, attention.product_size, 1);
+    if (attention.one_sweep) {
+      activations.key_block_sums =
+          Rows{plan.key_block_sums.data(),
+               static_cast<std::size_t>(plan.shape.tiles * attention.product_size) * 4, 1};
+    }
   }
   return activations;
 }
 
+namespace {
+
+// x += MLP(x) on one row tile (the layer's row-local rest, after its attention output).
+void mlp_tile(const MlpPlan& mlp, std::byte* x, const TileScratch& scratch) {
+  if (mlp.small) {
+    // x += act(x W_1 + b_1) W_2 + b_2 in place, on the live part only
+    mlp.small->execute(reinterpret_cast<float*>(x));
+    scratch.lap(OpGroup::kMlp);
+    return;
+  }
+  // h = norm(x)
+  const void* h = normed_input(mlp.norm, mlp.to_bf16, x, scratch);
+  // hidden = act(h W_1 + b_1): [R, F]
+  mlp.up->execute(h, scratch.hidden, scratch.scratchpad);
+  if (mlp.gelu) mlp.gelu->execute(reinterpret_cast<const float*>(scratch.hidden), scratch.hidden);
+  // x += hidden W_2 + b_2
+  mlp.down->execute(scratch.hidden, x, scratch.scratchpad);
+  scratch.lap(OpGroup::kMlp);
+}
+
+// AttentionPlan::one_sweep: pass `pass` of a looped layer whose Q, K and V are views of x.
+void one_sweep_forward(const LayerPlan& layer, const Activations& activations,
+                       const Schedule& schedule, int pass) {
+  const AttentionPlan& attention = *layer.attention;
+  const ops::LinearAttention& small = *attention.small;
+  auto floats = [](std::byte* bytes) { return reinterpret_cast<float*>(bytes); };
+  const Rows& out_rows = attention.output_view ? activations.stream : activations.attended;
+  const std::int64_t rows = attention.tile_rows, keys = attention.keys;
+  const std::int64_t blocks = (keys + rows - 1) / rows;
+  const std::int64_t block_floats = small.product_size();
+  // M = scale K^T V: in the first pass from the stream, in later ones from the block sums the
+  // previous pass left (the same sum, block by block: the same bits).
+  schedule.each_prompt([&](std::int64_t prompt, const TileScratch& scratch) {
+    float* product = floats(activations.products.at(prompt, 0));
+    if (pass == 0) {
+      const float* x = floats(activations.stream.at(prompt, 0));
+      small.keys_times_values(x, x, keys, product);
+    } else {
+      small.combine_key_blocks(floats(activations.key_block_sums.at(prompt, 0)), blocks, product);
+    }
+    scratch.lap(OpGroup::kAttention);
+  });
+  const bool next_pass = pass + 1 < layer.passes;
+  schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
+    std::byte* x = activations.stream.at(tile);
+    // O = Q M, added into x or written to O's rows
+    small.queries_times_product(floats(x), rows, floats(activations.products.at(tile.prompt, 0)),
+                                floats(out_rows.at(tile)));
+    scratch.lap(OpGroup::kAttention);
+    // x += O W_o + b_o
+    if (attention.output) {
+      attention.output->execute(activations.attended.at(tile), x, scratch.scratchpad);
+      scratch.lap(OpGroup::kProjections);
+    }
+    if (layer.mlp) mlp_tile(*layer.mlp, x, scratch);
+    // The next pass's K^T V block of this tile's key rows, from the rows just written.
+    if (next_pass && tile.first_row < keys) {
+      float* block_sum = floats(activations.key_block_sums.at(tile.prompt, 0)) +
+                         (tile.first_row / rows) * block_floats;
+      small.key_block_sum(floats(x), floats(x), std::min(rows, keys - tile.first_row), block_sum);
+      scratch.lap(OpGroup::kAttention);
+    }
+  });
+}
+
+}  // namespace
+
 void layer_forward(const LayerPlan& layer, const Activations& activations,
                    const Schedule& schedule, int pass) {
+  if (layer.attention && layer.attention->one_sweep) {
+    one_sweep_forward(layer, activations, schedule, pass);
+    return;
+  }
   if (const std::optional<AttentionPlan>& attention = layer.attention) {
     // (Skipped when the plan reads Q, K and V straight from x: no sweep to run.)
     if (attention->query || attention->key_value) {
@@ -217,18 +293,7 @@ void layer_forward(const LayerPlan& layer, const Activations& activations,
       layer.attention->output->execute(activations.attended.at(tile), x, scratch.scratchpad);
       scratch.lap(OpGroup::kProjections);
     }
-    if (const std::optional<MlpPlan>& mlp = layer.mlp) {
-      // h = norm(x)
-      const void* h = normed_input(mlp->norm, mlp->to_bf16, x, scratch);
-      // hidden = act(h W_1 + b_1): [R, F]
-      mlp->up->execute(h, scratch.hidden, scratch.scratchpad);
-      if (mlp->gelu) {
-        mlp->gelu->execute(reinterpret_cast<const float*>(scratch.hidden), scratch.hidden);
-      }
-      // x += hidden W_2 + b_2
-      mlp->down->execute(scratch.hidden, x, scratch.scratchpad);
-      scratch.lap(OpGroup::kMlp);
-    }
+    if (layer.mlp) mlp_tile(*layer.mlp, x, scratch);
   });
 }
 

@@ -35,6 +35,7 @@ struct Activations {
   Rows keys_values;  // K and V side by side: [G, T_pad, H (dk + dv)]; rows < Tk written
   Rows attended;     // O, the heads' outputs side by side: [G, T_pad, H dv]
   Rows products;     // M = scale K^T V (linear icl attention): [G, 1, H dk dv]
+  Rows key_block_sums;  // one-sweep layers: K^T V per row tile, unscaled [G, 1, tiles H dk dv]
 };
 // The residual stream [G, T_pad, D] f32 in plan.stream.
 Rows stream_rows(const EnginePlan& plan);
@@ -50,7 +51,9 @@ Activations layer_activations(const EnginePlan& plan, const LayerPlan& layer);
 // A block the layer does not have is skipped, and so is a norm it does not have. `pass` counts
 // the passes of a looped layer from 0: a structured projection computes its pass-invariant
 // columns in pass 0 only (they stay in the Q and [K V] buffers, which no one else writes
-// between the passes of a layer).
+// between the passes of a layer). A one-sweep layer (AttentionPlan::one_sweep) runs all but
+// M's first sum in one sweep over the tiles, and pass p > 0 reads the block sums pass p - 1
+// left: call its passes in order 0, 1, ...
 void layer_forward(const LayerPlan& layer, const Activations& activations,
                    const Schedule& schedule, int pass = 0);
 

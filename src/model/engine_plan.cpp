@@ -389,7 +389,11 @@ AttentionPlan build_attention(const BuildContext& build, const LayerConfig& laye
           shape.out_stride = attended_width;
           for (std::int64_t j = 0; j < attended_width; ++j) shape.out_column.push_back(j);
         }
+        // M's sum runs in blocks of one row tile, so the one-sweep path below can build it from
+        // per-tile block sums and get the same bits.
+        shape.key_block_rows = rows;
         attention.small.emplace(std::move(shape));
+        attention.one_sweep = query_view && key_view && layer.loop > 1;
       } else {
         plan_keys_times_values(attention, head_views, icl_scale, dv, act);
       }
@@ -472,6 +476,54 @@ std::optional<std::pair<Projection, Projection>> structured_mlp(const BuildConte
                              std::nullopt)};
 }
 
+// The MLP as ops::SmallMlp: its live units (a nonzero down weight and a nonzero up weight or
+// bias), the columns of x they read, the columns they write (or that a down bias writes), and
+// only the nonzero weights as terms. Empty when it does not fit the kernel.
+std::optional<ops::SmallMlp> small_mlp(const BuildContext& build, const ProjectionWeights& up,
+                                       const ProjectionWeights& down,
+                                       ops::PostActivation activation) {
+  ops::SmallMlp::Weights small;
+  std::vector<std::int64_t> input_index(static_cast<std::size_t>(up.in), -1);
+  std::vector<std::int64_t> live_units;
+  for (std::int64_t f = 0; f < up.out; ++f) {
+    bool reaches_output = false, has_input = up.bias[static_cast<std::size_t>(f)] != 0.0f;
+    for (std::int64_t c = 0; c < down.out; ++c) reaches_output |= down.at(f, c) != 0.0f;
+    for (std::int64_t i = 0; i < up.in; ++i) has_input |= up.at(i, f) != 0.0f;
+    if (reaches_output && has_input) live_units.push_back(f);
+  }
+  for (std::int64_t f : live_units) {
+    ops::SmallMlp::Unit& unit = small.units.emplace_back();
+    unit.bias = up.bias[static_cast<std::size_t>(f)];
+    for (std::int64_t i = 0; i < up.in; ++i) {
+      const float weight = up.at(i, f);
+      if (weight == 0.0f) continue;
+      std::int64_t& index = input_index[static_cast<std::size_t>(i)];
+      if (index < 0) {
+        index = static_cast<std::int64_t>(small.inputs.size());
+        small.inputs.push_back(i);
+      }
+      unit.terms.push_back({index, weight});
+    }
+  }
+  for (std::int64_t c = 0; c < down.out; ++c) {
+    ops::SmallMlp::Output output;
+    output.column = c;
+    output.bias = down.bias[static_cast<std::size_t>(c)];
+    for (std::size_t j = 0; j < live_units.size(); ++j) {
+      const float weight = down.at(live_units[j], c);
+      if (weight != 0.0f) output.terms.push_back({static_cast<std::int64_t>(j), weight});
+    }
+    if (!output.terms.empty() || output.bias != 0.0f) small.outputs.push_back(std::move(output));
+  }
+  if (!ops::SmallMlp::fits(static_cast<std::int64_t>(small.inputs.size()),
+                           static_cast<std::int64_t>(small.units.size()),
+                           static_cast<std::int64_t>(small.outputs.size()), activation)) {
+    return std::nullopt;
+  }
+  return ops::SmallMlp(build.plan.shape.tile_rows, build.plan.width, build.plan.width,
+                       std::move(small), activation);
+}
+
 MlpPlan build_mlp(const BuildContext& build, const LayerConfig& layer,
                   const LayerWeights& weights) {
   MlpPlan mlp;
@@ -484,6 +536,10 @@ MlpPlan build_mlp(const BuildContext& build, const LayerConfig& layer,
   const ops::PostActivation activation = post_activation(layer.activation);
   const ProjectionWeights up = projection_weights(weights.w1, weights.b1, build.plan.width);
   const ProjectionWeights down = projection_weights(weights.w2, weights.b2, layer.mlp_hidden);
+  if (build.structured && !layer.mlp_norm) {
+    mlp.small = small_mlp(build, up, down, activation);
+    if (mlp.small) return mlp;
+  }
   if (build.structured) {
     if (auto structured = structured_mlp(build, up, down, activation)) {
       mlp.up.emplace(std::move(structured->first));
@@ -534,7 +590,8 @@ void count_flops(const EnginePlan& plan, const LayerConfig& layer, LayerPlan& la
                    : 2 * h * attended_pairs(layer.mask, plan.tokens, attention->keys) * (dk + dv);
     }
     if (const auto& mlp = layer_plan.mlp) {
-      flops += t * (mlp->up->flops_per_row(pass) + mlp->down->flops_per_row(pass));
+      flops += t * (mlp->small ? mlp->small->flops_per_row()
+                               : mlp->up->flops_per_row(pass) + mlp->down->flops_per_row(pass));
     }
     (pass == 0 ? layer_plan.first_pass_flops : layer_plan.later_pass_flops) = flops;
   }
@@ -579,6 +636,9 @@ PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, st
           std::max<std::int64_t>(shape.product_size, layer.heads * layer.qk_dim * layer.v_dim);
       switch (attention_path(layer, causal, options)) {
         case AttentionPath::kKeysTimesValues:
+          // A looped layer may take the one-sweep path (decided from the weights later): room
+          // for its per-tile block sums of K^T V.
+          if (layer.loop > 1 && !options.bf16 && !options.dense) shape.key_block_sums = true;
           break;
         case AttentionPath::kExplicitScores:
           shape.max_scores = std::max<std::size_t>(
@@ -610,6 +670,7 @@ PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, st
                                     shape.attended_width) *
                shape.act_size) +
       static_cast<std::size_t>(shape.product_size) * shape.act_size +
+      (shape.key_block_sums ? static_cast<std::size_t>(shape.tiles * shape.product_size) * 4 : 0) +
       (config.read_out ? static_cast<std::size_t>(shape.padded_tokens) * 4 : 0);
   shape.group =
       static_cast<std::int64_t>(std::max<std::size_t>(1, kGroupBytes / shape.per_prompt_bytes));
@@ -642,6 +703,10 @@ void EnginePlan::reserve_group(std::int64_t prompts) {
   keys_values = Buffer(rows * static_cast<std::size_t>(shape.key_value_width) * act_size);
   attended = Buffer(rows * static_cast<std::size_t>(shape.attended_width) * act_size);
   products = Buffer(static_cast<std::size_t>(prompts * shape.product_size) * act_size);
+  if (shape.key_block_sums) {
+    key_block_sums =
+        Buffer(static_cast<std::size_t>(prompts * shape.tiles * shape.product_size) * 4);
+  }
   if (read_out) read_out_scores = Buffer(rows * 4);
   allocated_group = prompts;
 }

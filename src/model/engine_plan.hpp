@@ -28,6 +28,7 @@
 #include "ops/gelu.hpp"
 #include "ops/linear_attention.hpp"
 #include "ops/row_softmax.hpp"
+#include "ops/small_mlp.hpp"
 
 namespace iclbench::model {
 
@@ -65,6 +66,7 @@ struct PlanShape {
   std::size_t per_prompt_bytes = 0;  // group buffers per prompt
   std::int64_t group = 0;            // prompts per group
   std::size_t mask_bytes = 0;        // causal masks (unfused attention only)
+  bool key_block_sums = false;       // room for [G, tiles, product_size] f32 block sums of K^T V
 };
 PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, std::int64_t tokens,
                      std::int64_t context);
@@ -158,6 +160,14 @@ struct AttentionPlan {
   // `key_value` or `output` is absent).
   std::optional<ops::LinearAttention> small;
   bool query_view = false, key_value_view = false, output_view = false;
+  // One sweep per pass (a looped layer whose Q, K and V are all views of x): per row tile,
+  // O = Q M, the output projection and the MLP, and then, while the tile is in cache, its block
+  // sum of the next pass's K^T V (ops::LinearAttention::key_block_sum into the plan's
+  // key_block_sums); the next pass's M is those block sums added in tile order
+  // (combine_key_blocks). The tile partition is the plan's, whatever the thread count, and M's
+  // blocks are the tiles in every path, so this gives the same bits as one sweep for M and one
+  // for the rest, and reads the stream once per pass instead of twice.
+  bool one_sweep = false;
   // kExplicitScores
   std::optional<ops::MatMul> scores;  // S = scale Q K^T (masked, ReLU for relu): [H, R, Tk]
   // Causal: one [R, Tk] call per head, `head_score_bytes` apart, with the 2-D mask tile.
@@ -186,6 +196,10 @@ struct MlpPlan {
   // bf16 matmuls.
   std::optional<ops::Gelu> gelu;
   std::optional<Projection> down;  // x += hidden W_2 + b_2: [R, D]
+  // Structured, no norm, few live inputs, units and outputs, ReLU or no activation: the whole
+  // block in place on x by ops::SmallMlp over its nonzero weights only (then up and down are
+  // absent).
+  std::optional<ops::SmallMlp> small;
 };
 
 // A learned model's exit (ModelConfig::read_out): score = LayerNorm(x) w_out + b_out.
@@ -228,6 +242,7 @@ struct EnginePlan {
   // Group buffers, prompt-major: [G, T_pad, width] each (the widest layer's width), and the
   // K^T V products [G, H dk dv].
   Buffer stream, queries, keys_values, attended, products;
+  Buffer key_block_sums;  // [G, tiles, H dk dv] f32, when shape.key_block_sums (one-sweep layers)
   Buffer read_out_scores;            // [G, T_pad] f32, with read_out
   std::int64_t allocated_group = 0;  // prompts the group buffers hold now
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "ops/simd_math.hpp"
 
@@ -41,47 +42,96 @@ LinearAttention::LinearAttention(LinearAttentionShape shape) : shape_(std::move(
         "output columns are not [H dv]");
 }
 
+std::int64_t LinearAttention::key_block_rows(std::int64_t key_rows) const {
+  const std::int64_t block = shape_.key_block_rows;
+  return block > 0 && block < key_rows ? block : std::max<std::int64_t>(key_rows, 1);
+}
+
+void LinearAttention::combine_key_blocks(const float* block_sums, std::int64_t blocks,
+                                         float* product) const {
+  const std::int64_t size = product_size();
+  for (std::int64_t e = 0; e < size; ++e) {
+    float sum = blocks > 0 ? block_sums[e] : 0.0f;
+    for (std::int64_t block = 1; block < blocks; ++block) sum = sum + block_sums[block * size + e];
+    product[e] = sum * shape_.scale;
+  }
+}
+
 #if defined(ICLBENCH_SIMD_AVX512)
 
-void LinearAttention::keys_times_values(const float* keys, const float* values,
-                                        std::int64_t key_rows, float* product) const {
-  const LinearAttentionShape& s = shape_;
+namespace {
+
+// One block's unscaled sum over `rows` key rows of K[., a0 .. a0 + 16) V[., b0 .. b0 + width),
+// in kRowLanes interleaved partial sums combined in order: sum[b] holds column b0 + b.
+void block_sum_vectors(const float* k_head, std::int64_t k_stride, const float* v_head,
+                       std::int64_t v_stride, __mmask16 lanes, std::int64_t width,
+                       std::int64_t rows, __m512 (&sum)[LinearAttention::kMaxValueWidth]) {
+  constexpr std::int64_t kLanes = LinearAttention::kRowLanes;
+  __m512 acc[kLanes][LinearAttention::kMaxValueWidth];
+  for (auto& lane : acc)
+    for (__m512& value : lane) value = _mm512_setzero_ps();
+  auto add_row = [&](std::int64_t i, std::int64_t lane) {
+    const __m512 k = _mm512_maskz_loadu_ps(lanes, k_head + i * k_stride);
+    const float* v = v_head + i * v_stride;
+    for (std::int64_t b = 0; b < width; ++b) {
+      acc[lane][b] = _mm512_fmadd_ps(k, _mm512_set1_ps(v[b]), acc[lane][b]);
+    }
+  };
+  std::int64_t i = 0;
+  for (; i + kLanes <= rows; i += kLanes) {
+    for (std::int64_t lane = 0; lane < kLanes; ++lane) add_row(i + lane, lane);
+  }
+  for (std::int64_t lane = 0; i < rows; ++i, ++lane) add_row(i, lane);
+  for (std::int64_t b = 0; b < width; ++b) {
+    sum[b] = acc[0][b];
+    for (std::int64_t lane = 1; lane < kLanes; ++lane) sum[b] = _mm512_add_ps(sum[b], acc[lane][b]);
+  }
+}
+
+// out [H, dv, dk] = the sum over `key_rows` rows of K^T V in blocks of `block` rows, the block
+// sums added in order, then times s.scale when `scaled`.
+void blocked_sums(const LinearAttentionShape& s, const float* keys, const float* values,
+                  std::int64_t key_rows, std::int64_t block, bool scaled, float* out) {
   const std::int64_t dk = s.qk_dim, dv = s.v_dim;
   const std::int64_t k_stride = s.keys.row_stride, v_stride = s.values.row_stride;
   const __m512 scale = _mm512_set1_ps(s.scale);
   for (std::int64_t h = 0; h < s.heads; ++h) {
     const float* k_head = keys + s.keys.head_column[static_cast<std::size_t>(h)];
     const float* v_head = values + s.values.head_column[static_cast<std::size_t>(h)];
-    float* m_head = product + h * dv * dk;
+    float* m_head = out + h * dv * dk;
     for (std::int64_t a0 = 0; a0 < dk; a0 += 16) {
       const __mmask16 lanes = simd::first_lanes(dk - a0);
-      for (std::int64_t b0 = 0; b0 < dv; b0 += kMaxValueWidth) {
-        const std::int64_t width = std::min(kMaxValueWidth, dv - b0);
-        __m512 acc[kRowLanes][kMaxValueWidth];
-        for (auto& lane : acc)
-          for (__m512& value : lane) value = _mm512_setzero_ps();
-        auto add_row = [&](std::int64_t i, std::int64_t lane) {
-          const __m512 k = _mm512_maskz_loadu_ps(lanes, k_head + i * k_stride + a0);
-          const float* v = v_head + i * v_stride + b0;
+      for (std::int64_t b0 = 0; b0 < dv; b0 += LinearAttention::kMaxValueWidth) {
+        const std::int64_t width = std::min(LinearAttention::kMaxValueWidth, dv - b0);
+        __m512 total[LinearAttention::kMaxValueWidth], sum[LinearAttention::kMaxValueWidth];
+        for (__m512& value : total) value = _mm512_setzero_ps();
+        for (std::int64_t first = 0; first < key_rows; first += block) {
+          block_sum_vectors(k_head + first * k_stride + a0, k_stride,
+                            v_head + first * v_stride + b0, v_stride, lanes, width,
+                            std::min(block, key_rows - first), sum);
           for (std::int64_t b = 0; b < width; ++b) {
-            acc[lane][b] = _mm512_fmadd_ps(k, _mm512_set1_ps(v[b]), acc[lane][b]);
+            total[b] = first == 0 ? sum[b] : _mm512_add_ps(total[b], sum[b]);
           }
-        };
-        std::int64_t i = 0;
-        for (; i + kRowLanes <= key_rows; i += kRowLanes) {
-          for (std::int64_t lane = 0; lane < kRowLanes; ++lane) add_row(i + lane, lane);
         }
-        for (std::int64_t lane = 0; i < key_rows; ++i, ++lane) add_row(i, lane);
         for (std::int64_t b = 0; b < width; ++b) {
-          __m512 sum = acc[0][b];
-          for (std::int64_t lane = 1; lane < kRowLanes; ++lane) {
-            sum = _mm512_add_ps(sum, acc[lane][b]);
-          }
-          _mm512_mask_storeu_ps(m_head + (b0 + b) * dk + a0, lanes, _mm512_mul_ps(sum, scale));
+          _mm512_mask_storeu_ps(m_head + (b0 + b) * dk + a0, lanes,
+                                scaled ? _mm512_mul_ps(total[b], scale) : total[b]);
         }
       }
     }
   }
+}
+
+}  // namespace
+
+void LinearAttention::keys_times_values(const float* keys, const float* values,
+                                        std::int64_t key_rows, float* product) const {
+  blocked_sums(shape_, keys, values, key_rows, key_block_rows(key_rows), true, product);
+}
+
+void LinearAttention::key_block_sum(const float* keys, const float* values, std::int64_t rows,
+                                    float* block_sum) const {
+  blocked_sums(shape_, keys, values, rows, std::max<std::int64_t>(rows, 1), false, block_sum);
 }
 
 namespace {
@@ -157,8 +207,8 @@ void LinearAttention::queries_times_product(const float* queries, std::int64_t r
 
 // Portable twin of the kernels above: the same partial sums in the same order (without fused
 // multiply-adds, so the last bits may differ).
-void LinearAttention::keys_times_values(const float* keys, const float* values,
-                                        std::int64_t key_rows, float* product) const {
+void LinearAttention::key_block_sum(const float* keys, const float* values, std::int64_t rows,
+                                    float* block_sum) const {
   const LinearAttentionShape& s = shape_;
   const std::int64_t dk = s.qk_dim, dv = s.v_dim;
   for (std::int64_t h = 0; h < s.heads; ++h) {
@@ -167,14 +217,27 @@ void LinearAttention::keys_times_values(const float* keys, const float* values,
     for (std::int64_t b = 0; b < dv; ++b) {
       for (std::int64_t a = 0; a < dk; ++a) {
         float partial[kRowLanes] = {};
-        for (std::int64_t i = 0; i < key_rows; ++i) {
+        for (std::int64_t i = 0; i < rows; ++i) {
           partial[i % kRowLanes] +=
               k_head[i * s.keys.row_stride + a] * v_head[i * s.values.row_stride + b];
         }
-        product[(h * dv + b) * dk + a] = combine_lanes(partial) * s.scale;
+        block_sum[(h * dv + b) * dk + a] = combine_lanes(partial);
       }
     }
   }
+}
+
+void LinearAttention::keys_times_values(const float* keys, const float* values,
+                                        std::int64_t key_rows, float* product) const {
+  const std::int64_t block = key_block_rows(key_rows);
+  const std::int64_t blocks = (key_rows + block - 1) / block;
+  std::vector<float> sums(static_cast<std::size_t>(std::max<std::int64_t>(blocks, 1) * product_size()));
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const std::int64_t first = b * block;
+    key_block_sum(keys + first * shape_.keys.row_stride, values + first * shape_.values.row_stride,
+                  std::min(block, key_rows - first), sums.data() + b * product_size());
+  }
+  combine_key_blocks(sums.data(), blocks, product);
 }
 
 void LinearAttention::queries_times_product(const float* queries, std::int64_t rows,

@@ -14,13 +14,18 @@
 // consecutive; heads may sit anywhere), and O[r, h, b] is out[r * row_stride + column[h dv + b]].
 //
 // Summation order (fixed, so that a result does not depend on who runs it): M's sum over rows
-// runs in kRowLanes interleaved partial sums (row i goes to sum i mod kRowLanes), added in order
-// at the end, then scaled; O's dot products run over a in order of 16-lane chunks, each lane a
-// partial sum, then reduced by a fixed tree (16 rows at once; 4 additions per lane).
+// runs over blocks of B = key_block_rows consecutive key rows (B = Tk when 0); within a block in
+// kRowLanes interleaved partial sums (row i goes to sum i mod kRowLanes), added in order at the
+// block's end; the block sums are added in block order, then scaled. So M can also be built from
+// block sums computed one row tile at a time (key_block_sum, then combine_key_blocks): the
+// engine does that while the tile is in cache, and gets the same bits as keys_times_values.
+// O's dot products run over a in order of 16-lane chunks, each lane a partial sum, then reduced
+// by a fixed tree (16 rows at once; 4 additions per lane).
 // Error (Higham, Accuracy and Stability, 3.1; u = 2^-24, gamma_m = m u / (1 - m u)): a value that
 // passes m roundings errs by at most gamma_m times the sum of its terms' magnitudes, so M[h, b, a]
-// is within gamma_(ceil(Tk / kRowLanes) + kRowLanes) scale sum_i |K V| (the lane's fused
-// multiply-adds, kRowLanes - 1 lane additions, the scale), and O within
+// is within gamma_(ceil(B / kRowLanes) + kRowLanes + ceil(Tk / B) - 1) scale sum_i |K V| (the
+// lane's fused multiply-adds, kRowLanes - 1 lane additions, ceil(Tk / B) - 1 block additions, the
+// scale), and O within
 // gamma_(ceil(dk / 16) + 4) sum_a |Q M| plus sum_a |Q| |M's error| (one more u when accumulating).
 // ops_test checks both against the slow twins reference::linear_attention_product and
 // reference::linear_attention_out (double, ops/eigen_ops.hpp).
@@ -46,6 +51,7 @@ struct LinearAttentionShape {
   std::int64_t out_stride = 0;             // elements between O's rows
   std::vector<std::int64_t> out_column;    // [H dv]: the column of O[., h, b] in its row
   bool accumulate = false;                 // O is added to what is there
+  std::int64_t key_block_rows = 0;         // B: key rows per block of M's sum (0: all of them)
 };
 
 class LinearAttention {
@@ -60,6 +66,15 @@ class LinearAttention {
   // keys / values: the first key row of the views; product: [H, dv, dk] f32 (written).
   void keys_times_values(const float* keys, const float* values, std::int64_t key_rows,
                          float* product) const;
+  // The same sum in pieces: block_sum [H, dv, dk] = sum over `rows` (at most B) key rows of
+  // K^T V, unscaled, exactly as keys_times_values sums one block; then product = scale times the
+  // `blocks` block sums [blocks, H, dv, dk] added in order. Bit-identical to keys_times_values
+  // on the same rows when every block but the last has B rows.
+  void key_block_sum(const float* keys, const float* values, std::int64_t rows,
+                     float* block_sum) const;
+  void combine_key_blocks(const float* block_sums, std::int64_t blocks, float* product) const;
+  // B for `key_rows` keys (key_block_rows, or all of them when 0 or more).
+  std::int64_t key_block_rows(std::int64_t key_rows) const;
   // queries: the first query row of the view; out: the first row of O's view.
   void queries_times_product(const float* queries, std::int64_t rows, const float* product,
                              float* out) const;

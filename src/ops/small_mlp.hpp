@@ -1,0 +1,79 @@
+#pragma once
+// An MLP block whose live part is small, run in place on f32 rows with everything in registers:
+// the fast twin of the structured MLP's two ops::StructuredLinear maps (and of the dense
+// up/down ops::Linear pair) for weights with few live inputs, hidden units and outputs, such as
+// the constructions' gradient MLPs (model/constructions.hpp). Per row r of a tile x [R, width]:
+//   h[j]            = act(unit_bias[j] + sum_{t in up terms of j} x[r, inputs[t.index]] t.weight)
+//   x[r, column[o]] += output_bias[o] + sum_{t in down terms of o} h[t.index] t.weight
+// every h from the row as it was before any output is added (so an output may be an input).
+// Only nonzero weights are terms (the plan leaves the exact zeros out), and no hidden tile goes
+// through memory: 16 rows at a time are gathered into registers (or, when every column touched
+// lies within 4 consecutive ones, loaded 4 values per row and transposed), run through both
+// maps, and their outputs added back.
+// Summation order (fixed): a unit's terms in order, then its bias; an output's terms in order,
+// then its bias, then the addition into x. Error (Higham, Accuracy and Stability, 3.1,
+// u = 2^-24): a unit with k terms is within gamma_(k+1) (sum |w x| + |b|) of exact (ReLU is
+// 1-Lipschitz), and an output with m terms within gamma_(m+1) (sum |w h| + |b|) plus
+// sum |w| times its units' errors, plus u |result| for the addition into x: the same bound as
+// the two ops::StructuredLinear maps, which add the same terms. ops_test checks it against a
+// double evaluation of the same formula; the engine tests against the dense path.
+
+#include <cstdint>
+#include <vector>
+
+#include "ops/dnnl_ops.hpp"
+
+namespace iclbench::ops {
+
+class SmallMlp {
+ public:
+  struct Term {
+    std::int64_t index = 0;  // an input (up) or a hidden unit (down)
+    float weight = 0.0f;
+  };
+  struct Unit {
+    float bias = 0.0f;
+    std::vector<Term> terms;  // over `inputs`
+  };
+  struct Output {
+    std::int64_t column = 0;  // of x
+    float bias = 0.0f;
+    std::vector<Term> terms;  // over the units
+  };
+  struct Weights {
+    std::vector<std::int64_t> inputs;  // columns of x the units read
+    std::vector<Unit> units;
+    std::vector<Output> outputs;
+  };
+  // The sizes the register kernel holds (the plan uses the structured maps beyond them).
+  static constexpr std::int64_t kMaxInputs = 16, kMaxUnits = 32, kMaxOutputs = 16;
+  // Whether an MLP of these sizes and activation fits this kernel.
+  static bool fits(std::int64_t inputs, std::int64_t units, std::int64_t outputs,
+                   PostActivation activation);
+  // rows: R; row_stride: elements between x's rows; width: x's columns (for range checks).
+  // Throws std::invalid_argument when it does not fit or an index is out of range.
+  SmallMlp(std::int64_t rows, std::int64_t row_stride, std::int64_t width, Weights weights,
+           PostActivation activation);
+  void execute(float* x) const;
+  // Multiply-adds per row (the terms), as 2 FLOPs each.
+  double flops_per_row() const { return 2.0 * static_cast<double>(terms_); }
+  const char* implementation() const { return "structured:small_mlp"; }
+
+ private:
+  std::int64_t rows_ = 0, row_stride_ = 0;
+  Weights weights_;
+  PostActivation activation_ = PostActivation::kNone;
+  std::int64_t terms_ = 0;
+  // The terms flattened: unit j's are [unit_end[j-1], unit_end[j]) of up_*, output o's
+  // [output_end[o-1], output_end[o]) of down_*.
+  std::vector<std::int32_t> up_index_, down_index_;
+  std::vector<float> up_weight_, down_weight_;
+  std::vector<std::int64_t> unit_end_, output_end_;
+  // Whether every column read or written lies in [first_column_, first_column_ + 4) (then rows
+  // are loaded 4 values at a time instead of gathered), and the lanes of those 4 it writes.
+  bool narrow_ = false;
+  std::int64_t first_column_ = 0;
+  std::uint8_t output_lanes_ = 0;
+};
+
+}  // namespace iclbench::ops
