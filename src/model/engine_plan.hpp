@@ -27,6 +27,7 @@
 #include "ops/dnnl_ops.hpp"
 #include "ops/gelu.hpp"
 #include "ops/linear_attention.hpp"
+#include "ops/row_layer_norm.hpp"
 #include "ops/row_softmax.hpp"
 
 namespace iclbench::model {
@@ -140,8 +141,9 @@ struct AttentionPlan {
   std::size_t head_qk_bytes = 0;       // bytes from one head's q (or k) to the next's: dk elements
   std::size_t values_offset = 0;       // bytes from a [K V] row to its V part: H dk elements
 
-  std::optional<ops::LayerNorm> norm;    // h = LayerNorm(x) [R, D]
-  std::optional<ops::Convert> to_bf16;   // h in bf16, for bf16 matmuls
+  // h = LayerNorm(x) [R, D] in the matmuls' dtype; without a norm, x in bf16 for bf16 matmuls.
+  std::optional<ops::RowLayerNorm> norm;
+  std::optional<ops::Convert> to_bf16;
   // Absent when the plan reads Q, or K and V, straight from x (see `small`).
   std::optional<Projection> query;      // Q = h W_q + b_q: [R, H dk]
   std::optional<Projection> key_value;  // [K V] = h [W_k W_v] + [b_k b_v]: [R, H (dk + dv)]
@@ -174,8 +176,9 @@ struct AttentionPlan {
 
 // The ops of one layer's MLP block: x += act(norm(x) W_1 + b_1) W_2 + b_2.
 struct MlpPlan {
-  std::optional<ops::LayerNorm> norm;   // h = LayerNorm(x) [R, D]
-  std::optional<ops::Convert> to_bf16;  // h in bf16, for bf16 matmuls
+  // h = LayerNorm(x) [R, D] in the matmuls' dtype; without a norm, x in bf16 for bf16 matmuls.
+  std::optional<ops::RowLayerNorm> norm;
+  std::optional<ops::Convert> to_bf16;
   // Dense: hidden [R, F]. Structured (model/weight_structure.hpp): only the F' live hidden units,
   // compact and column-major [F', R], each reading only the live input slots and writing only
   // the live outputs (the activation applied inside).
@@ -190,8 +193,7 @@ struct MlpPlan {
 
 // A learned model's exit (ModelConfig::read_out): score = LayerNorm(x) w_out + b_out.
 struct ReadOutPlan {
-  std::optional<ops::LayerNorm> norm;   // LayerNorm(x) [R, D]
-  std::optional<ops::Convert> to_bf16;  // in bf16, for bf16 matmuls
+  std::optional<ops::RowLayerNorm> norm;  // LayerNorm(x) [R, D] in the matmuls' dtype
   std::optional<ops::Linear> project;   // [R, D] -> [R, 1] f32
 };
 
