@@ -10,7 +10,6 @@
 #include <tbb/enumerable_thread_specific.h>
 
 #include <array>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -29,6 +28,7 @@
 #include "ops/linear_attention.hpp"
 #include "ops/row_layer_norm.hpp"
 #include "ops/row_softmax.hpp"
+#include "util/cpu_time.hpp"
 
 namespace iclbench::model {
 
@@ -81,15 +81,17 @@ struct ScratchLayout {
 ScratchLayout scratch_layout(const PlanShape& shape, std::int64_t width,
                              std::size_t scratchpad_bytes);
 
-// One thread's clock for EngineOptions::time_op_groups: lap(g) charges the time since the last
-// start() or lap() to op group g, so one clock read per op times every op.
+// One thread's clock for EngineOptions::time_op_groups: lap(g) charges the thread CPU time since
+// the last start() or lap() to op group g, so one clock read per op times every op. CPU time, as
+// ops::gemm_peak_gflops is timed: a slice the thread spent descheduled on a loaded host is
+// charged to no group (with wall time it went to whichever op it interrupted).
 struct OpGroupClock {
   std::array<double, kOpGroupCount> seconds{};
-  std::chrono::steady_clock::time_point last;
-  void start() { last = std::chrono::steady_clock::now(); }
+  double last = 0;
+  void start() { last = util::thread_cpu_seconds(); }
   void lap(OpGroup group) {
-    const auto now = std::chrono::steady_clock::now();
-    seconds[static_cast<std::size_t>(group)] += std::chrono::duration<double>(now - last).count();
+    const double now = util::thread_cpu_seconds();
+    seconds[static_cast<std::size_t>(group)] += now - last;
     last = now;
   }
 };
