@@ -11,8 +11,8 @@
 // conversion pass.
 //
 // Accuracy (f32; ops_test's RowLayerNormMatchesDoubleTwin derives it and checks it against the
-// double twin reference::layer_norm): with n = ceil(width / 16) + 4 (16 lane-wise partial sums,
-// then a 4-level tree), u = 2^-24, sigma_e = sqrt(var + epsilon), A = mean|x| / sigma_e and
+// double twin reference::layer_norm): with n = ceil(width / 16) + 6 (16 lane-wise partial sums
+// in 4 accumulators, 2 levels joining those, a 4-level tree over the lanes), u = 2^-24, sigma_e = sqrt(var + epsilon), A = mean|x| / sigma_e and
 // z = (x - mean) / sigma_e, to first order
 //   |y - y_exact| <= |gamma| ((n + 1) u A + (n / 2 + 7) u |z|) + u |y|.
 // Without AVX-512 a scalar loop computes the same definition. Deterministic: every row is
