@@ -1,5 +1,5 @@
 // Per-kernel benchmarks of one prompt's layer: every op on the oneDNN path, on iclbench's own
-// kernels where it has them (softmax, fused attention, GELU) and on its Eigen twin, f32 and bf16
+// kernels where it has them (softmax, LayerNorm, fused attention, GELU) and on its Eigen twin, f32 and bf16
 // where the op has both, on two shapes:
 //   the standard encoder (T = 129 tokens, D = 64, H = 4, dk = 16, F = 256): names without prefix,
 //     which the regression gate tracks;
