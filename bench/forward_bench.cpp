@@ -38,8 +38,9 @@ std::vector<float> gaussian_tokens(std::int64_t count, std::uint64_t seed) {
 // After the timed loop, a few forwards on an engine that times its ops by group
 // (EngineOptions::time_op_groups), reported as counters: share_<group>, the group's share of the
 // summed thread time, and frac_<group>, its FLOPs over its thread-seconds as a fraction of the
-// single-thread GEMM peak (groups without matmuls get no frac_). Both in CPU time: the clocks
-// count each thread's CPU seconds, as the peak does. The timed loop's engine does not time its
+// single-thread GEMM peak (groups without matmuls get no frac_). The op clocks are wall-clock
+// (model::OpGroupClock says why), the peak per CPU-second: on a loaded host frac_ is lower than
+// peak_frac by the time the thread waited for a CPU. The timed loop's engine does not time its
 // ops.
 void op_group_counters(benchmark::State& state, const model::Model& built, model::EngineOptions options,
                        const std::vector<float>& input, std::int64_t prompts, std::int64_t tokens,
