@@ -1,8 +1,9 @@
 #pragma once
 // CPU time, for rates that should not count the time a thread waited for a CPU: on a shared host
 // (this suite's 2-vCPU machine runs at load 10+ while others build) wall-clock rates halve while
-// the work done per CPU-second does not. The GEMM peak, the engine's op-group clocks and
-// forward_bench's peak_frac all use these, so their ratios compare like with like.
+// the work done per CPU-second does not. The GEMM peak, forward_bench's peak_frac and `speed`'s
+// whole-forward fraction use these, so their ratios compare like with like. (The engine's
+// per-op clocks do not: a thread CPU clock read is a system call, model::OpGroupClock.)
 
 #include <time.h>
 
