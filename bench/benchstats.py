@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 # The gated set: kernels_bench's single-threaded oneDNN kernels on the encoder shape, the engine's
 # own softmax, and the calibration kernel.
 GATE_FILTER = (r"^(calibration/|projection/.*/onednn_f32|attention/.*/onednn_f32|softmax/(onednn|iclbench)"
-               r"|layer_norm/onednn|attention/core(_causal)?/iclbench_|projection/mlp_up_gelu/iclbench_"
+               r"|layer_norm/(onednn|iclbench)|attention/core(_causal)?/iclbench_|projection/mlp_up_gelu/iclbench_"
                r"|gelu/iclbench_f32|icl_linear_attention/.*/iclbench_|icl_mlp/.*/iclbench_)")
 CALIBRATION = "calibration/gemm_f32_256"
 P_VALUE = 0.01

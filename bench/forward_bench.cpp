@@ -38,8 +38,10 @@ std::vector<float> gaussian_tokens(std::int64_t count, std::uint64_t seed) {
 // After the timed loop, a few forwards on an engine that times its ops by group
 // (EngineOptions::time_op_groups), reported as counters: share_<group>, the group's share of the
 // summed thread time, and frac_<group>, its FLOPs over its thread-seconds as a fraction of the
-// single-thread GEMM peak (groups without matmuls get no frac_). The timed loop's engine does
-// not time its ops.
+// single-thread GEMM peak (groups without matmuls get no frac_). The op clocks are wall-clock
+// (model::OpGroupClock says why), the peak per CPU-second: on a loaded host frac_ is lower than
+// peak_frac by the time the thread waited for a CPU. The timed loop's engine does not time its
+// ops.
 void op_group_counters(benchmark::State& state, const model::Model& built, model::EngineOptions options,
                        const std::vector<float>& input, std::int64_t prompts, std::int64_t tokens,
                        std::int64_t context) {
@@ -75,12 +77,16 @@ void run_forward(benchmark::State& state, const std::string& spec, int d, std::i
   const std::vector<float> input = gaussian_tokens(prompts * tokens * built.config.width, 2);
   std::vector<float> out(input.size());
   engine.forward(input, prompts, tokens, context, out);  // builds the primitives, untimed
+  const double peak = gemm_peak_gflops(bf16);  // measured once per process: before the clock
+  benchmark::DoNotOptimize(peak);
+  const LoopCpuTime cpu;
   for (auto _ : state) {
     engine.forward(input, prompts, tokens, context, out);
     benchmark::DoNotOptimize(out.data());
   }
+  const double cpu_seconds = cpu.seconds();
   set_counters(state, engine.forward_flops(tokens, context) * static_cast<double>(prompts),
-               static_cast<double>(prompts * tokens), static_cast<double>(prompts), bf16, threads);
+               static_cast<double>(prompts * tokens), static_cast<double>(prompts), bf16, cpu_seconds);
   op_group_counters(state, built, options, input, prompts, tokens, context);
   state.SetLabel(std::string("attention=") + engine.implementations(tokens, context)["attention"]);
 }
@@ -104,7 +110,7 @@ void BM_GemmPeak(benchmark::State& state) {
     gemm.execute(src, dst.data(), scratch.data());
     benchmark::DoNotOptimize(dst.data());
   }
-  set_counters(state, 2.0 * kSize * kSize * kSize, 0, 0, bf16, 1);
+  set_counters(state, 2.0 * kSize * kSize * kSize, 0, 0, bf16);
 }
 BENCHMARK(BM_GemmPeak)->ArgNames({"bf16"})->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
@@ -197,13 +203,15 @@ void BM_Eval(benchmark::State& state) {
   const std::vector<model::ModelSource> models = {
       model::ModelSource::resolve(kEvalLearners[state.range(0)], static_cast<int>(spec.dim), 0)};
   eval::evaluate(dataset, models, config);  // warm-up, untimed: fills oneDNN's primitive cache
+  benchmark::DoNotOptimize(gemm_peak_gflops(false));  // measured once per process: before the clock
   double flops = 0;
+  const LoopCpuTime cpu;
   for (auto _ : state) {
     const eval::EvalResult result = eval::evaluate(dataset, models, config);
     flops = result.learners.front().flops;
     benchmark::DoNotOptimize(result.learners.data());
   }
-  set_counters(state, flops, 0, static_cast<double>(spec.n_tasks), false, threads);
+  set_counters(state, flops, 0, static_cast<double>(spec.n_tasks), false, cpu.seconds());
   state.SetLabel(kEvalLearners[state.range(0)]);
 }
 BENCHMARK(BM_Eval)->ArgNames({"learner", "threads"})->ArgsProduct({{0, 1, 2}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);

@@ -1,5 +1,5 @@
 // Per-kernel benchmarks of one prompt's layer: every op on the oneDNN path, on iclbench's own
-// kernels where it has them (softmax, fused attention, GELU) and on its Eigen twin, f32 and bf16
+// kernels where it has them (softmax, LayerNorm, fused attention, GELU) and on its Eigen twin, f32 and bf16
 // where the op has both, on two shapes:
 //   the standard encoder (T = 129 tokens, D = 64, H = 4, dk = 16, F = 256): names without prefix,
 //     which the regression gate tracks;
@@ -22,8 +22,9 @@
 #include "ops/eigen_ops.hpp"
 #include "ops/gelu.hpp"
 #include "ops/linear_attention.hpp"
-#include "ops/small_mlp.hpp"
+#include "ops/row_layer_norm.hpp"
 #include "ops/row_softmax.hpp"
+#include "ops/small_mlp.hpp"
 #include "util/philox.hpp"
 
 namespace iclbench::bench {
@@ -534,20 +535,39 @@ void BM_Softmax(benchmark::State& state, std::string name, LayerShape shape, Sof
   if (path != SoftmaxPath::kEigen) state.SetLabel(path == SoftmaxPath::kOneDnn ? onednn.implementation() : own.implementation());
 }
 
-void BM_LayerNorm(benchmark::State& state, std::string name, LayerShape shape, bool eigen) {
+// LayerNorm of the residual stream's rows. Paths: onednn (layer_normalization_forward, the
+// engine's op before ops::RowLayerNorm), iclbench (ops::RowLayerNorm, f32 out and bf16 out: the
+// bf16 one replaces the norm-then-convert pair of a bf16 plan), eigen (the double twin).
+enum class LayerNormPath { kOneDnn, kIclbench, kIclbenchBf16, kEigen };
+void BM_LayerNorm(benchmark::State& state, std::string name, LayerShape shape, LayerNormPath path) {
   const std::int64_t tokens = shape.tokens, width = shape.width;
   Buffer<float> x = values(tokens * width, 7), out(x.size());
+  Buffer<std::uint16_t> out_bf16(x.size());
   const Buffer<float> gamma(width, 1.0f), beta(width, 0.0f);
-  const ops::LayerNorm op(ops::Layout::dense({tokens, width}, ops::DType::kF32), gamma, beta, 1e-5f);
-  Buffer<std::byte> scratch(op.scratchpad_bytes() + 64);
+  const ops::Layout rows = ops::Layout::dense({tokens, width}, ops::DType::kF32);
+  const ops::LayerNorm onednn(rows, gamma, beta, 1e-5f);
+  const ops::RowLayerNorm own(rows, path == LayerNormPath::kIclbenchBf16 ? ops::Layout::dense({tokens, width}, ops::DType::kBF16) : rows,
+                              gamma, beta, 1e-5f);
+  Buffer<std::byte> scratch(onednn.scratchpad_bytes() + 64);
   time_op(state, name, [&] {
-    if (eigen) {
-      ops::reference::layer_norm(x.data(), out.data(), tokens, width, gamma, beta, 1e-5f);
-    } else {
-      op.execute(x.data(), out.data(), scratch.data());
+    switch (path) {
+      case LayerNormPath::kOneDnn:
+        onednn.execute(x.data(), out.data(), scratch.data());
+        break;
+      case LayerNormPath::kIclbench:
+        own.execute(x.data(), out.data());
+        break;
+      case LayerNormPath::kIclbenchBf16:
+        own.execute(x.data(), out_bf16.data());
+        break;
+      case LayerNormPath::kEigen:
+        ops::reference::layer_norm(x.data(), out.data(), tokens, width, gamma, beta, 1e-5f);
+        break;
     }
   });
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * 2 * 4 * tokens * width);
+  const std::int64_t out_bytes = path == LayerNormPath::kIclbenchBf16 ? 2 : 4;
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * (4 + out_bytes) * tokens * width);
+  if (path == LayerNormPath::kIclbench || path == LayerNormPath::kIclbenchBf16) state.SetLabel(own.implementation());
 }
 
 // One pass of gd-hinge's looped linear attention (issue 14's shape: d = 16, N = 4096 context
@@ -689,8 +709,10 @@ void register_benchmarks() {
     add(prefix + "softmax/iclbench_f32", BM_Softmax, layer, SoftmaxPath::kIclbench, false);
     add(prefix + "softmax/iclbench_bf16", BM_Softmax, layer, SoftmaxPath::kIclbench, true);
     add(prefix + "softmax/eigen_f32", BM_Softmax, layer, SoftmaxPath::kEigen, false);
-    add(prefix + "layer_norm/onednn_f32", BM_LayerNorm, layer, false);
-    add(prefix + "layer_norm/eigen_f32", BM_LayerNorm, layer, true);
+    add(prefix + "layer_norm/onednn_f32", BM_LayerNorm, layer, LayerNormPath::kOneDnn);
+    add(prefix + "layer_norm/iclbench_f32", BM_LayerNorm, layer, LayerNormPath::kIclbench);
+    add(prefix + "layer_norm/iclbench_bf16", BM_LayerNorm, layer, LayerNormPath::kIclbenchBf16);
+    add(prefix + "layer_norm/eigen_f32", BM_LayerNorm, layer, LayerNormPath::kEigen);
   }
   add("icl_linear_attention/gd_step/iclbench_f32", BM_IclLinearAttention, LinearAttentionPath::kIclbench);
   add("icl_linear_attention/gd_step/onednn_f32", BM_IclLinearAttention, LinearAttentionPath::kOneDnn);

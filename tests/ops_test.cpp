@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 #include <numbers>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "ops/eigen_ops.hpp"
 #include "ops/gelu.hpp"
 #include "ops/linear_attention.hpp"
+#include "ops/row_layer_norm.hpp"
 #include "ops/row_softmax.hpp"
 #include "ops/small_mlp.hpp"
 #include "util/philox.hpp"
@@ -149,6 +151,75 @@ TEST(Ops, LayerNormMatchesEigen) {
           << "width " << width << " at " << i;
     }
   }
+}
+
+// ops::RowLayerNorm against its double twin, on widths with and without a 16-lane tail, rows
+// with a large common offset (the mean then carries most of the magnitude) and a constant row
+// (variance 0: y = beta), in place in f32; the bf16 output must be the f32 output rounded.
+//
+// Tolerance (first-order error analysis, u = 2^-24, Higham's gamma_k ~ k u): each value passes
+// through at most n = ceil(width / 16) + 6 additions (a chain of at most ceil(width / 16) in its
+// lane of one of 4 accumulators, 2 levels joining those, a 4-level tree over the 16 lanes; the
+// scalar build sums sequentially, n = width + 1), so with A = mean|x| / sigma_e,
+// sigma_e = sqrt(var + epsilon) and z = (x - mean) / sigma_e:
+//   mean:          |m' - m| <= (n + 1) u mean|x|            (sum, then one division);
+//   centred value: |c' - c| <= u |c| + (n + 1) u mean|x|;
+//   variance:      relative (n + 4) u (the sum of c'^2, the c' errors twice, the division), and
+//                  the mean's error enters only squared (sum c = 0 about the true mean);
+//   1 / sigma_e:   relative (n + 4) u / 2 + 3 u (epsilon's addition, the root, the division);
+//   y = fma(c' / sigma_e', gamma, beta):
+//     |y' - y| <= |gamma| ((n + 1) u A + (n / 2 + 7) u |z|) + u |y|.
+// The check allows twice that (the second-order terms are below u^2 A^2 here).
+TEST(Ops, RowLayerNormMatchesDoubleTwin) {
+  for (std::int64_t width : {1, 13, 16, 47, 61, 64, 77, 768}) {
+    const std::int64_t rows = 9;
+    std::vector<float> src = random_values(rows * width, 8);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      for (std::int64_t j = 0; j < width; ++j) {
+        float& value = src[static_cast<std::size_t>(r * width + j)];
+        if (r % 3 == 0) value += 100.0f;  // a large common offset
+        if (r == 4) value = 2.5f;          // a constant row
+      }
+    }
+    const std::vector<float> gamma = random_values(width, 9), beta = random_values(width, 10);
+    const float epsilon = 1e-5f;
+    const Layout rows_f32 = Layout::dense({rows, width}, DType::kF32);
+    const RowLayerNorm op(rows_f32, rows_f32, gamma, beta, epsilon);
+    const RowLayerNorm to_bf16_op(rows_f32, Layout::dense({rows, width}, DType::kBF16), gamma, beta, epsilon);
+    std::vector<float> found = src, expected(src.size());
+    std::vector<std::uint16_t> found_bf16(src.size());
+    to_bf16_op.execute(src.data(), found_bf16.data());
+    op.execute(found.data(), found.data());  // in place
+    reference::layer_norm(src.data(), expected.data(), rows, width, gamma, beta, epsilon);
+    const bool scalar = std::string(op.implementation()) == "iclbench:scalar";
+    const double n = scalar ? static_cast<double>(width + 1) : static_cast<double>((width + 15) / 16 + 6);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      double mean = 0, mean_abs = 0, variance = 0;
+      for (std::int64_t j = 0; j < width; ++j) {
+        mean += src[static_cast<std::size_t>(r * width + j)];
+        mean_abs += std::abs(src[static_cast<std::size_t>(r * width + j)]);
+      }
+      mean /= static_cast<double>(width);
+      mean_abs /= static_cast<double>(width);
+      for (std::int64_t j = 0; j < width; ++j) {
+        const double centred = src[static_cast<std::size_t>(r * width + j)] - mean;
+        variance += centred * centred;
+      }
+      const double sigma = std::sqrt(variance / static_cast<double>(width) + epsilon);
+      for (std::int64_t j = 0; j < width; ++j) {
+        const auto i = static_cast<std::size_t>(r * width + j);
+        const double z = std::abs(src[i] - mean) / sigma;
+        const double bound =
+            2 * (std::abs(gamma[static_cast<std::size_t>(j)]) * ((n + 1) * kEps * mean_abs / sigma + (n / 2 + 7) * kEps * z) +
+                 kEps * std::abs(expected[i])) + 1e-30;
+        ASSERT_NEAR(found[i], expected[i], bound) << "width " << width << " row " << r << " column " << j;
+        ASSERT_EQ(found_bf16[i], reference::bf16_bits(found[i])) << "width " << width << " at " << i;
+      }
+    }
+  }
+  EXPECT_THROW(RowLayerNorm(Layout::dense({2, 3}, DType::kF32), Layout::dense({2, 3}, DType::kF32),
+                            std::vector<float>(2), std::vector<float>(3), 1e-5f),
+               std::invalid_argument);
 }
 
 TEST(Ops, SoftmaxMatchesEigenInF32AndBf16) {

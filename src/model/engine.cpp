@@ -240,6 +240,7 @@ std::map<std::string, std::string> Engine::implementations(std::int64_t tokens_p
       }
       if (attention->softmax) found["softmax"] = attention->softmax->implementation();
       if (attention->fused) found["fused_attention"] = attention->fused->implementation();
+      if (attention->norm) found["layer_norm"] = attention->norm->implementation();
       // The attention paths the layers take, in order of first use, joined by '+'.
       const std::string path = attention->path == AttentionPath::kFused ? "fused"
                                : attention->path == AttentionPath::kExplicitScores
@@ -254,6 +255,7 @@ std::map<std::string, std::string> Engine::implementations(std::int64_t tokens_p
       found["mlp"] = layer.mlp->small ? layer.mlp->small->implementation()
                                       : layer.mlp->up->implementation();
       if (layer.mlp->gelu) found["gelu"] = layer.mlp->gelu->implementation();
+      if (layer.mlp->norm) found["layer_norm"] = layer.mlp->norm->implementation();
     }
   }
   return found;

@@ -5,7 +5,7 @@
 namespace iclbench::model {
 namespace {
 
-const void* normed_input(const std::optional<ops::LayerNorm>& norm,
+const void* normed_input(const std::optional<ops::RowLayerNorm>& norm,
                          const std::optional<ops::Convert>& to_bf16, const std::byte* x,
                          const TileScratch& scratch);
 
@@ -41,28 +41,29 @@ void read_out(const EnginePlan& plan, const Rows& stream, const Schedule& schedu
   const ReadOutPlan& exit = *plan.read_out;
   float* scores = reinterpret_cast<float*>(plan.read_out_scores.data());
   schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
-    const void* h = normed_input(exit.norm, exit.to_bf16, stream.at(tile), scratch);
+    const void* h = normed_input(exit.norm, std::nullopt, stream.at(tile), scratch);
     exit.project->execute(h, scores + tile.prompt * plan.shape.padded_tokens + tile.first_row,
                           scratch.scratchpad);
   });
 }
 
-// h = norm(x), converted to the matmuls' dtype; x itself when neither is needed. [R, D]
-const void* normed_input(const std::optional<ops::LayerNorm>& norm,
+// h = norm(x) in the matmuls' dtype (the norm writes bf16 itself in a bf16 plan), x converted
+// to bf16 when there is no norm, x itself when neither is needed. [R, D]
+const void* normed_input(const std::optional<ops::RowLayerNorm>& norm,
                          const std::optional<ops::Convert>& to_bf16, const std::byte* x,
                          const TileScratch& scratch) {
-  const void* h = x;
   if (norm) {
-    norm->execute(h, scratch.normed, scratch.scratchpad);
+    std::byte* h = norm->output_dtype() == ops::DType::kBF16 ? scratch.converted : scratch.normed;
+    norm->execute(reinterpret_cast<const float*>(x), h);
     scratch.lap(OpGroup::kLayerNorm);
-    h = scratch.normed;
+    return h;
   }
   if (to_bf16) {
-    to_bf16->execute(h, scratch.converted, scratch.scratchpad);
+    to_bf16->execute(x, scratch.converted, scratch.scratchpad);
     scratch.lap(OpGroup::kOther);
-    h = scratch.converted;
+    return scratch.converted;
   }
-  return h;
+  return x;
 }
 
 // Linear attention under the icl mask: M = scale K^T V [H, dk, dv] once per prompt (it needs

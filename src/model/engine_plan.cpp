@@ -311,10 +311,11 @@ AttentionPlan build_attention(const BuildContext& build, const LayerConfig& laye
   attention.values_offset = static_cast<std::size_t>(query_width) * ops::size_of(act);
 
   if (layer.attention_norm) {
-    attention.norm.emplace(build.stream_rows, weights.attention_norm_gamma,
+    attention.norm.emplace(build.stream_rows, build.input_rows, weights.attention_norm_gamma,
                            weights.attention_norm_beta, layer.norm_epsilon);
+  } else if (build.options.bf16) {
+    attention.to_bf16.emplace(build.stream_rows, build.converted_rows);
   }
-  if (build.options.bf16) attention.to_bf16.emplace(build.stream_rows, build.converted_rows);
   attention.path = attention_path(layer, build.causal, build.options);
   // ops::LinearAttention, and the views of x it can read and write (see AttentionPlan::small).
   const bool small = attention.path == AttentionPath::kKeysTimesValues && act == DType::kF32 &&
@@ -413,7 +414,7 @@ AttentionPlan build_attention(const BuildContext& build, const LayerConfig& laye
         ops::PostActivation::kNone, true));
   }
 
-  build.scratchpad.note(attention.norm, attention.to_bf16, attention.query, attention.key_value,
+  build.scratchpad.note(attention.to_bf16, attention.query, attention.key_value,
                         attention.keys_times_values, attention.queries_times_product,
                         attention.scores, attention.mix, attention.output);
   return attention;
@@ -528,10 +529,11 @@ MlpPlan build_mlp(const BuildContext& build, const LayerConfig& layer,
                   const LayerWeights& weights) {
   MlpPlan mlp;
   if (layer.mlp_norm) {
-    mlp.norm.emplace(build.stream_rows, weights.mlp_norm_gamma, weights.mlp_norm_beta,
-                     layer.norm_epsilon);
+    mlp.norm.emplace(build.stream_rows, build.input_rows, weights.mlp_norm_gamma,
+                     weights.mlp_norm_beta, layer.norm_epsilon);
+  } else if (build.options.bf16) {
+    mlp.to_bf16.emplace(build.stream_rows, build.converted_rows);
   }
-  if (build.options.bf16) mlp.to_bf16.emplace(build.stream_rows, build.converted_rows);
   const std::int64_t rows = build.plan.shape.tile_rows;
   const ops::PostActivation activation = post_activation(layer.activation);
   const ProjectionWeights up = projection_weights(weights.w1, weights.b1, build.plan.width);
@@ -565,7 +567,7 @@ MlpPlan build_mlp(const BuildContext& build, const LayerConfig& layer,
                                                    true),
                                        2 * dense_cost(down)));
   }
-  build.scratchpad.note(mlp.norm, mlp.to_bf16, mlp.up, mlp.down);
+  build.scratchpad.note(mlp.to_bf16, mlp.up, mlp.down);
   return mlp;
 }
 
@@ -767,13 +769,12 @@ std::unique_ptr<EnginePlan> build_plan(const ModelConfig& config, const Weights&
   if (config.positions > 0) plan->positions = &weights.positions;
   if (config.read_out) {
     ReadOutPlan& read_out = plan->read_out.emplace();
-    read_out.norm.emplace(stream_rows, weights.read_out_norm_gamma, weights.read_out_norm_beta,
-                          config.read_out_norm_epsilon);
-    if (options.bf16) read_out.to_bf16.emplace(stream_rows, converted_rows);
+    read_out.norm.emplace(stream_rows, build.input_rows, weights.read_out_norm_gamma,
+                          weights.read_out_norm_beta, config.read_out_norm_epsilon);
     read_out.project.emplace(build.input_rows, weights.read_out_w, weights.read_out_b,
                              Layout::rows(rows, 1, 1, DType::kF32), ops::PostActivation::kNone,
                              false);
-    scratchpad.note(read_out.norm, read_out.to_bf16, read_out.project);
+    scratchpad.note(read_out.project);
     plan->flops += 2.0 * static_cast<double>(plan->tokens) * width;
   }
 

@@ -27,6 +27,7 @@
 #include "ops/dnnl_ops.hpp"
 #include "ops/gelu.hpp"
 #include "ops/linear_attention.hpp"
+#include "ops/row_layer_norm.hpp"
 #include "ops/row_softmax.hpp"
 #include "ops/small_mlp.hpp"
 
@@ -83,7 +84,13 @@ ScratchLayout scratch_layout(const PlanShape& shape, std::int64_t width,
                              std::size_t scratchpad_bytes);
 
 // One thread's clock for EngineOptions::time_op_groups: lap(g) charges the time since the last
-// start() or lap() to op group g, so one clock read per op times every op.
+// start() or lap() to op group g, so one clock read per op times every op. Wall-clock time, not
+// the thread's CPU time that ops::gemm_peak_gflops is timed in: a thread CPU clock read is a
+// system call here (~2.6 us at load 11, against ~40 ns for steady_clock): ~1800 of them in a
+// forward of the standard encoder would add over 10% to its ~35 ms, most of it to the short ops
+// (layer_norm's share read 7% with them). So on a loaded host a slice the thread
+// spent descheduled goes to the op it interrupted, and the groups' fractions of the peak are
+// lower than the whole forward's CPU-time one.
 struct OpGroupClock {
   std::array<double, kOpGroupCount> seconds{};
   std::chrono::steady_clock::time_point last;
@@ -142,8 +149,9 @@ struct AttentionPlan {
   std::size_t head_qk_bytes = 0;       // bytes from one head's q (or k) to the next's: dk elements
   std::size_t values_offset = 0;       // bytes from a [K V] row to its V part: H dk elements
 
-  std::optional<ops::LayerNorm> norm;    // h = LayerNorm(x) [R, D]
-  std::optional<ops::Convert> to_bf16;   // h in bf16, for bf16 matmuls
+  // h = LayerNorm(x) [R, D] in the matmuls' dtype; without a norm, x in bf16 for bf16 matmuls.
+  std::optional<ops::RowLayerNorm> norm;
+  std::optional<ops::Convert> to_bf16;
   // Absent when the plan reads Q, or K and V, straight from x (see `small`).
   std::optional<Projection> query;      // Q = h W_q + b_q: [R, H dk]
   std::optional<Projection> key_value;  // [K V] = h [W_k W_v] + [b_k b_v]: [R, H (dk + dv)]
@@ -184,8 +192,9 @@ struct AttentionPlan {
 
 // The ops of one layer's MLP block: x += act(norm(x) W_1 + b_1) W_2 + b_2.
 struct MlpPlan {
-  std::optional<ops::LayerNorm> norm;   // h = LayerNorm(x) [R, D]
-  std::optional<ops::Convert> to_bf16;  // h in bf16, for bf16 matmuls
+  // h = LayerNorm(x) [R, D] in the matmuls' dtype; without a norm, x in bf16 for bf16 matmuls.
+  std::optional<ops::RowLayerNorm> norm;
+  std::optional<ops::Convert> to_bf16;
   // Dense: hidden [R, F]. Structured (model/weight_structure.hpp): only the F' live hidden units,
   // compact and column-major [F', R], each reading only the live input slots and writing only
   // the live outputs (the activation applied inside).
@@ -204,8 +213,7 @@ struct MlpPlan {
 
 // A learned model's exit (ModelConfig::read_out): score = LayerNorm(x) w_out + b_out.
 struct ReadOutPlan {
-  std::optional<ops::LayerNorm> norm;   // LayerNorm(x) [R, D]
-  std::optional<ops::Convert> to_bf16;  // in bf16, for bf16 matmuls
+  std::optional<ops::RowLayerNorm> norm;  // LayerNorm(x) [R, D] in the matmuls' dtype
   std::optional<ops::Linear> project;   // [R, D] -> [R, 1] f32
 };
 
