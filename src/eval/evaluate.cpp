@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <set>
+#include <span>
 #include <string>
 
 #include "eval/prompts.hpp"
@@ -30,6 +31,23 @@ bool rotation_invariant(const data::TaskSpec& spec) {
   return spec.bias == 0.0 &&
          (spec.family == data::Family::kGaussian || spec.family == data::Family::kSphere ||
           spec.family == data::Family::kScaled);
+}
+
+// A model's scores must be finite: the JSON, the CSV and the predictions file cannot carry inf or
+// NaN (their readers refuse them), and a metric over them would mean nothing. Finite weights can
+// still overflow f32 in the forward pass (a weight of 3e38 does), so this is checked on the scores
+// themselves, before anything is written: std::invalid_argument naming the model (and the file or
+// recipe it was given as), n' and the first prompt (task, query) whose score is not finite.
+void check_scores_finite(const std::string& learner, const std::string& given_as, std::int64_t n_prefix,
+                         std::span<const float> scores, std::int64_t queries) {
+  const auto bad = std::find_if(scores.begin(), scores.end(), [](float s) { return !std::isfinite(s); });
+  if (bad == scores.end()) return;
+  const auto index = static_cast<std::int64_t>(bad - scores.begin());
+  const std::string model = "model '" + learner + "'" + (given_as == learner ? "" : " (" + given_as + ")");
+  throw std::invalid_argument(model + " gives a non-finite score (" + std::to_string(*bad) + ") at n' = " +
+                              std::to_string(n_prefix) + ", task " + std::to_string(index / queries) +
+                              ", query " + std::to_string(index % queries) +
+                              ": its weights overflow float32 in the forward pass");
 }
 
 std::vector<std::int64_t> prefix_grid(const EvalConfig& config, const data::TaskSpec& data) {
@@ -281,6 +299,7 @@ EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSo
       TransformerRun run =
           run_transformer(*engines[e], dataset, config.context, config.seed, n_prefix);
       LearnerResult& learner = result.learners[e];
+      check_scores_finite(learner.name, result.models[e], n_prefix, run.scores, dataset.spec().n_queries);
       learner.seconds += seconds_since(model_start);
       learner.prompts += run.prompts;
       learner.tokens += run.tokens;
