@@ -207,6 +207,12 @@ TEST(CliUserErrors, UnusableOutputDirectoriesAreExitTwoNamingThePath) {
   expect_bad(tiny_bounds("/sys/iclbench-test-run"), "/sys/iclbench-test-run");
   expect_bad(tiny_bounds((file / "run").string()), (file / "run").string());
   EXPECT_EQ(read_all(file), "mine");
+  // Sibling: DIR/config.json that cannot be examined (a symbolic link to itself). The file
+  // system's own error (std::filesystem::filesystem_error) is the user's to fix too: exit 2.
+  const fs::path looped = dir / "looped";
+  fs::create_directory(looped);
+  fs::create_symlink("config.json", looped / "config.json");
+  expect_bad(tiny_bounds(looped.string()), (looped / "config.json").string() + ": Too many levels of symbolic links");
 }
 
 // --- 9. One line, decided before printing --------------------------------------------------
