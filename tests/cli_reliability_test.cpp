@@ -436,8 +436,10 @@ void set_weights(const fs::path& model, float magnitude) {
 }
 
 // Finite weights whose forward pass overflows f32: a weight of 3e38 gave `inf` scores, written
-// into the JSON (as null), the CSV and the predictions file, exit 0. The scores are checked before
-// anything is written: one line naming the model and the first prompt, exit 2, no output.
+// into the predictions file, exit 0. Non-finite scores stay a
+// measured outcome (a diverging learner's, counted as errors with a warning), but a run that dumps
+// predictions checks the scores before anything is written: one line naming the model and the
+// first prompt, exit 2, no output.
 TEST(CliWriterReader, WeightsThatOverflowTheForwardPassAreRefusedBeforeWriting) {
   const fs::path dir = fresh_dir("overflow_weights");
   const fs::path model = dir / "model.safetensors", outputs = dir / "outputs";
@@ -457,9 +459,16 @@ TEST(CliWriterReader, WeightsThatOverflowTheForwardPassAreRefusedBeforeWriting) 
   }
   // The message names the model and the first prompt.
   const Result result = run({"eval", "--d", "4", "--n", "16", "--tasks", "3", "--model", model.string(), "--heads", "avg",
-                             "--out", (outputs / "r.json").string()});
+                             "--out", (outputs / "r.json").string(), "--dump-predictions", (outputs / "p.safetensors").string()});
   EXPECT_NE(result.err.find("(" + model.string() + ")"), std::string::npos) << result.err;
   EXPECT_NE(result.err.find("task 0, query 0"), std::string::npos) << result.err;
+  EXPECT_TRUE(fs::is_empty(outputs));
+  // Without a predictions file the scores are reported as a diverging learner's: every task's
+  // queries count as errors, with a warning.
+  const Result reported = run({"eval", "--d", "4", "--n", "16", "--tasks", "3", "--model", model.string(), "--heads", "avg",
+                               "--out", (outputs / "r.json").string()});
+  EXPECT_EQ(reported.exit_code, 0) << reported.err;
+  EXPECT_NE(reported.out.find("non-finite scores in 3 of 3 tasks"), std::string::npos) << reported.out;
 }
 
 TEST(CliWriterReader, LearnersWithOneNameAreRefusedBeforeWork) {

@@ -170,6 +170,7 @@ Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
     eval::EvalResult result = eval::evaluate(dataset, models, config, progress.callback());
     progress.finish();
     result.data_source = o.data.empty() ? "generated" : o.data;
+    if (!o.predictions.empty()) eval::check_scores_finite(result);  // before any output is written
 
     // All or nothing: every output is written in full before any of them appears.
     io::AtomicFile json(o.out, overwrite);

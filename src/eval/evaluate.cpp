@@ -33,23 +33,6 @@ bool rotation_invariant(const data::TaskSpec& spec) {
           spec.family == data::Family::kScaled);
 }
 
-// A model's scores must be finite: the JSON, the CSV and the predictions file cannot carry inf or
-// NaN (their readers refuse them), and a metric over them would mean nothing. Finite weights can
-// still overflow f32 in the forward pass (a weight of 3e38 does), so this is checked on the scores
-// themselves, before anything is written: std::invalid_argument naming the model (and the file or
-// recipe it was given as), n' and the first prompt (task, query) whose score is not finite.
-void check_scores_finite(const std::string& learner, const std::string& given_as, std::int64_t n_prefix,
-                         std::span<const float> scores, std::int64_t queries) {
-  const auto bad = std::find_if(scores.begin(), scores.end(), [](float s) { return !std::isfinite(s); });
-  if (bad == scores.end()) return;
-  const auto index = static_cast<std::int64_t>(bad - scores.begin());
-  const std::string model = "model '" + learner + "'" + (given_as == learner ? "" : " (" + given_as + ")");
-  throw std::invalid_argument(model + " gives a non-finite score (" + std::to_string(*bad) + ") at n' = " +
-                              std::to_string(n_prefix) + ", task " + std::to_string(index / queries) +
-                              ", query " + std::to_string(index % queries) +
-                              ": its weights overflow float32 in the forward pass");
-}
-
 std::vector<std::int64_t> prefix_grid(const EvalConfig& config, const data::TaskSpec& data) {
   return config.n_grid.empty() ? std::vector<std::int64_t>{data.n_examples} : config.n_grid;
 }
@@ -253,6 +236,25 @@ std::uint64_t estimate_memory_bytes(const data::TaskSpec& data,
   return total + transient;
 }
 
+void check_scores_finite(const EvalResult& result) {
+  const std::int64_t queries = result.data.n_queries;
+  for (std::size_t l = 0; l < result.learners.size(); ++l) {
+    const LearnerResult& learner = result.learners[l];
+    const std::string given_as = l < result.models.size() ? result.models[l] : learner.name;
+    for (const PrefixResult& point : learner.grid) {
+      const auto bad = std::find_if(point.scores.begin(), point.scores.end(), [](float s) { return !std::isfinite(s); });
+      if (bad == point.scores.end()) continue;
+      const auto index = static_cast<std::int64_t>(bad - point.scores.begin());
+      const std::string model = "model '" + learner.name + "'" + (given_as == learner.name ? "" : " (" + given_as + ")");
+      throw std::invalid_argument(model + " gives a non-finite score (" + std::to_string(*bad) + ") at n' = " +
+                                  std::to_string(point.n) + ", task " + std::to_string(index / queries) +
+                                  ", query " + std::to_string(index % queries) +
+                                  " (diverging, or weights that overflow float32): a predictions file holds "
+                                  "finite scores only");
+    }
+  }
+}
+
 EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSource> models,
                     const EvalConfig& config, const util::ProgressCallback& progress) {
   const auto start = Clock::now();
@@ -299,7 +301,6 @@ EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSo
       TransformerRun run =
           run_transformer(*engines[e], dataset, config.context, config.seed, n_prefix);
       LearnerResult& learner = result.learners[e];
-      check_scores_finite(learner.name, result.models[e], n_prefix, run.scores, dataset.spec().n_queries);
       learner.seconds += seconds_since(model_start);
       learner.prompts += run.prompts;
       learner.tokens += run.tokens;
