@@ -214,7 +214,7 @@ std::filesystem::path unnamed_path(std::uint64_t serial) {
   // was removed long ago (and Overwrite::kRefuse would refuse a clash).
   char suffix[8];
   std::snprintf(suffix, sizeof suffix, "%06llu", static_cast<unsigned long long>(serial % 1000000));
-  return unnamed_directory() / (".iclbench-tasks.tmp." + std::to_string(::getpid()) + "." + suffix);
+  return unnamed_directory() / (".tasks" + std::string(io::kTempMarker) + std::to_string(::getpid()) + "." + suffix);
 }
 
 Dataset Dataset::generate_unnamed(const TaskSpec& spec, const WriteOptions& options) {

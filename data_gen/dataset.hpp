@@ -59,7 +59,7 @@ void write_dataset(const TaskSpec& spec, const std::filesystem::path& path,
 std::filesystem::path unnamed_directory();
 std::string unnamed_directory_label();
 // The file generate_unnamed() writes its `serial`-th task set to, between writing and unlinking
-// it: ".iclbench-tasks.tmp.PID.NNNNNN" under unnamed_directory(), a temporary name of io's
+// it: ".tasks.iclbench-tmp.PID.NNNNNN" under unnamed_directory(), a temporary name of io's
 // naming (io::temp_file_owner), so that a file left by a SIGKILL in that window is removed by the
 // next run that writes there (io::remove_stale_temp_files).
 std::filesystem::path unnamed_path(std::uint64_t serial);
@@ -68,7 +68,7 @@ std::filesystem::path unnamed_path(std::uint64_t serial);
 // anything or starts work.
 void check_can_generate_unnamed(const TaskSpec& spec);
 
-// A validated, memory-mapped task set.
+// A validated task set, read into memory (io::SafetensorsReader).
 class Dataset {
  public:
   // Throws io::FormatError naming the file and byte offset of the first problem.
@@ -76,7 +76,7 @@ class Dataset {
   // Validates an already parsed file (also an in-memory one: the fuzzer's entry point).
   static Dataset from_reader(io::SafetensorsReader file);
   // Generates `spec` into a file under $TMPDIR (or /tmp), unnamed_path(), that is unlinked as
-  // soon as it is mapped: the data lives in the page cache, and nothing is left behind on a
+  // soon as it is read: the data lives in this process's memory, and nothing is left behind on a
   // crash after this returns (a kill before it leaves a temporary that the next run removes).
   static Dataset generate_unnamed(const TaskSpec& spec, const WriteOptions& options = {});
 

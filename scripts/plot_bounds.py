@@ -3,7 +3,7 @@
 
 usage: plot_bounds.py DIR      (Debian's python3-matplotlib; no project code)
 
-Every PNG is drawn into a hidden temporary file of iclbench's naming (.NAME.tmp.PID.py) and the
+Every PNG is drawn into a hidden temporary file of iclbench's naming (.NAME.iclbench-tmp.PID.py) and the
 set is renamed into place only once all are drawn: an interrupted run leaves the earlier PNGs
 or none, never a truncated one. Without matplotlib it says so in one line and exits with 3.
 """
@@ -36,7 +36,7 @@ def main():
 
     def save(fig, name):
         final = os.path.join(out, name)
-        temp = os.path.join(out, ".%s.tmp.%d.py" % (name, os.getpid()))
+        temp = os.path.join(out, ".%s.iclbench-tmp.%d.py" % (name, os.getpid()))
         staged.append((temp, final))
         fig.savefig(temp, dpi=110, format="png")
         plt.close(fig)

@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -102,6 +104,21 @@ TEST(CliNoShell, InterruptOfIclbenchReachesThePlotScript) {
   EXPECT_FALSE(fs::exists(marker)) << "the plot script outlived an interrupted iclbench";
 }
 
+// SIGKILL of iclbench, which no handler sees, ends the plot script too: the kernel kills a child
+// whose parent dies (PR_SET_PDEATHSIG). Before, the script finished on its own (and its PNGs
+// appeared in a directory whose run had been killed).
+TEST(CliNoShell, SigkillOfIclbenchEndsThePlotScript) {
+  const fs::path dir = fresh_dir("sigkill_parent");
+  const fs::path marker = dir / "still-running";
+  const fs::path site = fake_matplotlib(
+      "sigkill_parent_site", "import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(2)\nopen('" +
+                                 marker.string() + "', 'w').close()\n");
+  const Result result = run(tiny_bounds((dir / "run").string()), {{{"PYTHONPATH", site.string()}}, {}});
+  EXPECT_EQ(result.exit_code, 128 + SIGKILL) << result.err;
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_FALSE(fs::exists(marker)) << "the plot script outlived a SIGKILLed iclbench";
+}
+
 // --- 6. Non-regular inputs are refused, not waited on ------------------------------------
 
 TEST(CliInputs, FifoAndDirectoryInputsAreRefused) {
@@ -120,6 +137,61 @@ TEST(CliInputs, FifoAndDirectoryInputsAreRefused) {
   EXPECT_FALSE(fs::exists(out + ".json"));
 }
 
+// A data set truncated by another process while eval runs (gen --force rewriting it, a full disk,
+// a user's truncate): the file was memory-mapped, and the next access past the new end killed eval
+// with SIGBUS. It is now read into memory at open: a truncation after that changes nothing, one
+// during the read is "the file shrank" (exit 2), never a signal.
+TEST(CliInputs, ADataSetTruncatedWhileEvalRunsIsNoSignal) {
+  const fs::path dir = fresh_dir("truncated_input");
+  const fs::path data = dir / "data.safetensors";
+  ASSERT_EQ(run({"gen", "--d", "8", "--n", "4000", "--tasks", "200", "--queries", "64", "--out", data.string()}).exit_code, 0);
+  const auto size = static_cast<std::uintmax_t>(fs::file_size(data));
+  const std::vector<std::string> args = {"--threads", "1", "eval", "--data", data.string(), "--model", "kernel:beta=1",
+                                         "--heads", "avg", "--n-grid", "1000,2000,4000", "--out", (dir / "r.json").string()};
+  const Result whole = run(args);
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+  // The results without the timings.
+  auto results = [](const fs::path& path) {
+    nlohmann::json learners = nlohmann::json::parse(read_all(path))["learners"];
+    for (auto& [name, learner] : learners.items()) learner.erase("throughput");
+    return learners.dump();
+  };
+  const std::string expected = results(dir / "r.json");
+  fs::remove(dir / "r.json");
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    std::freopen("/dev/null", "w", stdout);
+    std::freopen((dir / "stderr").c_str(), "w", stderr);
+    std::vector<char*> argv = {const_cast<char*>(ICLBENCH_BINARY)};
+    for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    ::execv(ICLBENCH_BINARY, argv.data());
+    _exit(127);
+  }
+  // Truncate once the whole file has been read (/proc/PID/io rchar), or after 2 s (a mapping is
+  // not counted as read): either way eval is still evaluating.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream io("/proc/" + std::to_string(pid) + "/io");
+    std::string key;
+    std::uintmax_t value = 0;
+    if (io >> key >> value && key == "rchar:" && value >= size) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  fs::resize_file(data, 100);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << "eval ended by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  const std::string err = read_all(dir / "stderr");
+  if (WEXITSTATUS(status) == 0) {
+    EXPECT_TRUE(results(dir / "r.json") == expected) << "the results differ from the undisturbed run's";
+  } else {  // truncated before or during the read: refused in one line, no output
+    EXPECT_EQ(WEXITSTATUS(status), 2) << err;
+    EXPECT_EQ(count_lines(err), 1) << err;
+    EXPECT_FALSE(fs::exists(dir / "r.json"));
+  }
+}
+
 // --- 5. User errors are exit 2 with one line naming the path -----------------------------
 
 TEST(CliUserErrors, UnusableOutputDirectoriesAreExitTwoNamingThePath) {
@@ -135,6 +207,12 @@ TEST(CliUserErrors, UnusableOutputDirectoriesAreExitTwoNamingThePath) {
   expect_bad(tiny_bounds("/sys/iclbench-test-run"), "/sys/iclbench-test-run");
   expect_bad(tiny_bounds((file / "run").string()), (file / "run").string());
   EXPECT_EQ(read_all(file), "mine");
+  // Sibling: DIR/config.json that cannot be examined (a symbolic link to itself). The file
+  // system's own error (std::filesystem::filesystem_error) is the user's to fix too: exit 2.
+  const fs::path looped = dir / "looped";
+  fs::create_directory(looped);
+  fs::create_symlink("config.json", looped / "config.json");
+  expect_bad(tiny_bounds(looped.string()), (looped / "config.json").string() + ": Too many levels of symbolic links");
 }
 
 // --- 9. One line, decided before printing --------------------------------------------------
@@ -248,6 +326,35 @@ TEST(CliResume, DamagedPointFilesAreRecomputed) {
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_NE(result.err.find("notice: recomputing " + b.string()), std::string::npos) << result.err;
   EXPECT_EQ(nlohmann::json::parse(read_all(b)), good_b);
+  EXPECT_EQ(read_all(dir / "points.csv"), points_csv);
+}
+
+// A point file that is not a regular file (a FIFO, a directory, a symbolic link) cannot be
+// replaced by the new point: it was refused only after its point had been computed again. It is
+// refused before any work, with one line naming it, and nothing in DIR changes.
+TEST(CliResume, NonRegularPointFilesAreRefusedBeforeWork) {
+  const fs::path dir = fresh_dir("resume_nonregular") / "run";
+  std::vector<std::string> args = tiny_bounds(dir.string());
+  args.push_back("--no-plots");
+  ASSERT_EQ(run(args).exit_code, 0);
+  const fs::path a = dir / "points" / "A-d2.json", b = dir / "points" / "B-d2.json";
+  const std::string good_a = read_all(a), points_csv = read_all(dir / "points.csv");
+  fs::remove(a);
+  ASSERT_EQ(::mkfifo(a.c_str(), 0600), 0);
+  const auto b_time = fs::last_write_time(b);
+  expect_bad(args, a.string() + ": not a regular file");
+  EXPECT_EQ(fs::status(a).type(), fs::file_type::fifo);
+  // Siblings: a directory, and a symbolic link (to the good point: the rename would replace the link).
+  fs::remove(a);
+  fs::create_directory(a);
+  expect_bad(args, a.string() + ": not a regular file");
+  fs::remove(a);
+  std::ofstream(dir / "saved-a.json") << good_a;
+  fs::create_symlink(dir / "saved-a.json", a);
+  expect_bad(args, a.string() + ": it is a symbolic link");
+  EXPECT_TRUE(fs::is_symlink(a));
+  // Nothing was computed: B's point file was not rewritten, the outputs are the same.
+  EXPECT_EQ(fs::last_write_time(b), b_time);
   EXPECT_EQ(read_all(dir / "points.csv"), points_csv);
 }
 
@@ -413,6 +520,61 @@ TEST(CliWriterReader, ParametersThatWouldWriteUnreadableFilesAreRefused) {
     const Result read = run({"eval", "--data", out, "--heads", "avg", "--out", (dir / "r.json").string(), "--force"});
     EXPECT_EQ(read.exit_code, 0) << scale << "\n" << read.err;
   }
+}
+
+// Sets every non-zero F32 weight of a model file to `magnitude` with the weight's sign.
+void set_weights(const fs::path& model, float magnitude) {
+  std::string bytes = read_all(model);
+  std::uint64_t header_size = 0;
+  std::memcpy(&header_size, bytes.data(), sizeof header_size);
+  const nlohmann::json header = nlohmann::json::parse(bytes.substr(8, header_size));
+  for (const auto& [name, tensor] : header.items()) {
+    if (name == "__metadata__" || tensor["dtype"] != "F32") continue;
+    for (std::uint64_t at = 8 + header_size + tensor["data_offsets"][0].get<std::uint64_t>();
+         at < 8 + header_size + tensor["data_offsets"][1].get<std::uint64_t>(); at += 4) {
+      float value = 0;
+      std::memcpy(&value, bytes.data() + at, 4);
+      if (value != 0) value = std::copysign(magnitude, value);
+      std::memcpy(bytes.data() + at, &value, 4);
+    }
+  }
+  std::ofstream(model, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// Finite weights whose forward pass overflows f32: a weight of 3e38 gave `inf` scores, written
+// into the predictions file, exit 0. Non-finite scores stay a
+// measured outcome (a diverging learner's, counted as errors with a warning), but a run that dumps
+// predictions checks the scores before anything is written: one line naming the model and the
+// first prompt, exit 2, no output.
+TEST(CliWriterReader, WeightsThatOverflowTheForwardPassAreRefusedBeforeWriting) {
+  const fs::path dir = fresh_dir("overflow_weights");
+  const fs::path model = dir / "model.safetensors", outputs = dir / "outputs";
+  fs::create_directories(outputs);
+  // Siblings: weights of 1e20, each finite and far from f32's limit, whose products overflow; and
+  // the softmax kernel learner, whose scores are NaN (inf - inf) rather than inf.
+  for (const auto& [recipe, magnitude] : std::vector<std::pair<std::string, float>>{
+           {"gd-ls:L=1", 3e38f}, {"gd-ls:L=2", 1e20f}, {"kernel:beta=1", 3e38f}}) {
+    ASSERT_EQ(run({"model", "--construct", recipe, "--d", "4", "--out", model.string(), "--force"}).exit_code, 0);
+    set_weights(model, magnitude);
+    ASSERT_EQ(run({"model", "--info", model.string()}).exit_code, 0) << "the file itself is valid";
+    expect_bad({"eval", "--d", "4", "--n", "16", "--tasks", "3", "--model", model.string(), "--heads", "avg",
+                "--out", (outputs / "r.json").string(), "--csv", (outputs / "r.csv").string(),
+                "--dump-predictions", (outputs / "p.safetensors").string()},
+               "gives a non-finite score");
+    EXPECT_TRUE(fs::is_empty(outputs)) << recipe;
+  }
+  // The message names the model and the first prompt.
+  const Result result = run({"eval", "--d", "4", "--n", "16", "--tasks", "3", "--model", model.string(), "--heads", "avg",
+                             "--out", (outputs / "r.json").string(), "--dump-predictions", (outputs / "p.safetensors").string()});
+  EXPECT_NE(result.err.find("(" + model.string() + ")"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("task 0, query 0"), std::string::npos) << result.err;
+  EXPECT_TRUE(fs::is_empty(outputs));
+  // Without a predictions file the scores are reported as a diverging learner's: every task's
+  // queries count as errors, with a warning.
+  const Result reported = run({"eval", "--d", "4", "--n", "16", "--tasks", "3", "--model", model.string(), "--heads", "avg",
+                               "--out", (outputs / "r.json").string()});
+  EXPECT_EQ(reported.exit_code, 0) << reported.err;
+  EXPECT_NE(reported.out.find("non-finite scores in 3 of 3 tasks"), std::string::npos) << reported.out;
 }
 
 TEST(CliWriterReader, LearnersWithOneNameAreRefusedBeforeWork) {
@@ -593,9 +755,16 @@ pid_t dead_pid() {
 TEST(CliTempFiles, StaleTemporariesOfDeadRunsAreRemoved) {
   const fs::path dir = fresh_dir("stale_temps");
   const std::string dead = std::to_string(dead_pid()), alive = std::to_string(::getpid());
-  const std::vector<std::string> stale = {".tasks.safetensors.tmp." + dead + ".AbC123", ".err_vs_n.png.tmp." + dead + ".py"};
-  const std::vector<std::string> kept = {".tasks.safetensors.tmp." + alive + ".AbC123", ".notes.tmp", "x.tmp." + dead + ".AbC123",
-                                         ".x.tmp." + dead + ".toolong7"};
+  const std::vector<std::string> stale = {".tasks.safetensors.iclbench-tmp." + dead + ".AbC123",
+                                          ".err_vs_n.png.iclbench-tmp." + dead + ".py"};
+  // Only names iclbench makes, in full: a user's ".notes.tmp.PID.backup" (six letters, as mkstemp
+  // ends) once matched and was deleted; so would names without the marker, with a suffix too long,
+  // a pid that is not all digits, no NAME, or anything after the suffix.
+  const std::vector<std::string> kept = {
+      ".tasks.safetensors.iclbench-tmp." + alive + ".AbC123", ".notes.tmp", "x.iclbench-tmp." + dead + ".AbC123",
+      ".x.iclbench-tmp." + dead + ".toolong7", ".notes.tmp." + dead + ".backup", ".x.tmp." + dead + ".AbC123",
+      ".x.iclbench-tmp.+" + dead + ".AbC123", ".iclbench-tmp." + dead + ".AbC123",
+      ".x.iclbench-tmp." + dead + ".AbC123.old", ".x.iclbench-tmp." + dead + ".py~"};
   for (const auto& name : stale) std::ofstream(dir / name) << "stale";
   for (const auto& name : kept) std::ofstream(dir / name) << "keep";
   ASSERT_EQ(run({"gen", "--tasks", "2", "--out", (dir / "new.safetensors").string()}).exit_code, 0);
@@ -603,7 +772,7 @@ TEST(CliTempFiles, StaleTemporariesOfDeadRunsAreRemoved) {
   for (const auto& name : kept) EXPECT_TRUE(fs::exists(dir / name)) << name;
   // Sibling: eval's generated task set, left under TMPDIR by a kill between its writing and its
   // unlinking (data::unnamed_path), is removed by the next run that generates there.
-  const std::string tasks = ".iclbench-tasks.tmp." + dead + ".000000";
+  const std::string tasks = ".tasks.iclbench-tmp." + dead + ".000000";
   std::ofstream(dir / tasks) << "stale";
   ASSERT_EQ(run({"eval", "--d", "4", "--tasks", "2", "--heads", "avg", "--out", (dir / "r.json").string()},
                 {{{"TMPDIR", dir.string()}}, {}})

@@ -217,14 +217,47 @@ TEST(Cli, MemoryEstimateCoversThePeakOfARun) {
       {"2", "8", ICLBENCH_SHIPPED_MODEL, "ls", {"--n", "40", "--tasks", "40", "--queries", "25", "--n-grid", "20,40"}},
       {"1", "32", "gd-hinge:L=2", "avg,svm", {"--n", "3000", "--tasks", "40", "--queries", "200", "--n-grid", "1000,3000"}},
   };
+  std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> runs;  // (run, its tiny twin)
   for (const Shape& shape : shapes) {
     std::vector<std::string> args = {"--threads", shape.threads, "eval", "--d", shape.d, "--model", shape.model,
                                      "--heads", shape.heads, "--out", out, "--force"};
     // The same learners on 2 tasks of 16 examples and 4 queries.
-    const std::vector<std::string> small = {"--threads", shape.threads, "eval", "--d", shape.d, "--n", "16", "--tasks", "2",
-                                            "--queries", "4", "--model", shape.model, "--heads", shape.heads, "--out", out,
-                                            "--force"};
+    std::vector<std::string> small = {"--threads", shape.threads, "eval", "--d", shape.d, "--n", "16", "--tasks", "2",
+                                      "--queries", "4", "--model", shape.model, "--heads", shape.heads, "--out", out,
+                                      "--force"};
     args.insert(args.end(), shape.rest.begin(), shape.rest.end());
+    runs.emplace_back(args, small);
+    // bf16 matmuls (bf16 copies of the weights and activations beside the f32 ones).
+    if (shape.model == ICLBENCH_SHIPPED_MODEL || shape.model.starts_with("gd-hinge")) {
+      args.push_back("--bf16");
+      small.push_back("--bf16");
+      runs.emplace_back(args, small);
+    }
+  }
+  // speed: a batch of prompts through the engine (f32, bf16, one and two threads), and the
+  // Eigen reference forward, whose double matrices grow with n; each against n = 16, batch 1.
+  const std::vector<std::pair<std::string, std::vector<std::string>>> speeds = {
+      {"1", {"--model", "kernel:beta=1", "--d", "8", "--n", "4000", "--queries", "64", "--batch", "32"}},
+      {"2", {"--model", ICLBENCH_SHIPPED_MODEL, "--d", "8", "--n", "40", "--batch", "1024", "--bf16"}},
+      {"2", {"--model", "gd-ls:L=2", "--d", "32", "--n", "20000", "--queries", "100", "--batch", "8"}},
+      {"2", {"--model", "gd-hinge:L=2", "--d", "32", "--n", "8000", "--queries", "100", "--batch", "8", "--bf16"}},
+      {"1", {"--model", "gd-ls:L=1", "--d", "64", "--n", "6000", "--queries", "64", "--reference", "--repeats", "1"}},
+  };
+  for (const auto& [threads, flags] : speeds) {
+    std::vector<std::string> args = {"--threads", threads, "speed"}, small = args;
+    args.insert(args.end(), flags.begin(), flags.end());
+    for (std::size_t i = 0; i < flags.size(); ++i) {
+      const std::string& flag = flags[i];
+      if (flag == "--n" || flag == "--batch" || flag == "--queries") {
+        small.insert(small.end(), {flag, flag == "--n" ? "16" : "1"});
+        ++i;
+      } else {
+        small.push_back(flag);
+      }
+    }
+    runs.emplace_back(args, small);
+  }
+  for (const auto& [args, small] : runs) {
     std::string joined;
     for (const auto& arg : args) joined += arg + " ";
     const double estimate = refused_estimate_bytes(args) - refused_estimate_bytes(small);

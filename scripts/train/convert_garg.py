@@ -17,6 +17,7 @@ import pickle
 import json
 import os
 import re
+import stat
 import sys
 
 import torch
@@ -58,6 +59,11 @@ def convert(state_dict, n_head):
             raise ConvertError("missing tensor %s" % name)
         if list(kept[name].shape) != shape:
             raise ConvertError("tensor %s has shape %s, expected %s" % (name, list(kept[name].shape), shape))
+    # A NaN or inf weight would make every score non-finite; iclbench refuses such a model when it
+    # loads it, so the converter refuses it before writing anything.
+    for name in shapes:
+        if not torch.isfinite(kept[name]).all():
+            raise ConvertError("tensor %s has a non-finite value (NaN or inf)" % name)
     model = garg_model.GargTransformer(**config)
     model.load_state_dict({name: tensor.to(torch.float32) for name, tensor in kept.items()})
     return model.eval(), dropped
@@ -85,13 +91,30 @@ def main(argv):
     if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
         print("convert_garg.py: cannot write %s: no such directory" % args.out, file=sys.stderr)
         return 2
-    if os.path.exists(args.checkpoint) and not os.path.isfile(args.checkpoint):
-        print("convert_garg.py: cannot read %s: not a regular file" % args.checkpoint, file=sys.stderr)
+    try:
+        # Opened without blocking and checked on the descriptor, then read from it: a FIFO (or a
+        # file swapped for one after a check by name) would block the load forever.
+        fd = os.open(args.checkpoint, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        print("convert_garg.py: cannot read %s: %s" % (args.checkpoint, error.strerror), file=sys.stderr)
         return 2
+    with os.fdopen(fd, "rb") as checkpoint_file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            print("convert_garg.py: cannot read %s: not a regular file" % args.checkpoint, file=sys.stderr)
+            return 2
+        os.set_blocking(fd, True)
+        status, state, model, dropped = load_and_convert(checkpoint_file, args)
+    if status:
+        return status
+    return write(model, dropped, state, args)
+
+
+def load_and_convert(checkpoint_file, args):
+    """-> (0, state, model, dropped), or (2, None, None, None) after one line on stderr."""
     try:
         # weights_only: a checkpoint from elsewhere is a pickle, and a full unpickle runs any code
         # it names; tensors, dicts and numbers are all a Garg checkpoint holds.
-        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        state = torch.load(checkpoint_file, map_location="cpu", weights_only=True)
         if not isinstance(state, dict):
             raise ConvertError("not a state_dict or a checkpoint dict (a %s)" % type(state).__name__)
         if isinstance(state, dict) and {"run", "model", "optimizer"} <= set(state):
@@ -99,10 +122,15 @@ def main(argv):
                                "export it with export.py --run-dir (its directory)")
         state_dict = state["model_state_dict"] if "model_state_dict" in state else state
         model, dropped = convert(state_dict, args.n_head)
-    except (OSError, RuntimeError, KeyError, TypeError, ValueError, AttributeError, pickle.UnpicklingError,
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, AttributeError, EOFError, pickle.UnpicklingError,
             ConvertError) as error:
-        print("convert_garg.py: %s: %s" % (args.checkpoint, error), file=sys.stderr)
-        return 2
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print("convert_garg.py: %s: %s" % (args.checkpoint, first), file=sys.stderr)
+        return 2, None, None, None
+    return 0, state, model, dropped
+
+
+def write(model, dropped, state, args):
     training = {"converted_from": os.path.basename(args.checkpoint), "dropped": dropped}
     if isinstance(state, dict) and "train_step" in state:
         training["train_step"] = int(state["train_step"])

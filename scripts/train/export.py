@@ -135,13 +135,29 @@ def main(argv):
     p.add_argument("--command", default="", help="the training command, recorded in the metadata")
     p.add_argument("--force", action="store_true", help="replace existing files")
     args = p.parse_args(argv)
+    # NAME is one file name: "a/b" would need a directory that is not there, "../x" would write
+    # outside --out-dir.
+    if args.name in ("", ".", "..") or "/" in args.name or "\0" in args.name:
+        print("export.py: --name %r must be a file name (no '/', not '.' or '..'); the files go in --out-dir"
+              % args.name, file=sys.stderr)
+        return 2
     checkpoint_path = os.path.join(args.run_dir, train.CHECKPOINT)
     if not os.path.isfile(checkpoint_path):
         print("export.py: no checkpoint at %s" % checkpoint_path, file=sys.stderr)
         return 2
-    state = torch.load(checkpoint_path)
-    run = state["run"]
-    if state["step"] != run["steps"]:
+    try:
+        state, run = train.load_checkpoint(checkpoint_path)
+        model = garg_model.GargTransformer(run["d"], run["n_points"], run["n_embd"], run["n_layer"], run["n_head"])
+        model.load_state_dict(state["model"])
+        finished = state["step"] == run["steps"]
+    except train.CheckpointError as error:
+        print("export.py: %s" % error, file=sys.stderr)
+        return 2
+    except (RuntimeError, KeyError, TypeError, ValueError) as error:
+        print("export.py: %s: the checkpoint does not fit its own run flags: %s"
+              % (checkpoint_path, str(error).splitlines()[0] if str(error) else type(error).__name__), file=sys.stderr)
+        return 2
+    if not finished:
         print("export.py: %s stopped at step %d of %d; resume it first" % (checkpoint_path, state["step"], run["steps"]),
               file=sys.stderr)
         return 2
@@ -152,8 +168,6 @@ def main(argv):
         print("export.py: %s exists (use --force to replace)" % existing[0], file=sys.stderr)
         return 2
     os.makedirs(args.out_dir, exist_ok=True)
-    model = garg_model.GargTransformer(run["d"], run["n_points"], run["n_embd"], run["n_layer"], run["n_head"])
-    model.load_state_dict(state["model"])
     model.eval()
     history = state["history"]
     tail = [h[2] for h in history[-500:]]

@@ -134,6 +134,27 @@ def train_step(model, optimizer, x, y, bf16):
     return loss.item()
 
 
+class CheckpointError(ValueError):
+    pass
+
+
+def load_checkpoint(path):
+    """-> (state, state["run"]) of a checkpoint this script wrote. Raises CheckpointError naming the
+    file, in one line, for anything else: a truncated or damaged file (a disk that filled up, a
+    copy cut short), another kind of pickle, a dict without this script's keys."""
+    if not os.path.isfile(path):  # a FIFO would block the load forever
+        raise CheckpointError("%s: not a regular file" % path)
+    try:
+        state = torch.load(path, map_location="cpu")
+    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... by damage
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError("%s: unreadable checkpoint (truncated or not train.py's?): %s" % (path, first)) from None
+    keys = ("run", "model", "optimizer", "step", "history", "loads", "seconds", "cpu_seconds", "threads", "torch")
+    if not isinstance(state, dict) or not all(key in state for key in keys) or not isinstance(state["run"], dict):
+        raise CheckpointError("%s: not a checkpoint of train.py (it needs the keys %s)" % (path, ", ".join(keys)))
+    return state, state["run"]
+
+
 def save_checkpoint(path, state):
     fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".pt")
     os.close(fd)
@@ -162,7 +183,11 @@ def main(argv):
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     step, history, loads, seconds_before, cpu_before = 0, [], [], 0.0, 0.0
     if os.path.exists(checkpoint_path):
-        state = torch.load(checkpoint_path)
+        try:
+            state, _ = load_checkpoint(checkpoint_path)
+        except CheckpointError as error:
+            print("train.py: %s; move it away to start the run afresh" % error, file=sys.stderr)
+            return 2
         if state["run"] != run:
             diff = sorted(k for k in run if state["run"].get(k) != run[k])
             print("train.py: %s was made with other flags (%s); use another --run-dir"

@@ -129,6 +129,19 @@ void prepare_directory(const BoundsConfig& config, const fs::path& dir) {
   for (const auto& entry : fs::directory_iterator(dir / "points")) {
     if (entry.path().filename().string().starts_with(".")) fs::remove(entry.path());
   }
+  // A point is saved by renaming a new file onto DIR/points/ID.json, which a FIFO, a directory or
+  // a symbolic link there would refuse (or, for a link, be replaced by): such an entry is not a
+  // point this tool wrote, so it is refused before any point is computed, not after its point.
+  for (const PointKey& key : sweep_points(config)) {
+    const fs::path path = dir / "points" / (key.id() + ".json");
+    std::error_code error;
+    const fs::file_status status = fs::symlink_status(path, error);
+    if (fs::exists(status) && !fs::is_regular_file(status)) {
+      throw io::IoError("cannot resume from " + path.string() + ": " +
+                        (fs::is_symlink(status) ? "it is a symbolic link" : "not a regular file") +
+                        "; remove it to recompute its point");
+    }
+  }
 }
 
 }  // namespace

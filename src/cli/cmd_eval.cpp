@@ -159,7 +159,8 @@ Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
         throw no_space_error(error);
       }
     }
-    runtime::check_memory((spec ? spec->dataset_bytes() : 0) +
+    // The task set is in this process's memory either way (a --data file is read, not mapped).
+    runtime::check_memory(shape.dataset_bytes() +
                               eval::estimate_memory_bytes(shape, models, config, runtime::active_threads()),
                           "eval", "lower --tasks, --queries, --n (or the context's k) or --threads",
                           globals.memory_budget());
@@ -171,6 +172,7 @@ Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
     eval::EvalResult result = eval::evaluate(dataset, models, config, progress.callback());
     progress.finish();
     result.data_source = o.data.empty() ? "generated" : o.data;
+    if (!o.predictions.empty()) eval::check_scores_finite(result);  // before any output is written
 
     // All or nothing: every output is written in full before any of them appears.
     io::AtomicFile json(o.out, overwrite);

@@ -212,14 +212,25 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     engine_options.explicit_linear_attention = o.explicit_linear;
     engine_options.dense = o.dense;
     engine_options.unfused_attention = o.unfused_attention;
-    // The prompts and their output stream, plus the engine's buffers.
-    const double prompt_bytes =
-        static_cast<double>(o.batch) * static_cast<double>(tokens_per_prompt) * config.width * 4 * 2;
+    // What the run holds at its peak: the prompts (f32 tokens, the output stream and the scores),
+    // the built model's f32 weights and the engine's own copy of them, and either the engine's
+    // buffers for this shape or, with --reference, one prompt in double and the reference
+    // forward's matrices (the engine then never builds a plan). --op-groups times a second engine
+    // (weights and buffers) while the first still lives.
+    const double prompt_bytes = static_cast<double>(o.batch) *
+                                (static_cast<double>(tokens_per_prompt) * config.width * 2 +
+                                 static_cast<double>(tokens_per_prompt - context)) * 4;
     if (prompt_bytes > 1e15) throw UsageError("--batch x (--n + --queries) is far too large");
-    runtime::check_memory(static_cast<std::uint64_t>(prompt_bytes) +
-                              model::Engine::working_bytes(config, engine_options, tokens_per_prompt,
-                                                           context, o.batch, runtime::active_threads()),
-                          "speed", "lower --batch, --n, --queries or --threads", globals.memory_budget());
+    const auto weight_bytes = static_cast<std::uint64_t>(config.parameter_count()) * 4;
+    const std::uint64_t engine_buffers = model::Engine::working_bytes(
+        config, engine_options, tokens_per_prompt, context, o.batch, runtime::active_threads());
+    const std::uint64_t run_bytes =
+        o.reference ? static_cast<std::uint64_t>(tokens_per_prompt) *
+                              (config.read_in ? config.input_dim : config.width) * sizeof(double) +
+                          model::reference_working_bytes(config, tokens_per_prompt)
+                    : engine_buffers + (o.op_groups ? weight_bytes + engine_buffers : 0);
+    runtime::check_memory(static_cast<std::uint64_t>(prompt_bytes) + 2 * weight_bytes + run_bytes, "speed",
+                          "lower --batch, --n, --queries or --threads", globals.memory_budget());
     const model::Model built = source.build();
     const model::Engine engine(built.config, built.weights, engine_options);
     const std::vector<float> tokens = make_prompts(built.config, o, globals.seed);

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <set>
+#include <span>
 #include <string>
 
 #include "eval/prompts.hpp"
@@ -233,6 +234,25 @@ std::uint64_t estimate_memory_bytes(const data::TaskSpec& data,
         transient, static_cast<std::uint64_t>(std::max(threads, 1)) * bytes(n_max * (d + 1), 32));
   }
   return total + transient;
+}
+
+void check_scores_finite(const EvalResult& result) {
+  const std::int64_t queries = result.data.n_queries;
+  for (std::size_t l = 0; l < result.learners.size(); ++l) {
+    const LearnerResult& learner = result.learners[l];
+    const std::string given_as = l < result.models.size() ? result.models[l] : learner.name;
+    for (const PrefixResult& point : learner.grid) {
+      const auto bad = std::find_if(point.scores.begin(), point.scores.end(), [](float s) { return !std::isfinite(s); });
+      if (bad == point.scores.end()) continue;
+      const auto index = static_cast<std::int64_t>(bad - point.scores.begin());
+      const std::string model = "model '" + learner.name + "'" + (given_as == learner.name ? "" : " (" + given_as + ")");
+      throw std::invalid_argument(model + " gives a non-finite score (" + std::to_string(*bad) + ") at n' = " +
+                                  std::to_string(point.n) + ", task " + std::to_string(index / queries) +
+                                  ", query " + std::to_string(index % queries) +
+                                  " (diverging, or weights that overflow float32): a predictions file holds "
+                                  "finite scores only");
+    }
+  }
 }
 
 EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSource> models,

@@ -105,6 +105,15 @@ std::uint64_t estimate_memory_bytes(const data::TaskSpec& data,
                                     std::span<const model::ModelSource> models,
                                     const EvalConfig& config, int threads);
 
+// A predictions file (stage_predictions) holds finite scores only, so that whatever reads it
+// gets numbers (a weight of 3e38 once wrote a file of inf scores with exit 0). A
+// diverging learner, or finite weights that overflow f32 in the forward pass, gives inf or NaN
+// scores: evaluate() reports them (PrefixResult::nonfinite_tasks, counted as
+// errors), and this throws std::invalid_argument naming the model (and the file or recipe it was
+// given as), n' and the first prompt (task, query) whose score is not finite. Call it before
+// writing any output of a run that dumps predictions.
+void check_scores_finite(const EvalResult& result);
+
 // Builds every model, then evaluates. `progress` hears of each (learner, n') step.
 EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSource> models,
                     const EvalConfig& config, const util::ProgressCallback& progress = {});

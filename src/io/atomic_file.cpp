@@ -106,10 +106,11 @@ AtomicFile::AtomicFile(std::filesystem::path final_path, Overwrite overwrite)
   const std::filesystem::path dir =
       final_path_.has_parent_path() ? final_path_.parent_path() : std::filesystem::path(".");
   remove_stale_temp_files(dir);
-  // ".NAME.tmp.PID.XXXXXX": the pid lets a later run tell a killed writer's file from a live one.
+  // ".NAME.iclbench-tmp.PID.XXXXXX": the pid lets a later run tell a killed writer's file from a
+  // live one; the marker, that no user's ".notes.tmp.123.backup" is taken for one (temp_file_owner).
   std::string temp_name = ".";
   temp_name += final_path_.filename().string();
-  temp_name += ".tmp." + std::to_string(::getpid()) + ".XXXXXX";
+  temp_name += std::string(kTempMarker) + std::to_string(::getpid()) + ".XXXXXX";
   std::string pattern = (dir / temp_name).string();
   fd_ = ::mkstemp(pattern.data());
   if (fd_ < 0) throw IoError(os_error("cannot create a file in", dir, errno));
@@ -276,23 +277,23 @@ void check_can_write(const std::filesystem::path& path, Overwrite overwrite) {
 }
 
 std::optional<long> temp_file_owner(std::string_view name) {
-  // .NAME.tmp.PID.XXXXXX (AtomicFile) or .NAME.tmp.PID.py (scripts/plot_bounds.py)
-  if (name.size() < 2 || name.front() != '.') return std::nullopt;
-  const std::size_t dot = name.rfind('.');
+  // The whole name must be one iclbench makes: "." NAME kTempMarker PID "." SUFFIX, NAME not
+  // empty, PID decimal digits, SUFFIX mkstemp's six letters or digits, or "py" (the plot script).
+  const std::size_t marker = name.rfind(kTempMarker);
+  if (name.size() < 2 || name.front() != '.' || marker == std::string_view::npos || marker < 2) {
+    return std::nullopt;
+  }
+  const std::string_view rest = name.substr(marker + kTempMarker.size());  // PID.SUFFIX
+  const std::size_t dot = rest.find('.');
   if (dot == std::string_view::npos) return std::nullopt;
-  const std::string_view tail = name.substr(dot + 1);
-  if (tail != "py" && (tail.size() != 6 || !std::all_of(tail.begin(), tail.end(), [](char c) {
-                         return std::isalnum(static_cast<unsigned char>(c)) != 0;
-                       }))) {
+  const std::string_view pid_text = rest.substr(0, dot), suffix = rest.substr(dot + 1);
+  const bool mkstemp_suffix = suffix.size() == 6 && std::all_of(suffix.begin(), suffix.end(), [](char c) {
+                                return std::isalnum(static_cast<unsigned char>(c)) != 0;
+                              });
+  if (!mkstemp_suffix && suffix != "py") return std::nullopt;
+  if (pid_text.empty() || !std::all_of(pid_text.begin(), pid_text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return std::nullopt;
   }
-  const std::string_view head = name.substr(0, dot);
-  const std::size_t pid_dot = head.rfind('.');
-  if (pid_dot == std::string_view::npos || !head.substr(0, pid_dot).ends_with(".tmp") ||
-      pid_dot <= std::string_view(".tmp").size()) {
-    return std::nullopt;
-  }
-  const std::string_view pid_text = head.substr(pid_dot + 1);
   long pid = 0;
   const auto [end, error] = std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), pid);
   if (error != std::errc() || end != pid_text.data() + pid_text.size() || pid <= 0) return std::nullopt;

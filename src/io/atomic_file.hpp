@@ -119,8 +119,10 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view c
 // before their work rather than after it.
 void check_can_write(const std::filesystem::path& path, Overwrite overwrite);
 
-// Temporary files are named ".NAME.tmp.PID.XXXXXX" (and ".NAME.tmp.PID.py" by the plot script).
-// The pid of such a name, or nothing for any other name.
+// Temporary files are named ".NAME.iclbench-tmp.PID.XXXXXX" (XXXXXX: mkstemp's six letters or
+// digits), ".NAME.iclbench-tmp.PID.py" by the plot script. The pid of a name of exactly that form,
+// or nothing for any other name: the marker keeps a user's ".notes.tmp.123.backup" out.
+inline constexpr std::string_view kTempMarker = ".iclbench-tmp.";
 std::optional<long> temp_file_owner(std::string_view name);
 
 // Deletes the temporary files in `dir` of iclbench's naming whose process is gone (a SIGKILL

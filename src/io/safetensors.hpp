@@ -53,7 +53,9 @@ inline constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
 
 class SafetensorsReader {
  public:
-  // Maps the file read-only and validates it. Throws FormatError (bad content) or IoError.
+  // Reads the whole file into memory (a copy: a mapping would die with SIGBUS if another process
+  // truncated the file) and validates it. Throws FormatError (bad content) or IoError, also when
+  // the file shrinks while it is read.
   explicit SafetensorsReader(const std::filesystem::path& path);
   // Validates an in-memory image (tests and fuzzers); `bytes` must outlive the reader.
   SafetensorsReader(std::string display_name, std::span<const std::byte> bytes);
@@ -82,12 +84,15 @@ class SafetensorsReader {
   FormatError error_at(std::uint64_t byte_offset, const std::string& what) const;
 
  private:
+  void read_all(int fd, std::size_t size);  // into buffer_; IoError if the file shrinks
   void parse();
 
   std::string name_;
   std::span<const std::byte> image_;
-  void* mapping_ = nullptr;
-  std::size_t mapping_size_ = 0;
+  // The file's bytes in anonymous pages (page-aligned, so f32() is zero-copy for every tensor the
+  // format aligns); unmapped by the destructor. Null for in-memory images.
+  std::byte* buffer_ = nullptr;
+  std::size_t buffer_size_ = 0;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, std::string> metadata_;
   mutable std::map<std::string, std::vector<float>> unaligned_copies_;

@@ -1,5 +1,6 @@
 #include "model/reference.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numbers>
@@ -99,6 +100,27 @@ double ramp_hinge_derivative(double y, double score, double tau) {
 }
 
 }  // namespace
+
+std::uint64_t reference_working_bytes(const ModelConfig& config, std::int64_t tokens) {
+  // Doubles per token live at once, and the largest weight matrix, over the layers.
+  std::int64_t per_token = config.width;  // x (read_in: its product as well, below)
+  std::int64_t largest_matrix = config.read_in ? std::int64_t{config.input_dim} * config.width : 0;
+  if (config.read_in) per_token = std::max<std::int64_t>(per_token, 2 * config.width);
+  for (const LayerConfig& layer : config.layers) {
+    const std::int64_t qk = std::int64_t{layer.heads} * layer.qk_dim, v = std::int64_t{layer.heads} * layer.v_dim;
+    // x, h and the block's result; attention adds Q, K, V, the heads' mix, the product before its
+    // bias is added (Eigen evaluates `h * W` into a temporary: one of Q, K, V's size) and the
+    // output projection's; the MLP its hidden layer, that layer's product and the output's.
+    const std::int64_t attention = layer.has_attention() ? 2 * qk + 2 * v + std::max(qk, v) + config.width : 0;
+    const std::int64_t mlp = layer.has_mlp() ? 2 * std::int64_t{layer.mlp_hidden} + config.width : 0;
+    per_token = std::max(per_token, 3 * std::int64_t{config.width} + std::max(attention, mlp));
+    largest_matrix = std::max({largest_matrix, config.width * std::max(qk, v), v * config.width,
+                               std::int64_t{config.width} * layer.mlp_hidden});
+  }
+  if (config.positions > 0) largest_matrix = std::max(largest_matrix, std::int64_t{config.positions} * config.width);
+  // The attention's per-token key weights: one vector of at most T at a time.
+  return static_cast<std::uint64_t>(tokens * per_token + largest_matrix + tokens) * sizeof(double);
+}
 
 MatrixD reference_forward(const ModelConfig& config, const Weights& weights,
                           const MatrixD& tokens, std::int64_t n_context) {

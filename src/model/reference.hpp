@@ -19,6 +19,12 @@ using MatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::Row
 // tokens: [T, D] ([T, d] with read_in) -> residual stream after the last layer, [T, D].
 MatrixD reference_forward(const ModelConfig& config, const Weights& weights,
                           const MatrixD& tokens, std::int64_t n_context);
+// Peak bytes reference_forward() allocates for one prompt of T tokens, beyond `tokens` and the
+// weights: the residual stream x and its normed copy h, Q, K, V and the heads' mix, the block's
+// output before it is added, the MLP's hidden layer, Eigen's temporaries of the products (all
+// [T, ·] doubles), and the double copy of the largest weight matrix an expression converts.
+// Used by `speed --reference`; checked against the measured peak in cli_test.
+std::uint64_t reference_working_bytes(const ModelConfig& config, std::int64_t tokens);
 // tokens as above -> every token's score (slot `readout`, or the read_out), [T].
 Eigen::VectorXd reference_scores(const ModelConfig& config, const Weights& weights,
                                  const MatrixD& tokens, std::int64_t n_context);

@@ -7,6 +7,8 @@ resumed training run ends with the same bytes as an uninterrupted one.
 
 usage: train_test.py WORK_DIR        (Debian's python3-torch, python3-numpy, python3-scipy)
 """
+import contextlib
+import io
 import json
 import math
 import os
@@ -28,6 +30,7 @@ import evaluate  # noqa: E402
 import export  # noqa: E402
 import garg_model  # noqa: E402
 import safetensors_np  # noqa: E402
+import train  # noqa: E402
 
 FAILURES = []
 
@@ -396,6 +399,79 @@ def test_resume(work):
               % (flags, run.returncode, run.stderr))
 
 
+def call(main_function, argv):
+    """-> (exit code, stderr) of a script's main() run in this process (no 2 s torch import)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main_function(argv)
+    return code, err.getvalue()
+
+
+def files_under(path):
+    return sorted(os.path.join(root, name) for root, _, names in os.walk(path) for name in names)
+
+
+def test_bad_input(work):
+    """Bad input to the tools: one line on stderr, exit 2, no traceback, nothing written (and
+    nothing ever outside --out-dir). Needs test_resume's finished run in WORK/straight."""
+    def refused(what, code, err, words, before, after):
+        check(code == 2 and err.count("\n") == 1 and "Traceback" not in err and all(w in err for w in words),
+              "%s: rc %s, %r" % (what, code, err))
+        check(before == after, "%s wrote %s" % (what, sorted(set(after) - set(before))))
+
+    straight = os.path.join(work, "straight")
+    bad = os.path.join(work, "bad")
+    shutil.rmtree(bad, ignore_errors=True)
+    out_dir = os.path.join(bad, "out")
+    os.makedirs(out_dir)
+    # --name with a directory in it: 'a/b' raised FileNotFoundError, '../x' wrote beside --out-dir.
+    for name in ("a/b", "../x", "..", "", "/tmp/x"):
+        before = files_under(work)
+        code, err = call(export.main, ["--run-dir", straight, "--name", name, "--out-dir", out_dir])
+        refused("export.py --name %r" % name, code, err, ["--name", "file name"], before, files_under(work))
+    # A truncated checkpoint (a full disk, a copy cut short): export and a resumed train refuse it.
+    cut = os.path.join(bad, "cut")
+    os.makedirs(cut)
+    with open(os.path.join(straight, "checkpoint.pt"), "rb") as f:
+        data = f.read()
+    for size in (len(data) // 2, 10, 0):
+        with open(os.path.join(cut, "checkpoint.pt"), "wb") as f:
+            f.write(data[:size])
+        before = files_under(bad)
+        code, err = call(export.main, ["--run-dir", cut, "--name", "t", "--out-dir", out_dir])
+        refused("export.py on a checkpoint cut to %d bytes" % size, code, err, ["checkpoint.pt", "unreadable"], before,
+                files_under(bad))
+        flags = run_train(work, cut)[2:]
+        code, err = call(train.main, flags)
+        refused("train.py resuming a checkpoint cut to %d bytes" % size, code, err, ["checkpoint.pt", "unreadable"],
+                before, files_under(bad))
+    # Another pickle where the checkpoint should be: a dict without train.py's keys.
+    torch.save({"model": {}}, os.path.join(cut, "checkpoint.pt"))
+    before = files_under(bad)
+    code, err = call(export.main, ["--run-dir", cut, "--name", "t", "--out-dir", out_dir])
+    refused("export.py on a foreign checkpoint", code, err, ["not a checkpoint of train.py"], before, files_under(bad))
+    # The converter: a FIFO input is refused at once (not waited on), NaN or inf weights are
+    # refused before writing (iclbench would refuse the file).
+    fifo = os.path.join(bad, "fifo.pt")
+    os.mkfifo(fifo)
+    out = os.path.join(out_dir, "converted.safetensors")
+    try:
+        run = subprocess.run([sys.executable, os.path.join(TRAIN_DIR, "convert_garg.py"), fifo, "--n-head", "3",
+                              "--out", out], capture_output=True, text=True, timeout=300)
+        refused("convert_garg.py on a FIFO", run.returncode, run.stderr, ["not a regular file"], [], files_under(out_dir))
+    except subprocess.TimeoutExpired:
+        check(False, "convert_garg.py waited on a FIFO input")
+    state = dict(random_model(4).state_dict())
+    for name, value in (("_read_in.weight", float("nan")), ("_backbone.h.1.mlp.c_fc.weight", float("inf"))):
+        broken = {key: tensor.clone() for key, tensor in state.items()}
+        broken[name][0, 0] = value
+        checkpoint = os.path.join(bad, "nan.pt")
+        torch.save(broken, checkpoint)
+        before = files_under(bad)
+        code, err = call(convert_garg.main, [checkpoint, "--n-head", "3", "--out", out])
+        refused("convert_garg.py with %s = %s" % (name, value), code, err, [name, "non-finite"], before, files_under(bad))
+
+
 def main():
     work = sys.argv[1]
     # A fresh directory each run: the scripts refuse to replace their outputs without --force,
@@ -405,7 +481,7 @@ def main():
     torch.set_num_threads(1)
     for test in (test_forward_matches_reference, test_many_queries_are_independent, test_baselines):
         test()
-    for test in (test_file_format, test_converter, test_resume):
+    for test in (test_file_format, test_converter, test_resume, test_bad_input):
         test(work)
     if FAILURES:
         print("%d failure(s)" % len(FAILURES))
