@@ -297,8 +297,13 @@ namespace {
 // preset's own run (33.6 CPU s, shared among its regimes by their points' times: regime A
 // ~20 s, nearly all svm-hard's 5100 solves; regime B ~10 s, nearly all the ~9e7 tokens of
 // ensemble:k's windows).
+// retrieve:k adds, per prompt (one per query and k), kRetrievePromptSeconds and a scan of S
+// (S d kNeighbourSeconds: its k nearest are found again for every k), fitted to three
+// `--threads 1` runs of regime B with retrieve alone (d = 4, 16 at S = 2048; d = 4 at S = 8192;
+// 10 tasks, and d = 4 at 100 tasks), which the token term alone underestimated 3.7-5x.
 constexpr double kTokenSeconds = 1.0e-7, kTokenLayerSeconds = 1.25e-8, kErmSeconds = 3.5e-3,
-                 kLiblinearSeconds = 5e-8, kScanSeconds = 2e-9, kGenerateSeconds = 3e-8;
+                 kLiblinearSeconds = 5e-8, kScanSeconds = 2e-9, kGenerateSeconds = 3e-8,
+                 kRetrievePromptSeconds = 7e-5, kNeighbourSeconds = 7e-9;
 
 double transformer_seconds(const model::ModelSource& model, const eval::ContextSpec& context,
                            std::int64_t n, const data::TaskSpec& spec) {
@@ -313,8 +318,11 @@ double transformer_seconds(const model::ModelSource& model, const eval::ContextS
   }
   const eval::PromptPlan plan = eval::prompt_plan(one, n, spec.n_tasks, spec.n_queries,
                                                   static_cast<int>(spec.dim), config);
-  return static_cast<double>(windows * plan.prompts) * static_cast<double>(plan.tokens) *
-         (kTokenSeconds + layers * kTokenLayerSeconds);
+  const double retrieval = context.policy == eval::ContextPolicy::kRetrieve
+                               ? kRetrievePromptSeconds + static_cast<double>(n * spec.dim) * kNeighbourSeconds
+                               : 0.0;
+  return static_cast<double>(windows * plan.prompts) *
+         (static_cast<double>(plan.tokens) * (kTokenSeconds + layers * kTokenLayerSeconds) + retrieval);
 }
 
 double head_seconds(const heads::HeadSpec& head, std::int64_t n, const data::TaskSpec& spec) {
