@@ -298,9 +298,9 @@ namespace {
 // ~20 s, nearly all svm-hard's 5100 solves; regime B ~10 s, nearly all the ~9e7 tokens of
 // ensemble:k's windows).
 // retrieve:k adds, per prompt (one per query and k), kRetrievePromptSeconds and a scan of S
-// (S d kNeighbourSeconds: its k nearest are found again for every k), fitted to three
+// (S d kNeighbourSeconds: its k nearest are found again for every k), fitted to four
 // `--threads 1` runs of regime B with retrieve alone (d = 4, 16 at S = 2048; d = 4 at S = 8192;
-// 10 tasks, and d = 4 at 100 tasks), which the token term alone underestimated 3.7-5x.
+// 10 tasks; d = 4 at 100 tasks), which the token term alone underestimated 3.7-5x.
 constexpr double kTokenSeconds = 1.0e-7, kTokenLayerSeconds = 1.25e-8, kErmSeconds = 3.5e-3,
                  kLiblinearSeconds = 5e-8, kScanSeconds = 2e-9, kGenerateSeconds = 3e-8,
                  kRetrievePromptSeconds = 7e-5, kNeighbourSeconds = 7e-9;
