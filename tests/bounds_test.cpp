@@ -146,6 +146,30 @@ TEST(Verdict, ADOverEpsSquaredTableFailsTheUpperBoundWithRateDOverEpsSquared) {
   EXPECT_GT(table.verdict.trend_ci.lo, 0);
 }
 
+// The gd-hinge agreement rule (fixed in advance, docs/DESIGN.md): the slope difference's interval
+// holding 0 is not enough; both tables must show the same resolved rate.
+TEST(Verdict, HingeAgreesWithErmOnlyWithTheSameResolvedRate) {
+  auto table = [](std::string rate, bool valid) {
+    NStarTable t;
+    t.fit.valid = valid;
+    t.verdict.rate = std::move(rate);
+    return t;
+  };
+  const eval::Interval holds_zero{-0.06, 0.34}, excludes_zero{0.05, 0.3};
+  EXPECT_TRUE(agrees_in_rate(table("d/eps", true), table("d/eps", true), holds_zero));
+  EXPECT_TRUE(agrees_in_rate(table("d/eps^2", true), table("d/eps^2", true), holds_zero));
+  EXPECT_FALSE(agrees_in_rate(table("d/eps", true), table("d/eps", true), excludes_zero));
+  // A wide interval holds 0, but gd-hinge's own slope does not show ERM's rate.
+  EXPECT_FALSE(agrees_in_rate(table("neither", true), table("d/eps", true), holds_zero));
+  EXPECT_FALSE(agrees_in_rate(table("unresolved", true), table("d/eps", true), holds_zero));
+  EXPECT_FALSE(agrees_in_rate(table("d/eps^2", true), table("d/eps", true), holds_zero));
+  // The same verdict, but not a resolved rate.
+  EXPECT_FALSE(agrees_in_rate(table("unresolved", true), table("unresolved", true), holds_zero));
+  EXPECT_FALSE(agrees_in_rate(table("neither", true), table("neither", true), holds_zero));
+  EXPECT_FALSE(agrees_in_rate(table("d/eps", false), table("d/eps", true), holds_zero));
+  EXPECT_FALSE(agrees_in_rate(table("d/eps", true), table("d/eps", true), eval::Interval{NAN, NAN}));
+}
+
 TEST(Verdict, AveragingsClosedFormIncludingSaturatingEpsIsReadAsDOverEpsSquared) {
   // n* measured as the sweep measures it: the closed-form (1 - delta)-quantile error of averaging
   // on an N grid in sqrt(2) steps, n* interpolated there, at eps from 0.3 (saturating: against

@@ -406,6 +406,38 @@ TEST(Cli, TrainedModelEvaluatesAndRefusesWhatItCannotRead) {
   EXPECT_NE(speed_too_long.err.find("positions"), std::string::npos) << speed_too_long.err;
 }
 
+// bounds with the shipped garg-gpt2 model and the default grids (other d, ensemble:k, N and k
+// beyond its positions): refused before any work, in one line that names every flag to give;
+// with those flags the plan runs.
+TEST(Cli, BoundsWithTheTrainedModelNamesEveryFlagToGive) {
+  const fs::path dir = fresh_dir("bounds_trained");
+  const std::string model = ICLBENCH_SHIPPED_MODEL;
+  const auto config = nlohmann::json::parse(run({"model", "--info", model, "--json"}).out);
+  const int d = config["input_dim"], positions = config["positions"];
+  const int k_max = (positions - 1) / 2;
+  const Result defaults = run({"bounds", "--models", model, "--out", (dir / "run").string()});
+  EXPECT_EQ(defaults.exit_code, 2);
+  EXPECT_EQ(count_lines(defaults.err), 1) << defaults.err;
+  for (const std::string flag : {"--d-grid " + std::to_string(d), std::string("--context random"), std::string("--n-grid"),
+                                 std::string("--k-grid"), "<= " + std::to_string(k_max)}) {
+    EXPECT_NE(defaults.err.find(flag), std::string::npos) << flag << ": " << defaults.err;
+  }
+  EXPECT_EQ(defaults.err.find("n_grid entry"), std::string::npos) << defaults.err;  // the old misnamed line
+  EXPECT_FALSE(fs::exists(dir / "run"));
+  // Only the k grid too long: only --k-grid is named.
+  const std::string k = std::to_string(k_max), k2 = std::to_string(2 * k_max);
+  const Result k_only = run({"bounds", "--models", model, "--d-grid", std::to_string(d), "--n-grid", "8," + k,
+                             "--k-grid", "8," + k2, "--s-size", k2, "--context", "random", "--no-hinge",
+                             "--plan", "--out", (dir / "run").string()});
+  EXPECT_EQ(k_only.exit_code, 2);
+  EXPECT_NE(k_only.err.find("--k-grid"), std::string::npos) << k_only.err;
+  EXPECT_EQ(k_only.err.find("--n-grid"), std::string::npos) << k_only.err;
+  const Result fixed = run({"bounds", "--models", model, "--d-grid", std::to_string(d), "--n-grid", "8," + k,
+                            "--k-grid", "8," + k, "--s-size", k2, "--context", "random,retrieve", "--no-hinge",
+                            "--plan", "--out", (dir / "run").string()});
+  EXPECT_EQ(fixed.exit_code, 0) << fixed.err;
+}
+
 TEST(Cli, SpeedReportsThroughputAsJson) {
   const Result result = run({"speed", "--model", "gd-ls:L=3", "--d", "4", "--n", "50", "--queries",
                              "10", "--batch", "3", "--repeats", "2", "--json", "--threads", "1"});

@@ -340,9 +340,9 @@ std::optional<HingeAnalysis> hinge_analysis(const BoundsConfig& config, const st
     analysis.slope_difference = analysis.hinge.fit.c - analysis.erm.fit.c;
     analysis.slope_difference_ci = eval::percentile_interval(differences);
   }
-  analysis.agrees = analysis.hinge.fit.valid && analysis.erm.fit.valid &&
-                    contains(analysis.slope_difference_ci, 0.0);
-  analysis.same_constant = analysis.agrees && contains(analysis.mean_ratio_ci, 1.0);
+  analysis.difference_holds_zero = contains(analysis.slope_difference_ci, 0.0);
+  analysis.agrees = agrees_in_rate(analysis.hinge, analysis.erm, analysis.slope_difference_ci);
+  analysis.same_constant = contains(analysis.mean_ratio_ci, 1.0);
   return analysis;
 }
 
@@ -483,6 +483,13 @@ std::string rate_of(const eval::Interval& eps_slope) {
   if (one) return "d/eps";
   if (two) return "d/eps^2";
   return "neither";
+}
+
+bool agrees_in_rate(const NStarTable& hinge, const NStarTable& erm, const eval::Interval& slope_difference_ci) {
+  if (!hinge.fit.valid || !erm.fit.valid) return false;
+  const std::string& rate = erm.verdict.rate;
+  const bool resolved = rate == "d/eps" || rate == "d/eps^2";
+  return contains(slope_difference_ci, 0.0) && resolved && hinge.verdict.rate == rate;
 }
 
 double chi_square_quantile(double p, double k) {

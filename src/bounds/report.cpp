@@ -344,6 +344,7 @@ nlohmann::ordered_json fits_json(const BoundsConfig& config, const Analysis& ana
                      {"n_star_ratio", agreement},
                      {"mean_ratio", estimate_json(hinge.mean_ratio, hinge.mean_ratio_ci)},
                      {"eps_slope_difference", estimate_json(hinge.slope_difference, hinge.slope_difference_ci)},
+                     {"eps_slope_difference_holds_zero", hinge.difference_holds_zero},
                      {"agrees_with_reference", hinge.agrees},
                      {"same_constant", hinge.same_constant}};
   }
@@ -385,13 +386,19 @@ std::string verdicts_markdown(const BoundsConfig& config, const Analysis& analys
              << verdict_a(hinge.reference + " (hinge grid)", "error", hinge.erm, config, config.hinge.n_grid.back());
     std::size_t unusable = 0;
     for (const HingeColumn& c : hinge.columns) unusable += !c.usable;
-    verdicts << "- Agreement: n*(gd-hinge)/n*(" << hinge.reference << ") geometric mean "
+    const std::string& erm_rate = hinge.erm.verdict.rate;
+    verdicts << "- Agreement (rule fixed in advance: rate agreement iff the paired interval of the ε-slope "
+                "difference holds 0 and both get the same resolved rate verdict; the constant is reported "
+                "beside it): gd-hinge "
+             << (hinge.agrees ? "**agrees with ERM in rate**" : "**does not agree with ERM in rate**")
+             << ". ε-slope difference gd-hinge − " << hinge.reference << " on the same tasks "
+             << (std::isfinite(hinge.slope_difference) ? interval_text(hinge.slope_difference, hinge.slope_difference_ci)
+                                                       : std::string("— (no fit)"))
+             << ", paired bootstrap: " << (hinge.difference_holds_zero ? "holds" : "does not hold")
+             << " 0; rate verdicts: gd-hinge `" << hinge.hinge.verdict.rate << "`, " << hinge.reference << " `"
+             << erm_rate << "`. Constant: n*(gd-hinge)/n*(" << hinge.reference << ") geometric mean "
              << (std::isfinite(hinge.mean_ratio) ? interval_text(hinge.mean_ratio, hinge.mean_ratio_ci) : "—")
-             << "; gd-hinge " << (hinge.agrees ? "**agrees with ERM in rate**" : "**does not agree with ERM in rate**")
-             << " (ε-slope difference gd-hinge − " << hinge.reference << " on the same tasks "
-             << interval_text(hinge.slope_difference, hinge.slope_difference_ci) << ", paired bootstrap; "
-             << (hinge.agrees ? "holds" : "excludes") << " 0), " << (hinge.same_constant ? "with" : "without")
-             << " the same constant (the ratio's interval " << (hinge.same_constant ? "holds" : "does not hold")
+             << " (" << (hinge.same_constant ? "holds" : "does not hold")
              << " 1; GD on the hinge stops at some separator with margins ≥ 1, not the maximum-margin one). "
              << unusable << " of " << hinge.columns.size() << " (d, N) points unconverged beyond use.\n";
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <numbers>
 #include <span>
 #include <optional>
@@ -15,6 +16,7 @@
 #include "io/atomic_file.hpp"
 #include "io/input_file.hpp"
 #include "io/output_directory.hpp"
+#include "model/garg.hpp"
 #include "model/resolve.hpp"
 #include "util/text.hpp"
 
@@ -308,8 +310,13 @@ namespace {
 // preset's own run (33.6 CPU s, shared among its regimes by their points' times: regime A
 // ~20 s, nearly all svm-hard's 5100 solves; regime B ~10 s, nearly all the ~9e7 tokens of
 // ensemble:k's windows).
+// retrieve:k adds, per prompt (one per query and k), kRetrievePromptSeconds and a scan of S
+// (S d kNeighbourSeconds: its k nearest are found again for every k), fitted to four
+// `--threads 1` runs of regime B with retrieve alone (d = 4, 16 at S = 2048; d = 4 at S = 8192;
+// 10 tasks; d = 4 at 100 tasks), which the token term alone underestimated 3.7-5x.
 constexpr double kTokenSeconds = 1.0e-7, kTokenLayerSeconds = 1.25e-8, kErmSeconds = 3.5e-3,
-                 kLiblinearSeconds = 5e-8, kScanSeconds = 2e-9, kGenerateSeconds = 3e-8;
+                 kLiblinearSeconds = 5e-8, kScanSeconds = 2e-9, kGenerateSeconds = 3e-8,
+                 kRetrievePromptSeconds = 7e-5, kNeighbourSeconds = 7e-9;
 
 double transformer_seconds(const model::ModelSource& model, const eval::ContextSpec& context,
                            std::int64_t n, const data::TaskSpec& spec) {
@@ -324,8 +331,11 @@ double transformer_seconds(const model::ModelSource& model, const eval::ContextS
   }
   const eval::PromptPlan plan = eval::prompt_plan(one, n, spec.n_tasks, spec.n_queries,
                                                   static_cast<int>(spec.dim), config);
-  return static_cast<double>(windows * plan.prompts) * static_cast<double>(plan.tokens) *
-         (kTokenSeconds + layers * kTokenLayerSeconds);
+  const double retrieval = context.policy == eval::ContextPolicy::kRetrieve
+                               ? kRetrievePromptSeconds + static_cast<double>(n * spec.dim) * kNeighbourSeconds
+                               : 0.0;
+  return static_cast<double>(windows * plan.prompts) *
+         (static_cast<double>(plan.tokens) * (kTokenSeconds + layers * kTokenLayerSeconds) + retrieval);
 }
 
 double head_seconds(const heads::HeadSpec& head, std::int64_t n, const data::TaskSpec& spec) {
@@ -589,6 +599,7 @@ namespace {
 // positions against the n grid; no two learners of one name) before a directory or a point is
 // written: a refused run leaves nothing that would block the corrected command.
 void check_learners(const BoundsConfig& config) {
+  check_learned_models(config);
   for (const PointKey& key : sweep_points(config)) {
     const PointInputs inputs = point_inputs(config, key);
     eval::validate(inputs.eval_config, inputs.spec, inputs.models);
@@ -596,6 +607,65 @@ void check_learners(const BoundsConfig& config) {
 }
 
 }  // namespace
+
+// A model file (a learned, garg-gpt2 layout) can do less than the constructed learners: one d,
+// prompts of at most its positions, no ensemble:k (eval refuses it for interleaved prompts).
+// ParameterError carries the config's field name, which the CLI turns into the flag when it was
+// given; the hint in the text names the flag either way (a default grid was not given).
+void check_learned_models(const BoundsConfig& config) {
+  for (const std::string& text : config.models) {
+    const std::optional<model::ModelConfig> file = model::model_file_config(text);
+    if (!file) continue;
+    std::vector<std::string> problems, fixes;  // all of them in one line: one corrected command
+    if (file->input_dim > 0) {
+      std::string others;
+      for (int d : config.d_grid) {
+        if (d != file->input_dim) others += (others.empty() ? "" : ", ") + std::to_string(d);
+      }
+      if (!others.empty()) {
+        problems.push_back("d_grid holds " + others);
+        fixes.push_back("--d-grid " + std::to_string(file->input_dim));
+      }
+    }
+    const std::int64_t k_max = file->read_in && file->positions > 0
+                                   ? model::interleaved_max_context(file->positions)
+                                   : std::numeric_limits<std::int64_t>::max();
+    if (file->read_in && !config.k_grid.empty()) {
+      std::string kept;
+      bool ensemble = false;
+      for (const std::string& policy : config.regime_b_contexts) {
+        if (policy == "ensemble") ensemble = true;
+        else kept += (kept.empty() ? "" : ",") + policy;
+      }
+      if (ensemble) {
+        problems.push_back("the regime B contexts hold ensemble (ensemble:k needs a constructed-layout model)");
+        fixes.push_back("--context " + (kept.empty() ? std::string("random,retrieve") : kept));
+      }
+    }
+    if (!config.n_grid.empty() && config.n_grid.back() > k_max) {
+      problems.push_back("n_grid reaches " + std::to_string(config.n_grid.back()));
+      fixes.push_back("--n-grid");
+    }
+    if (!config.k_grid.empty() && config.k_grid.back() > k_max) {
+      problems.push_back("k_grid reaches " + std::to_string(config.k_grid.back()));
+      fixes.push_back("--k-grid");
+    }
+    if (problems.empty()) continue;
+    std::string line = text + " (d = " + std::to_string(file->input_dim);
+    if (k_max != std::numeric_limits<std::int64_t>::max()) {
+      line += ", " + std::to_string(file->positions) + " positions: at most " + std::to_string(k_max) +
+              " context pairs before a query, interleaved prompts";
+    }
+    line += ") cannot run this sweep:";
+    for (std::size_t i = 0; i < problems.size(); ++i) line += (i ? "; " : " ") + problems[i];
+    line += "; give";
+    for (const std::string& fix : fixes) {
+      line += " " + fix;
+      if (fix == "--n-grid" || fix == "--k-grid") line += " (entries <= " + std::to_string(k_max) + ")";
+    }
+    throw util::ParameterError("models", line);
+  }
+}
 
 std::unique_ptr<io::DirectoryLock> claim_directory(const BoundsConfig& config, const fs::path& dir) {
   check_learners(config);

@@ -86,6 +86,12 @@ double estimate_point_seconds(const BoundsConfig& config, const PointKey& key, i
 // or holds a run of the same configuration (its config.json). Changes nothing on disk.
 void check_run_directory(const BoundsConfig& config, const std::filesystem::path& dir);
 
+// Refuses, as util::ParameterError naming the flag to give, a config that a model file among its
+// models cannot run: a d other than the file's, a regime A or B context longer than its
+// positions, ensemble:k for an interleaved-prompt (garg-gpt2) model. Reads file headers only.
+// claim_directory() and run_sweep() call it; the CLI calls it first, before --plan and sizing.
+void check_learned_models(const BoundsConfig& config);
+
 // Makes `dir` the run directory of `config` and locks it against other runs for the lock's
 // lifetime: creates it, or checks that it holds a run of the same configuration, or is empty (a
 // directory of other files is refused), all as io::IoError naming the path. Call before any work.

@@ -162,6 +162,7 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
       return;
     }
     const bounds::BoundsConfig config = sweep_config(*o, *app, globals);
+    bounds::check_learned_models(config);  // a model file's limits, before --plan and sizing
     if (o->plan) {
       nlohmann::ordered_json plan = nlohmann::ordered_json::object();
       for (const bounds::PointKey& key : bounds::sweep_points(config)) {

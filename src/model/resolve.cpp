@@ -4,14 +4,26 @@
 
 namespace iclbench::model {
 
+namespace {
+
+bool names_model_file(const std::string& text) {
+  return text.ends_with(".safetensors") || text.find('/') != std::string::npos ||
+         std::filesystem::is_regular_file(text);
+}
+
+}  // namespace
+
+std::optional<ModelConfig> model_file_config(const std::string& text) {
+  if (!names_model_file(text)) return std::nullopt;
+  return read_model_config(io::SafetensorsReader(text));
+}
+
 ModelSource ModelSource::resolve(const std::string& text, int input_dim, std::uint64_t seed) {
   ModelSource source;
   source.text_ = text;
   source.input_dim_ = input_dim;
   source.seed_ = seed;
-  const bool is_file = text.ends_with(".safetensors") || text.find('/') != std::string::npos ||
-                       std::filesystem::is_regular_file(text);
-  if (!is_file) {
+  if (!names_model_file(text)) {
     source.recipe_ = parse_construction(text);
     source.config_ = construction_config(*source.recipe_, input_dim);
     return source;

@@ -35,4 +35,9 @@ class ModelSource {
   ModelConfig config_;
 };
 
+// The header config of a model file named by `text` (as resolve() tells a file from a recipe),
+// whatever its d, so that a caller can check a whole grid against it before any work; nullopt
+// for a recipe. Throws io::FormatError or io::IoError as resolve() does.
+std::optional<ModelConfig> model_file_config(const std::string& text);
+
 }  // namespace iclbench::model
