@@ -182,9 +182,14 @@ void Cluster::run_units(const std::string& payload, const std::vector<double>& c
     queue.pop_front();
     return unit;
   };
+  // Under the dying-worker test hook (see serve) rank 0 computes nothing itself, so that every
+  // unit goes to a worker: otherwise, on a loaded machine, rank 0 could take all the remaining
+  // units while rank 1 computes its first, rank 1 would never be given the unit it dies on, and
+  // the test would check nothing.
+  const bool workers_only = std::getenv("ICLBENCH_TEST_WORKER_DIES_AFTER") != nullptr;
   std::thread own([&] {
     try {
-      while (const auto unit = next_unit()) {
+      while (const auto unit = workers_only ? std::nullopt : next_unit()) {
         std::string bytes = compute(*unit);
         std::lock_guard lock(mutex);
         local.emplace_back(*unit, std::move(bytes));
