@@ -124,12 +124,6 @@ void Gelu::execute(const float* src, void* dst) const {
   }
 }
 
-const char* Gelu::implementation() const {
-#if defined(ICLBENCH_SIMD_AVX512)
-  return "iclbench:avx512";
-#else
-  return "iclbench:scalar";
-#endif
-}
+const char* Gelu::implementation() const { return simd::kKernelBuild; }
 
 }  // namespace iclbench::ops

@@ -148,12 +148,6 @@ void RowLayerNorm::execute(const float* src, void* dst) const {
   }
 }
 
-const char* RowLayerNorm::implementation() const {
-#if defined(ICLBENCH_SIMD_AVX512)
-  return "iclbench:avx512";
-#else
-  return "iclbench:scalar";
-#endif
-}
+const char* RowLayerNorm::implementation() const { return simd::kKernelBuild; }
 
 }  // namespace iclbench::ops

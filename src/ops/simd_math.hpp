@@ -17,6 +17,14 @@
 
 namespace iclbench::ops::simd {
 
+// What an op built on the four subsets above reports as its implementation(): which build of
+// the op's own kernel runs, the AVX-512 one or the portable fallback.
+#if defined(ICLBENCH_SIMD_AVX512)
+inline constexpr const char* kKernelBuild = "iclbench:avx512";
+#else
+inline constexpr const char* kKernelBuild = "iclbench:scalar";
+#endif
+
 // Coefficients of 2^f on [0, 1) for Horner's scheme, c0 = 1 so that 2^0 = 1 exactly: the
 // minimax polynomial of degree 6 for the relative error (Remez exchange in double, error
 // 1.9e-9), rounded to f32. Evaluated with f32 FMAs its largest error, measured on 2^21 points of
