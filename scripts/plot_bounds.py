@@ -1,7 +1,11 @@
 #!/usr/bin/python3
 """Plots of an `iclbench bounds` run: reads DIR/points.csv and DIR/fits.json, writes PNGs in DIR.
 
-usage: plot_bounds.py DIR      (Debian's python3-matplotlib; no project code)
+usage: plot_bounds.py DIR [PARENT_PID]      (Debian's python3-matplotlib; no project code)
+
+Given PARENT_PID (iclbench passes its own), the script ends when that process ends, however it
+ends: iclbench starts it with posix_spawn, which cannot ask for that, so the script asks the
+kernel itself before anything slow.
 
 Every PNG is drawn into a hidden temporary file of iclbench's naming (.NAME.iclbench-tmp.PID.py) and the
 set is renamed into place only once all are drawn: an interrupted run leaves the earlier PNGs
@@ -14,6 +18,22 @@ import os
 import sys
 
 NO_MATPLOTLIB = 3  # known to src/bounds/report.cpp
+
+
+def die_with_parent(parent_pid):
+    """SIGKILL this process when its parent ends (Linux PR_SET_PDEATHSIG); if the parent is
+    already gone (reparented before the request), end now."""
+    import ctypes
+    import signal
+    PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(128 + signal.SIGKILL)
+
+
+if len(sys.argv) > 2:
+    die_with_parent(int(sys.argv[2]))
 
 try:
     import matplotlib

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "io/atomic_file.hpp"
 #include "io/process.hpp"
 #include "util/text.hpp"
@@ -458,7 +460,9 @@ constexpr int kPlotScriptNoMatplotlib = 3;
 // a warning of one line, never a failure of the run.
 void draw_plots(const fs::path& dir) {
   const fs::path script = fs::path(ICLBENCH_SOURCE_DIR) / "scripts" / "plot_bounds.py";
-  const io::ChildStatus status = io::run_child({"/usr/bin/python3", script.string(), dir.string()});
+  // iclbench's pid: the script ties its life to this process (see io/process.hpp).
+  const io::ChildStatus status =
+      io::run_child({"/usr/bin/python3", script.string(), dir.string(), std::to_string(::getpid())});
   if (!status.started) {
     std::fprintf(stderr, "bounds: warning: plots were not drawn: cannot start /usr/bin/python3: %s\n",
                  std::strerror(status.start_error));

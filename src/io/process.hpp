@@ -1,10 +1,11 @@
 #pragma once
 // Child processes without a shell.
 //
-// A child is started with fork and execve from an argument vector: no shell ever parses a path or
-// any other user input (a directory named "x'; touch PWNED; echo '" is one argument like any
-// other). It dies with iclbench: the kernel sends it SIGKILL when iclbench ends, however it ends
-// (PR_SET_PDEATHSIG; a SIGKILL of iclbench once left the plot script running).
+// A child is started with posix_spawn from an argument vector: no shell ever parses a path or any
+// other user input (a directory named "x'; touch PWNED; echo '" is one argument like any other).
+// posix_spawn cannot make a child die with its parent, so a child that must not outlive a
+// SIGKILLed iclbench asks the kernel for that itself, first thing (PR_SET_PDEATHSIG), and checks
+// that its parent is still the pid iclbench passed it (scripts/plot_bounds.py does).
 // While it runs, SIGINT/SIGTERM/SIGHUP delivered to iclbench alone are passed on to it (the
 // handlers of install_signal_cleanup()), and a child that an interrupt ended makes iclbench end
 // by the same signal (exit status 130 for SIGINT in a shell), so Ctrl-C is never swallowed.
@@ -15,7 +16,7 @@
 namespace iclbench::io {
 
 // How a child ended. `started` is false when it could not be started (no such program), with
-// `start_error` the errno of fork or execve.
+// `start_error` the errno of posix_spawn.
 struct ChildStatus {
   bool started = false;
   int start_error = 0;
@@ -24,8 +25,7 @@ struct ChildStatus {
   int signal = 0;
 };
 
-// Runs argv[0] (a path, not searched in PATH) with arguments argv[1..] and waits for it. Call it
-// from the main thread: the death signal follows the thread that started the child. The
+// Runs argv[0] (a path, not searched in PATH) with arguments argv[1..] and waits for it. The
 // child's standard output goes to iclbench's standard error, so that nothing a helper prints can
 // mix with iclbench's own (machine-readable) standard output; stdin is /dev/null. If the child
 // was ended by SIGINT, SIGTERM or SIGHUP, iclbench re-raises that signal on itself (temporary
