@@ -32,25 +32,23 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def positive_int(text):
-    """An integer >= 1 written as one: "1e3", "2.0" and "-2" are refused, never rounded."""
+def integer_at_least(text, least):
+    """An integer >= least written as one: "1e3", "2.0" and "-2" are refused, never rounded."""
     try:
         value = int(text, 10)
     except ValueError:
         raise argparse.ArgumentTypeError("%r is not an integer" % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("%r: must be >= 1" % text)
+    if value < least:
+        raise argparse.ArgumentTypeError("%r: must be >= %d" % (text, least))
     return value
+
+
+def positive_int(text):
+    return integer_at_least(text, 1)
 
 
 def nonnegative_int(text):
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not an integer" % text) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("%r: must be >= 0" % text)
-    return value
+    return integer_at_least(text, 0)
 
 
 def finite_float(text):

@@ -166,10 +166,8 @@ def export(argv):
         raise cli_io.Refused("%s stopped at step %d of %d; resume it first" % (checkpoint_path, state["step"], run["steps"]))
     paths = {kind: os.path.join(args.out_dir, args.name + suffix) for kind, suffix in
              (("model", ".safetensors"), ("crosscheck", ".crosscheck.safetensors"), ("loss", ".loss.png"))}
-    # Every output is checked before any work and before the directory is made; all three are
+    # Every output is checked before any work (a new --out-dir holds none of them); all three are
     # staged and renamed into place together, or none is.
-    if os.path.isdir(args.out_dir):
-        cli_io.check_outputs(paths.values(), args.force, inputs=[checkpoint_path])
     cli_io.directory_for_output(args.out_dir, "--out-dir", create=True)
     cli_io.check_outputs(paths.values(), args.force, inputs=[checkpoint_path])
     model.eval()

@@ -20,7 +20,6 @@ priority (`nice -n 0`). CPU seconds are process_time(): with 2 torch threads the
 OpenMP's spin-waiting, so they bound the work from above; wall seconds are printed beside them
 and depend on the machine's load.
 """
-import argparse
 import json
 import os
 import sys
