@@ -570,6 +570,21 @@ def test_bad_input(work):
           "evaluate.py --out --markdown --force: rc %s, %r" % (code, err))
     check(not [name for name in os.listdir(bad) if name.startswith(".tmp-")], "evaluate.py left a temporary")
 
+    # speed.py and stage_cost.py: the same parser, and stage_cost's --checkpoint through
+    # train.load_checkpoint (a FIFO was waited on forever).
+    for script, argv, words in (("speed.py", ["--rounds", "1e0"], ["--rounds", "integer"]),
+                                ("speed.py", ["--seconds", "nan"], ["--seconds", "finite"]),
+                                ("stage_cost.py", ["--steps-per-stage", "0"], ["--steps-per-stage"]),
+                                ("stage_cost.py", ["--checkpoint", fifo], ["not a regular file"])):
+        before = files_under(bad)
+        try:
+            run = subprocess.run([sys.executable, os.path.join(TRAIN_DIR, script)] + argv, capture_output=True,
+                                 text=True, timeout=300)
+            refused("%s %s" % (script, " ".join(argv)), run.returncode, run.stderr, [script] + words, before,
+                    files_under(bad))
+        except subprocess.TimeoutExpired:
+            check(False, "%s %s waited" % (script, " ".join(argv)))
+
     # export.py's checkpoint: a directory or a FIFO is named as what it is, not "no checkpoint".
     for kind in ("directory", "fifo"):
         run_dir = os.path.join(bad, "run_" + kind)
