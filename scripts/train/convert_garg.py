@@ -12,7 +12,6 @@ token embedding; Garg et al. feed inputs_embeds) and the `_backbone.h.{i}.attn.b
 `.attn.masked_bias` buffers (a constant causal mask and -1e4) that transformers 4.17 stores.
 Any other tensor that the format does not know is an error.
 """
-import argparse
 import pickle
 import json
 import os
@@ -23,6 +22,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli_io  # noqa: E402
 import garg_model  # noqa: E402
 
 UNUSED = re.compile(r"^_backbone\.(wte\.weight|h\.\d+\.attn\.(bias|masked_bias))$")
@@ -60,48 +60,44 @@ def convert(state_dict, n_head):
         if list(kept[name].shape) != shape:
             raise ConvertError("tensor %s has shape %s, expected %s" % (name, list(kept[name].shape), shape))
     # A NaN or inf weight would make every score non-finite; iclbench refuses such a model when it
-    # loads it, so the converter refuses it before writing anything.
-    for name in shapes:
-        if not torch.isfinite(kept[name]).all():
-            raise ConvertError("tensor %s has a non-finite value (NaN or inf)" % name)
+    # loads it, so the converter refuses it before writing anything. Checked on the float32 values
+    # the file will hold: an f64 weight of 1e300 is finite until the cast makes it inf.
+    weights = {name: kept[name].to(torch.float32) for name in shapes}
+    for name, tensor in weights.items():
+        if not torch.isfinite(tensor).all():
+            raise ConvertError("tensor %s has a non-finite value (NaN or inf)%s"
+                               % (name, "" if not torch.isfinite(kept[name]).all() else " as float32 (beyond its range)"))
     model = garg_model.GargTransformer(**config)
-    model.load_state_dict({name: tensor.to(torch.float32) for name, tensor in kept.items()})
+    model.load_state_dict(weights)
     return model.eval(), dropped
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    return cli_io.run_main("convert_garg.py", convert_file, argv)
+
+
+def convert_file(argv):
+    p = cli_io.Parser(prog="convert_garg.py", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
-    p.add_argument("--n-head", type=int, required=True)
+    p.add_argument("--n-head", type=cli_io.positive_int, required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--force", action="store_true")
+    p.add_argument("--force", action="store_true", help="replace an existing regular file")
     args = p.parse_args(argv)
     # --force replaces a regular file that is not the input, nothing else: the rename would turn
     # a device (/dev/null), a FIFO or a symbolic link into a regular file.
-    if os.path.lexists(args.out):
-        if os.path.islink(args.out) or not os.path.isfile(args.out):
-            print("convert_garg.py: cannot replace %s: not a regular file" % args.out, file=sys.stderr)
-            return 2
-        if os.path.exists(args.checkpoint) and os.path.samefile(args.out, args.checkpoint):
-            print("convert_garg.py: %s is the input checkpoint; it is never replaced" % args.out, file=sys.stderr)
-            return 2
-        if not args.force:
-            print("convert_garg.py: %s exists (use --force to replace)" % args.out, file=sys.stderr)
-            return 2
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-        print("convert_garg.py: cannot write %s: no such directory" % args.out, file=sys.stderr)
-        return 2
+    cli_io.check_outputs([args.out], args.force, inputs=[args.checkpoint])
+    if args.checkpoint == "":
+        raise cli_io.Refused("the checkpoint is an empty path")
     try:
         # Opened without blocking and checked on the descriptor, then read from it: a FIFO (or a
         # file swapped for one after a check by name) would block the load forever.
         fd = os.open(args.checkpoint, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
-        print("convert_garg.py: cannot read %s: %s" % (args.checkpoint, error.strerror), file=sys.stderr)
-        return 2
+        raise cli_io.Refused("cannot read %s: %s" % (cli_io.one_line(args.checkpoint), error.strerror)) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory with a traceback
+        os.close(fd)
+        raise cli_io.Refused("cannot read %s: not a regular file" % cli_io.one_line(args.checkpoint))
     with os.fdopen(fd, "rb") as checkpoint_file:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            print("convert_garg.py: cannot read %s: not a regular file" % args.checkpoint, file=sys.stderr)
-            return 2
         os.set_blocking(fd, True)
         status, state, model, dropped = load_and_convert(checkpoint_file, args)
     if status:
@@ -134,8 +130,10 @@ def write(model, dropped, state, args):
     training = {"converted_from": os.path.basename(args.checkpoint), "dropped": dropped}
     if isinstance(state, dict) and "train_step" in state:
         training["train_step"] = int(state["train_step"])
-    garg_model.save(model, args.out, {"training": json.dumps(training, sort_keys=True),
-                                      "source": "Garg et al. 2022 checkpoint, scripts/train/convert_garg.py"})
+    with cli_io.Staged() as staged:
+        garg_model.save(model, staged.path(args.out), {"training": json.dumps(training, sort_keys=True),
+                                                       "source": "Garg et al. 2022 checkpoint, scripts/train/convert_garg.py"})
+        staged.commit()
     print("%s: %s, dropped %d unused tensors" % (args.out, model.config, len(dropped)), file=sys.stderr)
     return 0
 

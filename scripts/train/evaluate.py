@@ -3,7 +3,7 @@
 classification tasks, over a grid of context sizes N, with 95% intervals.
 
 usage: evaluate.py --model FILE.safetensors [--data DATASET.safetensors | --tasks T --queries M --seed S]
-                   [--n-grid 8,16,32,64] [--out RESULT.json] [--markdown TABLE.md]
+                   [--n-grid 8,16,32,64] [--out RESULT.json] [--markdown TABLE.md] [--force]
 
 Tasks: an iclbench data set (`iclbench gen --family gaussian ...`, read with NumPy) or, without
 --data, tasks drawn here the same way (x ~ N(0, I_d), w* uniform on the sphere, y = sign(w*.x),
@@ -27,7 +27,6 @@ E[arctan(|b| / a)] by arctan(sqrt(E|b|^2) / E a) (a = sum |w*.x_i|, b the part o
 to w*) and so overstates the exact expectation: 0.1688 against 0.1633 at d = 8, N = 32 and
 0.1251 against 0.1209 at N = 64 (Monte Carlo of the exact expression, 4e5 draws).
 """
-import argparse
 import json
 import math
 import os
@@ -39,6 +38,7 @@ import scipy.optimize
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli_io  # noqa: E402
 import garg_model  # noqa: E402
 import safetensors_np  # noqa: E402
 
@@ -209,17 +209,30 @@ def markdown_table(rows, tasks, queries):
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    return cli_io.run_main("evaluate.py", evaluate_files, argv)
+
+
+def evaluate_files(argv):
+    p = cli_io.Parser(prog="evaluate.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True)
     p.add_argument("--data", help="an iclbench data set; without it, tasks are drawn with --seed")
-    p.add_argument("--tasks", type=int, default=2000)
-    p.add_argument("--queries", type=int, default=100)
-    p.add_argument("--seed", type=int, default=20240613)
+    p.add_argument("--tasks", type=cli_io.positive_int, default=2000)
+    p.add_argument("--queries", type=cli_io.positive_int, default=100)
+    p.add_argument("--seed", type=cli_io.nonnegative_int, default=20240613)
     p.add_argument("--n-grid", default="", help="comma-separated N; default 1, 2, 4, ... up to the model's limit")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=cli_io.positive_int, default=2)
     p.add_argument("--out", help="RESULT.json")
     p.add_argument("--markdown", help="TABLE.md")
+    p.add_argument("--force", action="store_true", help="replace existing regular files at --out and --markdown")
     args = p.parse_args(argv)
+    # Inputs and outputs are checked before the (long) evaluation; the outputs are staged and
+    # renamed into place together at the end.
+    inputs = [args.model] + ([args.data] if args.data is not None else [])
+    cli_io.regular_input(args.model, "--model")
+    if args.data is not None:
+        cli_io.regular_input(args.data, "--data")
+    outputs = [path for path in (args.out, args.markdown) if path is not None]
+    cli_io.check_outputs(outputs, args.force, inputs=inputs)
     torch.set_num_threads(args.threads)
     try:
         model, metadata = garg_model.load(args.model)
@@ -233,16 +246,15 @@ def main(argv):
     except ValueError:
         print("evaluate.py: --n-grid wants comma-separated integers", file=sys.stderr)
         return 2
-    if args.data:
+    if any(a >= b for a, b in zip(n_grid, n_grid[1:])):
+        raise cli_io.Refused("--n-grid %s: the N must increase (no repeats)" % cli_io.one_line(args.n_grid))
+    if args.data is not None:
         try:
             x, y, xq, yq, w_star = read_dataset(args.data)
         except (OSError, KeyError, ValueError) as error:
             print("evaluate.py: %s" % error, file=sys.stderr)
             return 2
     else:
-        if args.tasks < 1 or args.queries < 1:
-            print("evaluate.py: --tasks and --queries must be >= 1", file=sys.stderr)
-            return 2
         x, y, xq, yq, w_star = draw_tasks(args.seed, args.tasks, max(n_grid), args.queries, model.config["n_dims"])
     if x.shape[2] != model.config["n_dims"]:
         print("evaluate.py: the data has d = %d, the model n_dims = %d" % (x.shape[2], model.config["n_dims"]),
@@ -257,15 +269,17 @@ def main(argv):
     table = markdown_table(rows, x.shape[0], xq.shape[1])
     print(table)
     result = {"model": os.path.basename(args.model), "model_metadata": metadata, "data": args.data,
-              "seed": None if args.data else args.seed, "tasks": int(x.shape[0]), "queries": int(xq.shape[1]),
+              "seed": None if args.data is not None else args.seed, "tasks": int(x.shape[0]), "queries": int(xq.shape[1]),
               "d": int(x.shape[2]), "bootstrap_resamples": BOOTSTRAP_RESAMPLES, "rows": rows,
               "torch": torch.__version__, "threads": args.threads}
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(table)
+    with cli_io.Staged() as staged:
+        if args.out is not None:
+            with open(staged.path(args.out), "w") as f:
+                json.dump(result, f, indent=1)
+        if args.markdown is not None:
+            with open(staged.path(args.markdown), "w") as f:
+                f.write(table)
+        staged.commit()
     return 0
 
 

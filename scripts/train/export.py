@@ -22,7 +22,6 @@ context a query can follow) and m = 8 queries, drawn with NumPy from a fixed see
   scores_query_f64  [P, m]    F64   the same two, computed in float64 from the same (f32) weights
   scores_prompt_f64 [P, n]    F64   and inputs: the reference for deriving f32 tolerances
 """
-import argparse
 import hashlib
 import json
 import os
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli_io  # noqa: E402
 import garg_model  # noqa: E402
 import safetensors_np  # noqa: E402
 import train  # noqa: E402
@@ -66,7 +66,8 @@ def crosscheck_scores(model, x, y, x_query, dtype):
     return scores_query.numpy(), scores_prompt.numpy()
 
 
-def write_crosscheck(model, model_path, path):
+def write_crosscheck(model, model_path, path, model_name):
+    """model_path: the model file to hash (perhaps still staged); model_name: its final name."""
     d, n = model.config["n_dims"], model.config["n_positions"] - 1
     x, y, x_query = crosscheck_prompts(d, n)
     query32, prompt32 = crosscheck_scores(model, x, y, x_query, torch.float32)
@@ -84,7 +85,7 @@ def write_crosscheck(model, model_path, path):
         garg_model.gelu_new = tanh_gelu
     erf_change = max(np.abs(query_erf - query64).max(), np.abs(prompt_erf - prompt64).max())
     metadata = {"format": CROSSCHECK_FORMAT, "format_version": str(CROSSCHECK_VERSION),
-                "model": os.path.basename(model_path), "model_sha256": digest, "prompts": str(x.shape[0]),
+                "model": model_name, "model_sha256": digest, "prompts": str(x.shape[0]),
                 "n_context": str(n), "n_query": str(x_query.shape[1]), "seed": str(CROSSCHECK_SEED),
                 "torch": torch.__version__, "max_abs_f32_minus_f64": repr(float(deviation)),
                 "max_abs_score_f64": repr(float(max(np.abs(query64).max(), np.abs(prompt64).max()))),
@@ -122,65 +123,70 @@ def plot_loss(history, dims, path, title):
     else:
         ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
-    os.replace(path + ".tmp.png", path)
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    return cli_io.run_main("export.py", export, argv)
+
+
+def export(argv):
+    p = cli_io.Parser(prog="export.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--run-dir", required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--out-dir", default="results/models")
     p.add_argument("--command", default="", help="the training command, recorded in the metadata")
-    p.add_argument("--force", action="store_true", help="replace existing files")
+    p.add_argument("--force", action="store_true", help="replace existing regular files")
     args = p.parse_args(argv)
     # NAME is one file name: "a/b" would need a directory that is not there, "../x" would write
     # outside --out-dir.
     if args.name in ("", ".", "..") or "/" in args.name or "\0" in args.name:
-        print("export.py: --name %r must be a file name (no '/', not '.' or '..'); the files go in --out-dir"
-              % args.name, file=sys.stderr)
-        return 2
+        raise cli_io.Refused("--name %r must be a file name (no '/', not '.' or '..'); the files go in --out-dir"
+                             % args.name)
+    if args.run_dir == "":
+        raise cli_io.Refused("--run-dir is an empty path")
     checkpoint_path = os.path.join(args.run_dir, train.CHECKPOINT)
-    if not os.path.isfile(checkpoint_path):
-        print("export.py: no checkpoint at %s" % checkpoint_path, file=sys.stderr)
-        return 2
+    if not os.path.lexists(checkpoint_path):
+        raise cli_io.Refused("no checkpoint at %s" % cli_io.one_line(checkpoint_path))
+    # A FIFO would block the load, a directory is not a checkpoint: said as what they are.
+    cli_io.regular_input(checkpoint_path, "checkpoint")
     try:
         state, run = train.load_checkpoint(checkpoint_path)
         model = garg_model.GargTransformer(run["d"], run["n_points"], run["n_embd"], run["n_layer"], run["n_head"])
         model.load_state_dict(state["model"])
         finished = state["step"] == run["steps"]
     except train.CheckpointError as error:
-        print("export.py: %s" % error, file=sys.stderr)
-        return 2
+        raise cli_io.Refused(str(error)) from None
     except (RuntimeError, KeyError, TypeError, ValueError) as error:
-        print("export.py: %s: the checkpoint does not fit its own run flags: %s"
-              % (checkpoint_path, str(error).splitlines()[0] if str(error) else type(error).__name__), file=sys.stderr)
-        return 2
+        raise cli_io.Refused("%s: the checkpoint does not fit its own run flags: %s"
+                             % (checkpoint_path, str(error).splitlines()[0] if str(error) else type(error).__name__)) \
+            from None
     if not finished:
-        print("export.py: %s stopped at step %d of %d; resume it first" % (checkpoint_path, state["step"], run["steps"]),
-              file=sys.stderr)
-        return 2
+        raise cli_io.Refused("%s stopped at step %d of %d; resume it first" % (checkpoint_path, state["step"], run["steps"]))
     paths = {kind: os.path.join(args.out_dir, args.name + suffix) for kind, suffix in
              (("model", ".safetensors"), ("crosscheck", ".crosscheck.safetensors"), ("loss", ".loss.png"))}
-    existing = [path for path in paths.values() if os.path.exists(path)]
-    if existing and not args.force:
-        print("export.py: %s exists (use --force to replace)" % existing[0], file=sys.stderr)
-        return 2
-    os.makedirs(args.out_dir, exist_ok=True)
+    # Every output is checked before any work (a new --out-dir holds none of them); all three are
+    # staged and renamed into place together, or none is.
+    cli_io.directory_for_output(args.out_dir, "--out-dir", create=True)
+    cli_io.check_outputs(paths.values(), args.force, inputs=[checkpoint_path])
     model.eval()
     history = state["history"]
     tail = [h[2] for h in history[-500:]]
     training = {"script": "scripts/train/train.py", "command": args.command, "run": run, "steps": state["step"],
                 "seconds": round(state["seconds"], 1), "threads": state["threads"], "torch": state["torch"],
                 "final_loss_mean_last_500": sum(tail) / len(tail), "loss": "logistic (BCE with logits) at every x token"}
-    garg_model.save(model, paths["model"], {"training": json.dumps(training, sort_keys=True),
+    with cli_io.Staged() as staged:
+        model_path = staged.path(paths["model"])
+        garg_model.save(model, model_path, {"training": json.dumps(training, sort_keys=True),
                                             "source": "iclbench scripts/train (Garg et al. 2022 layout)"})
-    reloaded, _ = garg_model.load(paths["model"])  # the file, not the checkpoint, is what ships
-    deviation, erf_change = write_crosscheck(reloaded, paths["model"], paths["crosscheck"])
-    dims = [train.schedule_at(run["dims_curriculum"], run["d"], h[0]) for h in history]
-    plot_loss(history, dims, paths["loss"], "%s: D=%d, %d layers, %d heads, d=%d; %d steps of %d prompts"
-              % (args.name, run["n_embd"], run["n_layer"], run["n_head"], run["d"], run["steps"], run["batch"]))
+        reloaded, _ = garg_model.load(model_path)  # the file, not the checkpoint, is what ships
+        deviation, erf_change = write_crosscheck(reloaded, model_path, staged.path(paths["crosscheck"]),
+                                                 os.path.basename(paths["model"]))
+        dims = [train.schedule_at(run["dims_curriculum"], run["d"], h[0]) for h in history]
+        plot_loss(history, dims, staged.path(paths["loss"]), "%s: D=%d, %d layers, %d heads, d=%d; %d steps of %d prompts"
+                  % (args.name, run["n_embd"], run["n_layer"], run["n_head"], run["d"], run["steps"], run["batch"]))
+        staged.commit()
     for path in paths.values():
         print(path)
     print("cross-check: max |f32 - f64| = %.3g; the erf GELU would move scores by up to %.3g"

@@ -22,6 +22,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli_io  # noqa: E402  (no torch: the parent process only starts children)
+
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread"
 
 # name, environment changes (None = remove), torch threads, bf16
@@ -66,19 +69,24 @@ def child(args):
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--seconds", type=float, default=10)
-    p.add_argument("--n-points", type=int, default=65)
-    p.add_argument("--n-embd", type=int, default=64)
-    p.add_argument("--n-layer", type=int, default=4)
-    p.add_argument("--n-head", type=int, default=2)
-    p.add_argument("--batch", type=int, default=64)
+    p = cli_io.Parser(prog="speed.py", description=__doc__.split("\n\n")[0])
+    count = cli_io.positive_int
+    p.add_argument("--rounds", type=count, default=3)
+    p.add_argument("--seconds", type=cli_io.finite_float, default=10)
+    p.add_argument("--n-points", type=count, default=65)
+    p.add_argument("--n-embd", type=count, default=64)
+    p.add_argument("--n-layer", type=count, default=4)
+    p.add_argument("--n-head", type=count, default=2)
+    p.add_argument("--batch", type=count, default=64)
     p.add_argument("--json", action="store_true")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=count, default=1, help=argparse.SUPPRESS)
     p.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.seconds < 0:
+        p.error("argument --seconds: %r: must be >= 0" % args.seconds)
+    if args.n_embd % args.n_head:
+        p.error("--n-embd %d is not a multiple of --n-head %d" % (args.n_embd, args.n_head))
     if args.child:
         child(args)
         return 0

@@ -20,7 +20,6 @@ priority (`nice -n 0`). CPU seconds are process_time(): with 2 torch threads the
 OpenMP's spin-waiting, so they bound the work from above; wall seconds are printed beside them
 and depend on the machine's load.
 """
-import argparse
 import json
 import os
 import sys
@@ -29,6 +28,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli_io  # noqa: E402
 import garg_model  # noqa: E402
 import train  # noqa: E402
 
@@ -68,9 +68,9 @@ def time_stage(args, model, optimizer, first, steps):
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=False, allow_abbrev=False)
-    p.add_argument("--steps-per-stage", type=int, default=30)
-    p.add_argument("--steps-last-stage", type=int, default=200)
+    p = cli_io.Parser(prog="stage_cost.py", description=__doc__.split("\n\n")[0], add_help=False, allow_abbrev=False)
+    p.add_argument("--steps-per-stage", type=cli_io.positive_int, default=30)
+    p.add_argument("--steps-last-stage", type=cli_io.positive_int, default=200)
     p.add_argument("--checkpoint", default="")
     p.add_argument("--stages", choices=("all", "last"), default="all")
     p.add_argument("--json", action="store_true")
@@ -79,8 +79,6 @@ def main(argv):
     if own.help:
         print(__doc__)
         return 0
-    if own.steps_per_stage < 1 or own.steps_last_stage < 1:
-        p.error("--steps-per-stage and --steps-last-stage must be >= 1")
     # train.py's own parser and defaults, then the shipped configuration, then the user's flags.
     args = train.parse_args(SHIPPED + [a for a in rest])
     torch.set_num_threads(args.threads)
@@ -88,7 +86,11 @@ def main(argv):
     model = garg_model.GargTransformer(args.d, args.n_points, args.n_embd, args.n_layer, args.n_head)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     if own.checkpoint:
-        state = torch.load(own.checkpoint)
+        try:  # a damaged file, a FIFO or another pickle: one line, not a traceback or a hang
+            state, _ = train.load_checkpoint(own.checkpoint)
+        except train.CheckpointError as error:
+            print("stage_cost.py: %s" % error, file=sys.stderr)
+            return 2
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
     schedule = stages(args)

@@ -30,18 +30,20 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli_io  # noqa: E402
 import garg_model  # noqa: E402
 
 CHECKPOINT = "checkpoint.pt"
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli_io.Parser(prog="train.py", description=__doc__.split("\n\n")[0],
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    count, count0, number = cli_io.positive_int, cli_io.nonnegative_int, cli_io.finite_float
     p.add_argument("--run-dir", required=True, help="checkpoint and loss log directory (resumed if it holds a checkpoint)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--d", type=int, default=8, help="input dimension n_dims")
-    p.add_argument("--n-points", type=int, default=65, help="pairs per prompt at the end of the curriculum (= n_positions)")
+    p.add_argument("--seed", type=count0, default=1)
+    p.add_argument("--d", type=count, default=8, help="input dimension n_dims")
+    p.add_argument("--n-points", type=count, default=65, help="pairs per prompt at the end of the curriculum (= n_positions)")
     p.add_argument("--points-curriculum", default="",
                    help="START:INC:INTERVAL: pairs per prompt start at START and grow by INC every INTERVAL steps up to "
                         "--n-points (Garg et al.'s points curriculum); empty = --n-points throughout")
@@ -49,22 +51,22 @@ def parse_args(argv):
                    help="START:INC:INTERVAL: only the first k coordinates of x are non-zero (and w* lies in them), k "
                         "starting at START and growing by INC every INTERVAL steps up to --d (Garg et al.'s dims "
                         "curriculum); empty = all --d coordinates throughout")
-    p.add_argument("--n-embd", type=int, default=128)
-    p.add_argument("--n-layer", type=int, default=4)
-    p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--steps", type=int, default=10000)
-    p.add_argument("--batch", type=int, default=64, help="prompts per step")
-    p.add_argument("--lr", type=float, default=3e-4, help="peak Adam learning rate")
-    p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps")
-    p.add_argument("--final-lr-fraction", type=float, default=0.1,
+    p.add_argument("--n-embd", type=count, default=128)
+    p.add_argument("--n-layer", type=count, default=4)
+    p.add_argument("--n-head", type=count, default=4)
+    p.add_argument("--steps", type=count, default=10000)
+    p.add_argument("--batch", type=count, default=64, help="prompts per step")
+    p.add_argument("--lr", type=number, default=3e-4, help="peak Adam learning rate")
+    p.add_argument("--warmup", type=count0, default=200, help="linear warm-up steps")
+    p.add_argument("--final-lr-fraction", type=number, default=0.1,
                    help="cosine decay from the peak to this fraction of it at the last step")
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--threads", type=count, default=2, help="torch intra-op threads")
     p.add_argument("--bf16", action="store_true",
                    help="run the matmuls in bf16 (torch.autocast on the CPU: oneDNN's AVX512-BF16 kernels, f32 "
                         "accumulation); weights, Adam state and the exported file stay f32")
-    p.add_argument("--checkpoint-every", type=int, default=500)
-    p.add_argument("--progress-every", type=int, default=50)
-    p.add_argument("--stop-after", type=int, default=0,
+    p.add_argument("--checkpoint-every", type=count, default=500)
+    p.add_argument("--progress-every", type=count, default=50)
+    p.add_argument("--stop-after", type=count0, default=0,
                    help="stop (with a checkpoint) after this many steps of this invocation; 0 = run to --steps")
     args = p.parse_args(argv)
     for flag, end in (("points_curriculum", args.n_points), ("dims_curriculum", args.d)):
@@ -77,14 +79,14 @@ def parse_args(argv):
             p.error("--%s wants START:INC:INTERVAL, got %r" % (flag.replace("_", "-"), text))
         if not (1 <= start <= end and inc >= 0 and interval >= 1):
             p.error("--%s %s: need 1 <= START <= %d, INC >= 0, INTERVAL >= 1" % (flag.replace("_", "-"), text, end))
-    for flag in ("d", "n_points", "n_embd", "n_layer", "n_head", "steps", "batch", "threads", "checkpoint_every",
-                 "progress_every"):
-        if getattr(args, flag) < 1:
-            p.error("--%s must be >= 1" % flag.replace("_", "-"))
     if args.n_embd % args.n_head:
         p.error("--n-embd %d is not a multiple of --n-head %d" % (args.n_embd, args.n_head))
-    if not (args.lr > 0 and math.isfinite(args.lr) and 0 <= args.final_lr_fraction <= 1 and args.warmup >= 0):
-        p.error("need --lr > 0, 0 <= --final-lr-fraction <= 1, --warmup >= 0")
+    if args.seed >= 2 ** 63:  # torch.manual_seed takes a signed 64-bit seed
+        p.error("argument --seed: %d: must be < 2^63" % args.seed)
+    if not args.lr > 0:
+        p.error("argument --lr: %r: must be > 0" % args.lr)
+    if not 0 <= args.final_lr_fraction <= 1:
+        p.error("argument --final-lr-fraction: %r: must be in [0, 1]" % args.final_lr_fraction)
     return args
 
 
@@ -172,9 +174,13 @@ def format_seconds(seconds):
 
 
 def main(argv):
+    return cli_io.run_main("train.py", train, argv)
+
+
+def train(argv):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    os.makedirs(args.run_dir, exist_ok=True)
+    cli_io.directory_for_output(args.run_dir, "--run-dir", create=True)
     checkpoint_path = os.path.join(args.run_dir, CHECKPOINT)
     run = {flag: getattr(args, flag) for flag in RUN_FLAGS}
 

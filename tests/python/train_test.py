@@ -403,7 +403,10 @@ def call(main_function, argv):
     """-> (exit code, stderr) of a script's main() run in this process (no 2 s torch import)."""
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        code = main_function(argv)
+        try:
+            code = main_function(argv)
+        except SystemExit as exit:  # argparse's errors
+            code = exit.code
     return code, err.getvalue()
 
 
@@ -470,6 +473,161 @@ def test_bad_input(work):
         before = files_under(bad)
         code, err = call(convert_garg.main, [checkpoint, "--n-head", "3", "--out", out])
         refused("convert_garg.py with %s = %s" % (name, value), code, err, [name, "non-finite"], before, files_under(bad))
+    # Finite in float64 but not in the float32 the file holds (the check once ran before the cast,
+    # and iclbench then refused the written file); FLT_MAX itself is still finite and accepted.
+    for value, accepted in ((1e300, False), (-3.5e38, False), (3.4028234663852886e38, True)):
+        wide = {key: tensor.to(torch.float64) for key, tensor in state.items()}
+        wide["_backbone.h.0.mlp.c_proj.weight"][0, 0] = value
+        checkpoint = os.path.join(bad, "wide.pt")
+        torch.save(wide, checkpoint)
+        before = files_under(bad)
+        code, err = call(convert_garg.main, [checkpoint, "--n-head", "3", "--out", out])
+        if accepted:
+            check(code == 0 and os.path.isfile(out), "convert_garg.py with an f64 weight %g: rc %s, %r" % (value, code, err))
+            os.unlink(out)
+        else:
+            refused("convert_garg.py with an f64 weight %g" % value, code, err, ["c_proj.weight", "float32"], before,
+                    files_under(bad))
+
+    good = os.path.join(bad, "good.pt")
+    torch.save(state, good)
+    a_file = os.path.join(bad, "a_file")
+    with open(a_file, "w") as f:
+        f.write("mine\n")
+    a_dir = os.path.join(bad, "a_dir")
+    os.makedirs(a_dir)
+    link = os.path.join(bad, "link.safetensors")
+    os.symlink(a_file, link)
+    export_flags = ["--run-dir", straight, "--name", "t"]
+    train_flags = run_train(work, os.path.join(bad, "run"))[2:]
+    # Empty paths, a regular file where a directory goes, a directory or FIFO where a file goes,
+    # a symbolic link or the input itself as the output (--force replaces regular files only).
+    cases = [
+        ("export.py --out-dir ''", export.main, export_flags + ["--out-dir", ""], ["--out-dir", "empty"]),
+        ("export.py --out-dir FILE", export.main, export_flags + ["--out-dir", a_file], ["not a directory"]),
+        ("train.py --run-dir ''", train.main, ["--run-dir", ""] + train_flags[2:], ["--run-dir", "empty"]),
+        ("train.py --run-dir FILE", train.main, ["--run-dir", a_file] + train_flags[2:], ["not a directory"]),
+        ("convert_garg.py --out ''", convert_garg.main, [good, "--n-head", "3", "--out", ""], ["empty"]),
+        ("convert_garg.py DIR", convert_garg.main, [a_dir, "--n-head", "3", "--out", out], ["not a regular file"]),
+        ("convert_garg.py --out DIR", convert_garg.main, [good, "--n-head", "3", "--out", a_dir, "--force"],
+         ["not a regular file"]),
+        ("convert_garg.py --out LINK --force", convert_garg.main, [good, "--n-head", "3", "--out", link, "--force"],
+         ["not a regular file"]),
+        ("convert_garg.py --out INPUT --force", convert_garg.main, [good, "--n-head", "3", "--out", good, "--force"],
+         ["input"]),
+        ("convert_garg.py ''", convert_garg.main, ["", "--n-head", "3", "--out", out], ["empty"]),
+    ]
+    # argparse's own errors and out-of-range numbers: one line (argparse prints the usage first).
+    for flag, value in (("--steps", "1e3"), ("--lr", "nan"), ("--lr", "inf"), ("--batch", "0"), ("--d", "0"),
+                        ("--steps", "-2"), ("--seed", "-1"), ("--seed", str(2 ** 64)), ("--lr", "-1e-3"),
+                        ("--final-lr-fraction", "2"), ("--warmup", "1.5")):
+        cases.append(("train.py %s %s" % (flag, value), train.main, train_flags + [flag, value], ["train.py", flag]))
+    cases += [
+        ("train.py without --run-dir", train.main, train_flags[2:], ["train.py", "--run-dir"]),
+        ("export.py --bogus", export.main, export_flags + ["--out-dir", out_dir, "--bogus"], ["export.py", "--bogus"]),
+        ("export.py --name a$'\\n'b", export.main, ["--run-dir", straight, "--name", "a\nb", "--out-dir", out_dir, "--x"],
+         ["export.py"]),
+        ("convert_garg.py --n-head 1e0", convert_garg.main, [good, "--n-head", "1e0", "--out", out], ["--n-head"]),
+        ("convert_garg.py --n-head 0", convert_garg.main, [good, "--n-head", "0", "--out", out], ["--n-head"]),
+    ]
+    for what, main_function, argv, words in cases:
+        before = files_under(bad)
+        code, err = call(main_function, argv)
+        refused(what, code, err, words, before, files_under(bad))
+    with open(a_file) as f:
+        check(f.read() == "mine\n" and os.path.islink(link), "a refused output was changed")
+
+    # evaluate.py: its outputs are checked before the evaluation (an existing file was silently
+    # replaced, a missing directory failed after the whole run), its numbers are integers.
+    model_file = os.path.join(work, "models", "t.safetensors")
+    eval_flags = ["--model", model_file, "--tasks", "3", "--queries", "2", "--n-grid", "2", "--threads", "1"]
+    fifo_model = os.path.join(bad, "fifo.safetensors")
+    os.mkfifo(fifo_model)
+    for what, argv, words in (
+            ("--out FILE", ["--out", a_file], ["exists", "--force"]),
+            ("--out DIR --force", ["--out", a_dir, "--force"], ["not a regular file"]),
+            ("--out LINK --force", ["--out", link, "--force"], ["not a regular file"]),
+            ("--out X --markdown X", ["--out", os.path.join(bad, "x"), "--markdown", os.path.join(bad, "x")], ["twice"]),
+            ("--out MODEL --force", ["--out", model_file, "--force"], ["input"]),
+            ("--out in a missing directory", ["--out", os.path.join(bad, "no", "x.json")], ["no such directory"]),
+            ("--out ''", ["--out", ""], ["empty"]),
+            ("--tasks 1e3", ["--tasks", "1e3"], ["--tasks"]),
+            ("--queries 0", ["--queries", "0"], ["--queries"]),
+            ("--n-grid 4,2", ["--n-grid", "4,2"], ["--n-grid", "increase"]),
+            ("--model FIFO", ["--model", fifo_model], ["not a regular file"]),
+            ("--model DIR", ["--model", a_dir], ["not a regular file"])):
+        before = files_under(bad)
+        code, err = call(evaluate.main, eval_flags + argv)
+        refused("evaluate.py " + what, code, err, words, before, files_under(bad))
+    os.unlink(fifo_model)
+    # Both outputs together, and --force replaces a regular file.
+    result, table = os.path.join(bad, "r.json"), os.path.join(bad, "r.md")
+    with open(table, "w") as f:
+        f.write("old\n")
+    with contextlib.redirect_stdout(io.StringIO()):
+        code, err = call(evaluate.main, eval_flags + ["--out", result, "--markdown", table, "--force"])
+    check(code == 0 and json.load(open(result))["tasks"] == 3 and open(table).read().startswith("|"),
+          "evaluate.py --out --markdown --force: rc %s, %r" % (code, err))
+    check(not [name for name in os.listdir(bad) if name.startswith(".tmp-")], "evaluate.py left a temporary")
+
+    # speed.py and stage_cost.py: the same parser, and stage_cost's --checkpoint through
+    # train.load_checkpoint (a FIFO was waited on forever).
+    for script, argv, words in (("speed.py", ["--rounds", "1e0"], ["--rounds", "integer"]),
+                                ("speed.py", ["--seconds", "nan"], ["--seconds", "finite"]),
+                                ("stage_cost.py", ["--steps-per-stage", "0"], ["--steps-per-stage"]),
+                                ("stage_cost.py", ["--checkpoint", fifo], ["not a regular file"])):
+        before = files_under(bad)
+        try:
+            run = subprocess.run([sys.executable, os.path.join(TRAIN_DIR, script)] + argv, capture_output=True,
+                                 text=True, timeout=300)
+            refused("%s %s" % (script, " ".join(argv)), run.returncode, run.stderr, [script] + words, before,
+                    files_under(bad))
+        except subprocess.TimeoutExpired:
+            check(False, "%s %s waited" % (script, " ".join(argv)))
+
+    # export.py's checkpoint: a directory or a FIFO is named as what it is, not "no checkpoint".
+    for kind in ("directory", "fifo"):
+        run_dir = os.path.join(bad, "run_" + kind)
+        os.makedirs(run_dir)
+        (os.makedirs if kind == "directory" else os.mkfifo)(os.path.join(run_dir, "checkpoint.pt"))
+        before = files_under(bad)
+        code, err = call(export.main, ["--run-dir", run_dir, "--name", "t", "--out-dir", out_dir])
+        refused("export.py with a %s at checkpoint.pt" % kind, code, err, ["checkpoint.pt", "not a regular file"],
+                before, files_under(bad))
+
+    # export.py's three outputs are all-or-nothing: one that cannot be written (a directory at the
+    # PNG's path, a symbolic link at the model's) refuses the export before anything is written,
+    # even with --force, and leaves no temporary behind.
+    for blocker in ("t.loss.png", "t.safetensors"):
+        blocked = os.path.join(bad, "blocked_" + blocker.replace(".", "_"))
+        os.makedirs(blocked)
+        if blocker.endswith(".png"):
+            os.makedirs(os.path.join(blocked, blocker))
+        else:
+            os.symlink(a_file, os.path.join(blocked, blocker))
+        before = files_under(bad)
+        code, err = call(export.main, export_flags + ["--out-dir", blocked, "--force"])
+        refused("export.py --force with %s not a regular file" % blocker, code, err, [blocker, "not a regular file"],
+                before, files_under(bad))
+        check(sorted(os.listdir(blocked)) == [blocker], "export.py left %s" % sorted(os.listdir(blocked)))
+    # The same refusal decided at commit time (a path that became a directory while the work ran):
+    # nothing is renamed into place and the staged temporaries are removed.
+    late = os.path.join(bad, "late")
+    os.makedirs(late)
+    plot = export.plot_loss
+
+    def plot_then_block(history, dims, path, title):
+        plot(history, dims, path, title)
+        os.makedirs(os.path.join(late, "t.loss.png"))
+    export.plot_loss = plot_then_block
+    try:
+        code, err = call(export.main, export_flags + ["--out-dir", late])
+    finally:
+        export.plot_loss = plot
+    check(code == 2 and "not a regular file" in err and err.count("\n") == 1, "export.py late block: rc %s, %r"
+          % (code, err))
+    check(sorted(os.listdir(late)) == ["t.loss.png"] and not os.listdir(os.path.join(late, "t.loss.png")),
+          "export.py with a late block left %s" % sorted(os.listdir(late)))
 
 
 def main():
