@@ -256,7 +256,8 @@ TEST(CliOneLine, ControlCharactersInInputAreEscaped) {
 // message ended at "family 'gaussian" with no reason. Every error class escapes it as \x00.
 TEST(CliOneLine, NulAndC1ControlsInInputAreEscaped) {
   const fs::path dir = fresh_dir("one_line_nul");
-  std::ofstream(dir / "c.json") << R"({"family": "gaussian\u0000x"})";
+  std::ofstream(dir / "c.json") << R"({"family": "gaussian\u0000x", "d_grid": [2], "n_grid": [8, 16], "eps_grid": [0.2],)"
+                                R"( "k_grid": [8], "models": ["gd-ls"], "heads": ["avg"]})";
   expect_bad({"bounds", "--config", (dir / "c.json").string(), "--out", (dir / "d").string(), "--plan"},
              "family 'gaussian\\x00x' is unknown; choose one of");
   EXPECT_FALSE(fs::exists(dir / "d"));
