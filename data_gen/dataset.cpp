@@ -3,6 +3,8 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include <fcntl.h>
+#include <sys/file.h>  // flock
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -228,6 +230,16 @@ Dataset Dataset::generate_unnamed(const TaskSpec& spec, const WriteOptions& opti
   } catch (const io::IoError& error) {
     throw about_tmpdir(error);
   }
+  // The committed file keeps a temporary's name until it is removed below: hold its flock while it
+  // is read, as AtomicFile holds its own, so that a run in another pid namespace (which cannot see
+  // this pid) takes it for a live file, not a stale one (io::remove_stale_temp_files).
+  struct LockHolder {
+    int fd;
+    ~LockHolder() {
+      if (fd >= 0) ::close(fd);
+    }
+  } lock{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (lock.fd >= 0) ::flock(lock.fd, LOCK_EX | LOCK_NB);
   Dataset dataset = open(path);
   std::filesystem::remove(path);
   return dataset;

@@ -137,6 +137,33 @@ TEST(CliInputs, FifoAndDirectoryInputsAreRefused) {
   EXPECT_FALSE(fs::exists(out + ".json"));
 }
 
+// A file whose size the header does not account for (a hole or a garbage tail after the last
+// tensor) is refused from its header, before its body is read: a sparse 1 GB data set once took
+// 1 GB of RSS (past --max-memory 0.5) only to be refused for the bytes after its last tensor.
+TEST(CliInputs, SizeNotMatchingTheHeaderIsRefusedBeforeTheBodyIsRead) {
+  const fs::path dir = fresh_dir("sparse_input");
+  const fs::path data = dir / "sparse.safetensors", model = dir / "sparse_model.safetensors";
+  ASSERT_EQ(run({"gen", "--d", "4", "--n", "8", "--queries", "4", "--tasks", "3", "--out", data.string()}).exit_code, 0);
+  ASSERT_EQ(run({"model", "--construct", "gd-ls", "--d", "4", "--out", model.string()}).exit_code, 0);
+  constexpr std::uintmax_t kSparseBytes = 1ull << 30;
+  fs::resize_file(data, kSparseBytes);  // a hole: no disk, but 1 GB of memory if it is read
+  fs::resize_file(model, kSparseBytes);
+  // Far under the 1 GB a read of the body costs, far over what the process needs without it.
+  constexpr double kRssBound = 300e6;
+  const std::string out = (dir / "sp.json").string();
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"--max-memory", "0.5", "eval", "--data", data.string(), "--model", "gd-ls:L=1", "--heads", "avg", "--out", out},
+           {"model", "--info", model.string()},  // siblings: the other inputs of the format
+           {"speed", "--model", model.string()}}) {
+    const Result result = run(args);
+    EXPECT_EQ(result.exit_code, 2) << args[0] << " " << result.err;
+    EXPECT_EQ(count_lines(result.err), 1) << result.err;
+    EXPECT_NE(result.err.find("bytes after the last tensor"), std::string::npos) << result.err;
+    EXPECT_LT(result.peak_rss_bytes, kRssBound) << args[0] << ": the body was read before the header was checked";
+  }
+  EXPECT_FALSE(fs::exists(out));
+}
+
 // A data set truncated by another process while eval runs (gen --force rewriting it, a full disk,
 // a user's truncate): the file was memory-mapped, and the next access past the new end killed eval
 // with SIGBUS. It is now read into memory at open: a truncation after that changes nothing, one
@@ -223,6 +250,29 @@ TEST(CliOneLine, ControlCharactersInInputAreEscaped) {
   // Siblings: an escape sequence and a carriage return in a path.
   expect_bad({"model", "--info", (dir / "a\x1b[31mred").string()}, "a\\x1b[31mred");
   expect_bad({"eval", "--data", (dir / "cr\rhidden").string(), "--out", (dir / "r.json").string()}, "cr\\rhidden");
+}
+
+// A NUL in user input once cut the message short: an exception's what() is a C string, so the
+// message ended at "family 'gaussian" with no reason. Every error class escapes it as \x00.
+TEST(CliOneLine, NulAndC1ControlsInInputAreEscaped) {
+  const fs::path dir = fresh_dir("one_line_nul");
+  std::ofstream(dir / "c.json") << R"({"family": "gaussian\u0000x", "d_grid": [2], "n_grid": [8, 16], "eps_grid": [0.2],)"
+                                R"( "k_grid": [8], "models": ["gd-ls"], "heads": ["avg"]})";
+  expect_bad({"bounds", "--config", (dir / "c.json").string(), "--out", (dir / "d").string(), "--plan"},
+             "family 'gaussian\\x00x' is unknown; choose one of");
+  EXPECT_FALSE(fs::exists(dir / "d"));
+  // Siblings: C1 controls (NEL, CSI) as UTF-8 and a raw CSI byte, which an 8-bit terminal obeys.
+  for (const auto& [typed, shown] : std::vector<std::pair<std::string, std::string>>{
+           {"gauss\xc2\x85ian", "gauss\\u0085ian"}, {"gauss\xc2\x9b" "31mian", "gauss\\u009b31mian"},
+           {"gauss\x9b" "31mian", "gauss\\x9b31mian"}}) {
+    const Result result = run({"gen", "--family", typed, "--out", (dir / "x").string()});
+    EXPECT_EQ(result.exit_code, 2) << result.err;
+    EXPECT_EQ(count_lines(result.err), 1) << result.err;
+    EXPECT_NE(result.err.find("'" + shown + "'"), std::string::npos) << result.err;
+    EXPECT_EQ(result.err.find(typed), std::string::npos) << "echoed raw: " << result.err;
+  }
+  // Text that is well-formed UTF-8 (not a control) is echoed as typed.
+  expect_bad({"gen", "--family", "gau\xc3\x9f\xe2\x80\xa6", "--out", (dir / "x").string()}, "'gau\xc3\x9f\xe2\x80\xa6'");
 }
 
 // Success lines echo user input too ("wrote PATH", a model's name): the same escaping, so that a
@@ -743,6 +793,30 @@ TEST(CliOutputs, AFailedOutputLeavesNoneOfTheOthers) {
   EXPECT_EQ(count_entries(dir), 3);
 }
 
+// Results printed to a standard output that cannot take them (/dev/full) are lost: eval says so
+// before it commits its files, so nothing is left (a retry without --force then works); gen, whose
+// summary reports the written file, says that the file was written.
+TEST(CliAllOrNothing, UnwritableStandardOutputLeavesNoFileOrSaysItWasWritten) {
+  const fs::path dir = fresh_dir("stdout_full");
+  RunOptions full;
+  full.standard_output = "/dev/full";
+  const std::vector<std::string> eval = {"eval", "--d", "4", "--tasks", "2", "--heads", "avg", "--out",
+                                         (dir / "full2.json").string(), "--csv", (dir / "full2.csv").string()};
+  const Result refused = run(eval, full);
+  EXPECT_EQ(refused.exit_code, 2) << refused.err;
+  EXPECT_EQ(count_lines(refused.err), 1) << refused.err;
+  EXPECT_NE(refused.err.find("cannot write to standard output; nothing was written"), std::string::npos) << refused.err;
+  EXPECT_EQ(count_entries(dir), 0) << "an output was committed although its results were lost";
+  EXPECT_EQ(run(eval).exit_code, 0) << "the retry (no --force) is refused";
+  // Sibling: gen --json, whose summary follows the file it describes.
+  const fs::path data = dir / "full1.safetensors";
+  const Result gen = run({"gen", "--d", "4", "--n", "8", "--queries", "4", "--tasks", "3", "--out", data.string(), "--json"}, full);
+  EXPECT_EQ(gen.exit_code, 2) << gen.err;
+  EXPECT_EQ(count_lines(gen.err), 1) << gen.err;
+  EXPECT_NE(gen.err.find("cannot write to standard output; " + data.string() + " was written"), std::string::npos)
+      << gen.err;
+}
+
 // --- 14. Temporary files of killed runs ------------------------------------------------------
 
 pid_t dead_pid() {
@@ -764,7 +838,8 @@ TEST(CliTempFiles, StaleTemporariesOfDeadRunsAreRemoved) {
       ".tasks.safetensors.iclbench-tmp." + alive + ".AbC123", ".notes.tmp", "x.iclbench-tmp." + dead + ".AbC123",
       ".x.iclbench-tmp." + dead + ".toolong7", ".notes.tmp." + dead + ".backup", ".x.tmp." + dead + ".AbC123",
       ".x.iclbench-tmp.+" + dead + ".AbC123", ".iclbench-tmp." + dead + ".AbC123",
-      ".x.iclbench-tmp." + dead + ".AbC123.old", ".x.iclbench-tmp." + dead + ".py~"};
+      ".x.iclbench-tmp." + dead + ".AbC123.old", ".x.iclbench-tmp." + dead + ".py~",
+      ".x.iclbench-tmp.0" + dead + ".AbC123"};  // zero-padded: iclbench never writes it
   for (const auto& name : stale) std::ofstream(dir / name) << "stale";
   for (const auto& name : kept) std::ofstream(dir / name) << "keep";
   ASSERT_EQ(run({"gen", "--tasks", "2", "--out", (dir / "new.safetensors").string()}).exit_code, 0);
@@ -779,6 +854,35 @@ TEST(CliTempFiles, StaleTemporariesOfDeadRunsAreRemoved) {
                 .exit_code,
             0);
   EXPECT_FALSE(fs::exists(dir / tasks));
+}
+
+// A live writer in another pid namespace (a container, another host over NFS) names its temp with
+// a pid this namespace does not have. It holds an flock on the temp while it lives: a temp whose
+// lock is held survives, whatever its pid says; once the holder is gone it is removed.
+TEST(CliTempFiles, LockedTempOfAnUnknownPidSurvives) {
+  const fs::path dir = fresh_dir("locked_temp");
+  const fs::path temp = dir / (".shared.safetensors.iclbench-tmp." + std::to_string(dead_pid()) + ".Xy12Z9");
+  std::ofstream(temp) << "being written";
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t holder = ::fork();
+  if (holder == 0) {  // the other namespace's writer: its own open file, its own lock
+    const int fd = ::open(temp.c_str(), O_RDWR);
+    if (fd < 0 || ::flock(fd, LOCK_EX) != 0) _exit(1);
+    (void)!::write(ready[1], "1", 1);
+    ::pause();
+    _exit(0);
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1) << "the helper could not lock the temp";
+  ::close(ready[0]);
+  EXPECT_EQ(run({"gen", "--tasks", "2", "--out", (dir / "a.safetensors").string()}).exit_code, 0);
+  EXPECT_TRUE(fs::exists(temp)) << "a locked (live) temp was removed";
+  ::kill(holder, SIGKILL);
+  ::waitpid(holder, nullptr, 0);
+  EXPECT_EQ(run({"gen", "--tasks", "2", "--out", (dir / "b.safetensors").string()}).exit_code, 0);
+  EXPECT_FALSE(fs::exists(temp)) << "an abandoned (unlocked) temp of a dead pid was kept";
 }
 
 // The issue's case: gen killed by SIGKILL (no handler runs) leaves its hidden temporary file; the

@@ -32,6 +32,7 @@ struct RunOptions {
   std::vector<std::pair<std::string, std::string>> environment;  // set in the child only
   fs::path working_directory;                                     // empty: the test's
   long file_size_limit = 0;  // RLIMIT_FSIZE in bytes (writes past it fail with EFBIG); 0: none
+  fs::path standard_output;  // the child's stdout (e.g. /dev/full); empty: captured in Result::out
 };
 
 inline std::string read_all(const fs::path& path) {
@@ -60,7 +61,8 @@ inline Result run(const std::vector<std::string>& args, const RunOptions& option
     std::vector<std::string> copies = args;
     for (auto& arg : copies) argv.push_back(arg.data());
     argv.push_back(nullptr);
-    if (!std::freopen(out.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) _exit(127);
+    const fs::path out_target = options.standard_output.empty() ? out : options.standard_output;
+    if (!std::freopen(out_target.c_str(), "w", stdout) || !std::freopen(err.c_str(), "w", stderr)) _exit(127);
     for (const auto& [name, value] : options.environment) ::setenv(name.c_str(), value.c_str(), 1);
     if (!options.working_directory.empty() && ::chdir(options.working_directory.c_str()) != 0) _exit(127);
     if (options.file_size_limit > 0) {

@@ -194,6 +194,8 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::fprintf(output(), "%s\nwrote %s/{points.csv,fits.json,report.md%s} in %.1f s\n", verdicts.c_str(), util::escape_control(o->out).c_str(),
                 o->no_plots ? "" : ",*.png", seconds);
+    // The verdicts are read from the finished run, so they can only follow it.
+    flush_output("; the run in " + util::escape_control(o->out) + " was written");
   };
   return {app, run};
 }

@@ -181,8 +181,10 @@ Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
     if (!o.csv.empty()) csv.emplace(o.csv, overwrite).write_at(0, eval::to_csv(result));
     std::unique_ptr<io::SafetensorsWriter> predictions;
     if (!o.predictions.empty()) predictions = eval::stage_predictions(result, o.predictions, overwrite);
-    io::commit_together({&json, csv ? &*csv : nullptr, predictions ? &predictions->file() : nullptr});
+    // The table first: results that cannot reach standard output leave no file either.
     std::fputs(eval::to_table(result).c_str(), output());
+    flush_output("; nothing was written");
+    io::commit_together({&json, csv ? &*csv : nullptr, predictions ? &predictions->file() : nullptr});
   };
   return {app, run};
 }

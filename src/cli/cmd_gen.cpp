@@ -54,6 +54,8 @@ Command add_gen_command(CLI::App& parent, const GlobalOptions& globals) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const std::uint64_t bytes = std::filesystem::file_size(out);
+    // The summary reports the written file's size and time, so it can only follow the commit.
+    const std::string was_written = "; " + util::escape_control(out.string()) + " was written";
 
     if (options->json) {
       nlohmann::ordered_json summary = {
@@ -64,6 +66,7 @@ Command add_gen_command(CLI::App& parent, const GlobalOptions& globals) {
           {"params", nlohmann::json::parse(data::spec_to_json(spec))},
       };
       std::fprintf(output(), "%s\n", summary.dump().c_str());
+      flush_output(was_written);
       return;
     }
     std::fprintf(output(), "wrote %s: %s, %lld tasks x (%lld context + %lld queries), d = %lld, seed %llu\n",
@@ -72,6 +75,7 @@ Command add_gen_command(CLI::App& parent, const GlobalOptions& globals) {
                 static_cast<long long>(spec.dim), static_cast<unsigned long long>(spec.seed));
     std::fprintf(output(), "%s in %.2f s (%.0f tasks/s)\n", util::human_bytes(static_cast<double>(bytes)).c_str(),
                 seconds, static_cast<double>(spec.n_tasks) / seconds);
+    flush_output(was_written);
   };
   return {app, run};
 }

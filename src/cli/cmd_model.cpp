@@ -94,6 +94,7 @@ Command add_model_command(CLI::App& parent, const GlobalOptions& globals) {
       std::fprintf(output(), "wrote %s\n", util::escape_control(options->out).c_str());
       describe(built.config, false);
     }
+    flush_output("; " + util::escape_control(options->out) + " was written");
   };
   return {app, run};
 }

@@ -36,7 +36,8 @@ struct GlobalOptions {
 // A flag combination that parses but makes no sense; reported like a parse error (exit 2).
 class UsageError : public std::invalid_argument {
  public:
-  using std::invalid_argument::invalid_argument;
+  // Escaped as util::ParameterError's: a NUL in user input must not cut what() short.
+  explicit UsageError(const std::string& message) : std::invalid_argument(util::escape_control(message)) {}
 };
 
 // The library names a bad parameter as its files do ("d", "n_grid"); the user typed a flag. The
@@ -73,6 +74,11 @@ CLI::Validator positive_finite_number();
 // to stdout); commands print to output().
 void claim_stdout();
 std::FILE* output();
+// Flushes output() and throws io::IoError "cannot write to standard output<consequence>" if what
+// was printed did not all reach it (/dev/full, a closed pipe). A command calls it before it commits
+// its files, so that a lost result leaves no file either ("; nothing was written"); where the
+// printout can only follow the files, `consequence` says that they were written.
+void flush_output(const std::string& consequence);
 
 struct Command {
   CLI::App* app;

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "cli/commands.hpp"
+#include "io/atomic_file.hpp"
 
 namespace iclbench::cli {
 namespace {
@@ -26,5 +27,11 @@ void claim_stdout() {
 }
 
 std::FILE* output() { return g_output != nullptr ? g_output : stdout; }
+
+void flush_output(const std::string& consequence) {
+  if (std::fflush(output()) != 0 || std::ferror(output()) != 0) {
+    throw io::IoError("cannot write to standard output" + consequence);
+  }
+}
 
 }  // namespace iclbench::cli

@@ -36,6 +36,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util/text.hpp"
+
 namespace iclbench::heads {
 
 enum class HeadKind { kLogistic, kSvm, kSvmHard, kLeastSquares, kRidge, kPerceptron, kAveraging, kKnn, kBayes };
@@ -60,7 +62,8 @@ inline constexpr double kHardMarginC = 1e6;
 
 class HeadError : public std::invalid_argument {
  public:
-  using std::invalid_argument::invalid_argument;
+  // Escaped as util::ParameterError's: a NUL in user input must not cut what() short.
+  explicit HeadError(const std::string& message) : std::invalid_argument(util::escape_control(message)) {}
 };
 HeadSpec parse_head(std::string_view text);
 std::vector<HeadSpec> parse_heads(std::string_view comma_separated);  // "logistic,svm,ls"

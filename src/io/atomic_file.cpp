@@ -1,6 +1,7 @@
 #include "io/atomic_file.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>  // flock
 #include <signal.h>
 #include <stdio.h>  // renameat2, RENAME_NOREPLACE
 #include <sys/stat.h>
@@ -115,6 +116,9 @@ AtomicFile::AtomicFile(std::filesystem::path final_path, Overwrite overwrite)
   fd_ = ::mkstemp(pattern.data());
   if (fd_ < 0) throw IoError(os_error("cannot create a file in", dir, errno));
   temp_path_ = pattern;
+  // Held while the temporary file exists: a run in another pid namespace (a container, another host
+  // over NFS) cannot see this pid, but it can see the lock (remove_stale_temp_files).
+  ::flock(fd_, LOCK_EX | LOCK_NB);
   signal_slot_ = register_temp_file(temp_path_);
   ::fchmod(fd_, 0644);  // mkstemp makes 0600; outputs are ordinary files
 }
@@ -125,6 +129,10 @@ void AtomicFile::discard() noexcept {
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;
+  }
+  if (lock_fd_ >= 0) {
+    ::close(lock_fd_);
+    lock_fd_ = -1;
   }
   if (!published_ && !temp_path_.empty()) ::unlink(temp_path_.c_str());
   release_temp_file(signal_slot_);
@@ -160,6 +168,9 @@ void AtomicFile::reserve(std::uint64_t size) {
 
 void AtomicFile::finish() {
   if (::fsync(fd_) != 0) throw IoError(os_error("cannot flush", final_path_, errno));
+  // The lock belongs to the open file, not to fd_: a duplicate keeps it until publish() has renamed
+  // the file, while the close below still reports a write error (NFS reports some only there).
+  lock_fd_ = ::dup(fd_);
   if (::close(fd_) != 0) {
     fd_ = -1;
     ::unlink(temp_path_.c_str());
@@ -183,6 +194,8 @@ void AtomicFile::publish() {
   if (renamed != 0) {
     const int err = errno;
     ::unlink(temp_path_.c_str());
+    ::close(lock_fd_);
+    lock_fd_ = -1;
     release_temp_file(signal_slot_);
     signal_slot_ = -1;
     if (err == EEXIST) {
@@ -192,6 +205,8 @@ void AtomicFile::publish() {
   }
   release_temp_file(signal_slot_);
   signal_slot_ = -1;
+  ::close(lock_fd_);
+  lock_fd_ = -1;
 }
 
 void AtomicFile::unpublish() noexcept {
@@ -291,7 +306,8 @@ std::optional<long> temp_file_owner(std::string_view name) {
                                 return std::isalnum(static_cast<unsigned char>(c)) != 0;
                               });
   if (!mkstemp_suffix && suffix != "py") return std::nullopt;
-  if (pid_text.empty() || !std::all_of(pid_text.begin(), pid_text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+  // Canonical decimal, as std::to_string writes it: "099995" is no name iclbench makes.
+  if (pid_text.empty() || pid_text.front() == '0' || !std::all_of(pid_text.begin(), pid_text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return std::nullopt;
   }
   long pid = 0;
@@ -305,10 +321,20 @@ void remove_stale_temp_files(const std::filesystem::path& dir) noexcept {
   for (std::filesystem::directory_iterator it(dir, error), end; !error && it != end; it.increment(error)) {
     const std::optional<long> owner = temp_file_owner(it->path().filename().string());
     if (!owner) continue;
-    struct stat info {};
-    if (::lstat(it->path().c_str(), &info) != 0 || !S_ISREG(info.st_mode) || info.st_uid != ::getuid()) continue;
-    // Gone (ESRCH), not merely another user's (EPERM): only then is nobody writing the file.
-    if (::kill(static_cast<pid_t>(*owner), 0) != 0 && errno == ESRCH) ::unlink(it->path().c_str());
+    // Gone (ESRCH), not merely another user's (EPERM): only then may nobody be writing the file.
+    if (::kill(static_cast<pid_t>(*owner), 0) == 0 || errno != ESRCH) continue;
+    // A pid unknown here may still live in another pid namespace (a container, another host
+    // sharing the directory over NFS): the writer holds an flock on its temporary file for as long
+    // as it exists, so a file whose lock can be taken is truly abandoned.
+    const int fd = ::open(it->path().c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) continue;
+    struct stat opened {}, named {};
+    if (::fstat(fd, &opened) == 0 && S_ISREG(opened.st_mode) && opened.st_uid == ::getuid() &&
+        ::flock(fd, LOCK_EX | LOCK_NB) == 0 && ::lstat(it->path().c_str(), &named) == 0 &&
+        named.st_dev == opened.st_dev && named.st_ino == opened.st_ino) {
+      ::unlink(it->path().c_str());  // under the lock, and still the file that was checked
+    }
+    ::close(fd);
   }
 }
 

@@ -18,12 +18,15 @@
 #include <string_view>
 #include <vector>
 
+#include "util/text.hpp"
+
 namespace iclbench::io {
 
 // A file could not be created, written or renamed; the message names the path and the OS error.
 class IoError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  // Escaped as util::ParameterError's: a NUL in user input must not cut what() short.
+  explicit IoError(const std::string& message) : std::runtime_error(util::escape_control(message)) {}
 };
 
 // The final path exists and overwriting was not allowed (Overwrite::kRefuse).
@@ -74,6 +77,7 @@ class AtomicFile {
   std::filesystem::path temp_path_;
   Overwrite overwrite_;
   int fd_ = -1;
+  int lock_fd_ = -1;  // after finish(): keeps the temporary file's flock until publish()
   int signal_slot_ = -1;
   bool published_ = false;
   bool replaced_ = false;  // publish() renamed over an existing file
@@ -120,13 +124,16 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view c
 void check_can_write(const std::filesystem::path& path, Overwrite overwrite);
 
 // Temporary files are named ".NAME.iclbench-tmp.PID.XXXXXX" (XXXXXX: mkstemp's six letters or
-// digits), ".NAME.iclbench-tmp.PID.py" by the plot script. The pid of a name of exactly that form,
+// digits), ".NAME.iclbench-tmp.PID.py" by the plot script; PID in canonical decimal (no leading
+// zero). The pid of a name of exactly that form,
 // or nothing for any other name: the marker keeps a user's ".notes.tmp.123.backup" out.
 inline constexpr std::string_view kTempMarker = ".iclbench-tmp.";
 std::optional<long> temp_file_owner(std::string_view name);
 
 // Deletes the temporary files in `dir` of iclbench's naming whose process is gone (a SIGKILL
-// leaves them: no handler runs). Only regular files of this user; errors are ignored. Every
+// leaves them: no handler runs): the pid is not found here AND the file's flock, which its writer
+// holds while it lives, can be taken (a pid of another pid namespace is not found either). Only
+// regular files of this user; errors are ignored. Every
 // AtomicFile calls it on its directory first, so a killed run's temporary file is removed by
 // the next run that writes there.
 void remove_stale_temp_files(const std::filesystem::path& dir) noexcept;

@@ -53,8 +53,9 @@ inline constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
 
 class SafetensorsReader {
  public:
-  // Reads the whole file into memory (a copy: a mapping would die with SIGBUS if another process
-  // truncated the file) and validates it. Throws FormatError (bad content) or IoError, also when
+  // Reads the header, validates it (the file's size must be exactly what it describes), then reads
+  // the body into memory (a copy: a mapping would die with SIGBUS if another process truncated the
+  // file). So a file padded with a hole or garbage costs no memory before it is refused. Throws FormatError (bad content) or IoError, also when
   // the file shrinks while it is read.
   explicit SafetensorsReader(const std::filesystem::path& path);
   // Validates an in-memory image (tests and fuzzers); `bytes` must outlive the reader.
@@ -84,7 +85,9 @@ class SafetensorsReader {
   FormatError error_at(std::uint64_t byte_offset, const std::string& what) const;
 
  private:
-  void read_all(int fd, std::size_t size);  // into buffer_; IoError if the file shrinks
+  // Bytes [begin, end) of the file (of `size` bytes when opened) into buffer_; IoError if the file
+  // shrinks.
+  void read_range(int fd, std::size_t begin, std::size_t end, std::size_t size);
   void parse();
 
   std::string name_;

@@ -28,6 +28,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "util/text.hpp"
+
 namespace iclbench::model {
 
 enum class AttentionKind { kNone, kSoftmax, kLinear, kRelu };
@@ -97,7 +99,8 @@ struct ModelConfig {
 // A configuration that cannot run, with the field that is wrong.
 class ConfigError : public std::invalid_argument {
  public:
-  using std::invalid_argument::invalid_argument;
+  // Escaped as util::ParameterError's: a NUL in user input must not cut what() short.
+  explicit ConfigError(const std::string& message) : std::invalid_argument(util::escape_control(message)) {}
 };
 void validate(const ModelConfig& config);
 

@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "util/text.hpp"
 #include "model/weights.hpp"
 
 namespace iclbench::model {
@@ -55,7 +56,8 @@ struct ConstructionSpec {
 
 class SpecError : public std::invalid_argument {
  public:
-  using std::invalid_argument::invalid_argument;
+  // Escaped as util::ParameterError's: a NUL in user input must not cut what() short.
+  explicit SpecError(const std::string& message) : std::invalid_argument(util::escape_control(message)) {}
 };
 
 // Parses "name:key=value,..."; throws SpecError naming the bad part.

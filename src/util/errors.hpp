@@ -11,14 +11,18 @@
 #include <string>
 #include <utility>
 
+#include "util/text.hpp"
+
 namespace iclbench::util {
 
 // `parameter` is outside its domain; what() is "<parameter> <problem>", e.g. "d must be in
-// [1, 65536], got 0".
+// [1, 65536], got 0". Like every error class of the suite, what() has user input's control
+// characters escaped (util::escape_control): what() is a C string, and a NUL in a name read from a
+// file would otherwise cut the message short.
 class ParameterError : public std::invalid_argument {
  public:
   ParameterError(std::string parameter, std::string problem)
-      : std::invalid_argument(parameter + " " + problem),
+      : std::invalid_argument(escape_control(parameter + " " + problem)),
         parameter_(std::move(parameter)),
         problem_(std::move(problem)) {}
   const std::string& parameter() const noexcept { return parameter_; }

@@ -22,19 +22,67 @@ std::string human_bytes(double bytes) {
   return text;
 }
 
+namespace {
+
+// The length of the well-formed UTF-8 sequence that starts text[at] (RFC 3629: no overlong form,
+// no surrogate, nothing above U+10FFFF), or 0 when none does.
+std::size_t utf8_sequence_length(std::string_view text, std::size_t at) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  const unsigned char lead = byte(at);
+  std::size_t length = 0;
+  unsigned char low = 0x80, high = 0xbf;  // the allowed range of the second byte
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3;
+    if (lead == 0xe0) low = 0xa0;
+    if (lead == 0xed) high = 0x9f;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4;
+    if (lead == 0xf0) low = 0x90;
+    if (lead == 0xf4) high = 0x8f;
+  } else {
+    return 0;
+  }
+  if (at + length > text.size() || byte(at + 1) < low || byte(at + 1) > high) return 0;
+  for (std::size_t i = 2; i < length; ++i) {
+    if (byte(at + i) < 0x80 || byte(at + i) > 0xbf) return 0;
+  }
+  return length;
+}
+
+}  // namespace
+
 std::string escape_control(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
   std::string escaped;
   escaped.reserve(text.size());
-  for (const char c : text) {
+  for (std::size_t at = 0; at < text.size(); ++at) {
+    const char c = text[at];
     const auto byte = static_cast<unsigned char>(c);
-    if (c == '\n') {
+    if (byte >= 0x80) {
+      // C1 controls (U+0080..U+009F, UTF-8 "\xc2\x80".."\xc2\x9f": NEL, CSI, ...) act on a
+      // terminal like C0 ones; a byte that is not part of well-formed UTF-8 (a raw 0x9b is CSI
+      // to an 8-bit terminal) is written as its value.
+      const std::size_t length = utf8_sequence_length(text, at);
+      const auto second = length == 2 ? static_cast<unsigned char>(text[at + 1]) : 0;
+      if (length == 0 || (byte == 0xc2 && second <= 0x9f)) {
+        const unsigned char shown = length == 0 ? byte : second;
+        escaped += length == 0 ? "\\x" : "\\u00";
+        escaped += kHex[shown >> 4];
+        escaped += kHex[shown & 15];
+        at += length == 0 ? 0 : 1;
+      } else {
+        escaped.append(text.substr(at, length));
+        at += length - 1;
+      }
+    } else if (c == '\n') {
       escaped += "\\n";
     } else if (c == '\r') {
       escaped += "\\r";
     } else if (c == '\t') {
       escaped += "\\t";
     } else if (byte < 0x20 || byte == 0x7f) {
-      static constexpr char kHex[] = "0123456789abcdef";
       escaped += "\\x";
       escaped += kHex[byte >> 4];
       escaped += kHex[byte & 15];

@@ -15,8 +15,9 @@ std::string format_number(double value, int digits = 6);
 std::string human_bytes(double bytes);
 
 // `text` (user input echoed in a message: a flag's value, a path, a name read from a file) with
-// every control character written as an escape ("\\n", "\\t", "\\x1b"), so that a message stays
-// one line and a terminal runs no escape sequence of the input's.
+// every control character written as an escape ("\\n", "\\t", "\\x1b", NUL as "\\x00"), C1 controls
+// as "\\u0085", and any byte that is not well-formed UTF-8 as "\\x9b", so that a message stays one
+// line and a terminal runs no escape sequence of the input's. Idempotent (a backslash stays).
 std::string escape_control(std::string_view text);
 
 }  // namespace iclbench::util
