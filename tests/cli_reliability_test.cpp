@@ -18,6 +18,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
 #include <thread>
 #include <vector>
 
@@ -308,7 +309,19 @@ TEST(CliResume, DamagedPointFilesAreRecomputed) {
       // The transformer's curve carries the config's model name too (a point of another model).
       {"renamed transformer", [](nlohmann::json& p) { p["curves"][0]["learner"] = "gd-ls:L=9"; }},
       {"string rate", [](nlohmann::json& p) { p["curves"][0]["err"][0][0] = "0.1"; }},
+      // Issue 15: the metric was not checked; relabelling an exact curve "err" ran with exit 0
+      // and points.csv said `err`. Siblings: a head's curve, an unknown metric, an unknown key,
+      // d as 2.0, a negative k.
+      {"transformer metric err", [](nlohmann::json& p) { p["curves"][0]["metric"] = "err"; }},
+      {"head metric err", [](nlohmann::json& p) { p["curves"][2]["metric"] = "err"; }},
+      {"unknown metric", [](nlohmann::json& p) { p["curves"][1]["metric"] = "err_mean"; }},
+      {"unknown key", [](nlohmann::json& p) { p["comment"] = "hand-edited"; }},
+      {"unknown curve key", [](nlohmann::json& p) { p["curves"][1]["tasks"] = 10; }},
+      {"d as 2.0", [](nlohmann::json& p) { p["d"] = 2.0; }},
+      {"n as 8.0", [](nlohmann::json& p) { p["n"][0] = 8.0; }},
   };
+  ASSERT_EQ(good_a["curves"][0]["metric"], "err_exact");
+  ASSERT_EQ(good_a["curves"][2]["metric"], "err_exact");
   for (const auto& [what, damage] : damages) {
     nlohmann::json damaged = good_a;
     damage(damaged);
@@ -320,6 +333,22 @@ TEST(CliResume, DamagedPointFilesAreRecomputed) {
     EXPECT_EQ(nlohmann::json::parse(read_all(a)), good_a) << what;
     EXPECT_EQ(read_all(dir / "points.csv"), points_csv) << what;
     EXPECT_EQ(read_all(dir / "fits.json"), fits) << what;
+  }
+  // Damage to the text that nlohmann::json::parse accepted: a duplicate key (the last one won),
+  // a NUL byte and garbage after the JSON.
+  const std::string good_text = good_a.dump();
+  const std::vector<std::pair<const char*, std::string>> texts = {
+      {"duplicate key", "{\"d\": 2, " + good_text.substr(1)},
+      {"NUL and garbage", good_text + std::string(1, '\0') + "garbage"},
+  };
+  for (const auto& [what, text] : texts) {
+    std::ofstream(a, std::ios::binary) << text;
+    const Result result = run(args);
+    EXPECT_EQ(result.exit_code, 0) << what << "\n" << result.err;
+    EXPECT_EQ(count_lines(result.err), 1) << what << "\n" << result.err;
+    EXPECT_NE(result.err.find("notice: recomputing " + a.string()), std::string::npos) << what << "\n" << result.err;
+    EXPECT_EQ(nlohmann::json::parse(read_all(a)), good_a) << what;
+    EXPECT_EQ(read_all(dir / "points.csv"), points_csv) << what;
   }
   std::ofstream(b) << "{\"format\": \"iclbench-bounds-point\", trunc";
   const Result result = run(args);
@@ -356,6 +385,63 @@ TEST(CliResume, NonRegularPointFilesAreRefusedBeforeWork) {
   // Nothing was computed: B's point file was not rewritten, the outputs are the same.
   EXPECT_EQ(fs::last_write_time(b), b_time);
   EXPECT_EQ(read_all(dir / "points.csv"), points_csv);
+}
+
+// Issue 15: an output of DIR that cannot be replaced (a directory named report.md) was refused
+// only after the work ("cannot write .../report.md: it is a directory" after the point had been
+// computed), and a symbolic link (fits.json -> /dev/null, points.csv -> a user's file) was
+// replaced by a regular file. Each is refused before any work, with one line naming it; the
+// removed point is not computed. Siblings: a PNG that is a directory, points/ as a file.
+TEST(CliResume, UnusableOutputsAreRefusedBeforeWork) {
+  const fs::path dir = fresh_dir("resume_outputs") / "run";
+  std::vector<std::string> args = tiny_bounds(dir.string());
+  args.push_back("--no-plots");
+  ASSERT_EQ(run(args).exit_code, 0);
+  const fs::path a = dir / "points" / "A-d2.json", user = dir.parent_path() / "user.txt";
+  std::ofstream(user) << "the user's own file\n";
+  fs::remove(a);
+  const auto b_time = fs::last_write_time(dir / "points" / "B-d2.json");
+  using Damage = void (*)(const fs::path&, const fs::path&);
+  const std::vector<std::tuple<const char*, Damage, Damage>> cases = {
+      {"report.md: it is a directory",
+       [](const fs::path& d, const fs::path&) { fs::rename(d / "report.md", d / "saved.md"); fs::create_directory(d / "report.md"); },
+       [](const fs::path& d, const fs::path&) { fs::remove(d / "report.md"); fs::rename(d / "saved.md", d / "report.md"); }},
+      {"fits.json: it is a symbolic link",
+       [](const fs::path& d, const fs::path&) { fs::rename(d / "fits.json", d / "saved.json"); fs::create_symlink("/dev/null", d / "fits.json"); },
+       [](const fs::path& d, const fs::path&) { fs::remove(d / "fits.json"); fs::rename(d / "saved.json", d / "fits.json"); }},
+      {"points.csv: it is a symbolic link",
+       [](const fs::path& d, const fs::path& u) { fs::rename(d / "points.csv", d / "saved.csv"); fs::create_symlink(u, d / "points.csv"); },
+       [](const fs::path& d, const fs::path&) { fs::remove(d / "points.csv"); fs::rename(d / "saved.csv", d / "points.csv"); }},
+      {"err_vs_n.png: it is a directory",
+       [](const fs::path& d, const fs::path&) { fs::create_directory(d / "err_vs_n.png"); },
+       [](const fs::path& d, const fs::path&) { fs::remove(d / "err_vs_n.png"); }},
+  };
+  for (const auto& [expected, damage, mend] : cases) {
+    damage(dir, user);
+    expect_bad(args, (dir / expected).string());
+    EXPECT_FALSE(fs::exists(a)) << expected;  // nothing was computed
+    EXPECT_EQ(read_all(user), "the user's own file\n") << expected;
+    mend(dir, user);
+  }
+  EXPECT_EQ(fs::last_write_time(dir / "points" / "B-d2.json"), b_time);
+  // Mended, the run resumes and computes the removed point.
+  ASSERT_EQ(run(args).exit_code, 0);
+  EXPECT_TRUE(fs::is_regular_file(a));
+}
+
+// Issue 15: `bounds --plan` accepted what the run refuses (two learners of one name: exit 0 with a
+// plan, exit 2 "given twice" without --plan). Sibling: a plan into a directory of another run.
+TEST(CliResume, PlanRefusesWhatTheRunRefuses) {
+  const fs::path dir = fresh_dir("plan_checks");
+  std::vector<std::string> args = tiny_bounds((dir / "run").string());
+  for (std::string& arg : args)
+    if (arg == "gd-ls") arg = "gd-ls:L=1;gd-ls:L=1";
+  args.push_back("--plan");
+  expect_bad(args, "given twice");
+  std::ofstream(dir / "file.txt") << "x\n";
+  std::vector<std::string> other = tiny_bounds((dir).string());
+  other.push_back("--plan");
+  expect_bad(other, "is not empty and holds no bounds run");
 }
 
 // --- 8. Numbers are parsed strictly: refused, never rounded, wrapped or clamped -----------

@@ -27,11 +27,6 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-bool rotation_invariant(const data::TaskSpec& spec) {
-  return spec.bias == 0.0 &&
-         (spec.family == data::Family::kGaussian || spec.family == data::Family::kSphere ||
-          spec.family == data::Family::kScaled);
-}
 
 std::vector<std::int64_t> prefix_grid(const EvalConfig& config, const data::TaskSpec& data) {
   return config.n_grid.empty() ? std::vector<std::int64_t>{data.n_examples} : config.n_grid;
@@ -326,6 +321,12 @@ EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSo
   }
   result.seconds = seconds_since(start);
   return result;
+}
+
+bool rotation_invariant(const data::TaskSpec& spec) {
+  return spec.bias == 0.0 &&
+         (spec.family == data::Family::kGaussian || spec.family == data::Family::kSphere ||
+          spec.family == data::Family::kScaled);
 }
 
 }  // namespace iclbench::eval
