@@ -559,6 +559,17 @@ TEST(CliStrictNumbers, EvalRefusesUnsortedGridsAndContextsLargerThanTheirPool) {
   expect_bad(with({"--model", "gd-ls", "--context", "random:17"}), "K = 17 is larger than the smallest n' = 16");
   expect_bad(with({"--model", "gd-ls", "--context", "retrieve:17"}), "K = 17 is larger than the smallest n' = 16");
   expect_bad(with({"--model", "gd-ls", "--context", "random:5", "--n-grid", "4,16"}), "K = 5 is larger than the smallest n' = 4");
+  // Issue 15: knn:k=9 on N = 8 scored exactly as knn:k=8 (k clamped to n'), exit 0. Siblings:
+  // the default k = 5 at N = 1, and a k above the smallest entry of --n-grid.
+  auto knn = [&](const std::string& n, const std::string& heads, std::vector<std::string> extra) {
+    std::vector<std::string> args = {"eval", "--d", "4", "--n", n, "--tasks", "2", "--heads", heads};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.end(), {"--out", out});
+    return args;
+  };
+  expect_bad(knn("8", "avg,knn:k=9", {}), "k = 9 is larger than the smallest n' = 8");
+  expect_bad(knn("1", "knn", {}), "k = 5 is larger than the smallest n' = 1");
+  expect_bad(knn("16", "knn:k=6", {"--n-grid", "4,16"}), "k = 6 is larger than the smallest n' = 4");
   EXPECT_TRUE(fs::is_empty(dir));
 }
 

@@ -136,6 +136,13 @@ void validate(const EvalConfig& config, const data::TaskSpec& data,
                       " is larger than the smallest n' = " + std::to_string(smallest) +
                       " it would be drawn from");
   }
+  // Likewise knn's k: heads::predict takes min(k, n'), so knn:k=9 on 8 examples scored as k=8.
+  const std::int64_t smallest_prefix = config.n_grid.empty() ? data.n_examples : config.n_grid.front();
+  for (const heads::HeadSpec& head : config.heads) {
+    util::require(head.kind != heads::HeadKind::kKnn || head.k <= smallest_prefix, "heads",
+                  head.name + ": k = " + std::to_string(head.k) + " is larger than the smallest n' = " +
+                      std::to_string(smallest_prefix) + " it would vote among");
+  }
   check_delta(config.delta);
   check_resamples(config.bootstrap);
   // Learners are keyed by name in the JSON and the predictions file: two of one name would lose
