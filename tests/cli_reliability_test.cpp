@@ -18,6 +18,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
 #include <thread>
 #include <vector>
 
@@ -358,11 +359,32 @@ TEST(CliResume, DamagedPointFilesAreRecomputed) {
       // The transformer's curve carries the config's model name too (a point of another model).
       {"renamed transformer", [](nlohmann::json& p) { p["curves"][0]["learner"] = "gd-ls:L=9"; }},
       {"string rate", [](nlohmann::json& p) { p["curves"][0]["err"][0][0] = "0.1"; }},
+      // Issue 15: the metric was not checked; relabelling an exact curve "err" ran with exit 0
+      // and points.csv said `err`. Siblings: a head's curve, an unknown metric, an unknown key,
+      // d as 2.0, a negative k.
+      {"transformer metric err", [](nlohmann::json& p) { p["curves"][0]["metric"] = "err"; }},
+      {"head metric err", [](nlohmann::json& p) { p["curves"][2]["metric"] = "err"; }},
+      {"unknown metric", [](nlohmann::json& p) { p["curves"][1]["metric"] = "err_mean"; }},
+      {"unknown key", [](nlohmann::json& p) { p["comment"] = "hand-edited"; }},
+      {"unknown curve key", [](nlohmann::json& p) { p["curves"][1]["tasks"] = 10; }},
+      {"d as 2.0", [](nlohmann::json& p) { p["d"] = 2.0; }},
+      {"n as 8.0", [](nlohmann::json& p) { p["n"][0] = 8.0; }},
   };
+  ASSERT_EQ(good_a["curves"][0]["metric"], "err_exact");
+  ASSERT_EQ(good_a["curves"][2]["metric"], "err_exact");
+  std::vector<std::pair<std::string, std::string>> texts;
   for (const auto& [what, damage] : damages) {
     nlohmann::json damaged = good_a;
     damage(damaged);
-    std::ofstream(a) << damaged.dump();
+    texts.emplace_back(what, damaged.dump());
+  }
+  // Damage to the text that nlohmann::json::parse accepted: a duplicate key (the last one won),
+  // a NUL byte and garbage after the JSON.
+  const std::string good_text = good_a.dump();
+  texts.emplace_back("duplicate key", "{\"d\": 2, " + good_text.substr(1));
+  texts.emplace_back("NUL and garbage", good_text + std::string(1, '\0') + "garbage");
+  for (const auto& [what, text] : texts) {
+    std::ofstream(a, std::ios::binary) << text;
     const Result result = run(args);
     EXPECT_EQ(result.exit_code, 0) << what << "\n" << result.err;
     EXPECT_EQ(count_lines(result.err), 1) << what << "\n" << result.err;
@@ -406,6 +428,63 @@ TEST(CliResume, NonRegularPointFilesAreRefusedBeforeWork) {
   // Nothing was computed: B's point file was not rewritten, the outputs are the same.
   EXPECT_EQ(fs::last_write_time(b), b_time);
   EXPECT_EQ(read_all(dir / "points.csv"), points_csv);
+}
+
+// Issue 15: an output of DIR that cannot be replaced (a directory named report.md) was refused
+// only after the work ("cannot write .../report.md: it is a directory" after the point had been
+// computed), and a symbolic link (fits.json -> /dev/null, points.csv -> a user's file) was
+// replaced by a regular file. Each is refused before any work, with one line naming it; the
+// removed point is not computed. Siblings: a PNG that is a directory, points/ as a file.
+TEST(CliResume, UnusableOutputsAreRefusedBeforeWork) {
+  const fs::path dir = fresh_dir("resume_outputs") / "run";
+  std::vector<std::string> args = tiny_bounds(dir.string());
+  args.push_back("--no-plots");
+  ASSERT_EQ(run(args).exit_code, 0);
+  const fs::path a = dir / "points" / "A-d2.json", user = dir.parent_path() / "user.txt";
+  std::ofstream(user) << "the user's own file\n";
+  fs::remove(a);
+  const auto b_time = fs::last_write_time(dir / "points" / "B-d2.json");
+  using Damage = void (*)(const fs::path&, const fs::path&);
+  const std::vector<std::tuple<const char*, Damage, Damage>> cases = {
+      {"report.md: it is a directory",
+       [](const fs::path& d, const fs::path&) { fs::rename(d / "report.md", d / "saved.md"); fs::create_directory(d / "report.md"); },
+       [](const fs::path& d, const fs::path&) { fs::remove(d / "report.md"); fs::rename(d / "saved.md", d / "report.md"); }},
+      {"fits.json: it is a symbolic link",
+       [](const fs::path& d, const fs::path&) { fs::rename(d / "fits.json", d / "saved.json"); fs::create_symlink("/dev/null", d / "fits.json"); },
+       [](const fs::path& d, const fs::path&) { fs::remove(d / "fits.json"); fs::rename(d / "saved.json", d / "fits.json"); }},
+      {"points.csv: it is a symbolic link",
+       [](const fs::path& d, const fs::path& u) { fs::rename(d / "points.csv", d / "saved.csv"); fs::create_symlink(u, d / "points.csv"); },
+       [](const fs::path& d, const fs::path&) { fs::remove(d / "points.csv"); fs::rename(d / "saved.csv", d / "points.csv"); }},
+      {"err_vs_n.png: it is a directory",
+       [](const fs::path& d, const fs::path&) { fs::create_directory(d / "err_vs_n.png"); },
+       [](const fs::path& d, const fs::path&) { fs::remove(d / "err_vs_n.png"); }},
+  };
+  for (const auto& [expected, damage, mend] : cases) {
+    damage(dir, user);
+    expect_bad(args, (dir / expected).string());
+    EXPECT_FALSE(fs::exists(a)) << expected;  // nothing was computed
+    EXPECT_EQ(read_all(user), "the user's own file\n") << expected;
+    mend(dir, user);
+  }
+  EXPECT_EQ(fs::last_write_time(dir / "points" / "B-d2.json"), b_time);
+  // Mended, the run resumes and computes the removed point.
+  ASSERT_EQ(run(args).exit_code, 0);
+  EXPECT_TRUE(fs::is_regular_file(a));
+}
+
+// Issue 15: `bounds --plan` accepted what the run refuses (two learners of one name: exit 0 with a
+// plan, exit 2 "given twice" without --plan). Sibling: a plan into a directory of another run.
+TEST(CliResume, PlanRefusesWhatTheRunRefuses) {
+  const fs::path dir = fresh_dir("plan_checks");
+  std::vector<std::string> args = tiny_bounds((dir / "run").string());
+  for (std::string& arg : args)
+    if (arg == "gd-ls") arg = "gd-ls:L=1;gd-ls:L=1";
+  args.push_back("--plan");
+  expect_bad(args, "given twice");
+  std::ofstream(dir / "file.txt") << "x\n";
+  std::vector<std::string> other = tiny_bounds((dir).string());
+  other.push_back("--plan");
+  expect_bad(other, "is not empty and holds no bounds run");
 }
 
 // --- 8. Numbers are parsed strictly: refused, never rounded, wrapped or clamped -----------
@@ -523,6 +602,17 @@ TEST(CliStrictNumbers, EvalRefusesUnsortedGridsAndContextsLargerThanTheirPool) {
   expect_bad(with({"--model", "gd-ls", "--context", "random:17"}), "K = 17 is larger than the smallest n' = 16");
   expect_bad(with({"--model", "gd-ls", "--context", "retrieve:17"}), "K = 17 is larger than the smallest n' = 16");
   expect_bad(with({"--model", "gd-ls", "--context", "random:5", "--n-grid", "4,16"}), "K = 5 is larger than the smallest n' = 4");
+  // Issue 15: knn:k=9 on N = 8 scored exactly as knn:k=8 (k clamped to n'), exit 0. Siblings:
+  // the default k = 5 at N = 1, and a k above the smallest entry of --n-grid.
+  auto knn = [&](const std::string& n, const std::string& heads, std::vector<std::string> extra) {
+    std::vector<std::string> args = {"eval", "--d", "4", "--n", n, "--tasks", "2", "--heads", heads};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.end(), {"--out", out});
+    return args;
+  };
+  expect_bad(knn("8", "avg,knn:k=9", {}), "k = 9 is larger than the smallest n' = 8");
+  expect_bad(knn("1", "knn", {}), "k = 5 is larger than the smallest n' = 1");
+  expect_bad(knn("16", "knn:k=6", {"--n-grid", "4,16"}), "k = 6 is larger than the smallest n' = 4");
   EXPECT_TRUE(fs::is_empty(dir));
 }
 

@@ -156,10 +156,22 @@ TEST(Evaluate, OneStepGdLsPredictsLikeTheAveragingHead) {
   EXPECT_EQ(dis(point, "avg").summary.mean, 0.0);
   EXPECT_TRUE(point.linear.value());
   EXPECT_LT(point.probe_residual, 1e-5);
-  // Scores are eta/n times the averaging head's.
+  // Scores are eta/n times the averaging head's w.x (the head itself reports cos(w, x), which is
+  // invariant to the scale of x: heads::predict).
   const PrefixResult& avg = learner(result, "avg").grid.back();
+  const std::size_t m = static_cast<std::size_t>(dataset.n_queries()), d = static_cast<std::size_t>(dataset.dim());
   for (std::size_t i = 0; i < point.scores.size(); ++i) {
-    ASSERT_NEAR(point.scores[i], avg.scores[i] * 0.7 / 64, 1e-5 * (1 + std::abs(avg.scores[i])));
+    const std::size_t task = i / m, q = i % m;
+    const auto query = dataset.x_query(static_cast<std::int64_t>(task)).subspan(q * d, d);
+    double raw = 0, norm_w = 0, norm_x = 0;
+    for (std::size_t j = 0; j < d; ++j) {
+      raw += avg.weights[task][j] * query[j];
+      norm_w += avg.weights[task][j] * avg.weights[task][j];
+      norm_x += static_cast<double>(query[j]) * query[j];
+    }
+    ASSERT_NEAR(point.scores[i], raw * 0.7 / 64, 1e-5 * (1 + std::abs(raw)));
+    // The head's own score, a cosine: f32 rounding of the score only (6e-8 relative).
+    ASSERT_NEAR(avg.scores[i], raw / std::sqrt(norm_w * norm_x), 1e-6);
   }
 }
 

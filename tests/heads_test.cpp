@@ -181,7 +181,7 @@ TEST(Heads, DirectionIsInvariantToAGlobalScaleOfTheInputs) {
   for (const char* name : {"logistic", "svm", "svm-hard", "ridge", "ls", "avg", "perceptron"}) {
     const HeadSpec spec = parse_head(name);
     const Eigen::VectorXd w = as_vector(train(spec, p.data()).w);
-    for (const double scale : {1e-9, 1e6}) {
+    for (const double scale : {1e-30, 1e-25, 1e-9, 1e6, 1e20, 1e30}) {
       Problem scaled = p;
       for (float& v : scaled.x) v = static_cast<float>(v * scale);
       const Eigen::VectorXd ws = as_vector(train(spec, scaled.data()).w);
@@ -192,6 +192,37 @@ TEST(Heads, DirectionIsInvariantToAGlobalScaleOfTheInputs) {
       // and svm heads return w = 0 at scale 1e-9 (issue 15).
       const double cosine = w.dot(ws) / (w.norm() * ws.norm());
       EXPECT_GT(cosine, 1 - 1e-4) << name << " scale " << scale;
+    }
+  }
+}
+
+// Issue 15: a head's SCORES, not only its w, are invariant to a global scale: w.x rounded to
+// f32 underflowed to +-0 at |x| ~ 1e-25 (error 0.56 where scale 1 gives 0.11) and overflowed to
+// +-inf at 1e20. A linear head's score is the cosine of (w, x); w scales like x (avg,
+// perceptron) or like 1/x (ls, ridge), so both are tried, and knn's vote ignores the scale.
+TEST(Heads, ScoresAreInvariantToAGlobalScaleOfTheInputs) {
+  const Problem p = make_problem(5, 40, 0.1, 0.0, 16);
+  for (const char* name : {"avg", "perceptron", "ls", "svm", "knn:k=3"}) {
+    const HeadSpec spec = parse_head(name);
+    const TrainedHead head = train(spec, p.data());
+    std::vector<float> reference(p.y.size());
+    predict(spec, head, p.data(), p.x, reference);
+    for (const double scale : {1e-30, 1e-25, 1e20, 1e30}) {
+      Problem scaled = p;
+      for (float& v : scaled.x) v = static_cast<float>(v * scale);
+      for (const double w_scale : {scale, 1 / scale}) {
+        TrainedHead scaled_head = head;
+        for (double& w : scaled_head.w) w *= w_scale;
+        std::vector<float> scores(p.y.size());
+        predict(spec, scaled_head, scaled.data(), scaled.x, scores);
+        for (std::size_t q = 0; q < scores.size(); ++q) {
+          // Each entry of x is rounded to f32 (2^-24 relative), which moves a cosine of unit
+          // vectors by at most ~sqrt(d) 2^-24 ~ 1.3e-7, plus the f32 rounding of the score
+          // (6e-8): 1e-6 is far outside both and far inside any real change.
+          EXPECT_NEAR(scores[q], reference[q], 1e-6) << name << " scale " << scale << " w scale " << w_scale << " query " << q;
+          EXPECT_EQ(scores[q] >= 0, reference[q] >= 0) << name << " scale " << scale << " query " << q;
+        }
+      }
     }
   }
 }

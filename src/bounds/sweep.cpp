@@ -6,6 +6,7 @@
 #include <limits>
 #include <numbers>
 #include <span>
+#include <string_view>
 #include <optional>
 
 #include "data_gen/dataset.hpp"
@@ -16,6 +17,7 @@
 #include "io/atomic_file.hpp"
 #include "io/input_file.hpp"
 #include "io/output_directory.hpp"
+#include "io/strict_json.hpp"
 #include "model/garg.hpp"
 #include "model/resolve.hpp"
 #include "util/text.hpp"
@@ -171,6 +173,21 @@ std::optional<std::string> point_mismatch(const PointResult& point, const Bounds
       return "curve " + std::to_string(l) + " is not the config's learner";
     }
     if (curve.metric != "err" && curve.metric != "err_exact") return "curve " + std::to_string(l) + " has an unknown metric";
+    // The metric is what run_point() would choose: Monte Carlo ("err") wherever the exact angle
+    // cannot apply (inputs not rotation-invariant, or a head without weights); where it can, it
+    // depends on the run (a transformer's probe fit), but a Monte Carlo rate is a count of
+    // disagreeing queries over M, so "err" on values off that lattice is a relabelled exact curve.
+    const bool head_without_weights =
+        !curve.transformer && std::any_of(inputs.eval_config.heads.begin(), inputs.eval_config.heads.end(),
+                                          [&](const heads::HeadSpec& head) {
+                                            return head.name == curve.learner && head.kind == heads::HeadKind::kKnn;
+                                          });
+    // The reference is the first head (run_regime_a reads it there); its weights are needed too.
+    const bool reference_without_weights = inputs.eval_config.heads.front().kind == heads::HeadKind::kKnn;
+    if (curve.metric == "err_exact" &&
+        (!eval::rotation_invariant(inputs.spec) || head_without_weights || reference_without_weights)) {
+      return "curve " + std::to_string(l) + " has metric err_exact where only err applies";
+    }
     const bool hinge = key.regime == 'H' && l == 0;
     for (const auto* table : {&curve.err, &curve.dis, &curve.margin_fraction, &curve.step_change}) {
       if (!hinge && (table == &curve.margin_fraction || table == &curve.step_change)) {
@@ -184,6 +201,14 @@ std::optional<std::string> point_mismatch(const PointResult& point, const Bounds
           // step_change is a ratio >= 0 (not a rate); the others are rates in [0, 1].
           const bool ok = table == &curve.step_change ? rate >= 0.0 : (rate >= 0.0 && rate <= 1.0);
           if (!ok) return "curve " + std::to_string(l) + " has a value outside its range";
+          // A count over M <= 2^31 queries divided by M in double is within 2^-52 M of its
+          // integer; 1e-6 is far outside that and far inside 1/2 (an exact angle lands on the
+          // lattice with probability 0).
+          const double count = rate * static_cast<double>(inputs.spec.n_queries);
+          const bool rate_table = table == &curve.err || table == &curve.dis;
+          if (rate_table && curve.metric == "err" && std::abs(count - std::round(count)) > 1e-6) {
+            return "curve " + std::to_string(l) + " has metric err but rates that are not counts over the queries";
+          }
         }
       }
     }
@@ -201,7 +226,7 @@ std::optional<PointResult> read_saved_point(const fs::path& path, const BoundsCo
   if (!fs::exists(path)) return std::nullopt;
   std::string problem;
   try {
-    PointResult point = PointResult::from_json(nlohmann::json::parse(io::read_text_file(path)));
+    PointResult point = PointResult::from_json(io::parse_json_strict(io::read_text_file(path)));
     const std::optional<std::string> mismatch = point_mismatch(point, config, key);
     if (!mismatch) return point;
     problem = *mismatch;
@@ -257,14 +282,25 @@ nlohmann::ordered_json PointResult::to_json() const {
 }
 
 PointResult PointResult::from_json(const nlohmann::json& json) {
-  if (json.value("format", "") != "iclbench-bounds-point" || json.value("format_version", 0) != 2) {
+  // Read as strictly as a config (what to_json() writes and nothing else): integers as integers,
+  // no unknown keys; parse_json_strict has already refused duplicate keys and NUL bytes.
+  util::require(json.is_object(), "point", "must be a JSON object");
+  io::require_known_keys(json, {"format", "format_version", "regime", "d", "k", "n", "curves"});
+  if (json.value("format", "") != "iclbench-bounds-point" ||
+      io::integer_at<std::int64_t>(json, "format_version", 0) != 2) {
     throw std::invalid_argument("not an iclbench bounds point (or another format version)");
   }
   PointResult result;
-  result.key = {json.at("regime").get<std::string>().at(0), json.at("d").get<int>(),
-                json.at("k").get<std::int64_t>()};
-  result.n = json.at("n").get<std::vector<std::int64_t>>();
+  const std::string regime = json.at("regime").get<std::string>();
+  util::require(regime.size() == 1, "regime", "must be one letter");
+  result.key = {regime[0], io::integer_value<int>(json.at("d"), "d"),
+                io::integer_value<std::int64_t>(json.at("k"), "k")};
+  result.n = io::integer_list<std::int64_t>(json, "n");
+  util::require(json.at("curves").is_array(), "curves", "must be a list");
   for (const auto& entry : json.at("curves")) {
+    util::require(entry.is_object(), "curves", "must hold objects");
+    io::require_known_keys(entry, {"learner", "transformer", "context", "metric", "err", "dis",
+                                   "margin_fraction", "step_change"});
     Curve curve;
     curve.learner = entry.at("learner").get<std::string>();
     curve.transformer = entry.at("transformer").get<bool>();
@@ -591,13 +627,27 @@ void check_run_directory(const BoundsConfig& config, const fs::path& dir) {
     throw io::IoError(dir.string() + " is not empty and holds no bounds run (no config.json); "
                                      "give a new or empty directory");
   }
+  // Every output the run writes into DIR, checked now rather than after the work (a directory
+  // named report.md was refused only once every point had been computed): each is replaced by
+  // renaming a new file onto it, which a directory refuses and which would replace a symbolic
+  // link (to a user's file, or /dev/null) by a regular file. Such an entry is not this tool's.
+  for (const char* name : {"config.json", "points.csv", "fits.json", "report.md", "err_vs_n.png",
+                           "nstar_vs_d.png", "nstar_vs_eps.png", "regime_b.png", "points"}) {
+    const fs::path path = dir / name;
+    const fs::file_status entry = fs::symlink_status(path, error);
+    if (!fs::exists(entry)) continue;
+    const bool want_directory = std::string_view(name) == "points";
+    if (fs::is_symlink(entry)) {
+      throw io::IoError("cannot write " + path.string() + ": it is a symbolic link; remove it or give another --out");
+    }
+    if (want_directory ? !fs::is_directory(entry) : !fs::is_regular_file(entry)) {
+      throw io::IoError("cannot write " + path.string() + ": " +
+                        (want_directory ? "not a directory" : fs::is_directory(entry) ? "it is a directory" : "not a regular file") +
+                        "; remove it or give another --out");
+    }
+  }
 }
 
-namespace {
-
-// Every point's learners must be able to read its task set (a model file's d, a learned model's
-// positions against the n grid; no two learners of one name) before a directory or a point is
-// written: a refused run leaves nothing that would block the corrected command.
 void check_learners(const BoundsConfig& config) {
   check_learned_models(config);
   for (const PointKey& key : sweep_points(config)) {
@@ -605,8 +655,6 @@ void check_learners(const BoundsConfig& config) {
     eval::validate(inputs.eval_config, inputs.spec, inputs.models);
   }
 }
-
-}  // namespace
 
 // A model file (a learned, garg-gpt2 layout) can do less than the constructed learners: one d,
 // prompts of at most its positions, no ensemble:k (eval refuses it for interleaved prompts).

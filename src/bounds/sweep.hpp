@@ -84,7 +84,15 @@ double estimate_point_seconds(const BoundsConfig& config, const PointKey& key, i
 
 // Throws io::IoError naming `dir` unless a run of `config` may write it: it is missing, empty,
 // or holds a run of the same configuration (its config.json). Changes nothing on disk.
+// Every output path under DIR (config.json, points.csv, fits.json, report.md, the PNGs: a regular
+// file if present; points/: a directory) is checked too, so that nothing is refused after the work.
 void check_run_directory(const BoundsConfig& config, const std::filesystem::path& dir);
+
+// Every point's learners must be able to read its task set (a model file's d, a learned model's
+// positions against the n grid; no two learners of one name) before a directory or a point is
+// written: a refused run leaves nothing that would block the corrected command. `bounds --plan`
+// runs it too, so that a plan is refused as the run would be.
+void check_learners(const BoundsConfig& config);
 
 // Refuses, as util::ParameterError naming the flag to give, a config that a model file among its
 // models cannot run: a d other than the file's, a regime A or B context longer than its

@@ -162,8 +162,11 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
       return;
     }
     const bounds::BoundsConfig config = sweep_config(*o, *app, globals);
-    bounds::check_learned_models(config);  // a model file's limits, before --plan and sizing
+    // A model file's limits and duplicate learners, before --plan and sizing: a plan is refused
+    // as its run would be (`--models "X;X" --plan` exited 0).
+    bounds::check_learners(config);
     if (o->plan) {
+      bounds::check_run_directory(config, o->out);
       nlohmann::ordered_json plan = nlohmann::ordered_json::object();
       for (const bounds::PointKey& key : bounds::sweep_points(config)) {
         plan[key.id()] = bounds::estimate_point_seconds(config, key, 1);

@@ -27,11 +27,6 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-bool rotation_invariant(const data::TaskSpec& spec) {
-  return spec.bias == 0.0 &&
-         (spec.family == data::Family::kGaussian || spec.family == data::Family::kSphere ||
-          spec.family == data::Family::kScaled);
-}
 
 std::vector<std::int64_t> prefix_grid(const EvalConfig& config, const data::TaskSpec& data) {
   return config.n_grid.empty() ? std::vector<std::int64_t>{data.n_examples} : config.n_grid;
@@ -140,6 +135,13 @@ void validate(const EvalConfig& config, const data::TaskSpec& data,
                   config.context.text + ": K = " + std::to_string(config.context.k) +
                       " is larger than the smallest n' = " + std::to_string(smallest) +
                       " it would be drawn from");
+  }
+  // Likewise knn's k: heads::predict takes min(k, n'), so knn:k=9 on 8 examples scored as k=8.
+  const std::int64_t smallest_prefix = config.n_grid.empty() ? data.n_examples : config.n_grid.front();
+  for (const heads::HeadSpec& head : config.heads) {
+    util::require(head.kind != heads::HeadKind::kKnn || head.k <= smallest_prefix, "heads",
+                  head.name + ": k = " + std::to_string(head.k) + " is larger than the smallest n' = " +
+                      std::to_string(smallest_prefix) + " it would vote among");
   }
   check_delta(config.delta);
   check_resamples(config.bootstrap);
@@ -326,6 +328,12 @@ EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSo
   }
   result.seconds = seconds_since(start);
   return result;
+}
+
+bool rotation_invariant(const data::TaskSpec& spec) {
+  return spec.bias == 0.0 &&
+         (spec.family == data::Family::kGaussian || spec.family == data::Family::kSphere ||
+          spec.family == data::Family::kScaled);
 }
 
 }  // namespace iclbench::eval

@@ -114,6 +114,10 @@ std::uint64_t estimate_memory_bytes(const data::TaskSpec& data,
 // writing any output of a run that dumps predictions.
 void check_scores_finite(const EvalResult& result);
 
+// Whether the exact error angle(w, w*)/pi applies to a linear learner on such tasks: inputs
+// whose law is invariant under rotations (gaussian, sphere, scaled) and no bias.
+bool rotation_invariant(const data::TaskSpec& spec);
+
 // Builds every model, then evaluates. `progress` hears of each (learner, n') step.
 EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSource> models,
                     const EvalConfig& config, const util::ProgressCallback& progress = {});

@@ -355,9 +355,31 @@ void predict(const HeadSpec& spec, const TrainedHead& head, const TaskData& task
   const int d = task.dim;
   const std::size_t m = scores.size();
   if (spec.kind != HeadKind::kKnn) {
+    // The cosine of the angle between w and the query: its sign is that of w.x, and it is
+    // invariant to any positive scale of w and of x. The raw w.x rounded to f32 is not: with
+    // |x| ~ 1e-25 (so |w| ~ 1e-25 for averaging) it underflows to +-0, with |x| ~ 1e20 it
+    // overflows to +-inf (issue 15). Both vectors are first divided by their largest entry, so
+    // neither the norms nor the dot product can under- or overflow in double when w and x are
+    // finite; a zero w or query scores 0 (counted as +1, as w.x = 0 was).
+    const auto make_unit = [](std::vector<double>& v) {
+      double top = 0;
+      for (const double e : v) top = std::max(top, std::abs(e));
+      if (top == 0) return;
+      double norm2 = 0;
+      for (double& e : v) {
+        e /= top;
+        norm2 += e * e;
+      }
+      const double norm = std::sqrt(norm2);
+      for (double& e : v) e /= norm;
+    };
+    std::vector<double> w = head.w, x(static_cast<std::size_t>(d));
+    make_unit(w);
     for (std::size_t q = 0; q < m; ++q) {
+      for (int j = 0; j < d; ++j) x[static_cast<std::size_t>(j)] = queries[q * d + j];
+      make_unit(x);
       double score = 0;
-      for (int j = 0; j < d; ++j) score += head.w[j] * queries[q * d + j];
+      for (int j = 0; j < d; ++j) score += w[static_cast<std::size_t>(j)] * x[static_cast<std::size_t>(j)];
       scores[q] = static_cast<float>(score);
     }
     return;

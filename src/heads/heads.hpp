@@ -88,7 +88,10 @@ struct TrainedHead {
 };
 
 TrainedHead train(const HeadSpec& spec, const TaskData& task);
-// Scores of queries [M, d] -> [M]; sign = predicted label (0 counts as +1).
+// Scores of queries [M, d] -> [M]; sign = predicted label (0 counts as +1). A linear head's
+// score is the cosine of the angle between w and the query, w.x / (|w| |x|) in [-1, 1] (0 for a
+// zero w or query), so that it is invariant to a global scale of the inputs; knn's is the mean
+// label of the k nearest examples.
 void predict(const HeadSpec& spec, const TrainedHead& head, const TaskData& task,
              std::span<const float> queries, std::span<float> scores);
 
