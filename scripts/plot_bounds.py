@@ -12,6 +12,7 @@ set is renamed into place only once all are drawn: an interrupted run leaves the
 or none, never a truncated one. Without matplotlib it says so in one line and exits with 3.
 """
 import csv
+import fcntl
 import json
 import math
 import os
@@ -52,23 +53,30 @@ def is_averaging(learner):
 
 def main():
     out = sys.argv[1]
-    staged = []  # (temporary path, final path)
+    staged = []  # (temporary path, final path, open handle holding its lock)
 
     def save(fig, name):
         final = os.path.join(out, name)
         temp = os.path.join(out, ".%s.iclbench-tmp.%d.py" % (name, os.getpid()))
-        staged.append((temp, final))
-        fig.savefig(temp, dpi=110, format="png")
+        # An exclusive flock on the temporary until it is renamed or removed, as iclbench holds on
+        # its own: its stale-temp cleanup removes a temporary only when it can take that lock (a
+        # run in another pid namespace sees this pid as gone).
+        handle = open(temp, "wb")
+        staged.append((temp, final, handle))
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        fig.savefig(handle, dpi=110, format="png")
+        handle.flush()
         plt.close(fig)
 
     try:
         draw(out, save)
-        for temp, final in staged:
+        for temp, final, _ in staged:
             os.replace(temp, final)
     finally:
-        for temp, _ in staged:
+        for temp, _, handle in staged:
             if os.path.exists(temp):
                 os.remove(temp)
+            handle.close()
 
 
 def draw(out, save):

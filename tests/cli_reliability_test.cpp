@@ -11,12 +11,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <tuple>
 #include <thread>
@@ -732,6 +735,79 @@ TEST(CliWriterReader, LearnersWithOneNameAreRefusedBeforeWork) {
   expect_bad(with({"--model", "gd-ls", "--model", "gd-ls:L=1,eta=1", "--heads", "avg"}), "learner 'gd-ls:L=1,eta=1' is given twice");
   expect_bad(with({"--heads", "avg,ls,avg"}), "'avg' given twice");
   EXPECT_TRUE(fs::is_empty(dir));
+}
+
+// The fields of one CSV record as RFC 4180 reads them ("" inside a quoted field is one quote).
+std::vector<std::string> csv_record(const std::string& line) {
+  std::vector<std::string> fields(1);
+  bool quoted = false;
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (quoted && c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+      fields.back() += '"';
+      ++i;
+    } else if (c == '"') {
+      quoted = !quoted;
+    } else if (c == ',' && !quoted) {
+      fields.emplace_back();
+    } else {
+      fields.back() += c;
+    }
+  }
+  return fields;
+}
+
+// A model file's name is any string: eval's CSV, bounds' points.csv and report.md must keep it
+// one field on one line (a trial's name `evil",x<newline>row=cmd|calc` split rows and left a raw
+// newline in report.md).
+TEST(CliWriterReader, ANameWithQuotesCommasAndControlsStaysOneCsvFieldOnOneLine) {
+  const fs::path dir = fresh_dir("hostile_name");
+  const fs::path model = dir / "m.safetensors";
+  ASSERT_EQ(run({"model", "--construct", "gd-ls", "--d", "4", "--out", model.string()}).exit_code, 0);
+  {  // rename the model inside its safetensors header (offsets are relative to the header's end)
+    const std::string bytes = read_all(model);
+    std::uint64_t length = 0;
+    std::memcpy(&length, bytes.data(), 8);
+    nlohmann::json header = nlohmann::json::parse(bytes.substr(8, length));
+    nlohmann::json config = nlohmann::json::parse(header["__metadata__"]["config"].get<std::string>());
+    config["name"] = "evil\",x\nrow=cmd|calc";
+    header["__metadata__"]["config"] = config.dump();
+    const std::string text = header.dump();
+    const std::uint64_t new_length = text.size();
+    std::ofstream file(model, std::ios::binary | std::ios::trunc);
+    file.write(reinterpret_cast<const char*>(&new_length), 8);
+    file << text << bytes.substr(8 + length);
+  }
+  const std::string printed = "evil\",x\\nrow=cmd|calc";  // the newline escaped, the quote kept
+  auto check_csv = [&](const fs::path& csv, std::size_t learner_column) {
+    std::istringstream lines(read_all(csv));
+    std::string line;
+    std::getline(lines, line);
+    const std::size_t columns = csv_record(line).size();
+    int named = 0;
+    while (std::getline(lines, line)) {
+      const std::vector<std::string> fields = csv_record(line);
+      ASSERT_EQ(fields.size(), columns) << csv << ": " << line;
+      named += fields[learner_column] == printed;
+    }
+    EXPECT_GT(named, 0) << csv << " has no row of the renamed model";
+  };
+  const Result eval = run({"eval", "--d", "4", "--n", "8", "--tasks", "2", "--queries", "4", "--model", model.string(),
+                           "--heads", "avg", "--out", (dir / "r.json").string(), "--csv", (dir / "r.csv").string()});
+  ASSERT_EQ(eval.exit_code, 0) << eval.err;
+  check_csv(dir / "r.csv", 0);
+  EXPECT_EQ(eval.out.find("evil\",x\n"), std::string::npos) << "the raw newline reached stdout";
+  // Sibling: bounds writes the name into points.csv and report.md.
+  std::vector<std::string> sweep = tiny_bounds((dir / "run").string());
+  *std::next(std::find(sweep.begin(), sweep.end(), "--d-grid")) = "4";
+  *std::next(std::find(sweep.begin(), sweep.end(), "--models")) = model.string();
+  sweep.push_back("--no-plots");
+  const Result bounds = run(sweep);
+  ASSERT_EQ(bounds.exit_code, 0) << bounds.err;
+  check_csv(dir / "run" / "points.csv", 1);
+  const std::string report = read_all(dir / "run" / "report.md");
+  EXPECT_EQ(report.find("evil\",x\n"), std::string::npos) << "report.md holds the raw newline";
+  EXPECT_NE(report.find(printed), std::string::npos);
 }
 
 // --- 15. Machine-readable output alone on stdout ---------------------------------------------

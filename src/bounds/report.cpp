@@ -285,7 +285,7 @@ std::string points_csv(const BoundsConfig& config, const std::vector<PointResult
           // Regime B runs along k with N = S; the averaging theory is that of k examples.
           const std::int64_t k = regime_b ? point.n[j] : 0, n = regime_b ? config.regime_b_s : point.n[j];
           const double examples = static_cast<double>(regime_b ? k : n);
-          csv << point.key.regime << ",\"" << curve.learner << "\"," << curve.context << ','
+          csv << point.key.regime << ',' << util::csv_field(curve.learner) << ',' << curve.context << ','
               << (curve.transformer ? "transformer" : "head") << ','
               << (dis ? "dis_" + config.evaluated_heads().front() : curve.metric) << ',' << point.key.d << ','
               << k << ',' << n << ',' << mean << ',' << stats.quantile[j] << ','

@@ -48,10 +48,6 @@ struct ExpectedCurve {
   std::string context;
 };
 
-std::string model_name(const model::ModelSource& source) {
-  return source.config().name.empty() ? source.text() : source.config().name;
-}
-
 PointInputs point_inputs(const BoundsConfig& config, const PointKey& key) {
   PointInputs inputs;
   data::TaskSpec& spec = inputs.spec;
@@ -101,13 +97,14 @@ std::vector<ExpectedCurve> expected_curves(const BoundsConfig& config, const Poi
   std::vector<ExpectedCurve> curves;
   if (key.regime == 'B') {
     for (const model::ModelSource& source : inputs.models)
-      for (const std::string& context : config.regime_b_contexts) curves.push_back({model_name(source), true, context});
+      for (const std::string& context : config.regime_b_contexts)
+        curves.push_back({eval::learner_name(source), true, context});
     return curves;
   }
   if (key.regime == 'H') {
     curves.push_back({config.hinge.learner_name(), true, ""});
   } else {
-    for (const model::ModelSource& source : inputs.models) curves.push_back({model_name(source), true, ""});
+    for (const model::ModelSource& source : inputs.models) curves.push_back({eval::learner_name(source), true, ""});
   }
   for (const heads::HeadSpec& head : inputs.eval_config.heads) curves.push_back({head.name, false, ""});
   return curves;
@@ -500,7 +497,7 @@ PointResult run_regime_b(const BoundsConfig& config, const PointKey& key, const 
   for (const model::ModelSource& source : inputs.models) {
     for (const std::string& policy : config.regime_b_contexts) {
       Curve curve;
-      curve.learner = model_name(source);
+      curve.learner = eval::learner_name(source);
       curve.transformer = true;
       curve.context = policy;
       std::vector<eval::PrefixResult> runs;

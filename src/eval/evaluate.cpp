@@ -17,6 +17,7 @@
 #include "model/garg.hpp"
 #include "runtime/threading.hpp"
 #include "util/errors.hpp"
+#include "util/text.hpp"
 
 namespace iclbench::eval {
 namespace {
@@ -185,7 +186,9 @@ void validate(const EvalConfig& config, const data::TaskSpec& data,
 }
 
 std::string learner_name(const model::ModelSource& source) {
-  return source.config().name.empty() ? source.text() : source.config().name;
+  // A name read from a model file, or a path, may hold any byte: it is written into one-line
+  // places (the table, CSV rows, report.md, messages), so its control characters are escaped.
+  return util::escape_control(source.config().name.empty() ? source.text() : source.config().name);
 }
 
 std::uint64_t estimate_memory_bytes(const data::TaskSpec& data,

@@ -113,12 +113,11 @@ std::string to_csv(const EvalResult& result) {
   csv.precision(8);
   csv << "learner,kind,n,context,metric,reference,mean,ci_lo,ci_hi,quantile,quantile_lo,quantile_"
          "hi\n";
-  auto quote = [](const std::string& text) { return "\"" + text + "\""; };
   for (const LearnerResult& learner : result.learners) {
     for (const PrefixResult& point : learner.grid) {
       auto row = [&](const char* metric, const std::string& reference, const Summary& s) {
-        csv << quote(learner.name) << ',' << (learner.is_model ? "transformer" : "head") << ','
-            << point.n << ',' << point.context << ',' << metric << ',' << quote(reference) << ','
+        csv << util::csv_field(learner.name) << ',' << (learner.is_model ? "transformer" : "head") << ','
+            << point.n << ',' << point.context << ',' << metric << ',' << util::csv_field(reference) << ','
             << s.mean << ',' << s.mean_ci.lo << ',' << s.mean_ci.hi << ',' << s.quantile << ','
             << s.quantile_ci.lo << ',' << s.quantile_ci.hi << '\n';
       };

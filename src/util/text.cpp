@@ -93,4 +93,13 @@ std::string escape_control(std::string_view text) {
   return escaped;
 }
 
+std::string csv_field(std::string_view text) {
+  std::string field = "\"";
+  for (const char c : text) {
+    if (c == '"') field += '"';
+    field += c;
+  }
+  return field + '"';
+}
+
 }  // namespace iclbench::util

@@ -20,4 +20,8 @@ std::string human_bytes(double bytes);
 // line and a terminal runs no escape sequence of the input's. Idempotent (a backslash stays).
 std::string escape_control(std::string_view text);
 
+// `text` as one CSV field (RFC 4180): always quoted, every '"' doubled, so that a name holding
+// a comma or a quote stays one field for any CSV reader.
+std::string csv_field(std::string_view text);
+
 }  // namespace iclbench::util
