@@ -38,9 +38,14 @@ PointRunner cluster_runner(runtime::Cluster& cluster) {
           }
           // As strict as a point read back from DIR: a host whose model file at the same path
           // holds other weights computes another learner, and must not pass silently.
+          // In one process the point was computed here, so a mismatch is iclbench's own error.
           if (const std::optional<std::string> mismatch = point_mismatch(result, config, key)) {
-            throw std::invalid_argument("the result for point " + key.id() + " from another rank does not match "
-                                        "this configuration (" + *mismatch +
+            if (cluster.size() == 1) {
+              throw std::logic_error("the result computed for point " + key.id() +
+                                     " does not match its configuration (" + *mismatch + ")");
+            }
+            throw std::invalid_argument("the result for point " + key.id() + " from rank 0 or another rank does not "
+                                        "match this configuration (" + *mismatch +
                                         "): are the model files the same on every host?");
           }
           done(unit, std::move(result));
