@@ -33,6 +33,19 @@ std::string read_all(const fs::path& path) {
   return {std::istreambuf_iterator<char>(in), {}};
 }
 
+// The report prints an interval's ends beside verdicts that compare them with 0, 1 and 2: an end
+// must print on its own side of those marks (seed 0's "1.12 [1, 1.28] ... holds neither 1 nor 2").
+TEST(Report, IntervalEndsPrintOnTheirSideOfTheVerdictsMarks) {
+  const std::initializer_list<double> marks = {0.0, 1.0, 2.0};
+  EXPECT_EQ(util::format_number_beside(1.00186, 3, marks), "1.002");
+  EXPECT_EQ(util::format_number_beside(0.99996, 3, marks), "0.99996");
+  EXPECT_EQ(util::format_number_beside(1.99951, 3, marks), "1.9995");
+  EXPECT_EQ(util::format_number_beside(-0.000123, 3, marks), "-0.000123");
+  EXPECT_EQ(util::format_number_beside(1.0, 3, marks), "1");
+  EXPECT_EQ(util::format_number_beside(1.28, 3, marks), "1.28");      // far from a mark: 3 digits
+  EXPECT_EQ(util::format_number_beside(0.825491, 3, marks), "0.825");
+}
+
 TEST(NStar, InterpolatesOnTheLogGrid) {
   // q = 5/N exactly: log-log interpolation recovers N = 5/eps between grid points.
   const std::vector<std::int64_t> n = {10, 100, 1000};

@@ -68,8 +68,12 @@ nlohmann::ordered_json table_json(const NStarTable& table, const BoundsConfig& c
   return json;
 }
 
+// The verdicts compare an interval's ends with 0 (a trend, a slope difference), 1 and 2 (the
+// rates, an n* ratio): its ends are printed on the side of those marks they are on.
 std::string interval_text(double estimate, const eval::Interval& ci) {
-  auto bound = [](double value) { return std::isfinite(value) ? g3(value) : std::string("?"); };
+  auto bound = [](double value) {
+    return std::isfinite(value) ? util::format_number_beside(value, 3, {0.0, 1.0, 2.0}) : std::string("?");
+  };
   return g3(estimate) + " [" + bound(ci.lo) + ", " + bound(ci.hi) + "]";
 }
 
@@ -130,7 +134,14 @@ std::string verdict_k_star(const KStarTable& table) {
     for (const KStarEntry& e : table.entries) below += e.estimate.below_grid;
     text << "too few k* inside the k grid to fit (" << fit.observations << " inside, " << below
          << " already reached at the smallest k, " << table.not_reached
-         << " not reached by k = S).\n";
+         << " not reached by k = S)";
+    // Not a shortfall of the grid: for a learner whose score is linear in its context's y_i x_i
+    // (averaging, gd-ls:L=1), the mean of the windows' scores is the score on all of S, so the
+    // disagreement does not move with k.
+    if (table.context == "ensemble" && fit.observations == 0)
+      text << ". For a learner linear in its context (averaging, gd-ls:L=1) that is by construction: the mean of "
+              "the windows' scores is its score on all of S, whatever k is";
+    text << ".\n";
     return text.str();
   }
   text << "b (ε) " << interval_text(fit.b, fit.b_ci) << ", c (log log(2/δ)) " << interval_text(fit.c, fit.c_ci)

@@ -1,6 +1,7 @@
 #include "util/text.hpp"
 
 #include <cstdio>
+#include <cstdlib>
 
 namespace iclbench::util {
 
@@ -8,6 +9,18 @@ std::string format_number(double value, int digits) {
   char text[64];
   std::snprintf(text, sizeof text, "%.*g", digits, value);
   return text;
+}
+
+std::string format_number_beside(double value, int digits, std::initializer_list<double> marks) {
+  for (; digits < 17; ++digits) {
+    const std::string text = format_number(value, digits);
+    const double printed = std::strtod(text.c_str(), nullptr);
+    bool same_side = true;
+    for (const double mark : marks)
+      same_side = same_side && (value < mark) == (printed < mark) && (value > mark) == (printed > mark);
+    if (same_side) return text;
+  }
+  return format_number(value, 17);
 }
 
 std::string human_bytes(double bytes) {

@@ -1,6 +1,7 @@
 #pragma once
 // Numbers as text, written the same way in every message, name and report.
 
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -10,6 +11,12 @@ namespace iclbench::util {
 // With the default 6 digits it is what `std::ostream << value` writes, the form model and head
 // names have always used ("gd-hinge:L=100,eta=1,tau=0.5").
 std::string format_number(double value, int digits = 6);
+
+// format_number with `digits` or, where that would print `value` on the other side of one of
+// `marks` or on it, more digits (up to 17): a verdict that compares an interval's end with a mark
+// must not sit beside a printed end that says the opposite (1.0019 printed as "1" beside "the
+// interval does not hold 1").
+std::string format_number_beside(double value, int digits, std::initializer_list<double> marks);
 
 // Decimal units with three significant digits: "1.44 GB", "512 B".
 std::string human_bytes(double bytes);
