@@ -11,9 +11,12 @@ usage: compare_garg.py [--model results/models/garg-gaussian-d8.safetensors] [--
    --batch B` draws (both call data::generate_task with that spec), read by the peer.
 2. Selection: torch_garg.py times every variant (eager, functional, jit) in every mode (intra-op;
    at 2 threads also two single-thread processes on half the batch each) and keeps the best per
-   thread count.
+   thread count. Each cell runs in fresh processes of its own, warmed up under inference_mode
+   until two consecutive forwards agree within 10% (3 to 20 forwards; torch_garg.py): timed one
+   after another in one process, the variants slowed each other.
 3. Rounds: --rounds times, alternately, for 1 then 2 threads: engine f32, engine bf16, PyTorch's
-   best; each a median of --repeats timed forwards after a warm-up. The 1-minute load average is
+   best (a torch_garg.py process of its own, again fresh); each a median of --repeats timed
+   forwards after a warm-up. The 1-minute load average is
    read before and after every round. The table gives each cell's median over rounds and the
    median over rounds of the same-round ratio engine / PyTorch (the machine is shared: a ratio
    within one round is what the load leaves comparable).
