@@ -10,6 +10,7 @@ import argparse
 import concurrent.futures
 import multiprocessing
 import os
+import queue
 import statistics
 import time
 
@@ -102,11 +103,18 @@ def processes(make_forward, args, count, repeats):
                for rank in range(count)]
     for worker in workers:
         worker.start()
-    result = out.get()
+    while True:  # a worker that failed (its error is on stderr) leaves the others at a barrier
+        try:
+            result = out.get(timeout=1)
+            break
+        except queue.Empty:
+            if any(worker.exitcode not in (None, 0) for worker in workers):
+                for worker in workers:
+                    worker.terminate()
+                    worker.join()
+                raise SystemExit("peer_common.processes: a worker process failed")
     for worker in workers:
         worker.join()
-        if worker.exitcode != 0:
-            raise RuntimeError("a worker process failed")
     return result
 
 

@@ -4,7 +4,8 @@
   * warmed_up's stopping rule on exact series;
   * select() runs every cell in processes of its own (a forward built twice in one process
     fails) and warms up and times under torch.inference_mode (a forward run outside it fails);
-  * in_fresh_process raises the child's exception here; batch_share and thread_counts.
+  * in_fresh_process raises the child's exception here, processes() a failed worker's;
+    batch_share and thread_counts.
 """
 import argparse
 import os
@@ -38,6 +39,12 @@ def fails(message):
     raise SystemExit(message)
 
 
+def fails_on_rank_1(share):
+    if share[1] == 1:
+        raise SystemExit("rank 1 fails on purpose (peer_common_test.py)")
+    return lambda: None
+
+
 class WarmedUp(unittest.TestCase):
     def test_rule(self):
         self.assertFalse(peer_common.warmed_up([]))
@@ -54,9 +61,9 @@ class WarmedUp(unittest.TestCase):
 
 class Select(unittest.TestCase):
     def test_every_cell_fresh_under_inference_mode(self):
-        # 20 and 40 ms: the slower variant is the faster one's half rate, well outside the noise
-        # of a sleep on a loaded machine, so the best is "fast" in both thread counts.
-        results = peer_common.select(make_forward, {"slow": (0.04,), "fast": (0.02,)},
+        # 10 and 100 ms: a tenth of the rate, far outside the noise of a sleep on a loaded
+        # machine, so the best is "fast" in both thread counts.
+        results = peer_common.select(make_forward, {"slow": (0.1,), "fast": (0.01,)},
                                      ("intra-op", "processes"), [1, 2], 3, 64)
         self.assertEqual([r["threads"] for r in results], [1, 2])
         self.assertEqual([(t["variant"], t["mode"]) for t in results[0]["tried"]],
@@ -76,6 +83,11 @@ class Helpers(unittest.TestCase):
     def test_fresh_process_raises_here(self):
         with self.assertRaisesRegex(SystemExit, "from the child"):
             peer_common.in_fresh_process(fails, "from the child")
+
+    def test_failed_worker_is_an_error(self):
+        # Rank 1 fails while rank 0 waits at the first barrier: an error, not a hang.
+        with self.assertRaisesRegex(SystemExit, "a worker process failed"):
+            peer_common.processes(fails_on_rank_1, (), 2, 3)
 
     def test_batch_share(self):
         for prompts in (1, 63, 64, 65):
