@@ -69,6 +69,8 @@ def model_dims(path):
     sys.path.insert(0, os.path.join(ROOT, "scripts", "train"))
     import safetensors_np
     metadata, _ = safetensors_np.read(path)
+    if metadata.get("format") != "garg-gpt2" or "n_dims" not in metadata:
+        raise ValueError("not a garg-gpt2 model (format %r)" % metadata.get("format"))
     return int(metadata["n_dims"])
 
 
@@ -87,10 +89,18 @@ def main(argv):
         if not os.path.exists(path):
             print("compare_garg.py: %s not found (%s)" % (path, why), file=sys.stderr)
             return 2
+    if min(args.n, args.batch, args.rounds, args.repeats) < 1:
+        print("compare_garg.py: --n, --batch, --rounds and --repeats must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        dims = model_dims(args.model)
+    except (OSError, ValueError) as error:  # safetensors_np.FormatError is a ValueError
+        print("compare_garg.py: --model %s: %s" % (args.model, error), file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory() as directory:
         data = os.path.join(directory, "prompts.safetensors")
         subprocess.run([ICLBENCH, "--seed", str(args.seed), "--quiet", "gen", "--family", "gaussian", "--d",
-                        str(model_dims(args.model)), "--n", str(args.n), "--queries", "1", "--tasks",
+                        str(dims), "--n", str(args.n), "--queries", "1", "--tasks",
                         str(args.batch), "--out", data], check=True, stdout=subprocess.DEVNULL)
         selection = peer(args, data, THREADS)
         best = {r["threads"]: r for r in selection["results"]}
