@@ -6,8 +6,9 @@
 # The fair peer: OpenBLAS (not Debian's default reference BLAS) picked for PyTorch's process only
 # through LD_LIBRARY_PATH, with OPENBLAS_NUM_THREADS=1 (PyTorch's own threads do the parallel
 # work; OpenBLAS's pool on top of them oversubscribes the 2 vCPUs), and at 2 threads the better of
-# 2 intra-op threads and two single-thread processes on half the batch each
-# (bench/peers/torch_encoder.py). The configuration that ran is printed with the table.
+# 2 intra-op threads and two single-thread processes on half the batch each, each measured in
+# fresh processes of its own after a warm-up (bench/peers/torch_encoder.py). The configuration
+# that ran is printed with the table.
 # Installs python3-torch and OpenBLAS if missing (`setup.sh peers`, not in the default set-up:
 # ~300 MB).
 set -euo pipefail

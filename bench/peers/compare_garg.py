@@ -11,9 +11,12 @@ usage: compare_garg.py [--model results/models/garg-gaussian-d8.safetensors] [--
    --batch B` draws (both call data::generate_task with that spec), read by the peer.
 2. Selection: torch_garg.py times every variant (eager, functional, jit) in every mode (intra-op;
    at 2 threads also two single-thread processes on half the batch each) and keeps the best per
-   thread count.
+   thread count. Each cell runs in fresh processes of its own, warmed up under inference_mode
+   until two consecutive forwards agree within 10% (3 to 20 forwards; torch_garg.py): timed one
+   after another in one process, the variants slowed each other.
 3. Rounds: --rounds times, alternately, for 1 then 2 threads: engine f32, engine bf16, PyTorch's
-   best; each a median of --repeats timed forwards after a warm-up. The 1-minute load average is
+   best (a torch_garg.py process of its own, again fresh); each a median of --repeats timed
+   forwards after a warm-up. The 1-minute load average is
    read before and after every round. The table gives each cell's median over rounds and the
    median over rounds of the same-round ratio engine / PyTorch (the machine is shared: a ratio
    within one round is what the load leaves comparable).
@@ -66,6 +69,8 @@ def model_dims(path):
     sys.path.insert(0, os.path.join(ROOT, "scripts", "train"))
     import safetensors_np
     metadata, _ = safetensors_np.read(path)
+    if metadata.get("format") != "garg-gpt2" or "n_dims" not in metadata:
+        raise ValueError("not a garg-gpt2 model (format %r)" % metadata.get("format"))
     return int(metadata["n_dims"])
 
 
@@ -84,10 +89,18 @@ def main(argv):
         if not os.path.exists(path):
             print("compare_garg.py: %s not found (%s)" % (path, why), file=sys.stderr)
             return 2
+    if min(args.n, args.batch, args.rounds, args.repeats) < 1:
+        print("compare_garg.py: --n, --batch, --rounds and --repeats must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        dims = model_dims(args.model)
+    except (OSError, ValueError) as error:  # safetensors_np.FormatError is a ValueError
+        print("compare_garg.py: --model %s: %s" % (args.model, error), file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory() as directory:
         data = os.path.join(directory, "prompts.safetensors")
         subprocess.run([ICLBENCH, "--seed", str(args.seed), "--quiet", "gen", "--family", "gaussian", "--d",
-                        str(model_dims(args.model)), "--n", str(args.n), "--queries", "1", "--tasks",
+                        str(dims), "--n", str(args.n), "--queries", "1", "--tasks",
                         str(args.batch), "--out", data], check=True, stdout=subprocess.DEVNULL)
         selection = peer(args, data, THREADS)
         best = {r["threads"]: r for r in selection["results"]}

@@ -1,32 +1,63 @@
-"""What every PyTorch peer in bench/peers/ shares: timing a forward, the "two single-thread
+"""What every PyTorch peer in bench/peers/ shares: timing a forward after a warm-up, the
+selection of the best configuration (each measured in fresh processes), the "two single-thread
 processes on half the batch each" configuration, and the BLAS the process really loaded.
 
 A peer runs under OpenBLAS with OPENBLAS_NUM_THREADS=1 (its compare_*.sh selects it through
 LD_LIBRARY_PATH): Debian's default reference BLAS makes PyTorch several times slower, and
 OpenBLAS's own thread pool on top of PyTorch's oversubscribes the 2 vCPUs.
 """
+import argparse
+import concurrent.futures
 import multiprocessing
 import os
+import queue
+import statistics
 import time
 
 import torch
 
 
+# Warm-up: every cell runs forwards under torch.inference_mode (the grad mode of the timing)
+# until WARM_UP_MIN have run and the last two took times within WARM_UP_AGREEMENT of each other,
+# or WARM_UP_MAX have run. torch.jit's profiling executor profiles the first call and runs its
+# specialised graph from the second, so three calls cover it; two equal times in a row say the
+# caches and thread pools have settled. The cap keeps a loaded machine, where consecutive times
+# rarely agree, from warming up for ever.
+WARM_UP_MIN, WARM_UP_MAX, WARM_UP_AGREEMENT = 3, 20, 0.10
+
+
+def warmed_up(seconds):
+    """True once a warm-up with these forward times (seconds, in order) may stop."""
+    if len(seconds) >= WARM_UP_MAX:
+        return True
+    if len(seconds) < WARM_UP_MIN:
+        return False
+    previous, last = seconds[-2:]
+    return abs(last - previous) <= WARM_UP_AGREEMENT * min(last, previous)
+
+
+def _seconds(call):
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
 def time_forwards(forward, repeats, before=None, after=None):
-    """Seconds of each of `repeats` calls of forward() after one warm-up, under
-    torch.inference_mode (no autograd records); before/after run around each, untimed."""
-    seconds = []
+    """-> (warm-up forwards, seconds of each of `repeats` timed calls of forward()), all under
+    torch.inference_mode (no autograd records); the warm-up follows warmed_up(). before/after
+    run around each timed call (not the warm-up's), inside its time."""
+    warm_up = []
     with torch.inference_mode():
-        forward()  # warm-up (and the JIT's profiling runs are done by the caller)
-        for _ in range(repeats):
+        while not warmed_up(warm_up):
+            warm_up.append(_seconds(forward))
+
+        def timed():
             if before:
                 before()
-            start = time.perf_counter()
             forward()
             if after:
                 after()
-            seconds.append(time.perf_counter() - start)
-    return seconds
+        return len(warm_up), [_seconds(timed) for _ in range(repeats)]
 
 
 def batch_share(prompts, count, rank):
@@ -36,33 +67,92 @@ def batch_share(prompts, count, rank):
     return first, first + base + (1 if rank < extra else 0)
 
 
-def _process_worker(make_forward, args, rank, count, repeats, barrier, out):
+def in_fresh_process(function, *args):
+    """function(*args) in a spawned process of its own -> its return value; its exception (also
+    SystemExit) is raised here. A fresh process inherits no torch thread pool, JIT cache or
+    allocator state from what this process ran before: timed one after another in one process,
+    PyTorch variants slowed each other (the jit variant ran at ~90 prompts/s after eager and
+    functional, ~570 alone). function must be module-level (the spawned process imports it)."""
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+def _intra_op_worker(make_forward, args, threads, repeats):
+    torch.set_num_threads(threads)
+    return time_forwards(make_forward(*args), repeats)
+
+
+def _processes_worker(make_forward, args, rank, count, repeats, barrier, out):
     torch.set_num_threads(1)
     forward = make_forward(*args, share=(count, rank))
-    # Both barriers: a repeat starts when every process is ready and ends when the last is done.
-    seconds = time_forwards(forward, repeats, barrier.wait, barrier.wait)
+    # Each warms up on its own (their warm-ups may differ in length), then both barriers: a
+    # repeat starts when every process is ready and ends when the last is done.
+    result = time_forwards(forward, repeats, barrier.wait, barrier.wait)
     if rank == 0:
-        out.put(seconds)
+        out.put(result)
 
 
 def processes(make_forward, args, count, repeats):
-    """Seconds per repeat of `count` processes, each with one torch thread running
-    make_forward(*args, share=(count, rank))() on its share of the batch, started together and
-    timed until the last one finishes. make_forward must be a module-level function (spawned
-    processes import it); it returns the forward to time."""
-    context = multiprocessing.get_context("spawn")  # no torch thread pool inherited
+    """(warm-up forwards, seconds per repeat) of `count` fresh processes, each with one torch
+    thread running make_forward(*args, share=(count, rank))() on its share of the batch, started
+    together and timed until the last one finishes; the warm-up is rank 0's."""
+    context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(count)
     out = context.Queue()
-    workers = [context.Process(target=_process_worker, args=(make_forward, args, rank, count, repeats, barrier, out))
+    workers = [context.Process(target=_processes_worker, args=(make_forward, args, rank, count, repeats, barrier, out))
                for rank in range(count)]
     for worker in workers:
         worker.start()
-    seconds = out.get()
+    while True:  # a worker that failed (its error is on stderr) leaves the others at a barrier
+        try:
+            result = out.get(timeout=1)
+            break
+        except queue.Empty:
+            if any(worker.exitcode not in (None, 0) for worker in workers):
+                for worker in workers:
+                    worker.terminate()
+                    worker.join()
+                raise SystemExit("peer_common.processes: a worker process failed")
     for worker in workers:
         worker.join()
-        if worker.exitcode != 0:
-            raise RuntimeError("a worker process failed")
-    return seconds
+    return result
+
+
+def select(make_forward, variants, modes, threads, repeats, prompts):
+    """-> for each thread count in `threads`: the best cell and every cell tried. A cell is a
+    variant (name -> the args of make_forward(*args, share=...)) in a mode: intra-op (one fresh
+    process of `threads` torch threads on the whole batch) or, at 2 threads or more, processes
+    (`threads` fresh single-thread processes on a share each). Every cell runs in processes of
+    its own, so the order of the cells changes nothing."""
+    results = []
+    for count in threads:
+        tried = []
+        for mode in modes:
+            if mode == "processes" and count == 1:
+                continue
+            for variant, args in variants.items():
+                if mode == "processes":
+                    warm_up, seconds = processes(make_forward, args, count, repeats)
+                else:
+                    warm_up, seconds = in_fresh_process(_intra_op_worker, make_forward, args, count, repeats)
+                median = statistics.median(seconds)
+                tried.append({"variant": variant, "mode": mode, "warm_up": warm_up, "seconds_median": median,
+                              "prompts_per_second": prompts / median})
+        if tried:
+            best = max(tried, key=lambda r: r["prompts_per_second"])
+            results.append(dict(best, threads=count, tried=tried))
+    return results
+
+
+def thread_counts(text):
+    """argparse type of --threads: "1,2" -> [1, 2], each an integer >= 1."""
+    try:
+        counts = [int(t) for t in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("%r is not a comma-separated list of thread counts >= 1" % text)
+    return counts
 
 
 def blas_info():

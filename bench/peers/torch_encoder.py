@@ -10,6 +10,9 @@ For each thread count it runs every configuration that uses that many cores and 
   intra-op    one process, torch.set_num_threads(threads), the whole batch;
   processes   `threads` processes of one torch thread each, each on its share of the batch,
               started together (a barrier) and timed until the last one finishes.
+Each configuration runs in fresh processes of its own, warmed up under torch.inference_mode like
+its timing until two consecutive forwards agree within 10% (at least 3, at most 20 forwards),
+then times --repeats forwards and keeps their median (peer_common.select, warmed_up).
 BLAS: run it with OpenBLAS and OPENBLAS_NUM_THREADS=1 (bench/peers/compare_encoder.sh does):
 Debian's default reference BLAS makes PyTorch several times slower, and OpenBLAS's own thread
 pool on top of PyTorch's oversubscribes the 2 vCPUs. The configuration it ran under is printed.
@@ -17,7 +20,6 @@ pool on top of PyTorch's oversubscribes the 2 vCPUs. The configuration it ran un
 import argparse
 import json
 import os
-import statistics
 import sys
 
 import torch
@@ -44,33 +46,16 @@ def make_forward(share=(1, 0)):
     return lambda: model(x)
 
 
-def intra_op(threads, repeats):
-    torch.set_num_threads(threads)
-    return peer_common.time_forwards(make_forward(), repeats)
-
-
-def processes(count, repeats):
-    return peer_common.processes(make_forward, (), count, repeats)
-
-
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--threads", type=peer_common.thread_counts, default="1,2")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results = []
-    for threads in [int(t) for t in args.threads.split(",")]:
-        candidates = [("intra-op", intra_op(threads, args.repeats))]
-        if threads > 1:
-            candidates.append(("processes", processes(threads, args.repeats)))
-        tried = []
-        for mode, seconds in candidates:
-            median = statistics.median(seconds)
-            tried.append({"mode": mode, "seconds_median": median, "prompts_per_second": PROMPTS / median})
-        best = max(tried, key=lambda r: r["prompts_per_second"])
-        results.append({"threads": threads, "mode": best["mode"], "seconds_median": best["seconds_median"],
-                        "prompts_per_second": best["prompts_per_second"], "tried": tried})
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    results = peer_common.select(make_forward, {"nn.TransformerEncoder": ()}, ("intra-op", "processes"),
+                                 args.threads, args.repeats, PROMPTS)
     info = dict(peer_common.configuration(), results=results)
     if args.json:
         print(json.dumps(info))

@@ -11,9 +11,13 @@ usage: torch_garg.py --model FILE --data DATASET [--threads 1,2] [--repeats 7]
                      [--variants eager,functional,jit] [--modes intra-op,processes] [--json]
 
 For each thread count it times every variant in every mode that uses that many cores and reports
-the best (the fair peer is PyTorch at its best on this machine). Variants, all f32 and in eval
-mode under torch.inference_mode, each checked against `eager` before it is timed (max |score
-difference| <= 1e-4 times the largest |score|, f32 rounding of a different association):
+the best (the fair peer is PyTorch at its best on this machine). Each such cell runs in fresh
+processes of its own (peer_common.select), warmed up under torch.inference_mode like its timing
+until two consecutive forwards agree within 10% (at least 3, at most 20 forwards;
+peer_common.warmed_up), then times --repeats forwards and keeps their median. Variants, all f32
+and in eval mode, each checked against `eager` before it is timed (max |score difference| <= 1e-4
+times the largest |score|, f32 rounding of a different association; jit on its first 3 calls, so
+on the graph the profiling executor specialised too):
   eager       garg_model.py's modules as trained (GELU-tanh as 5 element-wise ops, a fresh mask)
   functional  the same maths in fewer kernels: F.gelu(approximate="tanh") (one fused op),
               F.layer_norm, the causal mask bias built once, q/k/v split by views
@@ -22,13 +26,12 @@ difference| <= 1e-4 times the largest |score|, f32 rounding of a different assoc
 Modes: intra-op (one process, torch.set_num_threads(threads), the whole batch) and, at 2 or more
 threads, processes (`threads` processes of one torch thread each on its share of the batch,
 started together, timed until the last finishes).
-Run it through bench/peers/compare_garg.sh, which selects OpenBLAS with OPENBLAS_NUM_THREADS=1.
+Run it through bench/peers/compare_garg.py, which selects OpenBLAS with OPENBLAS_NUM_THREADS=1.
 """
 import argparse
 import json
 import math
 import os
-import statistics
 import sys
 
 import numpy as np
@@ -120,24 +123,18 @@ def make_forward(model_path, data_path, n, variant, share=(1, 0)):
     else:
         with torch.no_grad():  # a graph traced under inference_mode cannot be frozen
             traced = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(functional, tokens)))
-            for _ in range(3):  # the profiling executor specialises on the first runs
-                traced(tokens)
         forward = lambda: traced(tokens)  # noqa: E731
+    # The profiling executor runs the traced graph as profiled on its first call and its
+    # specialised graph from the second: jit is checked on both (and one more), under
+    # inference_mode like the timing.
     with torch.inference_mode():
-        got = forward()
-    error = (got - expected).abs().max().item()
-    if not error <= AGREEMENT * expected.abs().max().item():
-        raise SystemExit("torch_garg.py: variant %s differs from eager by %.3g (scores up to %.3g)"
-                         % (variant, error, expected.abs().max().item()))
+        for _ in range(3 if variant == "jit" else 1):
+            got = forward()
+            error = (got - expected).abs().max().item()
+            if not error <= AGREEMENT * expected.abs().max().item():
+                raise SystemExit("torch_garg.py: variant %s differs from eager by %.3g (scores up to %.3g)"
+                                 % (variant, error, expected.abs().max().item()))
     return forward
-
-
-def measure(model_path, data_path, n, variant, mode, threads, repeats):
-    args = (model_path, data_path, n, variant)
-    if mode == "processes":
-        return peer_common.processes(make_forward, args, threads, repeats)
-    torch.set_num_threads(threads)
-    return peer_common.time_forwards(make_forward(*args), repeats)
 
 
 def main(argv):
@@ -145,7 +142,7 @@ def main(argv):
     parser.add_argument("--model", required=True, help="garg-gpt2 safetensors file")
     parser.add_argument("--data", required=True, help="iclbench data set (iclbench gen) with >= --n pairs per task")
     parser.add_argument("--n", type=int, default=64, help="context pairs per prompt")
-    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--threads", type=peer_common.thread_counts, default="1,2")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--modes", default=",".join(MODES))
@@ -155,21 +152,8 @@ def main(argv):
     if not set(variants) <= set(VARIANTS) or not set(modes) <= set(MODES) or args.repeats < 1 or args.n < 1:
         parser.error("--variants from %s, --modes from %s, --repeats and --n >= 1" % (VARIANTS, MODES))
     prompts = prompt_tokens(args.data, args.n).shape[0]
-    results = []
-    for threads in [int(t) for t in args.threads.split(",")]:
-        tried = []
-        for mode in modes:
-            if mode == "processes" and threads == 1:
-                continue
-            for variant in variants:
-                seconds = measure(args.model, args.data, args.n, variant, mode, threads, args.repeats)
-                median = statistics.median(seconds)
-                tried.append({"variant": variant, "mode": mode, "seconds_median": median,
-                              "prompts_per_second": prompts / median})
-        if not tried:
-            continue
-        best = max(tried, key=lambda r: r["prompts_per_second"])
-        results.append(dict(best, threads=threads, tried=tried))
+    results = peer_common.select(make_forward, {v: (args.model, args.data, args.n, v) for v in variants}, modes,
+                                 args.threads, args.repeats, prompts)
     info = dict(peer_common.configuration(), prompts=prompts, tokens_per_prompt=2 * args.n + 1,
                 model=args.model, results=results)
     if args.json:
