@@ -303,11 +303,13 @@ std::vector<TransformerRun> run_transformer_retrieval(const model::Engine& engin
     orders.clear();
     for (std::int64_t task = first; task < last; ++task)
       orders.push_back(nearest_by_cosine(dataset.x(task), n_prefix, dataset.x_query(task), m, d, depth));
-    for (std::size_t i = 0; i < k_grid.size(); ++i)
+    for (std::size_t i = 0; i < k_grid.size(); ++i) {
       run_per_query(engine, dataset, contexts[i], seed, plans[i], n_prefix, runs[i], first, last,
                     &orders, depth);
+      // While the engine still holds this k's plan (it keeps one shape at a time).
+      if (first == 0) count_work(engine, plans[i], runs[i]);
+    }
   }
-  for (std::size_t i = 0; i < k_grid.size(); ++i) count_work(engine, plans[i], runs[i]);
   return runs;
 }
 
