@@ -526,6 +526,23 @@ TEST(Config, JsonRoundTripsEveryField) {
   EXPECT_TRUE(back.dense);
 }
 
+// The quick preset's gd-hinge grid is the pre-registered second design (docs/DESIGN.md, "Second
+// design, fixed on 2026-11-30"): d in {8, 16}, N = 16..1024 in sqrt(2) steps, eps down to 0.03,
+// 200 tasks per point, the eta = 4N, L = 32 ceil(log2 N) rule; and the whole preset is
+// estimated within issue 12's 90 s budget on 2 threads (the estimate, not a timing).
+TEST(Config, QuickPresetIsTheRegisteredHingeDesignWithinItsBudget) {
+  const BoundsConfig config = preset_config("quick");
+  EXPECT_EQ(config.hinge.d_grid, (std::vector<int>{8, 16}));
+  EXPECT_EQ(config.hinge.n_grid,
+            (std::vector<std::int64_t>{16, 23, 32, 45, 64, 91, 128, 181, 256, 362, 512, 724, 1024}));
+  EXPECT_EQ(config.hinge.eps_grid, (std::vector<double>{0.1, 0.07, 0.05, 0.03}));
+  EXPECT_EQ(config.hinge.tasks, 200);
+  EXPECT_EQ(config.hinge.eta_per_n, 4.0);
+  EXPECT_EQ(config.hinge.steps_per_log2_n, 32);
+  EXPECT_EQ(config.hinge.tau, 0.5);
+  EXPECT_LE(estimate_seconds(config, 2), 90.0);
+}
+
 TEST(Resume, KilledAndResumedRunEqualsAnUninterruptedOne) {
   const fs::path base = fs::path(ICLBENCH_TEST_TMPDIR) / "bounds_resume";
   fs::remove_all(base);

@@ -11,7 +11,9 @@
 #include "eval/context.hpp"
 #include "eval/evaluate.hpp"
 #include "eval/metrics.hpp"
+#include "eval/prompts.hpp"
 #include "eval/report.hpp"
+#include "model/engine.hpp"
 #include "model/reference.hpp"
 #include "model/resolve.hpp"
 #include "runtime/memory.hpp"
@@ -144,6 +146,59 @@ TEST(Context, RetrieveFindsTheTrueNearestByCosine) {
     std::sort(cosines.begin(), cosines.end());
     for (int i = 0; i < k; ++i) EXPECT_EQ(nearest[q * k + i], cosines[i].second) << "query " << q << " rank " << i;
   }
+}
+
+// retrieve:k over a k grid orders each query's neighbours once: every k's context must be the
+// direct per-k selection (the first k of the deepest order), and every k's scores and metrics
+// those of one run per k, bit for bit, however the tasks are cut into blocks.
+TEST(Context, RetrievalOverAKGridEqualsOneRunPerK) {
+  const int d = 5, n = 120, m = 30, tasks = 5;
+  const data::Dataset dataset = make_dataset("retrieve_grid", d, n, m, tasks);
+  const std::vector<std::int64_t> grid = {1, 3, 8, 40, 120};
+  for (std::int64_t task = 0; task < tasks; ++task) {
+    const auto deepest = nearest_by_cosine(dataset.x(task), n, dataset.x_query(task), m, d, n);
+    for (const std::int64_t k : grid) {
+      const auto direct = nearest_by_cosine(dataset.x(task), n, dataset.x_query(task), m, d, k);
+      for (int q = 0; q < m; ++q)
+        for (std::int64_t i = 0; i < k; ++i)
+          ASSERT_EQ(direct[static_cast<std::size_t>(q * k + i)], deepest[static_cast<std::size_t>(q * n + i)])
+              << "task " << task << " k " << k << " query " << q << " rank " << i;
+    }
+  }
+  const model::ModelSource source = model::ModelSource::resolve("gd-ls:L=1", d, 0);
+  model::Model built = source.build();
+  const model::Engine engine(std::move(built.config), std::move(built.weights), {});
+  for (const std::int64_t block : {0, 1, 2}) {
+    const std::vector<TransformerRun> runs = run_transformer_retrieval(engine, dataset, grid, 7, n, block);
+    ASSERT_EQ(runs.size(), grid.size());
+    for (std::size_t i = 0; i < grid.size(); ++i) {
+      const TransformerRun one =
+          run_transformer(engine, dataset, parse_context("retrieve:" + std::to_string(grid[i])), 7, n);
+      EXPECT_EQ(runs[i].scores, one.scores) << "k " << grid[i] << ", blocks of " << block;
+      EXPECT_EQ(runs[i].context, one.context);
+      EXPECT_EQ(runs[i].tokens, one.tokens);
+      EXPECT_EQ(runs[i].flops, one.flops);
+    }
+  }
+  EvalConfig config;
+  config.heads = heads::parse_heads("svm-hard");
+  config.bootstrap = kMinResamples;
+  const std::vector<EvalResult> results = evaluate_retrieval(dataset, source, config, grid);
+  ASSERT_EQ(results.size(), grid.size());
+  for (std::size_t i = 0; i < grid.size(); ++i) {
+    EvalConfig k_config = config;
+    k_config.context = parse_context("retrieve:" + std::to_string(grid[i]));
+    const EvalResult one = evaluate(dataset, std::span(&source, 1), k_config);
+    for (std::size_t l = 0; l < one.learners.size(); ++l) {
+      const PrefixResult &a = results[i].learners[l].grid.front(), &b = one.learners[l].grid.front();
+      EXPECT_EQ(a.scores, b.scores);
+      EXPECT_EQ(a.err.per_task, b.err.per_task);
+      ASSERT_EQ(a.dis.size(), b.dis.size());
+      for (std::size_t h = 0; h < a.dis.size(); ++h) EXPECT_EQ(a.dis[h].second.per_task, b.dis[h].second.per_task);
+    }
+  }
+  EXPECT_THROW(run_transformer_retrieval(engine, dataset, std::vector<std::int64_t>{8, 3}, 7, n),
+               std::invalid_argument);
 }
 
 TEST(Evaluate, OneStepGdLsPredictsLikeTheAveragingHead) {

@@ -320,9 +320,14 @@ std::uint64_t estimate_memory_bytes(const BoundsConfig& config, int threads) {
   std::uint64_t peak = 0;
   for (const PointKey& key : sweep_points(config)) {
     const PointInputs inputs = point_inputs(config, key);
+    const bool retrieval = key.regime == 'B' && std::find(config.regime_b_contexts.begin(), config.regime_b_contexts.end(),
+                                                          "retrieve") != config.regime_b_contexts.end();
     peak = std::max(peak, inputs.spec.dataset_bytes() +
                               eval::estimate_memory_bytes(inputs.spec, inputs.models,
-                                                          inputs.eval_config, threads));
+                                                          inputs.eval_config, threads) +
+                              (retrieval ? eval::retrieval_extra_bytes(inputs.spec.n_tasks, inputs.spec.n_queries,
+                                                                       config.k_grid)
+                                         : 0));
   }
   return peak;
 }
@@ -343,13 +348,15 @@ namespace {
 // preset's own run (33.6 CPU s, shared among its regimes by their points' times: regime A
 // ~20 s, nearly all svm-hard's 5100 solves; regime B ~10 s, nearly all the ~9e7 tokens of
 // ensemble:k's windows).
-// retrieve:k adds, per prompt (one per query and k), kRetrievePromptSeconds and a scan of S
-// (S d kNeighbourSeconds: its k nearest are found again for every k), fitted to four
-// `--threads 1` runs of regime B with retrieve alone (d = 4, 16 at S = 2048; d = 4 at S = 8192;
-// 10 tasks; d = 4 at 100 tasks), which the token term alone underestimated 3.7-5x.
+// retrieve:k adds, per prompt (one per query and k), kRetrievePromptSeconds and T d
+// kRetrieveValueSeconds for assembling its T = k + 1 tokens one prompt at a time, and once per
+// query (for the whole k grid: eval::evaluate_retrieval) S kNeighbourSeconds for ordering S.
+// Fitted to three `--threads 1` runs of regime B with retrieve alone (d = 4, 16 at S = 2048;
+// d = 4 at S = 8192; 10 tasks) and checked on a fourth (d = 4, 100 tasks): the search grows
+// with S, hardly with d; the rest with k d (docs/DESIGN.md, "Bounds: cost model").
 constexpr double kTokenSeconds = 1.0e-7, kTokenLayerSeconds = 1.25e-8, kErmSeconds = 3.5e-3,
                  kLiblinearSeconds = 5e-8, kScanSeconds = 2e-9, kGenerateSeconds = 3e-8,
-                 kRetrievePromptSeconds = 7e-5, kNeighbourSeconds = 7e-9;
+                 kRetrievePromptSeconds = 8e-5, kRetrieveValueSeconds = 2.1e-8, kNeighbourSeconds = 4e-8;
 
 double transformer_seconds(const model::ModelSource& model, const eval::ContextSpec& context,
                            std::int64_t n, const data::TaskSpec& spec) {
@@ -364,11 +371,18 @@ double transformer_seconds(const model::ModelSource& model, const eval::ContextS
   }
   const eval::PromptPlan plan = eval::prompt_plan(one, n, spec.n_tasks, spec.n_queries,
                                                   static_cast<int>(spec.dim), config);
-  const double retrieval = context.policy == eval::ContextPolicy::kRetrieve
-                               ? kRetrievePromptSeconds + static_cast<double>(n * spec.dim) * kNeighbourSeconds
-                               : 0.0;
+  // retrieve:k's neighbour search is charged once per query by retrieval_search_seconds().
+  const double retrieval =
+      context.policy == eval::ContextPolicy::kRetrieve
+          ? kRetrievePromptSeconds + static_cast<double>(plan.tokens * spec.dim) * kRetrieveValueSeconds
+          : 0.0;
   return static_cast<double>(windows * plan.prompts) *
          (static_cast<double>(plan.tokens) * (kTokenSeconds + layers * kTokenLayerSeconds) + retrieval);
+}
+
+// retrieve:k's search of S: once per query for the whole k grid (eval::evaluate_retrieval).
+double retrieval_search_seconds(std::int64_t s, const data::TaskSpec& spec) {
+  return static_cast<double>(spec.n_tasks * spec.n_queries) * static_cast<double>(s) * kNeighbourSeconds;
 }
 
 double head_seconds(const heads::HeadSpec& head, std::int64_t n, const data::TaskSpec& spec) {
@@ -395,10 +409,12 @@ double estimate_point_seconds(const BoundsConfig& config, const PointKey& key, i
   if (key.regime == 'B') {
     seconds += head_seconds(inputs.eval_config.heads.front(), config.regime_b_s, spec);
     for (const model::ModelSource& model : inputs.models)
-      for (const std::string& policy : config.regime_b_contexts)
+      for (const std::string& policy : config.regime_b_contexts) {
+        if (policy == "retrieve") seconds += retrieval_search_seconds(config.regime_b_s, spec);
         for (const std::int64_t k : config.k_grid)
           seconds += transformer_seconds(model, eval::parse_context(policy + ":" + std::to_string(k)),
                                          config.regime_b_s, spec);
+      }
   } else {
     for (const std::int64_t n : inputs.eval_config.n_grid) {
       if (key.regime == 'H') {
@@ -502,11 +518,20 @@ PointResult run_regime_b(const BoundsConfig& config, const PointKey& key, const 
       curve.context = policy;
       std::vector<eval::PrefixResult> runs;
       bool exact = has_exact(reference);
-      for (const std::int64_t k : config.k_grid) {
-        eval::EvalConfig learner_config = inputs.eval_config;
-        learner_config.heads.clear();
-        learner_config.context = eval::parse_context(policy + ":" + std::to_string(k));
-        eval::EvalResult run = eval::evaluate(dataset, std::span(&source, 1), learner_config);
+      eval::EvalConfig learner_config = inputs.eval_config;
+      learner_config.heads.clear();
+      // retrieve:k orders each query's neighbours once for the whole k grid (the same contexts
+      // and bytes as one evaluate() per k, without a search of S per query and k).
+      std::vector<eval::EvalResult> retrieved;
+      if (policy == "retrieve") retrieved = eval::evaluate_retrieval(dataset, source, learner_config, config.k_grid);
+      for (std::size_t i = 0; i < config.k_grid.size(); ++i) {
+        eval::EvalResult run;
+        if (policy == "retrieve") {
+          run = std::move(retrieved[i]);
+        } else {
+          learner_config.context = eval::parse_context(policy + ":" + std::to_string(config.k_grid[i]));
+          run = eval::evaluate(dataset, std::span(&source, 1), learner_config);
+        }
         runs.push_back(std::move(run.learners.front().grid.front()));
         exact = exact && has_exact(runs.back());
       }

@@ -260,8 +260,15 @@ void check_scores_finite(const EvalResult& result) {
   }
 }
 
-EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSource> models,
-                    const EvalConfig& config, const util::ProgressCallback& progress) {
+namespace {
+
+// How evaluate_with() runs transformer e at prefix size n'.
+using TransformerRunner =
+    std::function<TransformerRun(const model::Engine& engine, std::size_t e, std::int64_t n_prefix)>;
+
+EvalResult evaluate_with(const data::Dataset& dataset, std::span<const model::ModelSource> models,
+                         const EvalConfig& config, const util::ProgressCallback& progress,
+                         const TransformerRunner& run_model) {
   const auto start = Clock::now();
   validate(config, dataset.spec(), models);
   EvalResult result;
@@ -303,8 +310,7 @@ EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSo
     }
     for (std::size_t e = 0; e < engines.size(); ++e) {
       const auto model_start = Clock::now();
-      TransformerRun run =
-          run_transformer(*engines[e], dataset, config.context, config.seed, n_prefix);
+      TransformerRun run = run_model(*engines[e], e, n_prefix);
       LearnerResult& learner = result.learners[e];
       learner.seconds += seconds_since(model_start);
       learner.prompts += run.prompts;
@@ -331,6 +337,36 @@ EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSo
   }
   result.seconds = seconds_since(start);
   return result;
+}
+
+}  // namespace
+
+EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSource> models,
+                    const EvalConfig& config, const util::ProgressCallback& progress) {
+  return evaluate_with(dataset, models, config, progress,
+                       [&](const model::Engine& engine, std::size_t, std::int64_t n_prefix) {
+                         return run_transformer(engine, dataset, config.context, config.seed, n_prefix);
+                       });
+}
+
+std::vector<EvalResult> evaluate_retrieval(const data::Dataset& dataset,
+                                           const model::ModelSource& model, const EvalConfig& config,
+                                           std::span<const std::int64_t> k_grid) {
+  // One n': the runs below are computed once, at the first n' the engine is asked for.
+  util::require(config.n_grid.size() <= 1, "n_grid", "retrieval over a k grid takes one prefix size");
+  std::vector<EvalResult> results;
+  std::vector<TransformerRun> runs;  // every k's run, from the first k's engine
+  for (std::size_t i = 0; i < k_grid.size(); ++i) {
+    EvalConfig k_config = config;
+    k_config.context = parse_context("retrieve:" + std::to_string(k_grid[i]));
+    results.push_back(evaluate_with(
+        dataset, std::span(&model, 1), k_config, {},
+        [&](const model::Engine& engine, std::size_t, std::int64_t n_prefix) {
+          if (runs.empty()) runs = run_transformer_retrieval(engine, dataset, k_grid, config.seed, n_prefix);
+          return std::move(runs[i]);
+        }));
+  }
+  return results;
 }
 
 bool rotation_invariant(const data::TaskSpec& spec) {

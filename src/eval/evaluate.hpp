@@ -122,4 +122,13 @@ bool rotation_invariant(const data::TaskSpec& spec);
 EvalResult evaluate(const data::Dataset& dataset, std::span<const model::ModelSource> models,
                     const EvalConfig& config, const util::ProgressCallback& progress = {});
 
+// One transformer under retrieve:k for each k of `k_grid` (increasing) at one prefix size n'
+// (config.n_grid of at most one entry; config.context is ignored): element i equals
+// evaluate(dataset, {model}, config with context retrieve:k_grid[i]) (timings aside), with each query's
+// neighbours ordered once for every k (prompts.hpp, run_transformer_retrieval). Throws as
+// evaluate() does for each k.
+std::vector<EvalResult> evaluate_retrieval(const data::Dataset& dataset,
+                                           const model::ModelSource& model, const EvalConfig& config,
+                                           std::span<const std::int64_t> k_grid);
+
 }  // namespace iclbench::eval

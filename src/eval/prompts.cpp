@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <span>
+#include <stdexcept>
 
 #include "model/constructions.hpp"
 #include "model/garg.hpp"
@@ -53,16 +54,25 @@ ProbeFit fit_linear(std::span<const float> probes, std::span<const float> scores
 // x_1, y_1, ..., x_k, y_k, x_q (model/garg.hpp). One query per pass is the exact evaluation: under
 // its causal mask a second query in the same prompt would see the first. Either way the query is
 // the prompt's last token.
+//
+// The prompts of tasks [first_task, last_task) only; under retrieval `orders`, when given, holds
+// each of those tasks' nearest-first orders ([m, depth] per task, depth >= k, from
+// nearest_by_cosine), whose first k are the context, instead of a search per task. The engine's
+// scores do not depend on how prompts are batched (model/engine.hpp), so running the tasks in
+// ranges gives the bits of one run over all of them.
 void run_per_query(const model::Engine& engine, const data::Dataset& dataset,
                    const ContextSpec& context, std::uint64_t seed, const PromptPlan& plan,
-                   std::int64_t n_prefix, TransformerRun& run) {
+                   std::int64_t n_prefix, TransformerRun& run, std::int64_t first_task,
+                   std::int64_t last_task, const std::vector<std::vector<std::int64_t>>* orders,
+                   std::int64_t depth) {
   const int d = static_cast<int>(dataset.dim());
-  const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries(), k = plan.context;
+  const std::int64_t m = dataset.n_queries(), k = plan.context;
   const bool interleaved = engine.config().read_in;
   std::vector<float> tokens, scores;
   std::vector<float> cx(static_cast<std::size_t>(k * d)), cy(static_cast<std::size_t>(k));
-  for (std::int64_t first = 0; first < tasks * m; first += plan.per_chunk) {
-    const std::int64_t count = std::min(plan.per_chunk, tasks * m - first);
+  const std::int64_t begin = first_task * m, end = last_task * m;
+  for (std::int64_t first = begin; first < end; first += plan.per_chunk) {
+    const std::int64_t count = std::min(plan.per_chunk, end - first);
     // Reserved whole: grown by insert, the vector would briefly hold up to three times a chunk
     // while it reallocates (the old block and one twice its size); estimate_memory_bytes counts
     // one chunk.
@@ -73,7 +83,7 @@ void run_per_query(const model::Engine& engine, const data::Dataset& dataset,
     for (std::int64_t prompt = first; prompt < first + count; ++prompt) {
       const std::int64_t task = prompt / m, q = prompt % m;
       const auto x = dataset.x(task), y = dataset.y(task), queries = dataset.x_query(task);
-      if (task != cached_task) {
+      if (task != cached_task && !(orders && context.policy == ContextPolicy::kRetrieve)) {
         if (context.policy == ContextPolicy::kRetrieve) {
           chosen = nearest_by_cosine(x, n_prefix, queries, m, d, k);
         } else if (context.policy == ContextPolicy::kRandom) {
@@ -83,10 +93,14 @@ void run_per_query(const model::Engine& engine, const data::Dataset& dataset,
         }
         cached_task = task;
       }
-      const std::int64_t offset = context.policy == ContextPolicy::kRetrieve ? q * k : 0;
+      const bool ordered = orders && context.policy == ContextPolicy::kRetrieve;
+      const std::vector<std::int64_t>& from =
+          ordered ? (*orders)[static_cast<std::size_t>(task - first_task)] : chosen;
+      const std::int64_t offset =
+          context.policy == ContextPolicy::kRetrieve ? q * (ordered ? depth : k) : 0;
       for (std::int64_t i = 0; i < k; ++i) {
         const std::int64_t source =
-            chosen.empty() ? i : chosen[static_cast<std::size_t>(offset + i)];
+            from.empty() ? i : from[static_cast<std::size_t>(offset + i)];
         std::copy_n(x.begin() + source * d, d, cx.begin() + i * d);
         cy[static_cast<std::size_t>(i)] = y[static_cast<std::size_t>(source)];
       }
@@ -101,6 +115,19 @@ void run_per_query(const model::Engine& engine, const data::Dataset& dataset,
     engine.query_scores(tokens, count, plan.tokens, plan.tokens - 1, scores);
     std::copy(scores.begin(), scores.end(), run.scores.begin() + first);
   }
+}
+
+// Tasks per block of run_transformer_retrieval's orders: about kChunkBytes of indices, at least one task.
+std::int64_t order_block_tasks(std::int64_t queries, std::int64_t depth) {
+  const auto per_task = static_cast<std::size_t>(queries * depth) * sizeof(std::int64_t);
+  return std::max<std::int64_t>(1, static_cast<std::int64_t>(kChunkBytes / std::max<std::size_t>(per_task, 1)));
+}
+
+// A run's counts for throughput: its prompts, tokens and forward FLOPs.
+void count_work(const model::Engine& engine, const PromptPlan& plan, TransformerRun& run) {
+  run.prompts = static_cast<double>(plan.prompts);
+  run.tokens = static_cast<double>(plan.prompts * plan.tokens);
+  run.flops = engine.forward_flops(plan.tokens, plan.context) * static_cast<double>(plan.prompts);
 }
 
 // One prompt per task: its context (the k examples from `offset` on, or a random k of the first
@@ -236,18 +263,66 @@ TransformerRun run_transformer(const model::Engine& engine, const data::Dataset&
   run.context = plan.context;
   run.scores.assign(static_cast<std::size_t>(tasks * m), 0.0f);
   if (engine.config().read_in || context.policy == ContextPolicy::kRetrieve) {
-    run_per_query(engine, dataset, context, seed, plan, n_prefix, run);
+    run_per_query(engine, dataset, context, seed, plan, n_prefix, run, 0, tasks, nullptr, 0);
   } else if (context.policy == ContextPolicy::kEnsemble) {
     run_ensemble(engine, dataset, context, seed, n_prefix, run);
     return run;
   } else {
     run_per_task(engine, dataset, context, seed, plan, n_prefix, 0, run);
   }
-  run.prompts = static_cast<double>(plan.prompts);
-  run.tokens = static_cast<double>(plan.prompts * plan.tokens);
-  run.flops =
-      engine.forward_flops(plan.tokens, plan.context) * static_cast<double>(plan.prompts);
+  count_work(engine, plan, run);
   return run;
+}
+
+std::vector<TransformerRun> run_transformer_retrieval(const model::Engine& engine,
+                                                      const data::Dataset& dataset,
+                                                      std::span<const std::int64_t> k_grid,
+                                                      std::uint64_t seed, std::int64_t n_prefix,
+                                                      std::int64_t tasks_per_block) {
+  const int d = static_cast<int>(dataset.dim());
+  const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries();
+  if (k_grid.empty()) return {};
+  if (!std::is_sorted(k_grid.begin(), k_grid.end()) || k_grid.front() < 1 || k_grid.back() > n_prefix)
+    throw std::invalid_argument("run_transformer_retrieval: k grid must be increasing, in [1, n']");
+  const std::int64_t depth = k_grid.back();
+  std::vector<ContextSpec> contexts;
+  std::vector<PromptPlan> plans;
+  std::vector<TransformerRun> runs(k_grid.size());
+  for (std::size_t i = 0; i < k_grid.size(); ++i) {
+    contexts.push_back(parse_context("retrieve:" + std::to_string(k_grid[i])));
+    plans.push_back(prompt_plan(contexts.back(), n_prefix, tasks, m, d, engine.config()));
+    runs[i].context = plans.back().context;
+    runs[i].scores.assign(static_cast<std::size_t>(tasks * m), 0.0f);
+  }
+  // Tasks in blocks whose orders take about kChunkBytes: each block is ordered once, then run
+  // under every k (one engine plan per k and block; plans are rebuilt when the shape changes).
+  const std::int64_t block = tasks_per_block > 0 ? tasks_per_block : order_block_tasks(m, depth);
+  std::vector<std::vector<std::int64_t>> orders;
+  for (std::int64_t first = 0; first < tasks; first += block) {
+    const std::int64_t last = std::min(tasks, first + block);
+    orders.clear();
+    for (std::int64_t task = first; task < last; ++task)
+      orders.push_back(nearest_by_cosine(dataset.x(task), n_prefix, dataset.x_query(task), m, d, depth));
+    for (std::size_t i = 0; i < k_grid.size(); ++i) {
+      run_per_query(engine, dataset, contexts[i], seed, plans[i], n_prefix, runs[i], first, last,
+                    &orders, depth);
+      // While the engine still holds this k's plan (it keeps one shape at a time).
+      if (first == 0) count_work(engine, plans[i], runs[i]);
+    }
+  }
+  return runs;
+}
+
+std::uint64_t retrieval_extra_bytes(std::int64_t tasks, std::int64_t queries,
+                                    std::span<const std::int64_t> k_grid) {
+  if (k_grid.empty()) return 0;
+  const std::int64_t depth = k_grid.back();
+  const std::int64_t block = std::min(tasks, order_block_tasks(queries, depth));
+  const auto orders = static_cast<std::uint64_t>(block * queries * depth) * sizeof(std::int64_t);
+  // Every k's scores [T, M] twice (the runs, then the results built from them) and its per-task
+  // metrics (error, exact error, one disagreement: 8 bytes each per task).
+  const auto per_k = static_cast<std::uint64_t>(tasks * queries) * 4 * 2 + static_cast<std::uint64_t>(tasks) * 8 * 3;
+  return orders + k_grid.size() * per_k;
 }
 
 }  // namespace iclbench::eval

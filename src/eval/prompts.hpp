@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "data_gen/dataset.hpp"
@@ -48,5 +49,24 @@ struct TransformerRun {
 TransformerRun run_transformer(const model::Engine& engine, const data::Dataset& dataset,
                                const ContextSpec& context, std::uint64_t seed,
                                std::int64_t n_prefix);
+
+// retrieve:k for every k of `k_grid` (increasing, in [1, n']) at once: each query's examples are
+// ordered by nearest_by_cosine once, to the depth of the largest k, and every k's context is the
+// first k of that order. Its runs are, bit for bit, run_transformer(engine, dataset, retrieve:k,
+// seed, n_prefix) for each k (the same contexts: the order is a strict total order, so its
+// prefix is the partial sort's; the same scores: the engine's do not depend on batching), at
+// the cost of one neighbour search per query instead of one per query and k. Tasks are ordered
+// in blocks of `tasks_per_block` (0: as many as fit about 64 MB of indices), each block run
+// under every k before the next. Throws std::invalid_argument for a bad grid.
+std::vector<TransformerRun> run_transformer_retrieval(const model::Engine& engine,
+                                                      const data::Dataset& dataset,
+                                                      std::span<const std::int64_t> k_grid,
+                                                      std::uint64_t seed, std::int64_t n_prefix,
+                                                      std::int64_t tasks_per_block = 0);
+
+// What run_transformer_retrieval() (and evaluate_retrieval()'s results) hold beyond one
+// retrieve:k run of the largest k: one block's orders and every k's scores and metrics, in bytes.
+std::uint64_t retrieval_extra_bytes(std::int64_t tasks, std::int64_t queries,
+                                    std::span<const std::int64_t> k_grid);
 
 }  // namespace iclbench::eval
