@@ -230,8 +230,9 @@ LdpStatus lawson_hanson(const RowMatrix& z, const std::vector<std::int64_t>& wor
       if (u[static_cast<std::size_t>(k)] > 0) r += u[static_cast<std::size_t>(k)] * column(k);
     return r;
   };
-  // Each outer step adds one column; a drop removes at least one. 3 (m + d) steps is Lawson and
-  // Hanson's own cap (their termination proof is for exact arithmetic).
+  // Each outer step adds one column (a drop removes at least one). Their termination proof is for
+  // exact arithmetic, so the steps are capped at 3 (m + d + 1), three times the number of
+  // unknowns as in Lawson and Hanson's own code.
   std::vector<char> refused(static_cast<std::size_t>(m), 0);
   for (std::ptrdiff_t step = 0; step < 3 * (m + d + 1); ++step) {
     const Eigen::VectorXd r = residual();
