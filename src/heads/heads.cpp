@@ -111,14 +111,15 @@ std::vector<double> signed_scores(const TaskData& task, const std::vector<double
   return scores;
 }
 
-// The squared-hinge SVM at C = kHardMarginC by working sets: its solution depends only on the
+// svm-hard's fallback on data that is not separable (hard_margin_weights): the squared-hinge SVM
+// at C = kHardMarginC by working sets. Its solution depends only on the
 // examples with y_i w.x_i <= 1 (the loss's gradient is zero beyond), about d of them. Solve on a
 // working set, add the examples outside it that violate y_i w.x_i >= 1, until none does: then w
 // satisfies the full problem's optimality conditions (the examples outside contribute neither
 // loss nor gradient), so it is the full problem's solution, at O(N d) per round instead of a
 // Newton solve over all N. Starts from the examples closest to the averaging direction's
 // hyperplane, the likely support vectors. Deterministic (ties by index).
-std::vector<double> hard_margin_weights(const TaskData& task, double scale) {
+std::vector<double> squared_hinge_weights(const TaskData& task, double scale) {
   const std::int64_t n = task.n();
   const int d = task.dim;
   const auto batch = static_cast<std::size_t>(2 * d + 2);
@@ -169,6 +170,184 @@ std::vector<double> hard_margin_weights(const TaskData& task, double scale) {
     // The solution's own violations on the working set are O(1/C), so 1e-6 below 1 counts as 1.
     if (add_lowest(signed_scores(task, w), 1 - 1e-6) == 0) return w;
   }
+}
+
+// The hard-margin SVM. Homogeneous (no bias), so with z_i = y_i x_i (x / scale) it is the least
+// distance problem min |w| subject to Z w >= 1, which Lawson & Hanson ("Solving Least Squares
+// Problems", 1974, ch. 23) reduce to the non-negative least squares problem
+//   min |E u - f|, u >= 0,   E = [Z^T; 1^T] ([d+1, N]),  f = e_{d+1}:
+// with r = E u - f at the optimum, either r = 0 (Z w >= 1 is infeasible: not separable) or
+// w = -r[:d] / r[d] = Z^T u / (1 - sum u), i.e. w = sum_i alpha_i z_i with alpha = u / |r|^2 >= 0
+// (r[d] = -|r|^2 at the optimum). NNLS is solved by their active-set algorithm, exact in finitely
+// many steps: the passive set P (u_P > 0) holds linearly independent columns of E, and
+// -E_j.r = |r|^2 (1 - z_j.w) once E_P^T r = 0, so the column it adds is the most violated
+// constraint and it stops when none is violated by more than kViolationTolerance. The columns
+// (z_i, 1) stay independent even when the z_i of P are not (the dual Gram matrix Z Z^T has rank
+// <= d, so an active-set method on the dual itself would meet singular blocks).
+//
+// Tolerance: at the end every z_j.w >= 1 - tau and w = sum_P alpha_i z_i with alpha >= 0 and
+// z_i.w = 1 on P. Those KKT conditions to within tau bound |w| between (1 - tau) and (1 + tau)
+// times the exact minimum and the direction to a cosine >= 1 - 2 tau (tests/heads_test.cpp
+// derives both). tau = 1e-9 is far above the rounding of z_j.w in double (the support vectors
+// have z.w = 1 while |z| |w| = |z| / margin, ~1e4 at N = 4096 for Gaussian x: ~d eps 1e4 ~ 1e-10
+// at d = 32 at worst) and far below any margin difference that matters.
+constexpr double kViolationTolerance = 1e-9;
+// |r| = 1 / sqrt(1 + |w|^2): a margin 1 / |w| below 1e-12 (in units of the RMS entry, far below
+// float32's resolution of x) cannot be told from r = 0; such a task is treated as not separable.
+constexpr double kSeparableResidual = 1e-12;
+
+enum class LdpStatus { kSolved, kNotSeparable, kStalled };
+
+// Lawson-Hanson NNLS over the columns `working` of E (example indices), warm-started from
+// `u` (one entry per column, >= 0, u_P the least squares solution on its support; zeros for
+// columns just added). z: [N, d]. On kSolved, `u` is optimal on `working`.
+LdpStatus lawson_hanson(const RowMatrix& z, const std::vector<std::int64_t>& working, std::vector<double>& u) {
+  const Eigen::Index d = z.cols();
+  const auto m = static_cast<std::ptrdiff_t>(working.size());
+  const auto column = [&](std::ptrdiff_t k) {
+    Eigen::VectorXd e(d + 1);
+    e.head(d) = z.row(working[static_cast<std::size_t>(k)]).transpose();
+    e[d] = 1;
+    return e;
+  };
+  Eigen::VectorXd f = Eigen::VectorXd::Zero(d + 1);
+  f[d] = 1;
+  std::vector<char> passive(static_cast<std::size_t>(m));
+  for (std::ptrdiff_t k = 0; k < m; ++k) passive[static_cast<std::size_t>(k)] = u[static_cast<std::size_t>(k)] > 0;
+  // Least squares on the passive columns; `support` lists them in column order.
+  std::vector<std::ptrdiff_t> support;
+  const auto solve_passive = [&]() {
+    support.clear();
+    for (std::ptrdiff_t k = 0; k < m; ++k)
+      if (passive[static_cast<std::size_t>(k)]) support.push_back(k);
+    Eigen::MatrixXd columns(d + 1, static_cast<Eigen::Index>(support.size()));
+    for (std::size_t i = 0; i < support.size(); ++i) columns.col(static_cast<Eigen::Index>(i)) = column(support[i]);
+    return Eigen::VectorXd(columns.colPivHouseholderQr().solve(f));
+  };
+  const auto residual = [&]() {
+    Eigen::VectorXd r = -f;
+    for (std::ptrdiff_t k = 0; k < m; ++k)
+      if (u[static_cast<std::size_t>(k)] > 0) r += u[static_cast<std::size_t>(k)] * column(k);
+    return r;
+  };
+  // Each outer step adds one column (a drop removes at least one). Their termination proof is for
+  // exact arithmetic, so the steps are capped at 3 (m + d + 1), three times the number of
+  // unknowns as in Lawson and Hanson's own code.
+  std::vector<char> refused(static_cast<std::size_t>(m), 0);
+  for (std::ptrdiff_t step = 0; step < 3 * (m + d + 1); ++step) {
+    const Eigen::VectorXd r = residual();
+    const double r2 = r.squaredNorm();
+    if (r2 <= kSeparableResidual * kSeparableResidual) return LdpStatus::kNotSeparable;
+    // The most violated constraint: -E_j.r = |r|^2 (1 - z_j.w); ties go to the first column.
+    std::ptrdiff_t best = -1;
+    double best_gradient = kViolationTolerance * r2;
+    for (std::ptrdiff_t k = 0; k < m; ++k) {
+      if (passive[static_cast<std::size_t>(k)] || refused[static_cast<std::size_t>(k)]) continue;
+      const double gradient = -column(k).dot(r);
+      if (gradient > best_gradient) {
+        best_gradient = gradient;
+        best = k;
+      }
+    }
+    if (best < 0) return LdpStatus::kSolved;
+    passive[static_cast<std::size_t>(best)] = 1;
+    Eigen::VectorXd s = solve_passive();
+    const auto position = static_cast<Eigen::Index>(std::find(support.begin(), support.end(), best) - support.begin());
+    if (!(s[position] > 0)) {
+      // Rounding made the new column look useful when it is not (Lawson and Hanson's safeguard):
+      // leave u as it is and skip the column until u changes.
+      passive[static_cast<std::size_t>(best)] = 0;
+      refused[static_cast<std::size_t>(best)] = 1;
+      continue;
+    }
+    std::fill(refused.begin(), refused.end(), 0);
+    // Move from u towards s until the first passive coordinate reaches 0, drop it (and any other
+    // that rounding took to <= 0), re-solve on the smaller set.
+    while (true) {
+      double step_length = 1;
+      std::size_t blocking = support.size();
+      for (std::size_t i = 0; i < support.size(); ++i) {
+        const double from = u[static_cast<std::size_t>(support[i])], to = s[static_cast<Eigen::Index>(i)];
+        if (to <= 0 && from / (from - to) < step_length) {
+          step_length = from / (from - to);
+          blocking = i;
+        }
+      }
+      for (std::size_t i = 0; i < support.size(); ++i) {
+        double& value = u[static_cast<std::size_t>(support[i])];
+        value = i == blocking ? 0.0 : value + step_length * (s[static_cast<Eigen::Index>(i)] - value);
+        if (value <= 0) {
+          value = 0;
+          passive[static_cast<std::size_t>(support[i])] = 0;
+        }
+      }
+      if (blocking == support.size()) break;
+      s = solve_passive();
+    }
+  }
+  return LdpStatus::kStalled;
+}
+
+// The hard-margin SVM by working sets: its solution depends only on the support vectors, about
+// d of them. Solve on a working set, add the examples outside it that violate z_j.w >= 1 (by
+// more than kViolationTolerance, the batch most violated first) until none does: then w meets the
+// full problem's KKT conditions (examples outside are feasible and carry alpha = 0), at O(N d) per
+// round instead of an active-set solve over all N. Starts from the examples closest to the
+// averaging direction's hyperplane, the likely support vectors; the NNLS is warm-started from the
+// previous round's u. Deterministic (ties by index). nullopt if the examples are not separable by
+// a homogeneous hyperplane (or the solve stalls in rounding).
+std::optional<std::vector<double>> max_margin_weights(const TaskData& task, double scale) {
+  const std::int64_t n = task.n();
+  const int d = task.dim;
+  RowMatrix z(n, d);  // z_i = y_i x_i / scale: [N, d]
+  for (std::int64_t i = 0; i < n; ++i)
+    for (int j = 0; j < d; ++j)
+      z(i, j) = task.y[static_cast<std::size_t>(i)] * (task.x[static_cast<std::size_t>(i * d + j)] / scale);
+  const auto batch = static_cast<std::size_t>(2 * d + 2);
+  std::vector<char> in_set(static_cast<std::size_t>(n), 0);
+  std::vector<std::int64_t> working;
+  std::vector<double> u;
+  auto add_lowest = [&](const Eigen::VectorXd& scores, double below, std::size_t limit) {
+    std::vector<std::pair<double, std::int64_t>> candidates;
+    for (std::int64_t i = 0; i < n; ++i)
+      if (!in_set[static_cast<std::size_t>(i)] && scores[i] < below) candidates.push_back({scores[i], i});
+    const std::size_t take = std::min(limit, candidates.size());
+    std::partial_sort(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(take), candidates.end());
+    for (std::size_t i = 0; i < take; ++i) {
+      in_set[static_cast<std::size_t>(candidates[i].second)] = 1;
+      working.push_back(candidates[i].second);
+      u.push_back(0.0);
+    }
+    return take;
+  };
+  const Eigen::VectorXd average = z.colwise().sum().transpose();
+  add_lowest(z * average, INFINITY, n <= static_cast<std::int64_t>(4 * batch) ? static_cast<std::size_t>(n) : batch);
+  while (true) {
+    if (lawson_hanson(z, working, u) != LdpStatus::kSolved) return std::nullopt;
+    // The final w from the support alone: the minimum-norm solution of z_i.w = 1 on P. Exact
+    // arithmetic gives the same w as -r[:d]/r[d], but this one's rounding does not grow as
+    // |r| (~ the margin) shrinks.
+    std::vector<std::int64_t> support;
+    for (std::size_t k = 0; k < working.size(); ++k)
+      if (u[k] > 0) support.push_back(working[k]);
+    RowMatrix z_support(static_cast<Eigen::Index>(support.size()), d);
+    for (std::size_t i = 0; i < support.size(); ++i) z_support.row(static_cast<Eigen::Index>(i)) = z.row(support[i]);
+    const Eigen::VectorXd w_normalised =
+        z_support.completeOrthogonalDecomposition().solve(Eigen::VectorXd::Ones(z_support.rows()));
+    if (add_lowest(z * w_normalised, 1 - kViolationTolerance, batch) == 0) {
+      // Back to the units of x: w_normalised.(x/scale) = (w_normalised/scale).x.
+      std::vector<double> w(static_cast<std::size_t>(d));
+      for (int j = 0; j < d; ++j) w[static_cast<std::size_t>(j)] = w_normalised[j] / scale;
+      return w;
+    }
+  }
+}
+
+// svm-hard: the exact hard-margin solution where the examples are separable, else the
+// squared-hinge fallback (heads.hpp).
+std::vector<double> hard_margin_weights(const TaskData& task, double scale) {
+  if (std::optional<std::vector<double>> w = max_margin_weights(task, scale)) return *std::move(w);
+  return squared_hinge_weights(task, scale);
 }
 
 // The root-mean-square entry of x; 0 for an all-zero x.

@@ -7,8 +7,11 @@
 //   svm[:C=1]               L2-regularised squared-hinge linear SVM, LIBLINEAR primal (the
 //                           default loss of scikit-learn's LinearSVC)
 //   svm-hard                the hard-margin (maximum-margin) SVM, the ERM learner on separable
-//                           data: svm with C = 1e6 (see kHardMarginC); the stand-in reference
-//                           for the fine-tuned model. Its training error and margin are reported.
+//                           data: min |w| subject to y_i w.x_i >= 1, solved exactly (Lawson-
+//                           Hanson active set on its least-distance form, no C); the stand-in
+//                           reference for the fine-tuned model. On data that no homogeneous
+//                           hyperplane separates it falls back to svm at C = kHardMarginC.
+//                           Its training error and margin are reported.
 //   ls                      least squares, minimum-norm when N < d (Eigen, complete orthogonal
 //                           decomposition)
 //   ridge[:lambda=1]        min (1/N) |X w - y|^2 + lambda |w|^2  (Eigen LDLT)
@@ -23,7 +26,8 @@
 // gives w = 0.
 //
 // LIBLINEAR's dual solvers draw from rand(), which is neither thread-safe nor seeded per task;
-// the primal solvers used here draw nothing, so heads are deterministic under any thread count.
+// the primal solvers used here draw nothing, and svm-hard's active set breaks ties by example
+// index, so heads are deterministic under any thread count.
 //
 // Shapes: N examples, d input dimension, M queries.
 
@@ -54,10 +58,11 @@ struct HeadSpec {
 
 // The empirical risk minimiser: the default reference of the bounds sweep.
 inline constexpr std::string_view kErmHead = "svm-hard";
-// C of svm-hard, on x normalised to unit RMS entry: the squared-hinge solution tends to the
-// hard-margin one as C grows (its slack costs C sum xi^2); at 1e6 an exact hard-margin solve
-// agrees to a cosine >= 0.99999 on Gaussian tasks up to N = 4096 (tests/heads_test.cpp checks
-// margin and direction against an independent active-set solve).
+// C of svm-hard's fallback on inseparable data (x normalised to unit RMS entry): the
+// squared-hinge SVM, whose slack costs C sum xi^2, by LIBLINEAR. Only approximately solved at
+// this C: LIBLINEAR's trust-region Newton stops at its 1000-iteration cap on most such problems
+// (the squared hinge's generalised Hessian jumps by 2C x x^T at every kink). Such tasks report
+// train_error > 0.
 inline constexpr double kHardMarginC = 1e6;
 
 class HeadError : public std::invalid_argument {
