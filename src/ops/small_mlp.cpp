@@ -108,18 +108,43 @@ constexpr std::int64_t kGroups = 4;
 
 }  // namespace
 
-void SmallMlp::execute(float* x) const {
+template <typename Load, typename Add>
+void SmallMlp::trips(std::int64_t rows, const Load& load, const Add& add) const {
   const Weights& w = weights_;
-  const auto inputs = static_cast<std::int64_t>(w.inputs.size());
   const auto units = static_cast<std::int64_t>(w.units.size());
   const auto outputs = static_cast<std::int64_t>(w.outputs.size());
-  const __m512i offsets = simd::row_offsets(row_stride_);
   const bool relu = activation_ == PostActivation::kRelu;
   // kGroups groups of 16 rows per trip through the terms: independent chains of fused
   // multiply-adds, and the terms' indices read once per 64 rows.
   __m512 in[kMaxInputs][kGroups], hidden[kMaxUnits][kGroups], out[kMaxOutputs][kGroups];
+  for (std::int64_t r0 = 0; r0 < rows; r0 += 16 * kGroups) {
+    load(r0, in);
+    for (std::int64_t j = 0; j < units; ++j) {
+      const auto unit = static_cast<std::size_t>(j);
+      terms_plus_bias(up_index_.data(), up_weight_.data(), j == 0 ? 0 : unit_end_[unit - 1],
+                      unit_end_[unit], in, w.units[unit].bias, hidden[j]);
+      if (relu) {
+        for (__m512& value : hidden[j]) value = _mm512_max_ps(value, _mm512_setzero_ps());
+      }
+    }
+    // Every output from the units before any is added to x (an output may be an input).
+    for (std::int64_t o = 0; o < outputs; ++o) {
+      const auto output = static_cast<std::size_t>(o);
+      terms_plus_bias(down_index_.data(), down_weight_.data(),
+                      o == 0 ? 0 : output_end_[output - 1], output_end_[output], hidden,
+                      w.outputs[output].bias, out[o]);
+    }
+    add(r0, out);
+  }
+}
+
+void SmallMlp::execute(float* x) const {
+  const Weights& w = weights_;
+  const auto inputs = static_cast<std::int64_t>(w.inputs.size());
+  const auto outputs = static_cast<std::int64_t>(w.outputs.size());
+  const __m512i offsets = simd::row_offsets(row_stride_);
   __m512 span[kGroups][4];
-  for (std::int64_t r0 = 0; r0 < rows_; r0 += 16 * kGroups) {
+  auto load = [&](std::int64_t r0, __m512 (&in)[kMaxInputs][kGroups]) {
     for (std::int64_t g = 0; g < kGroups; ++g) {
       const std::int64_t count = std::clamp<std::int64_t>(rows_ - r0 - 16 * g, 0, 16);
       float* base = x + (r0 + 16 * g) * row_stride_;
@@ -149,21 +174,8 @@ void SmallMlp::execute(float* x) const {
         }
       }
     }
-    for (std::int64_t j = 0; j < units; ++j) {
-      const auto unit = static_cast<std::size_t>(j);
-      terms_plus_bias(up_index_.data(), up_weight_.data(), j == 0 ? 0 : unit_end_[unit - 1],
-                      unit_end_[unit], in, w.units[unit].bias, hidden[j]);
-      if (relu) {
-        for (__m512& value : hidden[j]) value = _mm512_max_ps(value, _mm512_setzero_ps());
-      }
-    }
-    // Every output from the units before any is added to x (an output may be an input).
-    for (std::int64_t o = 0; o < outputs; ++o) {
-      const auto output = static_cast<std::size_t>(o);
-      terms_plus_bias(down_index_.data(), down_weight_.data(),
-                      o == 0 ? 0 : output_end_[output - 1], output_end_[output], hidden,
-                      w.outputs[output].bias, out[o]);
-    }
+  };
+  auto add = [&](std::int64_t r0, const __m512 (&out)[kMaxOutputs][kGroups]) {
     for (std::int64_t g = 0; g < kGroups; ++g) {
       const std::int64_t count = std::clamp<std::int64_t>(rows_ - r0 - 16 * g, 0, 16);
       float* base = x + (r0 + 16 * g) * row_stride_;
@@ -193,7 +205,38 @@ void SmallMlp::execute(float* x) const {
         }
       }
     }
-  }
+  };
+  trips(rows_, load, add);
+}
+
+void SmallMlp::execute_columns(float* columns, std::int64_t column_stride, std::int64_t rows,
+                               const std::vector<std::int64_t>& position) const {
+  const Weights& w = weights_;
+  const auto inputs = static_cast<std::int64_t>(w.inputs.size());
+  const auto outputs = static_cast<std::int64_t>(w.outputs.size());
+  // Whole groups of 16 rows (the column block holds them); groups past `rows` in a trip are
+  // neither loaded nor stored.
+  const std::int64_t groups = (rows + 15) / 16;
+  auto column = [&](std::int64_t slot) {
+    return columns + position[static_cast<std::size_t>(slot)] * column_stride;
+  };
+  auto load = [&](std::int64_t r0, __m512 (&in)[kMaxInputs][kGroups]) {
+    for (std::int64_t k = 0; k < inputs; ++k) {
+      const float* source = column(w.inputs[static_cast<std::size_t>(k)]) + r0;
+      for (std::int64_t g = 0; g < kGroups; ++g) {
+        in[k][g] = r0 / 16 + g < groups ? _mm512_loadu_ps(source + 16 * g) : _mm512_setzero_ps();
+      }
+    }
+  };
+  auto add = [&](std::int64_t r0, const __m512 (&out)[kMaxOutputs][kGroups]) {
+    for (std::int64_t o = 0; o < outputs; ++o) {
+      float* target = column(w.outputs[static_cast<std::size_t>(o)].column) + r0;
+      for (std::int64_t g = 0; g < kGroups && r0 / 16 + g < groups; ++g) {
+        _mm512_storeu_ps(target + 16 * g, _mm512_add_ps(_mm512_loadu_ps(target + 16 * g), out[o][g]));
+      }
+    }
+  };
+  trips(groups * 16, load, add);
 }
 
 #else
@@ -219,6 +262,29 @@ void SmallMlp::execute(float* x) const {
       out[o] = sum + w.outputs[o].bias;
     }
     for (std::size_t o = 0; o < w.outputs.size(); ++o) row[w.outputs[o].column] += out[o];
+  }
+}
+
+void SmallMlp::execute_columns(float* columns, std::int64_t column_stride, std::int64_t rows,
+                               const std::vector<std::int64_t>& position) const {
+  // The row kernel above on a one-row view per row: slot c of row r at
+  // columns + position[c] * column_stride + r, gathered into a row of `width` and back.
+  const Weights& w = weights_;
+  std::vector<float> row(position.size());
+  std::vector<std::int64_t> slots;
+  for (std::size_t c = 0; c < position.size(); ++c)
+    if (position[c] >= 0) slots.push_back(static_cast<std::int64_t>(c));
+  const std::int64_t padded = (rows + 15) / 16 * 16;
+  SmallMlp one_row = *this;
+  one_row.rows_ = 1;
+  one_row.row_stride_ = static_cast<std::int64_t>(position.size());
+  for (std::int64_t r = 0; r < padded; ++r) {
+    for (std::int64_t c : slots) row[static_cast<std::size_t>(c)] = columns[position[static_cast<std::size_t>(c)] * column_stride + r];
+    one_row.execute(row.data());
+    for (const Output& output : w.outputs) {
+      const auto c = static_cast<std::size_t>(output.column);
+      columns[position[c] * column_stride + r] = row[c];
+    }
   }
 }
 

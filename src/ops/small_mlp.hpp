@@ -55,6 +55,15 @@ class SmallMlp {
   SmallMlp(std::int64_t rows, std::int64_t row_stride, std::int64_t width, Weights weights,
            PostActivation activation);
   void execute(float* x) const;
+  // The same MLP on rows stored column-major (ops::ColumnSweep): x's column c is the `rows`
+  // consecutive floats at columns + position[c] * column_stride (position: [width], -1 for a
+  // column held nowhere; every input and output must be held). `rows` is rounded up to a
+  // multiple of 16: the column block must hold those rows (they run through the MLP like any
+  // other). The same sums in the same order as execute, so the same bits.
+  void execute_columns(float* columns, std::int64_t column_stride, std::int64_t rows,
+                       const std::vector<std::int64_t>& position) const;
+  const Weights& weights() const { return weights_; }
+  PostActivation activation() const { return activation_; }
   // Multiply-adds per row (the terms), as 2 FLOPs each.
   double flops_per_row() const { return 2.0 * static_cast<double>(terms_); }
   const char* implementation() const { return "structured:small_mlp"; }
@@ -64,6 +73,10 @@ class SmallMlp {
   Weights weights_;
   PostActivation activation_ = PostActivation::kNone;
   std::int64_t terms_ = 0;
+  // The kernel's trips of 64 rows over `rows`: load(r0, in) fills the inputs of rows
+  // [r0, r0 + 64), both maps run, and add(r0, out) adds the outputs (AVX-512 builds only).
+  template <typename Load, typename Add>
+  void trips(std::int64_t rows, const Load& load, const Add& add) const;
   // The terms flattened: unit j's are [unit_end[j-1], unit_end[j]) of up_*, output o's
   // [output_end[o-1], output_end[o]) of down_*.
   std::vector<std::int32_t> up_index_, down_index_;

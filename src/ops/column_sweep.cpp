@@ -1,0 +1,221 @@
+#include "ops/column_sweep.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "ops/simd_math.hpp"
+
+namespace iclbench::ops {
+namespace {
+
+void check(bool condition, const std::string& what) {
+  if (!condition) throw std::invalid_argument("ColumnSweep: " + what);
+}
+
+}  // namespace
+
+ColumnSweep::ColumnSweep(const LinearAttention& attention, const std::optional<SmallMlp>& mlp,
+                         std::int64_t width)
+    : attention_(attention), mlp_(mlp), position_(static_cast<std::size_t>(width), -1) {
+  const LinearAttentionShape& s = attention_.shape();
+  check(s.accumulate && s.out_stride == width, "O is not added into x's rows");
+  for (const HeadColumns* view : {&s.queries, &s.keys, &s.values}) {
+    check(view->row_stride == width, "a view's row stride is not the width");
+  }
+  std::vector<bool> live(static_cast<std::size_t>(width), false), written = live;
+  auto mark = [&](std::int64_t slot, bool writes) {
+    check(slot >= 0 && slot < width, "slot out of range");
+    live[static_cast<std::size_t>(slot)] = true;
+    if (writes) written[static_cast<std::size_t>(slot)] = true;
+  };
+  for (std::int64_t h = 0; h < s.heads; ++h) {
+    const auto head = static_cast<std::size_t>(h);
+    for (std::int64_t a = 0; a < s.qk_dim; ++a) {
+      mark(s.queries.head_column[head] + a, false);
+      mark(s.keys.head_column[head] + a, false);
+    }
+    for (std::int64_t b = 0; b < s.v_dim; ++b) mark(s.values.head_column[head] + b, false);
+  }
+  for (std::int64_t slot : s.out_column) mark(slot, true);
+  if (mlp_) {
+    for (std::int64_t slot : mlp_->weights().inputs) mark(slot, false);
+    for (const SmallMlp::Output& output : mlp_->weights().outputs) mark(output.column, true);
+  }
+  for (std::int64_t slot = 0; slot < width; ++slot) {
+    if (!live[static_cast<std::size_t>(slot)]) continue;
+    position_[static_cast<std::size_t>(slot)] = static_cast<std::int64_t>(slots_.size());
+    if (written[static_cast<std::size_t>(slot)]) written_.push_back(static_cast<std::int64_t>(slots_.size()));
+    slots_.push_back(slot);
+  }
+  // Slots in ascending order: a head's consecutive slots are consecutive columns.
+  auto column = [&](std::int64_t slot) { return position_[static_cast<std::size_t>(slot)]; };
+  for (std::int64_t h = 0; h < s.heads; ++h) {
+    const auto head = static_cast<std::size_t>(h);
+    query_column_.push_back(column(s.queries.head_column[head]));
+    key_column_.push_back(column(s.keys.head_column[head]));
+    value_column_.push_back(column(s.values.head_column[head]));
+  }
+  for (std::int64_t slot : s.out_column) out_column_.push_back(column(slot));
+}
+
+void ColumnSweep::gather(const float* x, std::int64_t rows, float* columns,
+                         std::int64_t stride) const {
+  const std::int64_t width = static_cast<std::int64_t>(position_.size());
+  const std::int64_t padded = (rows + 15) / 16 * 16;
+  for (std::size_t c = 0; c < slots_.size(); ++c) {
+    float* column = columns + static_cast<std::int64_t>(c) * stride;
+    const float* source = x + slots_[c];
+    for (std::int64_t r = 0; r < rows; ++r) column[r] = source[r * width];
+    std::fill(column + rows, column + padded, 0.0f);
+  }
+}
+
+void ColumnSweep::scatter(const float* columns, std::int64_t stride, std::int64_t rows,
+                          float* x) const {
+  const std::int64_t width = static_cast<std::int64_t>(position_.size());
+  for (std::int64_t c : written_) {
+    const float* column = columns + c * stride;
+    float* target = x + slots_[static_cast<std::size_t>(c)];
+    for (std::int64_t r = 0; r < rows; ++r) target[r * width] = column[r];
+  }
+}
+
+#if defined(ICLBENCH_SIMD_AVX512)
+
+namespace {
+
+// The 16 lanes' sum by the fixed tree of the header: lanes l and l + 8, then + 4, + 2, + 1.
+float sum_lanes(__m512 v) {
+  const __m256 eight = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  const __m128 four = _mm_add_ps(_mm256_castps256_ps128(eight), _mm256_extractf128_ps(eight, 1));
+  const __m128 two = _mm_add_ps(four, _mm_movehl_ps(four, four));
+  return _mm_cvtss_f32(_mm_add_ss(two, _mm_shuffle_ps(two, two, 1)));
+}
+
+}  // namespace
+
+void ColumnSweep::key_block_sum(const float* columns, std::int64_t stride, std::int64_t key_rows,
+                                float* block_sum) const {
+  const LinearAttentionShape& s = attention_.shape();
+  const std::int64_t dk = s.qk_dim, dv = s.v_dim;
+  const std::int64_t groups = (key_rows + 15) / 16;
+  for (std::int64_t h = 0; h < s.heads; ++h) {
+    const auto head = static_cast<std::size_t>(h);
+    for (std::int64_t b = 0; b < dv; ++b) {
+      const float* v = columns + (value_column_[head] + b) * stride;
+      for (std::int64_t a0 = 0; a0 < dk; a0 += 16) {
+        const std::int64_t count = std::min<std::int64_t>(16, dk - a0);
+        const float* k = columns + (key_column_[head] + a0) * stride;
+        // Fixed trip counts keep the 16 accumulators in registers; columns past `count` are
+        // skipped.
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (int a = 0; a < 16; ++a) acc[a] = _mm512_setzero_ps();
+        for (std::int64_t g = 0; g < groups; ++g) {
+          // Rows past the keys keep the accumulators as they are (not even 0 times them: a
+          // query row's values may be anything).
+          const __mmask16 rows = simd::first_lanes(key_rows - 16 * g);
+          const __m512 value = _mm512_maskz_loadu_ps(rows, v + 16 * g);
+#pragma GCC unroll 16
+          for (int a = 0; a < 16; ++a) {
+            if (a < count) {
+              acc[a] = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(rows, k + a * stride + 16 * g),
+                                             value, acc[a], rows);
+            }
+          }
+        }
+        float* out = block_sum + (h * dv + b) * dk + a0;
+        for (std::int64_t a = 0; a < count; ++a) out[a] = sum_lanes(acc[a]);
+      }
+    }
+  }
+}
+
+void ColumnSweep::attend_and_mlp(float* columns, std::int64_t stride, std::int64_t rows,
+                                 const float* product) const {
+  const LinearAttentionShape& s = attention_.shape();
+  const std::int64_t dk = s.qk_dim, dv = s.v_dim;
+  const std::int64_t groups = (rows + 15) / 16;
+  // Up to 16 groups (256 rows) per trip: 16 independent chains of fused multiply-adds, one
+  // broadcast of M per column.
+  constexpr std::int64_t kTrip = 16;
+  for (std::int64_t g0 = 0; g0 < groups; g0 += kTrip) {
+    const std::int64_t trip = std::min(kTrip, groups - g0);
+    for (std::int64_t h = 0; h < s.heads; ++h) {
+      const auto head = static_cast<std::size_t>(h);
+      const float* q = columns + query_column_[head] * stride + 16 * g0;
+      for (std::int64_t b = 0; b < dv; ++b) {
+        const float* m = product + (h * dv + b) * dk;
+        __m512 acc[kTrip];
+#pragma GCC unroll 16
+        for (int g = 0; g < kTrip; ++g) acc[g] = _mm512_setzero_ps();
+        for (std::int64_t a = 0; a < dk; ++a) {
+          const __m512 weight = _mm512_set1_ps(m[a]);
+          const float* column = q + a * stride;
+#pragma GCC unroll 16
+          for (int g = 0; g < kTrip; ++g) {
+            if (g < trip) acc[g] = _mm512_fmadd_ps(_mm512_loadu_ps(column + 16 * g), weight, acc[g]);
+          }
+        }
+        float* out = columns + out_column_[static_cast<std::size_t>(h * dv + b)] * stride + 16 * g0;
+#pragma GCC unroll 16
+        for (int g = 0; g < kTrip; ++g) {
+          if (g < trip) {
+            _mm512_storeu_ps(out + 16 * g, _mm512_add_ps(_mm512_loadu_ps(out + 16 * g), acc[g]));
+          }
+        }
+      }
+    }
+  }
+  if (mlp_) mlp_->execute_columns(columns, stride, rows, position_);
+}
+
+#else
+
+// Portable twin of the kernels above: the same sums in the same order (without fused
+// multiply-adds, so the last bits may differ).
+void ColumnSweep::key_block_sum(const float* columns, std::int64_t stride, std::int64_t key_rows,
+                                float* block_sum) const {
+  const LinearAttentionShape& s = attention_.shape();
+  const std::int64_t dk = s.qk_dim, dv = s.v_dim;
+  for (std::int64_t h = 0; h < s.heads; ++h) {
+    const auto head = static_cast<std::size_t>(h);
+    for (std::int64_t b = 0; b < dv; ++b) {
+      const float* v = columns + (value_column_[head] + b) * stride;
+      for (std::int64_t a = 0; a < dk; ++a) {
+        const float* k = columns + (key_column_[head] + a) * stride;
+        float lane[16] = {};
+        for (std::int64_t i = 0; i < key_rows; ++i) lane[i % 16] += k[i] * v[i];
+        for (int l = 0; l < 8; ++l) lane[l] += lane[l + 8];
+        for (int l = 0; l < 4; ++l) lane[l] += lane[l + 4];
+        for (int l = 0; l < 2; ++l) lane[l] += lane[l + 2];
+        block_sum[(h * dv + b) * dk + a] = lane[0] + lane[1];
+      }
+    }
+  }
+}
+
+void ColumnSweep::attend_and_mlp(float* columns, std::int64_t stride, std::int64_t rows,
+                                 const float* product) const {
+  const LinearAttentionShape& s = attention_.shape();
+  const std::int64_t dk = s.qk_dim, dv = s.v_dim;
+  const std::int64_t padded = (rows + 15) / 16 * 16;
+  for (std::int64_t h = 0; h < s.heads; ++h) {
+    const auto head = static_cast<std::size_t>(h);
+    for (std::int64_t b = 0; b < dv; ++b) {
+      const float* m = product + (h * dv + b) * dk;
+      float* out = columns + out_column_[static_cast<std::size_t>(h * dv + b)] * stride;
+      for (std::int64_t r = 0; r < padded; ++r) {
+        float sum = 0.0f;
+        for (std::int64_t a = 0; a < dk; ++a) sum += columns[(query_column_[head] + a) * stride + r] * m[a];
+        out[r] += sum;
+      }
+    }
+  }
+  if (mlp_) mlp_->execute_columns(columns, stride, rows, position_);
+}
+
+#endif
+
+}  // namespace iclbench::ops
