@@ -86,11 +86,74 @@ void ColumnSweep::scatter(const float* columns, std::int64_t stride, std::int64_
 namespace {
 
 // The 16 lanes' sum by the fixed tree of the header: lanes l and l + 8, then + 4, + 2, + 1.
-float sum_lanes(__m512 v) {
+[[gnu::always_inline]] inline float sum_lanes(__m512 v) {
   const __m256 eight = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
   const __m128 four = _mm_add_ps(_mm256_castps256_ps128(eight), _mm256_extractf128_ps(eight, 1));
   const __m128 two = _mm_add_ps(four, _mm_movehl_ps(four, four));
   return _mm_cvtss_f32(_mm_add_ss(two, _mm_shuffle_ps(two, two, 1)));
+}
+
+// out[a] = sum over key rows i < key_rows of k[a * stride + i] v[i], for a < count (<= 16), in
+// the header's order. kFull: count is 16 (then no column test at all, and the 16 accumulators
+// stay in registers).
+template <bool kFull>
+void block_sum_columns(const float* k, const float* v, std::int64_t stride,
+                       std::int64_t key_rows, std::int64_t count, float* out) {
+  __m512 acc[16];
+#pragma GCC unroll 16
+  for (int a = 0; a < 16; ++a) acc[a] = _mm512_setzero_ps();
+  const std::int64_t whole = key_rows / 16;
+  for (std::int64_t g = 0; g < whole; ++g) {
+    const __m512 value = _mm512_loadu_ps(v + 16 * g);
+#pragma GCC unroll 16
+    for (int a = 0; a < 16; ++a) {
+      if (kFull || a < count) {
+        acc[a] = _mm512_fmadd_ps(_mm512_loadu_ps(k + a * stride + 16 * g), value, acc[a]);
+      }
+    }
+  }
+  if (const __mmask16 rows = simd::first_lanes(key_rows - 16 * whole)) {
+    // Rows past the keys leave the accumulators as they are (not even 0 times them: a query
+    // row's values may be anything).
+    const __m512 value = _mm512_maskz_loadu_ps(rows, v + 16 * whole);
+#pragma GCC unroll 16
+    for (int a = 0; a < 16; ++a) {
+      if (kFull || a < count) {
+        acc[a] = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(rows, k + a * stride + 16 * whole),
+                                       value, acc[a], rows);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int a = 0; a < 16; ++a) {
+    if (kFull || a < count) out[a] = sum_lanes(acc[a]);
+  }
+}
+
+// out[16 g + lane] += sum over a < dk of q[a * stride + 16 g + lane] m[a] for g < groups (<= 16),
+// one fused multiply-add chain per row in order of a. kFull: groups is 16.
+template <bool kFull>
+void attend_columns(const float* q, const float* m, std::int64_t dk, std::int64_t stride,
+                    std::int64_t groups, float* out) {
+  __m512 acc[16];
+#pragma GCC unroll 16
+  for (int g = 0; g < 16; ++g) acc[g] = _mm512_setzero_ps();
+  for (std::int64_t a = 0; a < dk; ++a) {
+    const __m512 weight = _mm512_set1_ps(m[a]);
+    const float* column = q + a * stride;
+#pragma GCC unroll 16
+    for (int g = 0; g < 16; ++g) {
+      if (kFull || g < groups) {
+        acc[g] = _mm512_fmadd_ps(_mm512_loadu_ps(column + 16 * g), weight, acc[g]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int g = 0; g < 16; ++g) {
+    if (kFull || g < groups) {
+      _mm512_storeu_ps(out + 16 * g, _mm512_add_ps(_mm512_loadu_ps(out + 16 * g), acc[g]));
+    }
+  }
 }
 
 }  // namespace
@@ -99,7 +162,6 @@ void ColumnSweep::key_block_sum(const float* columns, std::int64_t stride, std::
                                 float* block_sum) const {
   const LinearAttentionShape& s = attention_.shape();
   const std::int64_t dk = s.qk_dim, dv = s.v_dim;
-  const std::int64_t groups = (key_rows + 15) / 16;
   for (std::int64_t h = 0; h < s.heads; ++h) {
     const auto head = static_cast<std::size_t>(h);
     for (std::int64_t b = 0; b < dv; ++b) {
@@ -107,26 +169,12 @@ void ColumnSweep::key_block_sum(const float* columns, std::int64_t stride, std::
       for (std::int64_t a0 = 0; a0 < dk; a0 += 16) {
         const std::int64_t count = std::min<std::int64_t>(16, dk - a0);
         const float* k = columns + (key_column_[head] + a0) * stride;
-        // Fixed trip counts keep the 16 accumulators in registers; columns past `count` are
-        // skipped.
-        __m512 acc[16];
-#pragma GCC unroll 16
-        for (int a = 0; a < 16; ++a) acc[a] = _mm512_setzero_ps();
-        for (std::int64_t g = 0; g < groups; ++g) {
-          // Rows past the keys keep the accumulators as they are (not even 0 times them: a
-          // query row's values may be anything).
-          const __mmask16 rows = simd::first_lanes(key_rows - 16 * g);
-          const __m512 value = _mm512_maskz_loadu_ps(rows, v + 16 * g);
-#pragma GCC unroll 16
-          for (int a = 0; a < 16; ++a) {
-            if (a < count) {
-              acc[a] = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(rows, k + a * stride + 16 * g),
-                                             value, acc[a], rows);
-            }
-          }
-        }
         float* out = block_sum + (h * dv + b) * dk + a0;
-        for (std::int64_t a = 0; a < count; ++a) out[a] = sum_lanes(acc[a]);
+        if (count == 16) {
+          block_sum_columns<true>(k, v, stride, key_rows, count, out);
+        } else {
+          block_sum_columns<false>(k, v, stride, key_rows, count, out);
+        }
       }
     }
   }
@@ -139,31 +187,18 @@ void ColumnSweep::attend_and_mlp(float* columns, std::int64_t stride, std::int64
   const std::int64_t groups = (rows + 15) / 16;
   // Up to 16 groups (256 rows) per trip: 16 independent chains of fused multiply-adds, one
   // broadcast of M per column.
-  constexpr std::int64_t kTrip = 16;
-  for (std::int64_t g0 = 0; g0 < groups; g0 += kTrip) {
-    const std::int64_t trip = std::min(kTrip, groups - g0);
+  for (std::int64_t g0 = 0; g0 < groups; g0 += 16) {
+    const std::int64_t trip = std::min<std::int64_t>(16, groups - g0);
     for (std::int64_t h = 0; h < s.heads; ++h) {
-      const auto head = static_cast<std::size_t>(h);
-      const float* q = columns + query_column_[head] * stride + 16 * g0;
+      const float* q = columns + query_column_[static_cast<std::size_t>(h)] * stride + 16 * g0;
       for (std::int64_t b = 0; b < dv; ++b) {
+        const std::int64_t column = out_column_[static_cast<std::size_t>(h * dv + b)];
         const float* m = product + (h * dv + b) * dk;
-        __m512 acc[kTrip];
-#pragma GCC unroll 16
-        for (int g = 0; g < kTrip; ++g) acc[g] = _mm512_setzero_ps();
-        for (std::int64_t a = 0; a < dk; ++a) {
-          const __m512 weight = _mm512_set1_ps(m[a]);
-          const float* column = q + a * stride;
-#pragma GCC unroll 16
-          for (int g = 0; g < kTrip; ++g) {
-            if (g < trip) acc[g] = _mm512_fmadd_ps(_mm512_loadu_ps(column + 16 * g), weight, acc[g]);
-          }
-        }
-        float* out = columns + out_column_[static_cast<std::size_t>(h * dv + b)] * stride + 16 * g0;
-#pragma GCC unroll 16
-        for (int g = 0; g < kTrip; ++g) {
-          if (g < trip) {
-            _mm512_storeu_ps(out + 16 * g, _mm512_add_ps(_mm512_loadu_ps(out + 16 * g), acc[g]));
-          }
+        float* out = columns + column * stride + 16 * g0;
+        if (trip == 16) {
+          attend_columns<true>(q, m, dk, stride, trip, out);
+        } else {
+          attend_columns<false>(q, m, dk, stride, trip, out);
         }
       }
     }

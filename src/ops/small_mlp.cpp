@@ -87,23 +87,22 @@ void transpose_quads(__m512 (&v)[4]) {
 // Groups of 16 rows per trip through the terms.
 constexpr std::int64_t kGroups = 4;
 
-// sum[g] = (sum over terms t in [begin, end) of sources[index[t]][g] weight[t]) + bias, the terms
-// in order, then the bias.
-[[gnu::always_inline]] inline void terms_plus_bias(const std::int32_t* index, const float* weight,
+// sum[g] = bias + sum over terms t in [begin, end) of sources[index[t]][g] weight[t]: the bias
+// first (the chain starts from it, so no addition of its own), then the terms in order.
+[[gnu::always_inline]] inline void bias_plus_terms(const std::int32_t* index, const float* weight,
                                                    std::int64_t begin, std::int64_t end,
                                                    const __m512 (*sources)[kGroups], float bias,
                                                    __m512 (&sum)[kGroups]) {
   // A local accumulator: `sum` might alias `sources` as far as the compiler knows, and would be
   // stored and reloaded at every term.
   __m512 local[kGroups];
-  for (__m512& value : local) value = _mm512_setzero_ps();
+  for (__m512& value : local) value = _mm512_set1_ps(bias);
   for (std::int64_t t = begin; t < end; ++t) {
     const __m512* source = sources[index[t]];
     const __m512 w = _mm512_set1_ps(weight[t]);
     for (std::int64_t g = 0; g < kGroups; ++g) local[g] = _mm512_fmadd_ps(source[g], w, local[g]);
   }
-  const __m512 b = _mm512_set1_ps(bias);
-  for (std::int64_t g = 0; g < kGroups; ++g) sum[g] = _mm512_add_ps(local[g], b);
+  for (std::int64_t g = 0; g < kGroups; ++g) sum[g] = local[g];
 }
 
 }  // namespace
@@ -121,7 +120,7 @@ void SmallMlp::trips(std::int64_t rows, const Load& load, const Add& add) const 
     load(r0, in);
     for (std::int64_t j = 0; j < units; ++j) {
       const auto unit = static_cast<std::size_t>(j);
-      terms_plus_bias(up_index_.data(), up_weight_.data(), j == 0 ? 0 : unit_end_[unit - 1],
+      bias_plus_terms(up_index_.data(), up_weight_.data(), j == 0 ? 0 : unit_end_[unit - 1],
                       unit_end_[unit], in, w.units[unit].bias, hidden[j]);
       if (relu) {
         for (__m512& value : hidden[j]) value = _mm512_max_ps(value, _mm512_setzero_ps());
@@ -130,7 +129,7 @@ void SmallMlp::trips(std::int64_t rows, const Load& load, const Add& add) const 
     // Every output from the units before any is added to x (an output may be an input).
     for (std::int64_t o = 0; o < outputs; ++o) {
       const auto output = static_cast<std::size_t>(o);
-      terms_plus_bias(down_index_.data(), down_weight_.data(),
+      bias_plus_terms(down_index_.data(), down_weight_.data(),
                       o == 0 ? 0 : output_end_[output - 1], output_end_[output], hidden,
                       w.outputs[output].bias, out[o]);
     }
@@ -251,15 +250,14 @@ void SmallMlp::execute(float* x) const {
     float* row = x + r * row_stride_;
     for (std::size_t k = 0; k < w.inputs.size(); ++k) in[k] = row[w.inputs[k]];
     for (std::size_t j = 0; j < w.units.size(); ++j) {
-      float sum = 0.0f;
+      float sum = w.units[j].bias;
       for (const Term& term : w.units[j].terms) sum += in[term.index] * term.weight;
-      sum += w.units[j].bias;
       hidden[j] = activation_ == PostActivation::kRelu ? std::max(sum, 0.0f) : sum;
     }
     for (std::size_t o = 0; o < w.outputs.size(); ++o) {
-      float sum = 0.0f;
+      float sum = w.outputs[o].bias;
       for (const Term& term : w.outputs[o].terms) sum += hidden[term.index] * term.weight;
-      out[o] = sum + w.outputs[o].bias;
+      out[o] = sum;
     }
     for (std::size_t o = 0; o < w.outputs.size(); ++o) row[w.outputs[o].column] += out[o];
   }

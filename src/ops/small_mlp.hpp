@@ -10,9 +10,10 @@
 // through memory: 16 rows at a time are gathered into registers (or, when every column touched
 // lies within 4 consecutive ones, loaded 4 values per row and transposed), run through both
 // maps, and their outputs added back.
-// Summation order (fixed): a unit's terms in order, then its bias; an output's terms in order,
-// then its bias, then the addition into x. Error (Higham, Accuracy and Stability, 3.1,
-// u = 2^-24): a unit with k terms is within gamma_(k+1) (sum |w x| + |b|) of exact (ReLU is
+// Summation order (fixed): a unit's bias, then its terms in order (one fused multiply-add chain
+// from the bias: no addition of its own); an output's bias, then its terms in order, then the
+// addition into x. Error (Higham, Accuracy and Stability, 3.1, u = 2^-24): a unit with k terms
+// is within gamma_k (sum |w x| + |b|) <= gamma_(k+1) (sum |w x| + |b|) of exact (ReLU is
 // 1-Lipschitz), and an output with m terms within gamma_(m+1) (sum |w h| + |b|) plus
 // sum |w| times its units' errors, plus u |result| for the addition into x: the same bound as
 // the two ops::StructuredLinear maps, which add the same terms. ops_test checks it against a
