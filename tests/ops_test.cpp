@@ -894,7 +894,7 @@ TEST(Ops, SmallMlpMatchesTheFormulaWithinItsDerivedBound) {
 
 // The MLP on rows held column-major (what ops::ColumnSweep runs) adds the same terms in the same
 // order as on the rows, so it must give the same bits; the row kernel is checked against the
-// formula above. Row counts not a multiple of 16 or of the 64-row trip, columns in a scrambled
+// formula above. Row counts not a multiple of 16 or of the 128-row trip, columns in a scrambled
 // order with an unheld slot.
 TEST(Ops, SmallMlpOnColumnsGivesTheBitsOfTheRowKernel) {
   const std::int64_t width = 11;
@@ -905,7 +905,7 @@ TEST(Ops, SmallMlpOnColumnsGivesTheBitsOfTheRowKernel) {
   w.outputs = {{7, 0.5f, {{0, -1.0f}, {2, 1.0f}, {3, 2.0f}}}, {2, 0.0f, {{1, 0.5f}, {4, -0.7f}}},
                {9, 1.25f, {}}};
   const std::vector<std::int64_t> position = {4, -1, 0, 2, -1, -1, -1, 1, -1, 3, -1};
-  for (const std::int64_t rows : {1, 16, 37, 64, 100}) {
+  for (const std::int64_t rows : {1, 16, 37, 128, 200}) {
     SCOPED_TRACE("rows " + std::to_string(rows));
     const SmallMlp op(rows, width, width, w, PostActivation::kRelu);
     const std::vector<float> initial = random_values(static_cast<std::size_t>(rows * width), 400);

@@ -85,7 +85,7 @@ void transpose_quads(__m512 (&v)[4]) {
 }
 
 // Groups of 16 rows per trip through the terms.
-constexpr std::int64_t kGroups = 4;
+constexpr std::int64_t kGroups = 8;
 
 // sum[g] = bias + sum over terms t in [begin, end) of sources[index[t]][g] weight[t]: the bias
 // first (the chain starts from it, so no addition of its own), then the terms in order.
@@ -114,7 +114,7 @@ void SmallMlp::trips(std::int64_t rows, const Load& load, const Add& add) const 
   const auto outputs = static_cast<std::int64_t>(w.outputs.size());
   const bool relu = activation_ == PostActivation::kRelu;
   // kGroups groups of 16 rows per trip through the terms: independent chains of fused
-  // multiply-adds, and the terms' indices read once per 64 rows.
+  // multiply-adds, and the terms' indices read once per 128 rows.
   __m512 in[kMaxInputs][kGroups], hidden[kMaxUnits][kGroups], out[kMaxOutputs][kGroups];
   for (std::int64_t r0 = 0; r0 < rows; r0 += 16 * kGroups) {
     load(r0, in);

@@ -74,8 +74,8 @@ class SmallMlp {
   Weights weights_;
   PostActivation activation_ = PostActivation::kNone;
   std::int64_t terms_ = 0;
-  // The kernel's trips of 64 rows over `rows`: load(r0, in) fills the inputs of rows
-  // [r0, r0 + 64), both maps run, and add(r0, out) adds the outputs (AVX-512 builds only).
+  // The kernel's trips of 128 rows over `rows`: load(r0, in) fills the inputs of rows
+  // [r0, r0 + 128), both maps run, and add(r0, out) adds the outputs (AVX-512 builds only).
   template <typename Load, typename Add>
   void trips(std::int64_t rows, const Load& load, const Add& add) const;
   // The terms flattened: unit j's are [unit_end[j-1], unit_end[j]) of up_*, output o's
