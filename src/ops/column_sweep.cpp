@@ -83,6 +83,12 @@ void ColumnSweep::scatter(const float* columns, std::int64_t stride, std::int64_
 
 #if defined(ICLBENCH_SIMD_AVX512)
 
+// GCC 12's casts and extracts of 512-bit registers start from _mm256_undefined_pd() and, once
+// inlined, -Wuninitialized reports that as a use of an uninitialized value (a false positive:
+// every lane read is defined).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
 namespace {
 
 // The 16 lanes' sum by the fixed tree of the header: lanes l and l + 8, then + 4, + 2, + 1.
@@ -130,6 +136,16 @@ void block_sum_columns(const float* k, const float* v, std::int64_t stride,
   }
 }
 
+// The same for any count <= 16: the fixed-width kernel when the chunk is whole.
+void block_sum_chunk(const float* k, const float* v, std::int64_t stride, std::int64_t key_rows,
+                     std::int64_t count, float* out) {
+  if (count == 16) {
+    block_sum_columns<true>(k, v, stride, key_rows, count, out);
+  } else {
+    block_sum_columns<false>(k, v, stride, key_rows, count, out);
+  }
+}
+
 // out[16 g + lane] += sum over a < dk of q[a * stride + 16 g + lane] m[a] for g < groups (<= 16),
 // one fused multiply-add chain per row in order of a. kFull: groups is 16.
 template <bool kFull>
@@ -158,28 +174,6 @@ void attend_columns(const float* q, const float* m, std::int64_t dk, std::int64_
 
 }  // namespace
 
-void ColumnSweep::key_block_sum(const float* columns, std::int64_t stride, std::int64_t key_rows,
-                                float* block_sum) const {
-  const LinearAttentionShape& s = attention_.shape();
-  const std::int64_t dk = s.qk_dim, dv = s.v_dim;
-  for (std::int64_t h = 0; h < s.heads; ++h) {
-    const auto head = static_cast<std::size_t>(h);
-    for (std::int64_t b = 0; b < dv; ++b) {
-      const float* v = columns + (value_column_[head] + b) * stride;
-      for (std::int64_t a0 = 0; a0 < dk; a0 += 16) {
-        const std::int64_t count = std::min<std::int64_t>(16, dk - a0);
-        const float* k = columns + (key_column_[head] + a0) * stride;
-        float* out = block_sum + (h * dv + b) * dk + a0;
-        if (count == 16) {
-          block_sum_columns<true>(k, v, stride, key_rows, count, out);
-        } else {
-          block_sum_columns<false>(k, v, stride, key_rows, count, out);
-        }
-      }
-    }
-  }
-}
-
 void ColumnSweep::attend_and_mlp(float* columns, std::int64_t stride, std::int64_t rows,
                                  const float* product) const {
   const LinearAttentionShape& s = attention_.shape();
@@ -206,30 +200,28 @@ void ColumnSweep::attend_and_mlp(float* columns, std::int64_t stride, std::int64
   if (mlp_) mlp_->execute_columns(columns, stride, rows, position_);
 }
 
+#pragma GCC diagnostic pop
+
 #else
 
 // Portable twin of the kernels above: the same sums in the same order (without fused
 // multiply-adds, so the last bits may differ).
-void ColumnSweep::key_block_sum(const float* columns, std::int64_t stride, std::int64_t key_rows,
-                                float* block_sum) const {
-  const LinearAttentionShape& s = attention_.shape();
-  const std::int64_t dk = s.qk_dim, dv = s.v_dim;
-  for (std::int64_t h = 0; h < s.heads; ++h) {
-    const auto head = static_cast<std::size_t>(h);
-    for (std::int64_t b = 0; b < dv; ++b) {
-      const float* v = columns + (value_column_[head] + b) * stride;
-      for (std::int64_t a = 0; a < dk; ++a) {
-        const float* k = columns + (key_column_[head] + a) * stride;
-        float lane[16] = {};
-        for (std::int64_t i = 0; i < key_rows; ++i) lane[i % 16] += k[i] * v[i];
-        for (int l = 0; l < 8; ++l) lane[l] += lane[l + 8];
-        for (int l = 0; l < 4; ++l) lane[l] += lane[l + 4];
-        for (int l = 0; l < 2; ++l) lane[l] += lane[l + 2];
-        block_sum[(h * dv + b) * dk + a] = lane[0] + lane[1];
-      }
-    }
+namespace {
+
+void block_sum_chunk(const float* k, const float* v, std::int64_t stride, std::int64_t key_rows,
+                     std::int64_t count, float* out) {
+  for (std::int64_t a = 0; a < count; ++a) {
+    const float* column = k + a * stride;
+    float lane[16] = {};
+    for (std::int64_t i = 0; i < key_rows; ++i) lane[i % 16] += column[i] * v[i];
+    for (int l = 0; l < 8; ++l) lane[l] += lane[l + 8];
+    for (int l = 0; l < 4; ++l) lane[l] += lane[l + 4];
+    for (int l = 0; l < 2; ++l) lane[l] += lane[l + 2];
+    out[a] = lane[0] + lane[1];
   }
 }
+
+}  // namespace
 
 void ColumnSweep::attend_and_mlp(float* columns, std::int64_t stride, std::int64_t rows,
                                  const float* product) const {
@@ -252,5 +244,22 @@ void ColumnSweep::attend_and_mlp(float* columns, std::int64_t stride, std::int64
 }
 
 #endif
+
+// block_sum [H, dv, dk]: each head's and value column's K^T V in chunks of 16 key columns.
+void ColumnSweep::key_block_sum(const float* columns, std::int64_t stride, std::int64_t key_rows,
+                                float* block_sum) const {
+  const LinearAttentionShape& s = attention_.shape();
+  const std::int64_t dk = s.qk_dim, dv = s.v_dim;
+  for (std::int64_t h = 0; h < s.heads; ++h) {
+    const auto head = static_cast<std::size_t>(h);
+    for (std::int64_t b = 0; b < dv; ++b) {
+      const float* v = columns + (value_column_[head] + b) * stride;
+      for (std::int64_t a0 = 0; a0 < dk; a0 += 16) {
+        block_sum_chunk(columns + (key_column_[head] + a0) * stride, v, stride, key_rows,
+                        std::min<std::int64_t>(16, dk - a0), block_sum + (h * dv + b) * dk + a0);
+      }
+    }
+  }
+}
 
 }  // namespace iclbench::ops
