@@ -62,7 +62,9 @@ class ColumnSweep {
   static std::int64_t column_stride(std::int64_t padded_rows) { return (padded_rows + 15) / 16 * 16; }
 
   // columns [C, S] (a tile's) = the live slots of x's `rows` rows [rows, D]; the rows up to the
-  // next multiple of 16 are set to 0 (the kernels run whole groups of 16 rows).
+  // next multiple of 16 are set to 0 (the kernels run whole groups of 16 rows), so every tile
+  // but the last must have a multiple of 16 rows (the engine's do: R = 256 when there are
+  // several).
   void gather(const float* x, std::int64_t rows, float* columns, std::int64_t stride) const;
   // x's written slots (O's and the MLP's outputs) of `rows` rows = the tile's columns.
   void scatter(const float* columns, std::int64_t stride, std::int64_t rows, float* x) const;

@@ -64,7 +64,6 @@ class SmallMlp {
   void execute_columns(float* columns, std::int64_t column_stride, std::int64_t rows,
                        const std::vector<std::int64_t>& position) const;
   const Weights& weights() const { return weights_; }
-  PostActivation activation() const { return activation_; }
   // Multiply-adds per row (the terms), as 2 FLOPs each.
   double flops_per_row() const { return 2.0 * static_cast<double>(terms_); }
   const char* implementation() const { return "structured:small_mlp"; }
