@@ -18,6 +18,7 @@
 
 #include "bench_common.hpp"
 #include "ops/attention.hpp"
+#include "ops/column_sweep.hpp"
 #include "ops/dnnl_ops.hpp"
 #include "ops/eigen_ops.hpp"
 #include "ops/gelu.hpp"
@@ -573,11 +574,16 @@ void BM_LayerNorm(benchmark::State& state, std::string name, LayerShape shape, L
 // One pass of gd-hinge's looped linear attention (issue 14's shape: d = 16, N = 4096 context
 // rows, T = N + 64 rows, a residual stream of width d + 4): M = (eta / N) K^T V over the context
 // rows, then p += Q M on every row, with Q = K = x[:, 0:d] and V = x[:, g]. Paths:
-//   iclbench  ops::LinearAttention on views of the stream (what the structured engine runs);
+//   iclbench  ops::LinearAttention on views of the stream (the structured engine's row-major
+//             path);
+//   iclbench_columns  ops::ColumnSweep on the live slots held column-major (the structured
+//             engine's path for a looped layer), K^T V in blocks of one row tile of 256 rows
+//             then combined, Q M per row tile; the transposition is not timed (the engine does
+//             it once per prompt, not per pass);
 //   onednn    the two oneDNN matmuls the engine ran before, on packed Q and [K V] buffers (K^T V
 //             once, Q M per row tile of 256 rows, as the plan tiles it), the copies not timed;
 //   eigen     the op's slow twin (double).
-enum class LinearAttentionPath { kIclbench, kOneDnn, kEigen };
+enum class LinearAttentionPath { kIclbench, kColumns, kOneDnn, kEigen };
 void BM_IclLinearAttention(benchmark::State& state, std::string name, LinearAttentionPath path) {
   constexpr std::int64_t d = 16, n = 4096, t = n + 64, width = d + 4, tile = 256, g = d + 3, p = d + 2;
   Buffer<float> stream = values(static_cast<std::size_t>(t * width), 91);
@@ -612,11 +618,28 @@ void BM_IclLinearAttention(benchmark::State& state, std::string name, LinearAtte
   const std::int64_t padded = (t + tile - 1) / tile * tile;
   queries.resize(static_cast<std::size_t>(padded * d), 0.0f);
   attended.resize(static_cast<std::size_t>(padded), 0.0f);
+  // The column path's copy of the live slots [C, S] and its per-tile block sums.
+  const ops::ColumnSweep sweep(op, std::nullopt, width);
+  const std::int64_t stride = ops::ColumnSweep::column_stride(padded), tiles = padded / tile;
+  Buffer<float> columns(static_cast<std::size_t>(sweep.columns() * stride), 0.0f);
+  Buffer<float> block_sums(static_cast<std::size_t>(tiles * d));
+  for (std::int64_t r = 0; r < t; r += tile) {
+    sweep.gather(stream.data() + r * width, std::min(tile, t - r), columns.data() + r, stride);
+  }
   time_op(state, name, [&] {
     switch (path) {
       case LinearAttentionPath::kIclbench:
         op.keys_times_values(stream.data(), stream.data(), n, product.data());
         op.queries_times_product(stream.data(), t, product.data(), stream.data());
+        break;
+      case LinearAttentionPath::kColumns:
+        for (std::int64_t r = 0; r < n; r += tile) {
+          sweep.key_block_sum(columns.data() + r, stride, std::min(tile, n - r), block_sums.data() + r / tile * d);
+        }
+        op.combine_key_blocks(block_sums.data(), (n + tile - 1) / tile, product.data());
+        for (std::int64_t r = 0; r < t; r += tile) {
+          sweep.attend_and_mlp(columns.data() + r, stride, std::min(tile, t - r), product.data());
+        }
         break;
       case LinearAttentionPath::kOneDnn:
         keys_times_values.execute(keys_values.data(), keys_values.data() + d, product.data(), scratch.data());
@@ -639,9 +662,10 @@ void BM_IclLinearAttention(benchmark::State& state, std::string name, LinearAtte
 // gd-hinge's gradient MLP (tau = 0.5) on one prompt of issue 14's shape (T = 4096 + 64 rows of
 // width d + 4 = 20), by ops::SmallMlp as the structured engine runs it: units relu(2p - 2.5y
 // +- 0.5), relu(+-g), relu(+-y) read slots y, p, g, and g += their weighted sum + 0.5, in place,
-// one row tile of 256 rows per call. g grows by a bounded amount per call (every unit is at most
+// one row tile of 256 rows per call; by_columns: the same on slots y, p, g held column-major
+// (SmallMlp::execute_columns, as ops::ColumnSweep runs it). g grows by a bounded amount per call (every unit is at most
 // linear in g with slope 1 and g's weights cancel), so it stays finite for any run length.
-void BM_IclMlp(benchmark::State& state, std::string name) {
+void BM_IclMlp(benchmark::State& state, std::string name, bool by_columns) {
   constexpr std::int64_t d = 16, t = 4096 + 64, width = d + 4, tile = 256, y = d, p = d + 1, g = d + 2;
   Buffer<float> stream = values(static_cast<std::size_t>((t + tile) / tile * tile * width), 92);
   ops::SmallMlp::Weights w;
@@ -650,8 +674,27 @@ void BM_IclMlp(benchmark::State& state, std::string name) {
              {0.0f, {{2, -1.0f}}},           {0.0f, {{1, 1.0f}}},               {0.0f, {{1, -1.0f}}}};
   w.outputs = {{g, 0.5f, {{0, -1.0f}, {1, 1.0f}, {2, -1.0f}, {3, 1.0f}, {4, 0.5f}, {5, -0.5f}}}};
   const ops::SmallMlp op(tile, width, width, w, ops::PostActivation::kRelu);
+  // The column path (ops::ColumnSweep's MLP): slots y, p, g held column-major, stride S.
+  const std::int64_t stride = (t + tile) / tile * tile;
+  std::vector<std::int64_t> position(static_cast<std::size_t>(width), -1);
+  position[static_cast<std::size_t>(y)] = 0;
+  position[static_cast<std::size_t>(p)] = 1;
+  position[static_cast<std::size_t>(g)] = 2;
+  Buffer<float> columns(static_cast<std::size_t>(3 * stride));
+  for (std::int64_t r = 0; r < stride; ++r) {
+    for (std::int64_t slot : {y, p, g}) {
+      columns[static_cast<std::size_t>(position[static_cast<std::size_t>(slot)] * stride + r)] =
+          stream[static_cast<std::size_t>(r * width + slot)];
+    }
+  }
   time_op(state, name, [&] {
-    for (std::int64_t r = 0; r < t; r += tile) op.execute(stream.data() + r * width);
+    for (std::int64_t r = 0; r < t; r += tile) {
+      if (by_columns) {
+        op.execute_columns(columns.data() + r, stride, std::min(tile, t - r), position);
+      } else {
+        op.execute(stream.data() + r * width);
+      }
+    }
   });
   set_counters(state, op.flops_per_row() * static_cast<double>(t), static_cast<double>(t), 0, false);
 }
@@ -715,9 +758,11 @@ void register_benchmarks() {
     add(prefix + "layer_norm/eigen_f32", BM_LayerNorm, layer, LayerNormPath::kEigen);
   }
   add("icl_linear_attention/gd_step/iclbench_f32", BM_IclLinearAttention, LinearAttentionPath::kIclbench);
+  add("icl_linear_attention/gd_step/iclbench_columns_f32", BM_IclLinearAttention, LinearAttentionPath::kColumns);
   add("icl_linear_attention/gd_step/onednn_f32", BM_IclLinearAttention, LinearAttentionPath::kOneDnn);
   add("icl_linear_attention/gd_step/eigen_f32", BM_IclLinearAttention, LinearAttentionPath::kEigen);
-  add("icl_mlp/gd_hinge/iclbench_f32", BM_IclMlp);
+  add("icl_mlp/gd_hinge/iclbench_f32", BM_IclMlp, false);
+  add("icl_mlp/gd_hinge/iclbench_columns_f32", BM_IclMlp, true);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "ops/attention.hpp"
+#include "ops/column_sweep.hpp"
 #include "ops/dnnl_ops.hpp"
 #include "ops/eigen_ops.hpp"
 #include "ops/gelu.hpp"
@@ -889,6 +890,198 @@ TEST(Ops, SmallMlpMatchesTheFormulaWithinItsDerivedBound) {
      }
     }
   }
+}
+
+// The MLP on rows held column-major (what ops::ColumnSweep runs) adds the same terms in the same
+// order as on the rows, so it must give the same bits; the row kernel is checked against the
+// formula above. Row counts not a multiple of 16 or of the 128-row trip, columns in a scrambled
+// order with an unheld slot.
+TEST(Ops, SmallMlpOnColumnsGivesTheBitsOfTheRowKernel) {
+  const std::int64_t width = 11;
+  SmallMlp::Weights w;
+  w.inputs = {3, 7, 0};
+  w.units = {{0.5f, {{0, 1.5f}, {1, -2.0f}}}, {-0.25f, {{2, 0.75f}}}, {0.0f, {{1, 1.0f}}},
+             {0.125f, {}}, {0.0f, {{0, -1.0f}, {1, 0.3f}, {2, 2.0f}}}};
+  w.outputs = {{7, 0.5f, {{0, -1.0f}, {2, 1.0f}, {3, 2.0f}}}, {2, 0.0f, {{1, 0.5f}, {4, -0.7f}}},
+               {9, 1.25f, {}}};
+  const std::vector<std::int64_t> position = {4, -1, 0, 2, -1, -1, -1, 1, -1, 3, -1};
+  for (const std::int64_t rows : {1, 16, 37, 128, 200}) {
+    SCOPED_TRACE("rows " + std::to_string(rows));
+    const SmallMlp op(rows, width, width, w, PostActivation::kRelu);
+    const std::vector<float> initial = random_values(static_cast<std::size_t>(rows * width), 400);
+    std::vector<float> by_rows = initial;
+    op.execute(by_rows.data());
+    const std::int64_t stride = (rows + 15) / 16 * 16 + 5;  // any stride that holds the groups
+    std::vector<float> columns(static_cast<std::size_t>(5 * stride), 0.0f);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      for (std::int64_t c = 0; c < width; ++c) {
+        if (position[c] >= 0) columns[position[c] * stride + r] = initial[r * width + c];
+      }
+    }
+    op.execute_columns(columns.data(), stride, rows, position);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      for (std::int64_t c = 0; c < width; ++c) {
+        if (position[c] >= 0) {
+          ASSERT_EQ(columns[position[c] * stride + r], by_rows[r * width + c]) << "row " << r << " column " << c;
+        }
+      }
+    }
+  }
+}
+
+// ---- ColumnSweep against the double twins. ----
+// Bounds (ops/column_sweep.hpp; Higham 3.1): M[h, b, a] within
+// gamma_(ceil(B / 16) + 4 + ceil(Tk / B)) scale sum_i |K V| of reference::linear_attention_product
+// (blocks of B = R rows, one per tile, built as the engine does: key_block_sum per tile, then
+// combine_key_blocks); O[r, h, b] within gamma_dk sum_a |Q M| of the exact product of the computed
+// M, plus u |result| for the addition into x. The MLP is left out here (its bits are checked
+// above); gather and scatter copy exactly and scatter writes back only O's and the MLP's slots.
+struct ColumnSweepCase {
+  std::int64_t heads, dk, dv, key_rows, tokens, tile_rows;
+};
+
+TEST(Ops, ColumnSweepMatchesTheReferenceWithinItsDerivedBound) {
+  const ColumnSweepCase cases[] = {{1, 16, 1, 300, 340, 256},  // gd-hinge's step, 2 tiles
+                                   {2, 17, 3, 37, 50, 50},     // dk past 16, a tile of 50
+                                   {3, 5, 2, 200, 200, 64},    // keys filling every tile
+                                   {1, 33, 4, 1, 20, 16}};     // one key
+  std::uint64_t seed = 500;
+  for (const ColumnSweepCase& c : cases) {
+    SCOPED_TRACE("H " + std::to_string(c.heads) + " dk " + std::to_string(c.dk) + " dv " +
+                 std::to_string(c.dv) + " Tk " + std::to_string(c.key_rows) + " T " +
+                 std::to_string(c.tokens) + " R " + std::to_string(c.tile_rows));
+    // Slots: unread ones first, queries (heads in reverse order), keys, values, O's slots, an
+    // MLP input and output at the end; a slot no one reads in between.
+    const std::int64_t dk = c.dk, dv = c.dv, heads = c.heads;
+    const std::int64_t query_first = 2, key_first = query_first + heads * dk + 1;
+    const std::int64_t value_first = key_first + heads * dk, out_first = value_first + heads * dv;
+    const std::int64_t width = out_first + heads * dv + 2;
+    LinearAttentionShape shape;
+    shape.heads = heads;
+    shape.qk_dim = dk;
+    shape.v_dim = dv;
+    shape.scale = 0.37f;
+    shape.queries.row_stride = shape.keys.row_stride = shape.values.row_stride = width;
+    for (std::int64_t h = 0; h < heads; ++h) {
+      shape.queries.head_column.push_back(query_first + (heads - 1 - h) * dk);
+      shape.keys.head_column.push_back(key_first + h * dk);
+      shape.values.head_column.push_back(value_first + h * dv);
+    }
+    shape.out_stride = width;
+    for (std::int64_t j = 0; j < heads * dv; ++j) shape.out_column.push_back(out_first + heads * dv - 1 - j);
+    shape.accumulate = true;
+    const LinearAttention attention(shape);
+    // An MLP reading the slot past O's and writing the last: live, written, scattered back.
+    SmallMlp::Weights w;
+    w.inputs = {width - 2};
+    w.units = {{0.5f, {{0, 1.0f}}}};
+    w.outputs = {{width - 1, 0.0f, {{0, 0.25f}}}};
+    const ColumnSweep with_mlp(attention, SmallMlp(c.tile_rows, width, width, w, PostActivation::kRelu), width);
+    const ColumnSweep sweep(attention, std::nullopt, width);
+    ASSERT_EQ(with_mlp.columns(), sweep.columns() + 2);
+
+    const std::int64_t rows = c.tile_rows, tiles = (c.tokens + rows - 1) / rows, padded = tiles * rows;
+    const std::int64_t stride = ColumnSweep::column_stride(padded);
+    const std::vector<float> x = random_values(static_cast<std::size_t>(padded * width), seed++);
+    std::vector<float> columns(static_cast<std::size_t>(sweep.columns() * stride), -7.0f);
+    for (std::int64_t first = 0; first < padded; first += rows) {
+      sweep.gather(x.data() + first * width, rows, columns.data() + first, stride);
+    }
+    for (std::int64_t col = 0; col < sweep.columns(); ++col) {
+      for (std::int64_t r = 0; r < padded; ++r) {
+        ASSERT_EQ(columns[col * stride + r], x[r * width + sweep.slots()[col]]) << "gather";
+      }
+    }
+    // M from per-tile block sums, as the engine builds it.
+    const std::int64_t size = attention.product_size(), blocks = (c.key_rows + rows - 1) / rows;
+    std::vector<float> sums(static_cast<std::size_t>(blocks * size)), product(static_cast<std::size_t>(size));
+    for (std::int64_t block = 0; block < blocks; ++block) {
+      sweep.key_block_sum(columns.data() + block * rows, stride,
+                          std::min(rows, c.key_rows - block * rows), sums.data() + block * size);
+    }
+    attention.combine_key_blocks(sums.data(), blocks, product.data());
+    const std::vector<double> exact_product =
+        reference::linear_attention_product(x.data(), x.data(), c.key_rows, shape);
+    const double roundings = static_cast<double>((rows + 15) / 16 + 4 + blocks);
+    for (std::int64_t h = 0; h < heads; ++h) {
+      for (std::int64_t b = 0; b < dv; ++b) {
+        for (std::int64_t a = 0; a < dk; ++a) {
+          double magnitude = 0;
+          for (std::int64_t i = 0; i < c.key_rows; ++i) {
+            magnitude += std::abs(static_cast<double>(x[i * width + shape.keys.head_column[h] + a]) *
+                                  x[i * width + shape.values.head_column[h] + b]);
+          }
+          const std::size_t index = static_cast<std::size_t>((h * dv + b) * dk + a);
+          ASSERT_NEAR(product[index], exact_product[index], gamma_of(roundings) * shape.scale * magnitude)
+              << "M at head " << h << " b " << b << " a " << a;
+        }
+      }
+    }
+    // O added into x's slots, tile by tile, then the written slots back into rows.
+    std::vector<float> out = x;
+    for (std::int64_t first = 0; first < padded; first += rows) {
+      sweep.attend_and_mlp(columns.data() + first, stride, rows, product.data());
+      sweep.scatter(columns.data() + first, stride, rows, out.data() + first * width);
+    }
+    for (std::int64_t r = 0; r < padded; ++r) {
+      std::vector<bool> written(static_cast<std::size_t>(width), false);
+      for (std::int64_t h = 0; h < heads; ++h) {
+        for (std::int64_t b = 0; b < dv; ++b) {
+          double sum = 0, magnitude = 0;
+          for (std::int64_t a = 0; a < dk; ++a) {
+            const double term = static_cast<double>(x[r * width + shape.queries.head_column[h] + a]) *
+                                product[static_cast<std::size_t>((h * dv + b) * dk + a)];
+            sum += term;
+            magnitude += std::abs(term);
+          }
+          const std::int64_t slot = shape.out_column[static_cast<std::size_t>(h * dv + b)];
+          const double expected = x[r * width + slot] + sum;
+          double bound = gamma_of(static_cast<double>(dk)) * magnitude;
+          bound += kEps * (std::abs(expected) + bound);
+          ASSERT_NEAR(out[r * width + slot], expected, bound) << "O at row " << r << " head " << h << " b " << b;
+          written[static_cast<std::size_t>(slot)] = true;
+        }
+      }
+      // Every other slot of x, read-only or unread, is left as it was.
+      for (std::int64_t slot = 0; slot < width; ++slot) {
+        if (!written[static_cast<std::size_t>(slot)]) {
+          ASSERT_EQ(out[r * width + slot], x[r * width + slot]) << "row " << r << " slot " << slot;
+        }
+      }
+    }
+    // With the MLP: O's slots as without it (the same kernel), and the MLP's output slot
+    // x + 0.25 relu(0.5 + x[in]) after O: three roundings (the unit, the output, the addition),
+    // each within u of the magnitudes summed.
+    std::vector<float> mlp_columns(static_cast<std::size_t>(with_mlp.columns() * stride));
+    std::vector<float> mlp_out = x;
+    for (std::int64_t first = 0; first < padded; first += rows) {
+      with_mlp.gather(x.data() + first * width, rows, mlp_columns.data() + first, stride);
+      with_mlp.attend_and_mlp(mlp_columns.data() + first, stride, rows, product.data());
+      with_mlp.scatter(mlp_columns.data() + first, stride, rows, mlp_out.data() + first * width);
+    }
+    for (std::int64_t r = 0; r < padded; ++r) {
+      for (std::int64_t slot = 0; slot < width - 1; ++slot) {
+        ASSERT_EQ(mlp_out[r * width + slot], out[r * width + slot]) << "row " << r << " slot " << slot;
+      }
+      const double input = x[r * width + width - 2], before = x[r * width + width - 1];
+      const double expected = before + 0.25 * std::max(0.5 + input, 0.0);
+      ASSERT_NEAR(mlp_out[r * width + width - 1], expected,
+                  gamma_of(3) * (std::abs(before) + 0.25 * (std::abs(input) + 0.5)))
+          << "MLP output at row " << r;
+    }
+  }
+}
+
+TEST(Ops, ColumnSweepRejectsWhatItCannotRun) {
+  LinearAttentionShape shape;
+  shape.queries = shape.keys = shape.values = HeadColumns{4, {0}};
+  shape.out_stride = 4;
+  shape.out_column = {3};
+  shape.accumulate = true;
+  EXPECT_NO_THROW(ColumnSweep(LinearAttention(shape), std::nullopt, 4));
+  EXPECT_THROW(ColumnSweep(LinearAttention(shape), std::nullopt, 5), std::invalid_argument);
+  shape.accumulate = false;  // O written, not added: not a view of x
+  EXPECT_THROW(ColumnSweep(LinearAttention(shape), std::nullopt, 4), std::invalid_argument);
 }
 
 TEST(Ops, SmallMlpRejectsWhatItCannotRun) {

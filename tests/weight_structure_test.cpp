@@ -138,6 +138,11 @@ TEST(WeightStructure, FlopsCountWhatRuns) {
   bf16_options.bf16 = true;
   const Engine bf16(model.config, model.weights, bf16_options);
   EXPECT_DOUBLE_EQ(bf16.forward_flops(t, n), model.config.forward_flops(t, n));
+  // The loop runs on its live slots column-major (ops::ColumnSweep), the same FLOPs; dense and
+  // bf16 plans have no views and no sweep.
+  EXPECT_EQ(structured.implementations(t, n).at("sweep"), "column_major");
+  EXPECT_EQ(dense.implementations(t, n).count("sweep"), 0u);
+  EXPECT_EQ(bf16.implementations(t, n).count("sweep"), 0u);
 }
 
 // --- random weights with planted structure -----------------------------------------------------
@@ -278,9 +283,13 @@ TEST_P(PlantedStructure, MatchesDenseAndReference) {
 
 // Q, K and V that only select slots, and W_o that only selects: the plan reads Q, K and V
 // straight from x and adds O straight into it (AttentionPlan::small), heads at scattered,
-// unordered slots. Width 16, 2 heads of dk 3 and dv 2, loop 3, a random MLP on slots 10..15.
+// unordered slots. Width 16, 2 heads of dk 3 and dv 2, loop 3, a random MLP on slots 10..15:
+// with ReLU an ops::SmallMlp, so the loop runs on its live slots column-major
+// (LayerPlan::column_sweep); with GELU structured columns, so it runs one row-major sweep per pass.
 TEST(WeightStructure, ViewsOfTheStreamMatchDenseAndReference) {
-  ModelConfig config = planted_config(false, Activation::kRelu, AttentionKind::kLinear, Mask::kIcl);
+ for (const Activation activation : {Activation::kRelu, Activation::kGelu}) {
+  SCOPED_TRACE(activation == Activation::kRelu ? "relu" : "gelu");
+  ModelConfig config = planted_config(false, activation, AttentionKind::kLinear, Mask::kIcl);
   Weights weights = planted_weights(config, 23);
   const int width = config.width, q = 6, v = 4;
   const int query_slots[2] = {4, 0}, key_slots[2] = {0, 7}, value_slots[2] = {12, 10};
@@ -312,7 +321,8 @@ TEST(WeightStructure, ViewsOfTheStreamMatchDenseAndReference) {
   EXPECT_EQ(structured.implementations(t, n).at("keys_times_values"), "iclbench:linear_attention");
   // Q, K and V all views in a looped layer: one sweep per pass (with 2 row tiles per prompt, so
   // M of later passes comes from two block sums).
-  EXPECT_EQ(structured.implementations(t, n).count("sweep"), 1u);
+  EXPECT_EQ(structured.implementations(t, n).at("sweep"),
+            activation == Activation::kRelu ? "column_major" : "one_per_pass");
   // An output slot that a query view reads: O must then go through W_o (the kernel would read
   // a row's queries after adding its first head's output).
   for (LayerWeights& w : weights.layers) {
@@ -321,8 +331,10 @@ TEST(WeightStructure, ViewsOfTheStreamMatchDenseAndReference) {
   }
   const Engine overlapping(config, weights);
   EXPECT_NE(overlapping.implementations(t, n).at("projection"), "structured:view");
+  EXPECT_EQ(overlapping.implementations(t, n).at("sweep"), "one_per_pass");
   const Outputs overlap_out = both_outputs(config, weights, tokens, prompts, t, n);
   EXPECT_LE(relative_difference(overlap_out.structured, overlap_out.dense), 2 * bound);
+ }
 }
 
 INSTANTIATE_TEST_SUITE_P(

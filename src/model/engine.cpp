@@ -231,8 +231,9 @@ std::map<std::string, std::string> Engine::implementations(std::int64_t tokens_p
         if (*projection) found["projection"] = (*projection)->implementation();
       }
       if (attention->small) found["keys_times_values"] = "iclbench:linear_attention";
-      // AttentionPlan::one_sweep: a looped layer reads the stream once per pass.
-      if (attention->one_sweep) found["sweep"] = "one_per_pass";
+      // AttentionPlan::one_sweep: a looped layer reads the stream once per pass; with
+      // LayerPlan::column_sweep, only its live slots, held column-major.
+      if (attention->one_sweep) found["sweep"] = layer.column_sweep ? "column_major" : "one_per_pass";
       if (attention->scores) found["scores"] = attention->scores->implementation();
       if (attention->mix) found["mix"] = attention->mix->implementation();
       if (attention->keys_times_values) {

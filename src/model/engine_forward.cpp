@@ -176,6 +176,12 @@ Activations layer_activations(const EnginePlan& plan, const LayerPlan& layer) {
           Rows{plan.key_block_sums.data(),
                static_cast<std::size_t>(plan.shape.tiles * attention.product_size) * 4, 1};
     }
+    if (layer.column_sweep) {
+      activations.column_stride = plan.shape.column_stride;
+      activations.columns =
+          Rows{plan.columns.data(),
+               static_cast<std::size_t>(plan.width * plan.shape.column_stride) * 4, 1};
+    }
   }
   return activations;
 }
@@ -198,6 +204,64 @@ void mlp_tile(const MlpPlan& mlp, std::byte* x, const TileScratch& scratch) {
   // x += hidden W_2 + b_2
   mlp.down->execute(scratch.hidden, x, scratch.scratchpad);
   scratch.lap(OpGroup::kMlp);
+}
+
+// LayerPlan::column_sweep: pass `pass` of a one-sweep layer on its live slots held
+// column-major. M's blocks are the plan's row tiles, as in one_sweep_forward.
+void column_sweep_forward(const LayerPlan& layer, const Activations& activations,
+                          const Schedule& schedule, int pass) {
+  const ops::ColumnSweep& sweep = *layer.column_sweep;
+  const ops::LinearAttention& small = sweep.attention();
+  auto floats = [](std::byte* bytes) { return reinterpret_cast<float*>(bytes); };
+  const std::int64_t rows = layer.attention->tile_rows, keys = layer.attention->keys;
+  const std::int64_t blocks = (keys + rows - 1) / rows;
+  const std::int64_t block_floats = small.product_size();
+  const std::int64_t stride = activations.column_stride;
+  auto tile_columns = [&](RowTile tile) {
+    return floats(activations.columns.at(tile.prompt, 0)) + tile.first_row;
+  };
+  // This tile's block of the K^T V sum, from its columns as they are now.
+  auto block_sum = [&](RowTile tile, const float* columns) {
+    float* sum = floats(activations.key_block_sums.at(tile.prompt, 0)) +
+                 (tile.first_row / rows) * block_floats;
+    sweep.key_block_sum(columns, stride, std::min(rows, keys - tile.first_row), sum);
+  };
+  if (pass == 0) {
+    // The live slots of x column-major, and the first pass's K^T V blocks from them.
+    schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
+      float* columns = tile_columns(tile);
+      sweep.gather(floats(activations.stream.at(tile)), rows, columns, stride);
+      scratch.lap(OpGroup::kOther);
+      if (tile.first_row < keys) {
+        block_sum(tile, columns);
+        scratch.lap(OpGroup::kAttention);
+      }
+    });
+  }
+  // M = scale K^T V: the block sums added in tile order.
+  schedule.each_prompt([&](std::int64_t prompt, const TileScratch& scratch) {
+    small.combine_key_blocks(floats(activations.key_block_sums.at(prompt, 0)), blocks,
+                             floats(activations.products.at(prompt, 0)));
+    scratch.lap(OpGroup::kAttention);
+  });
+  const bool next_pass = pass + 1 < layer.passes;
+  schedule.each_tile([&](RowTile tile, const TileScratch& scratch) {
+    float* columns = tile_columns(tile);
+    // x += Q M at O's slots, then the MLP in place (both on the columns).
+    sweep.attend_and_mlp(columns, stride, rows, floats(activations.products.at(tile.prompt, 0)));
+    scratch.lap(OpGroup::kAttention);
+    if (next_pass) {
+      // The next pass's K^T V block of this tile's key rows, from the columns just written.
+      if (tile.first_row < keys) {
+        block_sum(tile, columns);
+        scratch.lap(OpGroup::kAttention);
+      }
+    } else {
+      // The loop is done: its written slots back into x's rows.
+      sweep.scatter(columns, stride, rows, floats(activations.stream.at(tile)));
+      scratch.lap(OpGroup::kOther);
+    }
+  });
 }
 
 // AttentionPlan::one_sweep: pass `pass` of a looped layer whose Q, K and V are views of x.
@@ -249,6 +313,10 @@ void one_sweep_forward(const LayerPlan& layer, const Activations& activations,
 
 void layer_forward(const LayerPlan& layer, const Activations& activations,
                    const Schedule& schedule, int pass) {
+  if (layer.column_sweep) {
+    column_sweep_forward(layer, activations, schedule, pass);
+    return;
+  }
   if (layer.attention && layer.attention->one_sweep) {
     one_sweep_forward(layer, activations, schedule, pass);
     return;

@@ -36,6 +36,8 @@ struct Activations {
   Rows attended;     // O, the heads' outputs side by side: [G, T_pad, H dv]
   Rows products;     // M = scale K^T V (linear icl attention): [G, 1, H dk dv]
   Rows key_block_sums;  // one-sweep layers: K^T V per row tile, unscaled [G, 1, tiles H dk dv]
+  Rows columns;         // column sweeps: the live slots column-major [G, 1, D S] (S below)
+  std::int64_t column_stride = 0;  // S: elements between two columns of `columns`
 };
 // The residual stream [G, T_pad, D] f32 in plan.stream.
 Rows stream_rows(const EnginePlan& plan);
@@ -53,7 +55,8 @@ Activations layer_activations(const EnginePlan& plan, const LayerPlan& layer);
 // columns in pass 0 only (they stay in the Q and [K V] buffers, which no one else writes
 // between the passes of a layer). A one-sweep layer (AttentionPlan::one_sweep) runs all but
 // M's first sum in one sweep over the tiles, and pass p > 0 reads the block sums pass p - 1
-// left: call its passes in order 0, 1, ...
+// left: call its passes in order 0, 1, ... A column sweep (LayerPlan::column_sweep) transposes
+// the live slots in before pass 0 and scatters the written ones back after the last.
 void layer_forward(const LayerPlan& layer, const Activations& activations,
                    const Schedule& schedule, int pass = 0);
 

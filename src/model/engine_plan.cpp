@@ -641,6 +641,9 @@ PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, st
           // A looped layer may take the one-sweep path (decided from the weights later): room
           // for its per-tile block sums of K^T V.
           if (layer.loop > 1 && !options.bf16 && !options.dense) shape.key_block_sums = true;
+          if (shape.key_block_sums) {
+            shape.column_stride = ops::ColumnSweep::column_stride(shape.padded_tokens);
+          }
           break;
         case AttentionPath::kExplicitScores:
           shape.max_scores = std::max<std::size_t>(
@@ -673,6 +676,7 @@ PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, st
                shape.act_size) +
       static_cast<std::size_t>(shape.product_size) * shape.act_size +
       (shape.key_block_sums ? static_cast<std::size_t>(shape.tiles * shape.product_size) * 4 : 0) +
+      static_cast<std::size_t>(config.width * shape.column_stride) * 4 +
       (config.read_out ? static_cast<std::size_t>(shape.padded_tokens) * 4 : 0);
   shape.group =
       static_cast<std::int64_t>(std::max<std::size_t>(1, kGroupBytes / shape.per_prompt_bytes));
@@ -708,6 +712,9 @@ void EnginePlan::reserve_group(std::int64_t prompts) {
   if (shape.key_block_sums) {
     key_block_sums =
         Buffer(static_cast<std::size_t>(prompts * shape.tiles * shape.product_size) * 4);
+  }
+  if (shape.column_stride > 0) {
+    columns = Buffer(static_cast<std::size_t>(prompts * width * shape.column_stride) * 4);
   }
   if (read_out) read_out_scores = Buffer(rows * 4);
   allocated_group = prompts;
@@ -753,6 +760,14 @@ std::unique_ptr<EnginePlan> build_plan(const ModelConfig& config, const Weights&
     if (layer.has_attention())
       layer_plan.attention.emplace(build_attention(build, layer, weights.layers[index]));
     if (layer.has_mlp()) layer_plan.mlp.emplace(build_mlp(build, layer, weights.layers[index]));
+    // The loop on its live slots column-major (LayerPlan::column_sweep): decided from what the
+    // weights made of the layer (views of x for Q, K, V and O; the MLP's nonzero weights).
+    if (const auto& attention = layer_plan.attention;
+        attention && attention->one_sweep && attention->output_view &&
+        (!layer_plan.mlp || layer_plan.mlp->small)) {
+      layer_plan.column_sweep.emplace(
+          *attention->small, layer_plan.mlp ? layer_plan.mlp->small : std::nullopt, width);
+    }
     count_flops(*plan, layer, layer_plan);
     plan->flops += layer_plan.first_pass_flops + (layer.loop - 1) * layer_plan.later_pass_flops;
   }

@@ -24,6 +24,7 @@
 #include "model/weight_structure.hpp"
 #include "model/weights.hpp"
 #include "ops/attention.hpp"
+#include "ops/column_sweep.hpp"
 #include "ops/dnnl_ops.hpp"
 #include "ops/gelu.hpp"
 #include "ops/linear_attention.hpp"
@@ -68,6 +69,9 @@ struct PlanShape {
   std::int64_t group = 0;            // prompts per group
   std::size_t mask_bytes = 0;        // causal masks (unfused attention only)
   bool key_block_sums = false;       // room for [G, tiles, product_size] f32 block sums of K^T V
+  // With key_block_sums, room for a column-major copy of a prompt's live slots
+  // (ops::ColumnSweep): [G, D, column_stride] f32, column_stride = T_pad rounded up to 16.
+  std::int64_t column_stride = 0;
 };
 PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, std::int64_t tokens,
                      std::int64_t context);
@@ -225,6 +229,11 @@ struct LayerPlan {
   double first_pass_flops = 0, later_pass_flops = 0;
   std::optional<AttentionPlan> attention;
   std::optional<MlpPlan> mlp;
+  // A one-sweep layer (AttentionPlan::one_sweep) whose O is added straight into x and whose MLP,
+  // if any, is an ops::SmallMlp: the loop runs on the live slots held column-major in the plan's
+  // `columns` buffer (read-only slots transposed in before pass 0, written ones scattered back
+  // after the last pass), by ops::ColumnSweep instead of attention->small and mlp->small.
+  std::optional<ops::ColumnSweep> column_sweep;
 };
 
 // Everything for one (T, n): the layers' ops, causal masks, the group buffers and per-thread
@@ -251,6 +260,7 @@ struct EnginePlan {
   // K^T V products [G, H dk dv].
   Buffer stream, queries, keys_values, attended, products;
   Buffer key_block_sums;  // [G, tiles, H dk dv] f32, when shape.key_block_sums (one-sweep layers)
+  Buffer columns;         // [G, D, column_stride] f32, when shape.column_stride (column sweeps)
   Buffer read_out_scores;            // [G, T_pad] f32, with read_out
   std::int64_t allocated_group = 0;  // prompts the group buffers hold now
 

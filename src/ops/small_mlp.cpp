@@ -85,41 +85,65 @@ void transpose_quads(__m512 (&v)[4]) {
 }
 
 // Groups of 16 rows per trip through the terms.
-constexpr std::int64_t kGroups = 4;
+constexpr std::int64_t kGroups = 8;
 
-// sum[g] = (sum over terms t in [begin, end) of sources[index[t]][g] weight[t]) + bias, the terms
-// in order, then the bias.
-[[gnu::always_inline]] inline void terms_plus_bias(const std::int32_t* index, const float* weight,
+// sum[g] = bias + sum over terms t in [begin, end) of sources[index[t]][g] weight[t]: the bias
+// first (the chain starts from it, so no addition of its own), then the terms in order.
+[[gnu::always_inline]] inline void bias_plus_terms(const std::int32_t* index, const float* weight,
                                                    std::int64_t begin, std::int64_t end,
                                                    const __m512 (*sources)[kGroups], float bias,
                                                    __m512 (&sum)[kGroups]) {
   // A local accumulator: `sum` might alias `sources` as far as the compiler knows, and would be
   // stored and reloaded at every term.
   __m512 local[kGroups];
-  for (__m512& value : local) value = _mm512_setzero_ps();
+  for (__m512& value : local) value = _mm512_set1_ps(bias);
   for (std::int64_t t = begin; t < end; ++t) {
     const __m512* source = sources[index[t]];
     const __m512 w = _mm512_set1_ps(weight[t]);
     for (std::int64_t g = 0; g < kGroups; ++g) local[g] = _mm512_fmadd_ps(source[g], w, local[g]);
   }
-  const __m512 b = _mm512_set1_ps(bias);
-  for (std::int64_t g = 0; g < kGroups; ++g) sum[g] = _mm512_add_ps(local[g], b);
+  for (std::int64_t g = 0; g < kGroups; ++g) sum[g] = local[g];
 }
 
 }  // namespace
 
+template <typename Load, typename Add>
+void SmallMlp::trips(std::int64_t rows, const Load& load, const Add& add) const {
+  const Weights& w = weights_;
+  const auto units = static_cast<std::int64_t>(w.units.size());
+  const auto outputs = static_cast<std::int64_t>(w.outputs.size());
+  const bool relu = activation_ == PostActivation::kRelu;
+  // kGroups groups of 16 rows per trip through the terms: independent chains of fused
+  // multiply-adds, and the terms' indices read once per 128 rows.
+  __m512 in[kMaxInputs][kGroups], hidden[kMaxUnits][kGroups], out[kMaxOutputs][kGroups];
+  for (std::int64_t r0 = 0; r0 < rows; r0 += 16 * kGroups) {
+    load(r0, in);
+    for (std::int64_t j = 0; j < units; ++j) {
+      const auto unit = static_cast<std::size_t>(j);
+      bias_plus_terms(up_index_.data(), up_weight_.data(), j == 0 ? 0 : unit_end_[unit - 1],
+                      unit_end_[unit], in, w.units[unit].bias, hidden[j]);
+      if (relu) {
+        for (__m512& value : hidden[j]) value = _mm512_max_ps(value, _mm512_setzero_ps());
+      }
+    }
+    // Every output from the units before any is added to x (an output may be an input).
+    for (std::int64_t o = 0; o < outputs; ++o) {
+      const auto output = static_cast<std::size_t>(o);
+      bias_plus_terms(down_index_.data(), down_weight_.data(),
+                      o == 0 ? 0 : output_end_[output - 1], output_end_[output], hidden,
+                      w.outputs[output].bias, out[o]);
+    }
+    add(r0, out);
+  }
+}
+
 void SmallMlp::execute(float* x) const {
   const Weights& w = weights_;
   const auto inputs = static_cast<std::int64_t>(w.inputs.size());
-  const auto units = static_cast<std::int64_t>(w.units.size());
   const auto outputs = static_cast<std::int64_t>(w.outputs.size());
   const __m512i offsets = simd::row_offsets(row_stride_);
-  const bool relu = activation_ == PostActivation::kRelu;
-  // kGroups groups of 16 rows per trip through the terms: independent chains of fused
-  // multiply-adds, and the terms' indices read once per 64 rows.
-  __m512 in[kMaxInputs][kGroups], hidden[kMaxUnits][kGroups], out[kMaxOutputs][kGroups];
   __m512 span[kGroups][4];
-  for (std::int64_t r0 = 0; r0 < rows_; r0 += 16 * kGroups) {
+  auto load = [&](std::int64_t r0, __m512 (&in)[kMaxInputs][kGroups]) {
     for (std::int64_t g = 0; g < kGroups; ++g) {
       const std::int64_t count = std::clamp<std::int64_t>(rows_ - r0 - 16 * g, 0, 16);
       float* base = x + (r0 + 16 * g) * row_stride_;
@@ -149,21 +173,8 @@ void SmallMlp::execute(float* x) const {
         }
       }
     }
-    for (std::int64_t j = 0; j < units; ++j) {
-      const auto unit = static_cast<std::size_t>(j);
-      terms_plus_bias(up_index_.data(), up_weight_.data(), j == 0 ? 0 : unit_end_[unit - 1],
-                      unit_end_[unit], in, w.units[unit].bias, hidden[j]);
-      if (relu) {
-        for (__m512& value : hidden[j]) value = _mm512_max_ps(value, _mm512_setzero_ps());
-      }
-    }
-    // Every output from the units before any is added to x (an output may be an input).
-    for (std::int64_t o = 0; o < outputs; ++o) {
-      const auto output = static_cast<std::size_t>(o);
-      terms_plus_bias(down_index_.data(), down_weight_.data(),
-                      o == 0 ? 0 : output_end_[output - 1], output_end_[output], hidden,
-                      w.outputs[output].bias, out[o]);
-    }
+  };
+  auto add = [&](std::int64_t r0, const __m512 (&out)[kMaxOutputs][kGroups]) {
     for (std::int64_t g = 0; g < kGroups; ++g) {
       const std::int64_t count = std::clamp<std::int64_t>(rows_ - r0 - 16 * g, 0, 16);
       float* base = x + (r0 + 16 * g) * row_stride_;
@@ -193,7 +204,38 @@ void SmallMlp::execute(float* x) const {
         }
       }
     }
-  }
+  };
+  trips(rows_, load, add);
+}
+
+void SmallMlp::execute_columns(float* columns, std::int64_t column_stride, std::int64_t rows,
+                               const std::vector<std::int64_t>& position) const {
+  const Weights& w = weights_;
+  const auto inputs = static_cast<std::int64_t>(w.inputs.size());
+  const auto outputs = static_cast<std::int64_t>(w.outputs.size());
+  // Whole groups of 16 rows (the column block holds them); groups past `rows` in a trip are
+  // neither loaded nor stored.
+  const std::int64_t groups = (rows + 15) / 16;
+  auto column = [&](std::int64_t slot) {
+    return columns + position[static_cast<std::size_t>(slot)] * column_stride;
+  };
+  auto load = [&](std::int64_t r0, __m512 (&in)[kMaxInputs][kGroups]) {
+    for (std::int64_t k = 0; k < inputs; ++k) {
+      const float* source = column(w.inputs[static_cast<std::size_t>(k)]) + r0;
+      for (std::int64_t g = 0; g < kGroups; ++g) {
+        in[k][g] = r0 / 16 + g < groups ? _mm512_loadu_ps(source + 16 * g) : _mm512_setzero_ps();
+      }
+    }
+  };
+  auto add = [&](std::int64_t r0, const __m512 (&out)[kMaxOutputs][kGroups]) {
+    for (std::int64_t o = 0; o < outputs; ++o) {
+      float* target = column(w.outputs[static_cast<std::size_t>(o)].column) + r0;
+      for (std::int64_t g = 0; g < kGroups && r0 / 16 + g < groups; ++g) {
+        _mm512_storeu_ps(target + 16 * g, _mm512_add_ps(_mm512_loadu_ps(target + 16 * g), out[o][g]));
+      }
+    }
+  };
+  trips(groups * 16, load, add);
 }
 
 #else
@@ -208,17 +250,39 @@ void SmallMlp::execute(float* x) const {
     float* row = x + r * row_stride_;
     for (std::size_t k = 0; k < w.inputs.size(); ++k) in[k] = row[w.inputs[k]];
     for (std::size_t j = 0; j < w.units.size(); ++j) {
-      float sum = 0.0f;
+      float sum = w.units[j].bias;
       for (const Term& term : w.units[j].terms) sum += in[term.index] * term.weight;
-      sum += w.units[j].bias;
       hidden[j] = activation_ == PostActivation::kRelu ? std::max(sum, 0.0f) : sum;
     }
     for (std::size_t o = 0; o < w.outputs.size(); ++o) {
-      float sum = 0.0f;
+      float sum = w.outputs[o].bias;
       for (const Term& term : w.outputs[o].terms) sum += hidden[term.index] * term.weight;
-      out[o] = sum + w.outputs[o].bias;
+      out[o] = sum;
     }
     for (std::size_t o = 0; o < w.outputs.size(); ++o) row[w.outputs[o].column] += out[o];
+  }
+}
+
+void SmallMlp::execute_columns(float* columns, std::int64_t column_stride, std::int64_t rows,
+                               const std::vector<std::int64_t>& position) const {
+  // The row kernel above on a one-row view per row: slot c of row r at
+  // columns + position[c] * column_stride + r, gathered into a row of `width` and back.
+  const Weights& w = weights_;
+  std::vector<float> row(position.size());
+  std::vector<std::int64_t> slots;
+  for (std::size_t c = 0; c < position.size(); ++c)
+    if (position[c] >= 0) slots.push_back(static_cast<std::int64_t>(c));
+  const std::int64_t padded = (rows + 15) / 16 * 16;
+  SmallMlp one_row = *this;
+  one_row.rows_ = 1;
+  one_row.row_stride_ = static_cast<std::int64_t>(position.size());
+  for (std::int64_t r = 0; r < padded; ++r) {
+    for (std::int64_t c : slots) row[static_cast<std::size_t>(c)] = columns[position[static_cast<std::size_t>(c)] * column_stride + r];
+    one_row.execute(row.data());
+    for (const Output& output : w.outputs) {
+      const auto c = static_cast<std::size_t>(output.column);
+      columns[position[c] * column_stride + r] = row[c];
+    }
   }
 }
 

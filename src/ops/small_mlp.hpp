@@ -10,9 +10,10 @@
 // through memory: 16 rows at a time are gathered into registers (or, when every column touched
 // lies within 4 consecutive ones, loaded 4 values per row and transposed), run through both
 // maps, and their outputs added back.
-// Summation order (fixed): a unit's terms in order, then its bias; an output's terms in order,
-// then its bias, then the addition into x. Error (Higham, Accuracy and Stability, 3.1,
-// u = 2^-24): a unit with k terms is within gamma_(k+1) (sum |w x| + |b|) of exact (ReLU is
+// Summation order (fixed): a unit's bias, then its terms in order (one fused multiply-add chain
+// from the bias: no addition of its own); an output's bias, then its terms in order, then the
+// addition into x. Error (Higham, Accuracy and Stability, 3.1, u = 2^-24): a unit with k terms
+// is within gamma_k (sum |w x| + |b|) <= gamma_(k+1) (sum |w x| + |b|) of exact (ReLU is
 // 1-Lipschitz), and an output with m terms within gamma_(m+1) (sum |w h| + |b|) plus
 // sum |w| times its units' errors, plus u |result| for the addition into x: the same bound as
 // the two ops::StructuredLinear maps, which add the same terms. ops_test checks it against a
@@ -55,6 +56,14 @@ class SmallMlp {
   SmallMlp(std::int64_t rows, std::int64_t row_stride, std::int64_t width, Weights weights,
            PostActivation activation);
   void execute(float* x) const;
+  // The same MLP on rows stored column-major (ops::ColumnSweep): x's column c is the `rows`
+  // consecutive floats at columns + position[c] * column_stride (position: [width], -1 for a
+  // column held nowhere; every input and output must be held). `rows` is rounded up to a
+  // multiple of 16: the column block must hold those rows (they run through the MLP like any
+  // other). The same sums in the same order as execute, so the same bits.
+  void execute_columns(float* columns, std::int64_t column_stride, std::int64_t rows,
+                       const std::vector<std::int64_t>& position) const;
+  const Weights& weights() const { return weights_; }
   // Multiply-adds per row (the terms), as 2 FLOPs each.
   double flops_per_row() const { return 2.0 * static_cast<double>(terms_); }
   const char* implementation() const { return "structured:small_mlp"; }
@@ -64,6 +73,10 @@ class SmallMlp {
   Weights weights_;
   PostActivation activation_ = PostActivation::kNone;
   std::int64_t terms_ = 0;
+  // The kernel's trips of 128 rows over `rows`: load(r0, in) fills the inputs of rows
+  // [r0, r0 + 128), both maps run, and add(r0, out) adds the outputs (AVX-512 builds only).
+  template <typename Load, typename Add>
+  void trips(std::int64_t rows, const Load& load, const Add& add) const;
   // The terms flattened: unit j's are [unit_end[j-1], unit_end[j]) of up_*, output o's
   // [output_end[o-1], output_end[o]) of down_*.
   std::vector<std::int32_t> up_index_, down_index_;
