@@ -26,6 +26,7 @@ import functools
 import json
 import math
 import os
+import signal
 import stat
 import statistics
 import subprocess
@@ -51,6 +52,32 @@ UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 # set) was 16.6% in real time and 6.2% in CPU time; at load 1 both were 1.2%. Multi-threaded
 # benchmarks (the gate's informational forwards) must use real time.
 TIME_FIELD = "cpu_time"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is, like SIGINT's KeyboardInterrupt, so that
+    the same unwinding runs: subprocess.run kills its child (a benchmark would otherwise go on
+    running with parent 1) and temporary directories are removed. `code` is 128 + the signal."""
+
+    def __init__(self, signum):
+        super().__init__("signal %d" % signum)
+        self.code = 128 + signum
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
+
+
+def terminate_like_interrupt():
+    """Makes SIGTERM and SIGHUP raise Terminated (a KeyboardInterrupt) instead of ending the
+    process on the spot."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_terminated)
+
+
+def interrupted_exit_code(error):
+    """The exit status for a KeyboardInterrupt `error`: 128 + its signal (130 for SIGINT)."""
+    return getattr(error, "code", 130)
 
 
 class InputError(Exception):

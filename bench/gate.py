@@ -25,7 +25,9 @@ Benchmarks are matched by name, every time converted from its own time_unit firs
 of the baseline that this run lacks (renamed, removed, filtered out) fails the check unless
 --allow-missing; new ones are listed. Exit codes: 0 no regression, 1 a confirmed regression
 or a missing benchmark, 2 unusable input (a baseline that is not Google Benchmark JSON with
-every repetition and the calibration kernel, a missing binary, a benchmark process that failed).
+every repetition and the calibration kernel, a missing binary, a benchmark process that failed);
+128 + the signal on SIGINT, SIGTERM or SIGHUP (the running benchmark is killed, its temporary
+output removed).
 
 For information only (never gated: two threads on a shared 2-vCPU host are too noisy to test),
 the gate also runs forward_bench's whole forwards with 1 and 2 threads, and the encoder with the
@@ -223,10 +225,11 @@ def main():
 
 
 if __name__ == "__main__":
+    benchstats.terminate_like_interrupt()
     try:
         sys.exit(main())
     except (InputError, RunError) as error:
         print("gate: %s" % error, file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as interrupt:  # SIGINT, SIGTERM, SIGHUP: the benchmark is killed, temp removed
+        sys.exit(benchstats.interrupted_exit_code(interrupt))

@@ -16,10 +16,19 @@ Each case writes a baseline and a new run (tests/python/gb_json.py) and runs
                including a FIFO (which must not block) and a name holding a newline
   check        `gate.py check --baseline <unusable>` exits 2 on the baseline before it runs
                any benchmark, and appends nothing to the history
+  signals      SIGTERM, SIGHUP and SIGINT to `gate.py record` while its benchmark runs (a stub
+               build directory whose kernels_bench sleeps): exit 128 + signal, the benchmark
+               process killed, no iclbench-bench-* temporary directory left (before, SIGTERM
+               left the benchmark running with parent 1 and its out.json behind)
 """
+import json
 import os
+import signal
+import stat
 import subprocess
 import sys
+import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GATE = os.path.join(HERE, "..", "..", "bench", "gate.py")
@@ -49,6 +58,73 @@ def rows(stdout):
         if len(parts) >= 4 and parts[-1] in ("ok", "REGRESSED", "improved"):
             table[parts[0]] = parts[-1]
     return table
+
+
+STUB_ICLBENCH = """#!/usr/bin/python3
+import json
+print(json.dumps({"cpu_model": "stub", "logical_cpus": 1, "onednn_isa": "none", "onednn_version": "0",
+                  "tbb_version": "0", "compiler": "none", "git_revision": "0"}))
+"""
+# Writes its pid where the test looks for it, then sleeps: a benchmark that has not finished.
+STUB_BENCH = """#!/usr/bin/python3
+import os, time
+with open(os.environ["GATE_TEST_PID"], "w") as f:
+    f.write(str(os.getpid()))
+time.sleep(120)
+"""
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def signals(work):
+    build = os.path.join(work, "stub_build")
+    os.makedirs(os.path.join(build, "bin"), exist_ok=True)
+    for name, text in (("iclbench", STUB_ICLBENCH), ("kernels_bench", STUB_BENCH), ("forward_bench", STUB_BENCH)):
+        path = os.path.join(build, "bin", name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, stat.S_IRWXU)
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        case = "signals: %s" % signal.Signals(signum).name
+        temp = tempfile.mkdtemp(dir=work, prefix="signal_tmp_")
+        pid_file = os.path.join(temp, "pid")
+        env = dict(os.environ, TMPDIR=temp, GATE_TEST_PID=pid_file)
+        # The stub's results would be recorded under results/baselines/stub-*; it never finishes.
+        process = subprocess.Popen([PYTHON, GATE, "record", "--build", build], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(pid_file) and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        time.sleep(0.2)  # the pid written, not yet read
+        try:
+            child = int(open(pid_file).read())
+        except (OSError, ValueError):
+            process.kill()
+            out, err = process.communicate()
+            expect(case, False, "the stub benchmark never started: %s%s" % (out, err))
+            continue
+        process.send_signal(signum)
+        try:
+            out, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            expect(case, False, "gate.py did not end")
+            continue
+        time.sleep(0.2)
+        left = [n for n in os.listdir(temp) if n.startswith("iclbench-bench-")]
+        orphan = alive(child)
+        if orphan:
+            os.kill(child, signal.SIGKILL)
+        expect(case, process.returncode == 128 + signum and not orphan and not left and "Traceback" not in err,
+               "exit %d, benchmark %s, left %s, stderr %r" % (process.returncode, "still running" if orphan
+                                                              else "ended", left, err))
 
 
 def main():
@@ -148,6 +224,8 @@ def main():
         expect("check with " + os.path.basename(path),
                code == 2 and err.startswith("gate: " + path) and len(err.strip().splitlines()) == 1 and
                not os.path.exists(history), "exit %d, stderr %r" % (code, err))
+
+    signals(work)
 
     if failures:
         print("FAILED: %d case(s): %s" % (len(failures), ", ".join(failures)))
