@@ -6,9 +6,9 @@ Reading Google Benchmark JSON, including files this suite did not write:
     compares with one in ns, and the calibration kernel may use another unit than the rest;
   * benchmarks are matched by name; a name in only one of two runs is reported as added or
     removed, never silently dropped;
-  * anything that cannot be compared (not a regular file, not UTF-8 JSON, no "benchmarks"
-    list, aggregates only, a benchmark that reported an error, an unknown unit, a time that
-    is not a positive finite number, no calibration kernel, fewer than MIN_REPETITIONS
+  * anything that cannot be compared (not a regular file, not UTF-8 JSON, JSON nested too
+    deeply for the parser, no "benchmarks" list, aggregates only, a benchmark that reported an error, an unknown unit, a time that
+    is not a positive finite number (or an integer too large for a float), no calibration kernel, fewer than MIN_REPETITIONS
     repetitions) raises InputError, whose message is one line naming the file and the entry.
 
 The decision: each time (CPU time of the single-threaded kernels, see TIME_FIELD) is divided
@@ -75,6 +75,13 @@ def terminate_like_interrupt():
         signal.signal(signum, _raise_terminated)
 
 
+def quiet_on_broken_pipe():
+    """Makes a closed standard output (`gate.py compare A B | head -1`) end the process quietly
+    by SIGPIPE, as it ends cat or grep, instead of a BrokenPipeError traceback. Nothing is lost:
+    the output is a report, and the tools write their files before they print the last lines."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
 def interrupted_exit_code(error):
     """The exit status for a KeyboardInterrupt `error`: 128 + its signal (130 for SIGINT)."""
     return getattr(error, "code", 130)
@@ -116,6 +123,8 @@ def read_json(path):
         raise InputError("%s: not UTF-8 text" % shown) from None
     except ValueError as error:
         raise InputError("%s: not JSON (%s)" % (shown, printable(error))) from None
+    except RecursionError:
+        raise InputError("%s: JSON nested too deeply" % shown) from None
 
 
 def write_json_files(directory, contents):
@@ -174,9 +183,14 @@ def parse_run(data, source, time_field=TIME_FIELD):
         unit = entry.get("time_unit")
         if unit not in UNIT_SECONDS:
             raise InputError("%s: unknown time_unit %s (expected ns, us, ms or s)" % (where, printable(repr(unit))))
-        value = entry.get(time_field)
+        value = written = entry.get(time_field)
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                value = float(value)
+            except OverflowError:  # an integer of hundreds of digits
+                value = math.inf
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise InputError("%s: %s %s is not a positive finite number" % (where, time_field, printable(repr(value))))
+            raise InputError("%s: %s %s is not a positive finite number" % (where, time_field, printable(repr(written), 40)))
         process = entry.get("process_index", 0)
         if isinstance(process, bool) or not isinstance(process, int) or process < 0:
             raise InputError("%s: process_index %s is not a process number" % (where, printable(repr(process))))

@@ -226,6 +226,7 @@ def main():
 
 if __name__ == "__main__":
     benchstats.terminate_like_interrupt()
+    benchstats.quiet_on_broken_pipe()
     try:
         sys.exit(main())
     except (InputError, RunError) as error:

@@ -843,4 +843,5 @@ def main(argv=None):
 
 if __name__ == "__main__":
     benchstats.terminate_like_interrupt()
+    benchstats.quiet_on_broken_pipe()
     sys.exit(main())

@@ -13,7 +13,11 @@ Each case writes a baseline and a new run (tests/python/gb_json.py) and runs
                in another unit than the rest (before: every benchmark "regressed"): exit 0
   units+slow   a 30% slowdown in a run written in ms: exit 1, only that benchmark
   unusable     exit 2 and exactly one line on stderr, for every way a file can be unusable,
-               including a FIFO (which must not block) and a name holding a newline
+               including a FIFO (which must not block), a name holding a newline, a time
+               written as a 400-digit integer (OverflowError before) and lists nested 100000
+               deep (RecursionError before)
+  closed stdout  `gate.py compare A B | head`-like: ended by SIGPIPE, nothing on stderr (a
+               BrokenPipeError traceback before)
   check        `gate.py check --baseline <unusable>` exits 2 on the baseline before it runs
                any benchmark, and appends nothing to the history
   signals      SIGTERM, SIGHUP and SIGINT to `gate.py record` while its benchmark runs (a stub
@@ -190,11 +194,15 @@ def main():
     variant("unknown_unit", lambda d: d["benchmarks"][12].update(time_unit="fortnights"))
     variant("nan_time", lambda d: d["benchmarks"][12].update(cpu_time=float("nan")))
     variant("negative_time", lambda d: d["benchmarks"][12].update(cpu_time=-1.0))
+    variant("huge_int_time", lambda d: d["benchmarks"][12].update(cpu_time=10 ** 400))
     variant("string_time", lambda d: d["benchmarks"][12].update(cpu_time="12"))
     variant("no_name", lambda d: d["benchmarks"][12].pop("name"))
     variant("newline_name", lambda d: d["benchmarks"][12].update(name="soft\nmax", error_occurred=True))
     variant("no_calibration", lambda d: d.update(benchmarks=[b for b in d["benchmarks"]
                                                               if not b["name"].startswith("calibration/")]))
+    unusable["deep"] = os.path.join(work, "bad_deep.json")
+    with open(unusable["deep"], "wb") as f:
+        f.write(b'{"benchmarks": ' + b"[" * 100000 + b"]" * 100000 + b"}")
     few = run_json(GATED, seed=6, repetitions=3)
     unusable["three_repetitions"] = write(os.path.join(work, "bad_three_repetitions.json"), few)
     unusable["directory"] = work
@@ -224,6 +232,15 @@ def main():
         expect("check with " + os.path.basename(path),
                code == 2 and err.startswith("gate: " + path) and len(err.strip().splitlines()) == 1 and
                not os.path.exists(history), "exit %d, stderr %r" % (code, err))
+
+    # A reader that closed the pipe (`| head`): ended by SIGPIPE like cat, no traceback.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    process = subprocess.run([PYTHON, GATE, "compare", base, base], stdout=write_end, stderr=subprocess.PIPE,
+                             text=True, timeout=60)
+    os.close(write_end)
+    expect("closed stdout", process.returncode == -signal.SIGPIPE and not process.stderr,
+           "exit %d, stderr %r" % (process.returncode, process.stderr))
 
     signals(work)
 
