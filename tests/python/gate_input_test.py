@@ -20,6 +20,8 @@ Each case writes a baseline and a new run (tests/python/gb_json.py) and runs
                BrokenPipeError traceback before)
   check        `gate.py check --baseline <unusable>` exits 2 on the baseline before it runs
                any benchmark, and appends nothing to the history
+  slowdown     kernels_bench's ICLBENCH_BENCH_SLOWDOWN: malformed, or naming no benchmark of the
+               run (unknown or filtered out): one line, exit 2 at start-up
   signals      SIGTERM, SIGHUP and SIGINT to `gate.py record` while its benchmark runs (a stub
                build directory whose kernels_bench sleeps): exit 128 + signal, the benchmark
                process killed, no iclbench-bench-* temporary directory left (before, SIGTERM
@@ -129,6 +131,33 @@ def signals(work):
         expect(case, process.returncode == 128 + signum and not orphan and not left and "Traceback" not in err,
                "exit %d, benchmark %s, left %s, stderr %r" % (process.returncode, "still running" if orphan
                                                               else "ended", left, err))
+
+
+def slowdown_switch(build):
+    """kernels_bench's ICLBENCH_BENCH_SLOWDOWN: every malformed value, and a name that selects no
+    benchmark of the run, is one line and exit 2 at start-up (before: stod's abort, exit 134, or
+    silently nothing slowed, so the gate's self-test passed without a slowdown)."""
+    binary = os.path.join(build, "bin", "kernels_bench")
+    target = "softmax/iclbench_f32"
+    cases = [(target + ":", None), ("foo", None), (target + ":nan", None), (target + ":-1", None),
+             (target + ":0", None), (target + ":inf", None), (target + ":11", None), (target + ":0.3x", None),
+             (":0.3", None), ("no_such_benchmark:0.3", None), (target + ":0.3", "^calibration/"),
+             (target + ":0.3", "-softmax")]
+    for value, bench_filter in cases:
+        command = [binary, "--benchmark_list_tests=true"] + (["--benchmark_filter=" + bench_filter]
+                                                            if bench_filter else [])
+        process = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                                 env=dict(os.environ, ICLBENCH_BENCH_SLOWDOWN=value))
+        lines = process.stderr.strip().splitlines()
+        expect("slowdown %r%s" % (value, " filter " + bench_filter if bench_filter else ""),
+               process.returncode == 2 and len(lines) == 1 and "ICLBENCH_BENCH_SLOWDOWN" in lines[0],
+               "exit %d, stderr %r" % (process.returncode, process.stderr))
+    for value in (target + ":0.3", ""):  # usable, and set but empty (off)
+        process = subprocess.run([binary, "--benchmark_list_tests=true", "--benchmark_filter=" + target],
+                                 capture_output=True, text=True, timeout=120,
+                                 env=dict(os.environ, ICLBENCH_BENCH_SLOWDOWN=value))
+        expect("slowdown %r" % value, process.returncode == 0 and target in process.stdout and not process.stderr,
+               "exit %d, stderr %r" % (process.returncode, process.stderr))
 
 
 def main():
@@ -243,6 +272,7 @@ def main():
            "exit %d, stderr %r" % (process.returncode, process.stderr))
 
     signals(work)
+    slowdown_switch(build)
 
     if failures:
         print("FAILED: %d case(s): %s" % (len(failures), ", ".join(failures)))
