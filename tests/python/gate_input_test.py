@@ -22,6 +22,8 @@ Each case writes a baseline and a new run (tests/python/gb_json.py) and runs
                any benchmark, and appends nothing to the history
   slowdown     kernels_bench's ICLBENCH_BENCH_SLOWDOWN: malformed, or naming no benchmark of the
                run (unknown or filtered out): one line, exit 2 at start-up
+  arguments    flags after the subcommand; every argument error one line and exit 2, including a
+               flag the subcommand does not take, an empty path and a non-finite number
   signals      SIGTERM, SIGHUP and SIGINT to `gate.py record` while its benchmark runs (a stub
                build directory whose kernels_bench sleeps): exit 128 + signal, the benchmark
                process killed, no iclbench-bench-* temporary directory left (before, SIGTERM
@@ -176,6 +178,24 @@ def main():
     code, out, err = gate("compare", base, new, "--allow-missing")
     expect("renamed --allow-missing", code == 0 and "softmax/iclbench_f32" in out and
            "softmax/iclbench_f32_v2" in out and "allowed by --allow-missing" in out, "exit %d\n%s%s" % (code, out, err))
+
+    # Flags after the subcommand and before its files (before: "unrecognized arguments: NEW").
+    code, out, err = gate("compare", "--allow-missing", base, new)
+    expect("compare --allow-missing OLD NEW", code == 0 and "allowed by --allow-missing" in out,
+           "exit %d\n%s%s" % (code, out, err))
+    # Every argument error is one line and exit 2 (before: the usage and the error, 5 lines), and
+    # nothing runs: flags that mean nothing to the subcommand, empty paths, non-finite numbers.
+    for arguments in (["compare", "--min-time", "nan", base, new], ["compare", "--repetitions", "3", base, new],
+                      ["compare", base], ["compare", base, new, "--baseline", base], ["bogus"], [],
+                      ["check", "--baseline", ""], ["check", "--build", ""], ["check", "--history", ""],
+                      ["check", "--min-time", "nan"], ["check", "--min-time", "inf"], ["check", "--min-time", "0"],
+                      ["check", "--repetitions", "3"], ["record", "--repetitions", "x"],
+                      ["record", "--baseline", base], ["record", "--allow-missing"]):
+        code, out, err = gate(*arguments)
+        lines = err.strip().splitlines()
+        expect("arguments %s" % " ".join(os.path.basename(a) for a in arguments)[:60],
+               code == 2 and len(lines) == 1 and lines[0].startswith("gate: ") and not out,
+               "exit %d, stdout %r, stderr %r" % (code, out, err))
 
     # Sibling: a benchmark added, none removed.
     added = dict(GATED, **{"attention/av_mix/onednn_f32": 20e-6})
