@@ -8,7 +8,8 @@ Reading Google Benchmark JSON, including files this suite did not write:
     removed, never silently dropped;
   * anything that cannot be compared (not a regular file, not UTF-8 JSON, JSON nested too
     deeply for the parser, no "benchmarks" list, aggregates only, a benchmark that reported an error, an unknown unit, a time that
-    is not a positive finite number (or an integer too large for a float), no calibration kernel, fewer than MIN_REPETITIONS
+    is not a positive finite number (or an integer too large for a float), a repetition_index
+    twice, no calibration kernel, fewer than MIN_REPETITIONS
     repetitions) raises InputError, whose message is one line naming the file and the entry.
 
 The decision: each time (CPU time of the single-threaded kernels, see TIME_FIELD) is divided
@@ -171,14 +172,16 @@ def parse_run(data, source, time_field=TIME_FIELD):
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise InputError('%s: not Google Benchmark JSON (no "benchmarks" list)' % source)
     processes = {}
+    seen = set()  # (process, name, repetition_index)
     for index, entry in enumerate(data["benchmarks"]):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
             raise InputError("%s: benchmarks[%d] has no name" % (source, index))
         where = "%s: %s" % (source, printable(entry["name"]))
         if entry.get("error_occurred"):
             raise InputError("%s reported an error: %s" % (where, printable(entry.get("error_message", ""))))
-        # Aggregates (mean, median, stddev) are recomputed here from the repetitions.
-        if entry.get("run_type", "iteration") != "iteration":
+        # Aggregates (mean, median, stddev) are recomputed here from the repetitions. A writer
+        # that leaves out run_type still names an aggregate's statistic in aggregate_name.
+        if entry.get("run_type", "iteration") != "iteration" or "aggregate_name" in entry:
             continue
         unit = entry.get("time_unit")
         if unit not in UNIT_SECONDS:
@@ -194,6 +197,14 @@ def parse_run(data, source, time_field=TIME_FIELD):
         process = entry.get("process_index", 0)
         if isinstance(process, bool) or not isinstance(process, int) or process < 0:
             raise InputError("%s: process_index %s is not a process number" % (where, printable(repr(process))))
+        repetition = entry.get("repetition_index")
+        if repetition is not None:
+            # The same repetition twice (a file concatenated with itself, a merge gone wrong)
+            # would count as independent samples and shrink the U test's p-value.
+            if (process, entry["name"], printable(repr(repetition))) in seen:
+                raise InputError("%s: repetition_index %s appears twice%s" % (
+                    where, printable(repr(repetition), 20), " in process %d" % process if process else ""))
+            seen.add((process, entry["name"], printable(repr(repetition))))
         processes.setdefault(process, {}).setdefault(entry["name"], []).append(value * UNIT_SECONDS[unit])
     if not processes:
         raise InputError("%s: no repetitions, only aggregates or nothing (record with every repetition, "

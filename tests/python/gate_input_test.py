@@ -13,7 +13,8 @@ Each case writes a baseline and a new run (tests/python/gb_json.py) and runs
                in another unit than the rest (before: every benchmark "regressed"): exit 0
   units+slow   a 30% slowdown in a run written in ms: exit 1, only that benchmark
   unusable     exit 2 and exactly one line on stderr, for every way a file can be unusable,
-               including a FIFO (which must not block), a name holding a newline, a time
+               including a FIFO (which must not block), a repetition_index twice (counted as
+               10 samples before), a name holding a newline, a time
                written as a 400-digit integer (OverflowError before) and lists nested 100000
                deep (RecursionError before)
   closed stdout  `gate.py compare A B | head`-like: ended by SIGPIPE, nothing on stderr (a
@@ -22,6 +23,7 @@ Each case writes a baseline and a new run (tests/python/gb_json.py) and runs
                any benchmark, and appends nothing to the history
   slowdown     kernels_bench's ICLBENCH_BENCH_SLOWDOWN: malformed, or naming no benchmark of the
                run (unknown or filtered out): one line, exit 2 at start-up
+  no run_type  aggregates told by aggregate_name (before: listed as new benchmarks)
   arguments    flags after the subcommand; every argument error one line and exit 2, including a
                flag the subcommand does not take, an empty path and a non-finite number
   signals      SIGTERM, SIGHUP and SIGINT to `gate.py record` while its benchmark runs (a stub
@@ -197,6 +199,14 @@ def main():
                code == 2 and len(lines) == 1 and lines[0].startswith("gate: ") and not out,
                "exit %d, stdout %r, stderr %r" % (code, out, err))
 
+    # Without run_type (another writer): the aggregates, named by aggregate_name, are not benchmarks.
+    plain = run_json(GATED, seed=7)
+    for entry in plain["benchmarks"]:
+        entry.pop("run_type")
+    code, out, err = gate("compare", base, write(os.path.join(work, "no_run_type.json"), plain))
+    expect("no run_type", code == 0 and "new (not in" not in out and set(rows(out)) == set(GATED) - {
+        "calibration/gemm_f32_256"}, "exit %d\n%s%s" % (code, out, err))
+
     # Sibling: a benchmark added, none removed.
     added = dict(GATED, **{"attention/av_mix/onednn_f32": 20e-6})
     code, out, err = gate("compare", base, write(os.path.join(work, "added.json"), run_json(added, seed=3)))
@@ -245,6 +255,7 @@ def main():
     variant("negative_time", lambda d: d["benchmarks"][12].update(cpu_time=-1.0))
     variant("huge_int_time", lambda d: d["benchmarks"][12].update(cpu_time=10 ** 400))
     variant("string_time", lambda d: d["benchmarks"][12].update(cpu_time="12"))
+    variant("repetition_twice", lambda d: d["benchmarks"].insert(13, dict(d["benchmarks"][12])))
     variant("no_name", lambda d: d["benchmarks"][12].pop("name"))
     variant("newline_name", lambda d: d["benchmarks"][12].update(name="soft\nmax", error_occurred=True))
     variant("no_calibration", lambda d: d.update(benchmarks=[b for b in d["benchmarks"]
