@@ -7,10 +7,10 @@ Reading Google Benchmark JSON, including files this suite did not write:
   * benchmarks are matched by name; a name in only one of two runs is reported as added or
     removed, never silently dropped;
   * anything that cannot be compared (not a regular file, not UTF-8 JSON, JSON nested too
-    deeply for the parser, no "benchmarks" list, aggregates only, a benchmark that reported an error, an unknown unit, a time that
-    is not a positive finite number (or an integer too large for a float), a repetition_index
-    twice, no calibration kernel, fewer than MIN_REPETITIONS
-    repetitions) raises InputError, whose message is one line naming the file and the entry.
+    deeply for the parser, no "benchmarks" list, aggregates only, a benchmark that reported an
+    error, an unknown unit, a time that is not a positive finite number (or an integer too
+    large for a float), a repetition_index twice, no calibration kernel, fewer than
+    MIN_REPETITIONS repetitions) raises InputError, whose message is one line naming the file and the entry.
 
 The decision: each time (CPU time of the single-threaded kernels, see TIME_FIELD) is divided
 by the median time of the calibration kernel (a fixed f32 GEMM) from the same process, which
