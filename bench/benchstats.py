@@ -6,10 +6,11 @@ Reading Google Benchmark JSON, including files this suite did not write:
     compares with one in ns, and the calibration kernel may use another unit than the rest;
   * benchmarks are matched by name; a name in only one of two runs is reported as added or
     removed, never silently dropped;
-  * anything that cannot be compared (not a regular file, not UTF-8 JSON, no "benchmarks"
-    list, aggregates only, a benchmark that reported an error, an unknown unit, a time that
-    is not a positive finite number, no calibration kernel, fewer than MIN_REPETITIONS
-    repetitions) raises InputError, whose message is one line naming the file and the entry.
+  * anything that cannot be compared (not a regular file, not UTF-8 JSON, JSON nested too
+    deeply for the parser, no "benchmarks" list, aggregates only, a benchmark that reported an
+    error, an unknown unit, a time that is not a positive finite number (or an integer too
+    large for a float), a repetition_index twice, no calibration kernel, fewer than
+    MIN_REPETITIONS repetitions) raises InputError, whose message is one line naming the file and the entry.
 
 The decision: each time (CPU time of the single-threaded kernels, see TIME_FIELD) is divided
 by the median time of the calibration kernel (a fixed f32 GEMM) from the same process, which
@@ -26,6 +27,7 @@ import functools
 import json
 import math
 import os
+import signal
 import stat
 import statistics
 import subprocess
@@ -51,6 +53,39 @@ UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 # set) was 16.6% in real time and 6.2% in CPU time; at load 1 both were 1.2%. Multi-threaded
 # benchmarks (the gate's informational forwards) must use real time.
 TIME_FIELD = "cpu_time"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is, like SIGINT's KeyboardInterrupt, so that
+    the same unwinding runs: subprocess.run kills its child (a benchmark would otherwise go on
+    running with parent 1) and temporary directories are removed. `code` is 128 + the signal."""
+
+    def __init__(self, signum):
+        super().__init__("signal %d" % signum)
+        self.code = 128 + signum
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
+
+
+def terminate_like_interrupt():
+    """Makes SIGTERM and SIGHUP raise Terminated (a KeyboardInterrupt) instead of ending the
+    process on the spot."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_terminated)
+
+
+def quiet_on_broken_pipe():
+    """Makes a closed standard output (`gate.py compare A B | head -1`) end the process quietly
+    by SIGPIPE, as it ends cat or grep, instead of a BrokenPipeError traceback. Nothing is lost:
+    the output is a report, and the tools write their files before they print the last lines."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
+def interrupted_exit_code(error):
+    """The exit status for a KeyboardInterrupt `error`: 128 + its signal (130 for SIGINT)."""
+    return getattr(error, "code", 130)
 
 
 class InputError(Exception):
@@ -89,6 +124,8 @@ def read_json(path):
         raise InputError("%s: not UTF-8 text" % shown) from None
     except ValueError as error:
         raise InputError("%s: not JSON (%s)" % (shown, printable(error))) from None
+    except RecursionError:
+        raise InputError("%s: JSON nested too deeply" % shown) from None
 
 
 def write_json_files(directory, contents):
@@ -135,24 +172,39 @@ def parse_run(data, source, time_field=TIME_FIELD):
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise InputError('%s: not Google Benchmark JSON (no "benchmarks" list)' % source)
     processes = {}
+    seen = set()  # (process, name, repetition_index)
     for index, entry in enumerate(data["benchmarks"]):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
             raise InputError("%s: benchmarks[%d] has no name" % (source, index))
         where = "%s: %s" % (source, printable(entry["name"]))
         if entry.get("error_occurred"):
             raise InputError("%s reported an error: %s" % (where, printable(entry.get("error_message", ""))))
-        # Aggregates (mean, median, stddev) are recomputed here from the repetitions.
-        if entry.get("run_type", "iteration") != "iteration":
+        # Aggregates (mean, median, stddev) are recomputed here from the repetitions. A writer
+        # that leaves out run_type still names an aggregate's statistic in aggregate_name.
+        if entry.get("run_type", "iteration") != "iteration" or "aggregate_name" in entry:
             continue
         unit = entry.get("time_unit")
         if unit not in UNIT_SECONDS:
             raise InputError("%s: unknown time_unit %s (expected ns, us, ms or s)" % (where, printable(repr(unit))))
-        value = entry.get(time_field)
+        value = written = entry.get(time_field)
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                value = float(value)
+            except OverflowError:  # an integer of hundreds of digits
+                value = math.inf
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise InputError("%s: %s %s is not a positive finite number" % (where, time_field, printable(repr(value))))
+            raise InputError("%s: %s %s is not a positive finite number" % (where, time_field, printable(repr(written), 40)))
         process = entry.get("process_index", 0)
         if isinstance(process, bool) or not isinstance(process, int) or process < 0:
             raise InputError("%s: process_index %s is not a process number" % (where, printable(repr(process))))
+        repetition = entry.get("repetition_index")
+        if repetition is not None:
+            # The same repetition twice (a file concatenated with itself, a merge gone wrong)
+            # would count as independent samples and shrink the U test's p-value.
+            if (process, entry["name"], printable(repr(repetition))) in seen:
+                raise InputError("%s: repetition_index %s appears twice%s" % (
+                    where, printable(repr(repetition), 20), " in process %d" % process if process else ""))
+            seen.add((process, entry["name"], printable(repr(repetition))))
         processes.setdefault(process, {}).setdefault(entry["name"], []).append(value * UNIT_SECONDS[unit])
     if not processes:
         raise InputError("%s: no repetitions, only aggregates or nothing (record with every repetition, "

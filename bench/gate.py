@@ -25,7 +25,9 @@ Benchmarks are matched by name, every time converted from its own time_unit firs
 of the baseline that this run lacks (renamed, removed, filtered out) fails the check unless
 --allow-missing; new ones are listed. Exit codes: 0 no regression, 1 a confirmed regression
 or a missing benchmark, 2 unusable input (a baseline that is not Google Benchmark JSON with
-every repetition and the calibration kernel, a missing binary, a benchmark process that failed).
+every repetition and the calibration kernel, a missing binary, a benchmark process that failed);
+128 + the signal on SIGINT, SIGTERM or SIGHUP (the running benchmark is killed, its temporary
+output removed).
 
 For information only (never gated: two threads on a shared 2-vCPU host are too noisy to test),
 the gate also runs forward_bench's whole forwards with 1 and 2 threads, and the encoder with the
@@ -37,6 +39,7 @@ Runs on /usr/bin/python3 with Debian's python3-scipy.
 """
 import argparse
 import json
+import math
 import os
 import re
 import statistics
@@ -127,29 +130,66 @@ def compare_files(args):
     return 1 if regressed or missing else 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with every error as one line on stderr and exit 2 (not the usage and the error)."""
+
+    def error(self, message):
+        self.exit(2, "gate: %s (--help for usage)\n" % benchstats.printable(message, 300))
+
+
+def path_argument(text):
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
+
+
+def repetitions_argument(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
+    if value < benchstats.MIN_REPETITIONS:
+        raise argparse.ArgumentTypeError("must be >= %d for the U test to mean anything" % benchstats.MIN_REPETITIONS)
+    return value
+
+
+def seconds_argument(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < 1e3):  # also refuses nan and inf
+        raise argparse.ArgumentTypeError("%r is not a number of seconds in (0, 1000)" % text)
+    return value
+
+
+def parse_arguments(argv=None):
+    """Each subcommand takes only the flags that mean something to it, before or after its files."""
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    modes = parser.add_subparsers(dest="mode", required=True, metavar="{record,check,compare}")
+    record = modes.add_parser("record", help="run the gate set, store it as this machine's baseline")
+    check = modes.add_parser("check", help="run it again and compare; exit 1 on a confirmed regression")
+    compare = modes.add_parser("compare", help="compare two Google Benchmark JSON files (no re-run)")
+    for sub in (record, check):
+        sub.add_argument("--build", type=path_argument, default=os.path.join(ROOT, "build", "release"))
+        sub.add_argument("--repetitions", type=repetitions_argument, default=9)
+        sub.add_argument("--min-time", type=seconds_argument, default=0.05, help="seconds per repetition")
+    check.add_argument("--baseline", type=path_argument, help="baseline JSON (default: this machine's)")
+    check.add_argument("--history", type=path_argument, default=os.path.join(ROOT, "results", "gate_history.jsonl"))
+    compare.add_argument("baseline", metavar="BASELINE.json")
+    compare.add_argument("current", metavar="NEW.json")
+    for sub in (check, compare):
+        sub.add_argument("--allow-missing", action="store_true",
+                         help="a benchmark of the baseline that this run lacks does not fail the check")
+    return parser.parse_args(argv)
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["record", "check", "compare"])
-    parser.add_argument("files", nargs="*", metavar="FILE", help="compare: BASELINE.json NEW.json")
-    parser.add_argument("--build", default=os.path.join(ROOT, "build", "release"))
-    parser.add_argument("--repetitions", type=int, default=9)
-    parser.add_argument("--min-time", type=float, default=0.05, help="seconds per repetition")
-    parser.add_argument("--baseline", help="baseline JSON (default: this machine's)")
-    parser.add_argument("--history", default=os.path.join(ROOT, "results", "gate_history.jsonl"))
-    parser.add_argument("--allow-missing", action="store_true",
-                        help="a benchmark of the baseline that this run lacks does not fail the check")
-    args = parser.parse_args()
+    args = parse_arguments()
     if args.mode == "compare":
-        if len(args.files) != 2:
-            parser.error("compare takes two files: BASELINE.json NEW.json")
-        args.baseline, args.current = args.files
         return compare_files(args)
-    if args.files:
-        parser.error("%s takes no file arguments" % args.mode)
-    if args.repetitions < benchstats.MIN_REPETITIONS:
-        parser.error("--repetitions must be >= %d for the U test to mean anything" % benchstats.MIN_REPETITIONS)
-    if not (args.min_time > 0 and args.min_time < 1e3):
-        parser.error("--min-time must be a positive number of seconds")
+    args.baseline = getattr(args, "baseline", None)
+    args.allow_missing = getattr(args, "allow_missing", False)
     binary = os.path.join(args.build, "bin", "kernels_bench")
     forward_binary = os.path.join(args.build, "bin", "forward_bench")
     iclbench = os.path.join(args.build, "bin", "iclbench")
@@ -223,10 +263,12 @@ def main():
 
 
 if __name__ == "__main__":
+    benchstats.terminate_like_interrupt()
+    benchstats.quiet_on_broken_pipe()
     try:
         sys.exit(main())
     except (InputError, RunError) as error:
         print("gate: %s" % error, file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as interrupt:  # SIGINT, SIGTERM, SIGHUP: the benchmark is killed, temp removed
+        sys.exit(benchstats.interrupted_exit_code(interrupt))

@@ -10,9 +10,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <new>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -58,17 +61,77 @@ using Buffer = std::vector<T, Aligned64<T>>;
 
 // For checking the regression gate only: ICLBENCH_BENCH_SLOWDOWN="substring:fraction" makes
 // every benchmark whose name contains `substring` repeat its op a `fraction` of the time (0.3:
-// 30% slower on average). Unset, it costs nothing.
+// 30% slower on average). Unset, it costs nothing. main() parses it once at start-up
+// (configure_slowdown): a malformed value, or a substring that names no benchmark of this run
+// that honours it, is an error there, so a self-test of the gate cannot pass without slowing
+// anything.
+struct SlowdownSetting {
+  std::string substring;
+  double fraction = 0;  // 0: off
+};
+SlowdownSetting g_slowdown;
+
+// The names of the benchmarks registered through add(), the ones that honour the slowdown.
+std::vector<std::string>& hooked_names() {
+  static std::vector<std::string> names;
+  return names;
+}
+
+// `text` with every byte outside printable ASCII shown as '?', cut to 60 characters: for one-line messages.
+std::string printable(const std::string& text) {
+  std::string out;
+  for (char c : text.substr(0, 60)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
+  return text.size() > 60 ? out + "..." : out;
+}
+
+// True if Google Benchmark's --benchmark_filter selects `name` (its FindBenchmarks rule: empty
+// or "all" is everything, a leading '-' negates, otherwise an extended regex searched in the
+// name). A filter std::regex cannot compile selects everything here; Google Benchmark itself
+// reports that filter.
+bool filter_selects(const std::string& name) {
+  std::string spec = benchmark::GetBenchmarkFilter();
+  if (spec.empty() || spec == "all") return true;
+  bool negative = false;
+  if (spec[0] == '-') {
+    spec.erase(0, 1);
+    negative = true;
+  }
+  try {
+    return std::regex_search(name, std::regex(spec, std::regex::extended)) != negative;
+  } catch (const std::regex_error&) {
+    return true;
+  }
+}
+
+// Parses ICLBENCH_BENCH_SLOWDOWN (`setting`) into g_slowdown; an empty string if it is usable,
+// else the one-line reason.
+std::string configure_slowdown(const std::string& setting) {
+  const auto colon = setting.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return "\"" + printable(setting) + "\" is not SUBSTRING:FRACTION (e.g. softmax/iclbench_f32:0.3)";
+  const std::string substring = setting.substr(0, colon);
+  const std::string number = setting.substr(colon + 1);
+  char* end = nullptr;
+  const double fraction = number.empty() ? 0 : std::strtod(number.c_str(), &end);
+  // (0, 10]: a slowdown, and at most 11 times the op's time (a self-test needs 0.3).
+  if (number.empty() || std::isspace(static_cast<unsigned char>(number[0])) || *end != '\0' ||
+      !std::isfinite(fraction) || fraction <= 0 || fraction > 10)
+    return "fraction \"" + printable(number) + "\" is not a number in (0, 10]";
+  bool matched = false;
+  for (const std::string& name : hooked_names())
+    matched = matched || (name.find(substring) != std::string::npos && filter_selects(name));
+  if (!matched)
+    return "\"" + printable(substring) + "\" is in the name of no benchmark of this run (after --benchmark_filter) that can be slowed";
+  g_slowdown = {substring, fraction};
+  return "";
+}
+
 struct Slowdown {
   double fraction = 0;
   double op_seconds = 0;
   explicit Slowdown(const std::string& name) {
-    const char* setting = std::getenv("ICLBENCH_BENCH_SLOWDOWN");
-    if (setting == nullptr) return;
-    const std::string text = setting;
-    const auto colon = text.rfind(':');
-    if (colon == std::string::npos || name.find(text.substr(0, colon)) == std::string::npos) return;
-    fraction = std::stod(text.substr(colon + 1));
+    if (g_slowdown.fraction > 0 && name.find(g_slowdown.substring) != std::string::npos)
+      fraction = g_slowdown.fraction;
   }
   // Times the op (median of 21 runs) so that wait() can add `fraction` of it per iteration.
   template <typename Op>
@@ -702,6 +765,7 @@ void BM_IclMlp(benchmark::State& state, std::string name, bool by_columns) {
 // Registers `function` under `name`, passing the name on (for the gate's slowdown switch).
 template <typename Function, typename... Args>
 void add(const std::string& name, Function function, Args... args) {
+  hooked_names().push_back(name);
   benchmark::RegisterBenchmark(name.c_str(), function, name, args...);
 }
 
@@ -772,6 +836,14 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   iclbench::bench::register_benchmarks();
+  const char* setting = std::getenv("ICLBENCH_BENCH_SLOWDOWN");
+  if (setting != nullptr && *setting != '\0') {  // set but empty: off, as unset
+    const std::string error = iclbench::bench::configure_slowdown(setting);
+    if (!error.empty()) {
+      std::fprintf(stderr, "kernels_bench: ICLBENCH_BENCH_SLOWDOWN: %s\n", error.c_str());
+      return 2;
+    }
+  }
   benchmark::AddCustomContext("gemm_peak_gflops_f32", std::to_string(iclbench::bench::gemm_peak_gflops(false)));
   benchmark::AddCustomContext("gemm_peak_gflops_bf16", std::to_string(iclbench::bench::gemm_peak_gflops(true)));
   benchmark::RunSpecifiedBenchmarks();

@@ -837,9 +837,11 @@ def main(argv=None):
     except (InputError, RunError) as error:
         print("track: %s" % error, file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as interrupt:  # SIGINT, SIGTERM, SIGHUP: the child is killed, temp removed
+        return benchstats.interrupted_exit_code(interrupt)
 
 
 if __name__ == "__main__":
+    benchstats.terminate_like_interrupt()
+    benchstats.quiet_on_broken_pipe()
     sys.exit(main())

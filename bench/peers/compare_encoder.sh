@@ -11,14 +11,29 @@
 # that ran is printed with the table.
 # Installs python3-torch and OpenBLAS if missing (`setup.sh peers`, not in the default set-up:
 # ~300 MB).
+#
+# usage: [REPEATS=7] bash bench/peers/compare_encoder.sh   (REPEATS: timed forwards per cell, 1..1000)
 set -euo pipefail
+usage="usage: [REPEATS=7] bash bench/peers/compare_encoder.sh  (REPEATS: timed forwards per cell, 1..1000; no arguments)"
+# Arguments and REPEATS are checked before anything is installed, built or timed.
+if [ $# -gt 0 ]; then
+  case "$1" in
+    -h|--help) echo "$usage"; exit 0 ;;
+    *) echo "compare_encoder.sh: unknown argument (it takes none; --help for usage)" >&2; exit 2 ;;
+  esac
+fi
+REPEATS=${REPEATS:-7}
+if ! [[ $REPEATS =~ ^[1-9][0-9]{0,3}$ ]] || [ "$REPEATS" -gt 1000 ]; then
+  echo "compare_encoder.sh: REPEATS must be a whole number from 1 to 1000" >&2
+  exit 2
+fi
 cd "$(dirname "$0")/../.."
 bash scripts/setup.sh default peers
 iclbench=build/release/bin/iclbench
 [ -x "$iclbench" ] || bash scripts/build.sh release >/dev/null
 speed() {  # threads, extra flags -> prompts/s
   "$iclbench" --threads "$1" --quiet speed --model encoder:D=64,H=4,F=256,layers=4 --n 129 \
-    --queries 0 --batch 64 --repeats "${REPEATS:-7}" --json "${@:2}" |
+    --queries 0 --batch 64 --repeats "$REPEATS" --json "${@:2}" |
     /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["prompts_per_second"])'
 }
 openblas=/usr/lib/x86_64-linux-gnu/openblas-pthread
@@ -30,7 +45,7 @@ fi
 # kernels it picks for this CPU, so they are cleared for this command only.
 torch_json=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \
   LD_LIBRARY_PATH="$openblas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-  /usr/bin/python3 bench/peers/torch_encoder.py --threads 1,2 --repeats "${REPEATS:-7}" --json)
+  /usr/bin/python3 bench/peers/torch_encoder.py --threads 1,2 --repeats "$REPEATS" --json)
 echo "$torch_json" | /usr/bin/python3 -c '
 import json, sys
 info = json.load(sys.stdin)

@@ -27,6 +27,7 @@ no OPENBLAS_CORETYPE/L2_SIZE overrides. Needs `bash scripts/setup.sh peers` and 
 import argparse
 import json
 import os
+import stat
 import statistics
 import subprocess
 import sys
@@ -39,9 +40,34 @@ PEER = os.path.join(ROOT, "bench", "peers", "torch_garg.py")
 THREADS = (1, 2)
 
 
+class RunError(Exception):
+    """A tool this script runs (iclbench, the peer) that failed; the message is one line. `code`
+    is 2 if the tool said its input was bad (its exit 2: every input it gets comes from this
+    script's arguments), else 1 (the tool failed, not the user)."""
+
+    def __init__(self, message, code=1):
+        super().__init__(message)
+        self.code = code
+
+
+def run(command, env=None):
+    """stdout of `command` (an argument list, never a shell); RunError naming the command and the
+    last line of its stderr if it fails."""
+    process = subprocess.run(command, env=env, capture_output=True, text=True, errors="replace")
+    if process.returncode != 0:
+        lines = process.stderr.strip().splitlines()
+        raise RunError("%s exited with %d%s" % (" ".join(command[:3]), process.returncode,
+                                                 (": " + lines[-1][:300]) if lines else ""),
+                       2 if process.returncode == 2 else 1)
+    return process.stdout
+
+
 def run_json(command, env=None):
-    out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
+    out = run(command, env)
+    try:
+        return json.loads(out)
+    except ValueError:
+        raise RunError("%s printed no JSON" % " ".join(command[:3])) from None
 
 
 def torch_env():
@@ -66,6 +92,10 @@ def peer(args, data, threads, variants=None, modes=None):
 
 
 def model_dims(path):
+    # A FIFO would block the reader (and the peer after it), a directory is no model: a regular
+    # file only, checked before anything opens it.
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError("not a regular file")
     sys.path.insert(0, os.path.join(ROOT, "scripts", "train"))
     import safetensors_np
     metadata, _ = safetensors_np.read(path)
@@ -84,11 +114,6 @@ def main(argv):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    for path, why in ((ICLBENCH, "bash scripts/build.sh release"), (os.path.join(OPENBLAS, "libblas.so.3"),
-                                                                     "bash scripts/setup.sh peers")):
-        if not os.path.exists(path):
-            print("compare_garg.py: %s not found (%s)" % (path, why), file=sys.stderr)
-            return 2
     if min(args.n, args.batch, args.rounds, args.repeats) < 1:
         print("compare_garg.py: --n, --batch, --rounds and --repeats must be >= 1", file=sys.stderr)
         return 2
@@ -97,11 +122,16 @@ def main(argv):
     except (OSError, ValueError) as error:  # safetensors_np.FormatError is a ValueError
         print("compare_garg.py: --model %s: %s" % (args.model, error), file=sys.stderr)
         return 2
+    # The user's arguments first, then the machine.
+    for path, why in ((ICLBENCH, "bash scripts/build.sh release"), (os.path.join(OPENBLAS, "libblas.so.3"),
+                                                                     "bash scripts/setup.sh peers")):
+        if not os.path.exists(path):
+            print("compare_garg.py: %s not found (%s)" % (path, why), file=sys.stderr)
+            return 2
     with tempfile.TemporaryDirectory() as directory:
         data = os.path.join(directory, "prompts.safetensors")
-        subprocess.run([ICLBENCH, "--seed", str(args.seed), "--quiet", "gen", "--family", "gaussian", "--d",
-                        str(dims), "--n", str(args.n), "--queries", "1", "--tasks",
-                        str(args.batch), "--out", data], check=True, stdout=subprocess.DEVNULL)
+        run([ICLBENCH, "--seed", str(args.seed), "--quiet", "gen", "--family", "gaussian", "--d",
+             str(dims), "--n", str(args.n), "--queries", "1", "--tasks", str(args.batch), "--out", data])
         selection = peer(args, data, THREADS)
         best = {r["threads"]: r for r in selection["results"]}
         for r in selection["results"]:  # at once: the rounds take minutes on a loaded machine
@@ -159,4 +189,10 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except RunError as error:
+        print("compare_garg.py: %s" % error, file=sys.stderr)
+        sys.exit(error.code)
+    except KeyboardInterrupt:
+        sys.exit(130)

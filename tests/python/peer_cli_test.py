@@ -1,0 +1,79 @@
+#!/usr/bin/python3
+"""The PyTorch peers' command lines on bad input (bench/peers/compare_garg.py and
+compare_encoder.sh), without PyTorch or a build: every case stops before anything is timed.
+
+  peer_cli_test.py WORKDIR
+
+  garg --model FIFO / directory   exit 2, one line, at once (a FIFO blocked the reader before)
+  garg, iclbench fails            a stub iclbench (ICLBENCH=) that exits 3 or 2 with a message:
+                                  exit 1 (a tool failed) or 2 (the tool refused its input, which
+                                  is the user's), one line naming the message (a traceback before)
+  encoder REPEATS=0 / x / 1001    exit 2, one line (a StatisticsError traceback after a minute before)
+  encoder --help / --bogus        usage and exit 0 / one line and exit 2 (both ran the benchmark before)
+"""
+import os
+import stat
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEERS = os.path.join(HERE, "..", "..", "bench", "peers")
+MODEL = os.path.join(HERE, "..", "..", "results", "models", "garg-gaussian-d8.safetensors")
+failures = []
+
+
+def expect(case, condition, detail):
+    print("%-34s %s" % (case, "ok" if condition else "FAILED: " + detail))
+    if not condition:
+        failures.append(case)
+
+
+def one_line(case, command, code, needle="", env=None):
+    try:
+        process = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                                 env=dict(os.environ, **(env or {})))
+    except subprocess.TimeoutExpired:
+        expect(case, False, "blocked")
+        return
+    lines = process.stderr.strip().splitlines()
+    expect(case, process.returncode == code and len(lines) == 1 and needle in lines[0] and
+           "Traceback" not in process.stderr, "exit %d, stderr %r" % (process.returncode, process.stderr))
+
+
+def main():
+    work = sys.argv[1]
+    os.makedirs(work, exist_ok=True)
+    garg = ["/usr/bin/python3", os.path.join(PEERS, "compare_garg.py")]
+    fifo = os.path.join(work, "model.fifo")
+    if os.path.exists(fifo):
+        os.unlink(fifo)
+    os.mkfifo(fifo)
+    one_line("garg --model FIFO", garg + ["--model", fifo], 2, "not a regular file")
+    one_line("garg --model directory", garg + ["--model", work], 2, "not a regular file")
+    for code, expected in ((3, 1), (2, 2)):
+        stub = os.path.join(work, "iclbench_exit%d" % code)
+        with open(stub, "w") as f:
+            f.write("#!/usr/bin/python3\nimport sys\nprint('earlier line', file=sys.stderr)\n"
+                    "print('stub: disk on fire', file=sys.stderr)\nsys.exit(%d)\n" % code)
+        os.chmod(stub, stat.S_IRWXU)
+        one_line("garg, iclbench exits %d" % code, garg + ["--model", MODEL], expected, "stub: disk on fire",
+                 env={"ICLBENCH": stub})
+
+    encoder = ["bash", os.path.join(PEERS, "compare_encoder.sh")]
+    for repeats in ("0", "x", "1001", "-1", "3 4"):
+        one_line("encoder REPEATS=%r" % repeats, encoder, 2, "REPEATS", env={"REPEATS": repeats})
+    one_line("encoder --bogus", encoder + ["--bogus"], 2, "unknown argument")
+    for flag in ("--help", "-h"):
+        process = subprocess.run(encoder + [flag], capture_output=True, text=True, timeout=60)
+        expect("encoder " + flag, process.returncode == 0 and process.stdout.startswith("usage:") and
+               not process.stderr, "exit %d, %r %r" % (process.returncode, process.stdout, process.stderr))
+
+    if failures:
+        print("FAILED: %d case(s): %s" % (len(failures), ", ".join(failures)))
+        return 1
+    print("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
