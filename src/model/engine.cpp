@@ -176,8 +176,9 @@ void Engine::forward(std::span<const float> tokens, std::int64_t prompts,
                      std::span<float> stream) const {
   const std::int64_t width = config_.width;
   if (static_cast<std::int64_t>(stream.size()) != prompts * tokens_per_prompt * width) {
-    throw std::invalid_argument("forward: output holds " + std::to_string(stream.size()) +
-                                " values, expected B * T * D");
+    throw std::logic_error("forward: output holds " + std::to_string(stream.size()) +
+                           " values, expected B * T * D = " +
+                           std::to_string(prompts * tokens_per_prompt * width));
   }
   run(tokens, prompts, tokens_per_prompt, n_context,
       [&](std::int64_t prompt, const float* result, const float*) {
@@ -196,8 +197,8 @@ void Engine::query_scores(std::span<const float> tokens, std::int64_t prompts,
   }
   const std::int64_t queries = tokens_per_prompt - n_context;
   if (static_cast<std::int64_t>(scores.size()) != prompts * queries) {
-    throw std::invalid_argument("query_scores: output holds " + std::to_string(scores.size()) +
-                                " values, expected B * (T - n)");
+    throw std::logic_error("query_scores: output holds " + std::to_string(scores.size()) +
+                           " values, expected B * (T - n) = " + std::to_string(prompts * queries));
   }
   const std::int64_t width = config_.width;
   run(tokens, prompts, tokens_per_prompt, n_context,
