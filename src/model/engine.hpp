@@ -102,7 +102,9 @@ class Engine {
                                                           std::int64_t n_context,
                                                           bool explicit_linear);
   // With EngineOptions::time_op_groups: the times of the forward calls at (T, n) since the plan
-  // was built or this was last called (then they restart from 0). All zero without.
+  // was built or this was last called (then they restart from 0). All zero without. The FLOPs
+  // are what the plan executes (the projections' and MLP's executed multiply-adds under weight
+  // structure, the attention products as op_group_flops counts them).
   OpGroupTimes take_op_group_times(std::int64_t tokens_per_prompt, std::int64_t n_context) const;
 
   const ModelConfig& config() const { return config_; }
