@@ -141,6 +141,34 @@ TEST(CliInputs, FifoAndDirectoryInputsAreRefused) {
   EXPECT_FALSE(fs::exists(out + ".json"));
 }
 
+// A model named without a '/' or ".safetensors" that exists as something other than a regular
+// file (a FIFO, a directory, a dangling symlink) is a path, refused as "./NAME" is, not an
+// unknown recipe; on every command that takes a model.
+TEST(CliInputs, ExistingNonRegularModelNamesAreRefusedAsFiles) {
+  const fs::path dir = fresh_dir("model_names");
+  ASSERT_EQ(::mkfifo((dir / "fifo.st").c_str(), 0600), 0);
+  fs::create_directory(dir / "dir.st");
+  fs::create_symlink(dir / "nowhere", dir / "dangling.st");
+  RunOptions in_dir;
+  in_dir.working_directory = dir;
+  for (const std::string name : {"fifo.st", "dir.st", "dangling.st"}) {
+    // What the same name gives with a '/': the file's own error.
+    const Result with_slash = run({"speed", "--model", "./" + name}, in_dir);
+    ASSERT_EQ(with_slash.exit_code, 2) << with_slash.err;
+    ASSERT_EQ(with_slash.err.find("unknown model"), std::string::npos) << with_slash.err;
+    std::string expected = with_slash.err.substr(with_slash.err.find("./" + name) + 2);
+    expected = expected.substr(0, expected.find('\n'));
+    if (name != "dangling.st") EXPECT_NE(expected.find("not a regular file"), std::string::npos) << expected;
+    expect_bad({"speed", "--model", name}, expected, in_dir);
+    expect_bad({"--threads", "1", "eval", "--generate", "--d 4 --n 8 --queries 2 --tasks 2", "--model", name,
+                "--heads", "avg", "--out", "out.json"},
+               expected, in_dir);
+    expect_bad({"bounds", "--models", name, "--d-grid", "4", "--plan", "--out", "run"}, expected, in_dir);
+  }
+  EXPECT_FALSE(fs::exists(dir / "out.json"));
+  EXPECT_FALSE(fs::exists(dir / "run"));
+}
+
 // A file whose size the header does not account for (a hole or a garbage tail after the last
 // tensor) is refused from its header, before its body is read: a sparse 1 GB data set once took
 // 1 GB of RSS (past --max-memory 0.5) only to be refused for the bytes after its last tensor.

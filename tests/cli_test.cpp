@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -449,6 +450,74 @@ TEST(Cli, SpeedReportsThroughputAsJson) {
   EXPECT_EQ(speed["threads"], 1);
 }
 
+// speed's refusals name what the user can change: --d (speed has no data), --n whether or not it
+// was given, and the model's weights when they, not the run's flags, exceed the memory.
+TEST(Cli, SpeedRefusalsNameTheirCause) {
+  const std::string model = ICLBENCH_SHIPPED_MODEL;
+  const Result info = run({"model", "--info", model, "--json"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  const auto config = nlohmann::json::parse(info.out);
+  const int d = config["input_dim"], positions = config["positions"];
+  ASSERT_NE(d, 32);  // speed's default --d
+  const Result wrong_d = run({"speed", "--model", model});
+  EXPECT_EQ(wrong_d.exit_code, 2);
+  EXPECT_NE(wrong_d.err.find("--d is 32 (the default); give --d " + std::to_string(d)), std::string::npos) << wrong_d.err;
+  EXPECT_EQ(wrong_d.err.find("data"), std::string::npos) << wrong_d.err;
+  for (const std::string n : {std::string(), std::to_string(positions)}) {
+    std::vector<std::string> args = {"speed", "--model", model, "--d", std::to_string(d)};
+    if (!n.empty()) args.insert(args.end(), {"--n", n});
+    const Result long_n = run(args);
+    EXPECT_EQ(long_n.exit_code, 2);
+    EXPECT_NE(long_n.err.find("--n " + (n.empty() ? std::string("1024") : n) + " needs "), std::string::npos)
+        << long_n.err;
+  }
+  const Result huge = run({"speed", "--model", "encoder:D=65536,H=4,F=65536,layers=100", "--n", "8"});
+  EXPECT_EQ(huge.exit_code, 2);
+  EXPECT_NE(huge.err.find("the model's weights take"), std::string::npos) << huge.err;
+  EXPECT_EQ(huge.err.find("lower --batch"), std::string::npos) << huge.err;
+}
+
+// A forward of microseconds prints with significant digits (it printed "median 0.0000 s ...
+// (1 runs: min 0.0000, max 0.0000)" and "0.0 GFLOP/s").
+TEST(Cli, SpeedPrintsFastForwardsWithSignificantDigits) {
+  const Result result = run({"--threads", "1", "speed", "--model", "gd-ls:L=1,eta=1", "--d", "4", "--n", "8",
+                             "--queries", "2", "--repeats", "1"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("(1 run: min "), std::string::npos) << result.out;
+  EXPECT_EQ(result.out.find("0.0000"), std::string::npos) << result.out;
+  EXPECT_EQ(result.out.find(" 0.0 GFLOP/s"), std::string::npos) << result.out;
+  EXPECT_EQ(result.out.find(" 0 GFLOP/s"), std::string::npos) << result.out;
+}
+
+// --reference times the Eigen reference on one thread: it reports that, not the engine's threads,
+// kernels or structure, and refuses the flags that only change the engine.
+TEST(Cli, SpeedReferenceDescribesTheReference) {
+  const std::vector<std::string> base = {"--threads", "2", "speed", "--model", "kernel:beta=1", "--d", "4",
+                                         "--n", "16", "--queries", "4", "--batch", "2", "--repeats", "1",
+                                         "--reference"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run(args);
+  };
+  const Result json = with({"--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const auto speed = nlohmann::json::parse(json.out);
+  EXPECT_EQ(speed["threads"], 1);
+  EXPECT_TRUE(speed["kernels"].is_null()) << speed["kernels"];
+  EXPECT_TRUE(speed["structure"].is_null()) << speed["structure"];
+  const Result text = with({});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("Eigen reference, f64, dense, 1 thread)"), std::string::npos) << text.out;
+  EXPECT_EQ(text.out.find("kernels"), std::string::npos) << text.out;
+  for (const char* flag : {"--bf16", "--dense", "--unfused-attention"}) {
+    const Result refused = with({flag});
+    EXPECT_EQ(refused.exit_code, 2) << flag;
+    EXPECT_NE(refused.err.find(flag), std::string::npos) << refused.err;
+    EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
+  }
+}
+
 // --op-groups: every group's time share, adding up to 1, and a fraction of the GEMM peak for the
 // groups that do matmuls; the encoder's attention runs fused and its MLP has its own GELU pass.
 TEST(Cli, SpeedSplitsTheTimeByOpGroup) {
@@ -480,6 +549,42 @@ TEST(Cli, SpeedSplitsTheTimeByOpGroup) {
   const auto unfused_speed = nlohmann::json::parse(unfused.out);
   EXPECT_EQ(unfused_speed["kernels"]["attention"], "explicit_scores");
   EXPECT_GT(unfused_speed["op_groups"]["softmax"]["time_share"].get<double>(), 0.0);
+}
+
+// --op-groups on the shipped garg-gpt2 model, whose forward is timed to one score per prompt:
+// the op-group runs must make the same call as the throughput runs (they once passed a
+// residual-stream buffer of the tokens' size, [B, 2n + 1, d], and every such run failed).
+TEST(Cli, SpeedSplitsTheTimeOfTheTrainedModelByOpGroup) {
+  const std::string model = ICLBENCH_SHIPPED_MODEL;
+  const Result info = run({"model", "--info", model, "--json"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  const int d = nlohmann::json::parse(info.out)["input_dim"];
+  for (const char* batch : {"1", "3"}) {
+    const Result result = run({"--threads", "1", "speed", "--model", model, "--d", std::to_string(d),
+                               "--n", "16", "--batch", batch, "--repeats", "1", "--json", "--op-groups"});
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    const auto speed = nlohmann::json::parse(result.out);
+    EXPECT_GT(speed["op_groups"]["projections"]["time_share"].get<double>(), 0.0);
+    EXPECT_GT(speed["op_groups"]["mlp"]["peak_fraction"].get<double>(), 0.0);
+  }
+}
+
+// --dense changes how the transformers run: the result records it, as it does --bf16.
+TEST(Cli, EvalRecordsDense) {
+  const fs::path dir = fresh_dir("eval_dense");
+  for (const bool dense : {false, true}) {
+    const fs::path out = dir / (dense ? "dense.json" : "structured.json");
+    std::vector<std::string> args = {"--threads", "1", "eval", "--generate", "--d 4 --n 16 --queries 4 --tasks 2",
+                                     "--model", "gd-hinge:L=5,eta=1,tau=0.5", "--heads", "avg", "--out",
+                                     out.string()};
+    if (dense) args.push_back("--dense");
+    const Result result = run(args);
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    EXPECT_EQ(nlohmann::json::parse(read_all(out))["params"]["dense"], dense);
+    EXPECT_NE(result.out.find(dense ? "transformers: f32, dense" : "transformers: f32, structured"),
+              std::string::npos)
+        << result.out;
+  }
 }
 
 TEST(Cli, EvalWritesJsonCsvAndPredictions) {

@@ -386,8 +386,23 @@ TEST(EngineErrors, RejectsInconsistentInputs) {
   std::vector<float> tokens(2 * 5 * 7), out(2 * 5 * 7), scores(2 * 2);
   EXPECT_THROW(engine.forward(tokens, 2, 5, 0, out), std::invalid_argument);   // no context
   EXPECT_THROW(engine.forward(tokens, 2, 5, 6, out), std::invalid_argument);   // n > T
-  EXPECT_THROW(engine.forward(tokens, 3, 5, 3, out), std::invalid_argument);   // size mismatch
-  EXPECT_THROW(engine.query_scores(tokens, 2, 5, 2, scores), std::invalid_argument);
+  std::vector<float> out_of_three(3 * 5 * 7);
+  EXPECT_THROW(engine.forward(tokens, 3, 5, 3, out_of_three), std::invalid_argument);  // tokens short
+  // An output of the wrong size is the caller's bug, not bad input (exit 1 in the CLI, not 2).
+  std::vector<float> short_out(2 * 5 * 7 - 1), short_scores(2 * 2 - 1);
+  auto is_logic_error_only = [](auto&& call) {
+    try {
+      call();
+    } catch (const std::invalid_argument&) {
+      return false;
+    } catch (const std::logic_error&) {
+      return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(is_logic_error_only([&] { engine.forward(tokens, 2, 5, 3, short_out); }));
+  EXPECT_TRUE(is_logic_error_only([&] { engine.query_scores(tokens, 2, 5, 3, short_scores); }));
+  EXPECT_TRUE(is_logic_error_only([&] { engine.query_scores(tokens, 2, 5, 2, scores); }));  // 4, not 6
   Weights short_weights = model.weights;
   short_weights.layers[0].wq.pop_back();
   EXPECT_THROW(Engine(model.config, short_weights), ConfigError);

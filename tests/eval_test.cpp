@@ -410,7 +410,13 @@ TEST(Memory, CheckRefusesAboveTheBudgetAndReportsLargeRuns) {
   }
   testing::internal::CaptureStderr();
   runtime::check_memory(2'000'000'000, "bounds", "", budget);
-  EXPECT_EQ(testing::internal::GetCapturedStderr(), "bounds: memory estimate 2 GB (5 GB available)\n");
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "bounds: memory estimate 2 GB (5 GB allowed by the memory limit)\n");
+  // A cap from a flag is named as the flag's cap, not as memory the machine has.
+  runtime::MemoryBudget flag_budget = budget;
+  flag_budget.limit_name = "--max-memory";
+  testing::internal::CaptureStderr();
+  runtime::check_memory(2'000'000'000, "speed", "", flag_budget);
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "speed: memory estimate 2 GB (the --max-memory cap of 5 GB)\n");
   testing::internal::CaptureStderr();
   runtime::check_memory(999'000'000, "bounds", "", budget);
   budget.quiet = true;

@@ -89,11 +89,44 @@ std::vector<float> make_prompts(const model::ModelConfig& config, const SpeedOpt
   return tokens;
 }
 
+// A duration with three significant digits in a unit that keeps it readable: a forward of a
+// small model takes microseconds, which "%.4f s" printed as 0.0000.
+std::string duration(double seconds) {
+  const auto [scale, unit] = seconds >= 1     ? std::pair{1.0, "s"}
+                             : seconds >= 1e-3 ? std::pair{1e3, "ms"}
+                                               : std::pair{1e6, "\u00b5s"};
+  char text[32];
+  std::snprintf(text, sizeof text, "%.3g %s", seconds * scale, unit);
+  return text;
+}
+
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   const std::size_t mid = values.size() / 2;
   return values.size() % 2 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
 }
+
+// What a timed engine forward writes, and the call that writes it. A model with a read-out is
+// timed to its scores [B, T - n] (the read-out included), as a peer that returns the query's score
+// is; others to the residual stream [B, T, D]. The throughput runs and the --op-groups runs share
+// it, so both time the same call on buffers of the shape the engine expects.
+struct ForwardOutputs {
+  std::vector<float> stream, scores;
+  bool read_out;
+  ForwardOutputs(const model::ModelConfig& config, std::int64_t batch, std::int64_t tokens_per_prompt,
+                 std::int64_t context)
+      : stream(config.read_out ? 0 : static_cast<std::size_t>(batch * tokens_per_prompt * config.width)),
+        scores(static_cast<std::size_t>(batch * (tokens_per_prompt - context))),
+        read_out(config.read_out) {}
+  void run(const model::Engine& engine, const std::vector<float>& tokens, std::int64_t batch,
+           std::int64_t tokens_per_prompt, std::int64_t context) {
+    if (read_out) {
+      engine.query_scores(tokens, batch, tokens_per_prompt, context, scores);
+    } else {
+      engine.forward(tokens, batch, tokens_per_prompt, context, stream);
+    }
+  }
+};
 
 // --op-groups: the same forwards again on an engine that times every op by group, after the
 // throughput runs (whose engine does not time). Per group: its share of the summed thread time,
@@ -110,11 +143,11 @@ std::vector<GroupRow> time_op_groups(const model::Model& built, model::EngineOpt
                                      double peak_gflops) {
   options.time_op_groups = true;
   const model::Engine engine(built.config, built.weights, options);
-  std::vector<float> stream(tokens.size());
-  engine.forward(tokens, o.batch, tokens_per_prompt, context, stream);  // builds the plan
-  engine.take_op_group_times(tokens_per_prompt, context);                // forgets that run
+  ForwardOutputs outputs(built.config, o.batch, tokens_per_prompt, context);
+  outputs.run(engine, tokens, o.batch, tokens_per_prompt, context);  // builds the plan
+  engine.take_op_group_times(tokens_per_prompt, context);             // forgets that run
   for (int run_index = 0; run_index < o.repeats; ++run_index) {
-    engine.forward(tokens, o.batch, tokens_per_prompt, context, stream);
+    outputs.run(engine, tokens, o.batch, tokens_per_prompt, context);
   }
   const model::OpGroupTimes times = engine.take_op_group_times(tokens_per_prompt, context);
   double total = 0;
@@ -184,6 +217,22 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     in_range("batch", o.batch, 1, 1'000'000'000, "10^9");
     in_range("repeats", o.repeats, 1, 1'000'000, "10^6");
     if (o.reference && o.op_groups) throw UsageError("--op-groups times the engine, not --reference");
+    // The reference runs the dense maths in double on one thread and never builds the engine's
+    // plan: the engine's settings would not change what is timed.
+    for (const auto& [flag, given] : {std::pair{"--bf16", o.bf16}, std::pair{"--dense", o.dense},
+                                      std::pair{"--unfused-attention", o.unfused_attention}}) {
+      if (o.reference && given) {
+        throw UsageError(std::string(flag) + " sets how the engine runs; --reference times the "
+                         "Eigen reference (f64, dense, one thread), which it does not change");
+      }
+    }
+    // speed has no data: a model file built for another d is a matter of --d (the library's
+    // message speaks of the data's d).
+    if (const auto file = model::model_file_config(o.model); file && file->input_dim > 0 && file->input_dim != o.d) {
+      throw UsageError("--model " + o.model + " was built for d = " + std::to_string(file->input_dim) + ", but --d is " +
+                       std::to_string(o.d) + (app->count("--d") > 0 ? "" : " (the default)") + "; give --d " +
+                       std::to_string(file->input_dim));
+    }
     const model::ModelSource source = model::ModelSource::resolve(o.model, o.d, globals.seed);
     const model::ModelConfig& config = source.config();
     // A learned GPT-2-layout model reads n pairs and one query (2n + 1 tokens), as eval scores
@@ -203,9 +252,10 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
                                  : config.input_dim > 0 ? o.n
                                                         : tokens_per_prompt;
     if (config.positions > 0 && tokens_per_prompt > config.positions) {
-      throw util::ParameterError("n", "needs " + std::to_string(tokens_per_prompt) +
-                                          " tokens, but the model has " +
-                                          std::to_string(config.positions) + " positions");
+      // Under the flag whether or not it was given (a ParameterError names the flag only when
+      // the user typed it, and "n" alone reads as the model's own n).
+      throw UsageError("--n " + std::to_string(o.n) + " needs " + std::to_string(tokens_per_prompt) +
+                       " tokens, but the model has " + std::to_string(config.positions) + " positions");
     }
     model::EngineOptions engine_options;
     engine_options.bf16 = o.bf16;
@@ -229,20 +279,25 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
                               (config.read_in ? config.input_dim : config.width) * sizeof(double) +
                           model::reference_working_bytes(config, tokens_per_prompt)
                     : engine_buffers + (o.op_groups ? weight_bytes + engine_buffers : 0);
-    runtime::check_memory(static_cast<std::uint64_t>(prompt_bytes) + 2 * weight_bytes + run_bytes, "speed",
-                          "lower --batch, --n, --queries or --threads", globals.memory_budget());
+    const std::uint64_t total_bytes = static_cast<std::uint64_t>(prompt_bytes) + 2 * weight_bytes + run_bytes;
+    // When the model's weights (its f32 copy and the engine's, a third under --op-groups) are most
+    // of it, no flag of the run helps: say so instead of advising a smaller batch.
+    const std::uint64_t model_bytes = (o.op_groups ? 3 : 2) * weight_bytes;
+    const std::string remedy =
+        2 * model_bytes > total_bytes
+            ? "the model's weights take " + util::human_bytes(static_cast<double>(model_bytes)) +
+                  " of it (" + std::to_string(config.parameter_count()) + " parameters): a smaller model is needed"
+            : std::string("lower --batch, --n, --queries or --threads");
+    runtime::check_memory(total_bytes, "speed", remedy, globals.memory_budget());
     const model::Model built = source.build();
     const model::Engine engine(built.config, built.weights, engine_options);
     const std::vector<float> tokens = make_prompts(built.config, o, globals.seed);
-    std::vector<float> stream(static_cast<std::size_t>(o.batch * tokens_per_prompt * config.width));
-    // A model with a read-out is timed to its scores (the read-out included), as a peer that
-    // returns the query's score is; others to the residual stream.
-    std::vector<float> scores(static_cast<std::size_t>(o.batch * (tokens_per_prompt - context)));
+    ForwardOutputs outputs(built.config, o.reference ? 0 : o.batch, tokens_per_prompt, context);
 
     runtime::Progress progress("speed", "runs", o.repeats + 1, !globals.quiet);
     std::vector<double> seconds, cpu_seconds;
-    const std::int64_t width = built.config.width;
-    const std::int64_t input_width = built.config.read_in ? built.config.input_dim : width;
+    const std::int64_t input_width = built.config.read_in ? built.config.input_dim : built.config.width;
+    volatile double reference_sink = 0;  // keeps the reference's result (and its work) alive
     for (int run_index = 0; run_index <= o.repeats; ++run_index) {
       const auto start = std::chrono::steady_clock::now();
       const double cpu_start = util::process_cpu_seconds();
@@ -252,12 +307,10 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
           for (std::int64_t i = 0; i < prompt.size(); ++i)
             prompt.data()[i] = tokens[b * tokens_per_prompt * input_width + i];
           const model::MatrixD out = model::reference_forward(built.config, built.weights, prompt, context);
-          stream[static_cast<std::size_t>(b * tokens_per_prompt * width)] = static_cast<float>(out(0, 0));
+          reference_sink = out(0, 0);
         }
-      } else if (built.config.read_out) {
-        engine.query_scores(tokens, o.batch, tokens_per_prompt, context, scores);
       } else {
-        engine.forward(tokens, o.batch, tokens_per_prompt, context, stream);
+        outputs.run(engine, tokens, o.batch, tokens_per_prompt, context);
       }
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (run_index > 0) {  // run 0 builds the primitives
@@ -267,6 +320,7 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
       progress.update(run_index + 1);
     }
     progress.finish();
+    static_cast<void>(reference_sink);
     const double best = median(seconds);
     // The fraction of the GEMM peak is a ratio of CPU-time rates (the peak is per CPU-second):
     // the forward's FLOPs per process CPU-second, which on a loaded host leaves out the time
@@ -298,7 +352,7 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
       nlohmann::ordered_json result = {
           {"model", built.config.name.empty() ? o.model : built.config.name},
           {"dtype", o.reference ? "eigen-reference-f64" : (o.bf16 ? "bf16" : "f32")},
-          {"threads", info.tbb_threads},
+          {"threads", o.reference ? 1 : info.tbb_threads},
           {"batch", o.batch},
           {"tokens_per_prompt", tokens_per_prompt},
           {"context", context},
@@ -309,8 +363,8 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
           {"gflops_per_second", gflops},
           {"gflop_per_prompt", flops_per_prompt / 1e9},
           {"attention_flops", attention_counting},
-          {"structure", o.dense || o.bf16 ? "dense" : "structured"},
-          {"kernels", engine.implementations(tokens_per_prompt, context)},
+          {"structure", o.reference ? nlohmann::json() : nlohmann::json(o.dense || o.bf16 ? "dense" : "structured")},
+          {"kernels", o.reference ? nlohmann::json() : nlohmann::json(engine.implementations(tokens_per_prompt, context))},
           {"system", info.to_json()},
       };
       if (o.op_groups) {
@@ -328,29 +382,35 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
       std::fprintf(output(), "%s\n", result.dump(2).c_str());
       return;
     }
-    std::fprintf(output(), "model    %s  (%s%s, %d thread%s, oneDNN %s)\n",
-                util::escape_control(built.config.name.empty() ? o.model : built.config.name).c_str(),
-                o.reference ? "Eigen reference, f64" : (o.bf16 ? "bf16" : "f32"),
-                o.reference || o.bf16 ? "" : (o.dense ? ", dense" : ", structured"), info.tbb_threads, info.tbb_threads == 1 ? "" : "s",
-                info.onednn_isa.c_str());
+    const std::string how =
+        o.reference ? std::string("Eigen reference, f64, dense, 1 thread")
+                    : std::string(o.bf16 ? "bf16" : (o.dense ? "f32, dense" : "f32, structured")) + ", " +
+                          std::to_string(info.tbb_threads) + " thread" + (info.tbb_threads == 1 ? "" : "s") +
+                          ", oneDNN " + info.onednn_isa;
+    std::fprintf(output(), "model    %s  (%s)\n",
+                util::escape_control(built.config.name.empty() ? o.model : built.config.name).c_str(), how.c_str());
     std::fprintf(output(), "prompts  %lld x %lld tokens (%lld context), %.3g GFLOP per prompt (attention %s)\n",
                 static_cast<long long>(o.batch), static_cast<long long>(tokens_per_prompt),
                 static_cast<long long>(context), flops / static_cast<double>(o.batch) / 1e9,
                 attention_counting.c_str());
-    std::fprintf(output(), "median   %.4f s per forward (%d runs: min %.4f, max %.4f)\n", best, o.repeats,
-                *std::min_element(seconds.begin(), seconds.end()),
-                *std::max_element(seconds.begin(), seconds.end()));
-    std::fprintf(output(), "         %.1f prompts/s, %.0f tokens/s, %.1f GFLOP/s\n", prompts_per_second,
+    std::fprintf(output(), "median   %s per forward (%d run%s: min %s, max %s)\n", duration(best).c_str(),
+                o.repeats, o.repeats == 1 ? "" : "s",
+                duration(*std::min_element(seconds.begin(), seconds.end())).c_str(),
+                duration(*std::max_element(seconds.begin(), seconds.end())).c_str());
+    std::fprintf(output(), "         %.4g prompts/s, %.4g tokens/s, %.3g GFLOP/s\n", prompts_per_second,
                 tokens_per_second, gflops);
-    std::fprintf(output(), "kernels ");
-    for (const auto& [op, implementation] : engine.implementations(tokens_per_prompt, context)) {
-      std::fprintf(output(), " %s=%s", op.c_str(), implementation.c_str());
+    if (!o.reference) {
+      std::fprintf(output(), "kernels ");
+      for (const auto& [op, implementation] : engine.implementations(tokens_per_prompt, context)) {
+        std::fprintf(output(), " %s=%s", op.c_str(), implementation.c_str());
+      }
+      std::fprintf(output(), "\n");
     }
-    std::fprintf(output(), "\n");
     if (o.op_groups) {
       std::fprintf(output(), "peak     %.1f GFLOP per CPU-second (in-process %s GEMM): this forward reaches %.2f of it\n",
                   peak_gflops, o.bf16 ? "bf16" : "f32", flops / cpu_best / 1e9 / peak_gflops);
-      std::fprintf(output(), "         (%.4f CPU-s per forward, median; fractions per CPU-second leave out waits for a CPU)\n", cpu_best);
+      std::fprintf(output(), "         (%s CPU time per forward, median; fractions per CPU-second leave out waits for a CPU)\n",
+                   duration(cpu_best).c_str());
       std::fprintf(output(), "op group     time share  GFLOP/s per thread  of peak\n");
       for (const GroupRow& row : groups) {
         if (row.has_flops) {

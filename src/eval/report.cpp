@@ -70,6 +70,7 @@ nlohmann::ordered_json to_json(const EvalResult& result) {
                     {"n_grid", result.grid},
                     {"delta", result.config.delta},
                     {"bf16", result.config.bf16},
+                    {"dense", result.config.dense},
                     {"seed", result.config.seed},
                     {"bootstrap", result.config.bootstrap},
                     {"threads", result.threads},
@@ -188,7 +189,9 @@ std::string to_table(const EvalResult& result) {
       out << line;
     }
   }
-  out << "\nthroughput\n";
+  // How the transformers ran (a bf16 plan is dense whatever --dense says).
+  out << "\nthroughput (transformers: "
+      << (result.config.bf16 ? "bf16" : result.config.dense ? "f32, dense" : "f32, structured") << ")\n";
   for (const LearnerResult& learner : result.learners) {
     if (learner.is_model) {
       std::snprintf(

@@ -105,14 +105,31 @@ OpGroupTimes Engine::take_op_group_times(std::int64_t tokens_per_prompt,
   auto flops = op_group_flops(config_, tokens_per_prompt, n_context,
                               options_.explicit_linear_attention);
   // A structured plan (model/weight_structure.hpp) executes fewer projection and MLP FLOPs than
-  // the dense count, and the plan does not split what it executes by group: those groups then
-  // report no FLOPs (no fraction of peak) rather than a dense count they did not run.
-  double dense_total = 0;
-  for (double value : flops) dense_total += value;
-  if (shape_plan.flops < dense_total) {
-    flops[static_cast<std::size_t>(OpGroup::kProjections)] = 0;
-    flops[static_cast<std::size_t>(OpGroup::kMlp)] = 0;
+  // the dense count: those two groups are credited with the multiply-adds their ops execute, as
+  // count_flops (engine_plan.cpp) adds them to EnginePlan::flops (per pass, on the real rows: T,
+  // or the Tk key rows for [K V]; ops::SmallMlp's nonzero weights). For a dense plan these equal
+  // the dense count.
+  double projections = 0, mlp = 0;
+  const double t = static_cast<double>(shape_plan.tokens);
+  for (const LayerPlan& layer : shape_plan.layers) {
+    for (int pass = 0; pass < std::min(layer.passes, 2); ++pass) {
+      const double times_run = pass == 0 ? 1.0 : layer.passes - 1.0;  // later passes are alike
+      const auto per_row = [pass](const std::optional<Projection>& projection) {
+        return projection ? projection->flops_per_row(pass) : 0.0;
+      };
+      if (const auto& attention = layer.attention) {
+        projections += times_run * (t * per_row(attention->query) +
+                                    static_cast<double>(attention->keys) * per_row(attention->key_value) +
+                                    t * per_row(attention->output));
+      }
+      if (const auto& block = layer.mlp) {
+        mlp += times_run * t *
+               (block->small ? block->small->flops_per_row() : per_row(block->up) + per_row(block->down));
+      }
+    }
   }
+  flops[static_cast<std::size_t>(OpGroup::kProjections)] = projections;
+  flops[static_cast<std::size_t>(OpGroup::kMlp)] = mlp;
   for (std::size_t group = 0; group < kOpGroupCount; ++group) {
     times.flops[group] = flops[group] * static_cast<double>(times.prompts);
   }
@@ -176,8 +193,9 @@ void Engine::forward(std::span<const float> tokens, std::int64_t prompts,
                      std::span<float> stream) const {
   const std::int64_t width = config_.width;
   if (static_cast<std::int64_t>(stream.size()) != prompts * tokens_per_prompt * width) {
-    throw std::invalid_argument("forward: output holds " + std::to_string(stream.size()) +
-                                " values, expected B * T * D");
+    throw std::logic_error("forward: output holds " + std::to_string(stream.size()) +
+                           " values, expected B * T * D = " +
+                           std::to_string(prompts * tokens_per_prompt * width));
   }
   run(tokens, prompts, tokens_per_prompt, n_context,
       [&](std::int64_t prompt, const float* result, const float*) {
@@ -196,8 +214,8 @@ void Engine::query_scores(std::span<const float> tokens, std::int64_t prompts,
   }
   const std::int64_t queries = tokens_per_prompt - n_context;
   if (static_cast<std::int64_t>(scores.size()) != prompts * queries) {
-    throw std::invalid_argument("query_scores: output holds " + std::to_string(scores.size()) +
-                                " values, expected B * (T - n)");
+    throw std::logic_error("query_scores: output holds " + std::to_string(scores.size()) +
+                           " values, expected B * (T - n) = " + std::to_string(prompts * queries));
   }
   const std::int64_t width = config_.width;
   run(tokens, prompts, tokens_per_prompt, n_context,

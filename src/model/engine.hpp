@@ -71,7 +71,9 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // tokens: [B, T, D] ([B, T, d] with read_in) -> residual stream after the last layer (before
-  // the read-out's norm): [B, T, D]. T is at most the model's positions, if it has any.
+  // the read-out's norm): [B, T, D]. T is at most the model's positions, if it has any. Bad
+  // (T, n) or tokens throw std::invalid_argument; an output of another size is the caller's
+  // own inconsistency (it sized the buffer), so std::logic_error, as in query_scores.
   void forward(std::span<const float> tokens, std::int64_t prompts, std::int64_t tokens_per_prompt,
                std::int64_t n_context, std::span<float> stream) const;
   // tokens: [B, T, D] ([B, T, d] with read_in) -> slot `readout` of every query token, or its
@@ -100,7 +102,9 @@ class Engine {
                                                           std::int64_t n_context,
                                                           bool explicit_linear);
   // With EngineOptions::time_op_groups: the times of the forward calls at (T, n) since the plan
-  // was built or this was last called (then they restart from 0). All zero without.
+  // was built or this was last called (then they restart from 0). All zero without. The FLOPs
+  // are what the plan executes (the projections' and MLP's executed multiply-adds under weight
+  // structure, the attention products as op_group_flops counts them).
   OpGroupTimes take_op_group_times(std::int64_t tokens_per_prompt, std::int64_t n_context) const;
 
   const ModelConfig& config() const { return config_; }

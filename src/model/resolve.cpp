@@ -6,9 +6,15 @@ namespace iclbench::model {
 
 namespace {
 
+// A path when it looks like one or names anything that exists (lstat: a FIFO, a directory or a
+// dangling symlink too), so that reading it gives the file's own error ("not a regular file")
+// rather than "unknown model" from the recipe parser.
 bool names_model_file(const std::string& text) {
-  return text.ends_with(".safetensors") || text.find('/') != std::string::npos ||
-         std::filesystem::is_regular_file(text);
+  if (text.ends_with(".safetensors") || text.find('/') != std::string::npos) return true;
+  std::error_code error;
+  return !text.empty() && std::filesystem::symlink_status(text, error).type() !=
+                              std::filesystem::file_type::not_found &&
+         !error;
 }
 
 }  // namespace

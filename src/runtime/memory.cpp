@@ -65,8 +65,13 @@ void check_memory(std::uint64_t estimate, const std::string& what, const std::st
                                 util::human_bytes(static_cast<double>(*allowed)) + who + "; " + remedy);
   }
   if (estimate >= kLargeRunBytes && !budget.quiet) {
-    std::fprintf(stderr, "%s: memory estimate %s (%s available)\n", what.c_str(), estimate_text.c_str(),
-                 allowed ? util::human_bytes(static_cast<double>(*allowed)).c_str() : "unknown");
+    // A cap the user set is named as one: "1.1 GB available" read as a measure of the machine.
+    const std::string allowed_text = allowed ? util::human_bytes(static_cast<double>(*allowed)) : "unknown";
+    const std::string room =
+        !budget.limit                          ? allowed_text + " available"
+        : budget.limit_name.starts_with("--") ? "the " + budget.limit_name + " cap of " + allowed_text
+                                               : allowed_text + " allowed by " + budget.limit_name;
+    std::fprintf(stderr, "%s: memory estimate %s (%s)\n", what.c_str(), estimate_text.c_str(), room.c_str());
   }
 }
 
