@@ -109,7 +109,10 @@ OpGroupTimes Engine::take_op_group_times(std::int64_t tokens_per_prompt,
   // count_flops (engine_plan.cpp) adds them to EnginePlan::flops (per pass, on the real rows: T,
   // or the Tk key rows for [K V]; ops::SmallMlp's nonzero weights). For a dense plan these equal
   // the dense count.
-  double projections = 0, mlp = 0;
+  // Under the column-major sweep (ops::ColumnSweep) a looped layer's MLP runs inside the same
+  // kernel as Q M, timed as attention: its FLOPs are credited there too, so that no group gets
+  // FLOPs without their time (a rate of 98x the GEMM peak) or time without its FLOPs.
+  double projections = 0, mlp = 0, mlp_in_attention = 0;
   const double t = static_cast<double>(shape_plan.tokens);
   for (const LayerPlan& layer : shape_plan.layers) {
     for (int pass = 0; pass < std::min(layer.passes, 2); ++pass) {
@@ -123,13 +126,15 @@ OpGroupTimes Engine::take_op_group_times(std::int64_t tokens_per_prompt,
                                     t * per_row(attention->output));
       }
       if (const auto& block = layer.mlp) {
-        mlp += times_run * t *
-               (block->small ? block->small->flops_per_row() : per_row(block->up) + per_row(block->down));
+        (layer.column_sweep ? mlp_in_attention : mlp) +=
+            times_run * t *
+            (block->small ? block->small->flops_per_row() : per_row(block->up) + per_row(block->down));
       }
     }
   }
   flops[static_cast<std::size_t>(OpGroup::kProjections)] = projections;
   flops[static_cast<std::size_t>(OpGroup::kMlp)] = mlp;
+  flops[static_cast<std::size_t>(OpGroup::kAttention)] += mlp_in_attention;
   for (std::size_t group = 0; group < kOpGroupCount; ++group) {
     times.flops[group] = flops[group] * static_cast<double>(times.prompts);
   }
