@@ -186,25 +186,36 @@ def parse_run(data, source, time_field=TIME_FIELD):
         unit = entry.get("time_unit")
         if unit not in UNIT_SECONDS:
             raise InputError("%s: unknown time_unit %s (expected ns, us, ms or s)" % (where, printable(repr(unit))))
-        value = written = entry.get(time_field)
-        if isinstance(value, int) and not isinstance(value, bool):
-            try:
-                value = float(value)
-            except OverflowError:  # an integer of hundreds of digits
-                value = math.inf
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise InputError("%s: %s %s is not a positive finite number" % (where, time_field, printable(repr(written), 40)))
+        # The time compared, and the other one where the writer gave it: neither may be
+        # non-finite (a time of hundreds of digits is an overflow to inf, not a measurement).
+        times = {}
+        for field in dict.fromkeys((time_field, "cpu_time", "real_time")):
+            if field != time_field and field not in entry:
+                continue
+            value = written = entry.get(field)
+            if isinstance(value, int) and not isinstance(value, bool):
+                try:
+                    value = float(value)
+                except OverflowError:  # an integer of hundreds of digits
+                    value = math.inf
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise InputError("%s: %s %s is not a positive finite number" % (where, field, printable(repr(written), 40)))
+            times[field] = value
+        value = times[time_field]
         process = entry.get("process_index", 0)
         if isinstance(process, bool) or not isinstance(process, int) or process < 0:
             raise InputError("%s: process_index %s is not a process number" % (where, printable(repr(process))))
         repetition = entry.get("repetition_index")
+        if "repetition_index" in entry and (isinstance(repetition, bool) or not isinstance(repetition, int) or repetition < 0):
+            # 1.0, "1" or true would dodge the duplicate check below (it compares the values).
+            raise InputError("%s: repetition_index %s is not a repetition number" % (where, printable(repr(repetition), 20)))
         if repetition is not None:
             # The same repetition twice (a file concatenated with itself, a merge gone wrong)
             # would count as independent samples and shrink the U test's p-value.
-            if (process, entry["name"], printable(repr(repetition))) in seen:
+            if (process, entry["name"], repetition) in seen:
                 raise InputError("%s: repetition_index %s appears twice%s" % (
                     where, printable(repr(repetition), 20), " in process %d" % process if process else ""))
-            seen.add((process, entry["name"], printable(repr(repetition))))
+            seen.add((process, entry["name"], repetition))
         processes.setdefault(process, {}).setdefault(entry["name"], []).append(value * UNIT_SECONDS[unit])
     if not processes:
         raise InputError("%s: no repetitions, only aggregates or nothing (record with every repetition, "

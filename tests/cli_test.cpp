@@ -510,7 +510,7 @@ TEST(Cli, SpeedReferenceDescribesTheReference) {
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_NE(text.out.find("Eigen reference, f64, dense, 1 thread)"), std::string::npos) << text.out;
   EXPECT_EQ(text.out.find("kernels"), std::string::npos) << text.out;
-  for (const char* flag : {"--bf16", "--dense", "--unfused-attention"}) {
+  for (const char* flag : {"--bf16", "--dense", "--unfused-attention", "--explicit-linear"}) {
     const Result refused = with({flag});
     EXPECT_EQ(refused.exit_code, 2) << flag;
     EXPECT_NE(refused.err.find(flag), std::string::npos) << refused.err;

@@ -27,6 +27,7 @@ no OPENBLAS_CORETYPE/L2_SIZE overrides. Needs `bash scripts/setup.sh peers` and 
 import argparse
 import json
 import os
+import signal
 import stat
 import statistics
 import subprocess
@@ -79,7 +80,7 @@ def torch_env():
 
 def engine(args, threads, bf16):
     command = [ICLBENCH, "--threads", str(threads), "--seed", str(args.seed), "--quiet", "speed", "--model",
-               args.model, "--d", str(model_dims(args.model)), "--n", str(args.n), "--batch", str(args.batch), "--repeats", str(args.repeats), "--json"]
+               args.model, "--d", str(model_shape(args.model)[0]), "--n", str(args.n), "--batch", str(args.batch), "--repeats", str(args.repeats), "--json"]
     return run_json(command + (["--bf16"] if bf16 else []))
 
 
@@ -91,7 +92,9 @@ def peer(args, data, threads, variants=None, modes=None):
     return run_json(command, torch_env())
 
 
-def model_dims(path):
+def model_shape(path):
+    """-> (n_dims, positions) of a garg-gpt2 model file; positions = 2 n_positions tokens (x and
+    y interleaved), as the engine reads them."""
     # A FIFO would block the reader (and the peer after it), a directory is no model: a regular
     # file only, checked before anything opens it.
     if not stat.S_ISREG(os.stat(path).st_mode):
@@ -99,13 +102,25 @@ def model_dims(path):
     sys.path.insert(0, os.path.join(ROOT, "scripts", "train"))
     import safetensors_np
     metadata, _ = safetensors_np.read(path)
-    if metadata.get("format") != "garg-gpt2" or "n_dims" not in metadata:
+    if metadata.get("format") != "garg-gpt2" or "n_dims" not in metadata or "n_positions" not in metadata:
         raise ValueError("not a garg-gpt2 model (format %r)" % metadata.get("format"))
-    return int(metadata["n_dims"])
+    return int(metadata["n_dims"]), 2 * int(metadata["n_positions"])
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's errors as one line and exit 2 (its default prints the usage first)."""
+
+    def error(self, message):
+        self.exit(2, "compare_garg.py: %s (--help for usage)\n" % message)
+
+
+def end_on_signal(signum, frame):
+    # SIGTERM or SIGHUP unwinds like Ctrl-C does, so the temporary prompts are removed.
+    raise SystemExit(128 + signum)
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=os.path.join(ROOT, "results", "models", "garg-gaussian-d8.safetensors"))
     p.add_argument("--n", type=int, default=64, help="context pairs per prompt (2n + 1 tokens)")
     p.add_argument("--batch", type=int, default=64, help="prompts per forward, both sides")
@@ -117,11 +132,21 @@ def main(argv):
     if min(args.n, args.batch, args.rounds, args.repeats) < 1:
         print("compare_garg.py: --n, --batch, --rounds and --repeats must be >= 1", file=sys.stderr)
         return 2
+    if args.rounds > 100 or args.repeats > 1000 or args.batch > 1_000_000:
+        print("compare_garg.py: --rounds at most 100, --repeats at most 1000, --batch at most 10^6",
+              file=sys.stderr)
+        return 2
     try:
-        dims = model_dims(args.model)
+        dims, positions = model_shape(args.model)
     except (OSError, ValueError) as error:  # safetensors_np.FormatError is a ValueError
         print("compare_garg.py: --model %s: %s" % (args.model, error), file=sys.stderr)
         return 2
+    if 2 * args.n + 1 > positions:
+        print("compare_garg.py: --n %d needs %d tokens, but the model has %d positions" % (
+            args.n, 2 * args.n + 1, positions), file=sys.stderr)
+        return 2
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, end_on_signal)
     # The user's arguments first, then the machine.
     for path, why in ((ICLBENCH, "bash scripts/build.sh release"), (os.path.join(OPENBLAS, "libblas.so.3"),
                                                                      "bash scripts/setup.sh peers")):

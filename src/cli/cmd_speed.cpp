@@ -220,7 +220,8 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     // The reference runs the dense maths in double on one thread and never builds the engine's
     // plan: the engine's settings would not change what is timed.
     for (const auto& [flag, given] : {std::pair{"--bf16", o.bf16}, std::pair{"--dense", o.dense},
-                                      std::pair{"--unfused-attention", o.unfused_attention}}) {
+                                      std::pair{"--unfused-attention", o.unfused_attention},
+                                      std::pair{"--explicit-linear", o.explicit_linear}}) {
       if (o.reference && given) {
         throw UsageError(std::string(flag) + " sets how the engine runs; --reference times the "
                          "Eigen reference (f64, dense, one thread), which it does not change");

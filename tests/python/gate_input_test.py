@@ -256,6 +256,11 @@ def main():
     variant("huge_int_time", lambda d: d["benchmarks"][12].update(cpu_time=10 ** 400))
     variant("string_time", lambda d: d["benchmarks"][12].update(cpu_time="12"))
     variant("repetition_twice", lambda d: d["benchmarks"].insert(13, dict(d["benchmarks"][12])))
+    # Written as 1.0 or "1" a repetition number dodged the duplicate check; a real_time of 400
+    # digits (inf) passed while only cpu_time was checked.
+    for name, value in (("float_repetition", 1.0), ("string_repetition", "1"), ("negative_repetition", -1)):
+        variant(name, lambda d, value=value: d["benchmarks"][12].update(repetition_index=value))
+    variant("huge_int_real_time", lambda d: d["benchmarks"][12].update(real_time=10 ** 400))
     variant("no_name", lambda d: d["benchmarks"][12].pop("name"))
     variant("newline_name", lambda d: d["benchmarks"][12].update(name="soft\nmax", error_occurred=True))
     variant("no_calibration", lambda d: d.update(benchmarks=[b for b in d["benchmarks"]

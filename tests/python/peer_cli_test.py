@@ -5,6 +5,9 @@ compare_encoder.sh), without PyTorch or a build: every case stops before anythin
   peer_cli_test.py WORKDIR
 
   garg --model FIFO / directory   exit 2, one line, at once (a FIFO blocked the reader before)
+  garg --n beyond the positions,   exit 2, one line, before anything runs (exit 1 after the selection's
+  bad counts                      first minute before; argparse printed its usage too)
+  garg SIGTERM                    during the run: exit 143 and its temporary prompts removed (left before)
   garg, iclbench fails            a stub iclbench (ICLBENCH=) that exits 3 or 2 with a message:
                                   exit 1 (a tool failed) or 2 (the tool refused its input, which
                                   is the user's), one line naming the message (a traceback before)
@@ -15,6 +18,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.join(HERE, "..", "..", "bench", "peers")
@@ -58,6 +62,28 @@ def main():
         os.chmod(stub, stat.S_IRWXU)
         one_line("garg, iclbench exits %d" % code, garg + ["--model", MODEL], expected, "stub: disk on fire",
                  env={"ICLBENCH": stub})
+
+    one_line("garg --n 65", garg + ["--n", "65"], 2, "--n 65 needs 131 tokens, but the model has 130 positions")
+    for bad in (["--n", "1e3"], ["--repeats", "2.0"], ["--bogus"], ["--rounds", "1000000"]):
+        one_line("garg " + " ".join(bad), garg + bad, 2, "compare_garg.py: ")
+    # SIGTERM while a (stub) iclbench generates the prompts: the temporary directory goes.
+    slow = os.path.join(work, "iclbench_slow")
+    with open(slow, "w") as f:
+        f.write("#!/bin/sh\nexec sleep 60\n")
+    os.chmod(slow, stat.S_IRWXU)
+    temp = os.path.join(work, "tmp")
+    os.makedirs(temp, exist_ok=True)
+    process = subprocess.Popen(garg + ["--model", MODEL], env=dict(os.environ, ICLBENCH=slow, TMPDIR=temp),
+                               stderr=subprocess.DEVNULL)
+    for _ in range(100):  # until it has made its temporary directory
+        if os.listdir(temp):
+            break
+        time.sleep(0.1)
+    made = bool(os.listdir(temp))
+    process.terminate()
+    code = process.wait(timeout=30)
+    expect("garg SIGTERM", made and code == 143 and not os.listdir(temp),
+           "made %s, exit %d, left %r" % (made, code, os.listdir(temp)))
 
     encoder = ["bash", os.path.join(PEERS, "compare_encoder.sh")]
     for repeats in ("0", "x", "1001", "-1", "3 4"):
