@@ -257,6 +257,10 @@ std::map<std::string, std::string> Engine::implementations(std::int64_t tokens_p
       // AttentionPlan::one_sweep: a looped layer reads the stream once per pass; with
       // LayerPlan::column_sweep, only its live slots, held column-major.
       if (attention->one_sweep) found["sweep"] = layer.column_sweep ? "column_major" : "one_per_pass";
+      // The column sweep's MLP units whose loop-invariant part runs once, before the loop.
+      if (layer.column_sweep && layer.column_sweep->hoisted_units() > 0) {
+        found["sweep_hoisted_units"] = std::to_string(layer.column_sweep->hoisted_units());
+      }
       if (attention->scores) found["scores"] = attention->scores->implementation();
       if (attention->mix) found["mix"] = attention->mix->implementation();
       if (attention->keys_times_values) {

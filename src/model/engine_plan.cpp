@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <new>
 #include <set>
+#include <stdexcept>
 
 namespace iclbench::model {
 namespace {
@@ -643,6 +644,8 @@ PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, st
           if (layer.loop > 1 && !options.bf16 && !options.dense) shape.key_block_sums = true;
           if (shape.key_block_sums) {
             shape.column_stride = ops::ColumnSweep::column_stride(shape.padded_tokens);
+            shape.column_count = std::max(
+                shape.column_count, ops::ColumnSweep::max_columns(config.width, layer.mlp_hidden));
           }
           break;
         case AttentionPath::kExplicitScores:
@@ -676,7 +679,7 @@ PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, st
                shape.act_size) +
       static_cast<std::size_t>(shape.product_size) * shape.act_size +
       (shape.key_block_sums ? static_cast<std::size_t>(shape.tiles * shape.product_size) * 4 : 0) +
-      static_cast<std::size_t>(config.width * shape.column_stride) * 4 +
+      static_cast<std::size_t>(shape.column_count * shape.column_stride) * 4 +
       (config.read_out ? static_cast<std::size_t>(shape.padded_tokens) * 4 : 0);
   shape.group =
       static_cast<std::int64_t>(std::max<std::size_t>(1, kGroupBytes / shape.per_prompt_bytes));
@@ -714,7 +717,7 @@ void EnginePlan::reserve_group(std::int64_t prompts) {
         Buffer(static_cast<std::size_t>(prompts * shape.tiles * shape.product_size) * 4);
   }
   if (shape.column_stride > 0) {
-    columns = Buffer(static_cast<std::size_t>(prompts * width * shape.column_stride) * 4);
+    columns = Buffer(static_cast<std::size_t>(prompts * shape.column_count * shape.column_stride) * 4);
   }
   if (read_out) read_out_scores = Buffer(rows * 4);
   allocated_group = prompts;
@@ -767,6 +770,10 @@ std::unique_ptr<EnginePlan> build_plan(const ModelConfig& config, const Weights&
         (!layer_plan.mlp || layer_plan.mlp->small)) {
       layer_plan.column_sweep.emplace(
           *attention->small, layer_plan.mlp ? layer_plan.mlp->small : std::nullopt, width);
+      // Its block (live slots and hoisted MLP units) within what plan_shape allocated.
+      if (layer_plan.column_sweep->columns() > plan->shape.column_count) {
+        throw std::logic_error("column sweep block wider than planned");
+      }
     }
     count_flops(*plan, layer, layer_plan);
     plan->flops += layer_plan.first_pass_flops + (layer.loop - 1) * layer_plan.later_pass_flops;

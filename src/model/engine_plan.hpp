@@ -70,8 +70,9 @@ struct PlanShape {
   std::size_t mask_bytes = 0;        // causal masks (unfused attention only)
   bool key_block_sums = false;       // room for [G, tiles, product_size] f32 block sums of K^T V
   // With key_block_sums, room for a column-major copy of a prompt's live slots
-  // (ops::ColumnSweep): [G, D, column_stride] f32, column_stride = T_pad rounded up to 16.
-  std::int64_t column_stride = 0;
+  // (ops::ColumnSweep): [G, column_count, column_stride] f32, column_stride = T_pad rounded up
+  // to 16, column_count = ops::ColumnSweep::max_columns(D, F) over the looped layers.
+  std::int64_t column_stride = 0, column_count = 0;
 };
 PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, std::int64_t tokens,
                      std::int64_t context);
@@ -260,7 +261,7 @@ struct EnginePlan {
   // K^T V products [G, H dk dv].
   Buffer stream, queries, keys_values, attended, products;
   Buffer key_block_sums;  // [G, tiles, H dk dv] f32, when shape.key_block_sums (one-sweep layers)
-  Buffer columns;         // [G, D, column_stride] f32, when shape.column_stride (column sweeps)
+  Buffer columns;         // [G, column_count, column_stride] f32, when shape.column_stride (column sweeps)
   Buffer read_out_scores;            // [G, T_pad] f32, with read_out
   std::int64_t allocated_group = 0;  // prompts the group buffers hold now
 
