@@ -736,6 +736,48 @@ TileScratch EnginePlan::thread_scratch() const {
   return tile;
 }
 
+std::uint64_t plan_weight_bytes(const ModelConfig& config, const EngineOptions& options) {
+  const std::uint64_t act_size = options.bf16 ? 2 : 4;
+  const auto all_packed = static_cast<std::uint64_t>(config.parameter_count()) * act_size;
+  // A bf16 or dense plan reorders each weight matrix straight from the model's f32 copy into its
+  // packed form (ops::Linear): nothing beside the packed weights.
+  if (options.dense || options.bf16) return all_packed;
+  // Structure analysis, in build_plan's order (packed: what earlier ops of the plan keep; an
+  // upper bound, as the structured form keeps at most the dense one's weights):
+  //   - attention: analyse_columns packs the live block of one projection (Q, [K V] or O) at a
+  //     time, at most its in x out floats, grown by push_back: at a reallocation the old block
+  //     and its copy are both resident, under 2 in x out floats.
+  //   - MLP without its own norm: small_mlp first makes a Term (16 bytes) of every nonzero of
+  //     W_1 and W_2 before it knows whether they fit its kernel; per-unit vectors grown by
+  //     push_back, so at most twice that.
+  //   - MLP: structured_mlp copies the live units of W_1 and W_2 and then packs the live block
+  //     of each (analyse_columns): four D x F f32 copies, the last one grown by push_back (under
+  //     two more D x F at its reallocation). Measured (issue 14, VmHWM printed around
+  //     structured_mlp, encoder D = 2048, F = 8192, f32): the second layer's call raised the
+  //     peak by 269 MB = 4 x 67 MB, over the earlier layers' packed weights; the plan then keeps
+  //     2 x 67 MB of it as that MLP's packed weights, so the run peaked 134 MB above its live
+  //     memory at the end of the build.
+  const std::uint64_t d = config.width;
+  std::uint64_t packed = 0, peak = all_packed;
+  for (const LayerConfig& layer : config.layers) {
+    if (layer.has_attention()) {
+      const std::uint64_t qk = static_cast<std::uint64_t>(layer.heads) * layer.qk_dim;
+      const std::uint64_t v = static_cast<std::uint64_t>(layer.heads) * layer.v_dim;
+      packed += ((d + 1) * (2 * qk + v) + (v + 1) * d) * act_size;
+      const std::uint64_t widest = std::max({d * qk, d * (qk + v), v * d});
+      peak = std::max(peak, packed + 2 * widest * sizeof(float));
+    }
+    if (layer.has_mlp()) {
+      const std::uint64_t matrix = d * static_cast<std::uint64_t>(layer.mlp_hidden);
+      std::uint64_t analysis = 5 * matrix * sizeof(float);
+      if (!layer.mlp_norm) analysis = std::max(analysis, 2 * 2 * matrix * sizeof(ops::SmallMlp::Term));
+      peak = std::max(peak, packed + analysis);
+      packed += (matrix + layer.mlp_hidden + matrix + d) * act_size;
+    }
+  }
+  return peak;
+}
+
 std::unique_ptr<EnginePlan> build_plan(const ModelConfig& config, const Weights& weights,
                                        const EngineOptions& options, std::int64_t tokens,
                                        std::int64_t context) {

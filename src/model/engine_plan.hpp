@@ -279,6 +279,12 @@ struct EnginePlan {
   TileScratch thread_scratch() const;
 };
 
+// The most that build_plan holds at once for the weights: the packed weights of the layers built
+// so far plus, in an f32 plan with weight structure, the copies that structure analysis makes
+// of the projection it reads (which it drops when the dense form stays the cheaper). At least
+// the packed weights of the whole plan (parameter_count() elements of the act dtype).
+std::uint64_t plan_weight_bytes(const ModelConfig& config, const EngineOptions& options);
+
 // Builds every op of every layer for (T, n); n is 0 under the causal mask.
 std::unique_ptr<EnginePlan> build_plan(const ModelConfig& config, const Weights& weights,
                                        const EngineOptions& options, std::int64_t tokens,
