@@ -13,11 +13,14 @@
 #include <thread>
 #include <algorithm>
 #include <functional>
+#include <map>
+#include <sstream>
 #include <random>
 
 #include <Eigen/Dense>
 
 #include "bounds/bounds.hpp"
+#include "cli_support.hpp"
 #include "data_gen/dataset.hpp"
 #include "model/constructions.hpp"
 #include "model/reference.hpp"
@@ -392,6 +395,79 @@ TEST(RegimeB, KStarOfAveragingMatchesItsLawAndEnsembleUsesAllOfS) {
   }
   ASSERT_EQ(analysis.regime_b.size(), 2u);
   EXPECT_TRUE(analysis.regime_b[0].fit.valid);
+}
+
+// Every k* of fits.json can be recomputed from points.csv (issue 12): regime B's dis rows carry
+// one quantile column per delta of regime_b_deltas, and n_star() on them along the k grid gives
+// the analysis's k*(eps, delta) for a delta that is not the main one (config.delta = 0.05 is
+// neither 0.2 nor 0.1 here, so the `quantile` column could not give them).
+// Tolerance: the CSV prints 8 significant digits, so each q it holds is off by at most half a
+// unit of the 8th digit, a relative 5e-8, and its log by at most 5e-8 (to first order); n_star's
+// t = (log eps - log q0) / (log q1 - log q0) then moves by at most 5e-8 (|1 - t| + t) / log(q0/q1)
+// = 5e-8 / log(q0/q1) (t in [0, 1], q0 > eps >= q1), and log k* = log k0 + t log(k1/k0) by that
+// times log(k1/k0); 1e-12 more for the double arithmetic. It holds only when no printed quantile
+// lands on the other side of eps, which the test checks first (no quantile within 1e-7 of eps).
+TEST(RegimeB, EveryKStarIsRecomputedFromPointsCsv) {
+  BoundsConfig config = regime_b_config();
+  config.regime_b_contexts = {"random"};
+  config.regime_b_tasks = 60;
+  config.bootstrap = 20;  // the replicates do not enter the k* estimate
+  ASSERT_EQ(config.delta, 0.05);
+  std::vector<PointResult> points;
+  for (const PointKey& key : sweep_points(config)) points.push_back(run_point(config, key));
+  const Analysis analysis = analyse(config, points);
+  std::istringstream csv(points_csv(config, points, analysis));
+  std::string line;
+  const auto split = cli_support::csv_record;  // the learner "gd-ls:L=1,eta=1" is quoted
+  ASSERT_TRUE(std::getline(csv, line));
+  const std::vector<std::string> header = split(line);
+  const auto column = [&](const std::string& name) {
+    const auto at = std::find(header.begin(), header.end(), name);
+    return at == header.end() ? std::size_t(-1) : static_cast<std::size_t>(at - header.begin());
+  };
+  const std::size_t regime = column("regime"), metric = column("metric"), d_column = column("d"), k_column = column("k");
+  // The curve along k per (d, delta), from the rows only: [d][delta] -> (k, quantile).
+  std::map<std::pair<int, double>, std::pair<std::vector<std::int64_t>, std::vector<double>>> curves;
+  int rows = 0, regime_a_rows = 0;
+  while (std::getline(csv, line)) {
+    const std::vector<std::string> fields = split(line);
+    ASSERT_EQ(fields.size(), header.size()) << line;
+    const bool b_dis = fields[regime] == "B" && fields[metric].starts_with("dis_");
+    for (double delta : config.regime_b_deltas) {
+      const std::size_t at = column("quantile_delta_" + nlohmann::json(delta).dump());
+      ASSERT_NE(at, std::size_t(-1)) << "no column for delta " << delta << " in " << header.size() << " columns";
+      ASSERT_EQ(fields[at].empty(), !b_dis) << "filled on regime B's dis rows only: " << line;
+      if (!b_dis) continue;
+      auto& [k, quantile] = curves[{std::stoi(fields[d_column]), delta}];
+      k.push_back(std::stoll(fields[k_column]));
+      quantile.push_back(std::stod(fields[at]));
+    }
+    rows += b_dis;
+    regime_a_rows += fields[regime] == "A";
+  }
+  EXPECT_EQ(rows, static_cast<int>(config.d_grid.size() * config.k_grid.size()));
+  EXPECT_GT(regime_a_rows, 0);
+  ASSERT_EQ(analysis.regime_b.size(), 1u);
+  int reached = 0, compared = 0;
+  for (const KStarEntry& entry : analysis.regime_b[0].entries) {
+    const auto& [k, quantile] = curves.at({entry.d, entry.delta});
+    ASSERT_EQ(k, config.k_grid);
+    for (double q : quantile) ASSERT_GT(std::abs(q - entry.eps), 1e-7 * entry.eps) << "a quantile at eps";
+    const NStar recomputed = n_star(k, quantile, entry.eps);
+    ++compared;
+    ASSERT_EQ(recomputed.value.has_value(), entry.estimate.value.has_value()) << "d=" << entry.d << " eps=" << entry.eps << " delta=" << entry.delta;
+    EXPECT_EQ(recomputed.below_grid, entry.estimate.below_grid);
+    if (!entry.estimate.value || entry.estimate.below_grid) continue;
+    const std::size_t j = static_cast<std::size_t>(
+        std::find_if(quantile.begin(), quantile.end(), [&](double q) { return q <= entry.eps; }) - quantile.begin());
+    const double spread = std::log(std::max(quantile[j - 1], 1e-12) / std::max(quantile[j], 1e-12));
+    const double tolerance = 5e-8 / spread * std::log(static_cast<double>(k[j]) / static_cast<double>(k[j - 1])) + 1e-12;
+    EXPECT_NEAR(std::log(*recomputed.value), std::log(*entry.estimate.value), tolerance)
+        << "d=" << entry.d << " eps=" << entry.eps << " delta=" << entry.delta;
+    ++reached;
+  }
+  EXPECT_EQ(compared, static_cast<int>(config.d_grid.size() * config.regime_b_deltas.size() * config.eps_grid.size()));
+  EXPECT_GE(reached, compared / 2) << "too few k* inside the grid to compare";
 }
 
 // gd-hinge's convergence figures against the slow twin: the direct GD algorithm in double

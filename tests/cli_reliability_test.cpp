@@ -765,26 +765,6 @@ TEST(CliWriterReader, LearnersWithOneNameAreRefusedBeforeWork) {
   EXPECT_TRUE(fs::is_empty(dir));
 }
 
-// The fields of one CSV record as RFC 4180 reads them ("" inside a quoted field is one quote).
-std::vector<std::string> csv_record(const std::string& line) {
-  std::vector<std::string> fields(1);
-  bool quoted = false;
-  for (std::size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quoted && c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-      fields.back() += '"';
-      ++i;
-    } else if (c == '"') {
-      quoted = !quoted;
-    } else if (c == ',' && !quoted) {
-      fields.emplace_back();
-    } else {
-      fields.back() += c;
-    }
-  }
-  return fields;
-}
-
 // A model file's name is any string: eval's CSV, bounds' points.csv and report.md must keep it
 // one field on one line (a trial's name `evil",x<newline>row=cmd|calc` split rows and left a raw
 // newline in report.md).

@@ -1,5 +1,6 @@
 #pragma once
-// Running the `iclbench` binary from end-to-end tests: exit code, stdout, stderr, peak memory.
+// Running the `iclbench` binary from end-to-end tests: exit code, stdout, stderr, peak memory;
+// and reading the CSV files it writes.
 
 #include <signal.h>
 #include <sys/resource.h>
@@ -101,6 +102,26 @@ inline Result run(const std::vector<std::string>& args, const RunOptions& option
 
 inline int count_lines(const std::string& text) {
   return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+}
+
+// The fields of one CSV record as RFC 4180 reads them ("" inside a quoted field is one quote).
+inline std::vector<std::string> csv_record(const std::string& line) {
+  std::vector<std::string> fields(1);
+  bool quoted = false;
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (quoted && c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+      fields.back() += '"';
+      ++i;
+    } else if (c == '"') {
+      quoted = !quoted;
+    } else if (c == ',' && !quoted) {
+      fields.emplace_back();
+    } else {
+      fields.back() += c;
+    }
+  }
+  return fields;
 }
 
 }  // namespace cli_support

@@ -237,20 +237,36 @@ TEST(Cli, MemoryEstimateCoversThePeakOfARun) {
   }
   // speed: a batch of prompts through the engine (f32, bf16, one and two threads), and the
   // Eigen reference forward, whose double matrices grow with n; each against n = 16, batch 1.
-  const std::vector<std::pair<std::string, std::vector<std::string>>> speeds = {
-      {"1", {"--model", "kernel:beta=1", "--d", "8", "--n", "4000", "--queries", "64", "--batch", "32"}},
-      {"2", {"--model", ICLBENCH_SHIPPED_MODEL, "--d", "8", "--n", "40", "--batch", "1024", "--bf16"}},
-      {"2", {"--model", "gd-ls:L=2", "--d", "32", "--n", "20000", "--queries", "100", "--batch", "8"}},
-      {"2", {"--model", "gd-hinge:L=2", "--d", "32", "--n", "8000", "--queries", "100", "--batch", "8", "--bf16"}},
-      {"1", {"--model", "gd-ls:L=1", "--d", "64", "--n", "6000", "--queries", "64", "--reference", "--repeats", "1"}},
+  // The wide encoders are weights more than activations (issue 14: the f32 plan's
+  // weight-structure analysis copies the MLP matrices, and the engine once held a third copy
+  // of the weights while it checked their shapes); their twin is a tiny encoder, so that the
+  // weights are in the difference.
+  struct Speed {
+    std::string threads;
+    std::vector<std::string> flags;
+    std::string small_model;  // empty: the same model
   };
-  for (const auto& [threads, flags] : speeds) {
+  const std::string wide = "encoder:D=1024,H=8,F=4096,layers=1", tiny = "encoder:D=16,H=1,F=16,layers=1";
+  const std::vector<std::string> wide_flags = {"--model", wide, "--n", "64", "--queries", "0", "--repeats", "1"};
+  const std::vector<Speed> speeds = {
+      {"1", {"--model", "kernel:beta=1", "--d", "8", "--n", "4000", "--queries", "64", "--batch", "32"}, ""},
+      {"2", {"--model", ICLBENCH_SHIPPED_MODEL, "--d", "8", "--n", "40", "--batch", "1024", "--bf16"}, ""},
+      {"2", {"--model", "gd-ls:L=2", "--d", "32", "--n", "20000", "--queries", "100", "--batch", "8"}, ""},
+      {"2", {"--model", "gd-hinge:L=2", "--d", "32", "--n", "8000", "--queries", "100", "--batch", "8", "--bf16"}, ""},
+      {"1", {"--model", "gd-ls:L=1", "--d", "64", "--n", "6000", "--queries", "64", "--reference", "--repeats", "1"}, ""},
+      {"1", wide_flags, tiny},
+      {"1", {"--model", wide, "--n", "64", "--queries", "0", "--repeats", "1", "--bf16"}, tiny},
+  };
+  for (const auto& [threads, flags, small_model] : speeds) {
     std::vector<std::string> args = {"--threads", threads, "speed"}, small = args;
     args.insert(args.end(), flags.begin(), flags.end());
     for (std::size_t i = 0; i < flags.size(); ++i) {
       const std::string& flag = flags[i];
       if (flag == "--n" || flag == "--batch" || flag == "--queries") {
         small.insert(small.end(), {flag, flag == "--n" ? "16" : "1"});
+        ++i;
+      } else if (flag == "--model" && !small_model.empty()) {
+        small.insert(small.end(), {flag, small_model});
         ++i;
       } else {
         small.push_back(flag);
@@ -270,7 +286,10 @@ TEST(Cli, MemoryEstimateCoversThePeakOfARun) {
     std::printf("estimate %.1f MB, peak growth %.1f MB (%+.0f%%) over the tiny run: %s\n", estimate / 1e6,
                 grown / 1e6, 100 * (grown / estimate - 1), joined.c_str());
     std::fflush(stdout);  // before the next fork
-    EXPECT_LE(grown, 1.01 * estimate) << joined;
+    // 1% and 2 MB: the estimates leave out oneDNN's own scratchpads (kilobytes to a few MB,
+    // engine.hpp) and RSS is page-granular: the gd-hinge bf16 speed run once grew 37.3 MB
+    // against an estimate of 36.8 MB, 0.1 MB past 1% (main's build peaks the same).
+    EXPECT_LE(grown, 1.01 * estimate + 2e6) << joined;
     EXPECT_GE(grown, 0.5 * estimate) << joined;
   }
 }

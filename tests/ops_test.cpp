@@ -929,6 +929,59 @@ TEST(Ops, SmallMlpOnColumnsGivesTheBitsOfTheRowKernel) {
   }
 }
 
+// Loop-invariant units (SmallMlp::invariant_prefixes / hoist / precompute_columns): with slot 7
+// written by the loop, unit 0 (slots 3, 7) has 1 invariant leading term, unit 1 (slot 0) is
+// wholly invariant, unit 2 (slot 7) has none, unit 3 (no terms) none to hoist, unit 4 (slots 3,
+// 7, 0) 1 (its slot-0 term follows the written one: not leading). Computing those parts once
+// into their own columns and continuing the chains from them runs the same fused multiply-adds
+// in the same order, so the bits must be those of the unhoisted kernel, pass after pass (the
+// written slot changes between passes, the hoisted columns do not).
+TEST(Ops, SmallMlpHoistedInvariantUnitsGiveTheSameBits) {
+  const std::int64_t width = 11;
+  SmallMlp::Weights w;
+  w.inputs = {3, 7, 0};
+  w.units = {{0.5f, {{0, 1.5f}, {1, -2.0f}}}, {-0.25f, {{2, 0.75f}}}, {0.0f, {{1, 1.0f}}},
+             {0.125f, {}}, {0.0f, {{0, -1.0f}, {1, 0.3f}, {2, 2.0f}}}};
+  w.outputs = {{7, 0.5f, {{0, -1.0f}, {2, 1.0f}, {3, 2.0f}, {1, 0.6f}}}};
+  std::vector<bool> written(static_cast<std::size_t>(width), false);
+  written[7] = true;
+  const std::vector<std::int64_t> position = {2, -1, -1, 0, -1, -1, -1, 1, -1, -1, -1};
+  for (const std::int64_t rows : {1, 16, 37, 128, 200}) {
+    SCOPED_TRACE("rows " + std::to_string(rows));
+    const SmallMlp plain(rows, width, width, w, PostActivation::kRelu);
+    EXPECT_EQ(plain.invariant_prefixes(written), (std::vector<std::int64_t>{1, 1, 0, 0, 1}));
+    SmallMlp hoisted = plain;
+    // Units 0, 1 and 4 in columns 3, 4, 5 of the block (unit 3's column is ignored: nothing
+    // to hoist).
+    hoisted.hoist(plain.invariant_prefixes(written), {3, 4, -1, 6, 5});
+    EXPECT_EQ(hoisted.hoisted_units(), 3);
+    EXPECT_EQ(hoisted.pass_terms(), plain.pass_terms() - 3);
+    const std::int64_t stride = (rows + 15) / 16 * 16 + 3;
+    std::vector<float> columns(static_cast<std::size_t>(7 * stride), 0.0f);
+    const std::vector<float> initial = random_values(static_cast<std::size_t>(3 * stride), 410);
+    std::copy(initial.begin(), initial.end(), columns.begin());
+    // Pad rows past `rows` as the gather leaves them (0) in both.
+    for (std::int64_t c = 0; c < 3; ++c) {
+      std::fill(columns.begin() + c * stride + rows, columns.begin() + (c + 1) * stride, 0.0f);
+    }
+    std::vector<float> expected = columns;
+    hoisted.precompute_columns(columns.data(), stride, rows, position);
+    for (int pass = 0; pass < 3; ++pass) {
+      plain.execute_columns(expected.data(), stride, rows, position);
+      hoisted.execute_columns(columns.data(), stride, rows, position);
+      for (std::int64_t c = 0; c < 3; ++c) {
+        for (std::int64_t r = 0; r < rows; ++r) {
+          ASSERT_EQ(columns[c * stride + r], expected[c * stride + r])
+              << "pass " << pass << " column " << c << " row " << r;
+        }
+      }
+    }
+  }
+  SmallMlp bad(16, width, width, w, PostActivation::kRelu);
+  EXPECT_THROW(bad.hoist({1, 1}, {3, 4}), std::invalid_argument);
+  EXPECT_THROW(bad.hoist({3, 1, 0, 0, 1}, {3, 4, -1, -1, 5}), std::invalid_argument);
+}
+
 // ---- ColumnSweep against the double twins. ----
 // Bounds (ops/column_sweep.hpp; Higham 3.1): M[h, b, a] within
 // gamma_(ceil(B / 16) + 4 + ceil(Tk / B)) scale sum_i |K V| of reference::linear_attention_product
@@ -978,7 +1031,13 @@ TEST(Ops, ColumnSweepMatchesTheReferenceWithinItsDerivedBound) {
     w.outputs = {{width - 1, 0.0f, {{0, 0.25f}}}};
     const ColumnSweep with_mlp(attention, SmallMlp(c.tile_rows, width, width, w, PostActivation::kRelu), width);
     const ColumnSweep sweep(attention, std::nullopt, width);
-    ASSERT_EQ(with_mlp.columns(), sweep.columns() + 2);
+    // Two more live slots, and the unit (on a slot nothing writes) hoisted into a third column.
+    ASSERT_EQ(with_mlp.hoisted_units(), 1);
+    ASSERT_EQ(with_mlp.columns(), sweep.columns() + 3);
+    const ColumnSweep unhoisted(attention, SmallMlp(c.tile_rows, width, width, w, PostActivation::kRelu),
+                                width, false);
+    ASSERT_EQ(unhoisted.hoisted_units(), 0);
+    ASSERT_EQ(unhoisted.columns(), sweep.columns() + 2);
 
     const std::int64_t rows = c.tile_rows, tiles = (c.tokens + rows - 1) / rows, padded = tiles * rows;
     const std::int64_t stride = ColumnSweep::column_stride(padded);
@@ -1069,6 +1128,20 @@ TEST(Ops, ColumnSweepMatchesTheReferenceWithinItsDerivedBound) {
                   gamma_of(3) * (std::abs(before) + 0.25 * (std::abs(input) + 0.5)))
           << "MLP output at row " << r;
     }
+    // Hoisting changes no bit: three passes (M fixed) with and without it.
+    std::vector<float> loop_out = x, unhoisted_out = x;
+    std::vector<float> unhoisted_columns(static_cast<std::size_t>(unhoisted.columns() * stride));
+    for (std::int64_t first = 0; first < padded; first += rows) {
+      with_mlp.gather(x.data() + first * width, rows, mlp_columns.data() + first, stride);
+      unhoisted.gather(x.data() + first * width, rows, unhoisted_columns.data() + first, stride);
+      for (int pass = 0; pass < 3; ++pass) {
+        with_mlp.attend_and_mlp(mlp_columns.data() + first, stride, rows, product.data());
+        unhoisted.attend_and_mlp(unhoisted_columns.data() + first, stride, rows, product.data());
+      }
+      with_mlp.scatter(mlp_columns.data() + first, stride, rows, loop_out.data() + first * width);
+      unhoisted.scatter(unhoisted_columns.data() + first, stride, rows, unhoisted_out.data() + first * width);
+    }
+    ASSERT_EQ(loop_out, unhoisted_out);
   }
 }
 

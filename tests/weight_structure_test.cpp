@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
+#include <string>
 
 #include "model/constructions.hpp"
 #include "model/engine.hpp"
@@ -100,6 +102,18 @@ TEST(WeightStructure, ConstructionsMatchTheDensePath) {
     const Engine structured(model.config, model.weights);
     const Engine dense(model.config, model.weights, dense_options);
     const std::string projection = structured.implementations(t, n).at("projection");
+    // The looped layer's loop-invariant MLP units (ops::ColumnSweep), from the weights
+    // (constructions.cpp): gd-hinge's relu(y), relu(-y) wholly and its two hinge units' y-terms
+    // (their first terms: slot y precedes p); gd-logistic's relu(y), relu(-y) (its knot units
+    // read p only).
+    const std::map<std::string, std::string> found = structured.implementations(t, n);
+    const auto hoisted = found.count("sweep_hoisted_units") ? found.at("sweep_hoisted_units") : "0";
+    if (spec.kind == ConstructionKind::kGdHinge) {
+      EXPECT_EQ(hoisted, "4") << c.spec;
+    }
+    if (spec.kind == ConstructionKind::kGdLogistic) {
+      EXPECT_EQ(hoisted, "2") << c.spec;
+    }
     if (c.structured) {
       EXPECT_LE(relative_difference(out.structured, out.dense), construction_bound(spec, d, n))
           << c.spec;
@@ -342,6 +356,28 @@ TEST(WeightStructure, ViewsOfTheStreamMatchDenseAndReference) {
   // M of later passes comes from two block sums).
   EXPECT_EQ(structured.implementations(t, n).at("sweep"),
             activation == Activation::kRelu ? "column_major" : "one_per_pass");
+  if (activation == Activation::kRelu) {
+    // The MLP reads slots 10..13, all written in the loop (by O or the MLP): nothing hoisted.
+    EXPECT_EQ(structured.implementations(t, n).count("sweep_hoisted_units"), 0u);
+    // Loop-invariant units: unit 0 gains a leading term on slot 9 (K reads it, nothing writes
+    // it), unit 1 reads slots 8 and 9 only; the column sweep computes both parts once
+    // (ops::ColumnSweep) and must still match the dense path and the double reference.
+    Weights invariant = weights;
+    for (LayerWeights& w : invariant.layers) {
+      const int hidden = 24;
+      w.w1[static_cast<std::size_t>(9 * hidden + 0)] = 0.6f;
+      for (int slot = 0; slot < width; ++slot) w.w1[static_cast<std::size_t>(slot * hidden + 1)] = 0.0f;
+      w.w1[static_cast<std::size_t>(8 * hidden + 1)] = -0.5f;
+      w.w1[static_cast<std::size_t>(9 * hidden + 1)] = 0.8f;
+    }
+    const Engine hoisting(config, invariant);
+    EXPECT_EQ(hoisting.implementations(t, n).at("sweep"), "column_major");
+    EXPECT_EQ(hoisting.implementations(t, n).at("sweep_hoisted_units"), "2");
+    const Outputs invariant_out = both_outputs(config, invariant, tokens, prompts, t, n);
+    EXPECT_LE(relative_difference(invariant_out.structured, invariant_out.dense), 2 * bound);
+    EXPECT_LE(reference_difference(config, invariant, tokens, invariant_out.structured, prompts, t, n),
+              bound);
+  }
   // An output slot that a query view reads: O must then go through W_o (the kernel would read
   // a row's queries after adding its first head's output).
   for (LayerWeights& w : weights.layers) {

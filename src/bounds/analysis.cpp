@@ -197,14 +197,16 @@ bool is_averaging(const std::string& learner) {
 bool is_erm_like(const std::string& learner) { return learner.starts_with("gd-hinge"); }
 
 
-// Regime B's k* tables: per learner and policy (curves of the B points), per d, delta and eps.
-std::vector<KStarTable> regime_b_tables(const BoundsConfig& config, const std::vector<PointResult>& points) {
+// Regime B's k* tables: per learner and policy (curves of the B points), per d, delta and eps,
+// from the curves' dis_by_delta.
+std::vector<KStarTable> regime_b_tables(const BoundsConfig& config, const std::vector<PointResult>& points,
+                                        const std::vector<std::vector<CurveStats>>& point_stats) {
   std::vector<KStarTable> tables;
   for (std::size_t p = 0; p < points.size(); ++p) {
     const PointResult& point = points[p];
     if (point.key.regime != 'B') continue;
-    const std::uint64_t seed = point_seed(config.seed, point.key);
-    for (const Curve& curve : point.curves) {
+    for (std::size_t c = 0; c < point.curves.size(); ++c) {
+      const Curve& curve = point.curves[c];
       auto table = std::find_if(tables.begin(), tables.end(), [&](const KStarTable& t) {
         return t.learner == curve.learner && t.context == curve.context;
       });
@@ -212,10 +214,10 @@ std::vector<KStarTable> regime_b_tables(const BoundsConfig& config, const std::v
         tables.push_back({curve.learner, curve.context, {}, {}, std::nullopt});
         table = tables.end() - 1;
       }
-      for (double delta : config.regime_b_deltas) {
-        const MetricStats stats = metric_stats(curve.dis, config.bootstrap, delta, seed);
+      for (std::size_t i = 0; i < config.regime_b_deltas.size(); ++i) {
+        const MetricStats& stats = point_stats[p][c].dis_by_delta[i];
         for (double eps : config.eps_grid) {
-          KStarEntry entry{point.key.d, eps, delta, {}, {NAN, NAN}, {}};
+          KStarEntry entry{point.key.d, eps, config.regime_b_deltas[i], {}, {NAN, NAN}, {}};
           entry.estimate = n_star_with_replicates(point.n, stats.quantile, stats.replicates, eps, entry.replicates, entry.ci);
           table->entries.push_back(std::move(entry));
         }
@@ -590,8 +592,11 @@ Analysis analyse(const BoundsConfig& config, const std::vector<PointResult>& poi
     const std::uint64_t seed = point_seed(config.seed, point.key);
     std::vector<CurveStats>& curves = analysis.points.emplace_back();
     for (const Curve& curve : point.curves) {
-      curves.push_back({metric_stats(curve.err, config.bootstrap, config.delta, seed),
-                        metric_stats(curve.dis, config.bootstrap, config.delta, seed)});
+      CurveStats& stats = curves.emplace_back(CurveStats{metric_stats(curve.err, config.bootstrap, config.delta, seed),
+                                                         metric_stats(curve.dis, config.bootstrap, config.delta, seed), {}});
+      if (point.key.regime != 'B') continue;
+      for (double delta : config.regime_b_deltas)
+        stats.dis_by_delta.push_back(metric_stats(curve.dis, config.bootstrap, delta, seed));
     }
   }
   // Theories: averaging's closed form on the grid; for the ERM head its asymptote; for hinge GD
@@ -633,7 +638,7 @@ Analysis analyse(const BoundsConfig& config, const std::vector<PointResult>& poi
     }
     analysis.learners.push_back(std::move(learner));
   }
-  analysis.regime_b = regime_b_tables(config, points);
+  analysis.regime_b = regime_b_tables(config, points, analysis.points);
   analysis.hinge = hinge_analysis(config, points, analysis.points);
   return analysis;
 }

@@ -88,7 +88,11 @@ struct MetricStats {
   std::vector<std::vector<double>> replicates;  // [bootstrap][N]: quantile curves, tasks resampled
 };
 struct CurveStats {
-  MetricStats err, dis;
+  MetricStats err, dis;  // quantiles at config.delta
+  // Regime B points only (empty elsewhere): the disagreement's stats at each delta of
+  // config.regime_b_deltas, in its order. k*(eps, delta) is read from these, and points.csv
+  // prints their quantiles, so that every k* can be recomputed from the file.
+  std::vector<MetricStats> dis_by_delta;
 };
 
 // One learner's n*(d, eps) over regime A for one metric, its fit and what they say.

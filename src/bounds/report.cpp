@@ -283,7 +283,14 @@ std::string points_csv(const BoundsConfig& config, const std::vector<PointResult
   std::ostringstream csv;
   csv.precision(8);
   csv << "regime,learner,context,kind,metric,d,k,n,mean,quantile,quantile_lo,quantile_hi,theory_averaging,"
-         "theory_averaging_quantile,pac_n_at_mean\n";
+         "theory_averaging_quantile,pac_n_at_mean";
+  // With a regime B, one more column per delta of regime_b_deltas (named as config.json spells
+  // the delta): the disagreement's (1 - delta)-quantile over tasks that k*(eps, delta) is read
+  // from, on regime B's dis rows; empty on every other row. Without one, the columns of a
+  // regime-A-only run are unchanged.
+  const std::vector<double> b_deltas = config.k_grid.empty() ? std::vector<double>{} : config.regime_b_deltas;
+  for (double delta : b_deltas) csv << ",quantile_delta_" << nlohmann::json(delta).dump();
+  csv << '\n';
   for (std::size_t p = 0; p < points.size(); ++p) {
     const PointResult& point = points[p];
     const bool regime_b = point.key.regime == 'B';
@@ -303,8 +310,13 @@ std::string points_csv(const BoundsConfig& config, const std::vector<PointResult
               << stats.quantile_ci[j].lo << ',' << stats.quantile_ci[j].hi << ','
               << averaging_error(point.key.d, examples) << ','
               << averaging_error_quantile(point.key.d, examples, config.delta) << ','
-              << (mean > 0 && mean < 0.5 ? pac_sample_size(mean, config.delta, point.key.d) : NAN)
-              << '\n';
+              << (mean > 0 && mean < 0.5 ? pac_sample_size(mean, config.delta, point.key.d) : NAN);
+          const std::vector<MetricStats>& by_delta = analysis.points[p][c].dis_by_delta;
+          for (std::size_t i = 0; i < b_deltas.size(); ++i) {
+            csv << ',';
+            if (regime_b && dis) csv << by_delta.at(i).quantile[j];
+          }
+          csv << '\n';
         }
       }
     }

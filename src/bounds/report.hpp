@@ -1,6 +1,7 @@
 #pragma once
 // The files of a bounds run, from its points and their analysis: points.csv (one row per regime,
-// learner, metric, d, k and N), fits.json (n* tables and fits, with the theory's formulas),
+// learner, metric, d, k and N, with every quantile an n* or a k* is read from; its columns in
+// docs/DESIGN.md), fits.json (n* tables and fits, with the theory's formulas),
 // report.md (verdicts, n* tables, regime B) and the plots that scripts/plot_bounds.py draws from
 // them.
 

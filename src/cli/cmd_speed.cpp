@@ -265,9 +265,10 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     engine_options.unfused_attention = o.unfused_attention;
     // What the run holds at its peak: the prompts (f32 tokens, the output stream and the scores),
     // the built model's f32 weights and the engine's own copy of them, and either the engine's
-    // buffers for this shape or, with --reference, one prompt in double and the reference
-    // forward's matrices (the engine then never builds a plan). --op-groups times a second engine
-    // (weights and buffers) while the first still lives.
+    // buffers for this shape (with its packed weights and what building its plan holds for a
+    // moment) or, with --reference, one prompt in double and the reference forward's matrices
+    // (the engine then never builds a plan). --op-groups times a second engine (weights and
+    // buffers) while the first, its plan built, still lives.
     const double prompt_bytes = static_cast<double>(o.batch) *
                                 (static_cast<double>(tokens_per_prompt) * config.width * 2 +
                                  static_cast<double>(tokens_per_prompt - context)) * 4;
@@ -279,7 +280,10 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
         o.reference ? static_cast<std::uint64_t>(tokens_per_prompt) *
                               (config.read_in ? config.input_dim : config.width) * sizeof(double) +
                           model::reference_working_bytes(config, tokens_per_prompt)
-                    : engine_buffers + (o.op_groups ? weight_bytes + engine_buffers : 0);
+                    : engine_buffers +
+                          (o.op_groups ? weight_bytes + engine_buffers -
+                                             model::Engine::plan_building_bytes(config, engine_options)
+                                       : 0);
     const std::uint64_t total_bytes = static_cast<std::uint64_t>(prompt_bytes) + 2 * weight_bytes + run_bytes;
     // When the model's weights (its f32 copy and the engine's, a third under --op-groups) are most
     // of it, no flag of the run helps: say so instead of advising a smaller batch.

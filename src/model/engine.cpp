@@ -32,15 +32,17 @@ const char* to_string(OpGroup group) {
 Engine::Engine(ModelConfig config, Weights weights, EngineOptions options)
     : config_(std::move(config)), weights_(std::move(weights)), options_(options) {
   validate(config_);
-  // Every tensor must have its shape: a model built by hand could be short.
-  Weights expected = zero_weights(config_);
-  const auto shapes = weight_tensors(config_, expected);
+  // Every tensor must have its shape: a model built by hand could be short. The shapes come
+  // from the config alone: a zero_weights(config_) to compare with would be a third copy of the
+  // weights at this point (the model's and this engine's are the other two), which was a wide
+  // bf16 run's peak (issue 14: 1.22 GB against its 1.01 GB estimate).
   const auto given = weight_tensors(config_, weights_);
-  for (std::size_t i = 0; i < shapes.size(); ++i) {
-    if (given[i].values->size() != shapes[i].values->size()) {
-      throw ConfigError("weights: " + shapes[i].name + " has " +
-                        std::to_string(given[i].values->size()) + " values, expected " +
-                        std::to_string(shapes[i].values->size()));
+  for (const WeightTensor& tensor : given) {
+    std::size_t expected = 1;
+    for (const std::int64_t extent : tensor.shape) expected *= static_cast<std::size_t>(extent);
+    if (tensor.values->size() != expected) {
+      throw ConfigError("weights: " + tensor.name + " has " + std::to_string(tensor.values->size()) +
+                        " values, expected " + std::to_string(expected));
     }
   }
 }
@@ -55,10 +57,14 @@ std::uint64_t Engine::working_bytes(const ModelConfig& config, const EngineOptio
   const auto group =
       static_cast<std::uint64_t>(std::min(shape.group, std::max<std::int64_t>(prompts, 1)));
   const std::uint64_t scratch = scratch_layout(shape, config.width, 0).total;
-  const auto packed_weights = static_cast<std::uint64_t>(config.parameter_count()) * shape.act_size;
   return group * shape.per_prompt_bytes +
          static_cast<std::uint64_t>(std::max(threads, 1)) * scratch + shape.mask_bytes +
-         packed_weights;
+         plan_weight_bytes(config, options);
+}
+
+std::uint64_t Engine::plan_building_bytes(const ModelConfig& config, const EngineOptions& options) {
+  return plan_weight_bytes(config, options) -
+         static_cast<std::uint64_t>(config.parameter_count()) * (options.bf16 ? 2 : 4);
 }
 
 std::array<double, kOpGroupCount> Engine::op_group_flops(const ModelConfig& config,
@@ -257,6 +263,10 @@ std::map<std::string, std::string> Engine::implementations(std::int64_t tokens_p
       // AttentionPlan::one_sweep: a looped layer reads the stream once per pass; with
       // LayerPlan::column_sweep, only its live slots, held column-major.
       if (attention->one_sweep) found["sweep"] = layer.column_sweep ? "column_major" : "one_per_pass";
+      // The column sweep's MLP units whose loop-invariant part runs once, before the loop.
+      if (layer.column_sweep && layer.column_sweep->hoisted_units() > 0) {
+        found["sweep_hoisted_units"] = std::to_string(layer.column_sweep->hoisted_units());
+      }
       if (attention->scores) found["scores"] = attention->scores->implementation();
       if (attention->mix) found["mix"] = attention->mix->implementation();
       if (attention->keys_times_values) {

@@ -86,11 +86,16 @@ class Engine {
   // the group buffers (Q, K, V, O and the residual stream of the prompts, at most ~256 MB), the
   // per-thread scratch of `threads` threads (with unfused_attention, score tiles [H, R, n]
   // dominate for long softmax prompts; the fused kernel's scratch is a few tens of KB), causal
-  // masks (unfused only) and packed weights. oneDNN's own scratchpads (kilobytes to a few MB at
+  // masks (unfused only) and packed weights, with what building the plan holds for a moment
+  // beside them (plan_weight_bytes in engine_plan.hpp: an f32 plan's weight-structure analysis
+  // copies a wide MLP's matrices). oneDNN's own scratchpads (kilobytes to a few MB at
   // these shapes) are not counted. Checked against the measured peak in engine_test.
   static std::uint64_t working_bytes(const ModelConfig& config, const EngineOptions& options,
                                      std::int64_t tokens_per_prompt, std::int64_t n_context,
                                      std::int64_t prompts, int threads);
+  // The part of working_bytes that building the plan holds only for a moment (its weight
+  // analysis beyond the packed weights): what an engine whose plan is built no longer holds.
+  static std::uint64_t plan_building_bytes(const ModelConfig& config, const EngineOptions& options);
 
   // FLOPs one prompt of T tokens (n context) executes, multiply-adds counted as 2: what the plan
   // runs, so structure that is skipped is not counted (equal to ModelConfig::forward_flops for a

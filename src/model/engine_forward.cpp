@@ -180,7 +180,8 @@ Activations layer_activations(const EnginePlan& plan, const LayerPlan& layer) {
       activations.column_stride = plan.shape.column_stride;
       activations.columns =
           Rows{plan.columns.data(),
-               static_cast<std::size_t>(plan.width * plan.shape.column_stride) * 4, 1};
+               static_cast<std::size_t>(plan.shape.column_count * plan.shape.column_stride) * 4,
+               1};
     }
   }
   return activations;

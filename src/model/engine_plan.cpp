@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <new>
 #include <set>
+#include <stdexcept>
 
 namespace iclbench::model {
 namespace {
@@ -643,6 +644,8 @@ PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, st
           if (layer.loop > 1 && !options.bf16 && !options.dense) shape.key_block_sums = true;
           if (shape.key_block_sums) {
             shape.column_stride = ops::ColumnSweep::column_stride(shape.padded_tokens);
+            shape.column_count = std::max(
+                shape.column_count, ops::ColumnSweep::max_columns(config.width, layer.mlp_hidden));
           }
           break;
         case AttentionPath::kExplicitScores:
@@ -676,7 +679,7 @@ PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, st
                shape.act_size) +
       static_cast<std::size_t>(shape.product_size) * shape.act_size +
       (shape.key_block_sums ? static_cast<std::size_t>(shape.tiles * shape.product_size) * 4 : 0) +
-      static_cast<std::size_t>(config.width * shape.column_stride) * 4 +
+      static_cast<std::size_t>(shape.column_count * shape.column_stride) * 4 +
       (config.read_out ? static_cast<std::size_t>(shape.padded_tokens) * 4 : 0);
   shape.group =
       static_cast<std::int64_t>(std::max<std::size_t>(1, kGroupBytes / shape.per_prompt_bytes));
@@ -714,7 +717,7 @@ void EnginePlan::reserve_group(std::int64_t prompts) {
         Buffer(static_cast<std::size_t>(prompts * shape.tiles * shape.product_size) * 4);
   }
   if (shape.column_stride > 0) {
-    columns = Buffer(static_cast<std::size_t>(prompts * width * shape.column_stride) * 4);
+    columns = Buffer(static_cast<std::size_t>(prompts * shape.column_count * shape.column_stride) * 4);
   }
   if (read_out) read_out_scores = Buffer(rows * 4);
   allocated_group = prompts;
@@ -731,6 +734,48 @@ TileScratch EnginePlan::thread_scratch() const {
   tile.scratchpad = base + scratch.scratchpad;
   if (time_op_groups) tile.clock = &clocks.local();
   return tile;
+}
+
+std::uint64_t plan_weight_bytes(const ModelConfig& config, const EngineOptions& options) {
+  const std::uint64_t act_size = options.bf16 ? 2 : 4;
+  const auto all_packed = static_cast<std::uint64_t>(config.parameter_count()) * act_size;
+  // A bf16 or dense plan reorders each weight matrix straight from the model's f32 copy into its
+  // packed form (ops::Linear): nothing beside the packed weights.
+  if (options.dense || options.bf16) return all_packed;
+  // Structure analysis, in build_plan's order (packed: what earlier ops of the plan keep; an
+  // upper bound, as the structured form keeps at most the dense one's weights):
+  //   - attention: analyse_columns packs the live block of one projection (Q, [K V] or O) at a
+  //     time, at most its in x out floats, grown by push_back: at a reallocation the old block
+  //     and its copy are both resident, under 2 in x out floats.
+  //   - MLP without its own norm: small_mlp first makes a Term (16 bytes) of every nonzero of
+  //     W_1 and W_2 before it knows whether they fit its kernel; per-unit vectors grown by
+  //     push_back, so at most twice that.
+  //   - MLP: structured_mlp copies the live units of W_1 and W_2 and then packs the live block
+  //     of each (analyse_columns): four D x F f32 copies, the last one grown by push_back (under
+  //     two more D x F at its reallocation). Measured (issue 14, VmHWM printed around
+  //     structured_mlp, encoder D = 2048, F = 8192, f32): the second layer's call raised the
+  //     peak by 269 MB = 4 x 67 MB, over the earlier layers' packed weights; the plan then keeps
+  //     2 x 67 MB of it as that MLP's packed weights, so the run peaked 134 MB above its live
+  //     memory at the end of the build.
+  const std::uint64_t d = config.width;
+  std::uint64_t packed = 0, peak = all_packed;
+  for (const LayerConfig& layer : config.layers) {
+    if (layer.has_attention()) {
+      const std::uint64_t qk = static_cast<std::uint64_t>(layer.heads) * layer.qk_dim;
+      const std::uint64_t v = static_cast<std::uint64_t>(layer.heads) * layer.v_dim;
+      packed += ((d + 1) * (2 * qk + v) + (v + 1) * d) * act_size;
+      const std::uint64_t widest = std::max({d * qk, d * (qk + v), v * d});
+      peak = std::max(peak, packed + 2 * widest * sizeof(float));
+    }
+    if (layer.has_mlp()) {
+      const std::uint64_t matrix = d * static_cast<std::uint64_t>(layer.mlp_hidden);
+      std::uint64_t analysis = 5 * matrix * sizeof(float);
+      if (!layer.mlp_norm) analysis = std::max(analysis, 2 * 2 * matrix * sizeof(ops::SmallMlp::Term));
+      peak = std::max(peak, packed + analysis);
+      packed += (matrix + layer.mlp_hidden + matrix + d) * act_size;
+    }
+  }
+  return peak;
 }
 
 std::unique_ptr<EnginePlan> build_plan(const ModelConfig& config, const Weights& weights,
@@ -767,6 +812,10 @@ std::unique_ptr<EnginePlan> build_plan(const ModelConfig& config, const Weights&
         (!layer_plan.mlp || layer_plan.mlp->small)) {
       layer_plan.column_sweep.emplace(
           *attention->small, layer_plan.mlp ? layer_plan.mlp->small : std::nullopt, width);
+      // Its block (live slots and hoisted MLP units) within what plan_shape allocated.
+      if (layer_plan.column_sweep->columns() > plan->shape.column_count) {
+        throw std::logic_error("column sweep block wider than planned");
+      }
     }
     count_flops(*plan, layer, layer_plan);
     plan->flops += layer_plan.first_pass_flops + (layer.loop - 1) * layer_plan.later_pass_flops;

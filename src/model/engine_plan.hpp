@@ -70,8 +70,9 @@ struct PlanShape {
   std::size_t mask_bytes = 0;        // causal masks (unfused attention only)
   bool key_block_sums = false;       // room for [G, tiles, product_size] f32 block sums of K^T V
   // With key_block_sums, room for a column-major copy of a prompt's live slots
-  // (ops::ColumnSweep): [G, D, column_stride] f32, column_stride = T_pad rounded up to 16.
-  std::int64_t column_stride = 0;
+  // (ops::ColumnSweep): [G, column_count, column_stride] f32, column_stride = T_pad rounded up
+  // to 16, column_count = ops::ColumnSweep::max_columns(D, F) over the looped layers.
+  std::int64_t column_stride = 0, column_count = 0;
 };
 PlanShape plan_shape(const ModelConfig& config, const EngineOptions& options, std::int64_t tokens,
                      std::int64_t context);
@@ -260,7 +261,7 @@ struct EnginePlan {
   // K^T V products [G, H dk dv].
   Buffer stream, queries, keys_values, attended, products;
   Buffer key_block_sums;  // [G, tiles, H dk dv] f32, when shape.key_block_sums (one-sweep layers)
-  Buffer columns;         // [G, D, column_stride] f32, when shape.column_stride (column sweeps)
+  Buffer columns;         // [G, column_count, column_stride] f32, when shape.column_stride (column sweeps)
   Buffer read_out_scores;            // [G, T_pad] f32, with read_out
   std::int64_t allocated_group = 0;  // prompts the group buffers hold now
 
@@ -277,6 +278,12 @@ struct EnginePlan {
   // The calling thread's scratch (allocated on its first use).
   TileScratch thread_scratch() const;
 };
+
+// The most that build_plan holds at once for the weights: the packed weights of the layers built
+// so far plus, in an f32 plan with weight structure, the copies that structure analysis makes
+// of the projection it reads (which it drops when the dense form stays the cheaper). At least
+// the packed weights of the whole plan (parameter_count() elements of the act dtype).
+std::uint64_t plan_weight_bytes(const ModelConfig& config, const EngineOptions& options);
 
 // Builds every op of every layer for (T, n); n is 0 under the causal mask.
 std::unique_ptr<EnginePlan> build_plan(const ModelConfig& config, const Weights& weights,

@@ -16,7 +16,7 @@ void check(bool condition, const std::string& what) {
 }  // namespace
 
 ColumnSweep::ColumnSweep(const LinearAttention& attention, const std::optional<SmallMlp>& mlp,
-                         std::int64_t width)
+                         std::int64_t width, bool hoist_invariant_units)
     : attention_(attention), mlp_(mlp), position_(static_cast<std::size_t>(width), -1) {
   const LinearAttentionShape& s = attention_.shape();
   check(s.accumulate && s.out_stride == width, "O is not added into x's rows");
@@ -48,6 +48,17 @@ ColumnSweep::ColumnSweep(const LinearAttention& attention, const std::optional<S
     if (written[static_cast<std::size_t>(slot)]) written_.push_back(static_cast<std::int64_t>(slots_.size()));
     slots_.push_back(slot);
   }
+  // The MLP's loop-invariant parts (SmallMlp::invariant_prefixes: leading terms on slots neither
+  // O nor the MLP writes), each in a column after the live slots', computed by gather.
+  if (mlp_ && hoist_invariant_units) {
+    const std::vector<std::int64_t> prefix = mlp_->invariant_prefixes(written);
+    std::vector<std::int64_t> hoist_column(prefix.size(), -1);
+    auto next = static_cast<std::int64_t>(slots_.size());
+    for (std::size_t j = 0; j < prefix.size(); ++j) {
+      if (prefix[j] > 0) hoist_column[j] = next++;
+    }
+    mlp_->hoist(prefix, std::move(hoist_column));
+  }
   // Slots in ascending order: a head's consecutive slots are consecutive columns.
   auto column = [&](std::int64_t slot) { return position_[static_cast<std::size_t>(slot)]; };
   for (std::int64_t h = 0; h < s.heads; ++h) {
@@ -69,6 +80,7 @@ void ColumnSweep::gather(const float* x, std::int64_t rows, float* columns,
     for (std::int64_t r = 0; r < rows; ++r) column[r] = source[r * width];
     std::fill(column + rows, column + padded, 0.0f);
   }
+  if (mlp_) mlp_->precompute_columns(columns, stride, rows, position_);
 }
 
 void ColumnSweep::scatter(const float* columns, std::int64_t stride, std::int64_t rows,

@@ -52,6 +52,9 @@ SmallMlp::SmallMlp(std::int64_t rows, std::int64_t row_stride, std::int64_t widt
     output_end_.push_back(static_cast<std::int64_t>(down_index_.size()));
   }
   terms_ = static_cast<std::int64_t>(up_index_.size() + down_index_.size());
+  prefix_.assign(w.units.size(), 0);
+  hoist_column_.assign(w.units.size(), -1);
+  pass_input_.assign(w.inputs.size(), true);
   // The columns the kernel touches: when they lie within 4 consecutive ones (that a row holds),
   // it loads and stores them whole instead of gathering.
   std::int64_t first = width, last = -1;
@@ -65,6 +68,53 @@ SmallMlp::SmallMlp(std::int64_t rows, std::int64_t row_stride, std::int64_t widt
   for (const Output& output : w.outputs) {
     if (narrow_) output_lanes_ |= static_cast<std::uint8_t>(1u << (output.column - first));
   }
+}
+
+std::vector<std::int64_t> SmallMlp::invariant_prefixes(const std::vector<bool>& written) const {
+  std::vector<std::int64_t> prefix;
+  for (const Unit& unit : weights_.units) {
+    std::int64_t leading = 0;
+    for (const Term& term : unit.terms) {
+      const auto column = weights_.inputs[static_cast<std::size_t>(term.index)];
+      check(column >= 0 && column < static_cast<std::int64_t>(written.size()),
+            "written columns do not cover the inputs");
+      if (written[static_cast<std::size_t>(column)]) break;
+      ++leading;
+    }
+    prefix.push_back(leading);
+  }
+  return prefix;
+}
+
+void SmallMlp::hoist(std::vector<std::int64_t> prefix, std::vector<std::int64_t> hoist_column) {
+  const std::size_t units = weights_.units.size();
+  check(prefix.size() == units && hoist_column.size() == units, "one prefix and column per unit");
+  pass_input_.assign(weights_.inputs.size(), false);
+  for (std::size_t j = 0; j < units; ++j) {
+    const auto terms = static_cast<std::int64_t>(weights_.units[j].terms.size());
+    check(prefix[j] >= 0 && prefix[j] <= terms, "prefix longer than the unit");
+    if (prefix[j] == 0) hoist_column[j] = -1;  // nothing to hoist
+    check(hoist_column[j] >= -1, "bad hoist column");
+    // A pass reads the inputs of the terms it still adds.
+    const std::int64_t first = hoist_column[j] < 0 ? 0 : prefix[j];
+    for (std::int64_t t = first; t < terms; ++t) {
+      pass_input_[static_cast<std::size_t>(weights_.units[j].terms[static_cast<std::size_t>(t)].index)] = true;
+    }
+    if (hoist_column[j] < 0) prefix[j] = 0;
+  }
+  prefix_ = std::move(prefix);
+  hoist_column_ = std::move(hoist_column);
+}
+
+std::int64_t SmallMlp::hoisted_units() const {
+  return std::count_if(hoist_column_.begin(), hoist_column_.end(),
+                       [](std::int64_t column) { return column >= 0; });
+}
+
+std::int64_t SmallMlp::pass_terms() const {
+  std::int64_t hoisted = 0;
+  for (std::int64_t leading : prefix_) hoisted += leading;
+  return terms_ - hoisted;
 }
 
 #if defined(ICLBENCH_SIMD_AVX512)
@@ -87,28 +137,25 @@ void transpose_quads(__m512 (&v)[4]) {
 // Groups of 16 rows per trip through the terms.
 constexpr std::int64_t kGroups = 8;
 
-// sum[g] = bias + sum over terms t in [begin, end) of sources[index[t]][g] weight[t]: the bias
-// first (the chain starts from it, so no addition of its own), then the terms in order.
-[[gnu::always_inline]] inline void bias_plus_terms(const std::int32_t* index, const float* weight,
-                                                   std::int64_t begin, std::int64_t end,
-                                                   const __m512 (*sources)[kGroups], float bias,
-                                                   __m512 (&sum)[kGroups]) {
-  // A local accumulator: `sum` might alias `sources` as far as the compiler knows, and would be
-  // stored and reloaded at every term.
-  __m512 local[kGroups];
-  for (__m512& value : local) value = _mm512_set1_ps(bias);
+// sum[g] += sum over terms t in [begin, end) of sources[index[t]][g] weight[t], in order (one
+// fused multiply-add chain per group, continuing from sum: a bias, or a hoisted partial sum).
+// `sum` is the caller's local array: were it a member of `sources`' arrays it might alias them
+// as far as the compiler knows, and be stored and reloaded at every term.
+[[gnu::always_inline]] inline void add_terms(const std::int32_t* index, const float* weight,
+                                             std::int64_t begin, std::int64_t end,
+                                             const __m512 (*sources)[kGroups],
+                                             __m512 (&sum)[kGroups]) {
   for (std::int64_t t = begin; t < end; ++t) {
     const __m512* source = sources[index[t]];
     const __m512 w = _mm512_set1_ps(weight[t]);
-    for (std::int64_t g = 0; g < kGroups; ++g) local[g] = _mm512_fmadd_ps(source[g], w, local[g]);
+    for (std::int64_t g = 0; g < kGroups; ++g) sum[g] = _mm512_fmadd_ps(source[g], w, sum[g]);
   }
-  for (std::int64_t g = 0; g < kGroups; ++g) sum[g] = local[g];
 }
 
 }  // namespace
 
-template <typename Load, typename Add>
-void SmallMlp::trips(std::int64_t rows, const Load& load, const Add& add) const {
+template <typename Load, typename Start, typename Add>
+void SmallMlp::trips(std::int64_t rows, const Load& load, const Start& start, const Add& add) const {
   const Weights& w = weights_;
   const auto units = static_cast<std::int64_t>(w.units.size());
   const auto outputs = static_cast<std::int64_t>(w.outputs.size());
@@ -120,18 +167,24 @@ void SmallMlp::trips(std::int64_t rows, const Load& load, const Add& add) const 
     load(r0, in);
     for (std::int64_t j = 0; j < units; ++j) {
       const auto unit = static_cast<std::size_t>(j);
-      bias_plus_terms(up_index_.data(), up_weight_.data(), j == 0 ? 0 : unit_end_[unit - 1],
-                      unit_end_[unit], in, w.units[unit].bias, hidden[j]);
+      // The chain's start (the bias, or a hoisted partial sum or value) and its first term.
+      __m512 sum[kGroups];
+      const std::int64_t first = start(r0, j, sum);
+      add_terms(up_index_.data(), up_weight_.data(), first, unit_end_[unit], in, sum);
+      // (On a hoisted value the ReLU was applied already: max(max(v, 0), 0) = max(v, 0).)
       if (relu) {
-        for (__m512& value : hidden[j]) value = _mm512_max_ps(value, _mm512_setzero_ps());
+        for (__m512& value : sum) value = _mm512_max_ps(value, _mm512_setzero_ps());
       }
+      for (std::int64_t g = 0; g < kGroups; ++g) hidden[j][g] = sum[g];
     }
     // Every output from the units before any is added to x (an output may be an input).
     for (std::int64_t o = 0; o < outputs; ++o) {
       const auto output = static_cast<std::size_t>(o);
-      bias_plus_terms(down_index_.data(), down_weight_.data(),
-                      o == 0 ? 0 : output_end_[output - 1], output_end_[output], hidden,
-                      w.outputs[output].bias, out[o]);
+      __m512 sum[kGroups];
+      for (__m512& value : sum) value = _mm512_set1_ps(w.outputs[output].bias);
+      add_terms(down_index_.data(), down_weight_.data(), o == 0 ? 0 : output_end_[output - 1],
+                output_end_[output], hidden, sum);
+      for (std::int64_t g = 0; g < kGroups; ++g) out[o][g] = sum[g];
     }
     add(r0, out);
   }
@@ -205,7 +258,12 @@ void SmallMlp::execute(float* x) const {
       }
     }
   };
-  trips(rows_, load, add);
+  auto start = [&](std::int64_t, std::int64_t j, __m512 (&sum)[kGroups]) {
+    const auto unit = static_cast<std::size_t>(j);
+    for (__m512& value : sum) value = _mm512_set1_ps(w.units[unit].bias);
+    return j == 0 ? std::int64_t{0} : unit_end_[unit - 1];
+  };
+  trips(rows_, load, start, add);
 }
 
 void SmallMlp::execute_columns(float* columns, std::int64_t column_stride, std::int64_t rows,
@@ -221,6 +279,8 @@ void SmallMlp::execute_columns(float* columns, std::int64_t column_stride, std::
   };
   auto load = [&](std::int64_t r0, __m512 (&in)[kMaxInputs][kGroups]) {
     for (std::int64_t k = 0; k < inputs; ++k) {
+      // Inputs only hoisted terms read are not loaded (nothing reads in[k]).
+      if (!pass_input_[static_cast<std::size_t>(k)]) continue;
       const float* source = column(w.inputs[static_cast<std::size_t>(k)]) + r0;
       for (std::int64_t g = 0; g < kGroups; ++g) {
         in[k][g] = r0 / 16 + g < groups ? _mm512_loadu_ps(source + 16 * g) : _mm512_setzero_ps();
@@ -235,7 +295,46 @@ void SmallMlp::execute_columns(float* columns, std::int64_t column_stride, std::
       }
     }
   };
-  trips(groups * 16, load, add);
+  // A hoisted unit's chain starts from its column (groups past `rows` from 0: never stored);
+  // the others' from the bias.
+  auto start = [&](std::int64_t r0, std::int64_t j, __m512 (&sum)[kGroups]) {
+    const auto unit = static_cast<std::size_t>(j);
+    const std::int64_t begin = j == 0 ? 0 : unit_end_[unit - 1];
+    if (hoist_column_[unit] < 0) {
+      for (__m512& value : sum) value = _mm512_set1_ps(w.units[unit].bias);
+      return begin;
+    }
+    const float* source = columns + hoist_column_[unit] * column_stride + r0;
+    for (std::int64_t g = 0; g < kGroups; ++g) {
+      sum[g] = r0 / 16 + g < groups ? _mm512_loadu_ps(source + 16 * g) : _mm512_setzero_ps();
+    }
+    return begin + prefix_[unit];
+  };
+  trips(groups * 16, load, start, add);
+}
+
+void SmallMlp::precompute_columns(float* columns, std::int64_t column_stride, std::int64_t rows,
+                                  const std::vector<std::int64_t>& position) const {
+  const Weights& w = weights_;
+  const std::int64_t groups = (rows + 15) / 16;
+  for (std::size_t j = 0; j < w.units.size(); ++j) {
+    if (hoist_column_[j] < 0) continue;
+    const std::int64_t begin = j == 0 ? 0 : unit_end_[j - 1];
+    const bool whole = prefix_[j] == unit_end_[j] - begin;
+    float* target = columns + hoist_column_[j] * column_stride;
+    for (std::int64_t g = 0; g < groups; ++g) {
+      // The kernel's chain for this unit, stopped after its invariant terms.
+      __m512 sum = _mm512_set1_ps(w.units[j].bias);
+      for (std::int64_t t = begin; t < begin + prefix_[j]; ++t) {
+        const std::int64_t slot = w.inputs[static_cast<std::size_t>(up_index_[static_cast<std::size_t>(t)])];
+        const float* source = columns + position[static_cast<std::size_t>(slot)] * column_stride;
+        sum = _mm512_fmadd_ps(_mm512_loadu_ps(source + 16 * g),
+                              _mm512_set1_ps(up_weight_[static_cast<std::size_t>(t)]), sum);
+      }
+      if (whole && activation_ == PostActivation::kRelu) sum = _mm512_max_ps(sum, _mm512_setzero_ps());
+      _mm512_storeu_ps(target + 16 * g, sum);
+    }
+  }
 }
 
 #else
@@ -263,25 +362,51 @@ void SmallMlp::execute(float* x) const {
   }
 }
 
+// Row by row, as execute above; a hoisted unit's chain from its column.
 void SmallMlp::execute_columns(float* columns, std::int64_t column_stride, std::int64_t rows,
                                const std::vector<std::int64_t>& position) const {
-  // The row kernel above on a one-row view per row: slot c of row r at
-  // columns + position[c] * column_stride + r, gathered into a row of `width` and back.
   const Weights& w = weights_;
-  std::vector<float> row(position.size());
-  std::vector<std::int64_t> slots;
-  for (std::size_t c = 0; c < position.size(); ++c)
-    if (position[c] >= 0) slots.push_back(static_cast<std::int64_t>(c));
   const std::int64_t padded = (rows + 15) / 16 * 16;
-  SmallMlp one_row = *this;
-  one_row.rows_ = 1;
-  one_row.row_stride_ = static_cast<std::int64_t>(position.size());
+  auto at = [&](std::int64_t slot, std::int64_t r) -> float& {
+    return columns[position[static_cast<std::size_t>(slot)] * column_stride + r];
+  };
+  float hidden[kMaxUnits];
+  std::vector<float> out(w.outputs.size());
   for (std::int64_t r = 0; r < padded; ++r) {
-    for (std::int64_t c : slots) row[static_cast<std::size_t>(c)] = columns[position[static_cast<std::size_t>(c)] * column_stride + r];
-    one_row.execute(row.data());
-    for (const Output& output : w.outputs) {
-      const auto c = static_cast<std::size_t>(output.column);
-      columns[position[c] * column_stride + r] = row[c];
+    for (std::size_t j = 0; j < w.units.size(); ++j) {
+      const bool hoisted = hoist_column_[j] >= 0;
+      float sum = hoisted ? columns[hoist_column_[j] * column_stride + r] : w.units[j].bias;
+      const auto& terms = w.units[j].terms;
+      for (std::size_t t = hoisted ? static_cast<std::size_t>(prefix_[j]) : 0; t < terms.size(); ++t) {
+        sum += at(w.inputs[static_cast<std::size_t>(terms[t].index)], r) * terms[t].weight;
+      }
+      hidden[j] = activation_ == PostActivation::kRelu ? std::max(sum, 0.0f) : sum;
+    }
+    for (std::size_t o = 0; o < w.outputs.size(); ++o) {
+      float sum = w.outputs[o].bias;
+      for (const Term& term : w.outputs[o].terms) sum += hidden[term.index] * term.weight;
+      out[o] = sum;
+    }
+    for (std::size_t o = 0; o < w.outputs.size(); ++o) at(w.outputs[o].column, r) += out[o];
+  }
+}
+
+void SmallMlp::precompute_columns(float* columns, std::int64_t column_stride, std::int64_t rows,
+                                  const std::vector<std::int64_t>& position) const {
+  const Weights& w = weights_;
+  const std::int64_t padded = (rows + 15) / 16 * 16;
+  for (std::size_t j = 0; j < w.units.size(); ++j) {
+    if (hoist_column_[j] < 0) continue;
+    const auto& terms = w.units[j].terms;
+    const bool whole = prefix_[j] == static_cast<std::int64_t>(terms.size());
+    for (std::int64_t r = 0; r < padded; ++r) {
+      float sum = w.units[j].bias;
+      for (std::size_t t = 0; t < static_cast<std::size_t>(prefix_[j]); ++t) {
+        const std::int64_t slot = w.inputs[static_cast<std::size_t>(terms[t].index)];
+        sum += columns[position[static_cast<std::size_t>(slot)] * column_stride + r] * terms[t].weight;
+      }
+      if (whole && activation_ == PostActivation::kRelu) sum = std::max(sum, 0.0f);
+      columns[hoist_column_[j] * column_stride + r] = sum;
     }
   }
 }

@@ -63,6 +63,26 @@ class SmallMlp {
   // other). The same sums in the same order as execute, so the same bits.
   void execute_columns(float* columns, std::int64_t column_stride, std::int64_t rows,
                        const std::vector<std::int64_t>& position) const;
+  // Loop-invariant units (ops::ColumnSweep runs this MLP once per pass of a loop). Per unit, the
+  // number of its leading terms whose input column is not in `written` ([width]: the columns the
+  // loop writes): all its terms, and the unit's value is the same in every pass; some, and so is
+  // the partial sum of its bias and those terms. Leading terms only, so that a pass continuing
+  // the unit's chain from the stored partial sum adds the same terms in the same order.
+  std::vector<std::int64_t> invariant_prefixes(const std::vector<bool>& written) const;
+  // Has execute_columns read unit j's invariant part from the column block's column
+  // hoist_column[j] (-1: none) instead of computing it: its value (activation applied) when
+  // prefix[j] is all its terms, else bias + its first prefix[j] terms, which precompute_columns
+  // writes. The same fused multiply-adds in the same order either way, so the same bits.
+  // Throws std::invalid_argument on sizes that do not match the units.
+  void hoist(std::vector<std::int64_t> prefix, std::vector<std::int64_t> hoist_column);
+  // The hoisted columns of `rows` rows (rounded up to 16, as execute_columns) from the inputs'
+  // columns (position as execute_columns).
+  void precompute_columns(float* columns, std::int64_t column_stride, std::int64_t rows,
+                          const std::vector<std::int64_t>& position) const;
+  // Units whose invariant part is hoisted.
+  std::int64_t hoisted_units() const;
+  // Multiply-adds per row and pass left to execute_columns once hoisted (for reports).
+  std::int64_t pass_terms() const;
   const Weights& weights() const { return weights_; }
   // Multiply-adds per row (the terms), as 2 FLOPs each.
   double flops_per_row() const { return 2.0 * static_cast<double>(terms_); }
@@ -75,8 +95,9 @@ class SmallMlp {
   std::int64_t terms_ = 0;
   // The kernel's trips of 128 rows over `rows`: load(r0, in) fills the inputs of rows
   // [r0, r0 + 128), both maps run, and add(r0, out) adds the outputs (AVX-512 builds only).
-  template <typename Load, typename Add>
-  void trips(std::int64_t rows, const Load& load, const Add& add) const;
+  // start(r0, j, sum) sets unit j's chain start for those rows and returns its first term.
+  template <typename Load, typename Start, typename Add>
+  void trips(std::int64_t rows, const Load& load, const Start& start, const Add& add) const;
   // The terms flattened: unit j's are [unit_end[j-1], unit_end[j]) of up_*, output o's
   // [output_end[o-1], output_end[o]) of down_*.
   std::vector<std::int32_t> up_index_, down_index_;
@@ -84,6 +105,10 @@ class SmallMlp {
   std::vector<std::int64_t> unit_end_, output_end_;
   // Whether every column read or written lies in [first_column_, first_column_ + 4) (then rows
   // are loaded 4 values at a time instead of gathered), and the lanes of those 4 it writes.
+  // Hoisting (all 0 / -1 unless hoist was called): unit j's leading terms done once, the column
+  // holding their result, and which inputs a pass still reads.
+  std::vector<std::int64_t> prefix_, hoist_column_;
+  std::vector<bool> pass_input_;
   bool narrow_ = false;
   std::int64_t first_column_ = 0;
   std::uint8_t output_lanes_ = 0;
