@@ -347,7 +347,7 @@ namespace {
 // reference machine (2 vCPU AMD EPYC): kTokenLayerSeconds from gd-hinge:L=320 at N = 1024
 // (d = 8, 50 tasks, `iclbench --threads 1 eval`), kTokenSeconds from the quick
 // preset's own run (33.6 CPU s, shared among its regimes by their points' times: regime A
-// ~20 s, nearly all svm-hard's 5100 solves; regime B ~10 s, nearly all the ~9e7 tokens of
+// ~20 s, then nearly all the old squared-hinge svm-hard's 5100 solves; regime B ~10 s, nearly all the ~9e7 tokens of
 // ensemble:k's windows). svm-hard's two constants were refitted for its exact solver to per-solve
 // CPU times at d = 4, 16, 32 and N = 64, 1024, 4096 (0.03-7 ms; within 2.5x of the model at each);
 // on the quick preset's grid its mean is 0.5-0.6 ms a solve, 0.10x the squared-hinge solver it

@@ -224,10 +224,17 @@ LdpStatus lawson_hanson(const RowMatrix& z, const std::vector<std::int64_t>& wor
     for (std::size_t i = 0; i < support.size(); ++i) columns.col(static_cast<Eigen::Index>(i)) = column(support[i]);
     return Eigen::VectorXd(columns.colPivHouseholderQr().solve(f));
   };
+  // Column k of E is (z_k, 1): r and E_k.r read z's row in place (no column built per term,
+  // these run over the whole working set every step).
   const auto residual = [&]() {
     Eigen::VectorXd r = -f;
-    for (std::ptrdiff_t k = 0; k < m; ++k)
-      if (u[static_cast<std::size_t>(k)] > 0) r += u[static_cast<std::size_t>(k)] * column(k);
+    for (std::ptrdiff_t k = 0; k < m; ++k) {
+      const double weight = u[static_cast<std::size_t>(k)];
+      if (weight > 0) {
+        r.head(d) += weight * z.row(working[static_cast<std::size_t>(k)]).transpose();
+        r[d] += weight;
+      }
+    }
     return r;
   };
   // Each outer step adds one column (a drop removes at least one). Their termination proof is for
@@ -243,7 +250,7 @@ LdpStatus lawson_hanson(const RowMatrix& z, const std::vector<std::int64_t>& wor
     double best_gradient = kViolationTolerance * r2;
     for (std::ptrdiff_t k = 0; k < m; ++k) {
       if (passive[static_cast<std::size_t>(k)] || refused[static_cast<std::size_t>(k)]) continue;
-      const double gradient = -column(k).dot(r);
+      const double gradient = -(z.row(working[static_cast<std::size_t>(k)]).dot(r.head(d)) + r[d]);
       if (gradient > best_gradient) {
         best_gradient = gradient;
         best = k;
