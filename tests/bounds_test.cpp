@@ -328,6 +328,28 @@ TEST(KStar, FitRecoversKnownExponentsAndJudgesDIndependence) {
   EXPECT_FALSE(table.d_independent.has_value());
 }
 
+// Hoeffding's N_B itself against k*: entries at known multiples of N_B = ln(2/delta)/(2 eps^2)
+// (0.5, 0.9, 1.5 and 2.5), one below the grid and one not reached, which are not compared.
+TEST(KStar, CountsTheKStarsAboveHoeffdingsSampleSize) {
+  auto n_b = [](double eps, double delta) { return std::log(2 / delta) / (2 * eps * eps); };
+  std::vector<KStarEntry> entries = {
+      {4, 0.1, 0.05, {0.5 * n_b(0.1, 0.05), false}, {}, {}},
+      {4, 0.05, 0.05, {0.9 * n_b(0.05, 0.05), false}, {}, {}},
+      {8, 0.1, 0.1, {1.5 * n_b(0.1, 0.1), false}, {}, {}},
+      {8, 0.05, 0.1, {2.5 * n_b(0.05, 0.1), false}, {}, {}},
+      {8, 0.2, 0.1, {10 * n_b(0.2, 0.1), true}, {}, {}},  // below the grid: k* <= this only
+      {16, 0.01, 0.1, {std::nullopt, false}, {}, {}},      // not reached
+  };
+  const KStarTable table = judge_k_star("avg", "random", entries, 0);
+  EXPECT_EQ(table.hoeffding_compared, 4);
+  EXPECT_EQ(table.hoeffding_exceeded, 2);
+  EXPECT_NEAR(table.hoeffding_max_ratio, 2.5, 1e-12);
+  entries.resize(2);  // 0.5 and 0.9 of N_B: none exceeds it
+  const KStarTable within = judge_k_star("avg", "random", entries, 0);
+  EXPECT_EQ(within.hoeffding_exceeded, 0);
+  EXPECT_NEAR(within.hoeffding_max_ratio, 0.9, 1e-12);
+}
+
 BoundsConfig regime_b_config() {
   BoundsConfig config;
   config.d_grid = {4, 8};

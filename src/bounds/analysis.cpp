@@ -390,6 +390,12 @@ KStarTable judge_k_star(std::string learner, std::string context, std::vector<KS
       ++table.not_reached;
     }
   }
+  for (const KStarEntry* entry : used) {
+    const double ratio = *entry->estimate.value / hoeffding_sample_size(entry->eps, entry->delta);
+    ++table.hoeffding_compared;
+    if (ratio > 1) ++table.hoeffding_exceeded;
+    if (!(ratio <= table.hoeffding_max_ratio)) table.hoeffding_max_ratio = ratio;  // NAN at first
+  }
   std::vector<double> d, eps, delta, values;
   for (const KStarEntry* entry : used) {
     d.push_back(entry->d);

@@ -225,6 +225,11 @@ struct KStarTable {
   std::optional<bool> d_independent;
   bool hoeffding_b = false, hoeffding_c = false, hoeffding_e = false;  // 2, 1, 0 in the intervals
   int not_reached = 0;
+  // The k* inside the k grid against Hoeffding's N_B = ln(2/delta)/(2 eps^2) at their (eps,
+  // delta): how many, how many exceed it, and the largest k*/N_B (NAN when none). The slopes say
+  // whether k* follows N_B's rate; these say whether N_B itself, constant included, bounds it.
+  int hoeffding_compared = 0, hoeffding_exceeded = 0;
+  double hoeffding_max_ratio = NAN;
 };
 // k* entries of one curve's per-d points to fit and verdict. Pure: tests feed it tables.
 KStarTable judge_k_star(std::string learner, std::string context, std::vector<KStarEntry> entries,

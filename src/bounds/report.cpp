@@ -124,6 +124,21 @@ std::string verdict_a(const std::string& learner, const std::string& what, const
   return text.str();
 }
 
+// Regime B: whether Hoeffding's N_B itself, not only its rate, bounds the measured k*.
+std::string hoeffding_n_b_text(const KStarTable& table) {
+  if (table.hoeffding_compared == 0) return "";
+  std::ostringstream text;
+  text << " Against Hoeffding's N_B = ln(2/δ)/(2ε²) itself: ";
+  if (table.hoeffding_exceeded == 0) {
+    text << "every one of the " << table.hoeffding_compared << " k* is within it";
+  } else {
+    text << table.hoeffding_exceeded << " of the " << table.hoeffding_compared
+         << " k* exceed it (the rate allows a constant; N_B's constant does not hold here)";
+  }
+  text << ", largest k*/N_B = " << g3(table.hoeffding_max_ratio) << ".";
+  return text.str();
+}
+
 // Regime B: one learner and policy's k* fit, as a list item.
 std::string verdict_k_star(const KStarTable& table) {
   std::ostringstream text;
@@ -141,7 +156,7 @@ std::string verdict_k_star(const KStarTable& table) {
     if (table.context == "ensemble" && fit.observations == 0)
       text << ". For a learner linear in its context (averaging, gd-ls:L=1) that is by construction: the mean of "
               "the windows' scores is its score on all of S, whatever k is";
-    text << ".\n";
+    text << "." << hoeffding_n_b_text(table) << "\n";
     return text.str();
   }
   text << "b (ε) " << interval_text(fit.b, fit.b_ci) << ", c (log log(2/δ)) " << interval_text(fit.c, fit.c_ci)
@@ -153,7 +168,7 @@ std::string verdict_k_star(const KStarTable& table) {
        << (table.d_independent ? (*table.d_independent ? "true (e's interval holds 0 and excludes 1)"
                                                         : "false (e's interval excludes 0: k* grows with d)")
                                : "null (e's interval holds both 0 and 1, or has no bounds)")
-       << ".\n";
+       << "." << hoeffding_n_b_text(table) << "\n";
   return text.str();
 }
 
@@ -186,6 +201,9 @@ nlohmann::ordered_json k_star_json(const KStarTable& table, const BoundsConfig& 
                          {"d_slope_in_ci", table.hoeffding_e}};
   }
   json["d_independent"] = table.d_independent ? nlohmann::json(*table.d_independent) : nlohmann::json(nullptr);
+  json["hoeffding_n_b"] = {{"compared", table.hoeffding_compared},
+                           {"exceeded", table.hoeffding_exceeded},
+                           {"max_ratio", finite_or_null(table.hoeffding_max_ratio)}};
   json["k_star"] = entries;
   return json;
 }
