@@ -570,6 +570,38 @@ TEST(Cli, SpeedSplitsTheTimeByOpGroup) {
   EXPECT_GT(unfused_speed["op_groups"]["softmax"]["time_share"].get<double>(), 0.0);
 }
 
+// The --op-groups table in text: every group with FLOPs prints a rate and a fraction of the peak
+// that read as positive numbers. Under --explicit-linear gd-ls's projections are selections
+// (structured copies, a FLOP or two per row and column); at d = 1 and 5 tokens a call does a few
+// tens of FLOPs, so the group runs at about 0.0006 of the GEMM peak here (0.0013 at d = 1,
+// n = 8), which a fixed "%.2f" printed as "0.00" (and its 0.1 GFLOP/s would print as "0.0" on a
+// loaded host).
+TEST(Cli, SpeedPrintsSmallGroupRatesAsNonzero) {
+  const Result result = run({"--threads", "1", "speed", "--model", "gd-ls:L=1,eta=1", "--d", "1", "--n",
+                             "4", "--queries", "1", "--repeats", "3", "--op-groups", "--explicit-linear"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  std::istringstream lines(result.out);
+  std::string line;
+  int rows_with_flops = 0;
+  bool projections = false;
+  while (std::getline(lines, line)) {
+    std::istringstream fields(line);
+    std::string name, share, gflops, fraction;
+    if (!(fields >> name >> share >> gflops >> fraction) || share.back() != '%') continue;
+    if (gflops == "-") continue;
+    ++rows_with_flops;
+    projections = projections || name == "projections";
+    EXPECT_GT(std::stod(gflops), 0.0) << line;
+    EXPECT_GT(std::stod(fraction), 0.0) << line;
+  }
+  EXPECT_TRUE(projections) << "the projections group has FLOPs\n" << result.out;
+  EXPECT_GE(rows_with_flops, 2) << result.out;
+  const std::string reaches = "this forward reaches ";
+  const auto at = result.out.find(reaches);
+  ASSERT_NE(at, std::string::npos) << result.out;
+  EXPECT_GT(std::stod(result.out.substr(at + reaches.size())), 0.0) << result.out;
+}
+
 // --op-groups on the shipped garg-gpt2 model, whose forward is timed to one score per prompt:
 // the op-group runs must make the same call as the throughput runs (they once passed a
 // residual-stream buffer of the tokens' size, [B, 2n + 1, d], and every such run failed).
