@@ -638,6 +638,22 @@ TEST(Cli, EvalRecordsDense) {
   }
 }
 
+// --bf16 and --dense set how the transformers run: with heads only (no --model) they are
+// refused, as speed --reference refuses them (the result recorded "dense": true, "bf16": true
+// although nothing ran on the engine), and no result is written.
+TEST(Cli, EvalRefusesEngineFlagsWithHeadsOnly) {
+  const fs::path dir = fresh_dir("eval_engine_flags");
+  for (const char* flag : {"--bf16", "--dense"}) {
+    const fs::path out = dir / "r.json";
+    const Result refused = run({"--threads", "1", "eval", "--generate", "--d 4 --n 16 --queries 4 --tasks 2",
+                                "--heads", "avg", "--out", out.string(), flag});
+    EXPECT_EQ(refused.exit_code, 2) << flag << ": " << refused.err;
+    EXPECT_NE(refused.err.find(flag), std::string::npos) << refused.err;
+    EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
+    EXPECT_FALSE(fs::exists(out)) << flag;
+  }
+}
+
 TEST(Cli, EvalWritesJsonCsvAndPredictions) {
   const fs::path dir = fresh_dir("eval");
   const fs::path data = dir / "tasks.safetensors", out = dir / "result.json";
