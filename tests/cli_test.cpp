@@ -438,7 +438,7 @@ TEST(Cli, BoundsWithTheTrainedModelNamesEveryFlagToGive) {
   const Result defaults = run({"bounds", "--models", model, "--out", (dir / "run").string()});
   EXPECT_EQ(defaults.exit_code, 2);
   EXPECT_EQ(count_lines(defaults.err), 1) << defaults.err;
-  for (const std::string flag : {"--d-grid " + std::to_string(d), std::string("--context random"), std::string("--n-grid"),
+  for (const std::string& flag : {"--d-grid " + std::to_string(d), std::string("--context random"), std::string("--n-grid"),
                                  std::string("--k-grid"), "<= " + std::to_string(k_max)}) {
     EXPECT_NE(defaults.err.find(flag), std::string::npos) << flag << ": " << defaults.err;
   }
@@ -482,7 +482,7 @@ TEST(Cli, SpeedRefusalsNameTheirCause) {
   EXPECT_EQ(wrong_d.exit_code, 2);
   EXPECT_NE(wrong_d.err.find("--d is 32 (the default); give --d " + std::to_string(d)), std::string::npos) << wrong_d.err;
   EXPECT_EQ(wrong_d.err.find("data"), std::string::npos) << wrong_d.err;
-  for (const std::string n : {std::string(), std::to_string(positions)}) {
+  for (const std::string& n : {std::string(), std::to_string(positions)}) {
     std::vector<std::string> args = {"speed", "--model", model, "--d", std::to_string(d)};
     if (!n.empty()) args.insert(args.end(), {"--n", n});
     const Result long_n = run(args);

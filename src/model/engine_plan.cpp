@@ -828,7 +828,8 @@ std::unique_ptr<EnginePlan> build_plan(const ModelConfig& config, const Weights&
                           ops::PostActivation::kNone, true);
     scratchpad.note(plan->read_in);
     // The entry and exit run over every token row, as ModelConfig::forward_flops counts them.
-    plan->flops += 2.0 * static_cast<double>(plan->tokens) * config.input_dim * width;
+    plan->flops +=
+        2.0 * static_cast<double>(plan->tokens) * config.input_dim * static_cast<double>(width);
   }
   if (config.positions > 0) plan->positions = &weights.positions;
   if (config.read_out) {
@@ -839,7 +840,7 @@ std::unique_ptr<EnginePlan> build_plan(const ModelConfig& config, const Weights&
                              Layout::rows(rows, 1, 1, DType::kF32), ops::PostActivation::kNone,
                              false);
     scratchpad.note(read_out.project);
-    plan->flops += 2.0 * static_cast<double>(plan->tokens) * width;
+    plan->flops += 2.0 * static_cast<double>(plan->tokens) * static_cast<double>(width);
   }
 
   plan->scratch = scratch_layout(plan->shape, width, scratchpad.bytes());
