@@ -573,8 +573,9 @@ MlpPlan build_mlp(const BuildContext& build, const LayerConfig& layer,
 }
 
 // The FLOPs one prompt executes in a layer's first and later passes: the projections' executed
-// multiply-adds per row times the rows they run on (real rows: T, or the Tk key rows for [K V]),
-// and the attention products as ModelConfig::forward_flops counts them.
+// FLOPs per row (ops::StructuredLinear::flops_per_row for a structured one) times the rows they
+// run on (real rows: T, or the Tk key rows for [K V]), and the attention products as
+// ModelConfig::forward_flops counts them.
 void count_flops(const EnginePlan& plan, const LayerConfig& layer, LayerPlan& layer_plan) {
   const double t = static_cast<double>(plan.tokens);
   for (int pass = 0; pass < 2; ++pass) {

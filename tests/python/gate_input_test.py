@@ -147,7 +147,8 @@ def slowdown_switch(build):
     cases = [(target + ":", None), ("foo", None), (target + ":nan", None), (target + ":-1", None),
              (target + ":0", None), (target + ":inf", None), (target + ":11", None), (target + ":0.3x", None),
              (target + ":0x1p-1", None), (target + ":3e-1", None), (target + ":+0.3", None),
-             (target + ":0.3.1", None), (target + ":.", None), (":0.3", None), ("no_such_benchmark:0.3", None), (target + ":0.3", "^calibration/"),
+             (target + ":0.3.1", None), (target + ":.", None),
+             (":0.3", None), ("no_such_benchmark:0.3", None), (target + ":0.3", "^calibration/"),
              (target + ":0.3", "-softmax")]
     for value, bench_filter in cases:
         command = [binary, "--benchmark_list_tests=true"] + (["--benchmark_filter=" + bench_filter]
