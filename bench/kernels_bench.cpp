@@ -111,12 +111,17 @@ std::string configure_slowdown(const std::string& setting) {
     return "\"" + printable(setting) + "\" is not SUBSTRING:FRACTION (e.g. softmax/iclbench_f32:0.3)";
   const std::string substring = setting.substr(0, colon);
   const std::string number = setting.substr(colon + 1);
-  char* end = nullptr;
-  const double fraction = number.empty() ? 0 : std::strtod(number.c_str(), &end);
+  // Plain decimals only (digits, at most one point): strtod alone also takes hex ("0x1p-1"),
+  // exponents, signs, "inf" and "nan", spellings a self-test's value has no use for.
+  const auto digit = [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; };
+  const bool decimal =
+      std::any_of(number.begin(), number.end(), digit) &&
+      std::all_of(number.begin(), number.end(), [&](char c) { return digit(c) || c == '.'; }) &&
+      std::count(number.begin(), number.end(), '.') <= 1;
+  const double fraction = decimal ? std::strtod(number.c_str(), nullptr) : 0;
   // (0, 10]: a slowdown, and at most 11 times the op's time (a self-test needs 0.3).
-  if (number.empty() || std::isspace(static_cast<unsigned char>(number[0])) || *end != '\0' ||
-      !std::isfinite(fraction) || fraction <= 0 || fraction > 10)
-    return "fraction \"" + printable(number) + "\" is not a number in (0, 10]";
+  if (!decimal || fraction <= 0 || fraction > 10)
+    return "fraction \"" + printable(number) + "\" is not a plain decimal number in (0, 10]";
   bool matched = false;
   for (const std::string& name : hooked_names())
     matched = matched || (name.find(substring) != std::string::npos && filter_selects(name));

@@ -62,7 +62,7 @@ void expect_bad(const std::vector<std::string>& args, const std::string& expecte
 TEST(CliNoShell, OutputPathWithShellSyntaxRunsNothing) {
   const fs::path dir = fresh_dir("noshell");
   for (const std::string name : {"x'; touch PWNED; echo '", "$(touch PWNED2)`touch PWNED3`\"; touch PWNED4"}) {
-    const Result result = run(tiny_bounds((dir / name).string()), {{}, dir});
+    const Result result = run(tiny_bounds((dir / name).string()), {{}, dir, 0, {}});
     ASSERT_EQ(result.exit_code, 0) << result.err;
     EXPECT_TRUE(fs::exists(dir / name / "err_vs_n.png")) << result.err;
   }
@@ -76,7 +76,7 @@ TEST(CliNoShell, OutputPathWithShellSyntaxRunsNothing) {
 TEST(CliNoShell, MissingMatplotlibIsOneWarningLine) {
   const fs::path site = fake_matplotlib("nomatplotlib", "raise ImportError('No module named matplotlib')\n");
   const fs::path out = fresh_dir("nomatplotlib_run") / "run";
-  const Result result = run(tiny_bounds(out.string()), {{{"PYTHONPATH", site.string()}}, {}});
+  const Result result = run(tiny_bounds(out.string()), {{{"PYTHONPATH", site.string()}}, {}, 0, {}});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(count_lines(result.err), 1) << result.err;
   EXPECT_NE(result.err.find("warning: plots were not drawn"), std::string::npos) << result.err;
@@ -90,7 +90,7 @@ TEST(CliNoShell, MissingMatplotlibIsOneWarningLine) {
 TEST(CliNoShell, InterruptedPlotScriptEndsTheRunBySigint) {
   const fs::path site = fake_matplotlib("sigint_child", "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n");
   const fs::path out = fresh_dir("sigint_child_run") / "run";
-  const Result result = run(tiny_bounds(out.string()), {{{"PYTHONPATH", site.string()}}, {}});
+  const Result result = run(tiny_bounds(out.string()), {{{"PYTHONPATH", site.string()}}, {}, 0, {}});
   EXPECT_EQ(result.exit_code, 128 + SIGINT) << result.err;
 }
 
@@ -102,7 +102,7 @@ TEST(CliNoShell, InterruptOfIclbenchReachesThePlotScript) {
   const fs::path site = fake_matplotlib(
       "sigint_parent_site", "import os, signal, time\nos.kill(os.getppid(), signal.SIGINT)\ntime.sleep(2)\nopen('" +
                                 marker.string() + "', 'w').close()\n");
-  const Result result = run(tiny_bounds((dir / "run").string()), {{{"PYTHONPATH", site.string()}}, {}});
+  const Result result = run(tiny_bounds((dir / "run").string()), {{{"PYTHONPATH", site.string()}}, {}, 0, {}});
   EXPECT_EQ(result.exit_code, 128 + SIGINT) << result.err;
   std::this_thread::sleep_for(std::chrono::seconds(3));
   EXPECT_FALSE(fs::exists(marker)) << "the plot script outlived an interrupted iclbench";
@@ -117,7 +117,7 @@ TEST(CliNoShell, SigkillOfIclbenchEndsThePlotScript) {
   const fs::path site = fake_matplotlib(
       "sigkill_parent_site", "import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(2)\nopen('" +
                                  marker.string() + "', 'w').close()\n");
-  const Result result = run(tiny_bounds((dir / "run").string()), {{{"PYTHONPATH", site.string()}}, {}});
+  const Result result = run(tiny_bounds((dir / "run").string()), {{{"PYTHONPATH", site.string()}}, {}, 0, {}});
   EXPECT_EQ(result.exit_code, 128 + SIGKILL) << result.err;
   std::this_thread::sleep_for(std::chrono::seconds(3));
   EXPECT_FALSE(fs::exists(marker)) << "the plot script outlived a SIGKILLed iclbench";
@@ -158,7 +158,9 @@ TEST(CliInputs, ExistingNonRegularModelNamesAreRefusedAsFiles) {
     ASSERT_EQ(with_slash.err.find("unknown model"), std::string::npos) << with_slash.err;
     std::string expected = with_slash.err.substr(with_slash.err.find("./" + name) + 2);
     expected = expected.substr(0, expected.find('\n'));
-    if (name != "dangling.st") EXPECT_NE(expected.find("not a regular file"), std::string::npos) << expected;
+    if (name != "dangling.st") {
+      EXPECT_NE(expected.find("not a regular file"), std::string::npos) << expected;
+    }
     expect_bad({"speed", "--model", name}, expected, in_dir);
     expect_bad({"--threads", "1", "eval", "--generate", "--d 4 --n 8 --queries 2 --tasks 2", "--model", name,
                 "--heads", "avg", "--out", "out.json"},
@@ -821,7 +823,7 @@ TEST(CliWriterReader, ANameWithQuotesCommasAndControlsStaysOneCsvFieldOnOneLine)
 // --- 15. Machine-readable output alone on stdout ---------------------------------------------
 
 TEST(CliMachineOutput, OneDnnVerboseLinesGoToStderr) {
-  const RunOptions verbose{{{"DNNL_VERBOSE", "1"}}, {}};
+  const RunOptions verbose{{{"DNNL_VERBOSE", "1"}}, {}, 0, {}};
   // --dense: with weight structure gd-ls runs no oneDNN primitive at all (its selections are
   // views of the stream and its attention is ops::LinearAttention), so oneDNN would print nothing.
   const Result speed = run({"speed", "--model", "gd-ls:L=3", "--d", "4", "--n", "50", "--queries", "10", "--batch", "3",
@@ -831,12 +833,12 @@ TEST(CliMachineOutput, OneDnnVerboseLinesGoToStderr) {
   EXPECT_NO_THROW(nlohmann::json::parse(speed.out)) << speed.out;
   EXPECT_NE(speed.err.find("verbose"), std::string::npos) << "oneDNN printed nothing: the test proves nothing";
   // Siblings: info --json, and the most verbose level with primitive creation too.
-  const Result info = run({"info", "--json"}, {{{"DNNL_VERBOSE", "2"}}, {}});
+  const Result info = run({"info", "--json"}, {{{"DNNL_VERBOSE", "2"}}, {}, 0, {}});
   ASSERT_EQ(info.exit_code, 0) << info.err;
   EXPECT_NO_THROW(nlohmann::json::parse(info.out)) << info.out;
   const Result speed2 = run({"speed", "--model", "encoder:D=16,H=2,F=32,layers=1", "--n", "20", "--queries", "4",
                              "--batch", "2", "--repeats", "1", "--json", "--threads", "1"},
-                            {{{"DNNL_VERBOSE", "2"}}, {}});
+                            {{{"DNNL_VERBOSE", "2"}}, {}, 0, {}});
   ASSERT_EQ(speed2.exit_code, 0) << speed2.err;
   EXPECT_NO_THROW(nlohmann::json::parse(speed2.out)) << speed2.out;
 }
@@ -1024,7 +1026,7 @@ TEST(CliTempFiles, StaleTemporariesOfDeadRunsAreRemoved) {
   const std::string tasks = ".tasks.iclbench-tmp." + dead + ".000000";
   std::ofstream(dir / tasks) << "stale";
   ASSERT_EQ(run({"eval", "--d", "4", "--tasks", "2", "--heads", "avg", "--out", (dir / "r.json").string()},
-                {{{"TMPDIR", dir.string()}}, {}})
+                {{{"TMPDIR", dir.string()}}, {}, 0, {}})
                 .exit_code,
             0);
   EXPECT_FALSE(fs::exists(dir / tasks));
@@ -1087,16 +1089,16 @@ TEST(CliTempFiles, SigkilledGenLeavesATempThatTheNextRunRemoves) {
 TEST(CliTempFiles, ErrorsAboutTheGenerationDirectoryNameTmpdir) {
   const fs::path dir = fresh_dir("tmpdir_errors");
   const std::vector<std::string> args = {"eval", "--d", "4", "--tasks", "2", "--heads", "avg", "--out", (dir / "r.json").string()};
-  expect_bad(args, "TMPDIR=/nonexistent-iclbench-dir", {{{"TMPDIR", "/nonexistent-iclbench-dir"}}, {}});
+  expect_bad(args, "TMPDIR=/nonexistent-iclbench-dir", {{{"TMPDIR", "/nonexistent-iclbench-dir"}}, {}, 0, {}});
   // Sibling: TMPDIR naming a file.
   std::ofstream(dir / "file") << "x";
-  expect_bad(args, "TMPDIR=" + (dir / "file").string(), {{{"TMPDIR", (dir / "file").string()}}, {}});
+  expect_bad(args, "TMPDIR=" + (dir / "file").string(), {{{"TMPDIR", (dir / "file").string()}}, {}, 0, {}});
   // Item 9, decide before printing: a run estimated above 1 GB (which prints its estimate when it
   // starts) whose task set cannot be generated prints the error line only, not the estimate first.
   // (--max-memory: the run must pass the memory check whatever this machine has free.)
   expect_bad({"--max-memory", "1000", "eval", "--d", "64", "--n", "200000", "--tasks", "20", "--queries", "1", "--heads", "avg", "--out",
               (dir / "r.json").string()},
-             "TMPDIR=/nonexistent-iclbench-dir", {{{"TMPDIR", "/nonexistent-iclbench-dir"}}, {}});
+             "TMPDIR=/nonexistent-iclbench-dir", {{{"TMPDIR", "/nonexistent-iclbench-dir"}}, {}, 0, {}});
   EXPECT_EQ(count_entries(dir), 1);
 }
 

@@ -438,7 +438,7 @@ TEST(Cli, BoundsWithTheTrainedModelNamesEveryFlagToGive) {
   const Result defaults = run({"bounds", "--models", model, "--out", (dir / "run").string()});
   EXPECT_EQ(defaults.exit_code, 2);
   EXPECT_EQ(count_lines(defaults.err), 1) << defaults.err;
-  for (const std::string flag : {"--d-grid " + std::to_string(d), std::string("--context random"), std::string("--n-grid"),
+  for (const std::string& flag : {"--d-grid " + std::to_string(d), std::string("--context random"), std::string("--n-grid"),
                                  std::string("--k-grid"), "<= " + std::to_string(k_max)}) {
     EXPECT_NE(defaults.err.find(flag), std::string::npos) << flag << ": " << defaults.err;
   }
@@ -482,7 +482,7 @@ TEST(Cli, SpeedRefusalsNameTheirCause) {
   EXPECT_EQ(wrong_d.exit_code, 2);
   EXPECT_NE(wrong_d.err.find("--d is 32 (the default); give --d " + std::to_string(d)), std::string::npos) << wrong_d.err;
   EXPECT_EQ(wrong_d.err.find("data"), std::string::npos) << wrong_d.err;
-  for (const std::string n : {std::string(), std::to_string(positions)}) {
+  for (const std::string& n : {std::string(), std::to_string(positions)}) {
     std::vector<std::string> args = {"speed", "--model", model, "--d", std::to_string(d)};
     if (!n.empty()) args.insert(args.end(), {"--n", n});
     const Result long_n = run(args);
@@ -570,6 +570,38 @@ TEST(Cli, SpeedSplitsTheTimeByOpGroup) {
   EXPECT_GT(unfused_speed["op_groups"]["softmax"]["time_share"].get<double>(), 0.0);
 }
 
+// The --op-groups table in text: every group with FLOPs prints a rate and a fraction of the peak
+// that read as positive numbers. Under --explicit-linear gd-ls's projections are selections
+// (structured copies, a FLOP or two per row and column); at d = 1 and 5 tokens a call does a few
+// tens of FLOPs, so the group runs at about 0.0006 of the GEMM peak here (0.0013 at d = 1,
+// n = 8), which a fixed "%.2f" printed as "0.00" (and its 0.1 GFLOP/s would print as "0.0" on a
+// loaded host).
+TEST(Cli, SpeedPrintsSmallGroupRatesAsNonzero) {
+  const Result result = run({"--threads", "1", "speed", "--model", "gd-ls:L=1,eta=1", "--d", "1", "--n",
+                             "4", "--queries", "1", "--repeats", "3", "--op-groups", "--explicit-linear"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  std::istringstream lines(result.out);
+  std::string line;
+  int rows_with_flops = 0;
+  bool projections = false;
+  while (std::getline(lines, line)) {
+    std::istringstream fields(line);
+    std::string name, share, gflops, fraction;
+    if (!(fields >> name >> share >> gflops >> fraction) || share.back() != '%') continue;
+    if (gflops == "-") continue;
+    ++rows_with_flops;
+    projections = projections || name == "projections";
+    EXPECT_GT(std::stod(gflops), 0.0) << line;
+    EXPECT_GT(std::stod(fraction), 0.0) << line;
+  }
+  EXPECT_TRUE(projections) << "the projections group has FLOPs\n" << result.out;
+  EXPECT_GE(rows_with_flops, 2) << result.out;
+  const std::string reaches = "this forward reaches ";
+  const auto at = result.out.find(reaches);
+  ASSERT_NE(at, std::string::npos) << result.out;
+  EXPECT_GT(std::stod(result.out.substr(at + reaches.size())), 0.0) << result.out;
+}
+
 // --op-groups on the shipped garg-gpt2 model, whose forward is timed to one score per prompt:
 // the op-group runs must make the same call as the throughput runs (they once passed a
 // residual-stream buffer of the tokens' size, [B, 2n + 1, d], and every such run failed).
@@ -603,6 +635,22 @@ TEST(Cli, EvalRecordsDense) {
     EXPECT_NE(result.out.find(dense ? "transformers: f32, dense" : "transformers: f32, structured"),
               std::string::npos)
         << result.out;
+  }
+}
+
+// --bf16 and --dense set how the transformers run: with heads only (no --model) they are
+// refused, as speed --reference refuses them (the result recorded "dense": true, "bf16": true
+// although nothing ran on the engine), and no result is written.
+TEST(Cli, EvalRefusesEngineFlagsWithHeadsOnly) {
+  const fs::path dir = fresh_dir("eval_engine_flags");
+  for (const char* flag : {"--bf16", "--dense"}) {
+    const fs::path out = dir / "r.json";
+    const Result refused = run({"--threads", "1", "eval", "--generate", "--d 4 --n 16 --queries 4 --tasks 2",
+                                "--heads", "avg", "--out", out.string(), flag});
+    EXPECT_EQ(refused.exit_code, 2) << flag << ": " << refused.err;
+    EXPECT_NE(refused.err.find(flag), std::string::npos) << refused.err;
+    EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
+    EXPECT_FALSE(fs::exists(out)) << flag;
   }
 }
 

@@ -99,7 +99,9 @@ TEST(StructuredLinear, MatchesTheDenseLinearAndTheReference) {
     const StructuredLinear op(rows, {src_stride, 1}, kIn, dst_strides, kOut + 2, p.columns,
                               c.activation, c.accumulate);
     op.execute(src.data(), structured.data());
-    EXPECT_EQ(op.flops_per_row(), 2.0 * kLiveRows * p.columns.outputs.size());
+    // The live block's multiply-adds; each copy's multiply, and its add when accumulating.
+    EXPECT_EQ(op.flops_per_row(), 2.0 * kLiveRows * p.columns.outputs.size() +
+                                      (c.accumulate ? 2.0 : 1.0) * p.columns.copies.size());
 
     for (std::int64_t i = 0; i < rows; ++i) {
       for (std::int64_t j = 0; j < kOut + 2; ++j) {

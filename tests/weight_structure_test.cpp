@@ -178,6 +178,36 @@ TEST(WeightStructure, FlopsCountWhatRuns) {
   EXPECT_EQ(bf16.implementations(t, n).count("sweep"), 0u);
 }
 
+// Under --explicit-linear gd-ls's projections are not views but structured columns (the views
+// need ops::LinearAttention's Q (K^T V)), mostly selections: the projections group is credited
+// with what they execute, counted by hand from the weights (constructions.cpp, width d + 2):
+// Q = x, d copies over the T query rows, and K = x, d copies over the n key rows, each a
+// multiply by its scale (1 FLOP); V = y - p, a live column with 2 multiply-adds (4 FLOPs) over
+// the n key rows; O, one copy into p added to x (2 FLOPs) over the T rows. Copies once counted
+// 0, which left the group with time and almost no FLOPs (speed --op-groups printed "0.00").
+TEST(WeightStructure, ExplicitLinearProjectionsCountTheirCopies) {
+  const int d = 8, n = 64, t = n + 8;
+  const Model model = construct(parse_construction("gd-ls:L=1,eta=1"), d);
+  EngineOptions options;
+  options.explicit_linear_attention = true;
+  options.time_op_groups = true;
+  const Engine timed(model.config, model.weights, options);
+  ASSERT_EQ(timed.implementations(t, n).at("projection"), "structured:columns");
+  std::vector<float> tokens(static_cast<std::size_t>(t) * model.config.width, 0.5f), scores(t - n);
+  timed.query_scores(tokens, 1, t, n, scores);
+  const OpGroupTimes times = timed.take_op_group_times(t, n);
+  ASSERT_EQ(times.prompts, 1);
+  const double projections = 1.0 * d * t + (1.0 * d + 4) * n + 2.0 * t;
+  EXPECT_DOUBLE_EQ(times.flops[static_cast<std::size_t>(OpGroup::kProjections)], projections);
+  // The groups add up to what the plan executes: the projections and the attention products.
+  double total = 0;
+  for (const double group : times.flops) total += group;
+  EXPECT_DOUBLE_EQ(total, timed.forward_flops(t, n));
+  EXPECT_DOUBLE_EQ(total - projections,
+                   Engine::op_group_flops(model.config, t, n, true)[static_cast<std::size_t>(
+                       OpGroup::kAttention)]);
+}
+
 // --- random weights with planted structure -----------------------------------------------------
 
 void zero_rows(std::vector<float>& w, int columns, int first, int last) {

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <utility>
 
 #include "cli/commands.hpp"
 #include "cli/task_flags.hpp"
@@ -119,6 +120,14 @@ Command add_eval_command(CLI::App& parent, const GlobalOptions& globals) {
 
   auto run = [options, &globals] {
     const EvalOptions& o = *options;
+    // Engine flags with heads only would be recorded in the result as how transformers ran
+    // when none did: refused, as speed --reference refuses them.
+    for (const auto& [flag, given] : {std::pair{"--bf16", o.bf16}, std::pair{"--dense", o.dense}}) {
+      if (given && o.models.empty()) {
+        throw UsageError(std::string(flag) + " sets how the transformers run; no --model is "
+                         "evaluated (heads only)");
+      }
+    }
     const io::Overwrite overwrite = o.force ? io::Overwrite::kAllow : io::Overwrite::kRefuse;
     eval::EvalConfig config;
     config.heads = o.heads.empty() ? std::vector<heads::HeadSpec>{} : heads::parse_heads(o.heads);

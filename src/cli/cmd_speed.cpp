@@ -412,14 +412,19 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
       std::fprintf(output(), "\n");
     }
     if (o.op_groups) {
-      std::fprintf(output(), "peak     %.1f GFLOP per CPU-second (in-process %s GEMM): this forward reaches %.2f of it\n",
-                  peak_gflops, o.bf16 ? "bf16" : "f32", flops / cpu_best / 1e9 / peak_gflops);
+      // Fractions and rates in significant digits: a fixed "%.2f" printed a fraction under 0.005
+      // as "0.00", as if the group did no arithmetic.
+      std::fprintf(output(), "peak     %.1f GFLOP per CPU-second (in-process %s GEMM): this forward reaches %s of it\n",
+                  peak_gflops, o.bf16 ? "bf16" : "f32",
+                  util::format_number(flops / cpu_best / 1e9 / peak_gflops, 2).c_str());
       std::fprintf(output(), "         (%s CPU time per forward, median; fractions per CPU-second leave out waits for a CPU)\n",
                    duration(cpu_best).c_str());
       std::fprintf(output(), "op group     time share  GFLOP/s per thread  of peak\n");
       for (const GroupRow& row : groups) {
         if (row.has_flops) {
-          std::fprintf(output(), "%-12s %9.1f%%  %18.1f  %7.2f\n", row.name.c_str(), 100 * row.share, row.gflops, row.peak_fraction);
+          std::fprintf(output(), "%-12s %9.1f%%  %18s  %7s\n", row.name.c_str(), 100 * row.share,
+                       util::format_number(row.gflops, 3).c_str(),
+                       util::format_number(row.peak_fraction, 2).c_str());
         } else {
           std::fprintf(output(), "%-12s %9.1f%%  %18s  %7s\n", row.name.c_str(), 100 * row.share, "-", "-");
         }

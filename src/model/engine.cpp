@@ -111,7 +111,7 @@ OpGroupTimes Engine::take_op_group_times(std::int64_t tokens_per_prompt,
   auto flops = op_group_flops(config_, tokens_per_prompt, n_context,
                               options_.explicit_linear_attention);
   // A structured plan (model/weight_structure.hpp) executes fewer projection and MLP FLOPs than
-  // the dense count: those two groups are credited with the multiply-adds their ops execute, as
+  // the dense count: those two groups are credited with the FLOPs their ops execute, as
   // count_flops (engine_plan.cpp) adds them to EnginePlan::flops (per pass, on the real rows: T,
   // or the Tk key rows for [K V]; ops::SmallMlp's nonzero weights). For a dense plan these equal
   // the dense count.

@@ -97,7 +97,8 @@ class Engine {
   // analysis beyond the packed weights): what an engine whose plan is built no longer holds.
   static std::uint64_t plan_building_bytes(const ModelConfig& config, const EngineOptions& options);
 
-  // FLOPs one prompt of T tokens (n context) executes, multiply-adds counted as 2: what the plan
+  // FLOPs one prompt of T tokens (n context) executes, multiply-adds counted as 2 (a structured
+  // projection's copy: its multiply, and its add into x; ops::StructuredLinear): what the plan
   // runs, so structure that is skipped is not counted (equal to ModelConfig::forward_flops for a
   // dense plan). Builds the plan for (T, n) if it is not the cached one.
   double forward_flops(std::int64_t tokens_per_prompt, std::int64_t n_context) const;
@@ -108,7 +109,7 @@ class Engine {
                                                           bool explicit_linear);
   // With EngineOptions::time_op_groups: the times of the forward calls at (T, n) since the plan
   // was built or this was last called (then they restart from 0). All zero without. The FLOPs
-  // are what the plan executes (the projections' and MLP's executed multiply-adds under weight
+  // are what the plan executes (the projections' and MLP's executed FLOPs under weight
   // structure, the attention products as op_group_flops counts them).
   OpGroupTimes take_op_group_times(std::int64_t tokens_per_prompt, std::int64_t n_context) const;
 

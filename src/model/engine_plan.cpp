@@ -573,8 +573,9 @@ MlpPlan build_mlp(const BuildContext& build, const LayerConfig& layer,
 }
 
 // The FLOPs one prompt executes in a layer's first and later passes: the projections' executed
-// multiply-adds per row times the rows they run on (real rows: T, or the Tk key rows for [K V]),
-// and the attention products as ModelConfig::forward_flops counts them.
+// FLOPs per row (ops::StructuredLinear::flops_per_row for a structured one) times the rows they
+// run on (real rows: T, or the Tk key rows for [K V]), and the attention products as
+// ModelConfig::forward_flops counts them.
 void count_flops(const EnginePlan& plan, const LayerConfig& layer, LayerPlan& layer_plan) {
   const double t = static_cast<double>(plan.tokens);
   for (int pass = 0; pass < 2; ++pass) {
@@ -828,7 +829,8 @@ std::unique_ptr<EnginePlan> build_plan(const ModelConfig& config, const Weights&
                           ops::PostActivation::kNone, true);
     scratchpad.note(plan->read_in);
     // The entry and exit run over every token row, as ModelConfig::forward_flops counts them.
-    plan->flops += 2.0 * static_cast<double>(plan->tokens) * config.input_dim * width;
+    plan->flops +=
+        2.0 * static_cast<double>(plan->tokens) * config.input_dim * static_cast<double>(width);
   }
   if (config.positions > 0) plan->positions = &weights.positions;
   if (config.read_out) {
@@ -839,7 +841,7 @@ std::unique_ptr<EnginePlan> build_plan(const ModelConfig& config, const Weights&
                              Layout::rows(rows, 1, 1, DType::kF32), ops::PostActivation::kNone,
                              false);
     scratchpad.note(read_out.project);
-    plan->flops += 2.0 * static_cast<double>(plan->tokens) * width;
+    plan->flops += 2.0 * static_cast<double>(plan->tokens) * static_cast<double>(width);
   }
 
   plan->scratch = scratch_layout(plan->shape, width, scratchpad.bytes());

@@ -51,9 +51,13 @@ class StructuredLinear {
   // input column gathered once per block and the products vectorised over the rows.
   void execute(const float* src, float* dst) const;
   static constexpr std::int64_t kRowBlock = 64, kOutputBlock = 8;
-  // Multiply-adds per row, counted as 2 FLOPs each (copies and zero fills count 0).
+  // FLOPs per row that execute() does: the live block's multiply-adds, 2 each; a copy's
+  // multiply by its scale, 1, and its add into dst when accumulating, 1 more; zero fills 0.
+  // (Counting copies as 0 left a plan of selections, such as --explicit-linear's Q and K, with
+  // time but no FLOPs.)
   double flops_per_row() const {
-    return 2.0 * static_cast<double>(columns_.inputs.size() * columns_.outputs.size());
+    return 2.0 * static_cast<double>(columns_.inputs.size() * columns_.outputs.size()) +
+           (accumulate_ ? 2.0 : 1.0) * static_cast<double>(columns_.copies.size());
   }
   bool empty() const {
     return columns_.outputs.empty() && columns_.copies.empty() && columns_.zero_columns.empty();

@@ -78,7 +78,8 @@ std::string escape_control(std::string_view text) {
       // terminal like C0 ones; a byte that is not part of well-formed UTF-8 (a raw 0x9b is CSI
       // to an 8-bit terminal) is written as its value.
       const std::size_t length = utf8_sequence_length(text, at);
-      const auto second = length == 2 ? static_cast<unsigned char>(text[at + 1]) : 0;
+      const unsigned char second =
+          length == 2 ? static_cast<unsigned char>(text[at + 1]) : static_cast<unsigned char>(0);
       if (length == 0 || (byte == 0xc2 && second <= 0x9f)) {
         const unsigned char shown = length == 0 ? byte : second;
         escaped += length == 0 ? "\\x" : "\\u00";

@@ -140,11 +140,14 @@ def signals(work):
 def slowdown_switch(build):
     """kernels_bench's ICLBENCH_BENCH_SLOWDOWN: every malformed value, and a name that selects no
     benchmark of the run, is one line and exit 2 at start-up (before: stod's abort, exit 134, or
-    silently nothing slowed, so the gate's self-test passed without a slowdown)."""
+    silently nothing slowed, so the gate's self-test passed without a slowdown). Only plain
+    decimals are numbers here (strtod once took a hex fraction, an exponent and a sign)."""
     binary = os.path.join(build, "bin", "kernels_bench")
     target = "softmax/iclbench_f32"
     cases = [(target + ":", None), ("foo", None), (target + ":nan", None), (target + ":-1", None),
              (target + ":0", None), (target + ":inf", None), (target + ":11", None), (target + ":0.3x", None),
+             (target + ":0x1p-1", None), (target + ":3e-1", None), (target + ":+0.3", None),
+             (target + ":0.3.1", None), (target + ":.", None),
              (":0.3", None), ("no_such_benchmark:0.3", None), (target + ":0.3", "^calibration/"),
              (target + ":0.3", "-softmax")]
     for value, bench_filter in cases:
