@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The PyTorch peers' command lines on bad input (bench/peers/compare_garg.py and
 compare_encoder.sh, and the PyTorch peers they start), without a build: every case stops before
-anything is timed; only the peers' own cases import PyTorch (skipped where python3-torch is absent).
+anything is timed; only the peers' own cases import PyTorch (setup.sh's test list installs it).
 
   peer_cli_test.py WORKDIR
 
@@ -17,7 +17,6 @@ anything is timed; only the peers' own cases import PyTorch (skipped where pytho
   encoder REPEATS=0 / x / 1001    exit 2, one line (a StatisticsError traceback after a minute before)
   encoder --help / --bogus        usage and exit 0 / one line and exit 2 (both ran the benchmark before)
 """
-import importlib.util
 import os
 import stat
 import subprocess
@@ -94,11 +93,7 @@ def main():
            "made %s, exit %d, left %r" % (made, code, os.listdir(temp)))
 
     # The PyTorch peers themselves (compare_*.py/sh start them): one line, counts in decimal digits.
-    peers = (("torch_encoder.py", []), ("torch_garg.py", ["--model", MODEL, "--data", MODEL]))
-    if importlib.util.find_spec("torch") is None:
-        print("%-34s skipped: no python3-torch (bash scripts/setup.sh peers)" % "torch_*.py counts")
-        peers = ()
-    for peer, flags in peers:
+    for peer, flags in (("torch_encoder.py", []), ("torch_garg.py", ["--model", MODEL, "--data", MODEL])):
         for flag, value in (("--repeats", " 5"), ("--threads", "1, 2"), ("--n", "+5")):
             if flag == "--n" and peer == "torch_encoder.py":
                 continue
