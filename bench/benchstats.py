@@ -31,8 +31,12 @@ import signal
 import stat
 import statistics
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
+
+sys.path.insert(1, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from debian_python import require  # noqa: E402,F401  (gate.py and track.py call benchstats.require)
 
 # The gated set: kernels_bench's single-threaded oneDNN kernels on the encoder shape, the engine's
 # own softmax, and the calibration kernel.

@@ -49,6 +49,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchstats  # noqa: E402
+benchstats.require("scipy")
 from benchstats import GATE_FILTER, MIN_EFFECT, P_VALUE, InputError, RunError  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -62,6 +62,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchstats  # noqa: E402
+benchstats.require("scipy")
 from benchstats import CALIBRATION, GATE_FILTER, InputError, RunError, printable  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -731,7 +732,8 @@ def load_machines(results, repo):
 
 
 def cmd_publish(args):
-    import track_site  # matplotlib is needed only here
+    benchstats.require("matplotlib")  # needed only here
+    import track_site
     machines = load_machines(args.results, args.repo)
     out = track_site.publish(machines, args.dir, args.commit_url)
     total = 0

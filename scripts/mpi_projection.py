@@ -24,8 +24,12 @@ import argparse
 import heapq
 import json
 import os
+import sys
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import debian_python  # noqa: E402
+debian_python.require("numpy")
+import numpy as np  # noqa: E402
 
 
 def list_schedule(estimates, costs, ranks):

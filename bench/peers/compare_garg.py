@@ -40,6 +40,10 @@ OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread"
 PEER = os.path.join(ROOT, "bench", "peers", "torch_garg.py")
 THREADS = (1, 2)
 
+sys.path.insert(0, os.path.join(ROOT, "scripts", "train"))
+import cli_io  # noqa: E402
+cli_io.require("numpy")  # this process reads the model (safetensors_np); the peer checks for torch
+
 
 class RunError(Exception):
     """A tool this script runs (iclbench, the peer) that failed; the message is one line. `code`
@@ -99,7 +103,6 @@ def model_shape(path):
     # file only, checked before anything opens it.
     if not stat.S_ISREG(os.stat(path).st_mode):
         raise ValueError("not a regular file")
-    sys.path.insert(0, os.path.join(ROOT, "scripts", "train"))
     import safetensors_np
     metadata, _ = safetensors_np.read(path)
     if metadata.get("format") != "garg-gpt2" or "n_dims" not in metadata or "n_positions" not in metadata:
@@ -122,16 +125,15 @@ def end_on_signal(signum, frame):
 def main(argv):
     p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=os.path.join(ROOT, "results", "models", "garg-gaussian-d8.safetensors"))
-    p.add_argument("--n", type=int, default=64, help="context pairs per prompt (2n + 1 tokens)")
-    p.add_argument("--batch", type=int, default=64, help="prompts per forward, both sides")
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--seed", type=int, default=1)
+    # Counts in decimal digits only (cli_io): int() would take " 5", "+5" and "5_0".
+    count = cli_io.positive_int
+    p.add_argument("--n", type=count, default=64, help="context pairs per prompt (2n + 1 tokens)")
+    p.add_argument("--batch", type=count, default=64, help="prompts per forward, both sides")
+    p.add_argument("--rounds", type=count, default=5)
+    p.add_argument("--repeats", type=count, default=5)
+    p.add_argument("--seed", type=cli_io.nonnegative_int, default=1)  # iclbench's --seed is unsigned
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    if min(args.n, args.batch, args.rounds, args.repeats) < 1:
-        print("compare_garg.py: --n, --batch, --rounds and --repeats must be >= 1", file=sys.stderr)
-        return 2
     if args.rounds > 100 or args.repeats > 1000 or args.batch > 1_000_000:
         print("compare_garg.py: --rounds at most 100, --repeats at most 1000, --batch at most 10^6",
               file=sys.stderr)

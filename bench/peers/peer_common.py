@@ -12,9 +12,14 @@ import multiprocessing
 import os
 import queue
 import statistics
+import sys
 import time
 
-import torch
+sys.path.insert(1, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "train"))
+from cli_io import Parser, positive_int, require  # noqa: E402,F401  (the peers use them as peer_common's)
+
+require("torch")  # before this module's own import of it: the peers import this module first
+import torch  # noqa: E402
 
 
 # Warm-up: every cell runs forwards under torch.inference_mode (the grad mode of the timing)
@@ -145,10 +150,10 @@ def select(make_forward, variants, modes, threads, repeats, prompts):
 
 
 def thread_counts(text):
-    """argparse type of --threads: "1,2" -> [1, 2], each an integer >= 1."""
+    """argparse type of --threads: "1,2" -> [1, 2], each an integer >= 1 in decimal digits."""
     try:
-        counts = [int(t) for t in text.split(",")]
-    except ValueError:
+        counts = [positive_int(t) for t in text.split(",")]
+    except argparse.ArgumentTypeError:
         counts = []
     if not counts or min(counts) < 1:
         raise argparse.ArgumentTypeError("%r is not a comma-separated list of thread counts >= 1" % text)

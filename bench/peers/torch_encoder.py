@@ -17,15 +17,13 @@ BLAS: run it with OpenBLAS and OPENBLAS_NUM_THREADS=1 (bench/peers/compare_encod
 Debian's default reference BLAS makes PyTorch several times slower, and OpenBLAS's own thread
 pool on top of PyTorch's oversubscribes the 2 vCPUs. The configuration it ran under is printed.
 """
-import argparse
 import json
 import os
 import sys
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import peer_common  # noqa: E402
+import peer_common  # noqa: E402  (first: it checks that torch imports)
+import torch  # noqa: E402
 
 PROMPTS, TOKENS, WIDTH = 64, 129, 64
 
@@ -47,13 +45,11 @@ def make_forward(share=(1, 0)):
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = peer_common.Parser(prog="torch_encoder.py")
     parser.add_argument("--threads", type=peer_common.thread_counts, default="1,2")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=peer_common.positive_int, default=7)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    if args.repeats < 1:
-        parser.error("--repeats must be >= 1")
     results = peer_common.select(make_forward, {"nn.TransformerEncoder": ()}, ("intra-op", "processes"),
                                  args.threads, args.repeats, PROMPTS)
     info = dict(peer_common.configuration(), results=results)

@@ -28,20 +28,19 @@ threads, processes (`threads` processes of one torch thread each on its share of
 started together, timed until the last finishes).
 Run it through bench/peers/compare_garg.py, which selects OpenBLAS with OPENBLAS_NUM_THREADS=1.
 """
-import argparse
 import json
 import math
 import os
 import sys
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "train"))
+import peer_common  # noqa: E402  (first: it checks that torch imports)
+peer_common.require("numpy")
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 import garg_model  # noqa: E402
-import peer_common  # noqa: E402
 import safetensors_np  # noqa: E402
 
 VARIANTS = ("eager", "functional", "jit")
@@ -138,19 +137,19 @@ def make_forward(model_path, data_path, n, variant, share=(1, 0)):
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = peer_common.Parser(prog="torch_garg.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="garg-gpt2 safetensors file")
     parser.add_argument("--data", required=True, help="iclbench data set (iclbench gen) with >= --n pairs per task")
-    parser.add_argument("--n", type=int, default=64, help="context pairs per prompt")
+    parser.add_argument("--n", type=peer_common.positive_int, default=64, help="context pairs per prompt")
     parser.add_argument("--threads", type=peer_common.thread_counts, default="1,2")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=peer_common.positive_int, default=7)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     variants, modes = args.variants.split(","), args.modes.split(",")
-    if not set(variants) <= set(VARIANTS) or not set(modes) <= set(MODES) or args.repeats < 1 or args.n < 1:
-        parser.error("--variants from %s, --modes from %s, --repeats and --n >= 1" % (VARIANTS, MODES))
+    if not set(variants) <= set(VARIANTS) or not set(modes) <= set(MODES):
+        parser.error("--variants from %s, --modes from %s" % (VARIANTS, MODES))
     prompts = prompt_tokens(args.data, args.n).shape[0]
     results = peer_common.select(make_forward, {v: (args.model, args.data, args.n, v) for v in variants}, modes,
                                  args.threads, args.repeats, prompts)

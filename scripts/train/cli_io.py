@@ -9,9 +9,13 @@ so this module is imported as a sibling.
 import argparse
 import math
 import os
+import re
 import stat
 import sys
 import tempfile
+
+sys.path.insert(1, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from debian_python import require  # noqa: E402,F401  (the scripts call cli_io.require)
 
 
 class Refused(Exception):
@@ -33,11 +37,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def integer_at_least(text, least):
-    """An integer >= least written as one: "1e3", "2.0" and "-2" are refused, never rounded."""
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not an integer" % text) from None
+    """An integer >= least written in decimal digits: "1e3", "2.0", "-2", " 5", "+5", "5_0" and
+    non-ASCII digits are refused, never rounded (int() alone strips blanks and takes "+", "_" and
+    any Unicode digit)."""
+    if not re.fullmatch(r"-?[0-9]+", text):
+        raise argparse.ArgumentTypeError("%r is not an integer in decimal digits" % text)
+    value = int(text)
     if value < least:
         raise argparse.ArgumentTypeError("%r: must be >= %d" % (text, least))
     return value

@@ -19,10 +19,10 @@ import re
 import stat
 import sys
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_io  # noqa: E402
+cli_io.require("numpy", "torch")
+import torch  # noqa: E402
 import garg_model  # noqa: E402
 
 UNUSED = re.compile(r"^_backbone\.(wte\.weight|h\.\d+\.attn\.(bias|masked_bias))$")

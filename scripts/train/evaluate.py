@@ -33,12 +33,12 @@ import os
 import sys
 import time
 
-import numpy as np
-import scipy.optimize
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_io  # noqa: E402
+cli_io.require("numpy", "scipy", "torch")
+import numpy as np  # noqa: E402
+import scipy.optimize  # noqa: E402
+import torch  # noqa: E402
 import garg_model  # noqa: E402
 import safetensors_np  # noqa: E402
 

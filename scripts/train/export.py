@@ -27,11 +27,11 @@ import json
 import os
 import sys
 
-import numpy as np
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_io  # noqa: E402
+cli_io.require("numpy", "torch", "matplotlib")
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 import garg_model  # noqa: E402
 import safetensors_np  # noqa: E402
 import train  # noqa: E402

@@ -46,6 +46,7 @@ SETTINGS = [
 
 def child(args):
     """Runs in the measured process; prints one JSON line."""
+    cli_io.require("numpy", "torch")
     import torch
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import garg_model
@@ -111,8 +112,13 @@ def main(argv):
                 env.pop("OPENBLAS_L2_SIZE", None)
             command = [sys.executable, os.path.abspath(__file__), "--child", "--threads", str(threads)] + shape
             command += ["--bf16"] if bf16 else []
-            out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
-            results[name].append(json.loads(out.splitlines()[-1]))
+            run = subprocess.run(command, env=env, capture_output=True, text=True)
+            if run.returncode != 0:  # the child's one line (e.g. a python3 without torch) or its traceback's last
+                lines = run.stderr.strip().splitlines()
+                print(lines[-1] if lines else "speed.py: a measuring process exited %d" % run.returncode,
+                      file=sys.stderr)
+                return 2 if run.returncode == 2 else 1
+            results[name].append(json.loads(run.stdout.splitlines()[-1]))
     load_after = os.getloadavg()[0]
     unit = "steps/s"
     rows = [{"setting": name, unit: statistics.median(r["per_second"] for r in runs),

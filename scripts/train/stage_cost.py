@@ -25,10 +25,10 @@ import os
 import sys
 import time
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_io  # noqa: E402
+cli_io.require("numpy", "torch")
+import torch  # noqa: E402
 import garg_model  # noqa: E402
 import train  # noqa: E402
 

@@ -26,11 +26,11 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_io  # noqa: E402
+cli_io.require("numpy", "torch")
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 import garg_model  # noqa: E402
 
 CHECKPOINT = "checkpoint.pt"

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """The PyTorch peers' command lines on bad input (bench/peers/compare_garg.py and
-compare_encoder.sh), without PyTorch or a build: every case stops before anything is timed.
+compare_encoder.sh, and the PyTorch peers they start), without a build: every case stops before
+anything is timed; only the peers' own cases import PyTorch (setup.sh's test list installs it).
 
   peer_cli_test.py WORKDIR
 
@@ -11,6 +12,8 @@ compare_encoder.sh), without PyTorch or a build: every case stops before anythin
   garg, iclbench fails            a stub iclbench (ICLBENCH=) that exits 3 or 2 with a message:
                                   exit 1 (a tool failed) or 2 (the tool refused its input, which
                                   is the user's), one line naming the message (a traceback before)
+  garg counts " 5", "+5", "5_0"   exit 2, one line: decimal digits only (argparse's int() took them)
+  torch_*.py --repeats " 5"       exit 2, one line (argparse's usage and a stripped count before)
   encoder REPEATS=0 / x / 1001    exit 2, one line (a StatisticsError traceback after a minute before)
   encoder --help / --bogus        usage and exit 0 / one line and exit 2 (both ran the benchmark before)
 """
@@ -66,6 +69,10 @@ def main():
     one_line("garg --n 65", garg + ["--n", "65"], 2, "--n 65 needs 131 tokens, but the model has 130 positions")
     for bad in (["--n", "1e3"], ["--repeats", "2.0"], ["--bogus"], ["--rounds", "1000000"]):
         one_line("garg " + " ".join(bad), garg + bad, 2, "compare_garg.py: ")
+    # Counts in decimal digits only: argparse's int() took " 5", "+5", "5_0" and Arabic-Indic digits.
+    for flag, value in (("--n", " 5"), ("--batch", "5 "), ("--rounds", "+5"), ("--repeats", "5_0"),
+                        ("--seed", "\u0661"), ("--seed", "-1")):
+        one_line("garg %s %r" % (flag, value), garg + [flag, value], 2, "compare_garg.py: argument %s" % flag)
     # SIGTERM while a (stub) iclbench generates the prompts: the temporary directory goes.
     slow = os.path.join(work, "iclbench_slow")
     with open(slow, "w") as f:
@@ -85,8 +92,16 @@ def main():
     expect("garg SIGTERM", made and code == 143 and not os.listdir(temp),
            "made %s, exit %d, left %r" % (made, code, os.listdir(temp)))
 
+    # The PyTorch peers themselves (compare_*.py/sh start them): one line, counts in decimal digits.
+    for peer, flags in (("torch_encoder.py", []), ("torch_garg.py", ["--model", MODEL, "--data", MODEL])):
+        for flag, value in (("--repeats", " 5"), ("--threads", "1, 2"), ("--n", "+5")):
+            if flag == "--n" and peer == "torch_encoder.py":
+                continue
+            one_line("%s %s %r" % (peer, flag, value), ["/usr/bin/python3", os.path.join(PEERS, peer)] + flags +
+                     [flag, value], 2, "%s: error: argument %s" % (peer, flag))
+
     encoder = ["bash", os.path.join(PEERS, "compare_encoder.sh")]
-    for repeats in ("0", "x", "1001", "-1", "3 4"):
+    for repeats in ("0", "x", "1001", "-1", "3 4", " 5", "+5", "\u0665"):
         one_line("encoder REPEATS=%r" % repeats, encoder, 2, "REPEATS", env={"REPEATS": repeats})
     one_line("encoder --bogus", encoder + ["--bogus"], 2, "unknown argument")
     for flag in ("--help", "-h"):

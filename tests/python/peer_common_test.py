@@ -102,7 +102,8 @@ class Helpers(unittest.TestCase):
 
     def test_thread_counts(self):
         self.assertEqual(peer_common.thread_counts("1,2"), [1, 2])
-        for bad in ("", "0", "1,x", "2,-1", "1,,2"):
+        # Decimal digits only: int() would take " 1", "+2" and "1_0".
+        for bad in ("", "0", "1,x", "2,-1", "1,,2", " 1,2", "1, 2", "+1", "1_0", "\u0661"):
             with self.assertRaises(argparse.ArgumentTypeError):
                 peer_common.thread_counts(bad)
 

@@ -520,7 +520,8 @@ def test_bad_input(work):
     # argparse's own errors and out-of-range numbers: one line (argparse prints the usage first).
     for flag, value in (("--steps", "1e3"), ("--lr", "nan"), ("--lr", "inf"), ("--batch", "0"), ("--d", "0"),
                         ("--steps", "-2"), ("--seed", "-1"), ("--seed", str(2 ** 64)), ("--lr", "-1e-3"),
-                        ("--final-lr-fraction", "2"), ("--warmup", "1.5")):
+                        ("--final-lr-fraction", "2"), ("--warmup", "1.5"), ("--steps", " 5"), ("--batch", "+5"),
+                        ("--d", "5_0")):
         cases.append(("train.py %s %s" % (flag, value), train.main, train_flags + [flag, value], ["train.py", flag]))
     cases += [
         ("train.py without --run-dir", train.main, train_flags[2:], ["train.py", "--run-dir"]),
