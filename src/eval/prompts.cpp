@@ -48,6 +48,15 @@ ProbeFit fit_linear(std::span<const float> probes, std::span<const float> scores
   return fit;
 }
 
+// tokens emptied, with room for `floats` (a chunk of prompts). When it must grow, its old block
+// is freed first: reserve() would hold the old and the new block at once, and the memory
+// estimate (estimate_memory_bytes) counts one chunk.
+void reserve_chunk(std::vector<float>& tokens, std::size_t floats) {
+  tokens.clear();
+  if (tokens.capacity() < floats) tokens = std::vector<float>();
+  tokens.reserve(floats);
+}
+
 // Every query its own prompt: its k context examples, then itself. Under retrieve:k they are the
 // query's k nearest; for a learned GPT-2-layout model (read_in) they are chosen by any policy (the
 // first n', or a random k per task, as the per-task prompts below) and the prompt is interleaved,
@@ -59,16 +68,17 @@ ProbeFit fit_linear(std::span<const float> probes, std::span<const float> scores
 // each of those tasks' nearest-first orders ([m, depth] per task, depth >= k, from
 // nearest_by_cosine), whose first k are the context, instead of a search per task. The engine's
 // scores do not depend on how prompts are batched (model/engine.hpp), so running the tasks in
-// ranges gives the bits of one run over all of them.
+// ranges gives the bits of one run over all of them. `tokens`: the chunk's prompts, the caller's
+// (as run_per_task's), so that retrieve:k's blocks and k reuse one buffer.
 void run_per_query(const model::Engine& engine, const data::Dataset& dataset,
                    const ContextSpec& context, std::uint64_t seed, const PromptPlan& plan,
                    std::int64_t n_prefix, TransformerRun& run, std::int64_t first_task,
                    std::int64_t last_task, const std::vector<std::vector<std::int64_t>>* orders,
-                   std::int64_t depth) {
+                   std::int64_t depth, std::vector<float>& tokens) {
   const int d = static_cast<int>(dataset.dim());
   const std::int64_t m = dataset.n_queries(), k = plan.context;
   const bool interleaved = engine.config().read_in;
-  std::vector<float> tokens, scores;
+  std::vector<float> scores;
   std::vector<float> cx(static_cast<std::size_t>(k * d)), cy(static_cast<std::size_t>(k));
   const std::int64_t begin = first_task * m, end = last_task * m;
   for (std::int64_t first = begin; first < end; first += plan.per_chunk) {
@@ -76,8 +86,7 @@ void run_per_query(const model::Engine& engine, const data::Dataset& dataset,
     // Reserved whole: grown by insert, the vector would briefly hold up to three times a chunk
     // while it reallocates (the old block and one twice its size); estimate_memory_bytes counts
     // one chunk.
-    tokens.clear();
-    tokens.reserve(static_cast<std::size_t>(count * plan.tokens * (interleaved ? d : engine.config().width)));
+    reserve_chunk(tokens, static_cast<std::size_t>(count * plan.tokens * (interleaved ? d : engine.config().width)));
     std::int64_t cached_task = -1;
     std::vector<std::int64_t> chosen;  // [k] per task, or [m, k] per query under retrieval
     for (std::int64_t prompt = first; prompt < first + count; ++prompt) {
@@ -132,13 +141,17 @@ void count_work(const model::Engine& engine, const PromptPlan& plan, Transformer
 
 // One prompt per task: its context (the k examples from `offset` on, or a random k of the first
 // n'), the queries, then the probes; each task's probe scores are fitted by a linear map.
+// `tokens`: the chunk's prompts, the caller's so that ensemble:k's windows reuse one buffer (a
+// fresh one per window is a fresh mapping of up to kChunkBytes, whose first touch page-faults:
+// a third of the quick preset's faults).
 void run_per_task(const model::Engine& engine, const data::Dataset& dataset,
                   const ContextSpec& context, std::uint64_t seed, const PromptPlan& plan,
-                  std::int64_t n_prefix, std::int64_t offset, TransformerRun& run) {
+                  std::int64_t n_prefix, std::int64_t offset, TransformerRun& run,
+                  std::vector<float>& tokens) {
   const int d = static_cast<int>(dataset.dim());
   const std::int64_t tasks = dataset.n_tasks(), m = dataset.n_queries(), k = plan.context;
   const int probes = 2 * (d + 1);
-  std::vector<float> tokens, scores;
+  std::vector<float> scores;
   std::vector<float> cx(static_cast<std::size_t>(k * d)), cy(static_cast<std::size_t>(k));
   std::vector<float> all_queries(static_cast<std::size_t>((m + probes) * d));
   double worst_residual = 0;
@@ -146,8 +159,7 @@ void run_per_task(const model::Engine& engine, const data::Dataset& dataset,
   run.probe_weights.assign(static_cast<std::size_t>(tasks), {});
   for (std::int64_t first = 0; first < tasks; first += plan.per_chunk) {
     const std::int64_t count = std::min(plan.per_chunk, tasks - first);
-    tokens.clear();  // reserved whole, as in run_per_query
-    tokens.reserve(static_cast<std::size_t>(count * plan.tokens * engine.config().width));
+    reserve_chunk(tokens, static_cast<std::size_t>(count * plan.tokens * engine.config().width));
     for (std::int64_t task = first; task < first + count; ++task) {
       const auto x = dataset.x(task), y = dataset.y(task), queries = dataset.x_query(task);
       const std::vector<std::int64_t> chosen =
@@ -197,12 +209,13 @@ void run_ensemble(const model::Engine& engine, const data::Dataset& dataset,
   std::vector<std::vector<double>> weight_sum(static_cast<std::size_t>(tasks),
                                               std::vector<double>(static_cast<std::size_t>(d), 0.0));
   bool linear = true;
+  std::vector<float> tokens;  // every window's chunks, one buffer
   for (std::int64_t j = 0; j < windows; ++j) {
     const std::int64_t offset = j * context.k, size = std::min(context.k, n_prefix - offset);
     const PromptPlan plan = prompt_plan(ContextSpec{}, size, tasks, m, d, engine.config());
     TransformerRun window;
     window.scores.assign(run.scores.size(), 0.0f);
-    run_per_task(engine, dataset, ContextSpec{}, seed, plan, size, offset, window);
+    run_per_task(engine, dataset, ContextSpec{}, seed, plan, size, offset, window, tokens);
     for (std::size_t i = 0; i < sum.size(); ++i) sum[i] += window.scores[i];
     for (std::size_t t = 0; t < weight_sum.size(); ++t)
       for (std::size_t c = 0; c < weight_sum[t].size(); ++c) weight_sum[t][c] += window.probe_weights[t][c];
@@ -263,12 +276,14 @@ TransformerRun run_transformer(const model::Engine& engine, const data::Dataset&
   run.context = plan.context;
   run.scores.assign(static_cast<std::size_t>(tasks * m), 0.0f);
   if (engine.config().read_in || context.policy == ContextPolicy::kRetrieve) {
-    run_per_query(engine, dataset, context, seed, plan, n_prefix, run, 0, tasks, nullptr, 0);
+    std::vector<float> tokens;
+    run_per_query(engine, dataset, context, seed, plan, n_prefix, run, 0, tasks, nullptr, 0, tokens);
   } else if (context.policy == ContextPolicy::kEnsemble) {
     run_ensemble(engine, dataset, context, seed, n_prefix, run);
     return run;
   } else {
-    run_per_task(engine, dataset, context, seed, plan, n_prefix, 0, run);
+    std::vector<float> tokens;
+    run_per_task(engine, dataset, context, seed, plan, n_prefix, 0, run, tokens);
   }
   count_work(engine, plan, run);
   return run;
@@ -298,6 +313,7 @@ std::vector<TransformerRun> run_transformer_retrieval(const model::Engine& engin
   // under every k (one engine plan per k and block; plans are rebuilt when the shape changes).
   const std::int64_t block = tasks_per_block > 0 ? tasks_per_block : order_block_tasks(m, depth);
   std::vector<std::vector<std::int64_t>> orders;
+  std::vector<float> tokens;  // every block's and k's chunks, one buffer
   for (std::int64_t first = 0; first < tasks; first += block) {
     const std::int64_t last = std::min(tasks, first + block);
     orders.clear();
@@ -305,7 +321,7 @@ std::vector<TransformerRun> run_transformer_retrieval(const model::Engine& engin
       orders.push_back(nearest_by_cosine(dataset.x(task), n_prefix, dataset.x_query(task), m, d, depth));
     for (std::size_t i = 0; i < k_grid.size(); ++i) {
       run_per_query(engine, dataset, contexts[i], seed, plans[i], n_prefix, runs[i], first, last,
-                    &orders, depth);
+                    &orders, depth, tokens);
       // While the engine still holds this k's plan (it keeps one shape at a time).
       if (first == 0) count_work(engine, plans[i], runs[i]);
     }
