@@ -309,7 +309,7 @@ TEST(KStar, FitRecoversKnownExponentsAndJudgesDIndependence) {
         }
       }
     }
-    const KStarTable table = judge_k_star("avg", "random", entries, 200);
+    const KStarTable table = judge_k_star("avg", "random", entries, 200, 2048);
     ASSERT_TRUE(table.fit.valid);
     EXPECT_NEAR(table.fit.b, 2.0, 1e-9);
     EXPECT_NEAR(table.fit.c, 1.0, 1e-9);
@@ -323,13 +323,23 @@ TEST(KStar, FitRecoversKnownExponentsAndJudgesDIndependence) {
   std::vector<KStarEntry> one_d;
   for (double delta : {0.2, 0.1})
     for (double eps : {0.1, 0.05, 0.03}) one_d.push_back({4, eps, delta, {100 / eps, false}, {}, {}});
-  const KStarTable table = judge_k_star("avg", "random", one_d, 0);
+  const KStarTable table = judge_k_star("avg", "random", one_d, 0, 2048);
   EXPECT_FALSE(table.fit.valid);
+  EXPECT_EQ(table.fit.why_not, "all at one d");
   EXPECT_FALSE(table.d_independent.has_value());
+  // Two d but one eps: the reason named is eps, not the count (6 k* are enough).
+  std::vector<KStarEntry> one_eps;
+  for (int d : {4, 8})
+    for (double delta : {0.2, 0.1, 0.05}) one_eps.push_back({d, 0.1, delta, {100.0 * d, false}, {}, {}});
+  EXPECT_EQ(judge_k_star("avg", "random", one_eps, 0, 2048).fit.why_not, "all at one ε");
+  one_eps.resize(4);
+  EXPECT_EQ(judge_k_star("avg", "random", one_eps, 0, 2048).fit.why_not, "fewer than 5 k*");
 }
 
 // Hoeffding's N_B itself against k*: entries at known multiples of N_B = ln(2/delta)/(2 eps^2)
-// (0.5, 0.9, 1.5 and 2.5), one below the grid and one not reached, which are not compared.
+// (0.5, 0.9, 1.5 and 2.5), one below the grid, which is not compared, and three not reached by the
+// largest k (2000) at eps 0.01 (N_B 1.5e4 > 2000: nothing known), and two whose N_B is below it
+// (599 and 184: k* > 2000 > N_B for certain).
 TEST(KStar, CountsTheKStarsAboveHoeffdingsSampleSize) {
   auto n_b = [](double eps, double delta) { return std::log(2 / delta) / (2 * eps * eps); };
   std::vector<KStarEntry> entries = {
@@ -338,15 +348,19 @@ TEST(KStar, CountsTheKStarsAboveHoeffdingsSampleSize) {
       {8, 0.1, 0.1, {1.5 * n_b(0.1, 0.1), false}, {}, {}},
       {8, 0.05, 0.1, {2.5 * n_b(0.05, 0.1), false}, {}, {}},
       {8, 0.2, 0.1, {10 * n_b(0.2, 0.1), true}, {}, {}},  // below the grid: k* <= this only
-      {16, 0.01, 0.1, {std::nullopt, false}, {}, {}},      // not reached
+      {16, 0.01, 0.1, {std::nullopt, false}, {}, {}},      // not reached, N_B above the grid
+      {16, 0.05, 0.1, {std::nullopt, false}, {}, {}},      // not reached, N_B below the grid
+      {16, 0.1, 0.05, {std::nullopt, false}, {}, {}},      // the same (N_B 184)
   };
-  const KStarTable table = judge_k_star("avg", "random", entries, 0);
+  const KStarTable table = judge_k_star("avg", "random", entries, 0, 2000);
   EXPECT_EQ(table.hoeffding_compared, 4);
   EXPECT_EQ(table.hoeffding_exceeded, 2);
+  EXPECT_EQ(table.hoeffding_exceeded_beyond_grid, 2);
   EXPECT_NEAR(table.hoeffding_max_ratio, 2.5, 1e-12);
   entries.resize(2);  // 0.5 and 0.9 of N_B: none exceeds it
-  const KStarTable within = judge_k_star("avg", "random", entries, 0);
+  const KStarTable within = judge_k_star("avg", "random", entries, 0, 2000);
   EXPECT_EQ(within.hoeffding_exceeded, 0);
+  EXPECT_EQ(within.hoeffding_exceeded_beyond_grid, 0);
   EXPECT_NEAR(within.hoeffding_max_ratio, 0.9, 1e-12);
 }
 

@@ -225,7 +225,8 @@ std::vector<KStarTable> regime_b_tables(const BoundsConfig& config, const std::v
     }
   }
   for (KStarTable& table : tables)
-    table = judge_k_star(table.learner, table.context, std::move(table.entries), config.bootstrap);
+    table = judge_k_star(table.learner, table.context, std::move(table.entries), config.bootstrap,
+                         config.k_grid.back());
   return tables;
 }
 
@@ -359,7 +360,11 @@ KStarFit fit_k_star(const std::vector<double>& d, const std::vector<double>& eps
     std::sort(values.begin(), values.end());
     return std::unique(values.begin(), values.end()) - values.begin();
   };
-  if (count < 5 || distinct(d) < 2 || distinct(eps) < 2 || distinct(delta) < 2) return fit;
+  if (count < 5) fit.why_not = "fewer than 5 k*";
+  else if (distinct(d) < 2) fit.why_not = "all at one d";
+  else if (distinct(eps) < 2) fit.why_not = "all at one ε";
+  else if (distinct(delta) < 2) fit.why_not = "all at one δ";
+  if (!fit.why_not.empty()) return fit;
   Eigen::MatrixXd design(count, 4);
   Eigen::VectorXd target(count);
   for (Eigen::Index i = 0; i < count; ++i) {
@@ -380,7 +385,7 @@ KStarFit fit_k_star(const std::vector<double>& d, const std::vector<double>& eps
 }
 
 KStarTable judge_k_star(std::string learner, std::string context, std::vector<KStarEntry> entries,
-                        int replicates) {
+                        int replicates, std::int64_t largest_k) {
   KStarTable table{std::move(learner), std::move(context), std::move(entries), {}, std::nullopt};
   std::vector<const KStarEntry*> used;
   for (const KStarEntry& entry : table.entries) {
@@ -388,6 +393,8 @@ KStarTable judge_k_star(std::string learner, std::string context, std::vector<KS
       used.push_back(&entry);
     } else if (!entry.estimate.value) {
       ++table.not_reached;
+      if (hoeffding_sample_size(entry.eps, entry.delta) < static_cast<double>(largest_k))
+        ++table.hoeffding_exceeded_beyond_grid;
     }
   }
   for (const KStarEntry* entry : used) {

@@ -48,6 +48,7 @@ struct PowerFit {
   eval::Interval b_ci{NAN, NAN}, c_ci{NAN, NAN};
   int observations = 0;
   bool valid = false;
+  std::string why_not;  // when not valid: which requirement below the k* miss
 };
 // Least squares on (d, eps, n*) triples; needs >= 4 points, >= 2 distinct d and >= 2 distinct eps.
 PowerFit fit_power_law(const std::vector<double>& d, const std::vector<double>& eps,
@@ -214,6 +215,7 @@ struct KStarFit {
   eval::Interval b_ci{NAN, NAN}, c_ci{NAN, NAN}, e_ci{NAN, NAN};
   int observations = 0;
   bool valid = false;
+  std::string why_not;  // when not valid: which requirement below the k* miss
 };
 // Least squares on (d, eps, delta, k*); needs >= 5 points and >= 2 distinct values of each.
 KStarFit fit_k_star(const std::vector<double>& d, const std::vector<double>& eps,
@@ -230,10 +232,13 @@ struct KStarTable {
   // whether k* follows N_B's rate; these say whether N_B itself, constant included, bounds it.
   int hoeffding_compared = 0, hoeffding_exceeded = 0;
   double hoeffding_max_ratio = NAN;
+  // The k* not reached by the largest k whose N_B is below that k: certain to exceed N_B too.
+  int hoeffding_exceeded_beyond_grid = 0;
 };
-// k* entries of one curve's per-d points to fit and verdict. Pure: tests feed it tables.
+// k* entries of one curve's per-d points to fit and verdict; largest_k: the k grid's last (what
+// "not reached" means). Pure: tests feed it tables.
 KStarTable judge_k_star(std::string learner, std::string context, std::vector<KStarEntry> entries,
-                        int replicates);
+                        int replicates, std::int64_t largest_k);
 
 struct Analysis {
   std::vector<std::vector<CurveStats>> points;  // [point][curve], as the sweep's points

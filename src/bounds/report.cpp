@@ -124,30 +124,42 @@ std::string verdict_a(const std::string& learner, const std::string& what, const
   return text.str();
 }
 
-// Regime B: whether Hoeffding's N_B itself, not only its rate, bounds the measured k*.
-std::string hoeffding_n_b_text(const KStarTable& table) {
-  if (table.hoeffding_compared == 0) return "";
+// Regime B: whether Hoeffding's N_B itself, not only its rate, bounds the measured k*: the k*
+// inside the k grid against it, and the k* beyond the grid that are certain to exceed it.
+std::string hoeffding_n_b_text(const KStarTable& table, std::int64_t largest_k) {
+  const int beyond = table.hoeffding_exceeded_beyond_grid;
+  if (table.hoeffding_compared == 0 && beyond == 0) return "";
   std::ostringstream text;
   text << " Against Hoeffding's N_B = ln(2/δ)/(2ε²) itself: ";
-  if (table.hoeffding_exceeded == 0) {
-    text << "every one of the " << table.hoeffding_compared << " k* is within it";
-  } else {
-    text << table.hoeffding_exceeded << " of the " << table.hoeffding_compared
-         << " k* exceed it (the rate allows a constant; N_B's constant does not hold here)";
+  if (table.hoeffding_compared > 0) {
+    if (table.hoeffding_exceeded == 0) {
+      text << "all " << table.hoeffding_compared << " k* inside the k grid are within it";
+    } else {
+      text << table.hoeffding_exceeded << " of the " << table.hoeffding_compared << " k* inside the k grid exceed it";
+    }
+    text << " (largest k*/N_B " << g3(table.hoeffding_max_ratio) << ")";
+    if (beyond > 0) text << ", and ";
   }
-  text << ", largest k*/N_B = " << g3(table.hoeffding_max_ratio) << ".";
+  if (beyond > 0) {
+    text << beyond << " k* not reached by k = " << largest_k << " exceed it for certain (their N_B is below "
+         << largest_k << ")";
+  }
+  if (table.hoeffding_exceeded + beyond > 0)
+    text << (table.fit.valid ? ": the rate allows a constant; N_B's own constant does not hold here"
+                             : ": N_B's own constant does not hold here");
+  text << ".";
   return text.str();
 }
 
 // Regime B: one learner and policy's k* fit, as a list item.
-std::string verdict_k_star(const KStarTable& table) {
+std::string verdict_k_star(const KStarTable& table, std::int64_t largest_k) {
   std::ostringstream text;
   text << "- **" << table.learner << "**, context `" << table.context << ":k`: ";
   const KStarFit& fit = table.fit;
   if (!fit.valid) {
     std::size_t below = 0;
     for (const KStarEntry& e : table.entries) below += e.estimate.below_grid;
-    text << "too few k* inside the k grid to fit (" << fit.observations << " inside, " << below
+    text << "no fit: " << fit.why_not << " inside the k grid (" << fit.observations << " inside, " << below
          << " already reached at the smallest k, " << table.not_reached
          << " not reached by k = S)";
     // Not a shortfall of the grid: for a learner whose score is linear in its context's y_i x_i
@@ -156,7 +168,7 @@ std::string verdict_k_star(const KStarTable& table) {
     if (table.context == "ensemble" && fit.observations == 0)
       text << ". For a learner linear in its context (averaging, gd-ls:L=1) that is by construction: the mean of "
               "the windows' scores is its score on all of S, whatever k is";
-    text << "." << hoeffding_n_b_text(table) << "\n";
+    text << "." << hoeffding_n_b_text(table, largest_k) << "\n";
     return text.str();
   }
   text << "b (ε) " << interval_text(fit.b, fit.b_ci) << ", c (log log(2/δ)) " << interval_text(fit.c, fit.c_ci)
@@ -168,7 +180,7 @@ std::string verdict_k_star(const KStarTable& table) {
        << (table.d_independent ? (*table.d_independent ? "true (e's interval holds 0 and excludes 1)"
                                                         : "false (e's interval excludes 0: k* grows with d)")
                                : "null (e's interval holds both 0 and 1, or has no bounds)")
-       << "." << hoeffding_n_b_text(table) << "\n";
+       << "." << hoeffding_n_b_text(table, largest_k) << "\n";
   return text.str();
 }
 
@@ -203,7 +215,8 @@ nlohmann::ordered_json k_star_json(const KStarTable& table, const BoundsConfig& 
   json["d_independent"] = table.d_independent ? nlohmann::json(*table.d_independent) : nlohmann::json(nullptr);
   json["hoeffding_n_b"] = {{"compared", table.hoeffding_compared},
                            {"exceeded", table.hoeffding_exceeded},
-                           {"max_ratio", finite_or_null(table.hoeffding_max_ratio)}};
+                           {"max_ratio", finite_or_null(table.hoeffding_max_ratio)},
+                           {"exceeded_beyond_grid", table.hoeffding_exceeded_beyond_grid}};
   json["k_star"] = entries;
   return json;
 }
@@ -250,7 +263,7 @@ std::string regime_b_markdown(const Analysis& analysis, const BoundsConfig& conf
       const KStarEntry& e = table.entries[i];
       if (i % config.eps_grid.size() == 0) text << "\n| " << e.d << " | " << g3(e.delta) << " |";
       if (!e.estimate.value) {
-        text << " > " << config.k_grid.back() << " |";
+        text << " > " << config.k_grid.back() << " (" << g3(hoeffding_sample_size(e.eps, e.delta)) << ") |";
       } else {
         text << (e.estimate.below_grid ? " ≤ " : " ") << g3(*e.estimate.value) << " [" << g3(e.ci.lo) << ", "
              << (std::isfinite(e.ci.hi) ? g3(e.ci.hi) : "∞") << "] (" << g3(hoeffding_sample_size(e.eps, e.delta))
@@ -452,7 +465,7 @@ std::string verdicts_markdown(const BoundsConfig& config, const Analysis& analys
              << config.regime_b_s << ", by the policy) and " << config.evaluated_heads().front()
              << " trained on all of S is ≤ ε. Fit log k* = a + b log(1/tan(πε)) + c log log(2/δ) + e log d "
                 "(95% bootstrap intervals) against Hoeffding's (b, c, e) = (2, 1, 0).\n\n";
-    for (const KStarTable& table : analysis.regime_b) verdicts << verdict_k_star(table);
+    for (const KStarTable& table : analysis.regime_b) verdicts << verdict_k_star(table, config.k_grid.back());
   }
   return verdicts.str();
 }
