@@ -114,7 +114,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse's errors as one line and exit 2 (its default prints the usage first)."""
 
     def error(self, message):
-        self.exit(2, "compare_garg.py: %s (--help for usage)\n" % message)
+        self.exit(2, "compare_garg.py: error: %s (--help for usage)\n" % message)
 
 
 def end_on_signal(signum, frame):

@@ -36,6 +36,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "train"))
 import peer_common  # noqa: E402  (first: it checks that torch imports)
+import cli_io  # noqa: E402
 peer_common.require("numpy")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -55,10 +56,11 @@ def prompt_tokens(data_path, n):
     """-> tokens [B, 2n + 1, d]: each task's first n pairs interleaved, then its first query."""
     metadata, tensors = safetensors_np.read(data_path)
     if metadata.get("format") != "iclbench-dataset":
-        raise SystemExit("torch_garg.py: %s is not an iclbench data set" % data_path)
+        raise cli_io.Refused("--data %s is not an iclbench data set" % cli_io.one_line(data_path))
     x, y, x_query = (torch.from_numpy(np.array(tensors[k])) for k in ("x", "y", "x_query"))
     if x.shape[1] < n:
-        raise SystemExit("torch_garg.py: %s has %d context pairs, fewer than --n %d" % (data_path, x.shape[1], n))
+        raise cli_io.Refused("--data %s has %d context pairs, fewer than --n %d"
+                             % (cli_io.one_line(data_path), x.shape[1], n))
     pairs = torch.stack((x[:, :n], F.pad(y[:, :n].unsqueeze(-1), (0, x.shape[2] - 1))), dim=2)
     return torch.cat((pairs.reshape(x.shape[0], 2 * n, x.shape[2]), x_query[:, :1]), dim=1).contiguous()
 
@@ -150,7 +152,17 @@ def main(argv):
     variants, modes = args.variants.split(","), args.modes.split(",")
     if not set(variants) <= set(VARIANTS) or not set(modes) <= set(MODES):
         parser.error("--variants from %s, --modes from %s" % (VARIANTS, MODES))
-    prompts = prompt_tokens(args.data, args.n).shape[0]
+    # Inputs checked before any timing (cli_io: one line, exit 2): a FIFO would block the reader,
+    # a missing, unreadable or malformed file would end in a traceback inside the first process.
+    cli_io.regular_input(args.model, "--model")
+    cli_io.regular_input(args.data, "--data")
+    try:
+        garg_model.load(args.model)
+        prompts = prompt_tokens(args.data, args.n).shape[0]
+    except (OSError, safetensors_np.FormatError) as error:
+        raise cli_io.Refused(cli_io.one_line(error)) from None
+    except KeyError as error:  # a safetensors file of another kind, without x, y or x_query
+        raise cli_io.Refused("--data %s: no tensor %s" % (cli_io.one_line(args.data), error)) from None
     results = peer_common.select(make_forward, {v: (args.model, args.data, args.n, v) for v in variants}, modes,
                                  args.threads, args.repeats, prompts)
     info = dict(peer_common.configuration(), prompts=prompts, tokens_per_prompt=2 * args.n + 1,
@@ -169,4 +181,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(cli_io.run_main("torch_garg.py", main, sys.argv[1:]))

@@ -56,6 +56,17 @@ def nonnegative_int(text):
     return integer_at_least(text, 0)
 
 
+def integer_list(text, separator, least):
+    """"8,16,32" -> [8, 16, 32] (separator ","): each element an integer >= least in decimal
+    digits (integer_at_least), so "8, 16" and "8,+16" are refused, naming the bad element."""
+    return [integer_at_least(part, least) for part in text.split(separator)]
+
+
+def positive_int_list(text):
+    """argparse type of a comma-separated list of counts: "8,16" -> [8, 16]."""
+    return integer_list(text, ",", 1)
+
+
 def finite_float(text):
     """A finite number: "nan" and "inf" are refused."""
     try:

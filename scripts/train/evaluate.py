@@ -219,12 +219,14 @@ def evaluate_files(argv):
     p.add_argument("--tasks", type=cli_io.positive_int, default=2000)
     p.add_argument("--queries", type=cli_io.positive_int, default=100)
     p.add_argument("--seed", type=cli_io.nonnegative_int, default=20240613)
-    p.add_argument("--n-grid", default="", help="comma-separated N; default 1, 2, 4, ... up to the model's limit")
+    p.add_argument("--n-grid", type=cli_io.positive_int_list, help="comma-separated N; default 1, 2, 4, ... up to the model's limit")
     p.add_argument("--threads", type=cli_io.positive_int, default=2)
     p.add_argument("--out", help="RESULT.json")
     p.add_argument("--markdown", help="TABLE.md")
     p.add_argument("--force", action="store_true", help="replace existing regular files at --out and --markdown")
     args = p.parse_args(argv)
+    if args.n_grid and any(a >= b for a, b in zip(args.n_grid, args.n_grid[1:])):
+        p.error("argument --n-grid: %s: the N must increase (no repeats)" % ",".join(map(str, args.n_grid)))
     # Inputs and outputs are checked before the (long) evaluation; the outputs are staged and
     # renamed into place together at the end.
     inputs = [args.model] + ([args.data] if args.data is not None else [])
@@ -240,14 +242,7 @@ def evaluate_files(argv):
         print("evaluate.py: %s" % error, file=sys.stderr)
         return 2
     max_n = model.config["n_positions"] - 1  # 2N + 1 tokens must fit in the 2 n_positions rows of wpe
-    try:
-        n_grid = [int(v) for v in args.n_grid.split(",")] if args.n_grid else \
-            [n for n in (1, 2, 4, 8, 16, 32, 64, 128, 256) if n < max_n] + [max_n]
-    except ValueError:
-        print("evaluate.py: --n-grid wants comma-separated integers", file=sys.stderr)
-        return 2
-    if any(a >= b for a, b in zip(n_grid, n_grid[1:])):
-        raise cli_io.Refused("--n-grid %s: the N must increase (no repeats)" % cli_io.one_line(args.n_grid))
+    n_grid = args.n_grid or [n for n in (1, 2, 4, 8, 16, 32, 64, 128, 256) if n < max_n] + [max_n]
     if args.data is not None:
         try:
             x, y, xq, yq, w_star = read_dataset(args.data)

@@ -23,7 +23,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import cli_io  # noqa: E402  (no torch: the parent process only starts children)
+import cli_io  # noqa: E402
+# Checked in the parent too, before --help, like every other tool: the parent itself only starts
+# children, but without numpy or torch none of them could measure anything.
+cli_io.require("numpy", "torch")
 
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread"
 

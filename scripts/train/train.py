@@ -73,12 +73,15 @@ def parse_args(argv):
         text = getattr(args, flag)
         if not text:
             continue
-        try:
-            start, inc, interval = (int(v) for v in text.split(":"))
-        except ValueError:
-            p.error("--%s wants START:INC:INTERVAL, got %r" % (flag.replace("_", "-"), text))
+        name = "--" + flag.replace("_", "-")
+        if text.count(":") != 2:
+            p.error("argument %s: wants START:INC:INTERVAL, got %r" % (name, text))
+        try:  # decimal digits only (cli_io): int() would take " 5", "+5", "5_0" and non-ASCII digits
+            start, inc, interval = cli_io.integer_list(text, ":", 0)
+        except argparse.ArgumentTypeError as error:
+            p.error("argument %s: %s" % (name, error))
         if not (1 <= start <= end and inc >= 0 and interval >= 1):
-            p.error("--%s %s: need 1 <= START <= %d, INC >= 0, INTERVAL >= 1" % (flag.replace("_", "-"), text, end))
+            p.error("argument %s: %s: need 1 <= START <= %d, INC >= 0, INTERVAL >= 1" % (name, text, end))
     if args.n_embd % args.n_head:
         p.error("--n-embd %d is not a multiple of --n-head %d" % (args.n_embd, args.n_head))
     if args.seed >= 2 ** 63:  # torch.manual_seed takes a signed 64-bit seed

@@ -14,6 +14,8 @@ anything is timed; only the peers' own cases import PyTorch (setup.sh's test lis
                                   is the user's), one line naming the message (a traceback before)
   garg counts " 5", "+5", "5_0"   exit 2, one line: decimal digits only (argparse's int() took them)
   torch_*.py --repeats " 5"       exit 2, one line (argparse's usage and a stripped count before)
+  torch_garg.py missing, empty,   exit 2, one line (a FileNotFoundError or FormatError traceback, or
+  FIFO or wrong-kind files        exit 1, before); compare_garg.py's argparse lines say "error:"
   encoder REPEATS=0 / x / 1001    exit 2, one line (a StatisticsError traceback after a minute before)
   encoder --help / --bogus        usage and exit 0 / one line and exit 2 (both ran the benchmark before)
 """
@@ -67,12 +69,14 @@ def main():
                  env={"ICLBENCH": stub})
 
     one_line("garg --n 65", garg + ["--n", "65"], 2, "--n 65 needs 131 tokens, but the model has 130 positions")
-    for bad in (["--n", "1e3"], ["--repeats", "2.0"], ["--bogus"], ["--rounds", "1000000"]):
-        one_line("garg " + " ".join(bad), garg + bad, 2, "compare_garg.py: ")
+    for bad in (["--n", "1e3"], ["--repeats", "2.0"], ["--bogus"]):
+        one_line("garg " + " ".join(bad), garg + bad, 2, "compare_garg.py: error: ")
+    one_line("garg --rounds 1000000", garg + ["--rounds", "1000000"], 2, "compare_garg.py: --rounds at most 100")
     # Counts in decimal digits only: argparse's int() took " 5", "+5", "5_0" and Arabic-Indic digits.
     for flag, value in (("--n", " 5"), ("--batch", "5 "), ("--rounds", "+5"), ("--repeats", "5_0"),
                         ("--seed", "\u0661"), ("--seed", "-1")):
-        one_line("garg %s %r" % (flag, value), garg + [flag, value], 2, "compare_garg.py: argument %s" % flag)
+        one_line("garg %s %r" % (flag, value), garg + [flag, value], 2,
+                 "compare_garg.py: error: argument %s" % flag)
     # SIGTERM while a (stub) iclbench generates the prompts: the temporary directory goes.
     slow = os.path.join(work, "iclbench_slow")
     with open(slow, "w") as f:
@@ -99,6 +103,20 @@ def main():
                 continue
             one_line("%s %s %r" % (peer, flag, value), ["/usr/bin/python3", os.path.join(PEERS, peer)] + flags +
                      [flag, value], 2, "%s: error: argument %s" % (peer, flag))
+
+    # torch_garg.py's input files: missing, empty, not a model / data set, a FIFO: one line, exit 2
+    # before anything is timed (a FileNotFoundError or FormatError traceback, or exit 1, before).
+    empty = os.path.join(work, "empty.safetensors")
+    open(empty, "w").close()
+    missing = os.path.join(work, "nonexistent")
+    torch_garg = ["/usr/bin/python3", os.path.join(PEERS, "torch_garg.py")]
+    for case, model, data, needle in (("missing both", missing, missing, "--model"),
+                                      ("missing --data", MODEL, missing, "--data"),
+                                      ("empty --model", empty, MODEL, "shorter than the 8-byte header"),
+                                      ("empty --data", MODEL, empty, "shorter than the 8-byte header"),
+                                      ("FIFO --data", MODEL, fifo, "not a regular file"),
+                                      ("model as --data", MODEL, MODEL, "is not an iclbench data set")):
+        one_line("torch_garg.py " + case, torch_garg + ["--model", model, "--data", data], 2, needle)
 
     encoder = ["bash", os.path.join(PEERS, "compare_encoder.sh")]
     for repeats in ("0", "x", "1001", "-1", "3 4", " 5", "+5", "\u0665"):

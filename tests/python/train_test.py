@@ -523,6 +523,14 @@ def test_bad_input(work):
                         ("--final-lr-fraction", "2"), ("--warmup", "1.5"), ("--steps", " 5"), ("--batch", "+5"),
                         ("--d", "5_0")):
         cases.append(("train.py %s %s" % (flag, value), train.main, train_flags + [flag, value], ["train.py", flag]))
+    # Curriculum parts in decimal digits only (int() took " 3", "+3", "1_0" and Arabic-Indic digits,
+    # and the run started, creating --run-dir): refused naming the flag and the part, before the
+    # run directory exists (checked after the loop).
+    for flag, value, part in (("--points-curriculum", "+3:1:2", "+3"), ("--points-curriculum", "3:1: 2", " 2"),
+                              ("--dims-curriculum", "2:1_0:5", "1_0"), ("--dims-curriculum", "\u0662:1:5", "\u0662"),
+                              ("--points-curriculum", "3:-1:2", "-1")):
+        cases.append(("train.py %s %r" % (flag, value), train.main, train_flags + [flag, value],
+                      ["train.py: error: argument " + flag, repr(part)]))
     cases += [
         ("train.py without --run-dir", train.main, train_flags[2:], ["train.py", "--run-dir"]),
         ("export.py --bogus", export.main, export_flags + ["--out-dir", out_dir, "--bogus"], ["export.py", "--bogus"]),
@@ -537,6 +545,7 @@ def test_bad_input(work):
         refused(what, code, err, words, before, files_under(bad))
     with open(a_file) as f:
         check(f.read() == "mine\n" and os.path.islink(link), "a refused output was changed")
+    check(not os.path.exists(train_flags[1]), "a refused train.py created its --run-dir %s" % train_flags[1])
 
     # evaluate.py: its outputs are checked before the evaluation (an existing file was silently
     # replaced, a missing directory failed after the whole run), its numbers are integers.
@@ -555,6 +564,10 @@ def test_bad_input(work):
             ("--tasks 1e3", ["--tasks", "1e3"], ["--tasks"]),
             ("--queries 0", ["--queries", "0"], ["--queries"]),
             ("--n-grid 4,2", ["--n-grid", "4,2"], ["--n-grid", "increase"]),
+            # Each N in decimal digits (int() took " 2", "+2", "2_0", Arabic-Indic digits, and ran).
+            *(("--n-grid %r" % grid, ["--n-grid", grid], ["evaluate.py: error: argument --n-grid", repr(part)])
+              for grid, part in ((" 2", " 2"), ("+2", "+2"), ("2_0", "2_0"), ("\u0662", "\u0662"),
+                                 ("1,+2", "+2"), ("1, 2", " 2"), ("1,,2", ""), ("", ""), ("0,2", "0"))),
             ("--model FIFO", ["--model", fifo_model], ["not a regular file"]),
             ("--model DIR", ["--model", a_dir], ["not a regular file"])):
         before = files_under(bad)
