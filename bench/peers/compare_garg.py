@@ -24,7 +24,6 @@ PyTorch runs on OpenBLAS (LD_LIBRARY_PATH, for its process only) with OPENBLAS_N
 no OPENBLAS_CORETYPE/L2_SIZE overrides. Needs `bash scripts/setup.sh peers` and a release build
 (or ICLBENCH=path/to/iclbench in the environment).
 """
-import argparse
 import json
 import os
 import signal
@@ -110,20 +109,13 @@ def model_shape(path):
     return int(metadata["n_dims"]), 2 * int(metadata["n_positions"])
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse's errors as one line and exit 2 (its default prints the usage first)."""
-
-    def error(self, message):
-        self.exit(2, "compare_garg.py: error: %s (--help for usage)\n" % message)
-
-
 def end_on_signal(signum, frame):
     # SIGTERM or SIGHUP unwinds like Ctrl-C does, so the temporary prompts are removed.
     raise SystemExit(128 + signum)
 
 
 def main(argv):
-    p = OneLineParser(description=__doc__.split("\n\n")[0])
+    p = cli_io.Parser(prog="compare_garg.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=os.path.join(ROOT, "results", "models", "garg-gaussian-d8.safetensors"))
     # Counts in decimal digits only (cli_io): int() would take " 5", "+5" and "5_0".
     count = cli_io.positive_int

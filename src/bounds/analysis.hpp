@@ -48,7 +48,6 @@ struct PowerFit {
   eval::Interval b_ci{NAN, NAN}, c_ci{NAN, NAN};
   int observations = 0;
   bool valid = false;
-  std::string why_not;  // when not valid: which requirement below the k* miss
 };
 // Least squares on (d, eps, n*) triples; needs >= 4 points, >= 2 distinct d and >= 2 distinct eps.
 PowerFit fit_power_law(const std::vector<double>& d, const std::vector<double>& eps,
