@@ -892,16 +892,23 @@ TEST(Ops, SmallMlpMatchesTheFormulaWithinItsDerivedBound) {
   }
 }
 
+// The column-MLP tests' inputs (slots 3, 7, 0 of 11) and units: two-term, one-term, a unit with
+// no terms (bias only) and a three-term one, with ReLU; each test adds its outputs.
+SmallMlp::Weights column_mlp_units() {
+  SmallMlp::Weights w;
+  w.inputs = {3, 7, 0};
+  w.units = {{0.5f, {{0, 1.5f}, {1, -2.0f}}}, {-0.25f, {{2, 0.75f}}}, {0.0f, {{1, 1.0f}}},
+             {0.125f, {}}, {0.0f, {{0, -1.0f}, {1, 0.3f}, {2, 2.0f}}}};
+  return w;
+}
+
 // The MLP on rows held column-major (what ops::ColumnSweep runs) adds the same terms in the same
 // order as on the rows, so it must give the same bits; the row kernel is checked against the
 // formula above. Row counts not a multiple of 16 or of the 128-row trip, columns in a scrambled
 // order with an unheld slot.
 TEST(Ops, SmallMlpOnColumnsGivesTheBitsOfTheRowKernel) {
   const std::int64_t width = 11;
-  SmallMlp::Weights w;
-  w.inputs = {3, 7, 0};
-  w.units = {{0.5f, {{0, 1.5f}, {1, -2.0f}}}, {-0.25f, {{2, 0.75f}}}, {0.0f, {{1, 1.0f}}},
-             {0.125f, {}}, {0.0f, {{0, -1.0f}, {1, 0.3f}, {2, 2.0f}}}};
+  SmallMlp::Weights w = column_mlp_units();
   w.outputs = {{7, 0.5f, {{0, -1.0f}, {2, 1.0f}, {3, 2.0f}}}, {2, 0.0f, {{1, 0.5f}, {4, -0.7f}}},
                {9, 1.25f, {}}};
   const std::vector<std::int64_t> position = {4, -1, 0, 2, -1, -1, -1, 1, -1, 3, -1};
@@ -938,10 +945,7 @@ TEST(Ops, SmallMlpOnColumnsGivesTheBitsOfTheRowKernel) {
 // written slot changes between passes, the hoisted columns do not).
 TEST(Ops, SmallMlpHoistedInvariantUnitsGiveTheSameBits) {
   const std::int64_t width = 11;
-  SmallMlp::Weights w;
-  w.inputs = {3, 7, 0};
-  w.units = {{0.5f, {{0, 1.5f}, {1, -2.0f}}}, {-0.25f, {{2, 0.75f}}}, {0.0f, {{1, 1.0f}}},
-             {0.125f, {}}, {0.0f, {{0, -1.0f}, {1, 0.3f}, {2, 2.0f}}}};
+  SmallMlp::Weights w = column_mlp_units();
   w.outputs = {{7, 0.5f, {{0, -1.0f}, {2, 1.0f}, {3, 2.0f}, {1, 0.6f}}}};
   std::vector<bool> written(static_cast<std::size_t>(width), false);
   written[7] = true;
