@@ -16,7 +16,9 @@
 // z = (x - mean) / sigma_e, to first order
 //   |y - y_exact| <= |gamma| ((n + 1) u A + (n / 2 + 7) u |z|) + u |y|.
 // Without AVX-512 a scalar loop computes the same definition. Deterministic: every row is
-// computed by the same instruction sequence whatever the thread or the row's position.
+// computed by the same instruction sequence whatever the thread or the row's position (rows go
+// four at a time, side by side so that their latency chains overlap, and the rest one at a
+// time, each row's arithmetic as alone: kernels_bench layer_norm/iclbench_f32 ~2.1 -> ~1.6 us).
 
 #include <cstdint>
 #include <span>
