@@ -11,9 +11,9 @@
 // Accuracy (f32, AVX-512; ops_test checks these bounds against the double twin):
 //   kErf   computed as max(x, 0) - t(|x|) with t(a) = a Phi(-a), no cancellation for negative x:
 //          t is a degree-5 polynomial on each of 31 intervals of width 1/4 of [0, 7.75) and 0
-//          beyond (t(7.75) < 4e-14 a), its coefficients picked by one vpermt2ps each from a
+//          beyond (t(7.75) < 3.6e-14 < 2^-47 a), its coefficients picked by one vpermt2ps each from a
 //          table held in registers (scripts/fit_gelu_tail.py fits it and evaluates the kernel's
-//          f32 arithmetic on every f32 a in [2^-12, 8): |t' - t| <= 1.231 u a). With the final
+//          f32 arithmetic on every f32 a in [2^-30, 8): |t' - t| <= 1.234 u a). With the final
 //          subtraction: |error| <= 1.25 u |x| + 2 u |GELU| (u = 2^-24). 17 instructions per 16
 //          values where the erfc-and-exp form (erfcx rational, exp2, a reciprocal) took 27:
 //          kernels_bench gelu/iclbench_f32 7.7 -> 5.0 us. oneDNN's and PyTorch's kernels use
