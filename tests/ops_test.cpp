@@ -187,6 +187,9 @@ TEST(Ops, RowLayerNormMatchesDoubleTwin) {
     const Layout rows_f32 = Layout::dense({rows, width}, DType::kF32);
     const RowLayerNorm op(rows_f32, rows_f32, gamma, beta, epsilon);
     const RowLayerNorm to_bf16_op(rows_f32, Layout::dense({rows, width}, DType::kBF16), gamma, beta, epsilon);
+    const Layout one_row_f32 = Layout::dense({1, width}, DType::kF32);
+    const RowLayerNorm one_row(one_row_f32, one_row_f32, gamma, beta, epsilon);
+    std::vector<float> alone(static_cast<std::size_t>(width));
     std::vector<float> found = src, expected(src.size());
     std::vector<std::uint16_t> found_bf16(src.size());
     to_bf16_op.execute(src.data(), found_bf16.data());
@@ -218,9 +221,6 @@ TEST(Ops, RowLayerNormMatchesDoubleTwin) {
       }
       // The kernel takes rows in fours and the rest one at a time: a row must come out the same
       // bytes alone as in a group.
-      const RowLayerNorm one_row(Layout::dense({1, width}, DType::kF32), Layout::dense({1, width}, DType::kF32), gamma, beta,
-                                 epsilon);
-      std::vector<float> alone(static_cast<std::size_t>(width));
       one_row.execute(src.data() + r * width, alone.data());
       ASSERT_EQ(0, std::memcmp(alone.data(), found.data() + r * width, alone.size() * sizeof(float))) << "width " << width << " row " << r;
     }
