@@ -77,14 +77,20 @@ NStar n_star_with_replicates(const std::vector<std::int64_t>& n, const std::vect
   return n_star(n, quantile, eps);
 }
 
-// The entries of one learner's table: the points of `regime`, then eps. `usable` (regime H)
-// gives per point the length of the N grid's usable prefix; n* is sought there only.
+// Regime H, per point: the (1 - delta)-quantile curve over the N grid with every unconverged
+// task's error set to 0 (low) and to 1 (high). The measured curve lies between them.
+struct QuantileBracket {
+  std::vector<double> low, high;
+};
+
+// The entries of one learner's table: the points of `regime`, then eps. With `brackets`
+// (regime H, indexed like `points`) an n* is kept only where both bracketing curves give it.
 std::vector<NStarEntry> n_star_entries(const std::vector<double>& eps_grid,
                                        const std::vector<PointResult>& points,
                                        const std::vector<std::vector<CurveStats>>& stats,
                                        const std::string& learner, bool disagreement,
                                        char regime = 'A',
-                                       const std::vector<std::size_t>& usable = {}) {
+                                       const std::vector<QuantileBracket>& brackets = {}) {
   std::vector<NStarEntry> entries;
   for (std::size_t p = 0; p < points.size(); ++p) {
     const PointResult& point = points[p];
@@ -95,16 +101,17 @@ std::vector<NStarEntry> n_star_entries(const std::vector<double>& eps_grid,
         metric = disagreement ? &stats[p][c].dis : &stats[p][c].err;
     }
     if (!metric) continue;
-    const std::size_t length = usable.empty() ? point.n.size() : usable[p];
-    const std::vector<std::int64_t> n(point.n.begin(), point.n.begin() + static_cast<std::ptrdiff_t>(length));
-    const auto cut = [length](const std::vector<double>& curve) {
-      return std::vector<double>(curve.begin(), curve.begin() + static_cast<std::ptrdiff_t>(length));
-    };
-    std::vector<std::vector<double>> replicate_curves;
-    for (const auto& replicate : metric->replicates) replicate_curves.push_back(cut(replicate));
     for (double eps : eps_grid) {
-      NStarEntry entry{point.key.d, eps, {}, {NAN, NAN}, {}};
-      entry.estimate = n_star_with_replicates(n, cut(metric->quantile), replicate_curves, eps, entry.replicates, entry.ci);
+      NStarEntry entry{point.key.d, eps, {}, {NAN, NAN}, {}, false};
+      entry.estimate = n_star_with_replicates(point.n, metric->quantile, metric->replicates, eps, entry.replicates, entry.ci);
+      if (!brackets.empty()) {
+        const NStar low = n_star(point.n, brackets[p].low, eps);
+        const NStar high = n_star(point.n, brackets[p].high, eps);
+        if (low.value != high.value || low.below_grid != high.below_grid) {
+          entry.estimate = {};
+          entry.undetermined = true;
+        }
+      }
       entries.push_back(std::move(entry));
     }
   }
@@ -183,7 +190,7 @@ Theory averaging_theory(const BoundsConfig& config, const std::vector<PointResul
     const std::vector<double> quantiles = averaging_quantile_curve(
         point.key.d, point.n, config.delta, kTheorySamples, point_seed(config.seed, point.key));
     for (double eps : config.eps_grid)
-      entries.push_back({point.key.d, eps, n_star(point.n, quantiles, eps), {NAN, NAN}, {}});
+      entries.push_back({point.key.d, eps, n_star(point.n, quantiles, eps), {NAN, NAN}, {}, false});
   }
   const PowerFit fit = fit_entries(entries, 0);
   if (!fit.valid) return {};
@@ -230,16 +237,16 @@ std::vector<KStarTable> regime_b_tables(const BoundsConfig& config, const std::v
   return tables;
 }
 
-// The usable prefix of each H point's N grid (HingeColumn), and the columns themselves.
+// The convergence columns of each H point's N grid (HingeColumn), and per point the quantile
+// curves that bracket its unconverged tasks' errors.
 std::vector<HingeColumn> hinge_columns(const BoundsConfig& config, const std::vector<PointResult>& points,
-                                       std::vector<std::size_t>& usable) {
+                                       std::vector<QuantileBracket>& brackets) {
   std::vector<HingeColumn> columns;
-  usable.assign(points.size(), 0);
+  brackets.assign(points.size(), {});
   for (std::size_t p = 0; p < points.size(); ++p) {
     const PointResult& point = points[p];
     if (point.key.regime != 'H') continue;
     const Curve& hinge = point.curves.front();
-    bool prefix = true;
     for (std::size_t j = 0; j < point.n.size(); ++j) {
       const std::vector<double>& fractions = hinge.margin_fraction[j];
       const std::vector<double>& changes = hinge.step_change[j];
@@ -250,12 +257,12 @@ std::vector<HingeColumn> hinge_columns(const BoundsConfig& config, const std::ve
           ++converged;
         } else {
           low[t] = 0.0;
-          high[t] = 0.5;
+          high[t] = 1.0;
         }
       }
-      const bool usable_here = eval::upper_quantile(low, config.delta) == eval::upper_quantile(high, config.delta);
-      prefix = prefix && usable_here;
-      if (prefix) usable[p] = j + 1;
+      brackets[p].low.push_back(eval::upper_quantile(low, config.delta));
+      brackets[p].high.push_back(eval::upper_quantile(high, config.delta));
+      const bool usable_here = brackets[p].low.back() == brackets[p].high.back();
       columns.push_back({point.key.d, point.n[j],
                          static_cast<double>(converged) / static_cast<double>(fractions.size()),
                          *std::min_element(fractions.begin(), fractions.end()),
@@ -288,8 +295,8 @@ std::optional<HingeAnalysis> hinge_analysis(const BoundsConfig& config, const st
   HingeAnalysis analysis;
   analysis.learner = config.hinge.learner_name();
   analysis.reference = config.evaluated_heads().front();
-  std::vector<std::size_t> usable;
-  analysis.columns = hinge_columns(config, points, usable);
+  std::vector<QuantileBracket> brackets;
+  analysis.columns = hinge_columns(config, points, brackets);
   analysis.erm = judge_table(
       n_star_entries(config.hinge.eps_grid, points, stats, analysis.reference, false, 'H'),
       config.bootstrap, config.delta, {});
@@ -298,7 +305,7 @@ std::optional<HingeAnalysis> hinge_analysis(const BoundsConfig& config, const st
     theory = {analysis.reference + " on the same tasks and grid", analysis.erm.fit.c, analysis.erm.fit.b};
   }
   analysis.hinge = judge_table(
-      n_star_entries(config.hinge.eps_grid, points, stats, analysis.learner, false, 'H', usable),
+      n_star_entries(config.hinge.eps_grid, points, stats, analysis.learner, false, 'H', brackets),
       config.bootstrap, config.delta, theory);
   // Paired ratios: entry i of both tables is the same (d, eps), replicate r the same tasks.
   std::vector<double> log_ratios;

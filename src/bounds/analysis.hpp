@@ -102,6 +102,8 @@ struct NStarEntry {
   NStar estimate;
   eval::Interval ci;  // upper end infinite when > 1/40 of the replicates never reach eps
   std::vector<double> replicates;  // per bootstrap replicate; NAN where not reached
+  // gd-hinge only: unconverged tasks could move this n* (HingeColumn), so it is left empty.
+  bool undetermined = false;
 };
 // What one learner's n* table says (computed over the entries reached inside the grid).
 //   upper bound: the trend of the constant n* tan(pi eps)/d against the link, i.e. c - 1 with its
@@ -129,7 +131,7 @@ struct RegimeAVerdict {
   double worst_pac_ratio = 0;
   int worst_d = 0;
   double worst_eps = 0;
-  int not_reached = 0;  // entries whose n* lies beyond the grid's largest N (left out of the fit)
+  int not_reached = 0;  // entries without an n* (beyond the grid's largest N, or undetermined)
 };
 
 struct NStarTable {
@@ -153,9 +155,11 @@ struct LearnerAnalysis {
 // Convergence: a task is converged at N when every one of its N context examples is at margin
 // y_i w.x_i >= 1 under the transformer's own w (zero training error and zero hinge loss at
 // margin 1: it is an ERM solution). A grid N is usable when its unconverged tasks cannot move
-// the (1 - delta)-quantile: the quantile is the same with their errors set to 0 and to 1/2.
-// n* of gd-hinge uses the usable prefix of the N grid only (the first unusable N ends it); an
-// n* beyond it is "not reached" and left out of the fit, as an n* beyond the grid is.
+// the (1 - delta)-quantile: the quantile is the same with their errors set to 0 and to 1, the
+// bounds of any error. An n* of gd-hinge is kept when the two quantile curves so bracketed give
+// the same n* (then no unconverged task, whatever its error, can move it: n* is monotone in the
+// curve); otherwise it is `undetermined` and left out of the fit, as an n* beyond the grid is.
+// (Until 2026-12-01 the first unusable N ended the grid for every eps: docs/DESIGN.md.)
 struct HingeColumn {
   int d;
   std::int64_t n;

@@ -253,14 +253,15 @@ BoundsConfig preset_config(const std::string& name) {
     config.regime_b_contexts = {"random", "ensemble"};
     config.regime_b_s = 2048;
     config.regime_b_tasks = 100;
-    // gd-hinge on its own grid (its prompts cost L N): d in {8, 16}, N to 1024, eps >= 0.03.
-    // At d = 4 a few tasks in 50 need hundreds of steps (examples very close to w*'s
-    // hyperplane; docs/DESIGN.md), which leaves most of its points unusable. 200 tasks per
-    // point (the second design, fixed before any run with it; docs/DESIGN.md): with 50 the
-    // 0.95-quantile was the third-largest error and the eps-slope interval 0.28 wide.
+    // gd-hinge on its own tasks, on regime A's N and eps grids (the third design, fixed before
+    // its confirmatory runs; docs/DESIGN.md): d in {8, 16}. At d = 4 a few tasks in 50 need
+    // hundreds of steps (examples very close to w*'s hyperplane), which leaves its n* mostly
+    // undetermined. 200 tasks per point: with 50 the 0.95-quantile was the third-largest error
+    // and the eps-slope interval 0.28 wide. Its prompts cost L N token-steps, affordable to
+    // N = 4096 since the structured engine (issue 14).
     config.hinge.d_grid = {8, 16};
-    config.hinge.n_grid = sqrt2_grid(16, 1024);
-    config.hinge.eps_grid = {0.1, 0.07, 0.05, 0.03};
+    config.hinge.n_grid = config.n_grid;
+    config.hinge.eps_grid = config.eps_grid;
     config.hinge.tasks = 200;
   } else if (name == "full") {
     // Hours, not days (its estimate is printed first; docs/DESIGN.md, "Bounds: cost model"):

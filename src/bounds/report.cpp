@@ -39,6 +39,7 @@ nlohmann::ordered_json table_json(const NStarTable& table, const BoundsConfig& c
          {"eps", e.eps},
          {"n_star", e.estimate.value ? nlohmann::json(*e.estimate.value) : nlohmann::json(nullptr)},
          {"below_grid", e.estimate.below_grid},
+         {"undetermined", e.undetermined},
          {"ci", {finite_or_null(e.ci.lo), finite_or_null(e.ci.hi)}},
          {"pac_n", pac_sample_size(e.eps, config.delta, e.d)},
          {"hoeffding_n", hoeffding_sample_size(e.eps, config.delta)}});
@@ -96,9 +97,16 @@ std::string verdict_a(const std::string& learner, const std::string& what, const
          << (v.theory_in_ci ? "inside" : "outside") << " the interval)";
   }
   text << ", d-slope " << interval_text(fit.b, fit.b_ci) << ", " << fit.observations << " n*";
-  if (v.not_reached > 0)
-    text << " (" << v.not_reached << " not reached by N = " << (largest_n > 0 ? largest_n : config.n_grid.back())
-         << (largest_n > 0 ? " or beyond the converged N" : "") << ", left out)";
+  std::size_t undetermined = 0;
+  for (const NStarEntry& e : table.entries) undetermined += e.undetermined;
+  const std::size_t beyond = static_cast<std::size_t>(v.not_reached) - undetermined;
+  if (v.not_reached > 0) {
+    text << " (";
+    if (beyond > 0) text << beyond << " not reached by N = " << (largest_n > 0 ? largest_n : config.n_grid.back());
+    if (beyond > 0 && undetermined > 0) text << ", ";
+    if (undetermined > 0) text << undetermined << " undetermined: unconverged tasks could move them";
+    text << "; left out)";
+  }
   text << ". Rate: `" << v.rate << "`";
   if (v.rate == "unresolved") text << " (the interval holds both 1 and 2)";
   if (v.rate == "neither") text << " (the interval holds neither 1 nor 2)";
@@ -287,7 +295,10 @@ std::string hinge_markdown(const HingeAnalysis& hinge, const BoundsConfig& confi
           "under the transformer's own w, the smallest fraction of examples at margin ≥ 1, and the "
           "largest relative size |Δw|/|w| of the next GD step; a point is usable when its unconverged "
           "tasks cannot move the "
-       << g3(1 - config.delta) << "-quantile (the same with their errors set to 0 and ½).\n\n"
+       << g3(1 - config.delta)
+       << "-quantile (the same with their errors set to 0 and 1). An n* is kept where those two "
+          "bracketing curves give the same n* (no unconverged task can move it), and is otherwise "
+          "undetermined and left out.\n\n"
        << "| d | N | tasks converged | min fraction at margin ≥ 1 | max next-step |Δw|/|w| | usable |\n"
        << "|---|---|---|---|---|---|\n";
   for (const HingeColumn& c : hinge.columns) {
@@ -301,7 +312,8 @@ std::string hinge_markdown(const HingeAnalysis& hinge, const BoundsConfig& confi
   for (std::size_t i = 0; i < hinge.agreement.size(); ++i) {
     const HingeAgreement& a = hinge.agreement[i];
     if (i % config.hinge.eps_grid.size() == 0) text << "\n| " << a.d << " |";
-    text << " " << (std::isfinite(a.ratio) ? interval_text(a.ratio, a.ci) : std::string("—")) << " |";
+    const bool undetermined = hinge.hinge.entries[i].undetermined;
+    text << " " << (std::isfinite(a.ratio) ? interval_text(a.ratio, a.ci) : std::string(undetermined ? "— (undetermined)" : "—")) << " |";
   }
   text << "\n";
   return text.str();
