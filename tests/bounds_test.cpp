@@ -719,6 +719,17 @@ TEST(Config, QuickPresetIsTheRegisteredHingeDesignWithinItsBudget) {
   EXPECT_LE(estimate_seconds(config, 2), 90.0);
 }
 
+// The cost model prices every pass of a looped layer: gd-hinge's step runs L times. Until
+// 2026-12-01 it counted the layer list (2 layers whatever L), and doubling L changed nothing.
+TEST(Config, CostModelPricesEveryPassOfALoopedLayer) {
+  BoundsConfig config = preset_config("quick");
+  const PointKey key{'H', 8, 0};
+  const double base = estimate_point_seconds(config, key, 1);
+  config.hinge.steps_per_log2_n *= 2;
+  const double doubled = estimate_point_seconds(config, key, 1);
+  EXPECT_GT(doubled, 1.3 * base) << base << " s at L = 32 ceil(log2 N), " << doubled << " s at twice that";
+}
+
 TEST(Resume, KilledAndResumedRunEqualsAnUninterruptedOne) {
   const fs::path base = fs::path(ICLBENCH_TEST_TMPDIR) / "bounds_resume";
   fs::remove_all(base);
