@@ -13,8 +13,22 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <string>
 
 namespace iclbench::bench {
+
+// Checks Google Benchmark 1.7's flags in argv[1, argc), and the BENCHMARK_* environment variables
+// it reads as their defaults, before benchmark::Initialize, which does not: it runs
+// --benchmark_min_time=nan for ever, aborts on --benchmark_repetitions=-1 (std::length_error),
+// prints its help and exits 0 on --benchmark_format=xml, and leaves a value it cannot parse in
+// argv as an unrecognised flag (exit 1). Returns "" if every flag is usable or --help is among
+// them (Initialize then prints the help and exits 0), else one line naming the flag and what it
+// takes. The numbers: --benchmark_min_time seconds in (0, 3600], --benchmark_min_warmup_time
+// seconds in [0, 3600], both plain decimals (1.7 takes no "s" or "x" suffix: that is 1.8),
+// --benchmark_repetitions an integer in [1, 1000], --v an integer >= 0. The caller prints the
+// line and exits 2. --benchmark_filter is left to RunSpecifiedBenchmarks, which returns 0 (and
+// says why on stderr) if its regex does not compile or selects no benchmark.
+std::string check_benchmark_flags(int argc, const char* const* argv);
 
 // GFLOP/s of a large single-threaded oneDNN GEMM (f32 or bf16), measured once per process
 // (ops::gemm_peak_gflops).

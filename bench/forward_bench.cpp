@@ -12,6 +12,7 @@
 #include <benchmark/benchmark.h>
 #include <tbb/global_control.h>
 
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -220,11 +221,16 @@ BENCHMARK(BM_Eval)->ArgNames({"learner", "threads"})->ArgsProduct({{0, 1, 2}, {1
 }  // namespace iclbench::bench
 
 int main(int argc, char** argv) {
+  if (const std::string error = iclbench::bench::check_benchmark_flags(argc, argv); !error.empty()) {
+    std::fprintf(stderr, "forward_bench: %s\n", error.c_str());
+    return 2;
+  }
   benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;  // only if this library lacks one of 1.7.1's flags
   benchmark::AddCustomContext("gemm_peak_gflops_f32", std::to_string(iclbench::bench::gemm_peak_gflops(false)));
   benchmark::AddCustomContext("gemm_peak_gflops_bf16", std::to_string(iclbench::bench::gemm_peak_gflops(true)));
-  benchmark::RunSpecifiedBenchmarks();
+  // None ran: the filter did not compile or selected nothing (Google Benchmark said which).
+  const std::size_t ran = benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  return 0;
+  return ran == 0 ? 2 : 0;
 }

@@ -862,8 +862,12 @@ void register_benchmarks() {
 }  // namespace iclbench::bench
 
 int main(int argc, char** argv) {
+  if (const std::string error = iclbench::bench::check_benchmark_flags(argc, argv); !error.empty()) {
+    std::fprintf(stderr, "kernels_bench: %s\n", error.c_str());
+    return 2;
+  }
   benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;  // only if this library lacks one of 1.7.1's flags
   iclbench::bench::register_benchmarks();
   const char* setting = std::getenv("ICLBENCH_BENCH_SLOWDOWN");
   if (setting != nullptr && *setting != '\0') {  // set but empty: off, as unset
@@ -875,7 +879,8 @@ int main(int argc, char** argv) {
   }
   benchmark::AddCustomContext("gemm_peak_gflops_f32", std::to_string(iclbench::bench::gemm_peak_gflops(false)));
   benchmark::AddCustomContext("gemm_peak_gflops_bf16", std::to_string(iclbench::bench::gemm_peak_gflops(true)));
-  benchmark::RunSpecifiedBenchmarks();
+  // None ran: the filter did not compile or selected nothing (Google Benchmark said which).
+  const std::size_t ran = benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  return 0;
+  return ran == 0 ? 2 : 0;
 }
