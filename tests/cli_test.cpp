@@ -469,6 +469,43 @@ TEST(Cli, SpeedReportsThroughputAsJson) {
   EXPECT_EQ(speed["threads"], 1);
 }
 
+// attention_flops says how attention's FLOPs were counted on the path that ran: linear icl
+// attention (gd-hinge, gd-ls) as Q (K^T V), linear in T, unless --explicit-linear computes the
+// T x n pairs (it said "T x n pairs" for both); softmax attention (an encoder) over the pairs; the
+// reference is credited with the engine's default count, and says so.
+TEST(Cli, SpeedNamesTheAttentionCountOfThePathThatRan) {
+  auto speed = [](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"--threads", "1", "speed", "--d", "4", "--n", "16", "--queries", "4",
+                                     "--repeats", "1", "--json", "--model"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const Result result = run(args);
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    return result.exit_code == 0 ? nlohmann::json::parse(result.out) : nlohmann::json::object();
+  };
+  const std::string pairs = "all (query, key) pairs the icl mask shows", linear = "Q (K^T V), no (query, key) pairs";
+  for (const char* model : {"gd-hinge", "gd-ls"}) {
+    const auto fast = speed({model}), explicit_pairs = speed({model, "--explicit-linear"});
+    const std::string fast_text = fast.value("attention_flops", "");
+    const std::string pairs_text = explicit_pairs.value("attention_flops", "");
+    EXPECT_NE(fast_text.find(linear), std::string::npos) << model << ": " << fast_text;
+    EXPECT_EQ(fast_text.find(pairs), std::string::npos) << model << ": " << fast_text;
+    EXPECT_NE(pairs_text.find(pairs), std::string::npos) << model << ": " << pairs_text;
+    EXPECT_EQ(pairs_text.find("K^T V"), std::string::npos) << model << ": " << pairs_text;
+    // The count follows the label: the T x n pairs cost more than Q (K^T V) at n = 16, dk = dv = 4.
+    EXPECT_GT(explicit_pairs.value("gflop_per_prompt", 0.0), fast.value("gflop_per_prompt", 0.0)) << model;
+  }
+  const std::string reference = speed({"gd-ls", "--reference"}).value("attention_flops", "");
+  EXPECT_NE(reference.find(linear), std::string::npos) << reference;
+  EXPECT_NE(reference.find("the reference computes the T x n pairs"), std::string::npos) << reference;
+  for (const bool explicit_linear : {false, true}) {  // softmax attention: the flag changes nothing
+    std::vector<std::string> extra = {"encoder:D=32,H=2,F=64,layers=1"};
+    if (explicit_linear) extra.push_back("--explicit-linear");
+    const std::string encoder = speed(extra).value("attention_flops", "");
+    EXPECT_NE(encoder.find(pairs), std::string::npos) << explicit_linear << ": " << encoder;
+    EXPECT_EQ(encoder.find("K^T V"), std::string::npos) << explicit_linear << ": " << encoder;
+  }
+}
+
 // speed's refusals name what the user can change: --d (speed has no data), --n whether or not it
 // was given, and the model's weights when they, not the run's flags, exceed the memory.
 TEST(Cli, SpeedRefusalsNameTheirCause) {

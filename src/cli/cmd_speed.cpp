@@ -106,6 +106,36 @@ double median(std::vector<double> values) {
   return values.size() % 2 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
 }
 
+// How the FLOPs of `config`'s attention are counted, as ModelConfig::forward_flops and the engine
+// count them: causal attention over the T (T + 1) / 2 (query, key) pairs it needs, not T^2;
+// softmax and ReLU attention over the T x n pairs the icl mask shows (n = T for an encoder);
+// linear icl attention as Q (K^T V), (n + T) dk dv multiply-adds per head, linear in T, unless
+// --explicit-linear computes the T x n pairs. The reference computes those pairs but is credited
+// with what the engine's default path needs (forward_flops without explicit_linear).
+std::string attention_counting_text(const model::ModelConfig& config, bool explicit_linear,
+                                    bool reference) {
+  if (config.mask() == model::Mask::kCausal)
+    return "causal: visible (query, key) pairs, T(T+1)/2 per head";
+  bool pairs = false, keys_times_values = false;
+  for (const model::LayerConfig& layer : config.layers) {
+    if (!layer.has_attention()) continue;
+    if (layer.attention == model::AttentionKind::kLinear && !explicit_linear) {
+      keys_times_values = true;
+    } else {
+      pairs = true;
+    }
+  }
+  std::string text;
+  if (pairs) text = "all (query, key) pairs the icl mask shows: T x n per head";
+  if (keys_times_values) {
+    text += std::string(text.empty() ? "" : "; ") +
+            "linear as Q (K^T V), no (query, key) pairs: (n + T) x dk x dv per head";
+    if (reference)
+      text += "; the reference computes the T x n pairs, credited with the engine's count";
+  }
+  return text.empty() ? "no attention" : text;
+}
+
 // What a timed engine forward writes, and the call that writes it. A model with a read-out is
 // timed to its scores [B, T - n] (the read-out included), as a peer that returns the query's score
 // is; others to the residual stream [B, T, D]. The throughput runs and the --op-groups runs share
@@ -339,12 +369,8 @@ Command add_speed_command(CLI::App& parent, const GlobalOptions& globals) {
     const double prompts_per_second = static_cast<double>(o.batch) / best;
     const double tokens_per_second = static_cast<double>(o.batch * tokens_per_prompt) / best;
     const double gflops = flops / best / 1e9;
-    // How attention's products are counted (model::attended_pairs): causal attention is credited
-    // with the T (T + 1) / 2 (query, key) pairs it needs, not T^2.
     const std::string attention_counting =
-        built.config.mask() == model::Mask::kCausal
-            ? "causal: visible (query, key) pairs, T(T+1)/2 per head"
-            : "all (query, key) pairs the icl mask shows: T x n per head";
+        attention_counting_text(built.config, o.explicit_linear, o.reference);
     const runtime::SystemInfo info = runtime::collect_system_info();
     double peak_gflops = 0;
     std::vector<GroupRow> groups;
