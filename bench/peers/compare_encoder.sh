@@ -5,10 +5,11 @@
 #
 # The fair peer: OpenBLAS (not Debian's default reference BLAS) picked for PyTorch's process only
 # through LD_LIBRARY_PATH, with OPENBLAS_NUM_THREADS=1 (PyTorch's own threads do the parallel
-# work; OpenBLAS's pool on top of them oversubscribes the 2 vCPUs), and at 2 threads the better of
-# 2 intra-op threads and two single-thread processes on half the batch each, each measured in
-# fresh processes of its own after a warm-up (bench/peers/torch_encoder.py). The configuration
-# that ran is printed with the table.
+# work; OpenBLAS's pool on top of them oversubscribes the 2 vCPUs), and at 2 threads the best of
+# 2 intra-op threads, two single-thread processes on half the batch each and one thread on the
+# whole batch (what a user with 2 threads can always run), each measured in fresh processes of
+# its own after a warm-up (bench/peers/torch_encoder.py). The configuration that won, the shape,
+# REPEATS and the 1-minute load average at the start and end are printed with the table.
 # Installs python3-torch and OpenBLAS if missing (`setup.sh peers`, not in the default set-up:
 # ~300 MB).
 #
@@ -31,9 +32,10 @@ cd "$(dirname "$0")/../.."
 bash scripts/setup.sh default peers
 iclbench=build/release/bin/iclbench
 [ -x "$iclbench" ] || bash scripts/build.sh release >/dev/null
+model=encoder:D=64,H=4,F=256,layers=4 tokens=129 batch=64  # torch_encoder.py's shape
 speed() {  # threads, extra flags -> prompts/s
-  "$iclbench" --threads "$1" --quiet speed --model encoder:D=64,H=4,F=256,layers=4 --n 129 \
-    --queries 0 --batch 64 --repeats "$REPEATS" --json "${@:2}" |
+  "$iclbench" --threads "$1" --quiet speed --model "$model" --n "$tokens" \
+    --queries 0 --batch "$batch" --repeats "$REPEATS" --json "${@:2}" |
     /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["prompts_per_second"])'
 }
 openblas=/usr/lib/x86_64-linux-gnu/openblas-pthread
@@ -43,6 +45,7 @@ if [ ! -e "$openblas/libblas.so.3" ]; then
 fi
 # A CPU-type or cache-size override left in the environment would steer OpenBLAS away from the
 # kernels it picks for this CPU, so they are cleared for this command only.
+read -r load_start _ </proc/loadavg
 torch_json=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \
   LD_LIBRARY_PATH="$openblas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
   /usr/bin/python3 bench/peers/torch_encoder.py --threads 1,2 --repeats "$REPEATS" --json)
@@ -53,9 +56,11 @@ print("pytorch %s, BLAS %s loaded from %s, OPENBLAS_NUM_THREADS=%s, %d inter-op 
     info["torch"], info["blas"], ", ".join(info["blas_loaded"]) or "?", info["OPENBLAS_NUM_THREADS"],
     info["interop_threads"]))
 for r in info["results"]:
-    print("  %d thread(s): %s" % (r["threads"], ", ".join(
-        "%s %.1f prompts/s" % (t["mode"], t["prompts_per_second"]) for t in r["tried"])))'
+    print("  %d thread(s): %s; best %s" % (r["threads"], ", ".join(
+        "%s %.1f prompts/s" % (t["mode"], t["prompts_per_second"]) for t in r["tried"]), r["mode"]))'
 reference=$(REPEATS=1 speed 1 --reference)
+echo "model $model, batch $batch prompts x T = $tokens tokens, REPEATS=$REPEATS timed forwards per cell;" \
+  "1-min load $load_start at the start"
 printf "%-8s %-24s %12s %10s\n" threads engine prompts/s "vs torch"
 for threads in 1 2; do
   read -r torch mode < <(echo "$torch_json" | /usr/bin/python3 -c "import json,sys; r=[r for r in json.load(sys.stdin)['results'] if r['threads']==$threads][0]; print(r['prompts_per_second'], r['mode'])")
@@ -66,3 +71,5 @@ for threads in 1 2; do
     printf "%-8s %-24s %12.1f %9.2fx\n" "$threads" "$name" "$value" "$(/usr/bin/python3 -c "print($value/$torch)")"
   done
 done
+read -r load_end _ </proc/loadavg
+echo "1-min load $load_end at the end"

@@ -10,8 +10,9 @@ usage: compare_garg.py [--model results/models/garg-gaussian-d8.safetensors] [--
    into a temporary directory, the very tasks `iclbench --seed S speed --model FILE --n N
    --batch B` draws (both call data::generate_task with that spec), read by the peer.
 2. Selection: torch_garg.py times every variant (eager, functional, jit) in every mode (intra-op;
-   at 2 threads also two single-thread processes on half the batch each) and keeps the best per
-   thread count. Each cell runs in fresh processes of its own, warmed up under inference_mode
+   at 2 threads also two single-thread processes on half the batch each, and one thread on the
+   whole batch, which a user with 2 threads can always run) and keeps the best per thread count,
+   printing which won. Each cell runs in fresh processes of its own, warmed up under inference_mode
    until two consecutive forwards agree within 10% (3 to 20 forwards; torch_garg.py): timed one
    after another in one process, the variants slowed each other.
 3. Rounds: --rounds times, alternately, for 1 then 2 threads: engine f32, engine bf16, PyTorch's
@@ -116,15 +117,23 @@ def end_on_signal(signum, frame):
 
 def main(argv):
     p = cli_io.Parser(prog="compare_garg.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=os.path.join(ROOT, "results", "models", "garg-gaussian-d8.safetensors"))
+    p.add_argument("--model", default=os.path.join(ROOT, "results", "models", "garg-gaussian-d8.safetensors"),
+                   help="garg-gpt2 safetensors file, timed by both sides (default: %(default)s)")
     # Counts in decimal digits only (cli_io): int() would take " 5", "+5" and "5_0".
     count = cli_io.positive_int
-    p.add_argument("--n", type=count, default=64, help="context pairs per prompt (2n + 1 tokens)")
-    p.add_argument("--batch", type=count, default=64, help="prompts per forward, both sides")
-    p.add_argument("--rounds", type=count, default=5)
-    p.add_argument("--repeats", type=count, default=5)
-    p.add_argument("--seed", type=cli_io.nonnegative_int, default=1)  # iclbench's --seed is unsigned
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--n", type=count, default=64,
+                   help="context pairs per prompt (2n + 1 tokens, within the model's positions; default: %(default)s)")
+    p.add_argument("--batch", type=count, default=64,
+                   help="prompts per forward, both sides (at most 10^6; default: %(default)s)")
+    p.add_argument("--rounds", type=count, default=5,
+                   help="rounds of engine f32, engine bf16 and PyTorch at 1 and 2 threads; the table gives "
+                        "medians over rounds (at most 100; default: %(default)s)")
+    p.add_argument("--repeats", type=count, default=5,
+                   help="timed forwards per cell, of which each cell keeps the median (at most 1000; "
+                        "default: %(default)s)")
+    p.add_argument("--seed", type=cli_io.nonnegative_int, default=1,  # iclbench's --seed is unsigned
+                   help="iclbench --seed of the prompts (gen and speed draw the same tasks; default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = p.parse_args(argv)
     if args.rounds > 100 or args.repeats > 1000 or args.batch > 1_000_000:
         print("compare_garg.py: --rounds at most 100, --repeats at most 1000, --batch at most 10^6",
@@ -154,9 +163,9 @@ def main(argv):
         selection = peer(args, data, THREADS)
         best = {r["threads"]: r for r in selection["results"]}
         for r in selection["results"]:  # at once: the rounds take minutes on a loaded machine
-            print("selection at %d thread(s): %s" % (r["threads"], ", ".join(
-                "%s/%s %.1f" % (t["variant"], t["mode"], t["prompts_per_second"]) for t in r["tried"])),
-                  file=sys.stderr, flush=True)
+            print("selection at %d thread(s): %s; best %s/%s" % (r["threads"], ", ".join(
+                "%s/%s %.1f" % (t["variant"], t["mode"], t["prompts_per_second"]) for t in r["tried"]),
+                r["variant"], r["mode"]), file=sys.stderr, flush=True)
         rounds = []
         for _ in range(args.rounds):
             row = {"load_before": os.getloadavg()[0]}
@@ -192,8 +201,9 @@ def main(argv):
         info["torch"], info["blas"], ", ".join(info["blas_loaded"]) or "?", info["OPENBLAS_NUM_THREADS"],
         info["interop_threads"]))
     for r in selection["results"]:
-        print("  selection at %d thread(s): %s" % (r["threads"], ", ".join(
-            "%s/%s %.1f" % (t["variant"], t["mode"], t["prompts_per_second"]) for t in r["tried"])))
+        print("  selection at %d thread(s): %s; best %s/%s" % (r["threads"], ", ".join(
+            "%s/%s %.1f" % (t["variant"], t["mode"], t["prompts_per_second"]) for t in r["tried"]),
+            r["variant"], r["mode"]))
     print("%d prompts x %d tokens (%d pairs and one query); %d rounds, each cell a median of %d forwards; "
           "1-min load %.1f..%.1f" % (args.batch, 2 * args.n + 1, args.n, args.rounds, args.repeats,
                                      min(min(l) for l in report["load"]), max(max(l) for l in report["load"])))

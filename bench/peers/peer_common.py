@@ -1,6 +1,7 @@
 """What every PyTorch peer in bench/peers/ shares: timing a forward after a warm-up, the
 selection of the best configuration (each measured in fresh processes), the "two single-thread
-processes on half the batch each" configuration, and the BLAS the process really loaded.
+processes on half the batch each" and "one thread on the whole batch" configurations, and the
+BLAS the process really loaded.
 
 A peer runs under OpenBLAS with OPENBLAS_NUM_THREADS=1 (its compare_*.sh selects it through
 LD_LIBRARY_PATH): Debian's default reference BLAS makes PyTorch several times slower, and
@@ -127,19 +128,23 @@ def select(make_forward, variants, modes, threads, repeats, prompts):
     """-> for each thread count in `threads`: the best cell and every cell tried. A cell is a
     variant (name -> the args of make_forward(*args, share=...)) in a mode: intra-op (one fresh
     process of `threads` torch threads on the whole batch) or, at 2 threads or more, processes
-    (`threads` fresh single-thread processes on a share each). Every cell runs in processes of
-    its own, so the order of the cells changes nothing."""
+    (`threads` fresh single-thread processes on a share each) and single-thread (one fresh
+    process of one torch thread on the whole batch, the other cores idle: a user with `threads`
+    cores can always run that, so it is a candidate too; on a loaded host PyTorch at 2 threads
+    once ran at 271 prompts/s against 813 at 1). Every cell runs in processes of its own, so the
+    order of the cells changes nothing."""
     results = []
     for count in threads:
         tried = []
         for mode in modes:
-            if mode == "processes" and count == 1:
+            if mode in ("processes", "single-thread") and count == 1:  # both are intra-op at 1 thread
                 continue
             for variant, args in variants.items():
                 if mode == "processes":
                     warm_up, seconds = processes(make_forward, args, count, repeats)
                 else:
-                    warm_up, seconds = in_fresh_process(_intra_op_worker, make_forward, args, count, repeats)
+                    torch_threads = 1 if mode == "single-thread" else count
+                    warm_up, seconds = in_fresh_process(_intra_op_worker, make_forward, args, torch_threads, repeats)
                 median = statistics.median(seconds)
                 tried.append({"variant": variant, "mode": mode, "warm_up": warm_up, "seconds_median": median,
                               "prompts_per_second": prompts / median})

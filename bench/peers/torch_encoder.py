@@ -5,11 +5,13 @@ FFN 256, 64 prompts of 129 tokens, random weights, eval mode, inference_mode.
 
 usage: torch_encoder.py [--threads 1,2] [--repeats 7] [--json]
 
-For each thread count it runs every configuration that uses that many cores and reports the best
-(the fair peer is PyTorch at its best on this machine):
-  intra-op    one process, torch.set_num_threads(threads), the whole batch;
-  processes   `threads` processes of one torch thread each, each on its share of the batch,
-              started together (a barrier) and timed until the last one finishes.
+For each thread count it runs every configuration that uses at most that many cores and reports
+the best (the fair peer is PyTorch at its best on this machine):
+  intra-op       one process, torch.set_num_threads(threads), the whole batch;
+  processes      `threads` processes of one torch thread each, each on its share of the batch,
+                 started together (a barrier) and timed until the last one finishes;
+  single-thread  one process, one torch thread, the whole batch (at 2 threads or more: with
+                 `threads` cores one can always leave the others idle).
 Each configuration runs in fresh processes of its own, warmed up under torch.inference_mode like
 its timing until two consecutive forwards agree within 10% (at least 3, at most 20 forwards),
 then times --repeats forwards and keeps their median (peer_common.select, warmed_up).
@@ -50,8 +52,8 @@ def main():
     parser.add_argument("--repeats", type=peer_common.positive_int, default=7)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results = peer_common.select(make_forward, {"nn.TransformerEncoder": ()}, ("intra-op", "processes"),
-                                 args.threads, args.repeats, PROMPTS)
+    results = peer_common.select(make_forward, {"nn.TransformerEncoder": ()},
+                                 ("intra-op", "processes", "single-thread"), args.threads, args.repeats, PROMPTS)
     info = dict(peer_common.configuration(), results=results)
     if args.json:
         print(json.dumps(info))

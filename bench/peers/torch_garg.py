@@ -8,9 +8,9 @@ task), causal attention, and the result is the read-out score at x_q. Timed, as 
 block over all 2N + 1 tokens, final LayerNorm, read-out).
 
 usage: torch_garg.py --model FILE --data DATASET [--threads 1,2] [--repeats 7]
-                     [--variants eager,functional,jit] [--modes intra-op,processes] [--json]
+                     [--variants eager,functional,jit] [--modes intra-op,processes,single-thread] [--json]
 
-For each thread count it times every variant in every mode that uses that many cores and reports
+For each thread count it times every variant in every mode that uses at most that many cores and reports
 the best (the fair peer is PyTorch at its best on this machine). Each such cell runs in fresh
 processes of its own (peer_common.select), warmed up under torch.inference_mode like its timing
 until two consecutive forwards agree within 10% (at least 3, at most 20 forwards;
@@ -25,7 +25,8 @@ on the graph the profiling executor specialised too):
               through torch.jit.optimize_for_inference (constant folding, oneDNN fusions)
 Modes: intra-op (one process, torch.set_num_threads(threads), the whole batch) and, at 2 or more
 threads, processes (`threads` processes of one torch thread each on its share of the batch,
-started together, timed until the last finishes).
+started together, timed until the last finishes) and single-thread (one process, one torch
+thread, the whole batch: with `threads` cores one can always leave the others idle).
 Run it through bench/peers/compare_garg.py, which selects OpenBLAS with OPENBLAS_NUM_THREADS=1.
 """
 import json
@@ -45,7 +46,7 @@ import garg_model  # noqa: E402
 import safetensors_np  # noqa: E402
 
 VARIANTS = ("eager", "functional", "jit")
-MODES = ("intra-op", "processes")
+MODES = ("intra-op", "processes", "single-thread")
 # f32 scores of two association orders differ by rounding only: ~1e-6 of the score scale at these
 # widths (the model card's |PyTorch f32 - f64| is 5e-6 on scores up to 9.2); 1e-4 leaves room and
 # still catches a wrong mask or activation (the erf GELU moves scores by ~4e-3).

@@ -18,6 +18,7 @@ anything is timed; only the peers' own cases import PyTorch (setup.sh's test lis
   FIFO or wrong-kind files        exit 1, before); compare_garg.py's argparse lines say "error:"
   encoder REPEATS=0 / x / 1001    exit 2, one line (a StatisticsError traceback after a minute before)
   encoder --help / --bogus        usage and exit 0 / one line and exit 2 (both ran the benchmark before)
+  garg --help                     every option described with its default (none were, before)
 """
 import os
 import stat
@@ -72,6 +73,18 @@ def main():
     for bad in (["--n", "1e3"], ["--repeats", "2.0"], ["--bogus"]):
         one_line("garg " + " ".join(bad), garg + bad, 2, "compare_garg.py: error: ")
     one_line("garg --rounds 1000000", garg + ["--rounds", "1000000"], 2, "compare_garg.py: --rounds at most 100")
+    process = subprocess.run(garg + ["--help"], capture_output=True, text=True, timeout=60)
+    # argparse wraps the help: its options' lines joined, each option's text runs to the next one's
+    # "--flag METAVAR" and must describe it and end with its default.
+    text = " ".join(process.stdout.split("options:", 1)[-1].split())
+    defaults = [("--model", "garg-gaussian-d8.safetensors"), ("--n", "64"), ("--batch", "64"), ("--rounds", "5"),
+                ("--repeats", "5"), ("--seed", "1"), ("--json", None)]
+    starts = [text.find("%s %s " % (flag, flag[2:].upper()) if default else flag + " ") for flag, default in defaults]
+    entries = [text[start:end].strip() for start, end in zip(starts, starts[1:] + [len(text)])]
+    undocumented = [flag for (flag, default), start, entry in zip(defaults, starts, entries)
+                    if start < 0 or len(entry.split()) < 4 or (default and not entry.endswith("%s)" % default))]
+    expect("garg --help", process.returncode == 0 and not undocumented and starts == sorted(starts),
+           "exit %d, undocumented %r, %r" % (process.returncode, undocumented, process.stdout))
     # Counts in decimal digits only: argparse's int() took " 5", "+5", "5_0" and Arabic-Indic digits.
     for flag, value in (("--n", " 5"), ("--batch", "5 "), ("--rounds", "+5"), ("--repeats", "5_0"),
                         ("--seed", "\u0661"), ("--seed", "-1")):

@@ -4,6 +4,7 @@
   * warmed_up's stopping rule on exact series;
   * select() runs every cell in processes of its own (a forward built twice in one process
     fails) and warms up and times under torch.inference_mode (a forward run outside it fails);
+    at 2 threads one torch thread on the whole batch is a candidate too, and wins when fastest;
   * in_fresh_process raises the child's exception here, processes() a failed worker's;
     batch_share and thread_counts.
 """
@@ -33,6 +34,13 @@ def make_forward(seconds, share=(1, 0)):
             raise RuntimeError("forward outside torch.inference_mode")
         time.sleep(seconds)
     return forward
+
+
+def one_thread_is_fastest(share=(1, 0)):
+    """A forward as PyTorch ran on a loaded host (271 prompts/s at 2 threads, 813 at 1):
+    here 10 times faster on one torch thread over the whole batch than on 2 intra-op threads or in
+    two processes on half the batch each."""
+    return make_forward(0.01 if torch.get_num_threads() == 1 and share == (1, 0) else 0.1, share)
 
 
 def fails(message):
@@ -77,6 +85,15 @@ class Select(unittest.TestCase):
                 self.assertLessEqual(t["warm_up"], peer_common.WARM_UP_MAX)
                 self.assertAlmostEqual(t["prompts_per_second"], 64 / t["seconds_median"])
         self.assertEqual(BUILT, [])  # nothing ran here
+
+    def test_one_thread_on_the_whole_batch_is_a_candidate(self):
+        # A user with 2 threads can run PyTorch on 1: the best at 2 threads was 3x slower without it.
+        results = peer_common.select(one_thread_is_fastest, {"only": ()},
+                                     ("intra-op", "processes", "single-thread"), [1, 2], 3, 64)
+        self.assertEqual([t["mode"] for t in results[0]["tried"]], ["intra-op"])  # all the same at 1
+        self.assertEqual([t["mode"] for t in results[1]["tried"]], ["intra-op", "processes", "single-thread"])
+        self.assertEqual(results[1]["mode"], "single-thread")
+        self.assertEqual(BUILT, [])
 
 
 class Helpers(unittest.TestCase):
