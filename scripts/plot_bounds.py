@@ -51,6 +51,17 @@ def is_averaging(learner):
     return learner == "avg" or learner == "gd-ls:L=1" or learner.startswith("gd-ls:L=1,")
 
 
+def interval_text(value):
+    """'1.12 [1.04, 1.2]' from fits.json's {estimate, lo, hi} (a null end prints as ?)."""
+    def g(x):
+        return "?" if x is None else "%.3g" % x
+    return "%s [%s, %s]" % (g(value["estimate"]), g(value["lo"]), g(value["hi"]))
+
+
+def slope_text(table):
+    return interval_text(table["eps_slope"]) if table.get("fit_valid") else "(no fit)"
+
+
 def main():
     out = sys.argv[1]
     staged = []  # (temporary path, final path, open handle holding its lock)
@@ -156,6 +167,76 @@ def draw(out, save):
             ax.legend(fontsize=6)
         fig.tight_layout()
         save(fig, name)
+
+    # gd-hinge against the ERM head on the same tasks (the config's hinge grid): left, n* of both
+    # against the link with intervals and a guide of slope 1 (the rate ERM has); right, the
+    # paired ratio n*(gd-hinge)/n*(ERM) with its interval, 1 and the geometric mean beside it.
+    hinge = fits.get("hinge")
+    if hinge:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
+        colours = {}
+        for key, style, name in (("err", "o-", hinge["learner"]), ("reference_err", "s--", hinge["reference"])):
+            table = hinge[key]["n_star"]
+            for d in sorted({e["d"] for e in table}):
+                # NaN where there is no n* (not reached, undetermined, or below the grid): a gap.
+                pts = [e for e in table if e["d"] == d]
+                shown = [e["n_star"] is not None and not e["below_grid"] for e in pts]
+                if not any(shown):
+                    continue
+                nan = float("nan")
+                xs = [1 / math.tan(math.pi * e["eps"]) for e in pts]
+                ys = [e["n_star"] if ok else nan for e, ok in zip(pts, shown)]
+                los = [y if e["ci"][0] is None else e["ci"][0] for e, y in zip(pts, ys)]
+                his = [y * 10 if e["ci"][1] is None else e["ci"][1] for e, y in zip(pts, ys)]
+                bars = left.errorbar(xs, ys, yerr=[[max(y - lo, 0) for y, lo in zip(ys, los)],
+                                                   [max(hi - y, 0) for y, hi in zip(ys, his)]],
+                                     fmt=style, ms=4, capsize=2, color=colours.get(d),
+                                     label="%s, d=%d" % ("gd-hinge" if key == "err" else name, d))
+                colours.setdefault(d, bars[0].get_color())
+        xs_all = [1 / math.tan(math.pi * e) for e in config["hinge"]["eps_grid"]]
+        ref = [e for e in hinge["reference_err"]["n_star"] if e["n_star"] is not None]
+        if ref:
+            x0 = math.exp(sum(math.log(1 / math.tan(math.pi * e["eps"])) for e in ref) / len(ref))
+            y0 = math.exp(sum(math.log(e["n_star"]) for e in ref) / len(ref))
+            span = [min(xs_all), max(xs_all)]
+            left.plot(span, [y0 * x / x0 for x in span], ":", color="grey", label="slope 1 (d/eps)")
+        left.set_xscale("log")
+        left.set_yscale("log")
+        left.set_xlabel("1/tan(pi eps)")
+        left.set_ylabel("n* (%s of the error)" % q_label)
+        difference = hinge["eps_slope_difference"]
+        left.set_title("%s (solid) and %s (dashed), same tasks\neps-slopes %s and %s; difference %s" % (
+            hinge["learner"], hinge["reference"], slope_text(hinge["err"]), slope_text(hinge["reference_err"]),
+            interval_text(difference)), fontsize=9)
+        left.legend(fontsize=8)
+        for d in sorted({a["d"] for a in hinge["n_star_ratio"]}):
+            # Every eps of the grid, NaN where no ratio: the line breaks at a gap, not bridging it.
+            pts = [a for a in hinge["n_star_ratio"] if a["d"] == d]
+            if all(a["ratio"] is None for a in pts):
+                continue
+            nan = float("nan")
+            xs = [1 / math.tan(math.pi * a["eps"]) for a in pts]
+            ys = [nan if a["ratio"] is None else a["ratio"] for a in pts]
+            los = [y if a["ci"][0] is None else a["ci"][0] for a, y in zip(pts, ys)]
+            his = [y if a["ci"][1] is None else a["ci"][1] for a, y in zip(pts, ys)]
+            right.errorbar(xs, ys, yerr=[[max(y - lo, 0) for y, lo in zip(ys, los)],
+                                         [max(hi - y, 0) for y, hi in zip(ys, his)]],
+                           fmt="o-", ms=4, capsize=2, color=colours.get(d), label="d=%d" % d)
+        right.axhline(1.0, color="grey", ls=":", label="1 (same n*)")
+        mean = hinge["mean_ratio"]
+        if mean["estimate"] is not None:
+            right.axhline(mean["estimate"], color="black", ls="--", lw=1,
+                          label="geometric mean %s" % interval_text(mean))
+            if mean["lo"] is not None and mean["hi"] is not None:
+                right.axhspan(mean["lo"], mean["hi"], color="black", alpha=0.08)
+        right.set_xscale("log")
+        right.set_xlabel("1/tan(pi eps)")
+        right.set_ylabel("n*(gd-hinge) / n*(%s), paired 95%% interval" % hinge["reference"])
+        right.set_title("A rate difference shows as a trend in eps; a constant as a level\n"
+                        "(missing points: not reached, or undetermined by unconverged tasks)", fontsize=9)
+        right.legend(fontsize=8)
+        fig.tight_layout()
+        save(fig, "hinge.png")
 
     # Regime B: the disagreement's quantile against k, per learner and context policy, per d.
     if config["k_grid"]:

@@ -202,6 +202,25 @@ double refused_estimate_bytes(const std::vector<std::string>& args) {
 // cancels. The estimate is an upper estimate: the growth may exceed it by 1% (the printed
 // estimates have three significant digits), and it must not overstate the growth by more than
 // half of it.
+// A run with a gd-hinge grid draws hinge.png (gd-hinge and the reference on the same tasks, and
+// their ratio) and the report shows it; the plot script reads fits.json's hinge block, so a
+// change of that block's shape fails here rather than in the main job's quick preset.
+TEST(Cli, BoundsWithAHingeGridDrawsItsPlot) {
+  const fs::path dir = fresh_dir("hinge_plot");
+  std::ofstream(dir / "c.json") << R"({"format": "iclbench-bounds-config", "format_version": 2,
+    "family": "gaussian", "d_grid": [4], "n_grid": [8, 16, 32, 64, 128], "eps_grid": [0.2, 0.1],
+    "models": ["gd-ls:L=1"], "heads": ["svm-hard", "avg"], "reference": "svm-hard", "tasks": 20,
+    "queries": 16, "delta": 0.1, "bootstrap": 50, "seed": 3, "k_grid": [],
+    "hinge": {"d_grid": [4, 8], "n_grid": [8, 16, 32, 64, 128], "eps_grid": [0.2, 0.1, 0.07],
+              "tasks": 20, "eta_per_n": 4.0, "steps_per_log2_n": 8, "tau": 0.5}})";
+  const Result result = run({"--quiet", "--threads", "1", "bounds", "--config", (dir / "c.json").string(),
+                             "--out", (dir / "run").string()});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_TRUE(result.err.empty()) << result.err;
+  EXPECT_GT(fs::file_size(dir / "run" / "hinge.png"), 1000u);
+  EXPECT_NE(read_all(dir / "run" / "report.md").find("](hinge.png)"), std::string::npos);
+}
+
 TEST(Cli, MemoryEstimateCoversThePeakOfARun) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   GTEST_SKIP() << "sanitizer shadow memory and redzones are not part of the estimate";

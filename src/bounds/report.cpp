@@ -509,6 +509,7 @@ std::string report_markdown(const BoundsConfig& config, const Analysis& analysis
          << "\n## Plots\n\n![err vs N](err_vs_n.png)\n![n* vs d](nstar_vs_d.png)\n![n* vs "
             "1/eps](nstar_vs_eps.png)\n";
   if (!config.k_grid.empty()) report << "![regime B](regime_b.png)\n";
+  if (analysis.hinge) report << "![gd-hinge against " << analysis.hinge->reference << "](hinge.png)\n";
   report << "\n## Reproduce\n\n```sh\niclbench bounds --config config.json --out DIR\n```\n\n"
          << "(`config.json` in this directory holds every parameter; points.csv and fits.json hold "
             "every number.)\n";

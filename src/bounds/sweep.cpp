@@ -663,7 +663,7 @@ void check_run_directory(const BoundsConfig& config, const fs::path& dir) {
   // renaming a new file onto it, which a directory refuses and which would replace a symbolic
   // link (to a user's file, or /dev/null) by a regular file. Such an entry is not this tool's.
   for (const char* name : {"config.json", "points.csv", "fits.json", "report.md", "err_vs_n.png",
-                           "nstar_vs_d.png", "nstar_vs_eps.png", "regime_b.png", "points"}) {
+                           "nstar_vs_d.png", "nstar_vs_eps.png", "regime_b.png", "hinge.png", "points"}) {
     const fs::path path = dir / name;
     const fs::file_status entry = fs::symlink_status(path, error);
     if (!fs::exists(entry)) continue;
