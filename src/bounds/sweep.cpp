@@ -411,6 +411,24 @@ double estimate_seconds(const BoundsConfig& config, int threads) {
   return seconds / std::max(1, threads);
 }
 
+double estimate_report_seconds(const BoundsConfig& config, bool plots) {
+  // Resampled values: per point, curve and metric (err, dis; regime B's dis once per delta too),
+  // bootstrap x tasks x grid. Fitted to the quick preset's analysis alone (a resumed run with
+  // every point saved, --no-plots: 1.1 s for 6.0e7 values, 2026-12-01); its plots took 2.8 s.
+  constexpr double kResampleSeconds = 1.8e-8, kPlotSeconds = 3.0;
+  double values = 0;
+  for (const PointKey& key : sweep_points(config)) {
+    const PointInputs inputs = point_inputs(config, key);
+    const auto curves = static_cast<double>(expected_curves(config, key, inputs).size());
+    const double metrics = key.regime == 'B' ? 2.0 + static_cast<double>(config.regime_b_deltas.size()) : 2.0;
+    const auto grid = static_cast<double>(key.regime == 'A' ? config.n_grid.size()
+                                          : key.regime == 'B' ? config.k_grid.size()
+                                                              : config.hinge.n_grid.size());
+    values += curves * metrics * grid * static_cast<double>(inputs.spec.n_tasks) * config.bootstrap;
+  }
+  return values * kResampleSeconds + (plots ? kPlotSeconds : 0.0);
+}
+
 double estimate_point_seconds(const BoundsConfig& config, const PointKey& key, int threads) {
   const PointInputs inputs = point_inputs(config, key);
   const data::TaskSpec& spec = inputs.spec;

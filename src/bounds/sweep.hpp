@@ -78,6 +78,10 @@ std::optional<std::string> point_mismatch(const PointResult& point, const Bounds
 // head solves, task generation) calibrated on the reference machine, over the threads. A
 // machine busy with other work takes longer in proportion.
 double estimate_seconds(const BoundsConfig& config, int threads);
+// Estimated wall seconds of what follows the sweep, on one thread: the analysis (bootstrap
+// quantile curves: every curve's [N][task] array resampled `bootstrap` times per metric) and,
+// with `plots`, the plot script. Printed beside estimate_seconds().
+double estimate_report_seconds(const BoundsConfig& config, bool plots);
 // The same cost model for one point (its share of estimate_seconds), in seconds on `threads`
 // threads: the weight by which bounds/distribute.hpp balances points over MPI ranks.
 double estimate_point_seconds(const BoundsConfig& config, const PointKey& key, int threads);

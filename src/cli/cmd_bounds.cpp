@@ -181,9 +181,12 @@ Command add_bounds_command(CLI::App& parent, const GlobalOptions& globals) {
     const auto directory_lock = bounds::claim_directory(config, o->out);
     const auto points = bounds::sweep_points(config);
     if (!globals.quiet) {
-      std::fprintf(stderr, "bounds: %zu points, estimated wall time %.0f s on %d threads (points already saved under --out are reused)\n",
-                   points.size(), bounds::estimate_seconds(config, runtime::active_threads()),
-                   runtime::active_threads());
+      const double sweep = bounds::estimate_seconds(config, runtime::active_threads());
+      const double report = bounds::estimate_report_seconds(config, !o->no_plots);
+      std::fprintf(stderr, "bounds: %zu points, estimated wall time %.0f s on %d threads: the sweep %.0f s, then "
+                   "analysis%s %.0f s (points already saved under --out are reused)\n",
+                   points.size(), sweep + report, runtime::active_threads(), sweep, o->no_plots ? "" : " and plots",
+                   report);
       if (cluster.size() > 1) {
         std::fprintf(stderr, "bounds: spread over %d MPI ranks (%d threads on rank 0)\n", cluster.size(),
                      runtime::active_threads());
