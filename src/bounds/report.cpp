@@ -448,7 +448,7 @@ std::string verdicts_markdown(const BoundsConfig& config, const Analysis& analys
     verdicts << "\ngd-hinge on its own grid (d ∈ {";
     for (std::size_t i = 0; i < config.hinge.d_grid.size(); ++i) verdicts << (i ? ", " : "") << config.hinge.d_grid[i];
     verdicts << "}, N ≤ " << config.hinge.n_grid.back() << ", " << config.hinge.tasks
-             << " tasks; n* only where the run converged, see below), against " << hinge.reference
+             << " tasks; n* only where no unconverged task could move it, see below), against " << hinge.reference
              << " on the same tasks:\n\n"
              << verdict_a(hinge.learner, "error", hinge.hinge, config, config.hinge.n_grid.back())
              << verdict_a(hinge.reference + " (hinge grid)", "error", hinge.erm, config, config.hinge.n_grid.back());
@@ -468,7 +468,8 @@ std::string verdicts_markdown(const BoundsConfig& config, const Analysis& analys
              << (std::isfinite(hinge.mean_ratio) ? interval_text(hinge.mean_ratio, hinge.mean_ratio_ci) : "—")
              << " (" << (hinge.same_constant ? "holds" : "does not hold")
              << " 1; GD on the hinge stops at some separator with margins ≥ 1, not the maximum-margin one). "
-             << unusable << " of " << hinge.columns.size() << " (d, N) points unconverged beyond use.\n";
+             << unusable << " of " << hinge.columns.size()
+             << " (d, N) points have unconverged tasks that could move their quantile.\n";
   }
   if (!config.k_grid.empty()) {
     verdicts << "\nRegime B (context-constrained): the O((1/ε²)·log(1/δ)) bound is tested on k*(ε, δ, d), the "
