@@ -109,6 +109,7 @@ std::vector<NStarEntry> n_star_entries(const std::vector<double>& eps_grid,
         const NStar high = n_star(point.n, brackets[p].high, eps);
         if (low.value != high.value || low.below_grid != high.below_grid) {
           entry.estimate = {};
+          entry.ci = {NAN, NAN};
           entry.undetermined = true;
         }
       }
@@ -166,7 +167,7 @@ RegimeAVerdict regime_a_verdict(const NStarTable& table, double delta, const The
   verdict.theory_in_ci = std::isfinite(theory.eps_slope) && contains(fit.c_ci, theory.eps_slope);
   for (const auto& entry : table.entries) {
     if (!entry.estimate.value) {
-      ++verdict.not_reached;
+      ++(entry.undetermined ? verdict.undetermined : verdict.not_reached);
       continue;
     }
     verdict.c_const = std::max(verdict.c_const, *entry.estimate.value * entry.eps / entry.d);
@@ -340,14 +341,24 @@ std::optional<HingeAnalysis> hinge_analysis(const BoundsConfig& config, const st
     }
     analysis.mean_ratio_ci = eval::percentile_interval(means);
   }
-  // Paired: replicate r resamples the same tasks for both learners.
+  // Paired: replicate r resamples the same tasks for both learners, and both are fitted on the
+  // cells where both have an n*. (Until 2026-12-01 each was fitted on its own cells: with
+  // gd-hinge's small-eps cells undetermined, they entered the reference's slope only.)
+  std::vector<NStarEntry> hinge_common = analysis.hinge.entries, erm_common = analysis.erm.entries;
+  for (std::size_t i = 0; i < hinge_common.size(); ++i) {
+    const auto has = [](const NStarEntry& e) { return e.estimate.value && !e.estimate.below_grid; };
+    if (has(hinge_common[i]) && has(erm_common[i])) continue;
+    hinge_common[i].estimate = {};
+    erm_common[i].estimate = {};
+  }
+  const PowerFit hinge_fit = fit_entries(hinge_common, 0), erm_fit = fit_entries(erm_common, 0);
   std::vector<double> differences;
   for (int r = 0; r < config.bootstrap; ++r) {
-    const double difference = replicate_eps_slope(analysis.hinge.entries, r) - replicate_eps_slope(analysis.erm.entries, r);
+    const double difference = replicate_eps_slope(hinge_common, r) - replicate_eps_slope(erm_common, r);
     if (std::isfinite(difference)) differences.push_back(difference);
   }
-  if (analysis.hinge.fit.valid && analysis.erm.fit.valid) {
-    analysis.slope_difference = analysis.hinge.fit.c - analysis.erm.fit.c;
+  if (analysis.hinge.fit.valid && analysis.erm.fit.valid && hinge_fit.valid && erm_fit.valid) {
+    analysis.slope_difference = hinge_fit.c - erm_fit.c;
     analysis.slope_difference_ci = eval::percentile_interval(differences);
   }
   analysis.difference_holds_zero = contains(analysis.slope_difference_ci, 0.0);

@@ -131,7 +131,8 @@ struct RegimeAVerdict {
   double worst_pac_ratio = 0;
   int worst_d = 0;
   double worst_eps = 0;
-  int not_reached = 0;  // entries without an n* (beyond the grid's largest N, or undetermined)
+  int not_reached = 0;   // entries whose n* lies beyond the grid's largest N (left out of the fit)
+  int undetermined = 0;  // gd-hinge: entries unconverged tasks could move (left out of the fit)
 };
 
 struct NStarTable {
@@ -184,7 +185,9 @@ struct HingeAnalysis {
   // The geometric mean of the ratios reached by both, with its paired bootstrap interval.
   double mean_ratio = NAN;
   eval::Interval mean_ratio_ci{NAN, NAN};
-  double slope_difference = NAN;  // eps-slope of gd-hinge minus the reference's, paired
+  // eps-slope of gd-hinge minus the reference's, paired: the same tasks, and both fitted on the
+  // (d, eps) cells where both have an n* (a cell one lacks would enter the other's fit only).
+  double slope_difference = NAN;
   eval::Interval slope_difference_ci{NAN, NAN};
   bool difference_holds_zero = false;  // slope_difference_ci holds 0
   bool agrees = false;                 // agrees_in_rate() below

@@ -124,6 +124,9 @@ BoundsConfig BoundsConfig::from_json(const nlohmann::json& json) {
       io::require_known_keys(hinge, {"d_grid", "n_grid", "eps_grid", "tasks", "eta_per_n",
                                      "steps_per_log2_n", "tau"});
       config.hinge.d_grid = io::integer_list<int>(hinge, "d_grid");
+      // An empty d_grid would mean "no gd-hinge" and drop the block unsaid: leaving it out says that.
+      util::require(!config.hinge.d_grid.empty(), "hinge.d_grid",
+                    "must not be empty (leave out the hinge block for a run without gd-hinge)");
       config.hinge.n_grid = io::integer_list<std::int64_t>(hinge, "n_grid");
       config.hinge.eps_grid = read_list<double>(hinge, "eps_grid");
       config.hinge.tasks = io::integer_at<std::int64_t>(hinge, "tasks", config.hinge.tasks);

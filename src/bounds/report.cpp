@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include "heads/heads.hpp"
 #include "io/atomic_file.hpp"
 #include "io/process.hpp"
 #include "util/text.hpp"
@@ -61,6 +62,7 @@ nlohmann::ordered_json table_json(const NStarTable& table, const BoundsConfig& c
     json["rate"] = v.rate;
     json["linear_in_d"] = v.linear_in_d;
     json["not_reached"] = v.not_reached;
+    json["undetermined"] = v.undetermined;
     json["pac"] = {{"max_ratio", v.worst_pac_ratio},
                    {"at_d", v.worst_d > 0 ? nlohmann::json(v.worst_d) : nlohmann::json(nullptr)},
                    {"at_eps", v.worst_d > 0 ? nlohmann::json(v.worst_eps) : nlohmann::json(nullptr)}};
@@ -85,9 +87,17 @@ std::string verdict_a(const std::string& learner, const std::string& what, const
   std::ostringstream text;
   const PowerFit& fit = table.fit;
   text << "- **" << learner << "** (" << what << "): ";
+  std::size_t undetermined = 0;
+  for (const NStarEntry& e : table.entries) undetermined += e.undetermined;
   if (!fit.valid) {
-    text << "too few n* inside the grid to fit (" << fit.observations
-         << " reached); widen the N grid or the eps grid.\n";
+    text << "too few n* inside the grid to fit (" << fit.observations << " reached";
+    if (undetermined > 0) {
+      text << ", " << undetermined
+           << " undetermined by unconverged tasks); more steps (hinge.steps_per_log2_n) would settle those, a "
+              "wider N or eps grid the rest.\n";
+    } else {
+      text << "); widen the N grid or the eps grid.\n";
+    }
     return text.str();
   }
   const RegimeAVerdict& v = table.verdict;
@@ -97,10 +107,8 @@ std::string verdict_a(const std::string& learner, const std::string& what, const
          << (v.theory_in_ci ? "inside" : "outside") << " the interval)";
   }
   text << ", d-slope " << interval_text(fit.b, fit.b_ci) << ", " << fit.observations << " n*";
-  std::size_t undetermined = 0;
-  for (const NStarEntry& e : table.entries) undetermined += e.undetermined;
-  const std::size_t beyond = static_cast<std::size_t>(v.not_reached) - undetermined;
-  if (v.not_reached > 0) {
+  const auto beyond = static_cast<std::size_t>(v.not_reached);
+  if (beyond + undetermined > 0) {
     text << " (";
     if (beyond > 0) text << beyond << " not reached by N = " << (largest_n > 0 ? largest_n : config.n_grid.back());
     if (beyond > 0 && undetermined > 0) text << ", ";
@@ -454,21 +462,34 @@ std::string verdicts_markdown(const BoundsConfig& config, const Analysis& analys
              << verdict_a(hinge.reference + " (hinge grid)", "error", hinge.erm, config, config.hinge.n_grid.back());
     std::size_t unusable = 0;
     for (const HingeColumn& c : hinge.columns) unusable += !c.usable;
-    const std::string& erm_rate = hinge.erm.verdict.rate;
+    // "ERM" when the reference is the ERM head (the default); another --reference is named as it is.
+    const bool erm = hinge.reference == heads::kErmHead;
+    const std::string against = erm ? "ERM" : hinge.reference;
+    const auto rate_text = [](const NStarTable& table) {
+      return table.fit.valid ? "`" + table.verdict.rate + "`" : std::string("— (no fit)");
+    };
     verdicts << "- Agreement (rule fixed in advance: rate agreement iff the paired interval of the ε-slope "
                 "difference holds 0 and both get the same resolved rate verdict; the constant is reported "
                 "beside it): gd-hinge "
-             << (hinge.agrees ? "**agrees with ERM in rate**" : "**does not agree with ERM in rate**")
-             << ". ε-slope difference gd-hinge − " << hinge.reference << " on the same tasks "
-             << (std::isfinite(hinge.slope_difference) ? interval_text(hinge.slope_difference, hinge.slope_difference_ci)
-                                                       : std::string("— (no fit)"))
-             << ", paired bootstrap: " << (hinge.difference_holds_zero ? "holds" : "does not hold")
-             << " 0; rate verdicts: gd-hinge `" << hinge.hinge.verdict.rate << "`, " << hinge.reference << " `"
-             << erm_rate << "`. Constant: n*(gd-hinge)/n*(" << hinge.reference << ") geometric mean "
-             << (std::isfinite(hinge.mean_ratio) ? interval_text(hinge.mean_ratio, hinge.mean_ratio_ci) : "—")
-             << " (" << (hinge.same_constant ? "holds" : "does not hold")
-             << " 1; GD on the hinge stops at some separator with margins ≥ 1, not the maximum-margin one). "
-             << unusable << " of " << hinge.columns.size()
+             << (hinge.agrees ? "**agrees with " : "**does not agree with ") << against << " in rate**"
+             << ". ε-slope difference gd-hinge − " << hinge.reference << " on the same tasks and cells ";
+    if (std::isfinite(hinge.slope_difference)) {
+      verdicts << interval_text(hinge.slope_difference, hinge.slope_difference_ci)
+               << ", paired bootstrap: " << (hinge.difference_holds_zero ? "holds" : "does not hold") << " 0";
+    } else {
+      verdicts << "— (no fit on the cells both reach)";
+    }
+    verdicts << "; rate verdicts: gd-hinge " << rate_text(hinge.hinge) << ", " << hinge.reference << " "
+             << rate_text(hinge.erm) << ". Constant: n*(gd-hinge)/n*(" << hinge.reference << ") geometric mean ";
+    if (std::isfinite(hinge.mean_ratio)) {
+      verdicts << interval_text(hinge.mean_ratio, hinge.mean_ratio_ci) << " ("
+               << (hinge.same_constant ? "holds" : "does not hold") << " 1"
+               << (erm ? "; GD on the hinge stops at some separator with margins ≥ 1, not the maximum-margin one" : "")
+               << ")";
+    } else {
+      verdicts << "— (no cell reached by both)";
+    }
+    verdicts << ". " << unusable << " of " << hinge.columns.size()
              << " (d, N) points have unconverged tasks that could move their quantile.\n";
   }
   if (!config.k_grid.empty()) {
