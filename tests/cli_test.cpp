@@ -806,6 +806,10 @@ TEST(Cli, BoundsPrintsItsEstimatedWallTimeAndNamesItsReference) {
   EXPECT_EQ(fits["reference"], "svm-hard");
   EXPECT_TRUE(fits["regime_a"].contains("svm-hard"));
   EXPECT_TRUE(fits["regime_a"]["avg"].contains("dis"));
+  // --no-plots: the report links no PNG it did not draw (it said ![err vs N](err_vs_n.png) before).
+  const std::string report = read_all(dir / "run" / "report.md");
+  EXPECT_EQ(report.find(".png)"), std::string::npos) << report;
+  EXPECT_NE(report.find("Not drawn (`--no-plots`)"), std::string::npos) << report;
 }
 
 }  // namespace

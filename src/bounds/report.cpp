@@ -504,7 +504,7 @@ std::string verdicts_markdown(const BoundsConfig& config, const Analysis& analys
   return verdicts.str();
 }
 
-std::string report_markdown(const BoundsConfig& config, const Analysis& analysis) {
+std::string report_markdown(const BoundsConfig& config, const Analysis& analysis, bool plots) {
   std::ostringstream report;
   report << "# iclbench bounds report (preset: " << config.preset << ")\n\n"
          << "Validating the sample-size bounds of arXiv 2506.08060 on " << config.family
@@ -527,11 +527,15 @@ std::string report_markdown(const BoundsConfig& config, const Analysis& analysis
   for (const LearnerAnalysis& learner : analysis.learners)
     report << n_star_markdown(learner.learner, learner.err, config);
   if (analysis.hinge) report << hinge_markdown(*analysis.hinge, config);
-  report << regime_b_markdown(analysis, config)
-         << "\n## Plots\n\n![err vs N](err_vs_n.png)\n![n* vs d](nstar_vs_d.png)\n![n* vs "
-            "1/eps](nstar_vs_eps.png)\n";
-  if (!config.k_grid.empty()) report << "![regime B](regime_b.png)\n";
-  if (analysis.hinge) report << "![gd-hinge against " << analysis.hinge->reference << "](hinge.png)\n";
+  report << regime_b_markdown(analysis, config) << "\n## Plots\n\n";
+  if (plots) {
+    report << "![err vs N](err_vs_n.png)\n![n* vs d](nstar_vs_d.png)\n![n* vs 1/eps](nstar_vs_eps.png)\n";
+    if (!config.k_grid.empty()) report << "![regime B](regime_b.png)\n";
+    if (analysis.hinge) report << "![gd-hinge against " << analysis.hinge->reference << "](hinge.png)\n";
+  } else {
+    report << "Not drawn (`--no-plots`): `/usr/bin/python3 scripts/plot_bounds.py DIR` draws them from "
+              "points.csv, fits.json and config.json.\n";
+  }
   report << "\n## Reproduce\n\n```sh\niclbench bounds --config config.json --out DIR\n```\n\n"
          << "(`config.json` in this directory holds every parameter; points.csv and fits.json hold "
             "every number.)\n";
@@ -574,7 +578,7 @@ std::string write_report(const BoundsConfig& config, const std::vector<PointResu
   io::AtomicFile fits_file(dir / "fits.json", io::Overwrite::kAllow);
   fits_file.write_at(0, fits_json(config, analysis).dump(2) + "\n");
   io::AtomicFile report_file(dir / "report.md", io::Overwrite::kAllow);
-  report_file.write_at(0, report_markdown(config, analysis));
+  report_file.write_at(0, report_markdown(config, analysis, make_plots));
   io::commit_together({&points_file, &fits_file, &report_file});
   if (make_plots) draw_plots(dir);
   return verdicts_markdown(config, analysis);

@@ -19,7 +19,9 @@ std::string points_csv(const BoundsConfig& config, const std::vector<PointResult
 nlohmann::ordered_json fits_json(const BoundsConfig& config, const Analysis& analysis);
 // The report's "Verdicts" section (Markdown), and the whole report around it.
 std::string verdicts_markdown(const BoundsConfig& config, const Analysis& analysis);
-std::string report_markdown(const BoundsConfig& config, const Analysis& analysis);
+// With `plots` false (--no-plots) the Plots section says how to draw them instead of linking PNGs
+// that were not drawn.
+std::string report_markdown(const BoundsConfig& config, const Analysis& analysis, bool plots = true);
 
 // Writes points.csv, fits.json and report.md into `dir` (each atomically), then, if asked, the
 // plots (a failure to draw them is reported on stderr, not thrown). Returns the verdicts.
