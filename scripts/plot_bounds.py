@@ -58,6 +58,15 @@ def interval_text(value):
     return "%s [%s, %s]" % (g(value["estimate"]), g(value["lo"]), g(value["hi"]))
 
 
+def error_bars(ys, intervals, unbounded):
+    """matplotlib's yerr for values `ys` with fits.json intervals [lo, hi]: the lengths below and
+    above each value; a null lo draws nothing below, a null hi (unbounded) reaches `unbounded`
+    times the value (1: nothing above)."""
+    below = [max(y - (y if lo is None else lo), 0) for y, (lo, _) in zip(ys, intervals)]
+    above = [max((y * unbounded if hi is None else hi) - y, 0) for y, (_, hi) in zip(ys, intervals)]
+    return [below, above]
+
+
 def slope_text(table):
     return interval_text(table["eps_slope"]) if table.get("fit_valid") else "(no fit)"
 
@@ -140,10 +149,7 @@ def draw(out, save):
                 if not xs:
                     continue
                 ys = [e["n_star"] for e in pts]
-                los = [e["ci"][0] if e["ci"][0] is not None else y for e, y in zip(pts, ys)]
-                his = [e["ci"][1] if e["ci"][1] is not None else y * 10 for e, y in zip(pts, ys)]
-                bars = ax.errorbar(xs, ys, yerr=[[max(y - l, 0) for y, l in zip(ys, los)],
-                                                 [max(h - y, 0) for y, h in zip(ys, his)]],
+                bars = ax.errorbar(xs, ys, yerr=error_bars(ys, [e["ci"] for e in pts], 10),
                                    fmt="o-", ms=3, capsize=1.5, label=("eps=%g" if x_key == "d" else "d=%g") % g)
                 if x_key == "eps" and entry.get("fit_valid"):
                     x0, y0 = math.exp(sum(map(math.log, xs)) / len(xs)), math.exp(sum(map(math.log, ys)) / len(ys))
@@ -186,10 +192,7 @@ def draw(out, save):
                 nan = float("nan")
                 xs = [1 / math.tan(math.pi * e["eps"]) for e in pts]
                 ys = [e["n_star"] if ok else nan for e, ok in zip(pts, shown)]
-                los = [y if e["ci"][0] is None else e["ci"][0] for e, y in zip(pts, ys)]
-                his = [y * 10 if e["ci"][1] is None else e["ci"][1] for e, y in zip(pts, ys)]
-                bars = left.errorbar(xs, ys, yerr=[[max(y - lo, 0) for y, lo in zip(ys, los)],
-                                                   [max(hi - y, 0) for y, hi in zip(ys, his)]],
+                bars = left.errorbar(xs, ys, yerr=error_bars(ys, [e["ci"] for e in pts], 10),
                                      fmt=style, ms=4, capsize=2, color=colours.get(d),
                                      label="%s, d=%d" % ("gd-hinge" if key == "err" else name, d))
                 colours.setdefault(d, bars[0].get_color())
@@ -217,10 +220,7 @@ def draw(out, save):
             nan = float("nan")
             xs = [1 / math.tan(math.pi * a["eps"]) for a in pts]
             ys = [nan if a["ratio"] is None else a["ratio"] for a in pts]
-            los = [y if a["ci"][0] is None else a["ci"][0] for a, y in zip(pts, ys)]
-            his = [y if a["ci"][1] is None else a["ci"][1] for a, y in zip(pts, ys)]
-            right.errorbar(xs, ys, yerr=[[max(y - lo, 0) for y, lo in zip(ys, los)],
-                                         [max(hi - y, 0) for y, hi in zip(ys, his)]],
+            right.errorbar(xs, ys, yerr=error_bars(ys, [a["ci"] for a in pts], 1),
                            fmt="o-", ms=4, capsize=2, color=colours.get(d), label="d=%d" % d)
         right.axhline(1.0, color="grey", ls=":", label="1 (same n*)")
         mean = hinge["mean_ratio"]

@@ -345,8 +345,8 @@ std::optional<HingeAnalysis> hinge_analysis(const BoundsConfig& config, const st
   // cells where both have an n*. (Until 2026-12-01 each was fitted on its own cells: with
   // gd-hinge's small-eps cells undetermined, they entered the reference's slope only.)
   std::vector<NStarEntry> hinge_common = analysis.hinge.entries, erm_common = analysis.erm.entries;
+  const auto has = [](const NStarEntry& e) { return e.estimate.value && !e.estimate.below_grid; };
   for (std::size_t i = 0; i < hinge_common.size(); ++i) {
-    const auto has = [](const NStarEntry& e) { return e.estimate.value && !e.estimate.below_grid; };
     if (has(hinge_common[i]) && has(erm_common[i])) continue;
     hinge_common[i].estimate = {};
     erm_common[i].estimate = {};
